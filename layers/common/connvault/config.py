@@ -1,0 +1,84 @@
+"""Settings: one frozen, typed object built from the environment, once per process.
+
+``get_settings()`` is cached and never called at import time; tests set the environment and call
+``get_settings.cache_clear()``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+
+from connvault.errors import InvalidInput
+
+PREFIX = "CONNVAULT_"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything connvault reads from its environment.
+
+    The database is given either as one URL (local and tests) or as host/port/name/user plus the
+    ARN of a Secrets Manager secret holding the password (deployments).
+    """
+
+    database_url: str | None = None
+    db_host: str | None = None
+    db_port: int = 5432
+    db_name: str = "postgres"
+    db_user: str | None = None
+    db_secret_arn: str | None = None
+    db_app_role: str = "connvault_app"
+    db_connect_timeout_seconds: float = 5.0
+    db_statement_timeout_ms: int = 10_000
+    db_pool_size: int = 2
+    kms_key_id: str | None = None
+    region: str = "us-east-1"
+    data_key_max_age_seconds: int = 300
+    data_key_max_uses: int = 100_000
+    callback_url: str = "http://127.0.0.1:3000/oauth/callback"
+    connect_session_ttl_seconds: int = 600
+    http_timeout_seconds: float = 10.0
+    default_refresh_margin_seconds: int = 300
+    refresh_lease_seconds: int = 30
+    refresh_wait_seconds: float = 8.0
+    refresh_horizon_seconds: int = 900
+    refresh_batch_size: int = 100
+    refresh_concurrency: int = 16
+    refresh_per_provider_concurrency: int = 8
+    refresh_max_failures: int = 8
+    refresh_backoff_base_seconds: int = 30
+    refresh_backoff_cap_seconds: int = 3600
+    refresh_deadline_margin_ms: int = 15_000
+    refresh_jitter_seconds: float = 0.25
+    last_used_coalesce_seconds: int = 60
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        values: dict[str, object] = {}
+        for name, field in cls.__dataclass_fields__.items():
+            raw = env.get(PREFIX + name.upper())
+            if raw is None or raw == "":
+                continue
+            kind = field.type
+            try:
+                if kind in ("int", int):
+                    values[name] = int(raw)
+                elif kind in ("float", float):
+                    values[name] = float(raw)
+                else:
+                    values[name] = raw
+            except ValueError as exc:
+                raise InvalidInput(f"setting {PREFIX}{name.upper()} is not a number", field=name) from exc
+        region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
+        if region and "region" not in values:
+            values["region"] = region
+        return cls(**values)  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings; cached because the environment does not change under a Lambda."""
+    return Settings.from_env(os.environ)

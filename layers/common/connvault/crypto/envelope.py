@@ -1,0 +1,100 @@
+"""The envelope's byte format and its associated data. Pure: no I/O, no keys.
+
+Layout (all integers big-endian)::
+
+    b"CV" | version:u8 | key_id_len:u16 | key_id | wrapped_len:u16 | wrapped_key | nonce[12] | ciphertext+tag
+
+The header (KMS key id and wrapped data key) is deliberately *not* part of the associated data:
+key rotation re-wraps data keys under a new KMS key without touching payloads, so the header must
+be replaceable. Tampering with it still fails, because a wrong wrapped key unwraps to a wrong key
+(or not at all) and GCM refuses the payload.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from uuid import UUID
+
+from connvault.errors import DecryptionFailed
+
+MAGIC = b"CV"
+VERSION = 1
+NONCE_BYTES = 12
+TAG_BYTES = 16
+_U16 = struct.Struct(">H")
+_MAX_FIELD = 0xFFFF
+
+
+@dataclass(frozen=True, slots=True)
+class SealContext:
+    """Where an envelope lives: it opens only for the same tenant, field and row."""
+
+    tenant_id: UUID
+    field: str
+    row_id: UUID
+
+    def associated_data(self) -> bytes:
+        return b"connvault/v%d\x00%s\x00%s\x00%s" % (
+            VERSION,
+            self.tenant_id.bytes,
+            self.field.encode(),
+            self.row_id.bytes,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    key_id: str
+    wrapped_key: bytes
+    nonce: bytes
+    ciphertext: bytes
+
+    def to_bytes(self) -> bytes:
+        key_id = self.key_id.encode()
+        if len(key_id) > _MAX_FIELD or len(self.wrapped_key) > _MAX_FIELD:
+            raise ValueError("envelope header field too long")
+        return b"".join(
+            (
+                MAGIC,
+                bytes((VERSION,)),
+                _U16.pack(len(key_id)),
+                key_id,
+                _U16.pack(len(self.wrapped_key)),
+                self.wrapped_key,
+                self.nonce,
+                self.ciphertext,
+            )
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Envelope:
+        """Parse an envelope; any malformed input raises ``DecryptionFailed`` and nothing else."""
+        view = memoryview(data)
+        if len(view) < 3 or view[:2] != MAGIC:
+            raise DecryptionFailed("envelope is not in connvault format")
+        if view[2] != VERSION:
+            raise DecryptionFailed("envelope version is not supported")
+        offset = 3
+        fields: list[bytes] = []
+        for _ in range(2):
+            if len(view) < offset + 2:
+                raise DecryptionFailed("envelope is truncated")
+            (length,) = _U16.unpack_from(view, offset)
+            offset += 2
+            if length == 0 or len(view) < offset + length:
+                raise DecryptionFailed("envelope is truncated")
+            fields.append(bytes(view[offset : offset + length]))
+            offset += length
+        if len(view) < offset + NONCE_BYTES + TAG_BYTES:
+            raise DecryptionFailed("envelope is truncated")
+        try:
+            key_id = fields[0].decode()
+        except UnicodeDecodeError as exc:
+            raise DecryptionFailed("envelope key id is not text") from exc
+        return cls(
+            key_id=key_id,
+            wrapped_key=fields[1],
+            nonce=bytes(view[offset : offset + NONCE_BYTES]),
+            ciphertext=bytes(view[offset + NONCE_BYTES :]),
+        )

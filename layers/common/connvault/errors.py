@@ -1,0 +1,111 @@
+"""The one exception family connvault raises.
+
+Every class carries a stable machine ``code`` that the API returns verbatim. Messages name ids,
+fields and constraints, never values: a message may be read by the tenant and lands in logs, so it
+must never hold a token, code, state, verifier or key.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class ConnvaultError(Exception):
+    """Base of every error connvault raises on purpose."""
+
+    code: ClassVar[str] = "internal_error"
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(message or self.__class__.__doc__ or self.code)
+        self.message = message or (self.__class__.__doc__ or self.code).strip().splitlines()[0]
+
+
+class InvalidInput(ConnvaultError):
+    """The request is malformed or a field fails validation."""
+
+    code = "validation_error"
+
+    def __init__(self, message: str = "", *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NotFound(ConnvaultError):
+    """The resource does not exist, or belongs to another tenant (never said which)."""
+
+    code = "not_found"
+
+
+class Conflict(ConnvaultError):
+    """The write conflicts with existing data (a unique constraint)."""
+
+    code = "conflict"
+
+
+class Unauthorized(ConnvaultError):
+    """The caller's credentials are missing, malformed, unknown or revoked."""
+
+    code = "unauthorized"
+
+
+class ReauthRequired(ConnvaultError):
+    """The provider refused the grant for good; the end user must connect again."""
+
+    code = "needs_reauth"
+
+    def __init__(self, message: str = "", *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ConnectionRevoked(ConnvaultError):
+    """The connection was revoked and can no longer hand out credentials."""
+
+    code = "revoked"
+
+
+class CredentialsExpired(ConnvaultError):
+    """The access token expired and there is no refresh token to renew it."""
+
+    code = "expired"
+
+
+class ProviderUnavailable(ConnvaultError):
+    """The provider failed in a way worth retrying (5xx, 429, timeout, connection error)."""
+
+    code = "provider_unavailable"
+
+    def __init__(
+        self, message: str = "", *, retry_after: float | None = None, reason: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.reason = reason
+
+
+class ProviderRejected(ConnvaultError):
+    """The provider refused a request for a reason that retrying will not fix (bad client, bad request)."""
+
+    code = "provider_error"
+
+    def __init__(self, message: str = "", *, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class DecryptionFailed(ConnvaultError):
+    """An envelope failed authentication: tampered, copied to another row, tenant or field, or shredded."""
+
+    code = "decryption_failed"
+
+
+class KeyServiceUnavailable(ConnvaultError):
+    """KMS throttled or failed; the operation can be retried."""
+
+    code = "key_service_unavailable"
+
+
+class MigrationError(ConnvaultError):
+    """A schema migration could not be applied."""
+
+    code = "migration_failed"

@@ -1,0 +1,233 @@
+"""Domain objects: plain dataclasses with the behaviour that belongs to them, no ORM and no I/O.
+
+Secrets travel inside ``Redacted`` so that no ``repr``, log line or traceback can show them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+from uuid import UUID
+
+from connvault.errors import DecryptionFailed
+from connvault.redacted import Redacted
+
+
+class AuthType(StrEnum):
+    OAUTH2 = "oauth2"
+    API_KEY = "api_key"
+    BASIC = "basic"
+
+
+class ConnectionStatus(StrEnum):
+    PENDING = "pending"
+    ACTIVE = "active"
+    EXPIRED = "expired"
+    NEEDS_REAUTH = "needs_reauth"
+    REVOKED = "revoked"
+    ERROR = "error"
+
+
+class TokenEndpointAuthMethod(StrEnum):
+    CLIENT_SECRET_BASIC = "client_secret_basic"
+    CLIENT_SECRET_POST = "client_secret_post"
+
+
+class TokenResponseShape(StrEnum):
+    """How a provider's token response is laid out (see ``connvault.oauth.responses``)."""
+
+    STANDARD = "standard"
+    NESTED_AUTHED_USER = "nested_authed_user"
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    """A catalog entry: everything the OAuth client needs to talk to one provider, as data."""
+
+    id: UUID
+    slug: str
+    display_name: str
+    auth_type: AuthType
+    authorization_url: str | None = None
+    token_url: str | None = None
+    revocation_url: str | None = None
+    default_scopes: tuple[str, ...] = ()
+    scope_separator: str = " "
+    pkce: bool = True
+    token_endpoint_auth_method: TokenEndpointAuthMethod = TokenEndpointAuthMethod.CLIENT_SECRET_BASIC
+    rotates_refresh_tokens: bool = False
+    refresh_margin_seconds: int = 300
+    authorize_params: Mapping[str, str] = field(default_factory=dict)
+    token_response_shape: TokenResponseShape = TokenResponseShape.STANDARD
+    issuer: str | None = None
+    require_iss: bool = False
+    discovery_url: str | None = None
+    metadata_fetched_at: datetime | None = None
+    max_concurrent_refreshes: int | None = None
+    docs_url: str | None = None
+    tenant_id: UUID | None = None
+
+    @property
+    def is_custom(self) -> bool:
+        """A tenant's own provider rather than a global catalog entry."""
+        return self.tenant_id is not None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientCredentials:
+    """A tenant's OAuth app at a provider, as the token endpoint needs it."""
+
+    client_id: str
+    client_secret: Redacted[str] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Integration:
+    """A tenant's OAuth app for one provider."""
+
+    id: UUID
+    tenant_id: UUID
+    provider: Provider
+    client_id: str
+    client_secret: Redacted[str] | None
+    scopes: tuple[str, ...]
+    allowed_return_urls: tuple[str, ...]
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def client(self) -> ClientCredentials:
+        return ClientCredentials(self.client_id, self.client_secret)
+
+    @property
+    def has_client_secret(self) -> bool:
+        return self.client_secret is not None
+
+
+@dataclass(frozen=True, slots=True)
+class OAuth2Tokens:
+    """What a token endpoint answered, parsed.
+
+    ``extra`` keeps the response's non-secret fields (e.g. Salesforce's instance_url) for metadata.
+    """
+
+    access_token: Redacted[str]
+    token_type: str = "Bearer"
+    refresh_token: Redacted[str] | None = None
+    id_token: Redacted[str] | None = None
+    expires_at: datetime | None = None
+    scopes: tuple[str, ...] | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class OAuth2Credentials:
+    access_token: Redacted[str]
+    refresh_token: Redacted[str] | None = None
+    id_token: Redacted[str] | None = None
+
+    type = AuthType.OAUTH2
+
+    def with_refreshed(self, tokens: OAuth2Tokens) -> OAuth2Credentials:
+        """The credentials after a refresh: a provider that did not rotate keeps the old refresh token."""
+        return OAuth2Credentials(
+            access_token=tokens.access_token,
+            refresh_token=tokens.refresh_token or self.refresh_token,
+            id_token=tokens.id_token or self.id_token,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyCredentials:
+    api_key: Redacted[str]
+
+    type = AuthType.API_KEY
+
+
+@dataclass(frozen=True, slots=True)
+class BasicCredentials:
+    username: str
+    password: Redacted[str]
+
+    type = AuthType.BASIC
+
+
+Credentials = OAuth2Credentials | ApiKeyCredentials | BasicCredentials
+
+
+def credentials_to_bytes(credentials: Credentials) -> bytes:
+    """The plaintext that gets sealed: a small JSON document with a type tag."""
+    match credentials:
+        case OAuth2Credentials(access_token=access, refresh_token=refresh, id_token=id_token):
+            doc: dict[str, str] = {"type": AuthType.OAUTH2, "access_token": access.reveal()}
+            if refresh is not None:
+                doc["refresh_token"] = refresh.reveal()
+            if id_token is not None:
+                doc["id_token"] = id_token.reveal()
+        case ApiKeyCredentials(api_key=key):
+            doc = {"type": AuthType.API_KEY, "api_key": key.reveal()}
+        case BasicCredentials(username=username, password=password):
+            doc = {"type": AuthType.BASIC, "username": username, "password": password.reveal()}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def credentials_from_bytes(data: bytes) -> Credentials:
+    """Inverse of ``credentials_to_bytes``; a document it cannot read is a ``DecryptionFailed``."""
+    try:
+        doc = json.loads(data)
+        kind = AuthType(doc["type"])
+        if kind is AuthType.OAUTH2:
+            return OAuth2Credentials(
+                access_token=Redacted(doc["access_token"]),
+                refresh_token=Redacted(doc["refresh_token"]) if "refresh_token" in doc else None,
+                id_token=Redacted(doc["id_token"]) if "id_token" in doc else None,
+            )
+        if kind is AuthType.API_KEY:
+            return ApiKeyCredentials(api_key=Redacted(doc["api_key"]))
+        return BasicCredentials(username=doc["username"], password=Redacted(doc["password"]))
+    except (ValueError, KeyError, TypeError):
+        # ``from None``: the parser's own exception may quote the plaintext, which is a secret.
+        raise DecryptionFailed("sealed credentials are not readable") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """One end user's account at one provider."""
+
+    id: UUID
+    tenant_id: UUID
+    provider_id: UUID
+    provider_slug: str
+    end_user_id: str
+    alias: str
+    credential_type: AuthType
+    status: ConnectionStatus
+    credentials: Credentials | None
+    token_type: str | None
+    scopes: tuple[str, ...]
+    expires_at: datetime | None
+    granted_at: datetime | None
+    last_refresh_at: datetime | None
+    last_used_at: datetime | None
+    refresh_failures: int
+    last_error_code: str | None
+    next_refresh_at: datetime | None
+    metadata: Mapping[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def refresh_token(self) -> Redacted[str] | None:
+        return self.credentials.refresh_token if isinstance(self.credentials, OAuth2Credentials) else None
+
+
+def needs_refresh(expires_at: datetime | None, now: datetime, ttl_seconds: int) -> bool:
+    """Whether a token must be renewed before it is handed out with at least ``ttl_seconds`` left.
+
+    A token without an expiry never needs a refresh: providers such as GitHub OAuth apps issue those.
+    """
+    return expires_at is not None and expires_at <= now + timedelta(seconds=ttl_seconds)
