@@ -34,6 +34,8 @@ class Settings:
     db_connect_timeout_seconds: float = 5.0
     db_statement_timeout_ms: int = 10_000
     db_pool_size: int = 2
+    db_max_overflow: int = 16
+    db_ssl: bool = False
     kms_key_id: str | None = None
     region: str = "us-east-1"
     data_key_max_age_seconds: int = 300
@@ -64,18 +66,29 @@ class Settings:
                 continue
             kind = field.type
             try:
-                if kind in ("int", int):
+                if kind in ("bool", bool):
+                    values[name] = _parse_bool(raw)
+                elif kind in ("int", int):
                     values[name] = int(raw)
                 elif kind in ("float", float):
                     values[name] = float(raw)
                 else:
                     values[name] = raw
-            except ValueError as exc:
-                raise InvalidInput(f"setting {PREFIX}{name.upper()} is not a number", field=name) from exc
+            except ValueError:
+                raise InvalidInput(f"setting {PREFIX}{name.upper()} has the wrong type", field=name) from None
         region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
         if region and "region" not in values:
             values["region"] = region
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(raw)
 
 
 @lru_cache(maxsize=1)

@@ -75,9 +75,7 @@ class ProviderUnavailable(ConnvaultError):
 
     code = "provider_unavailable"
 
-    def __init__(
-        self, message: str = "", *, retry_after: float | None = None, reason: str | None = None
-    ) -> None:
+    def __init__(self, message: str = "", *, retry_after: float | None = None, reason: str | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
         self.reason = reason

@@ -231,3 +231,18 @@ def needs_refresh(expires_at: datetime | None, now: datetime, ttl_seconds: int) 
     A token without an expiry never needs a refresh: providers such as GitHub OAuth apps issue those.
     """
     return expires_at is not None and expires_at <= now + timedelta(seconds=ttl_seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class PendingConnect:
+    """A connect attempt waiting for its callback; found by the hash of its state, used once."""
+
+    id: UUID
+    tenant_id: UUID
+    provider_id: UUID
+    end_user_id: str
+    alias: str
+    scopes: tuple[str, ...]
+    code_verifier: Redacted[str] | None
+    return_url: str | None
+    expires_at: datetime

@@ -181,7 +181,7 @@ ALTER TABLE oauth_sessions ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON oauth_sessions
     USING (tenant_id = connvault_current_tenant()) WITH CHECK (tenant_id = connvault_current_tenant());
 
--- The three jobs that must start before a tenant is known. Each is SECURITY DEFINER (runs as the
+-- The jobs that must start before a tenant is known. Each is SECURITY DEFINER (runs as the
 -- owner, which RLS does not bind because the tables are not FORCEd) and returns only what that job needs.
 
 CREATE FUNCTION connvault_find_api_key(p_key_id text)
@@ -190,28 +190,56 @@ CREATE FUNCTION connvault_find_api_key(p_key_id text)
     AS $$ SELECT k.tenant_id, k.secret_sha256, k.revoked_at FROM tenant_api_keys k WHERE k.key_id = p_key_id $$;
 COMMENT ON FUNCTION connvault_find_api_key(text) IS 'The authorizer''s lookup: API key id to tenant and secret hash.';
 
-CREATE FUNCTION connvault_consume_oauth_session(p_state_sha256 bytea)
+CREATE FUNCTION connvault_oauth_session_tenant(p_state_sha256 bytea)
     RETURNS TABLE (id uuid, tenant_id uuid)
     LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, public
     AS $$ SELECT s.id, s.tenant_id FROM oauth_sessions s WHERE s.state_sha256 = p_state_sha256 $$;
-COMMENT ON FUNCTION connvault_consume_oauth_session(bytea) IS
+COMMENT ON FUNCTION connvault_oauth_session_tenant(bytea) IS
     'The callback''s first step: which tenant a state belongs to. The session itself is then consumed '
     'under that tenant with DELETE ... RETURNING.';
 
-CREATE FUNCTION connvault_due_refreshes(p_now timestamptz, p_horizon interval, p_limit integer)
+CREATE FUNCTION connvault_tenant_key_salt(p_tenant uuid) RETURNS uuid
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public
+    AS $$ SELECT t.key_salt FROM tenants t WHERE t.id = p_tenant $$;
+COMMENT ON FUNCTION connvault_tenant_key_salt(uuid) IS
+    'The data-key cache''s lookup on a miss: the salt in the tenant''s KMS encryption context. NULL once deleted.';
+
+CREATE FUNCTION connvault_claim_due_refreshes(
+        p_now timestamptz, p_horizon_seconds integer, p_limit integer, p_owner uuid, p_lease_until timestamptz)
     RETURNS TABLE (id uuid, tenant_id uuid)
+    LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, public
+    AS $$
+        WITH due AS (
+            SELECT c.id FROM connections c
+            WHERE c.status = 'active' AND c.credential_type = 'oauth2' AND c.has_refresh_token
+              AND c.expires_at IS NOT NULL
+              AND c.expires_at <= p_now + make_interval(secs => p_horizon_seconds)
+              AND (c.next_refresh_at IS NULL OR c.next_refresh_at <= p_now)
+              AND (c.refresh_lease_until IS NULL OR c.refresh_lease_until <= p_now)
+            ORDER BY c.expires_at
+            LIMIT p_limit
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE connections c
+        SET refresh_lease_until = p_lease_until, refresh_lease_owner = p_owner
+        FROM due WHERE c.id = due.id
+        RETURNING c.id, c.tenant_id
+    $$;
+COMMENT ON FUNCTION connvault_claim_due_refreshes(timestamptz, integer, integer, uuid, timestamptz) IS
+    'The scheduler''s claim across tenants: leases due rows (SKIP LOCKED) and returns ids only. '
+    'Each refresh then runs under its own tenant.';
+
+CREATE FUNCTION connvault_due_backlog(p_now timestamptz, p_horizon_seconds integer) RETURNS bigint
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, public
     AS $$
-        SELECT c.id, c.tenant_id FROM connections c
+        SELECT count(*) FROM connections c
         WHERE c.status = 'active' AND c.credential_type = 'oauth2' AND c.has_refresh_token
-          AND c.expires_at IS NOT NULL AND c.expires_at <= p_now + p_horizon
+          AND c.expires_at IS NOT NULL
+          AND c.expires_at <= p_now + make_interval(secs => p_horizon_seconds)
           AND (c.next_refresh_at IS NULL OR c.next_refresh_at <= p_now)
           AND (c.refresh_lease_until IS NULL OR c.refresh_lease_until <= p_now)
-        ORDER BY c.expires_at
-        LIMIT p_limit
     $$;
-COMMENT ON FUNCTION connvault_due_refreshes(timestamptz, interval, integer) IS
-    'The scheduler''s scan across tenants: ids only. Each refresh then runs under its own tenant.';
+COMMENT ON FUNCTION connvault_due_backlog(timestamptz, integer) IS 'How many connections are due now (a metric).';
 
 -- The token-fetch hot path in one round trip: sets the tenant for this statement's transaction, reads
 -- the connection with its provider's refresh margin under RLS (SECURITY INVOKER), and coalesces the

@@ -1,0 +1,182 @@
+"""KMS data keys per tenant, and the in-memory cache that makes warm reads and writes cost 0 KMS calls.
+
+Every data key is generated with the encryption context ``{"tenant_id", "tenant_key_salt"}``. The salt is a
+random value stored on the tenant's row: once the tenant is deleted, nobody can name the context any more,
+so no envelope of that tenant can be unwrapped again (crypto-shredding); KMS holds no per-tenant state.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from botocore.exceptions import BotoCoreError, ClientError
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from connvault.errors import DecryptionFailed, KeyServiceUnavailable, NotFound
+
+if TYPE_CHECKING:
+    from connvault.config import Settings
+
+SaltSource = Callable[[UUID], UUID]
+"""Finds a tenant's key salt; raises ``NotFound`` (or any ``ConnvaultError``) for a deleted tenant."""
+
+# KMS answers that mean "this key cannot be unwrapped": wrong context, wrong key, tampered blob, no access.
+_UNOPENABLE = frozenset(
+    {
+        "InvalidCiphertextException",
+        "IncorrectKeyException",
+        "AccessDeniedException",
+        "NotFoundException",
+        "DisabledException",
+        "KMSInvalidStateException",
+        "InvalidKeyUsageException",
+    }
+)
+
+
+@dataclass(slots=True)
+class _EncryptionKey:
+    key_id: str
+    wrapped: bytes
+    aead: AESGCM
+    born: float
+    uses: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DataKey:
+    """A usable data key: the AES-GCM primitive plus what goes into the envelope header."""
+
+    key_id: str
+    wrapped: bytes
+    aead: AESGCM
+
+
+class DataKeys:
+    """Generates, unwraps and caches data keys. Thread-safe; one per process (see ``sealer.get_sealer``).
+
+    Plaintext keys stay in memory for at most ``max_age`` seconds; an encryption key also retires after
+    ``max_uses`` seals, bounding how much data one key protects and how many random nonces it sees.
+    """
+
+    def __init__(
+        self,
+        kms: Any,
+        key_id: str,
+        salts: SaltSource,
+        *,
+        max_age_seconds: float = 300,
+        max_uses: int = 100_000,
+        max_cached_keys: int = 1024,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._kms = kms
+        self.key_id = key_id
+        self._salts = salts
+        self._max_age = max_age_seconds
+        self._max_uses = max_uses
+        self._max_cached = max_cached_keys
+        self._monotonic = monotonic
+        self._lock = threading.Lock()
+        self._encryption: dict[UUID, _EncryptionKey] = {}
+        self._decryption: OrderedDict[bytes, tuple[AESGCM, float]] = OrderedDict()
+        self._salt_cache: dict[UUID, UUID] = {}
+
+    @classmethod
+    def from_settings(cls, settings: Settings, kms: Any, salts: SaltSource) -> DataKeys:
+        if not settings.kms_key_id:
+            raise KeyServiceUnavailable("CONNVAULT_KMS_KEY_ID is not set")
+        return cls(
+            kms,
+            settings.kms_key_id,
+            salts,
+            max_age_seconds=settings.data_key_max_age_seconds,
+            max_uses=settings.data_key_max_uses,
+        )
+
+    def for_sealing(self, tenant_id: UUID) -> DataKey:
+        """The tenant's current encryption key, generating a new one when the cached one retired."""
+        now = self._monotonic()
+        with self._lock:
+            key = self._encryption.get(tenant_id)
+            if key is not None and now - key.born < self._max_age and key.uses < self._max_uses:
+                key.uses += 1
+                return DataKey(key.key_id, key.wrapped, key.aead)
+        context = self._context(tenant_id)
+        answer = self._call("generate_data_key", KeyId=self.key_id, KeySpec="AES_256", EncryptionContext=context)
+        aead = AESGCM(answer["Plaintext"])
+        fresh = _EncryptionKey(answer["KeyId"], answer["CiphertextBlob"], aead, now, uses=1)
+        with self._lock:
+            self._encryption[tenant_id] = fresh
+            self._remember(fresh.wrapped, aead, now)
+        return DataKey(fresh.key_id, fresh.wrapped, aead)
+
+    def for_opening(self, tenant_id: UUID, key_id: str, wrapped: bytes) -> AESGCM:
+        """The key that opens an envelope; unwrapped by KMS once, then served from memory."""
+        now = self._monotonic()
+        with self._lock:
+            hit = self._decryption.get(wrapped)
+            if hit is not None and now - hit[1] < self._max_age:
+                self._decryption.move_to_end(wrapped)
+                return hit[0]
+        answer = self._call("decrypt", CiphertextBlob=wrapped, KeyId=key_id, EncryptionContext=self._context(tenant_id))
+        aead = AESGCM(answer["Plaintext"])
+        with self._lock:
+            self._remember(wrapped, aead, now)
+        return aead
+
+    def rewrap(self, tenant_id: UUID, key_id: str, wrapped: bytes, new_key_id: str) -> tuple[str, bytes]:
+        """Re-encrypt a wrapped data key under another KMS key; the plaintext key never leaves KMS."""
+        context = self._context(tenant_id)
+        answer = self._call(
+            "re_encrypt",
+            CiphertextBlob=wrapped,
+            SourceKeyId=key_id,
+            SourceEncryptionContext=context,
+            DestinationKeyId=new_key_id,
+            DestinationEncryptionContext=context,
+        )
+        return answer["KeyId"], answer["CiphertextBlob"]
+
+    def forget_tenant(self, tenant_id: UUID) -> None:
+        """Drop everything cached for a tenant (called when the tenant is deleted)."""
+        with self._lock:
+            self._encryption.pop(tenant_id, None)
+            self._salt_cache.pop(tenant_id, None)
+            self._decryption.clear()
+
+    def _context(self, tenant_id: UUID) -> dict[str, str]:
+        with self._lock:
+            salt = self._salt_cache.get(tenant_id)
+        if salt is None:
+            try:
+                salt = self._salts(tenant_id)
+            except NotFound:
+                raise DecryptionFailed("the tenant's keys are gone") from None
+            with self._lock:
+                self._salt_cache[tenant_id] = salt
+        return {"tenant_id": str(tenant_id), "tenant_key_salt": str(salt)}
+
+    def _remember(self, wrapped: bytes, aead: AESGCM, now: float) -> None:
+        self._decryption[wrapped] = (aead, now)
+        self._decryption.move_to_end(wrapped)
+        while len(self._decryption) > self._max_cached:
+            self._decryption.popitem(last=False)
+
+    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        """Call KMS, translating its failures; messages carry the operation and AWS error code only."""
+        try:
+            return getattr(self._kms, operation)(**kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "unknown")
+            if code in _UNOPENABLE:
+                raise DecryptionFailed(f"KMS {operation} refused the data key ({code})") from None
+            raise KeyServiceUnavailable(f"KMS {operation} failed ({code})") from None
+        except BotoCoreError as exc:
+            raise KeyServiceUnavailable(f"KMS {operation} failed ({type(exc).__name__})") from None

@@ -1,0 +1,52 @@
+"""``Sealer``: the only crypto API the rest of connvault calls. Seal bytes into an envelope, open it back.
+
+AES-256-GCM with a fresh 96-bit nonce per seal; the associated data binds the envelope to its tenant, row
+and field, so a ciphertext copied anywhere else fails to open.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from cryptography.exceptions import InvalidTag
+
+from connvault.crypto.envelope import NONCE_BYTES, Envelope, SealContext
+from connvault.errors import DecryptionFailed
+
+if TYPE_CHECKING:
+    from connvault.crypto.data_keys import DataKeys
+
+
+class Sealer:
+    def __init__(self, data_keys: DataKeys) -> None:
+        self.data_keys = data_keys
+
+    def seal(self, plaintext: bytes, context: SealContext) -> bytes:
+        key = self.data_keys.for_sealing(context.tenant_id)
+        nonce = os.urandom(NONCE_BYTES)
+        ciphertext = key.aead.encrypt(nonce, plaintext, context.associated_data())
+        return Envelope(key.key_id, key.wrapped, nonce, ciphertext).to_bytes()
+
+    def open(self, blob: bytes, context: SealContext) -> bytes:
+        envelope = Envelope.from_bytes(blob)
+        aead = self.data_keys.for_opening(context.tenant_id, envelope.key_id, envelope.wrapped_key)
+        try:
+            return aead.decrypt(envelope.nonce, envelope.ciphertext, context.associated_data())
+        except InvalidTag:
+            raise DecryptionFailed(f"envelope of {context.field} on row {context.row_id} failed to open") from None
+
+    def rewrap(self, blob: bytes, context: SealContext, new_key_id: str, memo: dict[bytes, tuple[str, bytes]]) -> bytes:
+        """The same envelope with its data key wrapped under ``new_key_id``; the payload is untouched.
+
+        ``memo`` maps old wrapped keys to new ones, so each distinct data key costs one ReEncrypt.
+        """
+        envelope = Envelope.from_bytes(blob)
+        if envelope.key_id == new_key_id:
+            return blob
+        if envelope.wrapped_key not in memo:
+            memo[envelope.wrapped_key] = self.data_keys.rewrap(
+                context.tenant_id, envelope.key_id, envelope.wrapped_key, new_key_id
+            )
+        key_id, wrapped = memo[envelope.wrapped_key]
+        return Envelope(key_id, wrapped, envelope.nonce, envelope.ciphertext).to_bytes()

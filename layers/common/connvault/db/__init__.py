@@ -1,0 +1,1 @@
+"""Persistence: the engine, typed rows, the unit of work and one repository per table."""

@@ -1,0 +1,400 @@
+"""Connections: the only place that reads or writes the ``connections`` table.
+
+Credentials are sealed here and opened here; no caller ever sees an envelope. List queries leave the
+credentials sealed (``credentials=None``): listing never needs a secret, and every open is a chance to leak.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from sqlalchemy import case, delete, func, or_, select, tuple_, update
+from sqlalchemy.exc import IntegrityError
+
+from connvault.crypto.envelope import SealContext
+from connvault.db.rows import ConnectionRow, ProviderRow
+from connvault.errors import Conflict, InvalidInput, NotFound
+from connvault.models import (
+    AuthType,
+    Connection,
+    ConnectionStatus,
+    Credentials,
+    OAuth2Credentials,
+    credentials_from_bytes,
+    credentials_to_bytes,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from sqlalchemy.orm import Session
+
+    from connvault.crypto.sealer import Sealer
+
+CREDENTIALS_FIELD = "connections.credentials"
+
+
+@dataclass(frozen=True, slots=True)
+class NewCredentials:
+    """What a grant or a refresh produced, ready to store."""
+
+    credentials: Credentials
+    token_type: str | None
+    scopes: Sequence[str]
+    expires_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: list[Connection]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """Proof that this caller, and nobody else, may call the provider for this connection until ``until``."""
+
+    connection: Connection
+    owner: UUID
+    until: datetime
+
+
+class ConnectionRepository:
+    def __init__(self, session: Session, sealer: Sealer) -> None:
+        self._session = session
+        self._sealer = sealer
+
+    # -- reads -------------------------------------------------------------------------------------------
+
+    def get(self, connection_id: UUID, *, for_update: bool = False) -> Connection:
+        query = self._select().where(ConnectionRow.id == connection_id)
+        if for_update:
+            query = query.with_for_update(of=ConnectionRow)
+        found = self._session.execute(query).one_or_none()
+        if found is None:
+            raise NotFound(f"connection {connection_id} not found")
+        return self._to_domain(*found)
+
+    def find_by_unique(self, provider_id: UUID, end_user_id: str, alias: str) -> Connection | None:
+        found = self._session.execute(
+            self._select().where(
+                ConnectionRow.provider_id == provider_id,
+                ConnectionRow.end_user_id == end_user_id,
+                ConnectionRow.alias == alias,
+            )
+        ).one_or_none()
+        return None if found is None else self._to_domain(*found)
+
+    def list_by_tenant(
+        self,
+        *,
+        provider_id: UUID | None = None,
+        end_user_id: str | None = None,
+        status: ConnectionStatus | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Page:
+        """Keyset pagination on (created_at, id): stable under concurrent inserts, no OFFSET scans."""
+        query = self._select()
+        if provider_id is not None:
+            query = query.where(ConnectionRow.provider_id == provider_id)
+        if end_user_id is not None:
+            query = query.where(ConnectionRow.end_user_id == end_user_id)
+        if status is not None:
+            query = query.where(ConnectionRow.status == status.value)
+        if cursor:
+            after_created, after_id = decode_cursor(cursor)
+            query = query.where(tuple_(ConnectionRow.created_at, ConnectionRow.id) > tuple_(after_created, after_id))
+        rows = self._session.execute(query.order_by(ConnectionRow.created_at, ConnectionRow.id).limit(limit + 1)).all()
+        items = [self._to_domain(row, slug, open_credentials=False) for row, slug in rows[:limit]]
+        next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if len(rows) > limit else None
+        return Page(items, next_cursor)
+
+    # -- writes ------------------------------------------------------------------------------------------
+
+    def add(
+        self,
+        tenant_id: UUID,
+        provider_id: UUID,
+        *,
+        end_user_id: str,
+        alias: str,
+        grant: NewCredentials,
+        granted_at: datetime,
+        metadata: Mapping[str, Any],
+    ) -> Connection:
+        """Insert an active connection; a duplicate (provider, end user, alias) is a ``Conflict``."""
+        row = ConnectionRow(
+            id=uuid.uuid4(),
+            tenant_id=tenant_id,
+            provider_id=provider_id,
+            end_user_id=end_user_id,
+            alias=alias,
+            credential_type=grant.credentials.type.value,
+            metadata_=dict(metadata),
+        )
+        self._apply_grant(row, grant, granted_at)
+        self._session.add(row)
+        try:
+            self._session.flush()
+        except IntegrityError:
+            raise Conflict("a connection for this provider, end_user_id and alias exists already") from None
+        return self.get(row.id)
+
+    def save_grant(
+        self,
+        tenant_id: UUID,
+        provider_id: UUID,
+        *,
+        end_user_id: str,
+        alias: str,
+        grant: NewCredentials,
+        granted_at: datetime,
+        metadata: Mapping[str, Any],
+    ) -> Connection:
+        """Store a fresh OAuth grant: a reconnect replaces the existing connection's tokens, never duplicates it."""
+        row = self._session.scalars(
+            select(ConnectionRow)
+            .where(
+                ConnectionRow.provider_id == provider_id,
+                ConnectionRow.end_user_id == end_user_id,
+                ConnectionRow.alias == alias,
+            )
+            .with_for_update()
+        ).one_or_none()
+        if row is None:
+            return self.add(
+                tenant_id,
+                provider_id,
+                end_user_id=end_user_id,
+                alias=alias,
+                grant=grant,
+                granted_at=granted_at,
+                metadata=metadata,
+            )
+        self._apply_grant(row, grant, granted_at)
+        row.metadata_ = {**row.metadata_, **metadata}
+        self._session.flush()
+        return self.get(row.id)
+
+    def update_details(
+        self, connection_id: UUID, *, alias: str | None, metadata: Mapping[str, Any] | None
+    ) -> Connection:
+        values: dict[str, Any] = {"updated_at": func.now()}
+        if alias is not None:
+            values["alias"] = alias
+        if metadata is not None:
+            values["metadata_"] = dict(metadata)
+        try:
+            result = self._session.execute(
+                update(ConnectionRow).where(ConnectionRow.id == connection_id).values(values)
+            )
+        except IntegrityError:
+            raise Conflict("another connection of this end user and provider has that alias") from None
+        if not result.rowcount:
+            raise NotFound(f"connection {connection_id} not found")
+        return self.get(connection_id)
+
+    def delete(self, connection_id: UUID) -> bool:
+        result = self._session.execute(delete(ConnectionRow).where(ConnectionRow.id == connection_id))
+        return bool(result.rowcount)
+
+    def set_status(self, connection_id: UUID, status: ConnectionStatus, *, error_code: str | None = None) -> None:
+        self._session.execute(
+            update(ConnectionRow)
+            .where(ConnectionRow.id == connection_id)
+            .values(status=status.value, last_error_code=error_code, updated_at=func.now())
+        )
+
+    # -- the refresh lease -------------------------------------------------------------------------------
+
+    def acquire_lease(self, connection_id: UUID, now: datetime, until: datetime) -> Lease | None:
+        """Compare-and-set the lease; ``None`` when someone else holds a live one.
+
+        A lease, not a row lock, guards the provider call: the transaction that takes it commits at once, so
+        no row lock is held while a slow provider answers, and a crashed holder's lease simply runs out.
+        """
+        owner = uuid.uuid4()
+        leased = self._session.scalar(
+            update(ConnectionRow)
+            .where(
+                ConnectionRow.id == connection_id,
+                or_(ConnectionRow.refresh_lease_until.is_(None), ConnectionRow.refresh_lease_until <= now),
+            )
+            .values(refresh_lease_until=until, refresh_lease_owner=owner)
+            .returning(ConnectionRow.id)
+        )
+        if leased is None:
+            return None
+        return Lease(self.get(connection_id), owner, until)
+
+    def release_lease(self, connection_id: UUID, owner: UUID) -> None:
+        self._session.execute(
+            update(ConnectionRow)
+            .where(ConnectionRow.id == connection_id, ConnectionRow.refresh_lease_owner == owner)
+            .values(refresh_lease_until=None, refresh_lease_owner=None)
+        )
+
+    def store_refresh(self, lease: Lease, grant: NewCredentials, now: datetime) -> Connection:
+        """Store what a refresh returned and end the lease.
+
+        Deliberately not conditional on still holding the lease: the provider has answered, and with rotation
+        the old refresh token is already dead, so these tokens are the only good ones. Dropping them because a
+        lease ran out would lose the connection.
+        """
+        connection_id = lease.connection.id
+        mine = ConnectionRow.refresh_lease_owner == lease.owner
+        sealed = self._seal(lease.connection.tenant_id, connection_id, grant.credentials)
+        result = self._session.execute(
+            update(ConnectionRow)
+            .where(ConnectionRow.id == connection_id)
+            .values(
+                credentials=sealed,
+                has_refresh_token=_has_refresh_token(grant.credentials),
+                token_type=grant.token_type,
+                scopes=list(grant.scopes),
+                expires_at=grant.expires_at,
+                status=ConnectionStatus.ACTIVE.value,
+                last_refresh_at=now,
+                refresh_failures=0,
+                last_error_code=None,
+                next_refresh_at=None,
+                refresh_lease_until=case((mine, None), else_=ConnectionRow.refresh_lease_until),
+                refresh_lease_owner=case((mine, None), else_=ConnectionRow.refresh_lease_owner),
+                updated_at=func.now(),
+            )
+        )
+        if not result.rowcount:
+            raise NotFound(f"connection {connection_id} not found")
+        return self.get(connection_id)
+
+    def record_refresh_failure(
+        self,
+        connection_id: UUID,
+        owner: UUID,
+        *,
+        status: ConnectionStatus,
+        error_code: str,
+        next_refresh_at: datetime | None,
+    ) -> bool:
+        """Record a failed refresh and end the lease, only if the lease is still ours.
+
+        If it is not, another caller took over and may already have stored newer tokens; a failure seen
+        with the older ones must not overwrite that (e.g. mark a freshly refreshed connection needs_reauth).
+        """
+        result = self._session.execute(
+            update(ConnectionRow)
+            .where(ConnectionRow.id == connection_id, ConnectionRow.refresh_lease_owner == owner)
+            .values(
+                status=status.value,
+                last_error_code=error_code,
+                refresh_failures=ConnectionRow.refresh_failures + 1,
+                next_refresh_at=next_refresh_at,
+                refresh_lease_until=None,
+                refresh_lease_owner=None,
+                updated_at=func.now(),
+            )
+        )
+        return bool(result.rowcount)
+
+    def claim_due(
+        self, now: datetime, horizon_seconds: int, limit: int, until: datetime
+    ) -> tuple[UUID, list[tuple[UUID, UUID]]]:
+        """Lease up to ``limit`` due connections across tenants (``FOR UPDATE SKIP LOCKED`` inside the
+        SECURITY DEFINER function). Returns the lease owner and ``(connection_id, tenant_id)`` pairs."""
+        owner = uuid.uuid4()
+        rows = self._session.execute(
+            select(
+                func.connvault_claim_due_refreshes(now, horizon_seconds, limit, owner, until)
+                .table_valued("id", "tenant_id")
+                .render_derived()
+            )
+        ).all()
+        return owner, [(row[0], row[1]) for row in rows]
+
+    # -- mapping -----------------------------------------------------------------------------------------
+
+    def _select(self) -> Any:
+        return select(ConnectionRow, ProviderRow.slug).join(ProviderRow, ProviderRow.id == ConnectionRow.provider_id)
+
+    def _apply_grant(self, row: ConnectionRow, grant: NewCredentials, granted_at: datetime) -> None:
+        row.credentials = self._seal(row.tenant_id, row.id, grant.credentials)
+        row.credential_type = grant.credentials.type.value
+        row.has_refresh_token = _has_refresh_token(grant.credentials)
+        row.token_type = grant.token_type
+        row.scopes = list(grant.scopes)
+        row.expires_at = grant.expires_at
+        row.status = ConnectionStatus.ACTIVE.value
+        row.granted_at = granted_at
+        row.refresh_failures = 0
+        row.last_error_code = None
+        row.next_refresh_at = None
+        row.updated_at = func.now()
+
+    def _seal(self, connection_id: UUID, credentials: Credentials, *, tenant_id: UUID | None = None) -> bytes:
+        tenant = tenant_id or self._session.scalar(
+            select(ConnectionRow.tenant_id).where(ConnectionRow.id == connection_id)
+        )
+        if tenant is None:
+            raise NotFound(f"connection {connection_id} not found")
+        return self._sealer.seal(
+            credentials_to_bytes(credentials), SealContext(tenant, CREDENTIALS_FIELD, connection_id)
+        )
+
+    def _to_domain(self, row: ConnectionRow, provider_slug: str, *, open_credentials: bool = True) -> Connection:
+        credentials = None
+        if open_credentials and row.credentials is not None:
+            credentials = credentials_from_bytes(
+                self._sealer.open(row.credentials, SealContext(row.tenant_id, CREDENTIALS_FIELD, row.id))
+            )
+        return Connection(
+            id=row.id,
+            tenant_id=row.tenant_id,
+            provider_id=row.provider_id,
+            provider_slug=provider_slug,
+            end_user_id=row.end_user_id,
+            alias=row.alias,
+            credential_type=AuthType(row.credential_type),
+            status=ConnectionStatus(row.status),
+            credentials=credentials,
+            token_type=row.token_type,
+            scopes=tuple(row.scopes),
+            expires_at=row.expires_at,
+            granted_at=row.granted_at,
+            last_refresh_at=row.last_refresh_at,
+            last_used_at=row.last_used_at,
+            refresh_failures=row.refresh_failures,
+            last_error_code=row.last_error_code,
+            next_refresh_at=row.next_refresh_at,
+            metadata=dict(row.metadata_),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+
+def _has_refresh_token(credentials: Credentials) -> bool:
+    return isinstance(credentials, OAuth2Credentials) and credentials.refresh_token is not None
+
+
+def encode_cursor(created_at: datetime, connection_id: UUID) -> str:
+    raw = f"{created_at.isoformat()}|{connection_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
+    """Parse a cursor from ``encode_cursor``; anything else is a 400, not a 500."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created, _, ident = raw.partition("|")
+        when = datetime.fromisoformat(created)
+        if when.tzinfo is None:
+            raise ValueError(created)
+        return when, UUID(ident)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise InvalidInput("cursor is not valid", field="cursor") from None

@@ -1,0 +1,116 @@
+"""A tenant's OAuth apps, one per provider, with the client secret sealed."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+
+from connvault.crypto.envelope import SealContext
+from connvault.db.providers import to_provider
+from connvault.db.rows import IntegrationRow, ProviderRow
+from connvault.errors import Conflict, NotFound
+from connvault.models import Integration, Provider
+from connvault.redacted import Redacted
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from uuid import UUID
+
+    from sqlalchemy.orm import Session
+
+    from connvault.crypto.sealer import Sealer
+
+CLIENT_SECRET_FIELD = "integrations.client_secret"
+
+
+class IntegrationRepository:
+    def __init__(self, session: Session, sealer: Sealer) -> None:
+        self._session = session
+        self._sealer = sealer
+
+    def find(self, provider_id: UUID) -> Integration | None:
+        found = self._session.execute(
+            select(IntegrationRow, ProviderRow)
+            .join(ProviderRow, ProviderRow.id == IntegrationRow.provider_id)
+            .where(IntegrationRow.provider_id == provider_id)
+        ).one_or_none()
+        return None if found is None else self._to_domain(found[0], found[1])
+
+    def get(self, provider: Provider) -> Integration:
+        integration = self.find(provider.id)
+        if integration is None:
+            raise NotFound(f"no integration for provider {provider.slug!r}")
+        return integration
+
+    def list_all(self) -> list[Integration]:
+        rows = self._session.execute(
+            select(IntegrationRow, ProviderRow)
+            .join(ProviderRow, ProviderRow.id == IntegrationRow.provider_id)
+            .order_by(ProviderRow.slug)
+        )
+        return [self._to_domain(integration, provider) for integration, provider in rows]
+
+    def save(
+        self,
+        tenant_id: UUID,
+        provider: Provider,
+        *,
+        client_id: str,
+        client_secret: Redacted[str] | None,
+        keep_client_secret: bool,
+        scopes: Sequence[str],
+        allowed_return_urls: Sequence[str],
+    ) -> Integration:
+        """Create or replace the tenant's integration for ``provider``.
+
+        ``keep_client_secret`` leaves a stored secret as it is, so a tenant can change scopes or return URLs
+        without sending the secret again.
+        """
+        row = self._session.scalars(
+            select(IntegrationRow).where(IntegrationRow.provider_id == provider.id).with_for_update()
+        ).one_or_none()
+        if row is None:
+            row = IntegrationRow(id=uuid.uuid4(), tenant_id=tenant_id, provider_id=provider.id)
+            self._session.add(row)
+        row.client_id = client_id
+        row.scopes = list(scopes)
+        row.allowed_return_urls = list(allowed_return_urls)
+        row.updated_at = func.now()
+        if not keep_client_secret:
+            row.client_secret = (
+                None
+                if client_secret is None
+                else self._sealer.seal(
+                    client_secret.reveal().encode(), SealContext(tenant_id, CLIENT_SECRET_FIELD, row.id)
+                )
+            )
+        try:
+            self._session.flush()
+        except IntegrityError:
+            raise Conflict(f"integration for provider {provider.slug!r} was created concurrently") from None
+        self._session.refresh(row)
+        return self._to_domain(row, provider)
+
+    def delete(self, provider_id: UUID) -> bool:
+        result = self._session.execute(delete(IntegrationRow).where(IntegrationRow.provider_id == provider_id))
+        return bool(result.rowcount)
+
+    def _to_domain(self, row: IntegrationRow, provider: Provider | ProviderRow) -> Integration:
+        secret = None
+        if row.client_secret is not None:
+            plaintext = self._sealer.open(row.client_secret, SealContext(row.tenant_id, CLIENT_SECRET_FIELD, row.id))
+            secret = Redacted(plaintext.decode())
+        return Integration(
+            id=row.id,
+            tenant_id=row.tenant_id,
+            provider=provider if isinstance(provider, Provider) else to_provider(provider),
+            client_id=row.client_id,
+            client_secret=secret,
+            scopes=tuple(row.scopes),
+            allowed_return_urls=tuple(row.allowed_return_urls),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )

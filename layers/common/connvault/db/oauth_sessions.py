@@ -1,0 +1,84 @@
+"""Pending connect attempts. The state is known only by its SHA-256; the PKCE verifier is sealed."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, func, select
+
+from connvault.crypto.envelope import SealContext
+from connvault.db.rows import OAuthSessionRow
+from connvault.models import PendingConnect
+from connvault.redacted import Redacted
+
+if TYPE_CHECKING:
+    from datetime import datetime
+    from uuid import UUID
+
+    from sqlalchemy.orm import Session
+
+    from connvault.crypto.sealer import Sealer
+
+VERIFIER_FIELD = "oauth_sessions.code_verifier"
+
+
+class OAuthSessionRepository:
+    def __init__(self, session: Session, sealer: Sealer) -> None:
+        self._session = session
+        self._sealer = sealer
+
+    def add(self, pending: PendingConnect, state_sha256: bytes) -> None:
+        verifier = None
+        if pending.code_verifier is not None:
+            verifier = self._sealer.seal(
+                pending.code_verifier.reveal().encode(),
+                SealContext(pending.tenant_id, VERIFIER_FIELD, pending.id),
+            )
+        self._session.add(
+            OAuthSessionRow(
+                id=pending.id,
+                tenant_id=pending.tenant_id,
+                provider_id=pending.provider_id,
+                state_sha256=state_sha256,
+                end_user_id=pending.end_user_id,
+                alias=pending.alias,
+                scopes=list(pending.scopes),
+                code_verifier=verifier,
+                return_url=pending.return_url,
+                expires_at=pending.expires_at,
+            )
+        )
+        self._session.flush()
+
+    def tenant_of_state(self, state_sha256: bytes) -> UUID | None:
+        """Which tenant a state belongs to, asked before any tenant is known (SECURITY DEFINER lookup)."""
+        return self._session.scalar(
+            select(func.connvault_oauth_session_tenant(state_sha256).table_valued("id", "tenant_id").c.tenant_id)
+        )
+
+    def consume(self, state_sha256: bytes) -> PendingConnect | None:
+        """Delete and return the session: of two callbacks racing on one state, exactly one gets it."""
+        row = self._session.scalars(
+            delete(OAuthSessionRow).where(OAuthSessionRow.state_sha256 == state_sha256).returning(OAuthSessionRow)
+        ).one_or_none()
+        if row is None:
+            return None
+        verifier = None
+        if row.code_verifier is not None:
+            plaintext = self._sealer.open(row.code_verifier, SealContext(row.tenant_id, VERIFIER_FIELD, row.id))
+            verifier = Redacted(plaintext.decode())
+        return PendingConnect(
+            id=row.id,
+            tenant_id=row.tenant_id,
+            provider_id=row.provider_id,
+            end_user_id=row.end_user_id,
+            alias=row.alias,
+            scopes=tuple(row.scopes),
+            code_verifier=verifier,
+            return_url=row.return_url,
+            expires_at=row.expires_at,
+        )
+
+    def purge_expired(self, now: datetime) -> int:
+        result = self._session.execute(delete(OAuthSessionRow).where(OAuthSessionRow.expires_at < now))
+        return int(result.rowcount)

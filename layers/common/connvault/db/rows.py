@@ -1,0 +1,133 @@
+"""SQLAlchemy 2 typed rows, one per table. Only repositories touch them; the rest sees domain objects."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import ARRAY, Boolean, DateTime, ForeignKey, Integer, LargeBinary, Text, Uuid, text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {  # noqa: RUF012 - SQLAlchemy reads this class attribute by name
+        UUID: Uuid(as_uuid=True),
+        datetime: DateTime(timezone=True),
+        str: Text(),
+        bytes: LargeBinary(),
+        list[str]: ARRAY(Text()),
+        dict[str, Any]: JSONB(),
+    }
+
+
+_NOW = text("now()")
+_NEW_ID = text("gen_random_uuid()")
+
+
+class TenantRow(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True, server_default=_NEW_ID)
+    name: Mapped[str]
+    key_salt: Mapped[UUID] = mapped_column(server_default=_NEW_ID)
+    created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
+
+
+class TenantApiKeyRow(Base):
+    __tablename__ = "tenant_api_keys"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True, server_default=_NEW_ID)
+    tenant_id: Mapped[UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    key_id: Mapped[str]
+    secret_sha256: Mapped[bytes]
+    created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
+    revoked_at: Mapped[datetime | None]
+
+
+class ProviderRow(Base):
+    __tablename__ = "providers"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True, server_default=_NEW_ID)
+    tenant_id: Mapped[UUID | None] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    slug: Mapped[str]
+    display_name: Mapped[str]
+    auth_type: Mapped[str]
+    authorization_url: Mapped[str | None]
+    token_url: Mapped[str | None]
+    revocation_url: Mapped[str | None]
+    default_scopes: Mapped[list[str]] = mapped_column(server_default=text("'{}'"))
+    scope_separator: Mapped[str] = mapped_column(server_default=text("' '"))
+    pkce: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
+    token_endpoint_auth_method: Mapped[str] = mapped_column(server_default=text("'client_secret_basic'"))
+    rotates_refresh_tokens: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    refresh_margin_seconds: Mapped[int] = mapped_column(Integer, server_default=text("300"))
+    authorize_params: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
+    token_response_shape: Mapped[str] = mapped_column(server_default=text("'standard'"))
+    issuer: Mapped[str | None]
+    require_iss: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    discovery_url: Mapped[str | None]
+    metadata_fetched_at: Mapped[datetime | None]
+    max_concurrent_refreshes: Mapped[int | None] = mapped_column(Integer)
+    docs_url: Mapped[str | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
+    updated_at: Mapped[datetime] = mapped_column(server_default=_NOW)
+
+
+class IntegrationRow(Base):
+    __tablename__ = "integrations"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True, server_default=_NEW_ID)
+    tenant_id: Mapped[UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    provider_id: Mapped[UUID] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"))
+    client_id: Mapped[str]
+    client_secret: Mapped[bytes | None]
+    scopes: Mapped[list[str]] = mapped_column(server_default=text("'{}'"))
+    allowed_return_urls: Mapped[list[str]] = mapped_column(server_default=text("'{}'"))
+    created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
+    updated_at: Mapped[datetime] = mapped_column(server_default=_NOW)
+
+
+class ConnectionRow(Base):
+    __tablename__ = "connections"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True, server_default=_NEW_ID)
+    tenant_id: Mapped[UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    provider_id: Mapped[UUID] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"))
+    end_user_id: Mapped[str]
+    alias: Mapped[str] = mapped_column(server_default=text("''"))
+    credential_type: Mapped[str]
+    status: Mapped[str] = mapped_column(server_default=text("'pending'"))
+    credentials: Mapped[bytes | None]
+    has_refresh_token: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    token_type: Mapped[str | None]
+    scopes: Mapped[list[str]] = mapped_column(server_default=text("'{}'"))
+    expires_at: Mapped[datetime | None]
+    granted_at: Mapped[datetime | None]
+    last_refresh_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]
+    refresh_failures: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    last_error_code: Mapped[str | None]
+    next_refresh_at: Mapped[datetime | None]
+    refresh_lease_until: Mapped[datetime | None]
+    refresh_lease_owner: Mapped[UUID | None]
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", server_default=text("'{}'"))
+    created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
+    updated_at: Mapped[datetime] = mapped_column(server_default=_NOW)
+
+
+class OAuthSessionRow(Base):
+    __tablename__ = "oauth_sessions"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True, server_default=_NEW_ID)
+    tenant_id: Mapped[UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    provider_id: Mapped[UUID] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"))
+    state_sha256: Mapped[bytes]
+    end_user_id: Mapped[str]
+    alias: Mapped[str] = mapped_column(server_default=text("''"))
+    scopes: Mapped[list[str]] = mapped_column(server_default=text("'{}'"))
+    code_verifier: Mapped[bytes | None]
+    return_url: Mapped[str | None]
+    expires_at: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(server_default=_NOW)

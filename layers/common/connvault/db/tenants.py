@@ -1,0 +1,84 @@
+"""Tenants and their API keys."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+from sqlalchemy import delete, func, select, update
+
+from connvault.db.rows import TenantApiKeyRow, TenantRow
+from connvault.errors import NotFound
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    id: UUID
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyRecord:
+    """A stored API key: never the secret, only its digest."""
+
+    id: UUID
+    tenant_id: UUID
+    key_id: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class TenantRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def add(self, tenant_id: UUID, name: str) -> Tenant:
+        """Insert a tenant; the unit of work must be bound to ``tenant_id`` (RLS checks the new row)."""
+        row = TenantRow(id=tenant_id, name=name)
+        self._session.add(row)
+        self._session.flush()
+        self._session.refresh(row)
+        return Tenant(row.id, row.name, row.created_at)
+
+    def get(self, tenant_id: UUID) -> Tenant:
+        row = self._session.get(TenantRow, tenant_id)
+        if row is None:
+            raise NotFound(f"tenant {tenant_id} not found")
+        return Tenant(row.id, row.name, row.created_at)
+
+    def delete(self, tenant_id: UUID) -> bool:
+        """Delete the tenant; every row it owns goes with it (ON DELETE CASCADE)."""
+        result = self._session.execute(delete(TenantRow).where(TenantRow.id == tenant_id))
+        return bool(result.rowcount)
+
+    def add_api_key(self, tenant_id: UUID, key_id: str, secret_sha256: bytes) -> ApiKeyRecord:
+        row = TenantApiKeyRow(tenant_id=tenant_id, key_id=key_id, secret_sha256=secret_sha256)
+        self._session.add(row)
+        self._session.flush()
+        self._session.refresh(row)
+        return _api_key(row)
+
+    def list_api_keys(self) -> list[ApiKeyRecord]:
+        rows = self._session.scalars(select(TenantApiKeyRow).order_by(TenantApiKeyRow.created_at))
+        return [_api_key(row) for row in rows]
+
+    def revoke_api_key(self, key_id: str, now: datetime) -> ApiKeyRecord:
+        row = self._session.scalars(
+            update(TenantApiKeyRow)
+            .where(TenantApiKeyRow.key_id == key_id)
+            .values(revoked_at=func.coalesce(TenantApiKeyRow.revoked_at, now))
+            .returning(TenantApiKeyRow)
+        ).one_or_none()
+        if row is None:
+            raise NotFound(f"API key {key_id} not found")
+        return _api_key(row)
+
+
+def _api_key(row: TenantApiKeyRow) -> ApiKeyRecord:
+    return ApiKeyRecord(row.id, row.tenant_id, row.key_id, row.created_at, row.revoked_at)

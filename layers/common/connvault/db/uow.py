@@ -1,0 +1,86 @@
+"""``UnitOfWork``: one transaction, bound to one tenant, with the repositories that work inside it.
+
+``with uow:`` opens a session, begins, and sets ``app.tenant_id`` with ``set_config(..., true)`` (the
+bind-parameter form of ``SET LOCAL``), so row-level security confines every statement to the tenant.
+Leaving the block rolls back whatever was not committed: a commit is always explicit. A unit of work can be
+entered again after it exits, which is how a service runs several short transactions around a provider call.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Self
+
+from sqlalchemy import text
+
+from connvault.db.connections import ConnectionRepository
+from connvault.db.integrations import IntegrationRepository
+from connvault.db.oauth_sessions import OAuthSessionRepository
+from connvault.db.providers import ProviderRepository
+from connvault.db.tenants import TenantRepository
+
+if TYPE_CHECKING:
+    from types import TracebackType
+    from uuid import UUID
+
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from connvault.crypto.sealer import Sealer
+
+
+class UnitOfWork:
+    connections: ConnectionRepository
+    integrations: IntegrationRepository
+    oauth_sessions: OAuthSessionRepository
+    providers: ProviderRepository
+    tenants: TenantRepository
+    sealer: Sealer
+
+    def __init__(
+        self,
+        tenant_id: UUID | None,
+        *,
+        sealer: Sealer | None = None,
+        session_factory: sessionmaker[Session] | None = None,
+    ) -> None:
+        """``tenant_id=None`` is for the few cross-tenant lookups done through SECURITY DEFINER functions;
+        such a unit of work sees no tenant rows at all."""
+        self.tenant_id = tenant_id
+        self._sealer = sealer
+        self._session_factory = session_factory
+        self._session: Session | None = None
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            raise RuntimeError("UnitOfWork used outside its with-block")
+        return self._session
+
+    def __enter__(self) -> Self:
+        from connvault import wiring
+
+        factory = self._session_factory or wiring.get_session_factory()
+        sealer = self._sealer or wiring.get_sealer()
+        self.sealer = sealer
+        session = factory()
+        session.begin()
+        if self.tenant_id is not None:
+            session.execute(text("SELECT set_config('app.tenant_id', :t, true)"), {"t": str(self.tenant_id)})
+        self._session = session
+        self.connections = ConnectionRepository(session, sealer)
+        self.integrations = IntegrationRepository(session, sealer)
+        self.oauth_sessions = OAuthSessionRepository(session, sealer)
+        self.providers = ProviderRepository(session)
+        self.tenants = TenantRepository(session)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        session, self._session = self.session, None
+        try:
+            session.rollback()
+        finally:
+            session.close()
+
+    def commit(self) -> None:
+        self.session.commit()

@@ -1,0 +1,62 @@
+"""Tenants and their API keys: create, mint, revoke, delete (which crypto-shreds the tenant's data)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from connvault import api_keys
+from connvault.clock import Clock, utcnow
+from connvault.db.uow import UnitOfWork
+from connvault.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from connvault.crypto.sealer import Sealer
+    from connvault.db.tenants import ApiKeyRecord, Tenant
+    from connvault.redacted import Redacted
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedKey:
+    record: ApiKeyRecord
+    plaintext: Redacted[str]
+
+
+def create_tenant(name: str, *, sealer: Sealer | None = None) -> Tenant:
+    name = name.strip()
+    if not 1 <= len(name) <= 200:
+        raise InvalidInput("tenant name must be 1 to 200 characters", field="name")
+    tenant_id = uuid.uuid4()
+    with UnitOfWork(tenant_id, sealer=sealer) as uow:
+        tenant = uow.tenants.add(tenant_id, name)
+        uow.commit()
+    return tenant
+
+
+def create_api_key(tenant_id: UUID, *, sealer: Sealer | None = None) -> IssuedKey:
+    minted = api_keys.mint()
+    with UnitOfWork(tenant_id, sealer=sealer) as uow:
+        uow.tenants.get(tenant_id)
+        record = uow.tenants.add_api_key(tenant_id, minted.key_id, minted.secret_sha256)
+        uow.commit()
+    return IssuedKey(record, minted.plaintext)
+
+
+def revoke_api_key(tenant_id: UUID, key_id: str, *, now: Clock = utcnow, sealer: Sealer | None = None) -> ApiKeyRecord:
+    with UnitOfWork(tenant_id, sealer=sealer) as uow:
+        record = uow.tenants.revoke_api_key(key_id, now())
+        uow.commit()
+    return record
+
+
+def delete_tenant(tenant_id: UUID, *, sealer: Sealer | None = None) -> bool:
+    """Delete the tenant and all it owns. Its key salt goes with the row, so copies of its envelopes
+    (backups, logs, a stolen dump) can no longer be opened through KMS."""
+    with UnitOfWork(tenant_id, sealer=sealer) as uow:
+        deleted = uow.tenants.delete(tenant_id)
+        uow.commit()
+        uow.sealer.data_keys.forget_tenant(tenant_id)
+    return deleted

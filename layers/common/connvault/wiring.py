@@ -1,0 +1,56 @@
+"""The process's shared collaborators, each built once on first use: engine, sealer, OAuth client.
+
+Services take these as keyword arguments whose ``None`` default means "the one from here". Tests call
+``reset()`` after changing the environment.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+from uuid import UUID
+
+import boto3
+from botocore.config import Config
+from sqlalchemy import func, select
+
+from connvault.config import get_settings
+from connvault.crypto.data_keys import DataKeys
+from connvault.crypto.sealer import Sealer
+from connvault.db import engine
+from connvault.errors import NotFound
+
+get_session_factory = engine.get_session_factory
+
+
+@lru_cache(maxsize=1)
+def get_kms_client() -> Any:
+    """KMS with short timeouts and few retries: a stuck KMS must surface as a typed error, not a hung Lambda."""
+    settings = get_settings()
+    config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"})
+    return boto3.client("kms", region_name=settings.region, config=config)
+
+
+def tenant_key_salt(tenant_id: UUID) -> UUID:
+    """The salt in a tenant's KMS encryption context; ``NotFound`` once the tenant is deleted."""
+    with engine.get_engine().connect() as connection:
+        salt = connection.scalar(select(func.connvault_tenant_key_salt(tenant_id)))
+    if salt is None:
+        raise NotFound(f"tenant {tenant_id} not found")
+    return salt if isinstance(salt, UUID) else UUID(str(salt))
+
+
+@lru_cache(maxsize=1)
+def get_sealer() -> Sealer:
+    return Sealer(DataKeys.from_settings(get_settings(), get_kms_client(), tenant_key_salt))
+
+
+def reset() -> None:
+    """Forget every cached collaborator and the settings they were built from."""
+    get_sealer.cache_clear()
+    get_kms_client.cache_clear()
+    engine.reset()
+    get_settings.cache_clear()
+
+
+__all__ = ["get_kms_client", "get_sealer", "get_session_factory", "reset", "tenant_key_salt"]

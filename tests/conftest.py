@@ -1,0 +1,88 @@
+"""The harness every test stands on: real PostgreSQL (migrated by the real runner), moto KMS, a clean
+database per test, and a guard that fails any test whose logs show a secret it registered."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tests.support.database import TestDatabase, start_database
+from tests.support.secrets import SecretRegistry
+
+# Settings the whole suite shares; set before any connvault module reads them.
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "POWERTOOLS_SERVICE_NAME": "connvault",
+        "POWERTOOLS_METRICS_NAMESPACE": "connvault",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_DEV": "false",
+        "CONNVAULT_CALLBACK_URL": "http://127.0.0.1:3000/oauth/callback",
+    }
+)
+
+
+@pytest.fixture(scope="session")
+def aws() -> Iterator[None]:
+    """One moto for the whole session: KMS keys made here live until the end."""
+    with mock_aws():
+        yield
+
+
+@pytest.fixture(scope="session")
+def kms_key_id(aws: None) -> str:
+    key = boto3.client("kms", region_name="us-east-1").create_key(Description="connvault test key")
+    return key["KeyMetadata"]["Arn"]
+
+
+@pytest.fixture(scope="session")
+def database(tmp_path_factory: pytest.TempPathFactory, kms_key_id: str) -> Iterator[TestDatabase]:
+    """A migrated, seeded database; the environment points connvault at it and at the moto KMS key."""
+    from connvault import wiring
+    from connvault.migrations import migrate
+
+    db = start_database(tmp_path_factory.mktemp("pg"))
+    migrate(db.owner_target)
+    os.environ["CONNVAULT_DATABASE_URL"] = db.app_url
+    os.environ["CONNVAULT_KMS_KEY_ID"] = kms_key_id
+    wiring.reset()
+    yield db
+    wiring.reset()
+
+
+@pytest.fixture
+def db(database: TestDatabase) -> TestDatabase:
+    """The database, emptied of tenants (and so of everything they own) before the test."""
+    connection = database.owner_target.connect()
+    try:
+        connection.run("TRUNCATE tenants CASCADE")
+        connection.run("DELETE FROM providers WHERE tenant_id IS NOT NULL")
+    finally:
+        connection.close()
+    return database
+
+
+@pytest.fixture(autouse=True)
+def secrets() -> Iterator[SecretRegistry]:
+    """Register every secret a test makes; the test fails if any of them reached a log record."""
+    registry = SecretRegistry()
+    handler = registry.log_handler()
+    watched = [logging.getLogger(), logging.getLogger("connvault")]
+    for logger in watched:
+        logger.addHandler(handler)
+    try:
+        yield registry
+    finally:
+        for logger in watched:
+            logger.removeHandler(handler)
+    registry.assert_no_leaks()

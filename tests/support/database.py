@@ -1,0 +1,50 @@
+"""The test database: an embedded PostgreSQL per test process, or the one in CONNVAULT_TEST_DATABASE_URL."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from connvault.db.engine import DatabaseTarget
+from connvault.redacted import Redacted
+from sqlalchemy.engine import make_url
+
+
+@dataclass(frozen=True)
+class TestDatabase:
+    owner_target: DatabaseTarget
+    app_url: str
+    """URL for ``CONNVAULT_DATABASE_URL``: same login as the owner; the app engine SETs ROLE to the app role."""
+
+
+def start_database(workdir: Path) -> TestDatabase:
+    external = os.environ.get("CONNVAULT_TEST_DATABASE_URL")
+    if external:
+        return _external(external)
+    import pgserver
+
+    server = pgserver.get_server(str(workdir), cleanup_mode="stop")
+    socket_dir = make_url(server.get_uri()).query["host"]
+    sock = f"{socket_dir}/.s.PGSQL.5432"
+    target = DatabaseTarget(user="postgres", password=None, database="postgres", unix_sock=sock)
+    return TestDatabase(target, f"postgresql+pg8000://postgres@/postgres?unix_sock={sock}")
+
+
+def _external(url: str) -> TestDatabase:
+    """A fresh database per test process on the given server, so parallel workers never share rows."""
+    base = make_url(url)
+    admin = DatabaseTarget(
+        user=base.username or "postgres",
+        password=Redacted(base.password) if base.password else None,
+        database=base.database or "postgres",
+        host=base.host,
+        port=base.port or 5432,
+    )
+    name = f"connvault_test_{uuid.uuid4().hex[:12]}"
+    connection = admin.connect()
+    connection.run(f'CREATE DATABASE "{name}"')
+    connection.close()
+    target = replace(admin, database=name)
+    return TestDatabase(target, base.set(drivername="postgresql+pg8000", database=name).render_as_string(False))
