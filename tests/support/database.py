@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from connvault.db.engine import DatabaseTarget
+from connvault.db.target import DatabaseTarget
 from connvault.redacted import Redacted
 from sqlalchemy.engine import make_url
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from connvault.db.engine import DatabaseTarget, get_target, quote_identifier
+from connvault.db.target import DatabaseTarget, get_target, quote_identifier
 from connvault.errors import MigrationError
 
 if TYPE_CHECKING:

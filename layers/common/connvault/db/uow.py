@@ -50,6 +50,13 @@ class UnitOfWork:
         self._session: Session | None = None
 
     @property
+    def tenant(self) -> UUID:
+        """The tenant this unit of work is bound to (a programming error to ask a tenantless one)."""
+        if self.tenant_id is None:
+            raise RuntimeError("this UnitOfWork is not bound to a tenant")
+        return self.tenant_id
+
+    @property
     def session(self) -> Session:
         if self._session is None:
             raise RuntimeError("UnitOfWork used outside its with-block")

@@ -1,0 +1,75 @@
+"""A tenant's OAuth apps: create or replace, read, list, delete. The client secret goes in and never out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from connvault.errors import InvalidInput, NotFound
+from connvault.models import AuthType, Integration
+from connvault.validation import require_scopes, require_text, require_url
+
+if TYPE_CHECKING:
+    from connvault.db.uow import UnitOfWork
+    from connvault.redacted import Redacted
+
+MAX_RETURN_URLS = 20
+
+
+@dataclass(frozen=True, slots=True)
+class IntegrationInput:
+    """What a tenant sends to create or replace an integration. ``client_secret=None`` keeps the stored one."""
+
+    client_id: str
+    client_secret: Redacted[str] | None = None
+    scopes: tuple[str, ...] = ()
+    allowed_return_urls: tuple[str, ...] = ()
+
+
+def save_integration(uow: UnitOfWork, provider_slug: str, data: IntegrationInput) -> Integration:
+    client_id = require_text(data.client_id, "client_id", max_length=512)
+    if data.client_secret is not None:
+        require_text(data.client_secret.reveal(), "client_secret", max_length=4096)
+    scopes = require_scopes(data.scopes)
+    if len(data.allowed_return_urls) > MAX_RETURN_URLS:
+        raise InvalidInput(f"at most {MAX_RETURN_URLS} allowed_return_urls", field="allowed_return_urls")
+    return_urls = tuple(dict.fromkeys(require_url(url, "allowed_return_urls") for url in data.allowed_return_urls))
+    with uow:
+        try:
+            provider = uow.providers.get_by_slug(provider_slug)
+        except NotFound:
+            raise InvalidInput(f"unknown provider {provider_slug!r}", field="provider") from None
+        if provider.auth_type is not AuthType.OAUTH2:
+            raise InvalidInput(
+                f"provider {provider_slug!r} does not use OAuth; no integration needed", field="provider"
+            )
+        integration = uow.integrations.save(
+            uow.tenant,
+            provider,
+            client_id=client_id,
+            client_secret=data.client_secret,
+            keep_client_secret=data.client_secret is None,
+            scopes=scopes,
+            allowed_return_urls=return_urls,
+        )
+        uow.commit()
+    return integration
+
+
+def get_integration(uow: UnitOfWork, provider_slug: str) -> Integration:
+    with uow:
+        return uow.integrations.get(uow.providers.get_by_slug(provider_slug))
+
+
+def list_integrations(uow: UnitOfWork) -> list[Integration]:
+    with uow:
+        return uow.integrations.list_all()
+
+
+def delete_integration(uow: UnitOfWork, provider_slug: str) -> None:
+    """Delete the integration. Its connections stay; they can no longer refresh until it is recreated."""
+    with uow:
+        provider = uow.providers.get_by_slug(provider_slug)
+        if not uow.integrations.delete(provider.id):
+            raise NotFound(f"no integration for provider {provider_slug!r}")
+        uow.commit()

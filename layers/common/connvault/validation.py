@@ -1,0 +1,50 @@
+"""Checks on values that arrive from tenants, shared by every service that takes them."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+from connvault.errors import InvalidInput
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+MAX_URL_LENGTH = 2048
+_SCOPE = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,256}$")  # RFC 6749 scope-token characters
+
+
+def require_url(url: str, field: str, *, allow_query: bool = True) -> str:
+    """An absolute https URL, or http on a loopback host for local development. No fragments, no userinfo."""
+    if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
+        raise InvalidInput(f"{field} must be a URL of at most {MAX_URL_LENGTH} characters", field=field)
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - raises ValueError on a malformed port
+    except ValueError:
+        raise InvalidInput(f"{field} is not a valid URL", field=field) from None
+    if not host:
+        raise InvalidInput(f"{field} must be an absolute URL", field=field)
+    if parts.scheme != "https" and not (parts.scheme == "http" and host in LOOPBACK_HOSTS):
+        raise InvalidInput(f"{field} must use https (http only on 127.0.0.1 or localhost)", field=field)
+    if parts.fragment or parts.username or parts.password:
+        raise InvalidInput(f"{field} must not carry a fragment or credentials", field=field)
+    if parts.query and not allow_query:
+        raise InvalidInput(f"{field} must not carry a query string", field=field)
+    return url
+
+
+def require_scopes(scopes: list[str] | tuple[str, ...], field: str = "scopes") -> tuple[str, ...]:
+    if len(scopes) > 100:
+        raise InvalidInput("at most 100 scopes", field=field)
+    for scope in scopes:
+        if not isinstance(scope, str) or not _SCOPE.match(scope):
+            raise InvalidInput("a scope holds characters OAuth does not allow", field=field)
+    return tuple(dict.fromkeys(scopes))
+
+
+def require_text(value: str, field: str, *, max_length: int, min_length: int = 1) -> str:
+    if not isinstance(value, str) or not min_length <= len(value) <= max_length:
+        raise InvalidInput(f"{field} must be {min_length} to {max_length} characters", field=field)
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise InvalidInput(f"{field} must not contain control characters", field=field)
+    return value
