@@ -1,0 +1,634 @@
+"""A fake OAuth 2 provider on a real local HTTP server, for the tests and for ``make run``.
+
+It implements just enough of RFC 6749, 7636 (PKCE S256), 7009 (revocation), 8414 (metadata) and 9207
+(``iss``) to exercise connvault end to end over real sockets:
+
+* ``GET /authorize`` approves at once and redirects to the client with ``code`` and ``state`` (or
+  ``error=access_denied`` with ``?deny=1`` or ``deny_authorization``), so a browser or a test that
+  follows the redirect gets a code without a login page.
+* ``POST /token`` serves ``authorization_code`` (single-use codes, exact ``redirect_uri``, PKCE) and
+  ``refresh_token`` (with or without rotation). Presenting an already-rotated refresh token is counted
+  as ``refresh_token_reuse``: a race in the vault's refresh logic shows up there.
+* ``POST /revoke`` records revoked tokens; a revoked refresh token then gets ``invalid_grant``.
+* ``GET /userinfo`` accepts a live access token, so the demo can show a token works.
+* ``GET /.well-known/openid-configuration`` and ``/.well-known/oauth-authorization-server``.
+
+Realism knobs live in ``DemoSettings`` (changed at runtime with ``configure``); scripted failures
+(``Fault``) are queued per path with ``inject`` and consumed one per request; ``stats()`` returns a
+snapshot of the counters. Nothing is logged: requests carry codes, states and tokens.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, cast
+from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
+
+CLIENT_SECRET_BASIC = "client_secret_basic"
+CLIENT_SECRET_POST = "client_secret_post"
+_MAX_REQUEST_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSettings:
+    """How the fake provider behaves; every field maps to a real provider's habit."""
+
+    client_id: str = "demo-client"
+    client_secret: str | None = "demo-secret"
+    """None makes the client public: it sends only ``client_id`` and must use PKCE."""
+    token_endpoint_auth_method: str = CLIENT_SECRET_BASIC
+    redirect_uris: tuple[str, ...] = ()
+    """Registered redirect URIs, matched exactly; empty accepts any (the demo runs on varying ports)."""
+    require_pkce: bool = False
+    expires_in: int | None = 3600
+    """Access-token lifetime; None leaves ``expires_in`` out of responses (GitHub OAuth apps)."""
+    issue_refresh_tokens: bool = True
+    rotate_refresh_tokens: bool = True
+    """With rotation a refresh answers a new refresh token and the old one dies; without, the response
+    carries no refresh token and the old one stays valid (Google's habit)."""
+    code_ttl_seconds: float = 600.0
+    deny_authorization: bool = False
+    issuer: str | None = None
+    """None means the server's base URL."""
+    send_iss: bool = False
+    """Add ``iss`` to authorization responses and advertise it in the metadata (RFC 9207)."""
+    latency_seconds: float = 0.0
+    """Added to every ``/token`` request, to make concurrency and benchmarks realistic."""
+    form_encoded: bool = False
+    """Answer ``/token`` form-urlencoded (GitHub's legacy default); flat responses only."""
+    errors_as_200: bool = False
+    """Answer ``/token`` errors with HTTP 200 and an ``error`` field, as GitHub does."""
+    nested_authed_user: bool = False
+    """Slack v2: ``ok`` flags, and code exchanges put the user's token under ``authed_user``."""
+    extra_fields: Mapping[str, Any] = field(default_factory=dict)
+    """Merged into every successful token response (e.g. Salesforce's ``instance_url``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One scripted answer, consumed by the next request to the path it was injected for.
+
+    ``status=None`` means "answer normally", after ``delay_seconds``.
+    """
+
+    status: int | None = None
+    body: bytes = b""
+    content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()
+    delay_seconds: float = 0.0
+    drop_connection: bool = False
+
+    @classmethod
+    def error(cls, status: int, code: str, headers: tuple[tuple[str, str], ...] = ()) -> Fault:
+        return cls(status=status, body=json.dumps({"error": code}).encode(), headers=headers)
+
+    @classmethod
+    def server_error(cls) -> Fault:
+        return cls(status=500, body=b'{"error": "server_error"}')
+
+    @classmethod
+    def rate_limited(cls, retry_after: str) -> Fault:
+        return cls(status=429, body=b'{"error": "rate_limited"}', headers=(("Retry-After", retry_after),))
+
+    @classmethod
+    def slow(cls, seconds: float) -> Fault:
+        return cls(delay_seconds=seconds)
+
+    @classmethod
+    def dropped(cls) -> Fault:
+        return cls(drop_connection=True)
+
+    @classmethod
+    def garbage(cls) -> Fault:
+        return cls(status=200, body=b"<html>\x00\xff upstream exploded", content_type="text/html")
+
+
+@dataclass(frozen=True, slots=True)
+class AuthorizationRecord:
+    """What one ``/authorize`` request asked for, as the provider saw it."""
+
+    params: Mapping[str, str]
+
+    @property
+    def state(self) -> str | None:
+        return self.params.get("state")
+
+    @property
+    def code_challenge(self) -> str | None:
+        return self.params.get("code_challenge")
+
+    @property
+    def scope(self) -> str | None:
+        return self.params.get("scope")
+
+
+@dataclass(frozen=True, slots=True)
+class DemoStats:
+    """A consistent snapshot of the counters, for assertions."""
+
+    token_calls: Mapping[str, int]
+    """``/token`` requests by ``grant_type``, faults included."""
+    in_flight: int
+    max_in_flight: int
+    refresh_token_reuse: int
+    code_reuse: int
+    # Token values stay out of the repr, so a failing assertion does not print them.
+    revoked: frozenset[str] = field(repr=False)
+    access_tokens: frozenset[str] = field(repr=False)
+    """Every access token ever issued."""
+    live_refresh_tokens: frozenset[str] = field(repr=False)
+    """Refresh tokens that would be accepted now."""
+    authorizations: tuple[AuthorizationRecord, ...] = field(repr=False)
+
+
+@dataclass(slots=True)
+class _Grant:
+    redirect_uri: str
+    scope: str
+    code_challenge: str | None
+    expires_at: float
+
+
+@dataclass(slots=True)
+class _RefreshToken:
+    scope: str
+    rotated: bool = False
+
+
+class _TokenError(Exception):
+    """An OAuth error answer (RFC 6749 §5.2) raised inside the token logic."""
+
+    def __init__(self, code: str, status: int = 400) -> None:
+        super().__init__(code)
+        self.code = code
+        self.status = status
+
+
+class DemoProvider:
+    """The server and its state; thread-safe, one lock around every piece of state."""
+
+    def __init__(self, settings: DemoSettings | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._settings = settings or DemoSettings()
+        self._address = (host, port)
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._faults: dict[str, deque[Fault]] = {}
+        self._grants: dict[str, _Grant] = {}
+        self._used_codes: set[str] = set()
+        self._access_tokens: dict[str, float] = {}
+        self._refresh_tokens: dict[str, _RefreshToken] = {}
+        self._revoked: set[str] = set()
+        self._authorizations: list[AuthorizationRecord] = []
+        self._token_calls: Counter[str] = Counter()
+        self._in_flight = 0
+        self._max_in_flight = 0
+        self._refresh_token_reuse = 0
+        self._code_reuse = 0
+
+    # lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> DemoProvider:
+        self._stopping.clear()
+        self._server = _Server(self._address, _Handler, self)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="demo-provider", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving; requests sleeping in a delay wake up and give up."""
+        self._stopping.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+        self._server = self._thread = None
+
+    def __enter__(self) -> DemoProvider:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the demo provider is not running")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def issuer(self) -> str:
+        return self.settings.issuer or self.base_url
+
+    # knobs and counters ------------------------------------------------------------------------
+
+    @property
+    def settings(self) -> DemoSettings:
+        with self._lock:
+            return self._settings
+
+    def configure(self, **changes: Any) -> None:
+        """Change settings while running; requests already in progress keep the old ones."""
+        with self._lock:
+            self._settings = replace(self._settings, **changes)
+
+    def inject(self, *faults: Fault, path: str = "/token") -> None:
+        """Queue scripted answers for the next requests to ``path``, in order."""
+        with self._lock:
+            self._faults.setdefault(path, deque()).extend(faults)
+
+    def stats(self) -> DemoStats:
+        with self._lock:
+            return DemoStats(
+                token_calls=dict(self._token_calls),
+                in_flight=self._in_flight,
+                max_in_flight=self._max_in_flight,
+                refresh_token_reuse=self._refresh_token_reuse,
+                code_reuse=self._code_reuse,
+                revoked=frozenset(self._revoked),
+                access_tokens=frozenset(self._access_tokens),
+                live_refresh_tokens=frozenset(
+                    token
+                    for token, record in self._refresh_tokens.items()
+                    if not record.rotated and token not in self._revoked
+                ),
+                authorizations=tuple(self._authorizations),
+            )
+
+    def access_token_is_active(self, token: str) -> bool:
+        with self._lock:
+            return self._access_token_is_active(token)
+
+    def metadata(self) -> dict[str, Any]:
+        """RFC 8414 authorization server metadata (also served as OpenID configuration)."""
+        settings, base = self.settings, self.base_url
+        auth_method = settings.token_endpoint_auth_method if settings.client_secret is not None else "none"
+        return {
+            "issuer": self.issuer,
+            "authorization_endpoint": f"{base}/authorize",
+            "token_endpoint": f"{base}/token",
+            "revocation_endpoint": f"{base}/revoke",
+            "userinfo_endpoint": f"{base}/userinfo",
+            "response_types_supported": ["code"],
+            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "token_endpoint_auth_methods_supported": [auth_method],
+            "revocation_endpoint_auth_methods_supported": [auth_method],
+            "code_challenge_methods_supported": ["S256"],
+            "authorization_response_iss_parameter_supported": settings.send_iss,
+        }
+
+    # endpoint logic, called by the handler -------------------------------------------------------
+
+    def authorize(self, params: Mapping[str, str]) -> tuple[int, str]:
+        """``(status, location-or-message)``: a redirect, or a 400 when the redirect target is not trusted."""
+        settings = self.settings
+        redirect_uri = params.get("redirect_uri", "")
+        if params.get("client_id") != settings.client_id:
+            return HTTPStatus.BAD_REQUEST, "unknown client_id"
+        if not redirect_uri or (settings.redirect_uris and redirect_uri not in settings.redirect_uris):
+            return HTTPStatus.BAD_REQUEST, "redirect_uri is not registered"
+        with self._lock:
+            self._authorizations.append(AuthorizationRecord(dict(params)))
+        answer = {"state": params["state"]} if "state" in params else {}
+        if settings.send_iss:
+            answer["iss"] = self.issuer
+        challenge = params.get("code_challenge")
+        pkce_ok = (
+            params.get("code_challenge_method") == "S256"
+            if challenge is not None
+            else not (settings.require_pkce or settings.client_secret is None)
+        )
+        if settings.deny_authorization or params.get("deny") == "1":
+            answer["error"] = "access_denied"
+        elif params.get("response_type") != "code":
+            answer["error"] = "unsupported_response_type"
+        elif not pkce_ok:
+            answer["error"] = "invalid_request"
+        else:
+            code = secrets.token_urlsafe(24)
+            grant = _Grant(
+                redirect_uri, params.get("scope", ""), challenge, time.monotonic() + settings.code_ttl_seconds
+            )
+            with self._lock:
+                self._grants[code] = grant
+            answer["code"] = code
+        return HTTPStatus.FOUND, _with_query(redirect_uri, answer)
+
+    def token(self, form: Mapping[str, str], authorization: str | None) -> dict[str, Any]:
+        """The success document for a token request; raises ``_TokenError`` for an OAuth error."""
+        settings = self.settings
+        self._authenticate_client(settings, form, authorization)
+        grant_type = form.get("grant_type")
+        if grant_type == "authorization_code":
+            return self._exchange_code(settings, form)
+        if grant_type == "refresh_token":
+            return self._refresh(settings, form)
+        raise _TokenError("unsupported_grant_type")
+
+    def revoke(self, form: Mapping[str, str], authorization: str | None) -> None:
+        """RFC 7009: unknown tokens are fine; the client must still authenticate."""
+        self._authenticate_client(self.settings, form, authorization)
+        token = form.get("token")
+        if not token:
+            raise _TokenError("invalid_request")
+        with self._lock:
+            self._revoked.add(token)
+
+    def userinfo(self, authorization: str | None) -> dict[str, Any] | None:
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not self.access_token_is_active(token):
+            return None
+        return {"sub": "demo-user", "name": "Demo User"}
+
+    def _authenticate_client(self, settings: DemoSettings, form: Mapping[str, str], authorization: str | None) -> None:
+        """Exactly the configured method: a client that authenticates another way is refused."""
+        if settings.client_secret is None:
+            presented = (form.get("client_id"), None)
+            expected: tuple[str | None, str | None] = (settings.client_id, None)
+            ok = presented == expected and authorization is None
+        elif settings.token_endpoint_auth_method == CLIENT_SECRET_POST:
+            presented = (form.get("client_id"), form.get("client_secret"))
+            ok = authorization is None and _same(presented, (settings.client_id, settings.client_secret))
+        else:
+            presented = _basic_credentials(authorization)
+            ok = "client_secret" not in form and _same(presented, (settings.client_id, settings.client_secret))
+            ok = ok and form.get("client_id", settings.client_id) == settings.client_id
+        if not ok:
+            raise _TokenError("invalid_client", HTTPStatus.UNAUTHORIZED)
+
+    def _exchange_code(self, settings: DemoSettings, form: Mapping[str, str]) -> dict[str, Any]:
+        code = form.get("code", "")
+        with self._lock:
+            grant = self._grants.pop(code, None)
+            if grant is None:
+                if code in self._used_codes:
+                    self._code_reuse += 1
+                raise _TokenError("invalid_grant")
+            self._used_codes.add(code)
+        if grant.expires_at < time.monotonic() or form.get("redirect_uri") != grant.redirect_uri:
+            raise _TokenError("invalid_grant")
+        verifier = form.get("code_verifier")
+        if grant.code_challenge is None:
+            if verifier is not None:
+                raise _TokenError("invalid_grant")
+        elif verifier is None or not secrets.compare_digest(_s256(verifier), grant.code_challenge):
+            raise _TokenError("invalid_grant")
+        document = self._issue(settings, grant.scope, with_refresh_token=settings.issue_refresh_tokens)
+        if not settings.nested_authed_user:
+            return document
+        bot = self._issue(settings, "bot", with_refresh_token=False)
+        return {
+            "ok": True,
+            **bot,
+            "token_type": "bot",
+            "team": {"id": "T0DEMO", "name": "Demo Team"},
+            "authed_user": {"id": "U0DEMO", **document, "token_type": "user"},
+        }
+
+    def _refresh(self, settings: DemoSettings, form: Mapping[str, str]) -> dict[str, Any]:
+        presented = form.get("refresh_token", "")
+        with self._lock:
+            record = self._refresh_tokens.get(presented)
+            if record is None or presented in self._revoked:
+                raise _TokenError("invalid_grant")
+            if record.rotated:
+                self._refresh_token_reuse += 1
+                raise _TokenError("invalid_grant")
+            record.rotated = settings.rotate_refresh_tokens
+        document = self._issue(settings, record.scope, with_refresh_token=settings.rotate_refresh_tokens)
+        return {"ok": True, **document} if settings.nested_authed_user else document
+
+    def _issue(self, settings: DemoSettings, scope: str, *, with_refresh_token: bool) -> dict[str, Any]:
+        access_token = "at_" + secrets.token_urlsafe(24)
+        lifetime = settings.expires_in if settings.expires_in is not None else 10 * 365 * 86_400
+        document: dict[str, Any] = {"access_token": access_token, "token_type": "Bearer", "scope": scope}
+        if settings.expires_in is not None:
+            document["expires_in"] = settings.expires_in
+        with self._lock:
+            self._access_tokens[access_token] = time.monotonic() + lifetime
+            if with_refresh_token:
+                refresh_token = "rt_" + secrets.token_urlsafe(24)
+                self._refresh_tokens[refresh_token] = _RefreshToken(scope)
+                document["refresh_token"] = refresh_token
+        return {**document, **settings.extra_fields}
+
+    def _access_token_is_active(self, token: str) -> bool:
+        expires_at = self._access_tokens.get(token)
+        return expires_at is not None and expires_at > time.monotonic() and token not in self._revoked
+
+    # plumbing for the handler --------------------------------------------------------------------
+
+    def _enter_token_call(self, grant_type: str) -> Fault | None:
+        with self._lock:
+            self._token_calls[grant_type] += 1
+            self._in_flight += 1
+            self._max_in_flight = max(self._max_in_flight, self._in_flight)
+            return self._next_fault("/token")
+
+    def _leave_token_call(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def _next_fault(self, path: str) -> Fault | None:
+        queue = self._faults.get(path)
+        return queue.popleft() if queue else None
+
+    def _take_fault(self, path: str) -> Fault | None:
+        with self._lock:
+            return self._next_fault(path)
+
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep unless the server stops first; False if it did."""
+        return seconds <= 0 or not self._stopping.wait(seconds)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[_Handler], provider: DemoProvider) -> None:
+        super().__init__(address, handler)
+        self.provider = provider
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, so the client's connection pool is exercised
+    timeout = 10  # idle keep-alive connections give their thread back
+
+    @property
+    def provider(self) -> DemoProvider:
+        return cast("_Server", self.server).provider
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: request lines carry codes and states."""
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        params = dict(parse_qsl(url.query, keep_blank_values=True))
+        if url.path == "/authorize":
+            status, target = self.provider.authorize(params)
+            if status == HTTPStatus.FOUND:
+                self._send(status, b"", "text/plain", (("Location", target),))
+            else:
+                self._send(status, target.encode(), "text/plain")
+        elif url.path in ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"):
+            self._send_json(HTTPStatus.OK, self.provider.metadata())
+        elif url.path == "/userinfo":
+            info = self.provider.userinfo(self.headers.get("Authorization"))
+            if info is None:
+                self._send_json(
+                    HTTPStatus.UNAUTHORIZED,
+                    {"error": "invalid_token"},
+                    (("WWW-Authenticate", 'Bearer error="invalid_token"'),),
+                )
+            else:
+                self._send_json(HTTPStatus.OK, info)
+        else:
+            self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain")
+
+    def do_POST(self) -> None:
+        path = urlsplit(self.path).path
+        form = self._read_form()
+        if path == "/token":
+            self._token(form)
+        elif path == "/revoke":
+            self._revoke(form)
+        else:
+            self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain")
+
+    def _token(self, form: Mapping[str, str] | None) -> None:
+        provider = self.provider
+        settings = provider.settings
+        grant_type = form.get("grant_type", "missing") if form is not None else "malformed"
+        fault = provider._enter_token_call(grant_type)
+        try:
+            if not provider._sleep(settings.latency_seconds + (fault.delay_seconds if fault else 0.0)):
+                self.close_connection = True
+                return
+            if fault is not None and (fault.drop_connection or fault.status is not None):
+                self._send_fault(fault)
+                return
+            try:
+                if form is None:
+                    raise _TokenError("invalid_request")
+                document = provider.token(form, self.headers.get("Authorization"))
+            except _TokenError as error:
+                self._send_token_error(settings, error)
+            else:
+                self._send_document(settings, HTTPStatus.OK, document)
+        finally:
+            provider._leave_token_call()
+
+    def _revoke(self, form: Mapping[str, str] | None) -> None:
+        fault = self.provider._take_fault("/revoke")
+        if fault is not None:
+            if self.provider._sleep(fault.delay_seconds):
+                self._send_fault(fault)
+            else:
+                self.close_connection = True
+            return
+        try:
+            if form is None:
+                raise _TokenError("invalid_request")
+            self.provider.revoke(form, self.headers.get("Authorization"))
+        except _TokenError as error:
+            self._send_json(error.status, {"error": error.code})
+        else:
+            self._send(HTTPStatus.OK, b"", "text/plain")
+
+    def _read_form(self) -> dict[str, str] | None:
+        """The urlencoded body, or None if malformed or with a repeated parameter (RFC 6749 §3.2)."""
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > _MAX_REQUEST_BYTES:
+            self.close_connection = True
+            return None
+        pairs = parse_qsl(self.rfile.read(length).decode("utf-8", "replace"), keep_blank_values=True)
+        form = dict(pairs)
+        return form if len(form) == len(pairs) else None
+
+    def _send_token_error(self, settings: DemoSettings, error: _TokenError) -> None:
+        document: dict[str, Any] = {"error": error.code}
+        if settings.nested_authed_user:
+            document = {"ok": False, **document}
+        status = HTTPStatus.OK if settings.errors_as_200 else error.status
+        headers = (("WWW-Authenticate", 'Basic realm="demo"'),) if status == HTTPStatus.UNAUTHORIZED else ()
+        self._send_document(settings, status, document, headers)
+
+    def _send_document(
+        self, settings: DemoSettings, status: int, document: Mapping[str, Any], headers: _Headers = ()
+    ) -> None:
+        if settings.form_encoded:
+            body = urlencode({key: str(value) for key, value in document.items()}).encode()
+            self._send(status, body, "application/x-www-form-urlencoded", headers)
+        else:
+            self._send_json(status, document, headers)
+
+    def _send_fault(self, fault: Fault) -> None:
+        if fault.drop_connection:
+            self.close_connection = True  # nothing written: the client sees the connection end
+            return
+        self._send(fault.status or HTTPStatus.OK, fault.body, fault.content_type, fault.headers)
+
+    def _send_json(self, status: int, document: Mapping[str, Any], headers: _Headers = ()) -> None:
+        self._send(status, json.dumps(document).encode(), "application/json", headers)
+
+    def _send(self, status: int, body: bytes, content_type: str, headers: _Headers = ()) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            for name, value in headers:
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the client gave up (e.g. its read timeout fired)
+
+
+type _Headers = tuple[tuple[str, str], ...]
+
+
+def _with_query(url: str, params: Mapping[str, str]) -> str:
+    parts = urlsplit(url)
+    query = "&".join(filter(None, (parts.query, urlencode(params))))
+    return urlunsplit(parts._replace(query=query))
+
+
+def _basic_credentials(authorization: str | None) -> tuple[str | None, str | None]:
+    """``(client_id, secret)`` from an HTTP Basic header, both form-urldecoded (RFC 6749 §2.3.1)."""
+    scheme, _, encoded = (authorization or "").partition(" ")
+    if scheme.lower() != "basic":
+        return None, None
+    try:
+        decoded = base64.b64decode(encoded, validate=True).decode("utf-8")
+    except ValueError:
+        return None, None
+    client_id, sep, secret = decoded.partition(":")
+    return (unquote_plus(client_id), unquote_plus(secret)) if sep else (None, None)
+
+
+def _same(presented: tuple[str | None, str | None], expected: tuple[str | None, str | None]) -> bool:
+    """Constant-time comparison of credential pairs, as a real server must do."""
+    return all(
+        a is not None and b is not None and secrets.compare_digest(a.encode(), b.encode())
+        for a, b in zip(presented, expected, strict=True)
+    )
+
+
+def _s256(verifier: str) -> str:
+    """Written out here rather than imported from connvault, so a bug there cannot hide in both."""
+    digest = hashlib.sha256(verifier.encode("ascii", "replace")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")

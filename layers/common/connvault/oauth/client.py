@@ -1,0 +1,137 @@
+"""The OAuth 2 client: authorize URL, code exchange, refresh and revocation, for every provider.
+
+There is one code path; providers differ only by ``Provider`` fields (endpoints, scope separator, extra
+authorize parameters, client authentication method, response shape). Nothing here logs, stores or
+retries: the services decide what a ``ReauthRequired`` or ``ProviderUnavailable`` means for a
+connection, and a retried refresh could spend a rotating refresh token twice.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit, urlunsplit
+
+from connvault.config import get_settings
+from connvault.errors import InvalidInput, ProviderUnavailable
+from connvault.models import ClientCredentials, OAuth2Tokens, Provider, TokenEndpointAuthMethod
+from connvault.oauth.http import HttpResponse, HttpTransport
+from connvault.oauth.responses import parse_token_response
+
+_ACCEPT_JSON = {"Accept": "application/json"}
+
+
+class OAuthClient:
+    """Talks to providers' OAuth endpoints through one ``HttpTransport`` (and so one connection pool)."""
+
+    def __init__(self, transport: HttpTransport | None = None) -> None:
+        self._transport = transport or HttpTransport(get_settings().http_timeout_seconds)
+
+    def authorize_url(
+        self,
+        provider: Provider,
+        client_id: str,
+        redirect_uri: str,
+        scopes: Sequence[str],
+        state: str,
+        code_challenge: str | None,
+    ) -> str:
+        """The URL the end user's browser is sent to (RFC 6749 §4.1.1, RFC 7636 §4.3).
+
+        A query already in the catalog's ``authorization_url`` is kept, the catalog's
+        ``authorize_params`` are added, and the protocol parameters come last so that neither can
+        override ``state``, ``redirect_uri`` or the challenge.
+        """
+        base = urlsplit(_endpoint(provider.authorization_url, "authorization_url"))
+        params: dict[str, str] = dict(parse_qsl(base.query, keep_blank_values=True))
+        params.update(provider.authorize_params)
+        params.update(response_type="code", client_id=client_id, redirect_uri=redirect_uri, state=state)
+        if scopes:
+            params["scope"] = provider.scope_separator.join(scopes)
+        if code_challenge is not None:
+            params.update(code_challenge=code_challenge, code_challenge_method="S256")
+        return urlunsplit(base._replace(query=urlencode(params)))
+
+    def exchange_code(
+        self,
+        provider: Provider,
+        client: ClientCredentials,
+        code: str,
+        redirect_uri: str,
+        code_verifier: str | None,
+        now: datetime,
+    ) -> OAuth2Tokens:
+        """Trade an authorization code for tokens (RFC 6749 §4.1.3).
+
+        Raises ``ReauthRequired`` (code or client refused), ``ProviderRejected``, ``ProviderUnavailable``.
+        """
+        fields = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+        if code_verifier is not None:
+            fields["code_verifier"] = code_verifier
+        return self._token_request(provider, client, fields, now)
+
+    def refresh(self, provider: Provider, client: ClientCredentials, refresh_token: str, now: datetime) -> OAuth2Tokens:
+        """New tokens for a refresh token (RFC 6749 §6); no ``scope``, so the grant keeps its scopes.
+
+        A provider that does not rotate answers without ``refresh_token``; the caller keeps the old one.
+        Raises ``ReauthRequired`` (e.g. ``invalid_grant``), ``ProviderRejected``, ``ProviderUnavailable``.
+        """
+        fields = {"grant_type": "refresh_token", "refresh_token": refresh_token}
+        return self._token_request(provider, client, fields, now)
+
+    def revoke(self, provider: Provider, client: ClientCredentials, token: str, token_type_hint: str) -> bool:
+        """Ask the provider to revoke ``token`` (RFC 7009); True only when it answered 200.
+
+        Never raises for provider trouble: revocation is best-effort cleanup when a connection is
+        deleted, and the connection goes whatever the provider says.
+        """
+        if provider.revocation_url is None:
+            return False
+        fields = {"token": token, "token_type_hint": token_type_hint}
+        try:
+            response = self._post(provider.revocation_url, provider, client, fields)
+        except ProviderUnavailable:
+            return False
+        return response.status == 200
+
+    def _token_request(
+        self, provider: Provider, client: ClientCredentials, fields: dict[str, str], now: datetime
+    ) -> OAuth2Tokens:
+        response = self._post(_endpoint(provider.token_url, "token_url"), provider, client, fields)
+        return parse_token_response(
+            response.status,
+            response.content_type,
+            response.body,
+            provider.token_response_shape,
+            now,
+            retry_after=response.retry_after,
+        )
+
+    def _post(self, url: str, provider: Provider, client: ClientCredentials, fields: dict[str, str]) -> HttpResponse:
+        body, headers = _authenticate(provider.token_endpoint_auth_method, client, fields)
+        return self._transport.post_form(url, body, {**_ACCEPT_JSON, **headers})
+
+
+def _authenticate(
+    method: TokenEndpointAuthMethod, client: ClientCredentials, fields: Mapping[str, str]
+) -> tuple[dict[str, str], dict[str, str]]:
+    """The form fields and headers that authenticate ``client`` (RFC 6749 §2.3.1).
+
+    A public client (no secret) identifies itself with ``client_id`` in the body. For HTTP Basic, id and
+    secret are form-urlencoded before base64, as §2.3.1 requires: a secret holding ``:`` or ``%`` would
+    otherwise be misread.
+    """
+    if client.client_secret is None:
+        return {**fields, "client_id": client.client_id}, {}
+    secret = client.client_secret.reveal()
+    if method == TokenEndpointAuthMethod.CLIENT_SECRET_POST:
+        return {**fields, "client_id": client.client_id, "client_secret": secret}, {}
+    pair = f"{quote_plus(client.client_id)}:{quote_plus(secret)}".encode()
+    return dict(fields), {"Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
+
+
+def _endpoint(url: str | None, field: str) -> str:
+    if not url:
+        raise InvalidInput(f"the provider has no {field}", field=field)
+    return url

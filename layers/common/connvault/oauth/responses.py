@@ -1,0 +1,207 @@
+"""Parses what a token endpoint answered into ``OAuth2Tokens``, for every body shape met in the wild.
+
+Bodies are JSON or, from older providers (GitHub's legacy default), form-urlencoded. Fields are loosely
+typed in practice: ``expires_in`` as a number or a numeric string, ``scope`` as a string with space,
+comma or plus separators or as a list. Some providers answer errors with HTTP 200 (GitHub's
+``{"error": ...}``, Slack's ``{"ok": false}``). A response shape that differs in structure gets a named
+parser here, selected by the catalog's ``token_response_shape`` rather than by provider name.
+
+Every failure is a ``connvault.errors`` exception; an unreadable body or a success without an access
+token is transient (``ProviderUnavailable``, reason ``invalid_response``): providers do send HTML error
+pages with HTTP 200 during incidents.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl
+
+from connvault.errors import ProviderUnavailable
+from connvault.models import OAuth2Tokens, TokenResponseShape
+from connvault.oauth.outcomes import classify_failure
+from connvault.redacted import Redacted
+
+type Document = Mapping[str, Any]
+
+MAX_EXPIRES_IN_SECONDS = 10 * 365 * 86_400
+"""Beyond this an ``expires_in`` means "does not expire" in practice; it is treated as absent."""
+
+# Keys never copied into ``extra``: they name secrets (a webhook URL is one), or are parsed already.
+_SECRET_KEY = re.compile(r"token|secret|code|password|key|signature|webhook", re.IGNORECASE)
+_PARSED_KEYS = frozenset({"expires_in", "scope"})
+_MAX_EXTRA_KEYS = 32
+_MAX_EXTRA_KEY_LENGTH = 64
+_MAX_EXTRA_STRING_LENGTH = 1024
+_TOKEN_TYPE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
+_DELAY = re.compile(r"\s*\d{1,10}\s*")
+_SCOPE_SEPARATORS = re.compile(r"[\s,+]+")
+
+
+def parse_token_response(
+    status: int,
+    content_type: str,
+    body: bytes,
+    shape: TokenResponseShape,
+    now: datetime,
+    *,
+    retry_after: str | None = None,
+) -> OAuth2Tokens:
+    """The tokens in a token endpoint's answer, or the ``connvault.errors`` exception it amounts to.
+
+    ``retry_after`` is the response's ``Retry-After`` header, used when the answer is transient.
+    """
+    document = decode_body(content_type, body)
+    if not 200 <= status <= 299:
+        raise classify_failure(status, error_code(document), retry_after, now)
+    if document is None:
+        raise ProviderUnavailable("the token response is not readable", reason="invalid_response")
+    if is_error(document):
+        raise classify_failure(status, error_code(document), retry_after, now)
+    return _SHAPES[shape](document, now)
+
+
+def decode_body(content_type: str, body: bytes) -> Document | None:
+    """The body as a mapping, or None when it is neither a JSON object nor a form.
+
+    The declared media type picks the parser; without a usable one, JSON is tried, then a form.
+    """
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if media_type == "application/x-www-form-urlencoded":
+        return _form(text)
+    document = _json_object(text)
+    if document is not None or media_type.endswith("json"):
+        return document
+    return _form(text)
+
+
+def is_error(document: Document) -> bool:
+    """Whether a 2xx body is really an error (GitHub's ``error`` field, Slack's ``"ok": false``)."""
+    return bool(document.get("error")) or document.get("ok") is False
+
+
+def error_code(document: Document | None) -> object:
+    """The body's ``error`` field as sent, for ``outcomes`` to check and sanitise."""
+    return None if document is None else document.get("error")
+
+
+def _json_object(text: str) -> Document | None:
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _form(text: str) -> Document | None:
+    if "=" not in text:
+        return None
+    return dict(parse_qsl(text, keep_blank_values=True))
+
+
+def _standard(document: Document, now: datetime) -> OAuth2Tokens:
+    """RFC 6749 §5.1, read leniently."""
+    access_token = _secret(document.get("access_token"))
+    if access_token is None:
+        raise ProviderUnavailable("the token response has no access_token", reason="invalid_response")
+    return OAuth2Tokens(
+        access_token=access_token,
+        token_type=_token_type(document.get("token_type")),
+        refresh_token=_secret(document.get("refresh_token")),
+        id_token=_secret(document.get("id_token")),
+        expires_at=_expires_at(document.get("expires_in"), now),
+        scopes=_scopes(document.get("scope")),
+        extra=_extra(document, depth=1),
+    )
+
+
+def _nested_authed_user(document: Document, now: datetime) -> OAuth2Tokens:
+    """Slack's v2 shape: the user's token, when granted, sits in ``authed_user`` with its own fields.
+
+    Without one (a bot-only install, or the answer to a refresh) the top level is a standard response.
+    The top level's non-secret fields (``team``, ``app_id``...) are kept as ``extra`` either way.
+    """
+    user = document.get("authed_user")
+    if isinstance(user, dict) and _secret(user.get("access_token")) is not None:
+        return replace(_standard(user, now), extra=_extra(document, depth=1))
+    return _standard(document, now)
+
+
+_SHAPES: Mapping[TokenResponseShape, Callable[[Document, datetime], OAuth2Tokens]] = {
+    TokenResponseShape.STANDARD: _standard,
+    TokenResponseShape.NESTED_AUTHED_USER: _nested_authed_user,
+}
+
+
+def _secret(value: object) -> Redacted[str] | None:
+    return Redacted(value) if isinstance(value, str) and value else None
+
+
+def _token_type(value: object) -> str:
+    """``Bearer`` when absent or unusable; any spelling of "bearer" becomes ``Bearer`` (RFC 6750)."""
+    if not isinstance(value, str) or not _TOKEN_TYPE.fullmatch(value):
+        return "Bearer"
+    return "Bearer" if value.lower() == "bearer" else value
+
+
+def _expires_at(value: object, now: datetime) -> datetime | None:
+    """``now + expires_in``; a missing, malformed, non-positive or absurd value means "unknown"."""
+    seconds: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    elif (isinstance(value, float) and math.isfinite(value)) or (isinstance(value, str) and _DELAY.fullmatch(value)):
+        seconds = int(value)
+    if seconds is None or not 0 < seconds <= MAX_EXPIRES_IN_SECONDS:
+        return None
+    return now + timedelta(seconds=seconds)
+
+
+def _scopes(value: object) -> tuple[str, ...] | None:
+    """The granted scopes; None when the provider did not say (then the requested scopes apply)."""
+    if isinstance(value, str):
+        return tuple(scope for scope in _SCOPE_SEPARATORS.split(value) if scope)
+    if isinstance(value, list):
+        return tuple(scope for scope in value if isinstance(scope, str) and scope)
+    return None
+
+
+def _extra(document: Document, *, depth: int) -> dict[str, Any]:
+    """The non-secret, JSON-safe simple fields: scalars and (one level of) objects of scalars."""
+    kept: dict[str, Any] = {}
+    for key, value in document.items():
+        if len(kept) >= _MAX_EXTRA_KEYS:
+            break
+        if not _is_safe_key(key):
+            continue
+        if isinstance(value, dict):
+            if depth > 0 and (nested := _extra(value, depth=depth - 1)):
+                kept[key] = nested
+        elif _is_simple(value):
+            kept[key] = value
+    return kept
+
+
+def _is_safe_key(key: object) -> bool:
+    return (
+        isinstance(key, str)
+        and 0 < len(key) <= _MAX_EXTRA_KEY_LENGTH
+        and key not in _PARSED_KEYS
+        and not _SECRET_KEY.search(key)
+    )
+
+
+def _is_simple(value: object) -> bool:
+    if value is None or isinstance(value, bool | int):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)  # NaN and Infinity are not JSON and Postgres' jsonb refuses them
+    return isinstance(value, str) and len(value) <= _MAX_EXTRA_STRING_LENGTH
