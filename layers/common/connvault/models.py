@@ -219,6 +219,7 @@ class Connection:
     metadata: Mapping[str, Any]
     created_at: datetime
     updated_at: datetime
+    refresh_lease_until: datetime | None = None
 
     @property
     def refresh_token(self) -> Redacted[str] | None:

@@ -19,6 +19,7 @@ from connvault.crypto.data_keys import DataKeys
 from connvault.crypto.sealer import Sealer
 from connvault.db import engine
 from connvault.errors import NotFound
+from connvault.oauth.client import OAuthClient
 
 get_session_factory = engine.get_session_factory
 
@@ -41,6 +42,12 @@ def tenant_key_salt(tenant_id: UUID) -> UUID:
 
 
 @lru_cache(maxsize=1)
+def get_oauth_client() -> OAuthClient:
+    """One HTTP pool per process for every provider call."""
+    return OAuthClient()
+
+
+@lru_cache(maxsize=1)
 def get_sealer() -> Sealer:
     return Sealer(DataKeys.from_settings(get_settings(), get_kms_client(), tenant_key_salt))
 
@@ -48,9 +55,10 @@ def get_sealer() -> Sealer:
 def reset() -> None:
     """Forget every cached collaborator and the settings they were built from."""
     get_sealer.cache_clear()
+    get_oauth_client.cache_clear()
     get_kms_client.cache_clear()
     engine.reset()
     get_settings.cache_clear()
 
 
-__all__ = ["get_kms_client", "get_sealer", "get_session_factory", "reset", "tenant_key_salt"]
+__all__ = ["get_kms_client", "get_oauth_client", "get_sealer", "get_session_factory", "reset", "tenant_key_salt"]

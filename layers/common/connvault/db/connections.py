@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from sqlalchemy import case, delete, func, or_, select, tuple_, update
+from sqlalchemy import case, delete, func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from connvault.crypto.envelope import SealContext
@@ -63,6 +63,19 @@ class Lease:
     connection: Connection
     owner: UUID
     until: datetime
+    stale: bool = False
+    """The previous holder's lease ran out unreleased: it may have died after the provider rotated the token."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """One connection a scheduler run leased: refresh it under its own tenant."""
+
+    connection_id: UUID
+    tenant_id: UUID
+    owner: UUID
+    until: datetime
+    stale: bool
 
 
 class ConnectionRepository:
@@ -215,24 +228,32 @@ class ConnectionRepository:
     # -- the refresh lease -------------------------------------------------------------------------------
 
     def acquire_lease(self, connection_id: UUID, now: datetime, until: datetime) -> Lease | None:
-        """Compare-and-set the lease; ``None`` when someone else holds a live one.
+        """Take the refresh lease unless someone holds a live one (then ``None``).
 
         A lease, not a row lock, guards the provider call: the transaction that takes it commits at once, so
-        no row lock is held while a slow provider answers, and a crashed holder's lease simply runs out.
+        no row lock is held while a slow provider answers, and a crashed holder's lease simply runs out. The
+        short ``FOR UPDATE`` here only makes the check-and-set atomic.
         """
-        owner = uuid.uuid4()
-        leased = self._session.scalar(
-            update(ConnectionRow)
-            .where(
-                ConnectionRow.id == connection_id,
-                or_(ConnectionRow.refresh_lease_until.is_(None), ConnectionRow.refresh_lease_until <= now),
-            )
-            .values(refresh_lease_until=until, refresh_lease_owner=owner)
-            .returning(ConnectionRow.id)
-        )
-        if leased is None:
+        current = self._session.execute(
+            select(ConnectionRow.refresh_lease_until, ConnectionRow.refresh_lease_owner)
+            .where(ConnectionRow.id == connection_id)
+            .with_for_update()
+        ).one_or_none()
+        if current is None:
+            raise NotFound(f"connection {connection_id} not found")
+        if current.refresh_lease_until is not None and current.refresh_lease_until > now:
             return None
-        return Lease(self.get(connection_id), owner, until)
+        owner = uuid.uuid4()
+        self._session.execute(
+            update(ConnectionRow)
+            .where(ConnectionRow.id == connection_id)
+            .values(refresh_lease_until=until, refresh_lease_owner=owner)
+        )
+        return Lease(self.get(connection_id), owner, until, stale=current.refresh_lease_owner is not None)
+
+    def lease_from_claim(self, connection_id: UUID, owner: UUID, until: datetime, *, stale: bool) -> Lease:
+        """The lease a scheduler claim took for this connection, with the connection as it is now."""
+        return Lease(self.get(connection_id), owner, until, stale=stale)
 
     def release_lease(self, connection_id: UUID, owner: UUID) -> None:
         self._session.execute(
@@ -303,20 +324,18 @@ class ConnectionRepository:
         )
         return bool(result.rowcount)
 
-    def claim_due(
-        self, now: datetime, horizon_seconds: int, limit: int, until: datetime
-    ) -> tuple[UUID, list[tuple[UUID, UUID]]]:
-        """Lease up to ``limit`` due connections across tenants (``FOR UPDATE SKIP LOCKED`` inside the
-        SECURITY DEFINER function). Returns the lease owner and ``(connection_id, tenant_id)`` pairs."""
+    def claim_due(self, now: datetime, horizon_seconds: int, limit: int, until: datetime) -> list[Claim]:
+        """Lease up to ``limit`` due connections across tenants in one statement (``FOR UPDATE SKIP LOCKED``
+        inside a SECURITY DEFINER function), so overlapping scheduler runs take disjoint sets."""
         owner = uuid.uuid4()
-        rows = self._session.execute(
-            select(
-                func.connvault_claim_due_refreshes(now, horizon_seconds, limit, owner, until)
-                .table_valued("id", "tenant_id")
-                .render_derived()
-            )
-        ).all()
-        return owner, [(row[0], row[1]) for row in rows]
+        claimed = func.connvault_claim_due_refreshes(now, horizon_seconds, limit, owner, until).table_valued(
+            "id", "tenant_id", "stale"
+        )
+        rows = self._session.execute(select(claimed.c.id, claimed.c.tenant_id, claimed.c.stale)).all()
+        return [Claim(row.id, row.tenant_id, owner, until, row.stale) for row in rows]
+
+    def due_backlog(self, now: datetime, horizon_seconds: int) -> int:
+        return int(self._session.scalar(select(func.connvault_due_backlog(now, horizon_seconds))) or 0)
 
     # -- mapping -----------------------------------------------------------------------------------------
 
@@ -375,6 +394,7 @@ class ConnectionRepository:
             metadata=dict(row.metadata_),
             created_at=row.created_at,
             updated_at=row.updated_at,
+            refresh_lease_until=row.refresh_lease_until,
         )
 
 

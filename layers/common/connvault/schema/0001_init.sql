@@ -206,11 +206,11 @@ COMMENT ON FUNCTION connvault_tenant_key_salt(uuid) IS
 
 CREATE FUNCTION connvault_claim_due_refreshes(
         p_now timestamptz, p_horizon_seconds integer, p_limit integer, p_owner uuid, p_lease_until timestamptz)
-    RETURNS TABLE (id uuid, tenant_id uuid)
+    RETURNS TABLE (id uuid, tenant_id uuid, stale boolean)
     LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, public
     AS $$
         WITH due AS (
-            SELECT c.id FROM connections c
+            SELECT c.id, c.refresh_lease_owner IS NOT NULL AS stale FROM connections c
             WHERE c.status = 'active' AND c.credential_type = 'oauth2' AND c.has_refresh_token
               AND c.expires_at IS NOT NULL
               AND c.expires_at <= p_now + make_interval(secs => p_horizon_seconds)
@@ -223,7 +223,7 @@ CREATE FUNCTION connvault_claim_due_refreshes(
         UPDATE connections c
         SET refresh_lease_until = p_lease_until, refresh_lease_owner = p_owner
         FROM due WHERE c.id = due.id
-        RETURNING c.id, c.tenant_id
+        RETURNING c.id, c.tenant_id, due.stale
     $$;
 COMMENT ON FUNCTION connvault_claim_due_refreshes(timestamptz, integer, integer, uuid, timestamptz) IS
     'The scheduler''s claim across tenants: leases due rows (SKIP LOCKED) and returns ids only. '
@@ -247,14 +247,15 @@ COMMENT ON FUNCTION connvault_due_backlog(timestamptz, integer) IS 'How many con
 CREATE FUNCTION connvault_read_connection(p_tenant uuid, p_id uuid, p_touch_every interval)
     RETURNS TABLE (
         id uuid, provider_id uuid, status text, credential_type text, credentials bytea, token_type text,
-        scopes text[], expires_at timestamptz, has_refresh_token boolean, refresh_margin_seconds integer)
+        scopes text[], expires_at timestamptz, has_refresh_token boolean, last_error_code text,
+        refresh_margin_seconds integer)
     LANGUAGE plpgsql VOLATILE SECURITY INVOKER SET search_path = pg_catalog, public
     AS $$
     BEGIN
         PERFORM set_config('app.tenant_id', p_tenant::text, true);
         RETURN QUERY
             SELECT c.id, c.provider_id, c.status, c.credential_type, c.credentials, c.token_type, c.scopes,
-                   c.expires_at, c.has_refresh_token, p.refresh_margin_seconds
+                   c.expires_at, c.has_refresh_token, c.last_error_code, p.refresh_margin_seconds
             FROM connections c JOIN providers p ON p.id = c.provider_id
             WHERE c.id = p_id;
         IF FOUND THEN

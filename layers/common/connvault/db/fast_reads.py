@@ -1,0 +1,142 @@
+"""The two reads on every request, over one plain pg8000 connection with prepared statements.
+
+The authorizer (API key lookup) and token fetch (connection read) run on every API call. Through a SQLAlchemy
+session with a tenant transaction they cost ~4 round trips; here each is one: the connection read is a
+``SECURITY INVOKER`` function that sets the tenant for its own statement, so RLS stays in force, and also
+coalesces the ``last_used_at`` write. One connection per process: a Lambda runs one request at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from pg8000.exceptions import InterfaceError
+
+from connvault.config import get_settings
+from connvault.db.target import DatabaseTarget, get_target
+
+if TYPE_CHECKING:
+    import pg8000.native
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionSnapshot:
+    """What token fetch needs of a connection; ``credentials`` is still sealed."""
+
+    id: UUID
+    provider_id: UUID
+    status: str
+    credential_type: str
+    credentials: bytes | None
+    token_type: str | None
+    scopes: tuple[str, ...]
+    expires_at: datetime | None
+    has_refresh_token: bool
+    last_error_code: str | None
+    refresh_margin_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKeyLookup:
+    tenant_id: UUID
+    secret_sha256: bytes
+    revoked: bool
+
+
+_READ_CONNECTION = "SELECT * FROM connvault_read_connection(CAST(:tenant AS uuid), CAST(:id AS uuid), :touch)"
+_FIND_API_KEY = "SELECT tenant_id, secret_sha256, revoked_at FROM connvault_find_api_key(:key_id)"
+
+
+class FastReads:
+    def __init__(self, target: DatabaseTarget, *, role: str | None, statement_timeout_ms: int | None) -> None:
+        self._target = target
+        self._role = role
+        self._statement_timeout_ms = statement_timeout_ms
+        self._lock = threading.Lock()
+        self._connection: pg8000.native.Connection | None = None
+        self._statements: dict[str, Any] = {}
+
+    def read_connection(
+        self, tenant_id: UUID, connection_id: UUID, touch_every: timedelta
+    ) -> ConnectionSnapshot | None:
+        rows = self._run(_READ_CONNECTION, tenant=str(tenant_id), id=str(connection_id), touch=touch_every)
+        if not rows:
+            return None
+        (ident, provider_id, status, kind, sealed, token_type, scopes, expires_at, has_refresh, error, margin) = rows[0]
+        return ConnectionSnapshot(
+            id=_uuid(ident),
+            provider_id=_uuid(provider_id),
+            status=status,
+            credential_type=kind,
+            credentials=sealed,
+            token_type=token_type,
+            scopes=tuple(scopes or ()),
+            expires_at=expires_at,
+            has_refresh_token=has_refresh,
+            last_error_code=error,
+            refresh_margin_seconds=margin,
+        )
+
+    def find_api_key(self, key_id: str) -> ApiKeyLookup | None:
+        rows = self._run(_FIND_API_KEY, key_id=key_id)
+        if not rows:
+            return None
+        tenant_id, secret_sha256, revoked_at = rows[0]
+        return ApiKeyLookup(_uuid(tenant_id), bytes(secret_sha256), revoked_at is not None)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._connection is not None:
+                with contextlib.suppress(InterfaceError, OSError):
+                    self._connection.close()
+            self._connection = None
+            self._statements.clear()
+
+    def _run(self, sql: str, **params: Any) -> list[list[Any]]:
+        """Run a prepared statement; a connection that died while the Lambda was frozen is replaced once."""
+        with self._lock:
+            for attempt in (1, 2):
+                try:
+                    return self._prepared(sql).run(**params)
+                except (InterfaceError, OSError):
+                    self._drop()
+                    if attempt == 2:
+                        raise
+        raise AssertionError("unreachable")
+
+    def _prepared(self, sql: str) -> Any:
+        statement = self._statements.get(sql)
+        if statement is None:
+            if self._connection is None:
+                self._connection = self._target.connect(
+                    role=self._role, statement_timeout_ms=self._statement_timeout_ms
+                )
+            statement = self._statements[sql] = self._connection.prepare(sql)
+        return statement
+
+    def _drop(self) -> None:
+        self._connection = None
+        self._statements.clear()
+
+
+def _uuid(value: Any) -> UUID:
+    return value if isinstance(value, UUID) else UUID(str(value))
+
+
+@lru_cache(maxsize=1)
+def get_fast_reads() -> FastReads:
+    """The process's ``FastReads``, built on first use."""
+    settings = get_settings()
+    return FastReads(get_target(), role=settings.db_app_role, statement_timeout_ms=settings.db_statement_timeout_ms)
+
+
+def reset_fast_reads() -> None:
+    if get_fast_reads.cache_info().currsize:
+        get_fast_reads().close()
+    get_fast_reads.cache_clear()

@@ -1,0 +1,35 @@
+"""The one logger, tracer and metrics of connvault, and every metric name, defined once.
+
+Log ids, slugs, outcome codes, counts and durations. Never log events, headers, query strings, provider
+bodies or the text of exceptions raised by HTTP or database libraries.
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+
+SERVICE = "connvault"
+
+logger = Logger(service=SERVICE)
+tracer = Tracer(service=SERVICE)
+metrics = Metrics(namespace=SERVICE, service=SERVICE)
+
+
+class MetricName:
+    """EMF metric names: one per outcome."""
+
+    TOKEN_SERVED = "TokenServed"
+    TOKEN_REFRESHED_ON_READ = "TokenRefreshedOnRead"
+    CONNECT_STARTED = "ConnectStarted"
+    CONNECT_COMPLETED = "ConnectCompleted"
+    CONNECT_FAILED = "ConnectFailed"
+    REFRESHED = "Refreshed"
+    REFRESH_PERMANENT_FAILURE = "RefreshPermanentFailure"
+    REFRESH_TRANSIENT_FAILURE = "RefreshTransientFailure"
+    REFRESH_SKIPPED = "RefreshSkipped"
+    REFRESH_DUE_BACKLOG = "RefreshDueBacklog"
+    REFRESH_RUN_DURATION = "RefreshRunDuration"
+    REVOCATION_FAILED = "RevocationFailed"
+    AUTH_DENIED = "AuthDenied"
+    CLIENT_ERROR = "ClientError"
+    SERVER_ERROR = "ServerError"

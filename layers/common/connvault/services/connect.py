@@ -1,0 +1,240 @@
+"""The OAuth connect flow: start a connect session, then complete it at the callback.
+
+The state is 256 random bits, stored only as its SHA-256 and consumed with ``DELETE … RETURNING``, so it
+works once; PKCE S256 is used whenever the provider accepts it. Nothing is written for a connection until
+the provider has handed over tokens, and then in one transaction, so a failed callback leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from sqlalchemy.exc import DBAPIError
+
+from connvault.clock import Clock, utcnow
+from connvault.config import get_settings
+from connvault.db.connections import NewCredentials
+from connvault.db.uow import UnitOfWork
+from connvault.errors import InvalidInput, NotFound, ProviderRejected, ProviderUnavailable, ReauthRequired
+from connvault.models import AuthType, OAuth2Credentials, PendingConnect
+from connvault.oauth.outcomes import sanitize_reason
+from connvault.oauth.pkce import code_challenge_s256, new_code_verifier, new_state, state_digest
+from connvault.redacted import Redacted
+from connvault.validation import require_scopes, require_text
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from connvault.crypto.sealer import Sealer
+    from connvault.models import Connection, Provider
+    from connvault.oauth.client import OAuthClient
+
+MAX_STATE_LENGTH = 512
+MAX_CODE_LENGTH = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectRequest:
+    provider: str
+    end_user_id: str
+    alias: str = ""
+    return_url: str | None = None
+    scopes: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectSession:
+    """``authorize_url`` carries the state: it is handed to the tenant once and never logged."""
+
+    authorize_url: Redacted[str]
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackParams:
+    """The callback's query, as the provider sent it. ``code`` and ``state`` are secrets."""
+
+    state: Redacted[str] | None
+    code: Redacted[str] | None
+    error: str | None = None
+    iss: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackResult:
+    """Where the end user goes next: the tenant's return URL with ``connection_id`` or ``error``, or a page."""
+
+    return_url: str | None
+    connection_id: UUID | None = None
+    error: str | None = None
+    tenant_id: UUID | None = None
+
+    @property
+    def redirect_url(self) -> str | None:
+        if self.return_url is None:
+            return None
+        extra = {"connection_id": str(self.connection_id)} if self.connection_id else {"error": self.error or ""}
+        parts = urlsplit(self.return_url)
+        query = parse_qsl(parts.query, keep_blank_values=True) + list(extra.items())
+        return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def create_connect_session(
+    uow: UnitOfWork,
+    request: ConnectRequest,
+    *,
+    callback_url: str,
+    oauth: OAuthClient | None = None,
+    now: Clock = utcnow,
+) -> ConnectSession:
+    """Start connecting an end user's account. Raises InvalidInput for anything the tenant must fix first."""
+    from connvault import wiring
+
+    end_user_id = require_text(request.end_user_id, "end_user_id", max_length=255)
+    alias = require_text(request.alias, "alias", max_length=100, min_length=0)
+    requested_scopes = None if request.scopes is None else require_scopes(request.scopes)
+    expires_at = now() + timedelta(seconds=get_settings().connect_session_ttl_seconds)
+    state = new_state()
+    with uow:
+        provider = _oauth_provider(uow, request.provider)
+        integration = uow.integrations.find(provider.id)
+        if integration is None:
+            raise InvalidInput(f"configure the integration for {provider.slug!r} first", field="provider")
+        if request.return_url is not None and request.return_url not in integration.allowed_return_urls:
+            raise InvalidInput("return_url is not in the integration's allowed_return_urls", field="return_url")
+        scopes = requested_scopes if requested_scopes is not None else (integration.scopes or provider.default_scopes)
+        verifier = new_code_verifier() if provider.pkce else None
+        pending = PendingConnect(
+            id=uuid.uuid4(),
+            tenant_id=uow.tenant,
+            provider_id=provider.id,
+            end_user_id=end_user_id,
+            alias=alias,
+            scopes=tuple(scopes),
+            code_verifier=Redacted(verifier) if verifier else None,
+            return_url=request.return_url,
+            expires_at=expires_at,
+        )
+        uow.oauth_sessions.add(pending, state_digest(state))
+        uow.commit()
+    url = (oauth or wiring.get_oauth_client()).authorize_url(
+        provider,
+        integration.client_id,
+        callback_url,
+        scopes,
+        state,
+        code_challenge_s256(verifier) if verifier else None,
+    )
+    return ConnectSession(Redacted(url), expires_at)
+
+
+def complete_connect(
+    params: CallbackParams,
+    *,
+    callback_url: str,
+    oauth: OAuthClient | None = None,
+    sealer: Sealer | None = None,
+    now: Clock = utcnow,
+) -> CallbackResult:
+    """Finish a connect at the provider's redirect. Never raises for anything the browser or provider sent:
+    every failure becomes a ``CallbackResult`` with an error code, and nothing is written for it."""
+    from connvault import wiring
+
+    state = params.state.reveal() if params.state else ""
+    if not state or len(state) > MAX_STATE_LENGTH:
+        return CallbackResult(None, error="invalid_state")
+    digest = state_digest(state)
+    with UnitOfWork(None, sealer=sealer) as uow:
+        tenant_id = uow.oauth_sessions.tenant_of_state(digest)
+    if tenant_id is None:
+        return CallbackResult(None, error="invalid_state")
+    with UnitOfWork(tenant_id, sealer=sealer) as uow:
+        pending = uow.oauth_sessions.consume(digest)
+        uow.commit()
+        if pending is None:  # another callback with the same state won the race
+            return CallbackResult(None, error="invalid_state", tenant_id=tenant_id)
+        provider = uow.providers.get(pending.provider_id)
+        integration = uow.integrations.find(provider.id)
+
+    def fail(code: str) -> CallbackResult:
+        return CallbackResult(pending.return_url, error=code, tenant_id=tenant_id)
+
+    if pending.expires_at <= now():
+        return fail("expired_state")
+    if params.error:
+        return fail(sanitize_reason(params.error))
+    if not _issuer_ok(provider, params.iss):
+        return fail("issuer_mismatch")
+    code = params.code.reveal() if params.code else ""
+    if not code or len(code) > MAX_CODE_LENGTH:
+        return fail("invalid_request")
+    if integration is None:
+        return fail("integration_missing")
+    try:
+        tokens = (oauth or wiring.get_oauth_client()).exchange_code(
+            provider,
+            integration.client,
+            code,
+            callback_url,
+            pending.code_verifier.reveal() if pending.code_verifier else None,
+            now(),
+        )
+    except (ReauthRequired, ProviderRejected) as exc:
+        return fail(exc.reason or exc.code)
+    except ProviderUnavailable:
+        return fail("provider_unavailable")
+    grant = NewCredentials(
+        credentials=OAuth2Credentials(tokens.access_token, tokens.refresh_token, tokens.id_token),
+        token_type=tokens.token_type,
+        scopes=tokens.scopes if tokens.scopes is not None else pending.scopes,
+        expires_at=tokens.expires_at,
+    )
+    metadata = {"provider": dict(tokens.extra)} if tokens.extra else {}
+    connection = _save_grant(pending, grant, metadata, sealer=sealer, now=now)
+    return CallbackResult(pending.return_url, connection_id=connection.id, tenant_id=tenant_id)
+
+
+def _save_grant(
+    pending: PendingConnect, grant: NewCredentials, metadata: dict, *, sealer: Sealer | None, now: Clock
+) -> Connection:
+    """Store the grant; one retry on a database error, since the code that produced it cannot be used again."""
+    for attempt in (1, 2):
+        try:
+            with UnitOfWork(pending.tenant_id, sealer=sealer) as uow:
+                connection = uow.connections.save_grant(
+                    pending.tenant_id,
+                    pending.provider_id,
+                    end_user_id=pending.end_user_id,
+                    alias=pending.alias,
+                    grant=grant,
+                    granted_at=now(),
+                    metadata=metadata,
+                )
+                uow.commit()
+            return connection
+        except DBAPIError:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _oauth_provider(uow: UnitOfWork, slug: str) -> Provider:
+    try:
+        provider = uow.providers.get_by_slug(slug)
+    except NotFound:
+        raise InvalidInput(f"unknown provider {slug!r}", field="provider") from None
+    if provider.auth_type is not AuthType.OAUTH2:
+        raise InvalidInput(f"provider {slug!r} does not use OAuth", field="provider")
+    return provider
+
+
+def _issuer_ok(provider: Provider, iss: str | None) -> bool:
+    """RFC 9207: a declared issuer must match when ``iss`` is sent, and ``iss`` is required when the provider
+    says it always sends it. A mismatch is a mix-up attack: the code was meant for another server."""
+    if iss is None:
+        return not provider.require_iss
+    return provider.issuer is None or iss == provider.issuer

@@ -1,0 +1,133 @@
+"""Token fetch: hand the tenant's backend a usable credential for a connection. The hot path.
+
+A token that is good for longer than ``max(min_ttl, provider margin)`` costs one round trip (a prepared
+statement through ``FastReads``) and one AES-GCM open with a cached data key: no KMS call, no write beyond a
+``last_used_at`` coalesced to once a minute. Anything else goes through the single-flight refresh.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from connvault.clock import Clock, utcnow
+from connvault.config import get_settings
+from connvault.crypto.envelope import SealContext
+from connvault.db.connections import CREDENTIALS_FIELD
+from connvault.db.fast_reads import get_fast_reads
+from connvault.db.uow import UnitOfWork
+from connvault.errors import ConnectionRevoked, CredentialsExpired, NotFound, ProviderUnavailable, ReauthRequired
+from connvault.models import (
+    ApiKeyCredentials,
+    BasicCredentials,
+    ConnectionStatus,
+    Credentials,
+    OAuth2Credentials,
+    credentials_from_bytes,
+    needs_refresh,
+)
+from connvault.services.refresh import RefreshPolicy, refresh_single_flight
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from connvault.crypto.sealer import Sealer
+    from connvault.db.fast_reads import ConnectionSnapshot, FastReads
+    from connvault.oauth.client import OAuthClient
+
+USABLE = frozenset({ConnectionStatus.ACTIVE.value, ConnectionStatus.ERROR.value})
+"""Statuses whose unexpired token may be handed out (``error``: refreshes keep failing, the token still works)."""
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedCredential:
+    """What token fetch answers; exactly one of the credential shapes is set."""
+
+    connection_id: UUID
+    credentials: Credentials
+    token_type: str | None
+    expires_at: datetime | None
+    scopes: tuple[str, ...]
+
+
+def get_token(
+    tenant_id: UUID,
+    connection_id: UUID,
+    *,
+    min_ttl: int = 0,
+    force_refresh: bool = False,
+    reads: FastReads | None = None,
+    oauth: OAuthClient | None = None,
+    sealer: Sealer | None = None,
+    policy: RefreshPolicy | None = None,
+    now: Clock = utcnow,
+) -> IssuedCredential:
+    """A usable credential. Raises NotFound, ReauthRequired, ConnectionRevoked, CredentialsExpired,
+    ProviderUnavailable (with ``retry_after``)."""
+    from connvault import wiring
+
+    settings = get_settings()
+    sealer = sealer or wiring.get_sealer()
+    snapshot = (reads or get_fast_reads()).read_connection(
+        tenant_id, connection_id, timedelta(seconds=settings.last_used_coalesce_seconds)
+    )
+    if snapshot is None:
+        raise NotFound(f"connection {connection_id} not found")
+    _raise_for_status(snapshot)
+    if snapshot.credentials is None:
+        raise CredentialsExpired(f"connection {connection_id} holds no credentials")
+    credentials = credentials_from_bytes(
+        sealer.open(snapshot.credentials, SealContext(tenant_id, CREDENTIALS_FIELD, connection_id))
+    )
+    current = IssuedCredential(connection_id, credentials, snapshot.token_type, snapshot.expires_at, snapshot.scopes)
+    if not isinstance(credentials, OAuth2Credentials):
+        return current
+    moment = now()
+    ttl = max(min_ttl, snapshot.refresh_margin_seconds)
+    still_valid = snapshot.status in USABLE and not needs_refresh(snapshot.expires_at, moment, 0)
+    if not force_refresh and still_valid and not needs_refresh(snapshot.expires_at, moment, ttl):
+        return current
+    if not snapshot.has_refresh_token:
+        if still_valid:
+            return current
+        _mark_expired(tenant_id, connection_id, sealer)
+        raise CredentialsExpired(f"connection {connection_id} expired and has no refresh token")
+    try:
+        refreshed = refresh_single_flight(
+            tenant_id,
+            connection_id,
+            ttl_seconds=ttl,
+            force=force_refresh,
+            oauth=oauth or wiring.get_oauth_client(),
+            policy=policy or RefreshPolicy.from_settings(settings),
+            sealer=sealer,
+            now=now,
+        )
+    except ProviderUnavailable:
+        if still_valid and not force_refresh:
+            return current
+        raise
+    if refreshed.credentials is None:
+        raise CredentialsExpired(f"connection {connection_id} holds no credentials")
+    return IssuedCredential(
+        connection_id, refreshed.credentials, refreshed.token_type, refreshed.expires_at, refreshed.scopes
+    )
+
+
+def _raise_for_status(snapshot: ConnectionSnapshot) -> None:
+    if snapshot.status == ConnectionStatus.NEEDS_REAUTH:
+        raise ReauthRequired("the connection needs to be connected again", reason=snapshot.last_error_code)
+    if snapshot.status == ConnectionStatus.REVOKED:
+        raise ConnectionRevoked(f"connection {snapshot.id} was revoked")
+    if snapshot.status == ConnectionStatus.EXPIRED and not snapshot.has_refresh_token:
+        raise CredentialsExpired(f"connection {snapshot.id} expired and has no refresh token")
+
+
+def _mark_expired(tenant_id: UUID, connection_id: UUID, sealer: Sealer) -> None:
+    with UnitOfWork(tenant_id, sealer=sealer) as uow:
+        uow.connections.set_status(connection_id, ConnectionStatus.EXPIRED, error_code="token_expired")
+        uow.commit()
+
+
+__all__ = ["ApiKeyCredentials", "BasicCredentials", "IssuedCredential", "get_token"]
