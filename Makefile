@@ -31,3 +31,40 @@ run: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .aws-sam build
+
+# ---- SAM bundle -------------------------------------------------------------------------------------------
+# aws-sam-cli and cfn-lint pin other versions of boto3, pydantic and friends than the runtime layer does, so
+# they live in their own venv. The stamp is named after the pins: changing a pin reinstalls.
+SAM_VENV := .venv-sam
+SAM_CLI_VERSION := 1.170.0
+CFN_LINT_VERSION := 1.58.0
+SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_CLI_VERSION)-$(CFN_LINT_VERSION)
+# SAM looks for python3.12 on PATH to build the layer; the tool venv's own interpreter is one.
+SAM := SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(SAM_VENV)/bin:$$PATH" $(SAM_VENV)/bin/sam
+ENV ?= default
+SAM_ARCH ?= arm64
+SAM_BUILD_DIR ?= .aws-sam/build
+
+.PHONY: sam-venv validate sam-build deploy
+
+$(SAM_STAMP):
+	$(PY312) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/python -m pip install --quiet --disable-pip-version-check \
+		aws-sam-cli==$(SAM_CLI_VERSION) cfn-lint==$(CFN_LINT_VERSION)
+	touch $(SAM_STAMP)
+
+sam-venv: $(SAM_STAMP)
+
+# Both must be clean: sam's translator-aware lint, and cfn-lint on its own (same rules, own exit status).
+validate: $(SAM_STAMP)
+	$(SAM) validate --lint --template-file template.yaml
+	$(SAM_VENV)/bin/cfn-lint template.yaml
+
+# e.g. `make sam-build SAM_ARCH=x86_64 SAM_BUILD_DIR=/tmp/connvault-build` on an x86 machine.
+sam-build: $(SAM_STAMP)
+	$(SAM) build --parameter-overrides Architecture=$(SAM_ARCH) --build-dir $(SAM_BUILD_DIR)
+
+# `make deploy ENV=prod`: build and deploy with the parameters of that samconfig.toml environment.
+deploy: $(SAM_STAMP)
+	$(SAM) build --config-env $(ENV)
+	$(SAM) deploy --config-env $(ENV)
