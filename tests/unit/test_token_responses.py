@@ -1,0 +1,368 @@
+"""Token responses as providers really send them: JSON or forms, loose types, errors dressed as 200,
+Slack's nested user token, and never anything but a connvault error on garbage."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from connvault.errors import ConnvaultError, ProviderRejected, ProviderUnavailable, ReauthRequired
+from connvault.models import OAuth2Tokens, TokenResponseShape
+from connvault.oauth.responses import parse_token_response
+from hypothesis import given
+from hypothesis import strategies as st
+
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+JSON = "application/json; charset=utf-8"
+FORM = "application/x-www-form-urlencoded"
+STANDARD = TokenResponseShape.STANDARD
+NESTED = TokenResponseShape.NESTED_AUTHED_USER
+
+
+def parse(document: dict[str, Any], shape: TokenResponseShape = STANDARD, status: int = 200) -> OAuth2Tokens:
+    return parse_token_response(status, JSON, json.dumps(document).encode(), shape, NOW)
+
+
+def test_a_complete_standard_response_is_parsed() -> None:
+    tokens = parse(
+        {
+            "access_token": "at-1",
+            "token_type": "Bearer",
+            "expires_in": 3600,
+            "refresh_token": "rt-1",
+            "id_token": "eyJ.id.token",
+            "scope": "openid email",
+        }
+    )
+
+    assert tokens.access_token.reveal() == "at-1"
+    assert tokens.refresh_token is not None
+    assert tokens.refresh_token.reveal() == "rt-1"
+    assert tokens.id_token is not None
+    assert tokens.id_token.reveal() == "eyJ.id.token"
+    assert tokens.token_type == "Bearer"
+    assert tokens.expires_at == NOW + timedelta(hours=1)
+    assert tokens.scopes == ("openid", "email")
+    assert tokens.extra == {}
+
+
+def test_a_minimal_response_leaves_the_unknowns_unknown() -> None:
+    tokens = parse({"access_token": "at-1"})
+
+    assert tokens.token_type == "Bearer"
+    assert tokens.refresh_token is None
+    assert tokens.id_token is None
+    assert tokens.expires_at is None
+    assert tokens.scopes is None
+
+
+def test_github_legacy_form_encoded_response_is_parsed() -> None:
+    body = b"access_token=gho_16C7e42F292c6912E7710c838347Ae178B4a&scope=repo%2Cgist&token_type=bearer"
+
+    tokens = parse_token_response(200, FORM, body, STANDARD, NOW)
+
+    assert tokens.access_token.reveal() == "gho_16C7e42F292c6912E7710c838347Ae178B4a"
+    assert tokens.scopes == ("repo", "gist")
+    assert tokens.token_type == "Bearer"
+    assert tokens.expires_at is None
+
+
+def test_a_form_body_with_a_vague_content_type_is_still_read() -> None:
+    tokens = parse_token_response(200, "text/plain", b"access_token=at-1&expires_in=60", STANDARD, NOW)
+
+    assert tokens.access_token.reveal() == "at-1"
+    assert tokens.expires_at == NOW + timedelta(seconds=60)
+
+
+def test_json_without_a_content_type_is_still_read() -> None:
+    tokens = parse_token_response(200, "", b'{"access_token": "at-1"}', STANDARD, NOW)
+
+    assert tokens.access_token.reveal() == "at-1"
+
+
+@pytest.mark.parametrize(
+    ("expires_in", "seconds"),
+    [
+        (3600, 3600),
+        ("3600", 3600),
+        (" 120 ", 120),
+        (1799.9, 1799),
+        ("abc", None),
+        ("", None),
+        ("1e3", None),
+        (-5, None),
+        (0, None),
+        (True, None),
+        (None, None),
+        ([3600], None),
+        (float("inf"), None),
+        (10**30, None),
+    ],
+)
+def test_expires_in_is_read_leniently_and_bad_values_count_as_missing(expires_in: object, seconds: int | None) -> None:
+    tokens = parse({"access_token": "at-1", "expires_in": expires_in})
+
+    assert tokens.expires_at == (None if seconds is None else NOW + timedelta(seconds=seconds))
+
+
+@pytest.mark.parametrize(
+    ("scope", "expected"),
+    [
+        ("read write", ("read", "write")),
+        ("read,write", ("read", "write")),
+        ("read, write", ("read", "write")),
+        ("read+write", ("read", "write")),
+        ("  read   write ", ("read", "write")),
+        (["read", "write"], ("read", "write")),
+        (["read", 7, "", None], ("read",)),
+        ("", ()),
+        (42, None),
+        ({"read": True}, None),
+    ],
+)
+def test_scope_is_split_on_any_separator_or_read_as_a_list(scope: object, expected: tuple[str, ...]) -> None:
+    assert parse({"access_token": "at-1", "scope": scope}).scopes == expected
+
+
+@pytest.mark.parametrize(
+    ("token_type", "expected"),
+    [("bearer", "Bearer"), ("BEARER", "Bearer"), ("Bearer", "Bearer"), ("mac", "mac"), ("DPoP", "DPoP")],
+)
+def test_token_type_bearer_is_normalised_and_others_kept(token_type: str, expected: str) -> None:
+    assert parse({"access_token": "at-1", "token_type": token_type}).token_type == expected
+
+
+@pytest.mark.parametrize("token_type", [None, "", 5, "two words", "x" * 33])
+def test_an_unusable_token_type_becomes_bearer(token_type: object) -> None:
+    assert parse({"access_token": "at-1", "token_type": token_type}).token_type == "Bearer"
+
+
+def test_github_200_with_an_error_body_is_an_error() -> None:
+    body = {
+        "error": "bad_verification_code",
+        "error_description": "The code passed is incorrect or expired.",
+        "error_uri": "https://docs.github.com/apps/troubleshooting",
+    }
+
+    with pytest.raises(ReauthRequired) as caught:
+        parse(body)
+
+    assert caught.value.reason == "bad_verification_code"
+
+
+def test_slack_ok_false_is_an_error() -> None:
+    with pytest.raises(ReauthRequired) as caught:
+        parse({"ok": False, "error": "invalid_refresh_token"}, NESTED)
+
+    assert caught.value.reason == "invalid_refresh_token"
+
+
+def test_ok_false_without_a_code_is_transient() -> None:
+    with pytest.raises(ProviderUnavailable):
+        parse({"ok": False, "access_token": "at-1"})
+
+
+SLACK_V2 = {
+    "ok": True,
+    "app_id": "A0KRD7HC3",
+    "authed_user": {
+        "id": "U1234",
+        "scope": "chat:write",
+        "access_token": "xoxe.xoxp-1234",
+        "expires_in": 43200,
+        "refresh_token": "xoxe-1-user",
+        "token_type": "user",
+    },
+    "scope": "commands,incoming-webhook",
+    "token_type": "bot",
+    "access_token": "xoxb-17653672481-19874698323-pdFZKVeTuE8sk7oOcBrzbqgy",
+    "bot_user_id": "U0KRQLJ9H",
+    "refresh_token": "xoxe-1-bot",
+    "expires_in": 43200,
+    "team": {"name": "Slack Softball Team", "id": "T9TK3CUKW"},
+    "enterprise": None,
+    "is_enterprise_install": False,
+    "incoming_webhook": {
+        "channel": "#general",
+        "url": "https://hooks.slack.com/TXXXXX/BXXXXX/XXXXXXXXXX",
+    },
+}
+
+
+def test_slack_nested_shape_takes_the_user_token_with_its_own_fields() -> None:
+    tokens = parse(SLACK_V2, NESTED)
+
+    assert tokens.access_token.reveal() == "xoxe.xoxp-1234"
+    assert tokens.refresh_token is not None
+    assert tokens.refresh_token.reveal() == "xoxe-1-user"
+    assert tokens.scopes == ("chat:write",)
+    assert tokens.token_type == "user"
+    assert tokens.expires_at == NOW + timedelta(seconds=43200)
+
+
+def test_slack_nested_shape_keeps_the_non_secret_context_only() -> None:
+    extra = parse(SLACK_V2, NESTED).extra
+
+    assert extra["team"] == {"name": "Slack Softball Team", "id": "T9TK3CUKW"}
+    assert extra["app_id"] == "A0KRD7HC3"
+    assert extra["bot_user_id"] == "U0KRQLJ9H"
+    assert extra["authed_user"] == {"id": "U1234"}
+    assert extra["enterprise"] is None
+    dumped = json.dumps(extra)
+    for secret in ("xoxb-", "xoxp-", "xoxe-", "hooks.slack.com"):
+        assert secret not in dumped
+
+
+def test_slack_nested_shape_without_a_user_token_uses_the_top_level() -> None:
+    refreshed = {"ok": True, "access_token": "xoxe.xoxp-2", "refresh_token": "xoxe-1-next", "expires_in": 43200}
+
+    tokens = parse(refreshed, NESTED)
+
+    assert tokens.access_token.reveal() == "xoxe.xoxp-2"
+    assert tokens.refresh_token is not None
+    assert tokens.refresh_token.reveal() == "xoxe-1-next"
+
+
+def test_the_standard_shape_ignores_a_nested_user_token() -> None:
+    assert parse(SLACK_V2).access_token.reveal().startswith("xoxb-")
+
+
+def test_extra_keeps_salesforce_instance_url_and_drops_secret_looking_fields() -> None:
+    extra = parse(
+        {
+            "access_token": "00D!AQ",
+            "instance_url": "https://yourInstance.salesforce.com",
+            "id": "https://login.salesforce.com/id/00Dx0000000BV7z/005x00000012Q9P",
+            "issued_at": "1278448832702",
+            "signature": "0CmxinZir53Yex7nE0TD+zMpvIWYGb/bdJh6XfOH6EQ=",
+            "api_key": "k",
+            "client_secret": "s",
+            "auth_code": "c",
+            "user_password": "p",
+            "refresh_token_expires_in": 15897600,
+            "ratio": float("nan"),
+            "long": "x" * 2000,
+            "list": ["a", "b"],
+            "deep": {"level": {"too": "deep"}, "ok": 1},
+        }
+    ).extra
+
+    assert extra == {
+        "instance_url": "https://yourInstance.salesforce.com",
+        "id": "https://login.salesforce.com/id/00Dx0000000BV7z/005x00000012Q9P",
+        "issued_at": "1278448832702",
+        "deep": {"ok": 1},
+    }
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind", "reason"),
+    [
+        (400, {"error": "invalid_grant", "error_description": "Token has been expired or revoked."},
+         ReauthRequired, "invalid_grant"),
+        (401, {"error": "invalid_client"}, ReauthRequired, "invalid_client"),
+        (400, {"error": "invalid_scope"}, ProviderRejected, "invalid_scope"),
+        (503, {"error": "invalid_grant"}, ProviderUnavailable, "server_error"),
+        (429, {}, ProviderUnavailable, "rate_limited"),
+    ],
+)  # fmt: skip
+def test_error_statuses_are_classified(status: int, body: dict[str, Any], kind: type[Exception], reason: str) -> None:
+    with pytest.raises(kind) as caught:
+        parse(body, status=status)
+
+    assert caught.value.reason == reason  # type: ignore[attr-defined]
+
+
+def test_an_html_error_page_is_classified_by_status_with_retry_after() -> None:
+    with pytest.raises(ProviderUnavailable) as caught:
+        parse_token_response(503, "text/html", b"<html>Service Unavailable</html>", STANDARD, NOW, retry_after="30")
+
+    assert caught.value.retry_after == 30.0
+    assert caught.value.reason == "server_error"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        (JSON, b""),
+        (JSON, b"not json"),
+        (JSON, b"[1, 2]"),
+        (JSON, b'"access_token"'),
+        (JSON, b'{"access_token": 12345}'),
+        (JSON, b'{"access_token": ""}'),
+        (JSON, b'{"token_type": "Bearer"}'),
+        ("text/html", b"<html><body>Login</body></html>"),
+        ("text/html", b"\xff\xfe\x00garbage"),
+        (FORM, b"token_type=bearer"),
+        (JSON, b"[" * 100_000),
+    ],
+)
+def test_an_unusable_success_is_a_transient_invalid_response(content_type: str, body: bytes) -> None:
+    with pytest.raises(ProviderUnavailable) as caught:
+        parse_token_response(200, content_type, body, STANDARD, NOW)
+
+    assert caught.value.reason == "invalid_response"
+
+
+def test_an_error_body_that_echoes_secrets_does_not_leak_into_the_exception() -> None:
+    secret = "rt_supersecretvalue_0123456789"
+    body = {"error": f"invalid token {secret}", "error_description": f"refresh_token={secret}"}
+
+    with pytest.raises(ProviderRejected) as caught:
+        parse(body, status=400)
+
+    assert caught.value.reason == "provider_error"
+    assert secret not in str(caught.value)
+    assert secret not in repr(caught.value)
+
+
+def test_parsed_tokens_do_not_show_secrets_in_their_repr() -> None:
+    tokens = parse({"access_token": "at-visible?", "refresh_token": "rt-visible?", "id_token": "id-visible?"})
+
+    assert "visible" not in repr(tokens)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    max_leaves=20,
+)
+token_fields = st.sampled_from(
+    ["access_token", "refresh_token", "id_token", "expires_in", "scope", "token_type", "error", "ok",
+     "authed_user", "team", "instance_url"]
+)  # fmt: skip
+content_types = st.sampled_from([JSON, FORM, "text/plain", "text/html", ""]) | st.text(max_size=30)
+
+
+@given(
+    status=st.integers(min_value=100, max_value=599),
+    content_type=content_types,
+    body=st.binary(max_size=512),
+    shape=st.sampled_from(list(TokenResponseShape)),
+)
+def test_arbitrary_bytes_yield_tokens_or_a_connvault_error(
+    status: int, content_type: str, body: bytes, shape: TokenResponseShape
+) -> None:
+    try:
+        tokens = parse_token_response(status, content_type, body, shape, NOW)
+    except ConnvaultError:
+        return
+    assert tokens.access_token.reveal()
+
+
+@given(
+    status=st.sampled_from([200, 201, 400, 401, 429, 500]),
+    document=st.dictionaries(token_fields | st.text(max_size=10), json_values, max_size=8),
+    shape=st.sampled_from(list(TokenResponseShape)),
+)
+def test_arbitrary_json_documents_yield_tokens_or_a_connvault_error(
+    status: int, document: dict[str, Any], shape: TokenResponseShape
+) -> None:
+    try:
+        tokens = parse_token_response(status, JSON, json.dumps(document).encode(), shape, NOW)
+    except ConnvaultError:
+        return
+    assert tokens.access_token.reveal()
+    json.dumps(dict(tokens.extra), allow_nan=False)  # extra must be storable as jsonb
