@@ -62,11 +62,15 @@ def database(tmp_path_factory: pytest.TempPathFactory, kms_key_id: str) -> Itera
 
 @pytest.fixture
 def db(database: TestDatabase) -> TestDatabase:
-    """The database, emptied of tenants (and so of everything they own) before the test."""
+    """The database, emptied of tenants (and so of everything they own) before the test.
+
+    DELETE, not TRUNCATE ... CASCADE: TRUNCATE empties every table with a foreign key to tenants, wholesale,
+    which would take the global provider catalog (tenant_id NULL) with it. ON DELETE CASCADE removes only
+    what the tenants own, custom providers included.
+    """
     connection = database.owner_target.connect()
     try:
-        connection.run("TRUNCATE tenants CASCADE")
-        connection.run("DELETE FROM providers WHERE tenant_id IS NOT NULL")
+        connection.run("DELETE FROM tenants")
     finally:
         connection.close()
     return database
