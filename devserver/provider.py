@@ -202,7 +202,13 @@ class DemoProvider:
     def start(self) -> DemoProvider:
         self._stopping.clear()
         self._server = _Server(self._address, _Handler, self)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="demo-provider", daemon=True)
+        self._thread = threading.Thread(
+            # A short poll interval: stop() waits up to one interval, once per test.
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="demo-provider",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -457,6 +463,7 @@ class DemoProvider:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # benchmarks open many connections at once; the default backlog is 5
 
     def __init__(self, address: tuple[str, int], handler: type[_Handler], provider: DemoProvider) -> None:
         super().__init__(address, handler)
