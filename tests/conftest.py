@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import boto3
 import pytest
 from moto import mock_aws
 
-from tests.support.database import TestDatabase, start_database
+from tests.support.database import TestDatabase, start_database, stop_database
 from tests.support.secrets import SecretRegistry
 
 # Settings the whole suite shares; set before any connvault module reads them.
@@ -46,18 +48,20 @@ def kms_key_id(aws: None) -> str:
 
 
 @pytest.fixture(scope="session")
-def database(tmp_path_factory: pytest.TempPathFactory, kms_key_id: str) -> Iterator[TestDatabase]:
+def database(kms_key_id: str) -> Iterator[TestDatabase]:
     """A migrated, seeded database; the environment points connvault at it and at the moto KMS key."""
     from connvault import wiring
     from connvault.migrations import migrate
 
-    db = start_database(tmp_path_factory.mktemp("pg"))
+    workdir = Path(tempfile.mkdtemp(prefix="connvault-pg-"))
+    db = start_database(workdir)
     migrate(db.owner_target)
     os.environ["CONNVAULT_DATABASE_URL"] = db.app_url
     os.environ["CONNVAULT_KMS_KEY_ID"] = kms_key_id
     wiring.reset()
     yield db
     wiring.reset()
+    stop_database(workdir)
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -30,6 +31,16 @@ def start_database(workdir: Path) -> TestDatabase:
     sock = f"{socket_dir}/.s.PGSQL.5432"
     target = DatabaseTarget(user="postgres", password=None, database="postgres", unix_sock=sock)
     return TestDatabase(target, f"postgresql+pg8000://postgres@/postgres?unix_sock={sock}")
+
+
+def stop_database(workdir: Path) -> None:
+    """Stop the embedded server (if one was started there) and remove its files."""
+    if os.environ.get("CONNVAULT_TEST_DATABASE_URL"):
+        return
+    import pgserver
+
+    pgserver.get_server(str(workdir)).cleanup()
+    shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _external(url: str) -> TestDatabase:

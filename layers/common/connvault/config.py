@@ -40,7 +40,7 @@ class Settings:
     region: str = "us-east-1"
     data_key_max_age_seconds: int = 300
     data_key_max_uses: int = 100_000
-    callback_url: str = "http://127.0.0.1:3000/oauth/callback"
+    callback_url: str | None = None
     connect_session_ttl_seconds: int = 600
     http_timeout_seconds: float = 10.0
     default_refresh_margin_seconds: int = 300

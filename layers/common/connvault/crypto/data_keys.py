@@ -85,7 +85,9 @@ class DataKeys:
         self._monotonic = monotonic
         self._lock = threading.Lock()
         self._encryption: dict[UUID, _EncryptionKey] = {}
-        self._decryption: OrderedDict[bytes, tuple[AESGCM, float]] = OrderedDict()
+        # Keyed by (key id, wrapped key), not the wrapped key alone: the envelope's key id is not in the
+        # associated data, so a cache hit must not vouch for a key id that KMS never confirmed.
+        self._decryption: OrderedDict[tuple[str, bytes], tuple[AESGCM, float]] = OrderedDict()
         self._salt_cache: dict[UUID, UUID] = {}
 
     @classmethod
@@ -114,21 +116,28 @@ class DataKeys:
         fresh = _EncryptionKey(answer["KeyId"], answer["CiphertextBlob"], aead, now, uses=1)
         with self._lock:
             self._encryption[tenant_id] = fresh
-            self._remember(fresh.wrapped, aead, now)
+            self._remember((fresh.key_id, fresh.wrapped), aead, now)
         return DataKey(fresh.key_id, fresh.wrapped, aead)
 
     def for_opening(self, tenant_id: UUID, key_id: str, wrapped: bytes) -> AESGCM:
-        """The key that opens an envelope; unwrapped by KMS once, then served from memory."""
+        """The key that opens an envelope; unwrapped by KMS once, then served from memory.
+
+        KMS must confirm the envelope's key id: the header is outside the associated data (rotation rewrites
+        it), so this check is what makes a tampered key id fail instead of opening under a false label.
+        """
         now = self._monotonic()
+        cache_key = (key_id, wrapped)
         with self._lock:
-            hit = self._decryption.get(wrapped)
+            hit = self._decryption.get(cache_key)
             if hit is not None and now - hit[1] < self._max_age:
-                self._decryption.move_to_end(wrapped)
+                self._decryption.move_to_end(cache_key)
                 return hit[0]
         answer = self._call("decrypt", CiphertextBlob=wrapped, KeyId=key_id, EncryptionContext=self._context(tenant_id))
+        if answer.get("KeyId") != key_id:
+            raise DecryptionFailed("the envelope's key id is not the key that wrapped its data key")
         aead = AESGCM(answer["Plaintext"])
         with self._lock:
-            self._remember(wrapped, aead, now)
+            self._remember(cache_key, aead, now)
         return aead
 
     def rewrap(self, tenant_id: UUID, key_id: str, wrapped: bytes, new_key_id: str) -> tuple[str, bytes]:
@@ -163,9 +172,9 @@ class DataKeys:
                 self._salt_cache[tenant_id] = salt
         return {"tenant_id": str(tenant_id), "tenant_key_salt": str(salt)}
 
-    def _remember(self, wrapped: bytes, aead: AESGCM, now: float) -> None:
-        self._decryption[wrapped] = (aead, now)
-        self._decryption.move_to_end(wrapped)
+    def _remember(self, cache_key: tuple[str, bytes], aead: AESGCM, now: float) -> None:
+        self._decryption[cache_key] = (aead, now)
+        self._decryption.move_to_end(cache_key)
         while len(self._decryption) > self._max_cached:
             self._decryption.popitem(last=False)
 

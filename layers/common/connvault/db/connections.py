@@ -356,15 +356,9 @@ class ConnectionRepository:
         row.next_refresh_at = None
         row.updated_at = func.now()
 
-    def _seal(self, connection_id: UUID, credentials: Credentials, *, tenant_id: UUID | None = None) -> bytes:
-        tenant = tenant_id or self._session.scalar(
-            select(ConnectionRow.tenant_id).where(ConnectionRow.id == connection_id)
-        )
-        if tenant is None:
-            raise NotFound(f"connection {connection_id} not found")
-        return self._sealer.seal(
-            credentials_to_bytes(credentials), SealContext(tenant, CREDENTIALS_FIELD, connection_id)
-        )
+    def _seal(self, tenant_id: UUID, connection_id: UUID, credentials: Credentials) -> bytes:
+        context = SealContext(tenant_id, CREDENTIALS_FIELD, connection_id)
+        return self._sealer.seal(credentials_to_bytes(credentials), context)
 
     def _to_domain(self, row: ConnectionRow, provider_slug: str, *, open_credentials: bool = True) -> Connection:
         credentials = None

@@ -1,16 +1,17 @@
 """``UnitOfWork``: one transaction, bound to one tenant, with the repositories that work inside it.
 
 ``with uow:`` opens a session, begins, and sets ``app.tenant_id`` with ``set_config(..., true)`` (the
-bind-parameter form of ``SET LOCAL``), so row-level security confines every statement to the tenant.
+bind-parameter form of ``SET LOCAL``) at the start of every transaction, so row-level security confines
+every statement to the tenant.
 Leaving the block rolls back whatever was not committed: a commit is always explicit. A unit of work can be
 entered again after it exits, which is how a service runs several short transactions around a provider call.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from connvault.db.connections import ConnectionRepository
 from connvault.db.integrations import IntegrationRepository
@@ -22,9 +23,13 @@ if TYPE_CHECKING:
     from types import TracebackType
     from uuid import UUID
 
+    from sqlalchemy.engine import Connection
     from sqlalchemy.orm import Session, sessionmaker
 
     from connvault.crypto.sealer import Sealer
+
+
+_SET_TENANT = text("SELECT set_config('app.tenant_id', :t, true)")
 
 
 class UnitOfWork:
@@ -69,9 +74,15 @@ class UnitOfWork:
         sealer = self._sealer or wiring.get_sealer()
         self.sealer = sealer
         session = factory()
-        session.begin()
         if self.tenant_id is not None:
-            session.execute(text("SELECT set_config('app.tenant_id', :t, true)"), {"t": str(self.tenant_id)})
+            # Every transaction of this session, including those after a commit, is bound to the tenant.
+            tenant = str(self.tenant_id)
+
+            @event.listens_for(session, "after_begin")
+            def _bind_tenant(_session: Session, _transaction: Any, connection: Connection) -> None:
+                connection.execute(_SET_TENANT, {"t": tenant})
+
+        session.begin()
         self._session = session
         self.connections = ConnectionRepository(session, sealer)
         self.integrations = IntegrationRepository(session, sealer)

@@ -1,0 +1,102 @@
+"""Putting a ``DemoProvider`` into the catalog and giving a tenant an integration for it.
+
+Shared by ``make run`` and the tests, so both exercise the same rows the deployed code reads.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from connvault.db.uow import UnitOfWork
+from connvault.redacted import Redacted
+from connvault.services import integrations, tenants
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from connvault.db.target import DatabaseTarget
+
+    from devserver.provider import DemoProvider
+
+DEMO_SLUG = "demo"
+DEMO_RETURN_URL = "http://127.0.0.1:3000/demo/done"
+
+
+def install_demo_provider(
+    owner: DatabaseTarget,
+    provider: DemoProvider,
+    *,
+    slug: str = DEMO_SLUG,
+    rotates_refresh_tokens: bool | None = None,
+    pkce: bool = True,
+    refresh_margin_seconds: int = 300,
+    require_iss: bool = False,
+    max_concurrent_refreshes: int | None = None,
+) -> UUID:
+    """Upsert a global catalog row pointing at ``provider`` (as the owner: the app role cannot write it)."""
+    settings = provider.settings
+    rotates = settings.rotate_refresh_tokens if rotates_refresh_tokens is None else rotates_refresh_tokens
+    base = provider.base_url
+    connection = owner.connect()
+    try:
+        rows = connection.run(
+            """
+            INSERT INTO providers (slug, display_name, auth_type, authorization_url, token_url, revocation_url,
+                default_scopes, pkce, token_endpoint_auth_method, rotates_refresh_tokens, refresh_margin_seconds,
+                authorize_params, issuer, require_iss, max_concurrent_refreshes)
+            VALUES (:slug, 'Demo provider', 'oauth2', :auth, :token, :revoke, ARRAY['read', 'write'], :pkce,
+                :method, :rotates, :margin, CAST(:params AS jsonb), :issuer, :require_iss, :cap)
+            ON CONFLICT (slug) WHERE tenant_id IS NULL DO UPDATE SET
+                authorization_url = EXCLUDED.authorization_url, token_url = EXCLUDED.token_url,
+                revocation_url = EXCLUDED.revocation_url, pkce = EXCLUDED.pkce,
+                token_endpoint_auth_method = EXCLUDED.token_endpoint_auth_method,
+                rotates_refresh_tokens = EXCLUDED.rotates_refresh_tokens,
+                refresh_margin_seconds = EXCLUDED.refresh_margin_seconds, issuer = EXCLUDED.issuer,
+                require_iss = EXCLUDED.require_iss, max_concurrent_refreshes = EXCLUDED.max_concurrent_refreshes,
+                updated_at = now()
+            RETURNING id
+            """,
+            slug=slug,
+            auth=f"{base}/authorize",
+            token=f"{base}/token",
+            revoke=f"{base}/revoke",
+            pkce=pkce,
+            method=settings.token_endpoint_auth_method,
+            rotates=rotates,
+            margin=refresh_margin_seconds,
+            params=json.dumps({}),
+            issuer=provider.issuer,
+            require_iss=require_iss,
+            cap=max_concurrent_refreshes,
+        )
+    finally:
+        connection.close()
+    return rows[0][0]
+
+
+@dataclass(frozen=True)
+class DemoTenant:
+    tenant_id: UUID
+    api_key: Redacted[str]
+
+
+def create_demo_tenant(
+    provider: DemoProvider, *, name: str = "Demo tenant", slug: str = DEMO_SLUG, return_url: str = DEMO_RETURN_URL
+) -> DemoTenant:
+    """A tenant with an API key and an integration holding the demo provider's client credentials."""
+    tenant = tenants.create_tenant(name)
+    key = tenants.create_api_key(tenant.id)
+    settings = provider.settings
+    integrations.save_integration(
+        UnitOfWork(tenant.id),
+        slug,
+        integrations.IntegrationInput(
+            client_id=settings.client_id,
+            client_secret=Redacted(settings.client_secret) if settings.client_secret else None,
+            scopes=("read",),
+            allowed_return_urls=(return_url,),
+        ),
+    )
+    return DemoTenant(tenant.id, key.plaintext)

@@ -1,0 +1,17 @@
+"""HTTP API Lambda REQUEST authorizer (simple responses): a tenant API key in, the tenant id in the context."""
+
+from typing import Any
+
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from connvault.observability import logger, metrics
+from connvault.services.auth import authorize
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False, clear_state=True)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    tenant_id = authorize((event.get("headers") or {}).get("authorization"))
+    if tenant_id is None:
+        return {"isAuthorized": False}
+    return {"isAuthorized": True, "context": {"tenant_id": str(tenant_id)}}

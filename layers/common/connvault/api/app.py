@@ -1,0 +1,168 @@
+"""``new_http_app()``: the resolver every HTTP handler uses, with one error shape and the tenant context.
+
+HTTP statuses live here and nowhere else: a table from error class to status, walked along the MRO, so a new
+``ConnvaultError`` subclass is mapped by its family. Error bodies carry the error's code and its message,
+which by construction names fields and ids, never values.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.logging import correlation_paths
+
+from connvault.config import get_settings
+from connvault.errors import Conflict as ConflictError
+from connvault.errors import (
+    ConnectionRevoked,
+    ConnvaultError,
+    CredentialsExpired,
+    DecryptionFailed,
+    InvalidInput,
+    KeyServiceUnavailable,
+    NotFound,
+    ProviderRejected,
+    ProviderUnavailable,
+    ReauthRequired,
+    Unauthorized,
+)
+from connvault.observability import MetricName, logger, metrics, tracer
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+STATUS_BY_ERROR: dict[type[ConnvaultError], HTTPStatus] = {
+    InvalidInput: HTTPStatus.BAD_REQUEST,
+    Unauthorized: HTTPStatus.UNAUTHORIZED,
+    NotFound: HTTPStatus.NOT_FOUND,
+    ConflictError: HTTPStatus.CONFLICT,
+    ReauthRequired: HTTPStatus.CONFLICT,
+    ConnectionRevoked: HTTPStatus.CONFLICT,
+    CredentialsExpired: HTTPStatus.CONFLICT,
+    ProviderRejected: HTTPStatus.BAD_GATEWAY,
+    ProviderUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
+    KeyServiceUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
+    DecryptionFailed: HTTPStatus.INTERNAL_SERVER_ERROR,
+}
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def status_for(error: ConnvaultError) -> HTTPStatus:
+    for klass in type(error).__mro__:
+        if klass in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[klass]
+    return HTTPStatus.INTERNAL_SERVER_ERROR
+
+
+def error_response(
+    status: HTTPStatus, code: str, message: str, *, field: str | None = None, headers: dict[str, str] | None = None
+) -> Response:
+    body: dict[str, Any] = {"code": code, "message": message}
+    if field:
+        body["field"] = field
+    return Response(
+        status_code=status.value,
+        content_type=content_types.APPLICATION_JSON,
+        body={"error": body},
+        headers={**NO_STORE, **(headers or {})},
+    )
+
+
+def json_response(status: HTTPStatus, body: Any, *, headers: dict[str, str] | None = None) -> Response:
+    """A model (or anything JSON-able) with the status and headers a route wants."""
+    payload = body.model_dump(mode="json") if hasattr(body, "model_dump") else body
+    return Response(
+        status_code=status.value, content_type=content_types.APPLICATION_JSON, body=payload, headers=headers or {}
+    )
+
+
+def new_http_app() -> APIGatewayHttpResolver:
+    app = APIGatewayHttpResolver(enable_validation=True)
+
+    @app.exception_handler(ConnvaultError)
+    def _domain_error(error: ConnvaultError) -> Response:
+        status = status_for(error)
+        headers = {}
+        if isinstance(error, ProviderUnavailable | KeyServiceUnavailable):
+            retry_after = getattr(error, "retry_after", None) or 1
+            headers["Retry-After"] = str(max(1, round(retry_after)))
+        if status >= HTTPStatus.INTERNAL_SERVER_ERROR and status != HTTPStatus.SERVICE_UNAVAILABLE:
+            logger.error("request failed", extra={"error_code": error.code})
+            metrics.add_metric(name=MetricName.SERVER_ERROR, unit="Count", value=1)
+        else:
+            logger.info("request refused", extra={"error_code": error.code, "status": status.value})
+            metrics.add_metric(name=MetricName.CLIENT_ERROR, unit="Count", value=1)
+        return error_response(status, error.code, error.message, field=getattr(error, "field", None), headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid_request(error: RequestValidationError) -> Response:
+        # Only the locations of the bad fields: pydantic's own messages may quote the rejected input.
+        fields = sorted({".".join(str(part) for part in item.get("loc", ())) for item in error.errors()})
+        metrics.add_metric(name=MetricName.CLIENT_ERROR, unit="Count", value=1)
+        return error_response(
+            HTTPStatus.BAD_REQUEST,
+            InvalidInput.code,
+            "invalid request: " + ", ".join(fields)[:500],
+            field=fields[0] if fields else None,
+        )
+
+    @app.not_found
+    def _no_route(_error: Exception) -> Response:
+        return error_response(HTTPStatus.NOT_FOUND, NotFound.code, "no such route")
+
+    @app.exception_handler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        # The type only: a driver's or HTTP library's message can hold row values or URLs.
+        logger.error("unexpected error", extra={"error_type": type(error).__name__, "stack": stack_of(error)})
+        metrics.add_metric(name=MetricName.SERVER_ERROR, unit="Count", value=1)
+        return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "an unexpected error occurred")
+
+    return app
+
+
+def stack_of(error: BaseException) -> list[str]:
+    """Where an error was raised, as ``file:line function`` frames: enough to debug, no message, no values."""
+    frames = traceback.extract_tb(error.__traceback__)
+    return [f"{frame.filename.rsplit('/', 2)[-1]}:{frame.lineno} {frame.name}" for frame in frames[-8:]]
+
+
+def tenant_id(app: APIGatewayHttpResolver) -> UUID:
+    """The tenant the authorizer vouched for; the only source of tenant identity a handler trusts."""
+    authorizer = app.current_event.request_context.authorizer
+    context = (authorizer.get_lambda if authorizer else None) or {}
+    try:
+        tenant = UUID(str(context["tenant_id"]))
+    except (KeyError, ValueError):
+        raise Unauthorized("no tenant in the request context") from None
+    logger.append_keys(tenant_id=str(tenant))
+    return tenant
+
+
+def callback_url(app: APIGatewayHttpResolver) -> str:
+    """The redirect URI registered at providers: configured, or this API's own ``/oauth/callback``."""
+    configured = get_settings().callback_url
+    if configured:
+        return configured
+    context = app.current_event.request_context
+    return f"https://{context.domain_name}/oauth/callback"
+
+
+def lambda_handler(app: APIGatewayHttpResolver) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+    """The Lambda entry point for ``app``, with the safe Powertools defaults every HTTP function shares:
+    no event in the logs, state cleared per request, no response or error text in traces."""
+
+    @logger.inject_lambda_context(
+        correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False, clear_state=True
+    )
+    @metrics.log_metrics
+    @tracer.capture_lambda_handler(capture_response=False, capture_error=False)
+    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return app.resolve(event, context)
+
+    return handler

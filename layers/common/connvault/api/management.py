@@ -1,0 +1,155 @@
+"""Routes of the management API: connect sessions, providers, integrations, connections."""
+
+from http import HTTPStatus
+from typing import Annotated
+from uuid import UUID
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+
+from connvault.api.app import callback_url, json_response, tenant_id
+from connvault.api.schemas import (
+    ConnectionListResponse,
+    ConnectionResponse,
+    ConnectSessionRequest,
+    ConnectSessionResponse,
+    CreateConnectionRequest,
+    DeleteConnectionResponse,
+    ErrorResponse,
+    IntegrationListResponse,
+    IntegrationRequest,
+    IntegrationResponse,
+    ProviderListResponse,
+    ProviderResponse,
+    UpdateConnectionRequest,
+)
+from connvault.db.uow import UnitOfWork
+from connvault.models import ConnectionStatus
+from connvault.redacted import Redacted
+from connvault.services import connect, connections, integrations
+
+ProviderSlug = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", description="Provider slug")]
+
+ERRORS = {
+    400: {"description": "Invalid request", "content": {"application/json": {"model": ErrorResponse}}},
+    404: {"description": "Not found", "content": {"application/json": {"model": ErrorResponse}}},
+    409: {"description": "Conflict", "content": {"application/json": {"model": ErrorResponse}}},
+}
+
+
+def _secret(value: object) -> Redacted[str] | None:
+    return None if value is None else Redacted(value.get_secret_value())  # type: ignore[attr-defined]
+
+
+def register(app: APIGatewayHttpResolver) -> None:
+    def uow() -> UnitOfWork:
+        return UnitOfWork(tenant_id(app))
+
+    @app.post("/connect-sessions", summary="Start connecting an end user's account", tags=["connect"], responses=ERRORS)
+    def create_connect_session(body: ConnectSessionRequest) -> Response[ConnectSessionResponse]:
+        session = connect.create_connect_session(
+            uow(),
+            connect.ConnectRequest(
+                provider=body.provider,
+                end_user_id=body.end_user_id,
+                alias=body.alias,
+                return_url=body.return_url,
+                scopes=tuple(body.scopes) if body.scopes is not None else None,
+            ),
+            callback_url=callback_url(app),
+        )
+        return json_response(
+            HTTPStatus.CREATED, ConnectSessionResponse.of(session), headers={"Cache-Control": "no-store"}
+        )
+
+    @app.get("/providers", summary="List the providers this tenant can use", tags=["providers"])
+    def list_providers() -> ProviderListResponse:
+        with uow() as work:
+            providers = work.providers.list_all()
+        return ProviderListResponse(items=[ProviderResponse.of(p) for p in providers])
+
+    @app.get("/integrations", summary="List the tenant's OAuth apps", tags=["integrations"])
+    def list_integrations() -> IntegrationListResponse:
+        return IntegrationListResponse(items=[IntegrationResponse.of(i) for i in integrations.list_integrations(uow())])
+
+    @app.put(
+        "/integrations/<provider>",
+        summary="Create or replace the OAuth app for a provider",
+        tags=["integrations"],
+        responses=ERRORS,
+    )
+    def put_integration(provider: ProviderSlug, body: IntegrationRequest) -> IntegrationResponse:
+        data = integrations.IntegrationInput(
+            client_id=body.client_id,
+            client_secret=_secret(body.client_secret),
+            scopes=tuple(body.scopes),
+            allowed_return_urls=tuple(body.allowed_return_urls),
+        )
+        return IntegrationResponse.of(integrations.save_integration(uow(), provider, data))
+
+    @app.get(
+        "/integrations/<provider>",
+        summary="Read an OAuth app (never its secret)",
+        tags=["integrations"],
+        responses=ERRORS,
+    )
+    def get_integration(provider: ProviderSlug) -> IntegrationResponse:
+        return IntegrationResponse.of(integrations.get_integration(uow(), provider))
+
+    @app.delete("/integrations/<provider>", summary="Delete an OAuth app", tags=["integrations"], responses=ERRORS)
+    def delete_integration(provider: ProviderSlug) -> Response[None]:
+        integrations.delete_integration(uow(), provider)
+        return json_response(HTTPStatus.NO_CONTENT, None)
+
+    @app.get("/connections", summary="List connections (keyset pagination)", tags=["connections"], responses=ERRORS)
+    def list_connections(
+        provider: Annotated[str | None, Query(max_length=63)] = None,
+        end_user_id: Annotated[str | None, Query(max_length=255)] = None,
+        status: Annotated[ConnectionStatus | None, Query()] = None,
+        cursor: Annotated[str | None, Query(max_length=200)] = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    ) -> ConnectionListResponse:
+        query = connections.ConnectionFilter(provider, end_user_id, status, cursor, limit)
+        return ConnectionListResponse.of(connections.list_connections(uow(), query))
+
+    @app.post("/connections", summary="Store API-key or basic credentials", tags=["connections"], responses=ERRORS)
+    def create_connection(body: CreateConnectionRequest) -> Response[ConnectionResponse]:
+        data = connections.StaticCredentialsInput(
+            provider=body.provider,
+            end_user_id=body.end_user_id,
+            alias=body.alias,
+            api_key=_secret(body.api_key),
+            username=body.username,
+            password=_secret(body.password),
+            metadata=body.metadata,
+        )
+        created = connections.create_static_connection(uow(), data)
+        return json_response(HTTPStatus.CREATED, ConnectionResponse.of(created))
+
+    @app.get(
+        "/connections/<connection_id>",
+        summary="Read a connection (never its secrets)",
+        tags=["connections"],
+        responses=ERRORS,
+    )
+    def get_connection(connection_id: UUID) -> ConnectionResponse:
+        return ConnectionResponse.of(connections.get_connection(uow(), connection_id))
+
+    @app.patch(
+        "/connections/<connection_id>",
+        summary="Change a connection's alias or metadata",
+        tags=["connections"],
+        responses=ERRORS,
+    )
+    def patch_connection(connection_id: UUID, body: UpdateConnectionRequest) -> ConnectionResponse:
+        updated = connections.update_connection(uow(), connection_id, alias=body.alias, metadata=body.metadata)
+        return ConnectionResponse.of(updated)
+
+    @app.delete(
+        "/connections/<connection_id>",
+        summary="Revoke at the provider, then delete",
+        tags=["connections"],
+        responses=ERRORS,
+    )
+    def delete_connection(connection_id: UUID) -> DeleteConnectionResponse:
+        return DeleteConnectionResponse.of(connections.delete_connection(uow(), connection_id))

@@ -1,0 +1,237 @@
+"""The API contract: pydantic ``*Request`` and ``*Response`` models, from which the OpenAPI document is built.
+
+Responses are built from domain objects explicitly (``of``); they never carry a secret, except
+``TokenResponse``, the one response that exists to hand one out.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from connvault.models import (
+    ApiKeyCredentials,
+    AuthType,
+    BasicCredentials,
+    Connection,
+    ConnectionStatus,
+    Integration,
+    OAuth2Credentials,
+    Provider,
+)
+
+if TYPE_CHECKING:
+    from connvault.db.connections import Page
+    from connvault.services.connect import ConnectSession
+    from connvault.services.connections import Deletion
+    from connvault.services.tokens import IssuedCredential
+
+Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", examples=["google"])]
+EndUserId = Annotated[str, Field(min_length=1, max_length=255, examples=["user-42"])]
+Alias = Annotated[str, Field(max_length=100)]
+Scope = Annotated[str, Field(min_length=1, max_length=256)]
+Url = Annotated[str, Field(min_length=1, max_length=2048)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ErrorBody(Strict):
+    code: str = Field(examples=["not_found"])
+    message: str
+    field: str | None = None
+
+
+class ErrorResponse(Strict):
+    error: ErrorBody
+
+
+class ConnectSessionRequest(Strict):
+    provider: Slug
+    end_user_id: EndUserId
+    alias: Alias = ""
+    return_url: Url | None = None
+    scopes: list[Scope] | None = Field(default=None, max_length=100)
+
+
+class ConnectSessionResponse(Strict):
+    authorize_url: str = Field(description="Send the end user's browser here. Single use; expires at expires_at.")
+    expires_at: datetime
+
+    @classmethod
+    def of(cls, session: ConnectSession) -> ConnectSessionResponse:
+        return cls(authorize_url=session.authorize_url.reveal(), expires_at=session.expires_at)
+
+
+class ProviderResponse(Strict):
+    slug: str
+    display_name: str
+    auth_type: AuthType
+    default_scopes: list[str]
+    custom: bool
+    docs_url: str | None
+
+    @classmethod
+    def of(cls, provider: Provider) -> ProviderResponse:
+        return cls(
+            slug=provider.slug,
+            display_name=provider.display_name,
+            auth_type=provider.auth_type,
+            default_scopes=list(provider.default_scopes),
+            custom=provider.is_custom,
+            docs_url=provider.docs_url,
+        )
+
+
+class ProviderListResponse(Strict):
+    items: list[ProviderResponse]
+
+
+class IntegrationRequest(Strict):
+    client_id: str = Field(min_length=1, max_length=512)
+    client_secret: SecretStr | None = Field(
+        default=None, max_length=4096, description="Omit to keep the stored secret. Never returned."
+    )
+    scopes: list[Scope] = Field(default_factory=list, max_length=100)
+    allowed_return_urls: list[Url] = Field(default_factory=list, max_length=20)
+
+
+class IntegrationResponse(Strict):
+    provider: str
+    client_id: str
+    has_client_secret: bool
+    scopes: list[str]
+    allowed_return_urls: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, integration: Integration) -> IntegrationResponse:
+        return cls(
+            provider=integration.provider.slug,
+            client_id=integration.client_id,
+            has_client_secret=integration.has_client_secret,
+            scopes=list(integration.scopes),
+            allowed_return_urls=list(integration.allowed_return_urls),
+            created_at=integration.created_at,
+            updated_at=integration.updated_at,
+        )
+
+
+class IntegrationListResponse(Strict):
+    items: list[IntegrationResponse]
+
+
+class CreateConnectionRequest(Strict):
+    """API-key or basic credentials; OAuth connections are made through a connect session."""
+
+    provider: Slug
+    end_user_id: EndUserId
+    alias: Alias = ""
+    api_key: SecretStr | None = Field(default=None, max_length=8192)
+    username: str | None = Field(default=None, max_length=512)
+    password: SecretStr | None = Field(default=None, max_length=8192)
+    metadata: dict[str, Any] | None = None
+
+
+class UpdateConnectionRequest(Strict):
+    alias: Alias | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class ConnectionResponse(Strict):
+    id: UUID
+    provider: str
+    end_user_id: str
+    alias: str
+    credential_type: AuthType
+    status: ConnectionStatus
+    scopes: list[str]
+    expires_at: datetime | None
+    granted_at: datetime | None
+    last_refresh_at: datetime | None
+    last_used_at: datetime | None
+    refresh_failures: int
+    last_error_code: str | None
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, connection: Connection) -> ConnectionResponse:
+        return cls(
+            id=connection.id,
+            provider=connection.provider_slug,
+            end_user_id=connection.end_user_id,
+            alias=connection.alias,
+            credential_type=connection.credential_type,
+            status=connection.status,
+            scopes=list(connection.scopes),
+            expires_at=connection.expires_at,
+            granted_at=connection.granted_at,
+            last_refresh_at=connection.last_refresh_at,
+            last_used_at=connection.last_used_at,
+            refresh_failures=connection.refresh_failures,
+            last_error_code=connection.last_error_code,
+            metadata=dict(connection.metadata),
+            created_at=connection.created_at,
+            updated_at=connection.updated_at,
+        )
+
+
+class ConnectionListResponse(Strict):
+    items: list[ConnectionResponse]
+    next_cursor: str | None = Field(description="Pass as cursor to get the next page; null on the last page.")
+
+    @classmethod
+    def of(cls, page: Page) -> ConnectionListResponse:
+        return cls(items=[ConnectionResponse.of(c) for c in page.items], next_cursor=page.next_cursor)
+
+
+class DeleteConnectionResponse(Strict):
+    id: UUID
+    deleted: Literal[True] = True
+    revocation: Literal["succeeded", "failed", "not_supported"]
+
+    @classmethod
+    def of(cls, deletion: Deletion) -> DeleteConnectionResponse:
+        outcome = "not_supported"
+        if deletion.revocation_attempted:
+            outcome = "succeeded" if deletion.revoked else "failed"
+        return cls(id=deletion.connection_id, revocation=outcome)
+
+
+class TokenResponse(Strict):
+    """The credential, in the shape of its type. Served with ``Cache-Control: no-store``."""
+
+    connection_id: UUID
+    credential_type: AuthType
+    access_token: str | None = None
+    token_type: str | None = None
+    expires_at: datetime | None = None
+    scopes: list[str] = Field(default_factory=list)
+    api_key: str | None = None
+    username: str | None = None
+    password: str | None = None
+
+    @classmethod
+    def of(cls, issued: IssuedCredential) -> TokenResponse:
+        credentials = issued.credentials
+        common = {"connection_id": issued.connection_id, "credential_type": credentials.type}
+        match credentials:
+            case OAuth2Credentials(access_token=token):
+                return cls(
+                    **common,
+                    access_token=token.reveal(),
+                    token_type=issued.token_type or "Bearer",
+                    expires_at=issued.expires_at,
+                    scopes=list(issued.scopes),
+                )
+            case ApiKeyCredentials(api_key=key):
+                return cls(**common, api_key=key.reveal())
+            case BasicCredentials(username=username, password=password):
+                return cls(**common, username=username, password=password.reveal())

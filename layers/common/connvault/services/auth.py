@@ -1,0 +1,43 @@
+"""Who is calling: an ``Authorization: Bearer cv_…`` header to a tenant id, or ``Unauthorized``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from connvault import api_keys
+from connvault.db.fast_reads import get_fast_reads
+from connvault.errors import Unauthorized
+from connvault.observability import MetricName, logger, metrics
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from connvault.db.fast_reads import FastReads
+
+# Compared against when the key id is unknown, so that unknown and wrong keys take the same time.
+_DUMMY_DIGEST = api_keys.digest("connvault-unknown-key")
+
+
+def authenticate(authorization: str | None, *, reads: FastReads | None = None) -> UUID:
+    if not authorization:
+        raise Unauthorized("missing Authorization header")
+    scheme, _, presented = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not presented:
+        raise Unauthorized("the Authorization header must be 'Bearer <api key>'")
+    parsed = api_keys.parse(presented)
+    found = (reads or get_fast_reads()).find_api_key(parsed.key_id)
+    valid = api_keys.matches(parsed, found.secret_sha256 if found else _DUMMY_DIGEST)
+    if found is None or not valid or found.revoked:
+        raise Unauthorized("the API key is unknown or revoked")
+    return found.tenant_id
+
+
+def authorize(authorization: str | None, *, reads: FastReads | None = None) -> UUID | None:
+    """The authorizer's decision: the tenant, or ``None`` to deny. Denials are counted, never explained to
+    the caller beyond the 401 that API Gateway sends."""
+    try:
+        return authenticate(authorization, reads=reads)
+    except Unauthorized as denied:
+        logger.info("request denied", extra={"reason": denied.message})
+        metrics.add_metric(name=MetricName.AUTH_DENIED, unit="Count", value=1)
+        return None

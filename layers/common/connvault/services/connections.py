@@ -1,0 +1,179 @@
+"""Managing connections: list, read, edit, delete (with revocation at the provider), and store API-key or
+basic credentials. None of these hands out a secret; only ``services.tokens`` does."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from connvault.clock import Clock, utcnow
+from connvault.db.connections import NewCredentials, Page
+from connvault.errors import InvalidInput, NotFound
+from connvault.models import (
+    ApiKeyCredentials,
+    AuthType,
+    BasicCredentials,
+    Connection,
+    ConnectionStatus,
+    OAuth2Credentials,
+)
+from connvault.observability import MetricName, logger, metrics
+from connvault.validation import require_text
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from uuid import UUID
+
+    from connvault.db.uow import UnitOfWork
+    from connvault.oauth.client import OAuthClient
+    from connvault.redacted import Redacted
+
+MAX_METADATA_BYTES = 16_384
+MAX_PAGE_SIZE = 200
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionFilter:
+    provider: str | None = None
+    end_user_id: str | None = None
+    status: ConnectionStatus | None = None
+    cursor: str | None = None
+    limit: int = 50
+
+
+@dataclass(frozen=True, slots=True)
+class StaticCredentialsInput:
+    """An API key, or a username and password, that the tenant hands over for safekeeping."""
+
+    provider: str
+    end_user_id: str
+    alias: str = ""
+    api_key: Redacted[str] | None = None
+    username: str | None = None
+    password: Redacted[str] | None = None
+    metadata: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    connection_id: UUID
+    revocation_attempted: bool
+    revoked: bool
+
+
+def list_connections(uow: UnitOfWork, query: ConnectionFilter) -> Page:
+    if not 1 <= query.limit <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"limit must be 1 to {MAX_PAGE_SIZE}", field="limit")
+    with uow:
+        provider_id = None
+        if query.provider is not None:
+            try:
+                provider_id = uow.providers.get_by_slug(query.provider).id
+            except NotFound:
+                return Page([], None)
+        return uow.connections.list_by_tenant(
+            provider_id=provider_id,
+            end_user_id=query.end_user_id,
+            status=query.status,
+            cursor=query.cursor,
+            limit=query.limit,
+        )
+
+
+def get_connection(uow: UnitOfWork, connection_id: UUID) -> Connection:
+    with uow:
+        return uow.connections.get(connection_id)
+
+
+def update_connection(
+    uow: UnitOfWork, connection_id: UUID, *, alias: str | None = None, metadata: Mapping[str, Any] | None = None
+) -> Connection:
+    if alias is not None:
+        require_text(alias, "alias", max_length=100, min_length=0)
+    if metadata is not None:
+        _check_metadata(metadata)
+    with uow:
+        connection = uow.connections.update_details(connection_id, alias=alias, metadata=metadata)
+        uow.commit()
+    return connection
+
+
+def create_static_connection(uow: UnitOfWork, data: StaticCredentialsInput, *, now: Clock = utcnow) -> Connection:
+    end_user_id = require_text(data.end_user_id, "end_user_id", max_length=255)
+    alias = require_text(data.alias, "alias", max_length=100, min_length=0)
+    metadata = dict(data.metadata or {})
+    _check_metadata(metadata)
+    with uow:
+        try:
+            provider = uow.providers.get_by_slug(data.provider)
+        except NotFound:
+            raise InvalidInput(f"unknown provider {data.provider!r}", field="provider") from None
+        credentials = _static_credentials(provider.auth_type, data)
+        connection = uow.connections.add(
+            uow.tenant,
+            provider.id,
+            end_user_id=end_user_id,
+            alias=alias,
+            grant=NewCredentials(credentials, token_type=None, scopes=(), expires_at=None),
+            granted_at=now(),
+            metadata=metadata,
+        )
+        uow.commit()
+    return connection
+
+
+def delete_connection(uow: UnitOfWork, connection_id: UUID, *, oauth: OAuthClient | None = None) -> Deletion:
+    """Revoke at the provider (refresh token first, RFC 7009), then delete the row whatever the provider said.
+
+    A provider that is down or refuses must not keep a tenant from deleting its user's data.
+    """
+    from connvault import wiring
+
+    with uow:
+        connection = uow.connections.get(connection_id)
+        provider = uow.providers.get(connection.provider_id)
+        integration = uow.integrations.find(provider.id)
+    attempted = revoked = False
+    credentials = connection.credentials
+    if isinstance(credentials, OAuth2Credentials) and provider.revocation_url and integration is not None:
+        attempted = True
+        client = oauth or wiring.get_oauth_client()
+        token, hint = (
+            (credentials.refresh_token, "refresh_token")
+            if credentials.refresh_token is not None
+            else (credentials.access_token, "access_token")
+        )
+        revoked = client.revoke(provider, integration.client, token.reveal(), hint)
+        if not revoked:
+            metrics.add_metric(name=MetricName.REVOCATION_FAILED, unit="Count", value=1)
+            logger.info("revocation failed", extra={"connection_id": str(connection_id), "provider": provider.slug})
+    with uow:
+        if not uow.connections.delete(connection_id):
+            raise NotFound(f"connection {connection_id} not found")
+        uow.commit()
+    return Deletion(connection_id, attempted, revoked)
+
+
+def _static_credentials(auth_type: AuthType, data: StaticCredentialsInput) -> ApiKeyCredentials | BasicCredentials:
+    if auth_type is AuthType.API_KEY:
+        if data.api_key is None or data.username is not None or data.password is not None:
+            raise InvalidInput("this provider takes api_key (and nothing else)", field="api_key")
+        require_text(data.api_key.reveal(), "api_key", max_length=8192)
+        return ApiKeyCredentials(data.api_key)
+    if auth_type is AuthType.BASIC:
+        if data.username is None or data.password is None or data.api_key is not None:
+            raise InvalidInput("this provider takes username and password", field="username")
+        require_text(data.username, "username", max_length=512)
+        require_text(data.password.reveal(), "password", max_length=8192)
+        return BasicCredentials(data.username, data.password)
+    raise InvalidInput("OAuth connections are made with a connect session", field="provider")
+
+
+def _check_metadata(metadata: Mapping[str, Any]) -> None:
+    try:
+        size = len(json.dumps(metadata))
+    except (TypeError, ValueError):
+        raise InvalidInput("metadata must be a JSON object", field="metadata") from None
+    if size > MAX_METADATA_BYTES:
+        raise InvalidInput(f"metadata must be at most {MAX_METADATA_BYTES} bytes of JSON", field="metadata")
