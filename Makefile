@@ -68,3 +68,6 @@ sam-build: $(SAM_STAMP)
 deploy: $(SAM_STAMP)
 	$(SAM) build --config-env $(ENV)
 	$(SAM) deploy --config-env $(ENV)
+
+openapi: $(STAMP)
+	PYTHONPATH=layers/common $(PY) -m connvault.api.openapi > docs/openapi.json
