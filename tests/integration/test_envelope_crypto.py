@@ -1,0 +1,283 @@
+"""Envelope encryption end to end: Sealer + DataKeys against moto KMS, with every KMS call counted through
+botocore's event system, and tenant salts read from the real database (so crypto-shredding is real too)."""
+
+from __future__ import annotations
+
+import secrets as random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+from connvault import wiring
+from connvault.crypto.data_keys import DataKeys
+from connvault.crypto.envelope import Envelope, SealContext
+from connvault.crypto.sealer import Sealer
+from connvault.errors import DecryptionFailed, KeyServiceUnavailable
+from connvault.services import tenants
+
+from tests.support.factories import make_tenant
+
+if TYPE_CHECKING:
+    from tests.support.database import TestDatabase
+    from tests.support.secrets import SecretRegistry
+
+FIELD = "connections.credentials"
+
+
+@dataclass
+class KmsCalls:
+    """Names of the KMS operations a client made, in order."""
+
+    names: list[str] = field(default_factory=list)
+
+    def __call__(self, model: Any, **_: Any) -> None:
+        self.names.append(model.name)
+
+    def take(self) -> list[str]:
+        taken, self.names = self.names, []
+        return taken
+
+
+@dataclass
+class Clock:
+    """A monotonic clock that moves only when told."""
+
+    now: float = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def kms_calls() -> KmsCalls:
+    return KmsCalls()
+
+
+@pytest.fixture
+def kms(database: TestDatabase, kms_calls: KmsCalls) -> Any:
+    client = boto3.client("kms", region_name="us-east-1")
+    client.meta.events.register("before-call.kms.*", kms_calls)
+    return client
+
+
+@pytest.fixture
+def new_sealer(kms: Any, kms_key_id: str) -> Callable[..., Sealer]:
+    """A Sealer with its own, empty data-key cache: what a freshly started process has."""
+
+    def build(**options: Any) -> Sealer:
+        return Sealer(DataKeys(kms, kms_key_id, wiring.tenant_key_salt, **options))
+
+    return build
+
+
+@pytest.fixture
+def tenant(db: TestDatabase) -> uuid.UUID:
+    return make_tenant()
+
+
+@pytest.fixture
+def plaintext(secrets: SecretRegistry) -> bytes:
+    value = random.token_urlsafe(700).encode()[:1024]
+    secrets.add(value)
+    return value
+
+
+def here(tenant: uuid.UUID, row: uuid.UUID | None = None, field: str = FIELD) -> SealContext:
+    return SealContext(tenant, field, row or uuid.UUID(int=1))
+
+
+def test_an_envelope_opens_to_what_was_sealed(
+    new_sealer: Callable[..., Sealer], tenant: uuid.UUID, plaintext: bytes
+) -> None:
+    sealer = new_sealer()
+
+    blob = sealer.seal(plaintext, here(tenant))
+
+    assert sealer.open(blob, here(tenant)) == plaintext
+    assert new_sealer().open(blob, here(tenant)) == plaintext
+    assert plaintext not in blob
+
+
+def test_sealing_the_same_plaintext_twice_uses_a_fresh_nonce_each_time(
+    new_sealer: Callable[..., Sealer], tenant: uuid.UUID, plaintext: bytes
+) -> None:
+    sealer = new_sealer()
+
+    first, second = (Envelope.from_bytes(sealer.seal(plaintext, here(tenant))) for _ in range(2))
+
+    assert first.wrapped_key == second.wrapped_key
+    assert first.nonce != second.nonce
+    assert first.ciphertext != second.ciphertext
+
+
+@pytest.mark.parametrize("cache", ["warm", "cold"])
+def test_flipping_any_bit_of_any_byte_makes_the_envelope_fail_to_open(
+    new_sealer: Callable[..., Sealer], tenant: uuid.UUID, secrets: SecretRegistry, cache: str
+) -> None:
+    sealer = new_sealer()
+    blob = sealer.seal(b"a short secret", here(tenant))
+    secrets.add(b"a short secret")
+    opened = []
+
+    for index in range(len(blob)):
+        tampered = bytearray(blob)
+        tampered[index] ^= 0x01
+        try:
+            (sealer if cache == "warm" else new_sealer()).open(bytes(tampered), here(tenant))
+        except DecryptionFailed:
+            continue
+        opened.append(index)
+
+    assert opened == []
+
+
+@pytest.mark.parametrize("moved_to", ["another row", "another tenant", "another field"])
+@pytest.mark.parametrize("cache", ["warm", "cold"])
+def test_an_envelope_copied_anywhere_else_fails_to_open(
+    new_sealer: Callable[..., Sealer], tenant: uuid.UUID, plaintext: bytes, moved_to: str, cache: str
+) -> None:
+    sealer = new_sealer()
+    original = here(tenant, uuid.uuid4())
+    blob = sealer.seal(plaintext, original)
+    elsewhere = {
+        "another row": SealContext(tenant, FIELD, uuid.uuid4()),
+        "another tenant": SealContext(make_tenant("Other"), FIELD, original.row_id),
+        "another field": SealContext(tenant, "integrations.client_secret", original.row_id),
+    }[moved_to]
+    opener = sealer if cache == "warm" else new_sealer()
+
+    with pytest.raises(DecryptionFailed):
+        opener.open(blob, elsewhere)
+
+
+def test_with_a_warm_cache_sealing_and_opening_make_no_kms_call(
+    new_sealer: Callable[..., Sealer], tenant: uuid.UUID, plaintext: bytes, kms_calls: KmsCalls
+) -> None:
+    sealer = new_sealer()
+    first = sealer.seal(plaintext, here(tenant))
+    warm_up = kms_calls.take()
+
+    blobs = [sealer.seal(plaintext, here(tenant, uuid.UUID(int=i))) for i in range(50)]
+    for i, blob in enumerate(blobs):
+        sealer.open(blob, here(tenant, uuid.UUID(int=i)))
+    sealer.open(first, here(tenant))
+
+    assert warm_up == ["GenerateDataKey"]
+    assert kms_calls.take() == []
+
+
+def test_a_fresh_process_unwraps_a_data_key_once_and_then_serves_it_from_memory(
+    new_sealer: Callable[..., Sealer], tenant: uuid.UUID, plaintext: bytes, kms_calls: KmsCalls
+) -> None:
+    writer = new_sealer()
+    blobs = [writer.seal(plaintext, here(tenant)) for _ in range(5)]
+    kms_calls.take()
+    reader = new_sealer()
+
+    for blob in blobs:
+        reader.open(blob, here(tenant))
+
+    assert kms_calls.take() == ["Decrypt"]
+
+
+def test_after_its_max_age_a_new_data_key_is_generated_once_and_old_envelopes_still_open(
+    new_sealer: Callable[..., Sealer], tenant: uuid.UUID, plaintext: bytes, kms_calls: KmsCalls
+) -> None:
+    clock = Clock()
+    sealer = new_sealer(max_age_seconds=300, monotonic=clock)
+    old = sealer.seal(plaintext, here(tenant))
+    kms_calls.take()
+
+    clock.now += 301
+    new = [sealer.seal(plaintext, here(tenant)) for _ in range(10)]
+    calls_for_new = kms_calls.take()
+
+    assert calls_for_new == ["GenerateDataKey"]
+    assert Envelope.from_bytes(new[0]).wrapped_key != Envelope.from_bytes(old).wrapped_key
+    assert sealer.open(old, here(tenant)) == plaintext
+    assert all(sealer.open(blob, here(tenant)) == plaintext for blob in new)
+
+
+def test_a_data_key_retires_after_max_uses_seals(
+    new_sealer: Callable[..., Sealer], tenant: uuid.UUID, plaintext: bytes, kms_calls: KmsCalls
+) -> None:
+    sealer = new_sealer(max_uses=3)
+
+    wrapped = [Envelope.from_bytes(sealer.seal(plaintext, here(tenant))).wrapped_key for _ in range(7)]
+
+    assert kms_calls.take() == ["GenerateDataKey"] * 3
+    assert len(set(wrapped[:3])) == len(set(wrapped[3:6])) == 1
+    assert len(set(wrapped)) == 3
+
+
+def test_each_tenant_gets_its_own_data_key(
+    new_sealer: Callable[..., Sealer], tenant: uuid.UUID, plaintext: bytes
+) -> None:
+    sealer = new_sealer()
+    other = make_tenant("Other")
+
+    mine = Envelope.from_bytes(sealer.seal(plaintext, here(tenant)))
+    theirs = Envelope.from_bytes(sealer.seal(plaintext, here(other)))
+
+    assert mine.wrapped_key != theirs.wrapped_key
+
+
+def throttled(kms_key_id: str, operation: str) -> Sealer:
+    client = boto3.client("kms", region_name="us-east-1")
+    stubber = Stubber(client)
+    stubber.add_client_error(
+        operation, service_error_code="ThrottlingException", service_message="Rate exceeded", http_status_code=400
+    )
+    stubber.activate()
+    return Sealer(DataKeys(client, kms_key_id, wiring.tenant_key_salt))
+
+
+def test_kms_throttling_while_sealing_is_a_retryable_key_service_error_that_names_no_secret(
+    kms_key_id: str, tenant: uuid.UUID, plaintext: bytes, secrets: SecretRegistry
+) -> None:
+    with pytest.raises(KeyServiceUnavailable) as error:
+        throttled(kms_key_id, "generate_data_key").seal(plaintext, here(tenant))
+
+    assert "ThrottlingException" in str(error.value)
+    secrets.check(f"{error.value!s} {error.value!r}", "the error")
+    assert error.value.__cause__ is None
+
+
+def test_kms_throttling_while_opening_is_not_mistaken_for_a_broken_envelope(
+    new_sealer: Callable[..., Sealer], kms_key_id: str, tenant: uuid.UUID, plaintext: bytes, secrets: SecretRegistry
+) -> None:
+    blob = new_sealer().seal(plaintext, here(tenant))
+
+    with pytest.raises(KeyServiceUnavailable) as error:
+        throttled(kms_key_id, "decrypt").open(blob, here(tenant))
+
+    secrets.check(f"{error.value!s} {error.value!r}", "the error")
+
+
+def test_once_its_tenant_is_deleted_no_new_process_can_open_its_envelopes(
+    new_sealer: Callable[..., Sealer], tenant: uuid.UUID, plaintext: bytes
+) -> None:
+    sealer = new_sealer()
+    blob = sealer.seal(plaintext, here(tenant))
+
+    assert tenants.delete_tenant(tenant, sealer=sealer)
+
+    with pytest.raises(DecryptionFailed):
+        new_sealer().open(blob, here(tenant))
+    with pytest.raises(DecryptionFailed):
+        sealer.open(blob, here(tenant))
+
+
+def test_without_the_tenant_salt_kms_refuses_to_unwrap_even_with_the_wrapped_key_in_hand(
+    kms: Any, kms_key_id: str, new_sealer: Callable[..., Sealer], tenant: uuid.UUID, plaintext: bytes
+) -> None:
+    """What a stolen dump plus KMS access gets after shredding: the salt can only be guessed, and guesses fail."""
+    blob = new_sealer().seal(plaintext, here(tenant))
+    guessing = Sealer(DataKeys(kms, kms_key_id, lambda _tenant: uuid.uuid4()))
+
+    with pytest.raises(DecryptionFailed):
+        guessing.open(blob, here(tenant))
