@@ -28,6 +28,19 @@ class Sealer:
         ciphertext = key.aead.encrypt(nonce, plaintext, context.associated_data())
         return Envelope(key.key_id, key.wrapped, nonce, ciphertext).to_bytes()
 
+    def reseal(self, plaintext: bytes, context: SealContext, previous: bytes) -> bytes:
+        """Seal under the data key of ``previous``, the envelope being replaced, with a fresh nonce.
+
+        Refreshing a token rewrites its envelope many times over the connection's life; reusing the data key
+        that already protects the row means the writer needs only ``kms:Decrypt`` (token fetch, the most
+        exposed function, can never mint data keys), and the key is already in the cache.
+        """
+        envelope = Envelope.from_bytes(previous)
+        aead = self.data_keys.for_opening(context.tenant_id, envelope.key_id, envelope.wrapped_key)
+        nonce = os.urandom(NONCE_BYTES)
+        ciphertext = aead.encrypt(nonce, plaintext, context.associated_data())
+        return Envelope(envelope.key_id, envelope.wrapped_key, nonce, ciphertext).to_bytes()
+
     def open(self, blob: bytes, context: SealContext) -> bytes:
         envelope = Envelope.from_bytes(blob)
         aead = self.data_keys.for_opening(context.tenant_id, envelope.key_id, envelope.wrapped_key)

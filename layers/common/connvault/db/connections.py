@@ -265,13 +265,20 @@ class ConnectionRepository:
     def store_refresh(self, lease: Lease, grant: NewCredentials, now: datetime) -> Connection:
         """Store what a refresh returned and end the lease.
 
+        The new credentials are sealed under the data key of the envelope they replace (``Sealer.reseal``),
+        so a refresh needs no new data key from KMS.
+
         Deliberately not conditional on still holding the lease: the provider has answered, and with rotation
         the old refresh token is already dead, so these tokens are the only good ones. Dropping them because a
         lease ran out would lose the connection.
         """
         connection_id = lease.connection.id
         mine = ConnectionRow.refresh_lease_owner == lease.owner
-        sealed = self._seal(lease.connection.tenant_id, connection_id, grant.credentials)
+        previous = self._session.scalar(select(ConnectionRow.credentials).where(ConnectionRow.id == connection_id))
+        if previous is None:
+            raise NotFound(f"connection {connection_id} not found")
+        context = SealContext(lease.connection.tenant_id, CREDENTIALS_FIELD, connection_id)
+        sealed = self._sealer.reseal(credentials_to_bytes(grant.credentials), context, previous)
         result = self._session.execute(
             update(ConnectionRow)
             .where(ConnectionRow.id == connection_id)
