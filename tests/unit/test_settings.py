@@ -1,0 +1,99 @@
+"""Settings.from_env: defaults, types, and errors that name the variable but never its value."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import pytest
+from connvault.config import Settings, get_settings
+from connvault.errors import InvalidInput
+
+
+@pytest.fixture
+def fresh_settings() -> Iterator[None]:
+    """Tests that change the environment leave a cleared cache behind, so nobody reads their values."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+def test_an_empty_environment_gives_the_defaults() -> None:
+    assert Settings.from_env({}) == Settings()
+
+
+def test_values_are_parsed_into_their_declared_types() -> None:
+    settings = Settings.from_env(
+        {
+            "CONNVAULT_DB_PORT": "6543",
+            "CONNVAULT_DB_CONNECT_TIMEOUT_SECONDS": "2.5",
+            "CONNVAULT_DB_SSL": "true",
+            "CONNVAULT_KMS_KEY_ID": "alias/connvault",
+            "CONNVAULT_REFRESH_JITTER_SECONDS": "0",
+        }
+    )
+
+    assert settings.db_port == 6543
+    assert settings.db_connect_timeout_seconds == 2.5
+    assert settings.db_ssl is True
+    assert settings.kms_key_id == "alias/connvault"
+    assert settings.refresh_jitter_seconds == 0.0
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("1", True), ("TRUE", True), (" yes ", True), ("on", True), ("0", False), ("False", False), ("no", False)],
+)
+def test_booleans_accept_the_usual_spellings(raw: str, expected: bool) -> None:
+    assert Settings.from_env({"CONNVAULT_DB_SSL": raw}).db_ssl is expected
+
+
+def test_an_empty_value_means_the_default() -> None:
+    assert Settings.from_env({"CONNVAULT_DB_PORT": "", "CONNVAULT_KMS_KEY_ID": ""}) == Settings()
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "field"),
+    [
+        ("CONNVAULT_DB_PORT", "five-four-three-two", "db_port"),
+        ("CONNVAULT_DB_SSL", "maybe-secretvalue", "db_ssl"),
+        ("CONNVAULT_HTTP_TIMEOUT_SECONDS", "ten-secretvalue", "http_timeout_seconds"),
+    ],
+)
+def test_a_value_of_the_wrong_type_names_the_variable_but_not_the_value(name: str, raw: str, field: str) -> None:
+    with pytest.raises(InvalidInput) as error:
+        Settings.from_env({name: raw})
+
+    assert name in str(error.value)
+    assert raw not in str(error.value)
+    assert error.value.field == field
+
+
+def test_the_lambda_region_is_used_unless_connvault_sets_its_own() -> None:
+    assert Settings.from_env({"AWS_REGION": "eu-west-1"}).region == "eu-west-1"
+    assert Settings.from_env({"AWS_DEFAULT_REGION": "eu-west-2"}).region == "eu-west-2"
+    assert Settings.from_env({"AWS_REGION": "eu-west-1", "CONNVAULT_REGION": "ap-south-1"}).region == "ap-south-1"
+
+
+def test_unknown_variables_are_ignored() -> None:
+    assert Settings.from_env({"CONNVAULT_NO_SUCH_SETTING": "x", "PATH": "/bin"}) == Settings()
+
+
+def test_settings_cannot_be_changed_after_they_are_read() -> None:
+    settings = Settings()
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.db_port = 1  # type: ignore[misc]
+
+
+@pytest.mark.usefixtures("fresh_settings")
+def test_get_settings_is_read_once_and_again_after_its_cache_is_cleared(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CONNVAULT_REFRESH_BATCH_SIZE", "7")
+    first = get_settings()
+    monkeypatch.setenv("CONNVAULT_REFRESH_BATCH_SIZE", "9")
+    cached = get_settings()
+    get_settings.cache_clear()
+
+    assert first is cached
+    assert first.refresh_batch_size == 7
+    assert get_settings().refresh_batch_size == 9
