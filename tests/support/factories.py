@@ -1,5 +1,6 @@
 """Quick ways to make the rows a test needs, through the real code paths (services, unit of work).
 
+Row makers take an optional ``sealer`` (default: the process's, under the session's KMS key).
 Every secret made here is registered with the test's secret scanner, so a leak of any of them into a log
 record fails the test. Raw-SQL helpers (``owner``, ``as_tenant``) are for setting up and checking state
 the way cosmicpython's repository tests do: independently of the code under test.
@@ -23,6 +24,7 @@ from connvault.services import tenants
 
 if TYPE_CHECKING:
     import pg8000.native
+    from connvault.crypto.sealer import Sealer
     from connvault.models import Connection, Integration
 
     from tests.support.database import TestDatabase
@@ -108,9 +110,10 @@ def make_connection(
     end_user_id: str = "user-1",
     alias: str = "",
     grant: NewCredentials | None = None,
+    sealer: Sealer | None = None,
 ) -> Connection:
     """An active connection, stored through ``ConnectionRepository.add`` and committed."""
-    with UnitOfWork(tenant_id) as uow:
+    with UnitOfWork(tenant_id, sealer=sealer) as uow:
         provider_id = uow.providers.get_by_slug(provider).id
         connection = uow.connections.add(
             tenant_id,
@@ -125,11 +128,13 @@ def make_connection(
     return connection
 
 
-def make_integration(tenant_id: uuid.UUID, secrets: SecretRegistry, *, provider: str = "github") -> Integration:
+def make_integration(
+    tenant_id: uuid.UUID, secrets: SecretRegistry, *, provider: str = "github", sealer: Sealer | None = None
+) -> Integration:
     """The tenant's OAuth app for ``provider``, with a random client secret (registered)."""
     client_secret = f"cs-{random.token_urlsafe(24)}"
     secrets.add(client_secret)
-    with UnitOfWork(tenant_id) as uow:
+    with UnitOfWork(tenant_id, sealer=sealer) as uow:
         integration = uow.integrations.save(
             tenant_id,
             uow.providers.get_by_slug(provider),
@@ -144,12 +149,12 @@ def make_integration(tenant_id: uuid.UUID, secrets: SecretRegistry, *, provider:
 
 
 def make_oauth_session(
-    tenant_id: uuid.UUID, secrets: SecretRegistry, *, provider: str = "github"
+    tenant_id: uuid.UUID, secrets: SecretRegistry, *, provider: str = "github", sealer: Sealer | None = None
 ) -> tuple[PendingConnect, bytes]:
     """A pending connect with a sealed PKCE verifier; returns it and the SHA-256 of its (random) state."""
     state, verifier = random.token_urlsafe(32), random.token_urlsafe(48)
     secrets.add(state, verifier)
-    with UnitOfWork(tenant_id) as uow:
+    with UnitOfWork(tenant_id, sealer=sealer) as uow:
         pending = PendingConnect(
             id=uuid.uuid4(),
             tenant_id=tenant_id,
