@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from tests.support.database import TestDatabase
 
 REPO = Path(__file__).resolve().parents[2]
+SHIPPED = tuple(sorted(path.name for path in SCHEMA_DIR.glob("*.sql")))
 
 
 @pytest.fixture
@@ -73,15 +74,15 @@ def test_a_second_run_applies_nothing_and_changes_no_catalog_row(db: TestDatabas
 def test_a_fresh_database_gets_every_file_applied_and_recorded(fresh: DatabaseTarget) -> None:
     result = migrate(fresh)
 
-    assert result.applied == ("0001_init.sql",)
+    assert result.applied == SHIPPED
     assert result.seeded_providers > 0
-    assert recorded(fresh) == ["0001_init.sql"]
+    assert recorded(fresh) == list(SHIPPED)
 
 
 def test_an_applied_migration_that_was_edited_is_refused_with_its_file_named(
     fresh: DatabaseTarget, schema_dir: Path
 ) -> None:
-    probe = schema_dir / "0002_probe.sql"
+    probe = schema_dir / "9001_probe.sql"
     probe.write_text("CREATE TABLE probe (id integer);\n")
     migrate(fresh, schema_dir=schema_dir, seed=False)
     probe.write_text("CREATE TABLE probe (id bigint);\n")
@@ -89,14 +90,14 @@ def test_an_applied_migration_that_was_edited_is_refused_with_its_file_named(
     with pytest.raises(MigrationError) as error:
         migrate(fresh, schema_dir=schema_dir, seed=False)
 
-    assert "0002_probe.sql" in str(error.value)
-    assert recorded(fresh) == ["0001_init.sql", "0002_probe.sql"]
+    assert "9001_probe.sql" in str(error.value)
+    assert recorded(fresh) == [*SHIPPED, "9001_probe.sql"]
 
 
 def test_a_failing_migration_leaves_nothing_half_applied_and_can_be_fixed(
     fresh: DatabaseTarget, schema_dir: Path
 ) -> None:
-    broken = schema_dir / "0002_broken.sql"
+    broken = schema_dir / "9001_broken.sql"
     broken.write_text("CREATE TABLE probe (id integer);\nINSERT INTO probe VALUES (1);\nSELECT 1 / 0;\n")
 
     with pytest.raises(MigrationError) as error:
@@ -106,21 +107,21 @@ def test_a_failing_migration_leaves_nothing_half_applied_and_can_be_fixed(
     broken.write_text("CREATE TABLE probe (id integer);\n")
     retry = migrate(fresh, schema_dir=schema_dir, seed=False)
 
-    assert "0002_broken.sql" in str(error.value)
+    assert "9001_broken.sql" in str(error.value)
     assert "22012" in str(error.value)  # division_by_zero: the server's code, not the statement's values
     assert not half_applied
-    assert history == ["0001_init.sql"]
-    assert retry.applied == ("0002_broken.sql",)
+    assert history == list(SHIPPED)
+    assert retry.applied == ("9001_broken.sql",)
 
 
 def test_a_database_with_migrations_this_code_does_not_know_is_refused(fresh: DatabaseTarget, schema_dir: Path) -> None:
-    (schema_dir / "0002_later.sql").write_text("SELECT 1;\n")
+    (schema_dir / "9001_later.sql").write_text("SELECT 1;\n")
     migrate(fresh, schema_dir=schema_dir, seed=False)
 
     with pytest.raises(MigrationError) as error:
         migrate(fresh, seed=False)
 
-    assert "0002" in str(error.value)
+    assert "9001" in str(error.value)
 
 
 def test_a_misnamed_migration_file_is_refused(fresh: DatabaseTarget, schema_dir: Path) -> None:
@@ -137,7 +138,7 @@ def test_two_runners_at_once_both_succeed_and_each_file_is_applied_once(
     fresh: DatabaseTarget, schema_dir: Path
 ) -> None:
     # A slow second file keeps the first runner inside the lock while the second one arrives.
-    (schema_dir / "0002_slow.sql").write_text("SELECT pg_sleep(0.5);\n")
+    (schema_dir / "9001_slow.sql").write_text("SELECT pg_sleep(0.5);\n")
     start = threading.Barrier(2)
     results: list[MigrationResult] = []
     failures: list[BaseException] = []
@@ -156,8 +157,8 @@ def test_two_runners_at_once_both_succeed_and_each_file_is_applied_once(
         runner.join(timeout=60)
 
     assert failures == []
-    assert sorted(result.applied for result in results) == [(), ("0001_init.sql", "0002_slow.sql")]
-    assert recorded(fresh) == ["0001_init.sql", "0002_slow.sql"]
+    assert sorted(result.applied for result in results) == [(), (*SHIPPED, "9001_slow.sql")]
+    assert recorded(fresh) == [*SHIPPED, "9001_slow.sql"]
 
 
 def command_env(target: DatabaseTarget) -> dict[str, str]:

@@ -251,6 +251,7 @@ def test_only_the_known_functions_run_as_definer_and_each_pins_its_search_path(d
         )
 
     assert sorted(name for name, _ in definers) == [
+        "connvault_check_provider_owner",
         "connvault_claim_due_refreshes",
         "connvault_due_backlog",
         "connvault_find_api_key",
@@ -332,11 +333,6 @@ def test_the_token_read_function_reads_only_the_named_tenants_connection(db: Tes
     assert other == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="foreign keys are checked without RLS: nothing stops a row from naming another tenant's custom "
-    "provider by id (needs a trigger checking the provider is global or the row's tenant's)",
-)
 def test_a_tenant_cannot_attach_a_connection_to_another_tenants_custom_provider(db: TestDatabase, world: World) -> None:
     with as_tenant(db, world.a.id) as sql, pytest.raises(DatabaseError):
         sql.run(

@@ -14,20 +14,19 @@ from sqlalchemy.engine import URL, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from connvault.config import get_settings
-from connvault.db.target import get_target, session_setup
+from connvault.db.target import connect_with, session_setup
 
 
 @lru_cache(maxsize=1)
 def get_engine() -> Engine:
-    """The process's engine: a small pool, pre-ping (Lambda freezes kill idle sockets), the app role."""
+    """The process's engine: a small pool, pre-ping (Lambda freezes kill idle sockets), the app role.
+
+    Connection parameters are resolved at each new connection rather than once, so a rotated database password
+    is picked up without a cold start (``connect_with``).
+    """
     settings = get_settings()
-    target = get_target()
-    kwargs = target.pg8000_kwargs()
-    url = URL.create("postgresql+pg8000", username=kwargs.pop("user"), database=kwargs.pop("database"))
-    kwargs.pop("application_name")
     engine = create_engine(
-        url,
-        connect_args=kwargs,
+        URL.create("postgresql+pg8000"),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,
@@ -35,6 +34,10 @@ def get_engine() -> Engine:
         pool_timeout=settings.db_connect_timeout_seconds * 2,
     )
     setup = session_setup(settings.db_app_role, settings.db_statement_timeout_ms)
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, _cargs: Any, _cparams: Any) -> Any:
+        return connect_with(lambda target: dialect.loaded_dbapi.connect(**target.pg8000_kwargs()))
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -58,4 +61,3 @@ def reset() -> None:
         get_engine().dispose()
     get_session_factory.cache_clear()
     get_engine.cache_clear()
-    get_target.cache_clear()

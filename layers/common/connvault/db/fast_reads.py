@@ -19,9 +19,11 @@ from uuid import UUID
 from pg8000.exceptions import InterfaceError
 
 from connvault.config import get_settings
-from connvault.db.target import DatabaseTarget, get_target
+from connvault.db.target import connect_with
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import pg8000.native
 
 
@@ -54,10 +56,8 @@ _FIND_API_KEY = "SELECT tenant_id, secret_sha256, revoked_at FROM connvault_find
 
 
 class FastReads:
-    def __init__(self, target: DatabaseTarget, *, role: str | None, statement_timeout_ms: int | None) -> None:
-        self._target = target
-        self._role = role
-        self._statement_timeout_ms = statement_timeout_ms
+    def __init__(self, connect: Callable[[], pg8000.native.Connection]) -> None:
+        self._connect = connect
         self._lock = threading.Lock()
         self._connection: pg8000.native.Connection | None = None
         self._statements: dict[str, Any] = {}
@@ -114,9 +114,7 @@ class FastReads:
         statement = self._statements.get(sql)
         if statement is None:
             if self._connection is None:
-                self._connection = self._target.connect(
-                    role=self._role, statement_timeout_ms=self._statement_timeout_ms
-                )
+                self._connection = self._connect()
             statement = self._statements[sql] = self._connection.prepare(sql)
         return statement
 
@@ -133,7 +131,15 @@ def _uuid(value: Any) -> UUID:
 def get_fast_reads() -> FastReads:
     """The process's ``FastReads``, built on first use."""
     settings = get_settings()
-    return FastReads(get_target(), role=settings.db_app_role, statement_timeout_ms=settings.db_statement_timeout_ms)
+
+    def connect() -> pg8000.native.Connection:
+        return connect_with(
+            lambda target: target.connect(
+                role=settings.db_app_role, statement_timeout_ms=settings.db_statement_timeout_ms
+            )
+        )
+
+    return FastReads(connect)
 
 
 def reset_fast_reads() -> None:

@@ -7,16 +7,19 @@ through plain pg8000, do not pay for importing it.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import pg8000.exceptions
 import pg8000.native
 
 from connvault.config import Settings, get_settings
 from connvault.errors import InvalidInput
 from connvault.redacted import Redacted
+
+INVALID_PASSWORD = "28P01"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +77,7 @@ def quote_identifier(name: str) -> str:
     return f'"{name}"'
 
 
-def database_target(settings: Settings) -> DatabaseTarget:
+def database_target(settings: Settings, *, refresh: bool = False) -> DatabaseTarget:
     """Resolve the settings into a target; reads the Secrets Manager secret when one is configured."""
     if settings.database_url:
         return _from_url(settings.database_url, settings)
@@ -82,7 +85,7 @@ def database_target(settings: Settings) -> DatabaseTarget:
         raise InvalidInput("set CONNVAULT_DATABASE_URL or CONNVAULT_DB_HOST", field="database_url")
     user, password = settings.db_user, None
     if settings.db_secret_arn:
-        secret = _read_secret(settings.db_secret_arn)
+        secret = _read_secret(settings.db_secret_arn, refresh=refresh)
         user = user or secret.get("username")
         password = Redacted(secret["password"]) if "password" in secret else None
     if not user:
@@ -120,11 +123,11 @@ def _from_url(url: str, settings: Settings) -> DatabaseTarget:
     )
 
 
-def _read_secret(arn: str) -> dict[str, Any]:
+def _read_secret(arn: str, *, refresh: bool) -> dict[str, Any]:
     # Imported here: only deployments with a secret pay for Powertools' parameters module.
     from aws_lambda_powertools.utilities.parameters import get_secret
 
-    raw = get_secret(arn, max_age=300)
+    raw = get_secret(arn, max_age=300, force_fetch=refresh)
     try:
         secret = json.loads(raw if isinstance(raw, str) else raw.decode())
     except ValueError:
@@ -134,6 +137,19 @@ def _read_secret(arn: str) -> dict[str, Any]:
     return secret
 
 
-@lru_cache(maxsize=1)
-def get_target() -> DatabaseTarget:
-    return database_target(get_settings())
+def get_target(*, refresh: bool = False) -> DatabaseTarget:
+    """The current target. With a Secrets Manager secret, its value is cached for five minutes by Powertools;
+    ``refresh`` fetches it again (the password was rotated)."""
+    return database_target(get_settings(), refresh=refresh)
+
+
+def connect_with[T](connect: Callable[[DatabaseTarget], T]) -> T:
+    """Open a connection through ``connect``; if the server refuses the password, fetch the secret again and
+    retry once. Secrets Manager rotates managed database passwords, and a cached one goes stale."""
+    try:
+        return connect(get_target())
+    except pg8000.exceptions.DatabaseError as exc:
+        details = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+        if details.get("C") != INVALID_PASSWORD or not get_settings().db_secret_arn:
+            raise
+    return connect(get_target(refresh=True))
