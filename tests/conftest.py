@@ -83,6 +83,10 @@ def db(database: TestDatabase) -> TestDatabase:
 @pytest.fixture(autouse=True)
 def secrets() -> Iterator[SecretRegistry]:
     """Register every secret a test makes; the test fails if any of them reached a log record."""
+    # Powertools' Logger, when first built, adds a filter to every handler then on the root logger that drops
+    # the service's own records. Built here, before the recorder is attached, it cannot blind the recorder.
+    import connvault.observability  # noqa: F401
+
     registry = SecretRegistry()
     handler = registry.log_handler()
     watched = [logging.getLogger(), logging.getLogger("connvault")]
