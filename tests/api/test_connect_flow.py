@@ -1,0 +1,357 @@
+"""The OAuth connect flow (issue 4) through the real handlers: connect session, the provider, the callback.
+
+The demo provider is a real HTTP server; ``follow_authorize`` plays the browser. Every state, code, verifier
+and token is registered with the secret scanner, and ``Api`` checks every Location header we build for them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from base64 import urlsafe_b64encode
+from urllib.parse import parse_qs, urlsplit
+from uuid import UUID
+
+import pytest
+from connvault.redacted import Redacted
+from connvault.services.connect import CallbackParams, complete_connect
+
+from devserver.demo_setup import install_demo_provider
+from devserver.provider import CLIENT_SECRET_POST, Fault
+from tests.api.conftest import (
+    DEMO_RETURN_URL,
+    Api,
+    connect_account,
+    db_state,
+    follow_authorize,
+    pending_verifiers,
+    start_connect,
+)
+from tests.support.factories import owner
+
+CALLBACK_URL = "http://127.0.0.1:3000/oauth/callback"  # CONNVAULT_CALLBACK_URL in tests/conftest.py
+
+
+def query_of(url: str) -> dict[str, str]:
+    return {name: values[0] for name, values in parse_qs(urlsplit(url).query).items()}
+
+
+def land(api: Api, **session: object) -> tuple[str, dict[str, str]]:
+    """Start a connect and bring the browser back: the callback's query and where the callback sent it."""
+    started = start_connect(api, **session)
+    assert started.status == 201, started.body
+    query = follow_authorize(started.json()["authorize_url"], api.secrets)
+    answer = api.callback(query)
+    assert answer.status == 302, answer.body
+    location = answer.headers["Location"]
+    assert location.startswith(DEMO_RETURN_URL + "?")
+    return query, query_of(location)
+
+
+def connection_rows(db) -> list[tuple[object, ...]]:
+    with owner(db) as connection:
+        return [tuple(row) for row in connection.run("SELECT id, end_user_id, alias FROM connections")]
+
+
+def token_of(api: Api, connection_id: str) -> str:
+    answer = api.call("GET", f"/connections/{connection_id}/token")
+    assert answer.status == 200, answer.body
+    return answer.json()["access_token"]
+
+
+# -- the authorize URL -----------------------------------------------------------------------------------
+
+
+def test_authorize_url_carries_client_redirect_scopes_state_and_s256_challenge(api: Api, provider, db) -> None:
+    with owner(db) as connection:
+        connection.run(
+            "UPDATE providers SET scope_separator = ',', authorize_params = CAST(:p AS jsonb) WHERE slug = 'demo'",
+            p='{"access_type": "offline", "prompt": "consent"}',
+        )
+
+    started = start_connect(api, scopes=["read", "write", "admin"])
+
+    assert started.status == 201, started.body
+    assert started.headers["Cache-Control"] == "no-store"
+    url = started.json()["authorize_url"]
+    assert url.startswith(f"{provider.base_url}/authorize?")
+    params = query_of(url)
+    (verifier,) = pending_verifiers(api.tenant.tenant_id)
+    expected_challenge = urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    assert params == {
+        "access_type": "offline",
+        "prompt": "consent",
+        "response_type": "code",
+        "client_id": provider.settings.client_id,
+        "redirect_uri": CALLBACK_URL,
+        "state": params["state"],
+        "scope": "read,write,admin",
+        "code_challenge": expected_challenge,
+        "code_challenge_method": "S256",
+    }
+    assert len(params["state"]) >= 43
+
+
+def test_default_scopes_are_the_integrations(api: Api) -> None:
+    started = start_connect(api)
+
+    assert query_of(started.json()["authorize_url"])["scope"] == "read"
+
+
+def test_provider_requiring_pkce_checks_the_verifier_at_the_exchange(api: Api, provider) -> None:
+    provider.configure(require_pkce=True)
+
+    _, back = land(api)
+
+    assert "connection_id" in back
+    assert provider.stats().token_calls == {"authorization_code": 1}
+
+
+# -- client authentication at the token endpoint ----------------------------------------------------------
+
+
+def test_code_exchange_with_client_secret_basic(api: Api, provider) -> None:
+    connection_id = connect_account(api)
+
+    assert provider.access_token_is_active(token_of(api, connection_id))
+
+
+def test_code_exchange_with_client_secret_post(api: Api, provider, db) -> None:
+    provider.configure(token_endpoint_auth_method=CLIENT_SECRET_POST)
+    install_demo_provider(db.owner_target, provider)
+
+    connection_id = connect_account(api)
+
+    assert provider.access_token_is_active(token_of(api, connection_id))
+
+
+def test_client_authenticating_the_wrong_way_is_refused_and_nothing_is_stored(api: Api, provider, db) -> None:
+    provider.configure(token_endpoint_auth_method=CLIENT_SECRET_POST)  # the catalog still says basic
+
+    _, back = land(api)
+
+    assert back == {"error": "invalid_client"}
+    assert connection_rows(db) == []
+
+
+# -- single use and expiry of the state -------------------------------------------------------------------
+
+
+def test_replayed_callback_is_refused_and_writes_nothing(api: Api, db) -> None:
+    query, back = land(api)
+    assert "connection_id" in back
+    before = db_state(db)
+
+    replay = api.callback(query)
+
+    assert replay.status == 400
+    assert "invalid_state" in replay.body
+    assert replay.headers["Cache-Control"] == "no-store"
+    assert db_state(db) == before
+
+
+def test_unknown_or_missing_state_gets_the_error_page(api: Api) -> None:
+    for query in ("code=abcdefgh&state=not-a-state-we-made", "code=abcdefgh", "", "state=" + "x" * 600):
+        answer = api.callback(query)
+        assert answer.status == 400, query
+        assert "invalid_state" in answer.body
+
+
+def test_expired_state_is_refused_without_calling_the_provider(api: Api, provider, db, reconfigure) -> None:
+    reconfigure(connect_session_ttl_seconds=0)
+
+    _, back = land(api)
+
+    assert back == {"error": "expired_state"}
+    assert provider.stats().token_calls == {}
+    assert db_state(db)["oauth_sessions"] == []
+    assert connection_rows(db) == []
+
+
+def test_access_denied_returns_to_the_tenant_with_the_error_and_consumes_the_session(api: Api, provider, db) -> None:
+    provider.configure(deny_authorization=True)
+
+    query, back = land(api)
+
+    assert back == {"error": "access_denied"}
+    assert db_state(db)["oauth_sessions"] == []
+    assert connection_rows(db) == []
+    assert api.callback(query).status == 400
+
+
+# -- token response shapes --------------------------------------------------------------------------------
+
+
+def test_form_encoded_token_response(api: Api, provider) -> None:
+    provider.configure(form_encoded=True)
+
+    connection_id = connect_account(api)
+
+    assert provider.access_token_is_active(token_of(api, connection_id))
+
+
+def test_token_without_expires_in_is_stored_without_expiry_and_served(api: Api, provider) -> None:
+    provider.configure(expires_in=None)
+    connection_id = connect_account(api)
+
+    assert api.call("GET", f"/connections/{connection_id}").json()["expires_at"] is None
+    fetched = api.call("GET", f"/connections/{connection_id}/token")
+    assert fetched.status == 200, fetched.body
+    assert fetched.json()["expires_at"] is None
+    assert provider.access_token_is_active(fetched.json()["access_token"])
+    assert provider.stats().token_calls == {"authorization_code": 1}
+
+
+# -- provider failures ------------------------------------------------------------------------------------
+
+
+def test_provider_error_at_the_exchange_redirects_with_an_error_and_stores_nothing(api: Api, provider, db) -> None:
+    provider.inject(Fault.server_error())
+
+    _, back = land(api)
+
+    assert back == {"error": "provider_unavailable"}
+    assert connection_rows(db) == []
+    assert db_state(db)["oauth_sessions"] == []
+
+
+def test_provider_timeout_at_the_exchange_redirects_with_an_error_and_stores_nothing(
+    api: Api, provider, db, reconfigure
+) -> None:
+    reconfigure(http_timeout_seconds=0.3)
+    provider.inject(Fault.slow(1.5))
+
+    _, back = land(api)
+
+    assert back == {"error": "provider_unavailable"}
+    assert connection_rows(db) == []
+
+
+def test_return_url_outside_the_allow_list_is_refused(api: Api, db) -> None:
+    before = db_state(db)
+
+    answer = start_connect(api, return_url="https://evil.example/steal")
+
+    assert answer.status == 400
+    assert answer.json()["error"] == {
+        "code": "validation_error",
+        "message": "return_url is not in the integration's allowed_return_urls",
+        "field": "return_url",
+    }
+    assert db_state(db) == before
+
+
+# -- races and reconnects ---------------------------------------------------------------------------------
+
+
+def test_two_callbacks_racing_on_one_state_make_exactly_one_connection(api: Api, provider, db) -> None:
+    """At the service: one Lambda serves one request at a time, so the race is between processes."""
+    provider.configure(latency_seconds=0.2)
+    started = start_connect(api)
+    params = query_of("?" + follow_authorize(started.json()["authorize_url"], api.secrets))
+    callback = CallbackParams(state=Redacted(params["state"]), code=Redacted(params["code"]))
+    barrier = threading.Barrier(2)
+    results = []
+
+    def finish() -> None:
+        barrier.wait()
+        results.append(complete_connect(callback, callback_url=CALLBACK_URL))
+
+    threads = [threading.Thread(target=finish) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(r.error or "connected" for r in results) == ["connected", "invalid_state"]
+    assert len(connection_rows(db)) == 1
+    assert provider.stats().token_calls == {"authorization_code": 1}
+    assert provider.stats().code_reuse == 0
+
+
+def test_reconnect_replaces_the_tokens_of_the_same_connection(api: Api, provider, db) -> None:
+    first = connect_account(api, alias="work")
+    old_token = token_of(api, first)
+
+    second = connect_account(api, alias="work")
+
+    assert second == first
+    assert len(connection_rows(db)) == 1
+    new_token = token_of(api, second)
+    assert new_token != old_token
+    assert provider.access_token_is_active(new_token)
+
+
+def test_another_alias_makes_another_connection(api: Api, db) -> None:
+    assert connect_account(api, alias="work") != connect_account(api, alias="home")
+    assert len(connection_rows(db)) == 2
+
+
+# -- RFC 9207 issuer identification -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def iss_required(api: Api, provider, db) -> Api:
+    provider.configure(send_iss=True)
+    install_demo_provider(db.owner_target, provider, require_iss=True)
+    return api
+
+
+def test_matching_iss_is_accepted(iss_required: Api) -> None:
+    _, back = land(iss_required)
+
+    assert "connection_id" in back
+
+
+def test_wrong_iss_is_a_mix_up_and_nothing_is_written(iss_required: Api, provider, db) -> None:
+    provider.configure(issuer="https://attacker.example")
+
+    query, back = land(iss_required)
+
+    assert query_of("?" + query)["iss"] == "https://attacker.example"
+    assert back == {"error": "issuer_mismatch"}
+    assert provider.stats().token_calls == {}
+    assert connection_rows(db) == []
+
+
+def test_missing_iss_is_refused_when_the_provider_always_sends_it(iss_required: Api, provider, db) -> None:
+    provider.configure(send_iss=False)
+
+    _, back = land(iss_required)
+
+    assert back == {"error": "issuer_mismatch"}
+    assert connection_rows(db) == []
+
+
+# -- without a return URL ---------------------------------------------------------------------------------
+
+
+def test_without_return_url_the_callback_shows_a_connected_page(api: Api, db) -> None:
+    started = start_connect(api, return_url=None)
+    answer = api.callback(follow_authorize(started.json()["authorize_url"], api.secrets))
+
+    assert answer.status == 200, answer.body
+    assert answer.headers["Content-Type"].startswith("text/html")
+    assert "connected" in answer.body.lower()
+    assert answer.headers["Referrer-Policy"] == "no-referrer"
+    assert answer.headers["Cache-Control"] == "no-store"
+    (row,) = connection_rows(db)
+    assert row[1] == "user-1"
+
+
+def test_without_return_url_a_failure_shows_an_error_page(api: Api, provider) -> None:
+    provider.configure(deny_authorization=True)
+    started = start_connect(api, return_url=None)
+
+    answer = api.callback(follow_authorize(started.json()["authorize_url"], api.secrets))
+
+    assert answer.status == 400
+    assert "access_denied" in answer.body
+    assert "Location" not in answer.headers
+
+
+def test_connected_location_names_only_the_connection(api: Api) -> None:
+    _, back = land(api)
+
+    assert set(back) == {"connection_id"}
+    UUID(back["connection_id"])
