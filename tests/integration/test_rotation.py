@@ -228,3 +228,16 @@ def test_the_rotation_command_lists_tenants_as_owner_and_reports_its_counts(
     assert code == 0, output.err
     assert "tenants=2 rewrapped=10 already_current=0 unreadable=0" in output.out
     assert {Envelope.from_bytes(blob).key_id for blob in all_envelopes(db).values()} == {keys.b}
+
+
+def test_rotation_knows_every_envelope_column_in_the_schema(db: TestDatabase) -> None:
+    """A new sealed column that rotation does not walk would keep its data keys under the retired key."""
+    with owner(db) as sql:
+        binary = sql.run(
+            "SELECT table_name, column_name FROM information_schema.columns"
+            " WHERE table_schema = 'public' AND data_type = 'bytea' AND column_name NOT LIKE '%sha256'"
+        )
+
+    assert {(table, column) for table, column in binary} == {
+        (sealed.row.__tablename__, sealed.column) for sealed in rotation.SEALED_COLUMNS
+    }
