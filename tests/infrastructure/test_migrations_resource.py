@@ -1,0 +1,243 @@
+"""The ``Custom::DatabaseMigrations`` handler speaking the real CloudFormation protocol: every request gets one
+answer, PUT to a local server playing the pre-signed ResponseURL, against a real PostgreSQL per test."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import pytest
+from connvault import wiring
+from connvault.custom_resource import DEADLINE_MARGIN_MS, MAX_REASON_LENGTH
+from connvault.migrations import ADVISORY_LOCK_KEY, SCHEMA_DIR, load_migrations
+from sqlalchemy.engine import make_url
+
+from tests.api.conftest import load_handler
+from tests.support.cloudformation import LambdaContextStub, ResponseUrlServer, cfn_event
+
+if TYPE_CHECKING:
+    from connvault.db.target import DatabaseTarget
+
+    from tests.support.database import TestDatabase
+    from tests.support.secrets import SecretRegistry
+
+PHYSICAL_ID = "connvault-dev-DatabaseMigrations"
+SCHEMA_FILES = [[migration.name] for migration in load_migrations(SCHEMA_DIR)]
+
+
+@dataclass(frozen=True)
+class FreshDatabase:
+    target: DatabaseTarget
+    url: str
+
+
+@pytest.fixture
+def cfn(secrets: SecretRegistry) -> Iterator[ResponseUrlServer]:
+    with ResponseUrlServer() as server:
+        yield server
+        # The ResponseURL's signature is a credential: none may have reached a log record.
+        secrets.add(*server.signatures)
+
+
+@pytest.fixture
+def fresh(database: TestDatabase, monkeypatch: pytest.MonkeyPatch) -> Iterator[FreshDatabase]:
+    """An empty database that the handler's settings point at, dropped afterwards."""
+    name = f"connvault_cfn_{uuid.uuid4().hex[:12]}"
+    admin = database.owner_target.connect()
+    admin.run(f'CREATE DATABASE "{name}"')
+    url = make_url(database.app_url).set(database=name).render_as_string(hide_password=False)
+    monkeypatch.setenv("CONNVAULT_DATABASE_URL", url)
+    wiring.reset()
+    try:
+        yield FreshDatabase(replace(database.owner_target, database=name), url)
+    finally:
+        monkeypatch.undo()
+        wiring.reset()
+        admin.run(f'DROP DATABASE "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def invoke(event: dict[str, object], context: LambdaContextStub | None = None) -> None:
+    load_handler("migrations")(event, context or LambdaContextStub())
+
+
+def query(target: DatabaseTarget, sql: str) -> list[list[object]]:
+    connection = target.connect()
+    try:
+        return connection.run(sql)
+    finally:
+        connection.close()
+
+
+def test_create_applies_the_schema_and_answers_success_as_cloudformation_expects(
+    fresh: FreshDatabase, cfn: ResponseUrlServer
+) -> None:
+    # Given a stack Create against an empty database
+    event = cfn_event("create", cfn)
+
+    # When the handler runs
+    invoke(event)
+
+    # Then one answer arrived, PUT with the empty Content-Type the pre-signed URL is signed for
+    (answer,) = cfn.wait_for(1)
+    assert answer.content_type == ""
+    assert answer.path.startswith(f"/cfn/{event['RequestId']}?")
+    # And it echoes the request's ids, names a physical id, and reports what was applied
+    document = answer.document
+    assert document["Status"] == "SUCCESS", document
+    assert document["PhysicalResourceId"] == PHYSICAL_ID
+    assert {k: document[k] for k in ("StackId", "RequestId", "LogicalResourceId")} == {
+        k: event[k] for k in ("StackId", "RequestId", "LogicalResourceId")
+    }
+    assert document["Data"]["AppliedCount"] == str(len(SCHEMA_FILES))
+    assert int(document["Data"]["SeededProviders"]) > 0
+    # And the database is migrated and seeded
+    assert query(fresh.target, "SELECT name FROM schema_migrations ORDER BY version") == SCHEMA_FILES
+    assert query(fresh.target, "SELECT count(*) > 0 FROM providers WHERE tenant_id IS NULL") == [[True]]
+
+
+def test_an_update_with_a_new_schema_hash_succeeds_under_the_physical_id_of_the_create(
+    fresh: FreshDatabase, cfn: ResponseUrlServer
+) -> None:
+    # Given a created resource
+    invoke(cfn_event("create", cfn))
+    (created,) = cfn.wait_for(1)
+
+    # When CloudFormation sends the Update that a new layer version (SchemaHash) causes
+    update = cfn_event("update", cfn, PhysicalResourceId=created.document["PhysicalResourceId"])
+    assert update["ResourceProperties"]["SchemaHash"] != update["OldResourceProperties"]["SchemaHash"]
+    invoke(update)
+
+    # Then it succeeds with nothing left to apply, and the physical id did not change (no replacement)
+    _, updated = cfn.wait_for(2)
+    assert updated.document["Status"] == "SUCCESS", updated.document
+    assert updated.document["PhysicalResourceId"] == created.document["PhysicalResourceId"] == PHYSICAL_ID
+    assert updated.document["Data"]["AppliedCount"] == "0"
+
+
+def test_delete_answers_success_and_leaves_schema_and_data_alone(fresh: FreshDatabase, cfn: ResponseUrlServer) -> None:
+    # Given a migrated database holding a tenant
+    invoke(cfn_event("create", cfn))
+    cfn.wait_for(1)
+    query(fresh.target, "INSERT INTO tenants (id, name) VALUES (gen_random_uuid(), 'kept')")
+
+    # When the stack is deleted
+    invoke(cfn_event("delete", cfn))
+
+    # Then the Delete succeeds under the same id, and the tenant and the migration history are still there
+    _, deleted = cfn.wait_for(2)
+    assert deleted.document["Status"] == "SUCCESS", deleted.document
+    assert deleted.document["PhysicalResourceId"] == PHYSICAL_ID
+    assert query(fresh.target, "SELECT name FROM tenants") == [["kept"]]
+    assert query(fresh.target, "SELECT name FROM schema_migrations ORDER BY version") == SCHEMA_FILES
+
+
+def test_delete_succeeds_without_even_reaching_the_database(
+    monkeypatch: pytest.MonkeyPatch, cfn: ResponseUrlServer
+) -> None:
+    # Given a database that cannot be reached (the rollback of a Create that never got to it)
+    monkeypatch.setenv("CONNVAULT_DATABASE_URL", "postgresql://connvault_owner@127.0.0.1:9/connvault")
+    wiring.reset()
+
+    # When the Delete arrives, then it answers SUCCESS
+    invoke(cfn_event("delete", cfn))
+
+    assert cfn.wait_for(1)[0].document["Status"] == "SUCCESS"
+    monkeypatch.undo()
+    wiring.reset()
+
+
+def test_an_unreachable_database_answers_failed_with_a_short_reason_that_holds_no_secret(
+    monkeypatch: pytest.MonkeyPatch,
+    cfn: ResponseUrlServer,
+    secrets: SecretRegistry,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Given settings whose database refuses connections, with a password in the URL
+    password = f"pw-{uuid.uuid4().hex}"
+    secrets.add(password)
+    monkeypatch.setenv("CONNVAULT_DATABASE_URL", f"postgresql://connvault_owner:{password}@127.0.0.1:9/connvault")
+    wiring.reset()
+
+    # When CloudFormation creates the resource
+    invoke(cfn_event("create", cfn))
+
+    # Then it hears FAILED with a short reason naming the error type and where to look, nothing from the driver
+    (answer,) = cfn.wait_for(1)
+    document = answer.document
+    assert document["Status"] == "FAILED"
+    assert document["PhysicalResourceId"] == PHYSICAL_ID
+    assert len(document["Reason"]) <= MAX_REASON_LENGTH
+    assert document["Reason"].startswith("internal_error: InterfaceError; see CloudWatch log stream ")
+    assert "127.0.0.1" not in document["Reason"]
+    # And neither the password nor the ResponseURL's signature is in the answer or on stdout (Powertools' logs)
+    output = capsys.readouterr().out
+    secrets.add(*cfn.signatures)
+    secrets.check(json.dumps(document), "the FAILED answer")
+    secrets.check(output, "stdout")
+    monkeypatch.undo()
+    wiring.reset()
+
+
+def test_a_failing_migration_answers_failed_naming_the_file(fresh: FreshDatabase, cfn: ResponseUrlServer) -> None:
+    # Given a database where the first migration cannot run: a table of the same name is already there
+    query(fresh.target, "CREATE TABLE tenants (id integer)")
+
+    # When CloudFormation creates the resource
+    invoke(cfn_event("create", cfn))
+
+    # Then it hears FAILED, and the reason names the file and the server's error (schema text, no values)
+    (answer,) = cfn.wait_for(1)
+    assert answer.document["Status"] == "FAILED"
+    reason = answer.document["Reason"]
+    assert reason.startswith("migration_failed: 0001_init.sql failed: 42P07 ")
+    assert len(reason) <= MAX_REASON_LENGTH
+    # And the file was rolled back as a whole
+    assert query(fresh.target, "SELECT to_regclass('schema_migrations') IS NOT NULL") == [[True]]
+    assert query(fresh.target, "SELECT count(*) FROM schema_migrations") == [[0]]
+
+
+def test_the_watchdog_answers_failed_before_the_deadline_when_the_migrations_hang(
+    fresh: FreshDatabase, cfn: ResponseUrlServer
+) -> None:
+    # Given another runner holding the migration lock, and a Lambda with 1.5 s to spare beyond the margin
+    holder = fresh.target.connect()
+    holder.run("SELECT pg_advisory_lock(:key)", key=ADVISORY_LOCK_KEY)
+    context = LambdaContextStub(remaining_ms=DEADLINE_MARGIN_MS + 1500)
+    event = cfn_event("create", cfn)
+    worker = threading.Thread(target=invoke, args=(event, context))
+
+    try:
+        # When the handler blocks on that lock
+        worker.start()
+
+        # Then FAILED arrives on its own while the migrations still wait, well before Lambda's deadline
+        (answer,) = cfn.wait_for(1, timeout=10)
+        assert worker.is_alive()
+        assert answer.document["Status"] == "FAILED"
+        assert answer.document["Reason"].startswith(
+            "timeout: Create did not finish 30 s before the function's deadline"
+        )
+        assert answer.document["PhysicalResourceId"] == PHYSICAL_ID
+        assert answer.received_at < context.deadline - DEADLINE_MARGIN_MS / 1000 / 2
+    finally:
+        holder.run("SELECT pg_advisory_unlock(:key)", key=ADVISORY_LOCK_KEY)
+        holder.close()
+        worker.join(timeout=30)
+
+    # And when the migrations finish after all, no second answer contradicts the first
+    assert not worker.is_alive()
+    assert len(cfn.answers) == 1
+
+
+def test_an_unknown_request_type_answers_failed(fresh: FreshDatabase, cfn: ResponseUrlServer) -> None:
+    invoke(cfn_event("create", cfn, RequestType="Replace"))
+
+    (answer,) = cfn.wait_for(1)
+    assert answer.document["Status"] == "FAILED"
+    assert answer.document["Reason"] == "validation_error: RequestType must be Create, Update or Delete"
+    assert query(fresh.target, "SELECT to_regclass('schema_migrations') IS NULL") == [[True]]
