@@ -203,7 +203,7 @@ def _encoded(text: str) -> str:
     [
         "not a cursor!",
         _encoded("garbage"),
-        _encoded(f"2026-01-01T00:00:00|{uuid.uuid4()}"),  # naive timestamp
+        _encoded(f"2026-01-01T00:00:00|{uuid.UUID(int=7)}"),  # naive timestamp
         _encoded("2026-01-01T00:00:00+00:00|not-a-uuid"),
         base64.urlsafe_b64encode(b"\xff\xfe|x").decode(),
     ],
