@@ -2,14 +2,17 @@
 
 The authorizer (API key lookup) and token fetch (connection read) run on every API call. Through a SQLAlchemy
 session with a tenant transaction they cost ~4 round trips; here each is one: the connection read is a
-``SECURITY INVOKER`` function that sets the tenant for its own statement, so RLS stays in force, and also
-coalesces the ``last_used_at`` write. One connection per process: a Lambda runs one request at a time.
+``SECURITY INVOKER`` function that sets the tenant for its own statement, so RLS stays in force. The
+``last_used_at`` write is a separate call made at most once a minute per connection from each process.
+One connection per process: a Lambda runs one request at a time.
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -51,13 +54,16 @@ class ApiKeyLookup:
     revoked: bool
 
 
-_READ_CONNECTION = "SELECT * FROM connvault_read_connection(CAST(:tenant AS uuid), CAST(:id AS uuid), :touch)"
+_READ_CONNECTION = "SELECT * FROM connvault_read_connection(CAST(:tenant AS uuid), CAST(:id AS uuid))"
+_TOUCH_CONNECTION = "SELECT connvault_touch_connection(CAST(:tenant AS uuid), CAST(:id AS uuid), :every)"
+_TOUCHED_MEMORY = 10_000
 _FIND_API_KEY = "SELECT tenant_id, secret_sha256, revoked_at FROM connvault_find_api_key(:key_id)"
 
 
 class FastReads:
     def __init__(self, connect: Callable[[], pg8000.native.Connection]) -> None:
         self._connect = connect
+        self._touched: OrderedDict[UUID, float] = OrderedDict()
         self._lock = threading.Lock()
         self._connection: pg8000.native.Connection | None = None
         self._statements: dict[str, Any] = {}
@@ -65,10 +71,13 @@ class FastReads:
     def read_connection(
         self, tenant_id: UUID, connection_id: UUID, touch_every: timedelta
     ) -> ConnectionSnapshot | None:
-        rows = self._run(_READ_CONNECTION, tenant=str(tenant_id), id=str(connection_id), touch=touch_every)
+        """The connection as token fetch needs it; also records the use, at most once per ``touch_every``
+        from this process (the database itself keeps it to once per interval across processes)."""
+        rows = self._run(_READ_CONNECTION, tenant=str(tenant_id), id=str(connection_id))
         if not rows:
             return None
         (ident, provider_id, status, kind, sealed, token_type, scopes, expires_at, has_refresh, error, margin) = rows[0]
+        self._touch(tenant_id, connection_id, touch_every)
         return ConnectionSnapshot(
             id=_uuid(ident),
             provider_id=_uuid(provider_id),
@@ -82,6 +91,17 @@ class FastReads:
             last_error_code=error,
             refresh_margin_seconds=margin,
         )
+
+    def _touch(self, tenant_id: UUID, connection_id: UUID, every: timedelta) -> None:
+        now = time.monotonic()
+        last = self._touched.get(connection_id)
+        if last is not None and now - last < every.total_seconds():
+            return
+        self._run(_TOUCH_CONNECTION, tenant=str(tenant_id), id=str(connection_id), every=every)
+        self._touched[connection_id] = now
+        self._touched.move_to_end(connection_id)
+        while len(self._touched) > _TOUCHED_MEMORY:
+            self._touched.popitem(last=False)
 
     def find_api_key(self, key_id: str) -> ApiKeyLookup | None:
         rows = self._run(_FIND_API_KEY, key_id=key_id)
