@@ -79,16 +79,17 @@ class Api:
         tenant_id = decision["context"]["tenant_id"]
         job = "token_fetch" if path.endswith("/token") else "api"
         event = http_event(method, path, query=query, body=body, tenant_id=tenant_id)
-        return self._invoke(job, event)
+        return self.invoke(job, event)
 
     def authorize(self, authorization: str | None, *, method: str = "GET", path: str = "/connections") -> Any:
         """The authorizer's decision for an ``Authorization`` header (``None``: no header at all)."""
         return load_handler("authorizer")(authorizer_event(authorization, method=method, path=path), _Context())
 
     def callback(self, query: str) -> Answer:
-        return self._invoke("oauth_callback", http_event("GET", "/oauth/callback", query=query))
+        return self.invoke("oauth_callback", http_event("GET", "/oauth/callback", query=query))
 
-    def _invoke(self, job: str, event: dict[str, Any]) -> Answer:
+    def invoke(self, job: str, event: dict[str, Any]) -> Answer:
+        """Run ``functions/<job>``'s handler on an event as it stands (no authorizer in front)."""
         raw = load_handler(job)(event, _Context())
         answer = Answer(raw["statusCode"], raw.get("headers") or {}, raw.get("body") or "")
         if answer.status >= 400:
