@@ -42,6 +42,7 @@ class Settings:
     data_key_max_uses: int = 100_000
     callback_url: str | None = None
     connect_session_ttl_seconds: int = 600
+    discovery_max_age_seconds: int = 86_400
     http_timeout_seconds: float = 10.0
     default_refresh_margin_seconds: int = 300
     refresh_lease_seconds: int = 30

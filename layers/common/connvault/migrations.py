@@ -140,9 +140,12 @@ def _apply_pending(connection: pg8000.native.Connection, migrations: list[Migrat
 def _grant_app_role(connection: pg8000.native.Connection, role: str) -> None:
     """The app role owns nothing and bypasses nothing: RLS binds it. Re-granted on every run (idempotent)."""
     quoted = quote_identifier(role)
-    exists = connection.run("SELECT 1 FROM pg_roles WHERE rolname = :r", r=role)
-    if not exists:
-        connection.run(f"CREATE ROLE {quoted} NOLOGIN NOSUPERUSER NOBYPASSRLS")
+    # Roles are cluster-wide while the advisory lock is per database: a runner migrating another database on
+    # the same cluster may create the role at the same moment, which is fine.
+    connection.run(
+        f"DO $$ BEGIN CREATE ROLE {quoted} NOLOGIN NOSUPERUSER NOBYPASSRLS; "
+        "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+    )
     current = connection.run("SELECT current_user")[0][0]
     connection.run(f'GRANT {quoted} TO "{current}"')
     connection.run(f"GRANT USAGE ON SCHEMA public TO {quoted}")
