@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from uuid import UUID
@@ -22,12 +19,11 @@ from sqlalchemy import text
 
 from devserver.demo_setup import DEMO_RETURN_URL, DemoTenant, create_demo_tenant, install_demo_provider
 from devserver.events import authorizer_event, http_event
+from devserver.handlers import load_handler
 from devserver.provider import DemoProvider
 from tests.support.database import TestDatabase
 from tests.support.factories import owner
 from tests.support.secrets import SecretRegistry
-
-FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 
 
 class _Context:
@@ -38,18 +34,6 @@ class _Context:
 
     def get_remaining_time_in_millis(self) -> int:
         return 30_000
-
-
-def load_handler(job: str) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    """``functions/<job>/app.py``'s ``handler``, imported the way Lambda imports it (as module ``app``)."""
-    name = f"connvault_fn_{job}"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, FUNCTIONS / job / "app.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name].handler
 
 
 @dataclass
