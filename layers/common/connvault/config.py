@@ -56,6 +56,7 @@ class Settings:
     refresh_backoff_cap_seconds: int = 3600
     refresh_deadline_margin_ms: int = 15_000
     refresh_jitter_seconds: float = 0.25
+    refresh_queue_url: str | None = None
     last_used_coalesce_seconds: int = 60
 
     @classmethod

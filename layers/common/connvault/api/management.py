@@ -14,6 +14,8 @@ from connvault.api.schemas import (
     ConnectSessionRequest,
     ConnectSessionResponse,
     CreateConnectionRequest,
+    CustomProviderRequest,
+    CustomProviderResponse,
     DeleteConnectionResponse,
     ErrorResponse,
     IntegrationListResponse,
@@ -26,7 +28,7 @@ from connvault.api.schemas import (
 from connvault.db.uow import UnitOfWork
 from connvault.models import ConnectionStatus
 from connvault.redacted import Redacted
-from connvault.services import connect, connections, integrations
+from connvault.services import connect, connections, custom_providers, integrations
 
 ProviderSlug = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", description="Provider slug")]
 
@@ -35,10 +37,33 @@ ERRORS = {
     404: {"description": "Not found", "content": {"application/json": {"model": ErrorResponse}}},
     409: {"description": "Conflict", "content": {"application/json": {"model": ErrorResponse}}},
 }
+PROVIDER_DOWN = {
+    "description": "The provider did not answer",
+    "content": {"application/json": {"model": ErrorResponse}},
+}
 
 
 def _secret(value: object) -> Redacted[str] | None:
     return None if value is None else Redacted(value.get_secret_value())  # type: ignore[attr-defined]
+
+
+def _custom_provider(body: CustomProviderRequest | None) -> custom_providers.CustomProviderInput | None:
+    if body is None:
+        return None
+    return custom_providers.CustomProviderInput(
+        display_name=body.display_name,
+        discovery_url=body.discovery_url,
+        issuer=body.issuer,
+        authorization_url=body.authorization_url,
+        token_url=body.token_url,
+        revocation_url=body.revocation_url,
+        require_iss=body.require_iss,
+        pkce=body.pkce,
+        token_endpoint_auth_method=body.token_endpoint_auth_method,
+        scope_separator=body.scope_separator,
+        authorize_params=dict(body.authorize_params),
+        refresh_margin_seconds=body.refresh_margin_seconds,
+    )
 
 
 def register(app: APIGatewayHttpResolver) -> None:
@@ -74,9 +99,17 @@ def register(app: APIGatewayHttpResolver) -> None:
 
     @app.put(
         "/integrations/<provider>",
-        summary="Create or replace the OAuth app for a provider",
+        summary="Create or replace the OAuth app for a provider (and define a custom provider)",
+        description=(
+            "For a catalog provider, send the OAuth app only. For any other slug, send `custom_provider` to define "
+            "this tenant's own provider, from a `discovery_url` or from explicit endpoints; the provider is visible "
+            "to this tenant only. A catalog slug cannot be taken by a custom provider (409 `conflict`). Metadata "
+            "that cannot be used is refused with 400 `validation_error`, whose `field` names the request field or "
+            "the metadata member at fault (e.g. `issuer`, `token_endpoint`); a discovery URL that does not answer "
+            "gives 503 `provider_unavailable`."
+        ),
         tags=["integrations"],
-        responses=ERRORS,
+        responses={**ERRORS, 503: PROVIDER_DOWN},
     )
     def put_integration(provider: ProviderSlug, body: IntegrationRequest) -> IntegrationResponse:
         data = integrations.IntegrationInput(
@@ -84,8 +117,22 @@ def register(app: APIGatewayHttpResolver) -> None:
             client_secret=_secret(body.client_secret),
             scopes=tuple(body.scopes),
             allowed_return_urls=tuple(body.allowed_return_urls),
+            custom_provider=_custom_provider(body.custom_provider),
         )
         return IntegrationResponse.of(integrations.save_integration(uow(), provider, data))
+
+    @app.post(
+        "/integrations/<provider>/refresh-metadata",
+        summary="Fetch a custom provider's discovery metadata again now",
+        description=(
+            "Metadata is otherwise refetched when older than the configured maximum age as a connect session "
+            "starts. The issuer must not change."
+        ),
+        tags=["integrations"],
+        responses={**ERRORS, 503: PROVIDER_DOWN},
+    )
+    def refresh_provider_metadata(provider: ProviderSlug) -> CustomProviderResponse:
+        return CustomProviderResponse.of(custom_providers.refresh_metadata(uow(), provider))
 
     @app.get(
         "/integrations/<provider>",

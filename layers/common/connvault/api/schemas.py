@@ -21,6 +21,7 @@ from connvault.models import (
     Integration,
     OAuth2Credentials,
     Provider,
+    TokenEndpointAuthMethod,
 )
 
 if TYPE_CHECKING:
@@ -91,6 +92,46 @@ class ProviderListResponse(Strict):
     items: list[ProviderResponse]
 
 
+class CustomProviderRequest(Strict):
+    """The tenant's own OAuth 2 provider: give ``discovery_url``, or ``authorization_url`` and ``token_url``.
+
+    With ``discovery_url`` (OpenID Connect discovery or RFC 8414 metadata; https, or http on 127.0.0.1 and
+    localhost) connvault fetches the metadata and takes from it the endpoints, the issuer, whether the callback
+    must carry ``iss`` (RFC 9207), PKCE (S256 offered) and the token endpoint's client authentication
+    (client_secret_basic if offered, else client_secret_post); the fields marked "without discovery_url only"
+    must then be left out. The metadata's ``issuer`` must be the issuer ``discovery_url`` was built from (or
+    ``issuer`` when given); it is refetched when older than the configured maximum age as connect sessions
+    start, and on ``POST /integrations/{provider}/refresh-metadata``.
+    """
+
+    display_name: str | None = Field(default=None, min_length=1, max_length=200, description="Defaults to the slug.")
+    discovery_url: Url | None = Field(
+        default=None, examples=["https://login.example.com/.well-known/openid-configuration"]
+    )
+    issuer: Url | None = Field(
+        default=None,
+        description="With discovery_url: the issuer the metadata must name (default: derived from the URL). "
+        "Without: the value the callback's iss is compared with.",
+    )
+    authorization_url: Url | None = Field(default=None, description="Without discovery_url only; required then.")
+    token_url: Url | None = Field(default=None, description="Without discovery_url only; required then.")
+    revocation_url: Url | None = Field(default=None, description="Without discovery_url only (RFC 7009).")
+    require_iss: bool | None = Field(
+        default=None, description="Without discovery_url only: the callback must carry iss equal to issuer."
+    )
+    pkce: bool | None = Field(default=None, description="Without discovery_url only; default true (S256).")
+    token_endpoint_auth_method: TokenEndpointAuthMethod | None = Field(
+        default=None, description="Without discovery_url only; default client_secret_basic."
+    )
+    scope_separator: Literal[" ", ",", "+"] = " "
+    authorize_params: dict[
+        Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=1024)]
+    ] = Field(default_factory=dict, max_length=20, description="Extra query parameters for the authorize URL.")
+    refresh_margin_seconds: int | None = Field(
+        default=None, ge=0, le=86400, description="Refresh tokens expiring within this many seconds."
+    )
+
+
 class IntegrationRequest(Strict):
     client_id: str = Field(min_length=1, max_length=512)
     client_secret: SecretStr | None = Field(
@@ -98,6 +139,49 @@ class IntegrationRequest(Strict):
     )
     scopes: list[Scope] = Field(default_factory=list, max_length=100)
     allowed_return_urls: list[Url] = Field(default_factory=list, max_length=20)
+    custom_provider: CustomProviderRequest | None = Field(
+        default=None,
+        description="Define (or redefine) this tenant's own provider under a slug that is not in the global "
+        "catalog. Omit it to keep an existing definition. Visible to this tenant only.",
+    )
+
+
+class CustomProviderResponse(Strict):
+    """A custom provider as connvault uses it, with what its metadata decided."""
+
+    slug: str
+    display_name: str
+    discovery_url: str | None
+    issuer: str | None
+    require_iss: bool
+    authorization_url: str | None
+    token_url: str | None
+    revocation_url: str | None
+    pkce: bool
+    token_endpoint_auth_method: TokenEndpointAuthMethod
+    scope_separator: str
+    authorize_params: dict[str, str]
+    refresh_margin_seconds: int
+    metadata_fetched_at: datetime | None
+
+    @classmethod
+    def of(cls, provider: Provider) -> CustomProviderResponse:
+        return cls(
+            slug=provider.slug,
+            display_name=provider.display_name,
+            discovery_url=provider.discovery_url,
+            issuer=provider.issuer,
+            require_iss=provider.require_iss,
+            authorization_url=provider.authorization_url,
+            token_url=provider.token_url,
+            revocation_url=provider.revocation_url,
+            pkce=provider.pkce,
+            token_endpoint_auth_method=provider.token_endpoint_auth_method,
+            scope_separator=provider.scope_separator,
+            authorize_params=dict(provider.authorize_params),
+            refresh_margin_seconds=provider.refresh_margin_seconds,
+            metadata_fetched_at=provider.metadata_fetched_at,
+        )
 
 
 class IntegrationResponse(Strict):
@@ -108,17 +192,22 @@ class IntegrationResponse(Strict):
     allowed_return_urls: list[str]
     created_at: datetime
     updated_at: datetime
+    custom_provider: CustomProviderResponse | None = Field(
+        default=None, description="The tenant's own provider behind this integration; null for a catalog one."
+    )
 
     @classmethod
     def of(cls, integration: Integration) -> IntegrationResponse:
+        provider = integration.provider
         return cls(
-            provider=integration.provider.slug,
+            provider=provider.slug,
             client_id=integration.client_id,
             has_client_secret=integration.has_client_secret,
             scopes=list(integration.scopes),
             allowed_return_urls=list(integration.allowed_return_urls),
             created_at=integration.created_at,
             updated_at=integration.updated_at,
+            custom_provider=CustomProviderResponse.of(provider) if provider.is_custom else None,
         )
 
 

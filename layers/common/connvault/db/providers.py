@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from connvault.db.rows import ProviderRow
-from connvault.errors import NotFound
+from connvault.errors import Conflict, NotFound
 from connvault.models import AuthType, Provider, TokenEndpointAuthMethod, TokenResponseShape
 
 if TYPE_CHECKING:
@@ -41,11 +42,10 @@ class ProviderRepository:
             query = query.where(ProviderRow.tenant_id.is_(None))
         return [to_provider(row) for row in self._session.scalars(query)]
 
-    def find_custom(self, slug: str) -> ProviderRow | None:
-        """The tenant's own provider row for ``slug``, for the custom-provider service to edit."""
-        return self._session.scalars(
-            select(ProviderRow).where(ProviderRow.slug == slug, ProviderRow.tenant_id.is_not(None))
-        ).one_or_none()
+    def find_custom(self, slug: str) -> Provider | None:
+        """The tenant's own provider for ``slug``; RLS leaves no other tenant's row to find."""
+        row = self._custom_row(slug)
+        return None if row is None else to_provider(row)
 
     def is_global_slug(self, slug: str) -> bool:
         return (
@@ -54,6 +54,72 @@ class ProviderRepository:
             )
             is not None
         )
+
+    def save_custom(self, provider: Provider) -> Provider:
+        """Create or replace the tenant's custom provider ``provider.slug`` with every field of ``provider``.
+
+        The row keeps its id when it exists, so the integration and connections that refer to it stay attached.
+        RLS (``custom_write``/``custom_update``) makes sure the row is the tenant's own; checking that the slug
+        is not a global one is the caller's job.
+        """
+        if provider.tenant_id is None:
+            raise ValueError("a custom provider needs its tenant_id")
+        row = self._custom_row(provider.slug, lock=True)
+        if row is None:
+            row = ProviderRow(id=provider.id, tenant_id=provider.tenant_id, slug=provider.slug)
+            self._session.add(row)
+        row.display_name = provider.display_name
+        row.auth_type = provider.auth_type.value
+        row.default_scopes = list(provider.default_scopes)
+        row.scope_separator = provider.scope_separator
+        row.authorize_params = dict(provider.authorize_params)
+        row.refresh_margin_seconds = provider.refresh_margin_seconds
+        row.discovery_url = provider.discovery_url
+        _write_endpoints(row, provider)
+        return self._flush(row, provider.slug)
+
+    def save_metadata(self, provider: Provider) -> Provider | None:
+        """Write what a metadata refresh produced (endpoints, issuer, PKCE, auth method, fetch time) to the
+        custom provider ``provider.id``, unless its ``discovery_url`` changed since the fetch began: a
+        concurrent redefinition wins over a refresh of the old one. None when it did, or the row is gone."""
+        row = self._session.scalars(
+            select(ProviderRow)
+            .where(
+                ProviderRow.id == provider.id,
+                ProviderRow.tenant_id.is_not(None),
+                ProviderRow.discovery_url == provider.discovery_url,
+            )
+            .with_for_update()
+        ).one_or_none()
+        if row is None:
+            return None
+        _write_endpoints(row, provider)
+        return self._flush(row, provider.slug)
+
+    def _custom_row(self, slug: str, *, lock: bool = False) -> ProviderRow | None:
+        query = select(ProviderRow).where(ProviderRow.slug == slug, ProviderRow.tenant_id.is_not(None))
+        return self._session.scalars(query.with_for_update() if lock else query).one_or_none()
+
+    def _flush(self, row: ProviderRow, slug: str) -> Provider:
+        row.updated_at = func.now()
+        try:
+            self._session.flush()
+        except IntegrityError:
+            raise Conflict(f"custom provider {slug!r} was defined concurrently") from None
+        self._session.refresh(row)
+        return to_provider(row)
+
+
+def _write_endpoints(row: ProviderRow, provider: Provider) -> None:
+    """The fields a discovery document decides (or the tenant, for a provider defined without one)."""
+    row.authorization_url = provider.authorization_url
+    row.token_url = provider.token_url
+    row.revocation_url = provider.revocation_url
+    row.issuer = provider.issuer
+    row.require_iss = provider.require_iss
+    row.pkce = provider.pkce
+    row.token_endpoint_auth_method = provider.token_endpoint_auth_method.value
+    row.metadata_fetched_at = provider.metadata_fetched_at
 
 
 def to_provider(row: ProviderRow) -> Provider:

@@ -24,6 +24,7 @@ from connvault.models import AuthType, OAuth2Credentials, PendingConnect
 from connvault.oauth.outcomes import sanitize_reason
 from connvault.oauth.pkce import code_challenge_s256, new_code_verifier, new_state, state_digest
 from connvault.redacted import Redacted
+from connvault.services import custom_providers
 from connvault.validation import require_scopes, require_text
 
 if TYPE_CHECKING:
@@ -99,6 +100,7 @@ def create_connect_session(
     requested_scopes = None if request.scopes is None else require_scopes(request.scopes)
     expires_at = now() + timedelta(seconds=get_settings().connect_session_ttl_seconds)
     state = new_state()
+    custom_providers.refresh_stale_metadata(uow, request.provider, now=now)
     with uow:
         provider = _oauth_provider(uow, request.provider)
         integration = uow.integrations.find(provider.id)

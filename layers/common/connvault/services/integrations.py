@@ -1,16 +1,28 @@
-"""A tenant's OAuth apps: create or replace, read, list, delete. The client secret goes in and never out."""
+"""A tenant's OAuth apps: create or replace, read, list, delete. The client secret goes in and never out.
+
+An integration for a slug outside the global catalog may carry the definition of the tenant's own provider
+(``IntegrationInput.custom_provider``, see ``services/custom_providers.py``); the provider and the integration
+are then written in one transaction, so neither exists without the other after a failed request.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from connvault.clock import Clock, utcnow
 from connvault.errors import InvalidInput, NotFound
 from connvault.models import AuthType, Integration
+from connvault.services.custom_providers import (
+    CustomProviderInput,
+    prepare_custom_provider,
+    store_custom_provider,
+)
 from connvault.validation import require_scopes, require_text, require_url
 
 if TYPE_CHECKING:
     from connvault.db.uow import UnitOfWork
+    from connvault.oauth.http import HttpTransport
     from connvault.redacted import Redacted
 
 MAX_RETURN_URLS = 20
@@ -18,15 +30,32 @@ MAX_RETURN_URLS = 20
 
 @dataclass(frozen=True, slots=True)
 class IntegrationInput:
-    """What a tenant sends to create or replace an integration. ``client_secret=None`` keeps the stored one."""
+    """What a tenant sends to create or replace an integration. ``client_secret=None`` keeps the stored one.
+
+    ``custom_provider`` defines (or redefines) the tenant's own provider under the slug; without it the slug
+    must name a catalog provider or an already defined custom one, whose definition is kept.
+    """
 
     client_id: str
     client_secret: Redacted[str] | None = None
     scopes: tuple[str, ...] = ()
     allowed_return_urls: tuple[str, ...] = ()
+    custom_provider: CustomProviderInput | None = None
 
 
-def save_integration(uow: UnitOfWork, provider_slug: str, data: IntegrationInput) -> Integration:
+def save_integration(
+    uow: UnitOfWork,
+    provider_slug: str,
+    data: IntegrationInput,
+    *,
+    transport: HttpTransport | None = None,
+    now: Clock = utcnow,
+) -> Integration:
+    """Create or replace the integration (and the custom provider, when one is defined with it).
+
+    Raises InvalidInput, Conflict (a custom provider on a catalog slug), ProviderUnavailable (the custom
+    provider's discovery URL did not answer).
+    """
     client_id = require_text(data.client_id, "client_id", max_length=512)
     if data.client_secret is not None:
         require_text(data.client_secret.reveal(), "client_secret", max_length=4096)
@@ -34,11 +63,27 @@ def save_integration(uow: UnitOfWork, provider_slug: str, data: IntegrationInput
     if len(data.allowed_return_urls) > MAX_RETURN_URLS:
         raise InvalidInput(f"at most {MAX_RETURN_URLS} allowed_return_urls", field="allowed_return_urls")
     return_urls = tuple(dict.fromkeys(require_url(url, "allowed_return_urls") for url in data.allowed_return_urls))
+    custom = None
+    if data.custom_provider is not None:
+        custom = prepare_custom_provider(
+            uow,
+            provider_slug,
+            data.custom_provider,
+            default_scopes=scopes,
+            sends_client_secret=data.client_secret is not None,
+            transport=transport,
+            now=now,
+        )
     with uow:
-        try:
-            provider = uow.providers.get_by_slug(provider_slug)
-        except NotFound:
-            raise InvalidInput(f"unknown provider {provider_slug!r}", field="provider") from None
+        if custom is not None:
+            provider = store_custom_provider(uow, custom)
+        else:
+            try:
+                provider = uow.providers.get_by_slug(provider_slug)
+            except NotFound:
+                raise InvalidInput(
+                    f"unknown provider {provider_slug!r}; send custom_provider to define one", field="provider"
+                ) from None
         if provider.auth_type is not AuthType.OAUTH2:
             raise InvalidInput(
                 f"provider {provider_slug!r} does not use OAuth; no integration needed", field="provider"
