@@ -1,0 +1,14 @@
+"""Scheduled refresh (EventBridge): renew OAuth tokens before they expire, or enqueue them in fan-out mode."""
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from connvault.observability import logger, metrics, tracer
+from connvault.services.scheduler import run_scheduled
+
+
+@logger.inject_lambda_context(log_event=False, clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return run_scheduled(context.get_remaining_time_in_millis).as_dict()

@@ -1,0 +1,227 @@
+"""Refresh fan-out: the scheduled scan enqueues due connection ids on SQS; ``refresh_worker`` refreshes them.
+
+For more due connections than one invocation gets through before its deadline. The single-invocation mode
+(``scheduler.refresh_due``) stays the default; this one is on when ``CONNVAULT_REFRESH_QUEUE_URL`` is set.
+
+Leases are not handed over the queue. The scan claims due rows (the same ``FOR UPDATE SKIP LOCKED`` claim,
+only to walk the due set in disjoint batches), releases them at once, then sends the ids. The worker takes
+each connection's lease itself with ``acquire_lease`` under the message's tenant and refreshes only if the
+connection is still due. So a message that arrives late, twice (SQS delivers at least once), or after
+token fetch already refreshed the connection costs nothing, and no two callers ever hold one lease. The
+claim's ``stale`` flag (a previous holder died mid-refresh) travels in the message, since releasing clears
+the evidence. See ``docs/refresh.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+import boto3
+from botocore.exceptions import BotoCoreError, ClientError
+
+from connvault.clock import Clock, utcnow
+from connvault.config import get_settings
+from connvault.db.uow import UnitOfWork
+from connvault.errors import InvalidInput
+from connvault.observability import logger
+from connvault.services.refresh import RefreshPolicy
+from connvault.services.scheduler import (
+    Deadline,
+    Job,
+    Outcome,
+    Runner,
+    RunReport,
+    SchedulerConfig,
+    due_backlog,
+    publish,
+    scheduler_oauth_client,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from connvault.crypto.sealer import Sealer
+    from connvault.db.connections import Claim
+    from connvault.oauth.client import OAuthClient
+
+SQS_BATCH = 10
+"""Most entries one ``SendMessageBatch`` takes."""
+
+MESSAGE_VERSION = 1
+
+DONE = frozenset({Outcome.REFRESHED, Outcome.PERMANENT, Outcome.TRANSIENT, Outcome.SKIPPED})
+"""Worker outcomes that consume the message. A transient provider failure is done too: its retry is the
+backoff in ``next_refresh_at``, which the next scan honours; redelivering the message would not."""
+
+
+@dataclass(frozen=True, slots=True)
+class DueMessage:
+    """The body of one queue message: ids only, never anything secret."""
+
+    connection_id: UUID
+    tenant_id: UUID
+    stale: bool = False
+
+    def to_body(self) -> str:
+        return json.dumps(
+            {
+                "v": MESSAGE_VERSION,
+                "connection_id": str(self.connection_id),
+                "tenant_id": str(self.tenant_id),
+                "stale": self.stale,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_body(cls, body: str) -> DueMessage:
+        try:
+            document = json.loads(body)
+            if document.get("v") != MESSAGE_VERSION:
+                raise ValueError("version")
+            return cls(UUID(document["connection_id"]), UUID(document["tenant_id"]), bool(document.get("stale")))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise InvalidInput("refresh message is malformed", field="body") from None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerResult:
+    report: RunReport
+    failed_message_ids: tuple[str, ...]
+    """Messages to hand back to SQS (``batchItemFailures``): unreadable, not started before the deadline, or
+    failed on our side. After ``maxReceiveCount`` tries they land in the dead-letter queue."""
+
+
+def enqueue_due(
+    *,
+    queue_url: str,
+    remaining_ms: Callable[[], int],
+    config: SchedulerConfig | None = None,
+    sqs: Any = None,
+    sealer: Sealer | None = None,
+    now: Clock = utcnow,
+) -> RunReport:
+    """The fan-out scan: claim every due connection in batches, release the leases, send the ids.
+
+    Claiming stops at the deadline or after half a lease: leases are held until the claiming ends (so the
+    batches stay disjoint) and must not run out meanwhile. What is left, the next scan sends.
+    """
+    started = time.monotonic()
+    config = config or SchedulerConfig.from_settings()
+    deadline = Deadline(remaining_ms, config.deadline_margin_ms)
+    claims = _claim_all(config, deadline, sealer=sealer, now=now)
+    _release(claims, sealer=sealer)
+    sent = _send(sqs or boto3.client("sqs", region_name=get_settings().region), queue_url, claims, config)
+    report = RunReport(
+        claimed=len(claims),
+        enqueued=sent,
+        skipped=len(claims) - sent,
+        due_backlog=due_backlog(config, sealer=sealer, now=now),
+        duration_seconds=time.monotonic() - started,
+        stopped_by_deadline=deadline.passed(),
+    )
+    publish(report)
+    logger.info("refresh scan enqueued due connections", extra=report.as_dict())
+    return report
+
+
+def refresh_messages(
+    records: Sequence[Mapping[str, Any]],
+    *,
+    remaining_ms: Callable[[], int],
+    config: SchedulerConfig | None = None,
+    policy: RefreshPolicy | None = None,
+    oauth: OAuthClient | None = None,
+    sealer: Sealer | None = None,
+    now: Clock = utcnow,
+) -> WorkerResult:
+    """The worker: refresh the connections of one SQS batch, in parallel under the provider caps."""
+    started = time.monotonic()
+    config = config or SchedulerConfig.from_settings()
+    policy = policy or RefreshPolicy.from_settings()
+    oauth = oauth or scheduler_oauth_client(config.concurrency, config.http_timeout_seconds)
+    jobs: list[Job] = []
+    unreadable: list[str] = []
+    for record in records:
+        message_id = str(record.get("messageId", ""))
+        try:
+            message = DueMessage.from_body(str(record.get("body", "")))
+        except InvalidInput:
+            logger.warning("unreadable refresh message", extra={"message_id": message_id})
+            unreadable.append(message_id)
+            continue
+        jobs.append(Job(message.connection_id, message.tenant_id, stale=message.stale, ref=message_id))
+    runner = Runner(
+        config, policy, oauth, sealer=sealer, now=now, deadline=Deadline(remaining_ms, config.deadline_margin_ms)
+    )
+    pending = [jobs]
+    runner.drive(lambda _room: pending.pop() if pending else [])
+    outcomes = runner.outcomes
+    failed = unreadable + [job.ref for job in jobs if job.ref is not None and outcomes.get(job.ref) not in DONE]
+    report = runner.report(due_backlog=None, started=started)
+    report = replace(report, errors=report.errors + len(unreadable))
+    publish(report)
+    logger.info("refresh batch finished", extra={**report.as_dict(), "failed_messages": len(failed)})
+    return WorkerResult(report, tuple(failed))
+
+
+def _claim_all(config: SchedulerConfig, deadline: Deadline, *, sealer: Sealer | None, now: Clock) -> list[Claim]:
+    claims: list[Claim] = []
+    stop_claiming = time.monotonic() + config.lease_seconds / 2
+    while not deadline.passed() and time.monotonic() < stop_claiming:
+        moment = now()
+        with UnitOfWork(None, sealer=sealer) as uow:
+            batch = uow.connections.claim_due(
+                moment, config.horizon_seconds, config.batch_size, moment + timedelta(seconds=config.lease_seconds)
+            )
+            uow.commit()
+        if not batch:
+            break
+        claims.extend(batch)
+    return claims
+
+
+def _release(claims: Sequence[Claim], *, sealer: Sealer | None) -> None:
+    """Give the claims' leases back, one transaction per tenant (row-level security binds each to one)."""
+    by_tenant: dict[UUID, list[Claim]] = defaultdict(list)
+    for claim in claims:
+        by_tenant[claim.tenant_id].append(claim)
+    for tenant_id, group in by_tenant.items():
+        with UnitOfWork(tenant_id, sealer=sealer) as uow:
+            for claim in group:
+                uow.connections.release_lease(claim.connection_id, claim.owner)
+            uow.commit()
+
+
+def _send(sqs: Any, queue_url: str, claims: Sequence[Claim], config: SchedulerConfig) -> int:
+    """Send the ids ten to a request, requests in parallel; the number that SQS accepted."""
+    chunks = [claims[i : i + SQS_BATCH] for i in range(0, len(claims), SQS_BATCH)]
+    if not chunks:
+        return 0
+
+    def send(chunk: Sequence[Claim]) -> int:
+        entries = [
+            {"Id": str(index), "MessageBody": DueMessage(c.connection_id, c.tenant_id, c.stale).to_body()}
+            for index, c in enumerate(chunk)
+        ]
+        try:
+            answer = sqs.send_message_batch(QueueUrl=queue_url, Entries=entries)
+        except (BotoCoreError, ClientError) as exc:
+            logger.error(
+                "could not enqueue due connections", extra={"count": len(chunk), "error_type": type(exc).__name__}
+            )
+            return 0
+        failed = answer.get("Failed") or []
+        if failed:
+            logger.error("SQS refused some due connections", extra={"count": len(failed)})
+        return len(answer.get("Successful") or [])
+
+    with ThreadPoolExecutor(max_workers=min(config.concurrency, len(chunks)), thread_name_prefix="enqueue") as pool:
+        return sum(pool.map(send, chunks))

@@ -1,0 +1,189 @@
+"""What a run does with each kind of provider answer, and the retry schedule of transient failures."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+import pytest
+from connvault.models import ConnectionStatus
+from connvault.oauth.client import OAuthClient
+from connvault.services.refresh import RefreshPolicy
+from connvault.services.scheduler import RunReport, refresh_due
+
+from devserver.provider import Fault
+from tests.scheduler.conftest import FAST, POLICY, Site, forever, held_leases, load
+from tests.support.factories import owner
+
+if TYPE_CHECKING:
+    from tests.support.database import TestDatabase
+
+
+def run(oauth: OAuthClient, *, policy: RefreshPolicy = POLICY, now: datetime | None = None) -> RunReport:
+    return refresh_due(
+        remaining_ms=forever, config=FAST, policy=policy, oauth=oauth, now=(lambda: now) if now else _utcnow
+    )
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        (Fault.error(400, "invalid_grant"), "invalid_grant"),
+        (Fault.error(401, "invalid_client"), "invalid_client"),
+        (Fault.error(400, "unauthorized_client"), "unauthorized_client"),
+    ],
+    ids=["invalid_grant", "revoked_client", "unauthorized_client"],
+)
+def test_permanent_failure_needs_reauth_and_is_not_retried(
+    site: Site, db: TestDatabase, oauth: OAuthClient, fault: Fault, reason: str
+) -> None:
+    # Given a due connection whose provider refuses the grant for good
+    [connection_id] = site.connect()
+    site.demo.inject(fault)
+
+    # When a run tries it
+    report = run(oauth)
+
+    # Then it needs reauth, with the provider's code, and the next run leaves it alone
+    assert report.permanent_failures == 1
+    connection = load(site.tenant_id, connection_id)
+    assert (connection.status, connection.last_error_code) == (ConnectionStatus.NEEDS_REAUTH, reason)
+    assert run(oauth).claimed == 0
+    assert site.refresh_calls() == 1
+    assert held_leases(db) == 0
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason", "at_least"),
+    [
+        (Fault.server_error(), "server_error", 15),
+        (Fault.error(503, "temporarily_unavailable"), "server_error", 15),
+        (Fault.rate_limited("120"), "rate_limited", 120),
+        (Fault.slow(3.0), "timeout", 15),
+    ],
+    ids=["500", "503", "429_retry_after", "timeout"],
+)
+def test_transient_failure_backs_off_and_keeps_the_connection_active(
+    site: Site, db: TestDatabase, oauth: OAuthClient, fault: Fault, reason: str, at_least: int
+) -> None:
+    # Given a due connection whose provider fails in a retryable way (the client times out after 2 s)
+    [connection_id] = site.connect()
+    site.demo.inject(fault)
+
+    # When a run tries it
+    before = datetime.now(UTC)
+    report = run(oauth)
+
+    # Then the failure is counted and the next try waits for the backoff (or Retry-After, if longer)
+    assert report.transient_failures == 1
+    connection = load(site.tenant_id, connection_id)
+    assert (connection.status, connection.refresh_failures, connection.last_error_code) == (
+        ConnectionStatus.ACTIVE,
+        1,
+        reason,
+    )
+    assert connection.next_refresh_at is not None
+    wait = (connection.next_refresh_at - before).total_seconds()
+    assert at_least <= wait <= max(at_least, 30) + 5
+    assert run(oauth).claimed == 0
+    assert held_leases(db) == 0
+
+
+def test_backoff_doubles_up_to_the_cap_then_gives_up_with_error(
+    site: Site, db: TestDatabase, oauth: OAuthClient
+) -> None:
+    # Given a connection that expires in 14 minutes and a provider that keeps failing
+    policy = replace(POLICY, backoff_base_seconds=10, backoff_cap_seconds=40, max_failures=6)
+    start = datetime.now(UTC)
+    [connection_id] = site.connect(expires_in=timedelta(minutes=14))
+    site.demo.inject(*[Fault.server_error()] * 6)
+
+    # When runs come each time the backoff has passed
+    moment = start
+    waits: list[float] = []
+    for _ in range(6):
+        report = run(oauth, policy=policy, now=moment)
+        assert report.transient_failures == 1
+        connection = load(site.tenant_id, connection_id)
+        assert connection.next_refresh_at is not None
+        waits.append((connection.next_refresh_at - moment).total_seconds())
+        moment = connection.next_refresh_at
+
+    # Then each wait lies in the upper half of 10, 20, 40, 40, 40 (capped) seconds...
+    for wait, ceiling in zip(waits, [10, 20, 40, 40, 40], strict=False):
+        assert ceiling / 2 <= wait <= ceiling
+    # ...and the sixth failure leaves the connection in error, with the last error kept, no longer scanned
+    connection = load(site.tenant_id, connection_id)
+    assert (connection.status, connection.refresh_failures, connection.last_error_code) == (
+        ConnectionStatus.ERROR,
+        6,
+        "server_error",
+    )
+    assert run(oauth, policy=policy, now=moment + timedelta(hours=1)).claimed == 0
+    assert site.refresh_calls() == 6
+
+
+def test_transient_failure_after_the_token_expired_marks_it_expired(
+    site: Site, db: TestDatabase, oauth: OAuthClient
+) -> None:
+    # Given a connection whose token ran out a minute ago (the scheduler was behind) and a failing provider
+    [connection_id] = site.connect(expires_in=timedelta(minutes=-1))
+    site.demo.inject(Fault.rate_limited("5"))
+
+    # When a run tries it
+    assert run(oauth).transient_failures == 1
+
+    # Then it is expired, with the provider's error kept, and the scheduler stops scanning it
+    connection = load(site.tenant_id, connection_id)
+    assert (connection.status, connection.last_error_code) == (ConnectionStatus.EXPIRED, "rate_limited")
+    assert run(oauth, now=datetime.now(UTC) + timedelta(minutes=5)).claimed == 0
+    assert held_leases(db) == 0
+
+
+@pytest.mark.parametrize("column", ["credentials", "client_secret"])
+def test_a_fault_on_our_side_is_pushed_back_not_retried_in_a_loop(
+    site: Site, db: TestDatabase, oauth: OAuthClient, column: str
+) -> None:
+    # Given a due connection whose sealed credentials, or whose integration's client secret, cannot be opened
+    [connection_id] = site.connect()
+    table = "connections" if column == "credentials" else "integrations"
+    with owner(db) as connection:
+        connection.run(
+            f"UPDATE {table} SET {column} = set_byte({column}, length({column}) - 1, 0) WHERE tenant_id = :t",
+            t=site.tenant_id,
+        )
+
+    # When a run tries it
+    before = datetime.now(UTC)
+    report = run(oauth)
+
+    # Then it is counted once as our error, put off by the base backoff, and no provider was called
+    assert (report.claimed, report.errors) == (1, 1)
+    assert site.refresh_calls() == 0
+    assert held_leases(db) == 0
+    with owner(db) as connection:
+        [[status, code, next_refresh_at]] = connection.run(
+            "SELECT status, last_error_code, next_refresh_at FROM connections WHERE id = :id", id=connection_id
+        )
+    assert (status, code) == ("active", "decryption_failed")
+    assert next_refresh_at > before + timedelta(seconds=POLICY.backoff_base_seconds / 2 - 1)
+
+
+def test_a_deleted_integration_needs_reauth_without_a_provider_call(
+    site: Site, db: TestDatabase, oauth: OAuthClient
+) -> None:
+    # Given a due connection whose tenant deleted the integration (the refresh cannot even start)
+    [connection_id] = site.connect()
+    with owner(db) as connection:
+        connection.run("DELETE FROM integrations WHERE tenant_id = :t", t=site.tenant_id)
+
+    # When a run tries it, Then it needs reauth (nothing to refresh with) and no provider was called
+    report = run(oauth)
+    assert report.permanent_failures == 1
+    assert load(site.tenant_id, connection_id).last_error_code == "integration_missing"
+    assert site.refresh_calls() == 0
