@@ -15,6 +15,7 @@ from connvault import wiring
 from connvault.crypto.envelope import SealContext
 from connvault.db.oauth_sessions import VERIFIER_FIELD
 from connvault.db.uow import UnitOfWork
+from connvault.models import Connection
 from sqlalchemy import text
 
 from devserver.demo_setup import DEMO_RETURN_URL, DemoTenant, create_demo_tenant, install_demo_provider
@@ -148,6 +149,14 @@ def pending_verifiers(tenant_id: UUID) -> list[str]:
     ]
 
 
+def stored_connection(db: TestDatabase, connection_id: str) -> Connection:
+    """The connection as stored, credentials opened: what the vault holds, not what an API answer says."""
+    with owner(db) as connection:
+        rows = connection.run("SELECT tenant_id FROM connections WHERE id = CAST(:i AS uuid)", i=connection_id)
+    with UnitOfWork(rows[0][0]) as uow:
+        return uow.connections.get(UUID(connection_id))
+
+
 def db_state(db: TestDatabase) -> dict[str, list[tuple[Any, ...]]]:
     """Every row connvault writes for tenants (as the owner, past RLS), to show that a request changed
     nothing: compare the value before and after."""
@@ -185,4 +194,5 @@ __all__ = [
     "load_handler",
     "pending_verifiers",
     "start_connect",
+    "stored_connection",
 ]

@@ -10,8 +10,7 @@ from connvault.services import tenants
 
 from devserver.events import http_event
 from devserver.provider import Fault
-from tests.api.conftest import Answer, Api, connect_account, db_state
-from tests.support.factories import owner
+from tests.api.conftest import Answer, Api, connect_account, db_state, stored_connection
 
 OPENAI_KEY = "sk-test-" + "k" * 40
 TWILIO_PASSWORD = "twilio-" + "p" * 30
@@ -281,20 +280,9 @@ def test_list_filters_by_provider_end_user_and_status(api: Api, db, provider, st
 # -- delete and revocation ------------------------------------------------------------------------------
 
 
-def stored_refresh_token(db, connection_id: str) -> str:
-    from connvault.db.uow import UnitOfWork
-
-    with owner(db) as connection:
-        tenant_id = connection.run("SELECT tenant_id FROM connections WHERE id = :i", i=connection_id)[0][0]
-    with UnitOfWork(tenant_id) as uow:
-        refresh = uow.connections.get(uuid.UUID(connection_id)).refresh_token
-    assert refresh is not None
-    return refresh.reveal()
-
-
 def test_delete_revokes_the_refresh_token_at_the_provider(api: Api, db, provider) -> None:
     connection_id = connect_account(api)
-    refresh_token = stored_refresh_token(db, connection_id)
+    refresh_token = stored_connection(db, connection_id).refresh_token.reveal()
 
     deleted = api.call("DELETE", f"/connections/{connection_id}")
 

@@ -1,0 +1,272 @@
+"""Token fetch, ``GET /connections/{id}/token``, through the real handlers against the demo provider."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+from connvault import wiring
+
+from devserver.demo_setup import install_demo_provider
+from devserver.provider import Fault
+from tests.api.conftest import Answer, Api, connect_account, stored_connection
+from tests.support.factories import owner
+
+
+def fetch(api: Api, connection_id: str, **query: str) -> Answer:
+    return api.call("GET", f"/connections/{connection_id}/token", query=query)
+
+
+def access_token(answer: Answer) -> str:
+    assert answer.status == 200, answer.body
+    return answer.json()["access_token"]
+
+
+def set_expiry(db, connection_id: str, seconds_from_now: int) -> None:
+    with owner(db) as connection:
+        connection.run(
+            "UPDATE connections SET expires_at = now() + make_interval(secs => :s) WHERE id = CAST(:i AS uuid)",
+            s=seconds_from_now,
+            i=connection_id,
+        )
+
+
+def refresh_calls(provider) -> int:
+    return provider.stats().token_calls.get("refresh_token", 0)
+
+
+def last_used_at(db, connection_id: str) -> datetime | None:
+    with owner(db) as connection:
+        return connection.run("SELECT last_used_at FROM connections WHERE id = CAST(:i AS uuid)", i=connection_id)[0][0]
+
+
+@contextmanager
+def counting_kms_calls() -> Iterator[list[str]]:
+    """The KMS operations this process's client makes inside the block."""
+    calls: list[str] = []
+
+    def record(event_name: str, **_kwargs: object) -> None:
+        calls.append(event_name.rsplit(".", 1)[-1])
+
+    events = wiring.get_kms_client().meta.events
+    events.register("before-call.kms.*", record)
+    try:
+        yield calls
+    finally:
+        events.unregister("before-call.kms.*", record)
+
+
+# -- serving ----------------------------------------------------------------------------------------------
+
+
+def test_a_valid_token_is_served_with_no_store(api: Api, provider) -> None:
+    connection_id = connect_account(api)
+
+    answer = fetch(api, connection_id)
+
+    assert answer.headers["Cache-Control"] == "no-store"
+    body = answer.json()
+    assert body["credential_type"] == "oauth2"
+    assert body["token_type"] == "Bearer"
+    assert body["scopes"] == ["read"]
+    assert provider.access_token_is_active(body["access_token"])
+    assert "refresh_token" not in answer.body
+
+
+def test_a_warm_valid_fetch_costs_no_kms_and_no_provider_call(api: Api, provider) -> None:
+    connection_id = connect_account(api)
+    first = access_token(fetch(api, connection_id))
+    calls_before = provider.stats().token_calls
+
+    with counting_kms_calls() as kms_calls:
+        served = [access_token(fetch(api, connection_id)) for _ in range(3)]
+
+    assert served == [first] * 3
+    assert kms_calls == []
+    assert provider.stats().token_calls == calls_before
+
+
+def test_a_cold_process_unwraps_the_data_key_once(api: Api, reconfigure) -> None:
+    connection_id = connect_account(api)
+    reconfigure()  # as in a new process: no cached collaborators, no cached data keys
+
+    with counting_kms_calls() as kms_calls:
+        for _ in range(3):
+            access_token(fetch(api, connection_id))
+
+    assert kms_calls == ["Decrypt"]
+
+
+def test_last_used_at_is_written_at_most_once_a_minute(api: Api, db) -> None:
+    connection_id = connect_account(api)
+    assert last_used_at(db, connection_id) is None
+
+    access_token(fetch(api, connection_id))
+    first = last_used_at(db, connection_id)
+    for _ in range(3):
+        access_token(fetch(api, connection_id))
+
+    assert first is not None
+    assert last_used_at(db, connection_id) == first
+
+
+# -- refreshing -------------------------------------------------------------------------------------------
+
+
+def test_min_ttl_beyond_the_tokens_life_refreshes_first(api: Api, provider) -> None:
+    connection_id = connect_account(api)
+    before = access_token(fetch(api, connection_id, min_ttl="1800"))
+    assert refresh_calls(provider) == 0
+
+    after = access_token(fetch(api, connection_id, min_ttl="7200"))
+
+    assert after != before
+    assert refresh_calls(provider) == 1
+    assert provider.access_token_is_active(after)
+
+
+def test_a_token_inside_the_providers_margin_is_refreshed(api: Api, provider, db) -> None:
+    connection_id = connect_account(api)
+    before = access_token(fetch(api, connection_id))
+    set_expiry(db, connection_id, 120)  # the demo provider's margin is 300 s
+
+    after = access_token(fetch(api, connection_id))
+
+    assert after != before
+    assert refresh_calls(provider) == 1
+
+
+def test_rotation_stores_each_new_refresh_token(api: Api, provider, db) -> None:
+    connection_id = connect_account(api)
+    original = stored_connection(db, connection_id).refresh_token.reveal()
+
+    for _ in range(2):
+        access_token(fetch(api, connection_id, force_refresh="true"))
+
+    current = stored_connection(db, connection_id).refresh_token.reveal()
+    stats = provider.stats()
+    assert current != original
+    assert stats.live_refresh_tokens == frozenset({current})
+    assert stats.refresh_token_reuse == 0
+    assert refresh_calls(provider) == 2
+
+
+def test_a_provider_that_does_not_rotate_keeps_the_old_refresh_token(api: Api, provider, db) -> None:
+    provider.configure(rotate_refresh_tokens=False)
+    install_demo_provider(db.owner_target, provider)
+    connection_id = connect_account(api)
+    original = stored_connection(db, connection_id).refresh_token.reveal()
+
+    first = access_token(fetch(api, connection_id, force_refresh="true"))
+    assert stored_connection(db, connection_id).refresh_token.reveal() == original
+    second = access_token(fetch(api, connection_id, force_refresh="true"))
+
+    assert first != second
+    assert stored_connection(db, connection_id).refresh_token.reveal() == original
+    assert refresh_calls(provider) == 2
+
+
+# -- refusals -------------------------------------------------------------------------------------------
+
+
+def error_of(answer: Answer, status: int) -> dict:
+    assert answer.status == status, answer.body
+    assert answer.headers["Cache-Control"] == "no-store"
+    return answer.json()["error"]
+
+
+def test_invalid_grant_on_refresh_means_needs_reauth(api: Api, provider, db) -> None:
+    connection_id = connect_account(api)
+    set_expiry(db, connection_id, -60)
+    provider.inject(Fault.error(400, "invalid_grant"))
+
+    assert error_of(fetch(api, connection_id), 409)["code"] == "needs_reauth"
+    shown = api.call("GET", f"/connections/{connection_id}").json()
+    assert (shown["status"], shown["last_error_code"]) == ("needs_reauth", "invalid_grant")
+
+    assert error_of(fetch(api, connection_id), 409)["code"] == "needs_reauth"
+    assert refresh_calls(provider) == 1
+
+
+def test_needs_reauth_is_cleared_by_connecting_again(api: Api, provider, db) -> None:
+    connection_id = connect_account(api)
+    set_expiry(db, connection_id, -60)
+    provider.inject(Fault.error(400, "invalid_grant"))
+    fetch(api, connection_id)
+
+    assert connect_account(api) == connection_id
+    assert provider.access_token_is_active(access_token(fetch(api, connection_id)))
+
+
+def test_revoked_connection_is_409_revoked(api: Api, db) -> None:
+    connection_id = connect_account(api)
+    with owner(db) as connection:
+        connection.run("UPDATE connections SET status = 'revoked' WHERE id = CAST(:i AS uuid)", i=connection_id)
+
+    assert error_of(fetch(api, connection_id), 409)["code"] == "revoked"
+
+
+def test_expired_token_without_refresh_token_is_409_expired(api: Api, provider, db) -> None:
+    provider.configure(issue_refresh_tokens=False)
+    connection_id = connect_account(api)
+    set_expiry(db, connection_id, -60)
+
+    assert error_of(fetch(api, connection_id), 409)["code"] == "expired"
+    assert api.call("GET", f"/connections/{connection_id}").json()["status"] == "expired"
+    assert error_of(fetch(api, connection_id), 409)["code"] == "expired"
+    assert refresh_calls(provider) == 0
+
+
+def test_an_unexpired_token_without_refresh_token_is_served_inside_the_margin(api: Api, provider, db) -> None:
+    provider.configure(issue_refresh_tokens=False)
+    connection_id = connect_account(api)
+    set_expiry(db, connection_id, 60)
+
+    assert provider.access_token_is_active(access_token(fetch(api, connection_id)))
+
+
+def test_expired_token_and_provider_down_is_503_with_retry_after(api: Api, provider, db) -> None:
+    connection_id = connect_account(api)
+    set_expiry(db, connection_id, -60)
+    provider.inject(Fault.server_error())
+
+    answer = fetch(api, connection_id)
+
+    assert error_of(answer, 503)["code"] == "provider_unavailable"
+    assert int(answer.headers["Retry-After"]) >= 1
+    shown = api.call("GET", f"/connections/{connection_id}").json()
+    assert (shown["status"], shown["refresh_failures"]) == ("active", 1)
+
+    again = fetch(api, connection_id)  # backing off: the provider is not asked again yet
+    assert error_of(again, 503)["code"] == "provider_unavailable"
+    assert int(again.headers["Retry-After"]) >= 1
+    assert refresh_calls(provider) == 1
+
+
+def test_a_providers_retry_after_reaches_the_caller(api: Api, provider, db) -> None:
+    connection_id = connect_account(api)
+    set_expiry(db, connection_id, -60)
+    provider.inject(Fault.rate_limited("120"))
+
+    answer = fetch(api, connection_id)
+
+    assert error_of(answer, 503)["code"] == "provider_unavailable"
+    assert int(answer.headers["Retry-After"]) >= 120
+
+
+def test_transient_failure_while_the_token_is_valid_serves_the_current_token(api: Api, provider, db) -> None:
+    connection_id = connect_account(api)
+    current = access_token(fetch(api, connection_id))
+    set_expiry(db, connection_id, 120)  # due for refresh, still valid
+    provider.inject(Fault.server_error())
+
+    assert access_token(fetch(api, connection_id)) == current
+    assert refresh_calls(provider) == 1
+
+
+def test_forced_refresh_with_the_provider_down_is_503_even_with_a_valid_token(api: Api, provider) -> None:
+    connection_id = connect_account(api)
+    provider.inject(Fault.server_error())
+
+    assert error_of(fetch(api, connection_id, force_refresh="true"), 503)["code"] == "provider_unavailable"
