@@ -1,0 +1,141 @@
+"""``python -m devserver`` (``make run``): the whole service on 127.0.0.1, from a fresh clone.
+
+Embedded PostgreSQL (migrated, catalog seeded), moto KMS, the demo OAuth provider, and the local HTTP API that
+calls the deployment's own handlers. Prints the demo tenant's API key and the curl lines to connect an account,
+then "ready". SIGINT (Ctrl-C) and SIGTERM stop everything, PostgreSQL included, and exit 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shlex
+import signal
+import sys
+import threading
+import time
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from devserver.gateway import Gateway
+    from devserver.local_stack import Demo
+
+REPO = Path(__file__).resolve().parents[1]
+LAYER = REPO / "layers" / "common"
+"""The shared layer's code, which the Lambda runtime puts on ``sys.path`` as ``/opt/python``."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    started = time.perf_counter()
+    args = _parse_arguments(argv)
+    stop = _stop_on_signals()
+    if str(LAYER) not in sys.path:
+        sys.path.insert(0, str(LAYER))
+    _log_to_stdout()
+    # Noise for a local run: pgserver's runtime-dir fallback, and Powertools' note on every invocation that
+    # recorded no metric (metrics are disabled here: there is no CloudWatch to send them to).
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+    warnings.filterwarnings("ignore", message="No application metrics to publish")
+    from devserver.gateway import Gateway
+    from devserver.handlers import load_handler
+    from devserver.local_stack import DataDirInUse, local_stack
+
+    try:
+        gateway = Gateway(("127.0.0.1", args.port))
+    except OSError as error:
+        print(f"devserver: cannot listen on 127.0.0.1:{args.port} ({error.strerror}); pass --port", file=sys.stderr)
+        return 1
+    try:
+        with local_stack(args.data_dir, gateway_url=gateway.base_url, provider_port=args.provider_port) as demo:
+            # Import every function now, as a warm Lambda would have: the first request is then as fast as the
+            # next, and a function that cannot be imported stops the start instead of a request.
+            for job in {route.job for route in gateway.routes.routes} | {gateway.routes.authorizer_job}:
+                load_handler(job)
+            serving = threading.Thread(target=gateway.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+            serving.start()
+            print(_banner(gateway, demo), flush=True)
+            print(f"ready in {time.perf_counter() - started:.1f} s on {gateway.base_url} (Ctrl-C stops)", flush=True)
+            stop.wait()
+            print("stopping", flush=True)
+            gateway.shutdown()
+            serving.join()
+    except DataDirInUse as error:
+        print(f"devserver: {error}", file=sys.stderr)
+        return 1
+    finally:
+        gateway.server_close()
+    print("stopped", flush=True)
+    return 0
+
+
+def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m devserver", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=3000, help="the API's port on 127.0.0.1 (0: any free port)")
+    parser.add_argument(
+        "--provider-port", type=int, default=3001, help="the demo provider's port (a free one if it is taken)"
+    )
+    parser.add_argument(
+        "--data-dir", type=Path, default=REPO / ".local" / "devserver", help="where the PostgreSQL cluster lives"
+    )
+    return parser.parse_args(argv)
+
+
+def _stop_on_signals() -> threading.Event:
+    """An event SIGINT and SIGTERM set: the main thread waits on it, then shuts everything down in order."""
+    stop = threading.Event()
+
+    def request_stop(_signal: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    return stop
+
+
+def _log_to_stdout() -> None:
+    """The gateway's request lines on stdout, next to the functions' own (Powertools) log lines."""
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", datefmt="%H:%M:%S"))
+    devserver_logger = logging.getLogger("devserver")
+    devserver_logger.addHandler(handler)
+    devserver_logger.setLevel(logging.INFO)
+    devserver_logger.propagate = False
+
+
+def _banner(gateway: Gateway, demo: Demo) -> str:
+    api = gateway.base_url
+    auth = '-H "Authorization: Bearer $CONNVAULT_API_KEY"'
+    session = shlex.quote(f'{{"provider": "demo", "end_user_id": "me", "return_url": "{demo.return_url}"}}')
+    return f"""
+connvault devserver
+  API             {api}
+  demo provider   {demo.provider_url}  (a fake OAuth server that approves every authorization at once)
+  database        {_shown(demo.pgdata)}  (emptied on every start: KMS is in memory, old data could not be opened)
+  demo tenant     {demo.tenant_id}  (a new one on every start)
+
+Its API key (local demo key):
+  export CONNVAULT_API_KEY={demo.api_key.reveal()}
+
+The provider catalog:
+  curl -s {auth} {api}/providers
+
+Connect an account at the demo provider:
+  curl -s -X POST {auth} -H 'Content-Type: application/json' \\
+    -d {session} {api}/connect-sessions
+Open the authorize_url it returns in a browser; you come back to {demo.return_url} with a connection id. Then:
+  curl -s {auth} {api}/connections/<connection_id>/token
+"""
+
+
+def _shown(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return str(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
