@@ -6,33 +6,24 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
 from connvault import wiring
 from connvault.custom_resource import DEADLINE_MARGIN_MS, MAX_REASON_LENGTH
 from connvault.migrations import ADVISORY_LOCK_KEY, SCHEMA_DIR, load_migrations
-from sqlalchemy.engine import make_url
 
 from tests.api.conftest import load_handler
 from tests.support.cloudformation import LambdaContextStub, ResponseUrlServer, cfn_event
+from tests.support.fresh_database import FreshDatabase, fresh_database
 
 if TYPE_CHECKING:
-    from connvault.db.target import DatabaseTarget
-
     from tests.support.database import TestDatabase
     from tests.support.secrets import SecretRegistry
 
 PHYSICAL_ID = "connvault-dev-DatabaseMigrations"
 SCHEMA_FILES = [[migration.name] for migration in load_migrations(SCHEMA_DIR)]
-
-
-@dataclass(frozen=True)
-class FreshDatabase:
-    target: DatabaseTarget
-    url: str
 
 
 @pytest.fixture
@@ -44,33 +35,28 @@ def cfn(secrets: SecretRegistry) -> Iterator[ResponseUrlServer]:
 
 
 @pytest.fixture
-def fresh(database: TestDatabase, monkeypatch: pytest.MonkeyPatch) -> Iterator[FreshDatabase]:
-    """An empty database that the handler's settings point at, dropped afterwards."""
-    name = f"connvault_cfn_{uuid.uuid4().hex[:12]}"
-    admin = database.owner_target.connect()
-    admin.run(f'CREATE DATABASE "{name}"')
-    url = make_url(database.app_url).set(database=name).render_as_string(hide_password=False)
-    monkeypatch.setenv("CONNVAULT_DATABASE_URL", url)
-    wiring.reset()
-    try:
-        yield FreshDatabase(replace(database.owner_target, database=name), url)
-    finally:
-        monkeypatch.undo()
+def use_database(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
+    """Points the handler's settings at another database URL; the suite's is back after the test."""
+
+    def use(url: str) -> None:
+        monkeypatch.setenv("CONNVAULT_DATABASE_URL", url)
         wiring.reset()
-        admin.run(f'DROP DATABASE "{name}" WITH (FORCE)')
-        admin.close()
+
+    yield use
+    monkeypatch.undo()
+    wiring.reset()
+
+
+@pytest.fixture
+def fresh(database: TestDatabase, use_database: Callable[[str], None]) -> Iterator[FreshDatabase]:
+    """An empty database that the handler's settings point at."""
+    with fresh_database(database, "connvault_cfn") as fresh:
+        use_database(fresh.url)
+        yield fresh
 
 
 def invoke(event: dict[str, object], context: LambdaContextStub | None = None) -> None:
     load_handler("migrations")(event, context or LambdaContextStub())
-
-
-def query(target: DatabaseTarget, sql: str) -> list[list[object]]:
-    connection = target.connect()
-    try:
-        return connection.run(sql)
-    finally:
-        connection.close()
 
 
 def test_create_applies_the_schema_and_answers_success_as_cloudformation_expects(
@@ -96,8 +82,8 @@ def test_create_applies_the_schema_and_answers_success_as_cloudformation_expects
     assert document["Data"]["AppliedCount"] == str(len(SCHEMA_FILES))
     assert int(document["Data"]["SeededProviders"]) > 0
     # And the database is migrated and seeded
-    assert query(fresh.target, "SELECT name FROM schema_migrations ORDER BY version") == SCHEMA_FILES
-    assert query(fresh.target, "SELECT count(*) > 0 FROM providers WHERE tenant_id IS NULL") == [[True]]
+    assert fresh.query("SELECT name FROM schema_migrations ORDER BY version") == SCHEMA_FILES
+    assert fresh.query("SELECT count(*) > 0 FROM providers WHERE tenant_id IS NULL") == [[True]]
 
 
 def test_an_update_with_a_new_schema_hash_succeeds_under_the_physical_id_of_the_create(
@@ -123,7 +109,7 @@ def test_delete_answers_success_and_leaves_schema_and_data_alone(fresh: FreshDat
     # Given a migrated database holding a tenant
     invoke(cfn_event("create", cfn))
     cfn.wait_for(1)
-    query(fresh.target, "INSERT INTO tenants (id, name) VALUES (gen_random_uuid(), 'kept')")
+    fresh.query("INSERT INTO tenants (id, name) VALUES (gen_random_uuid(), 'kept')")
 
     # When the stack is deleted
     invoke(cfn_event("delete", cfn))
@@ -132,27 +118,24 @@ def test_delete_answers_success_and_leaves_schema_and_data_alone(fresh: FreshDat
     _, deleted = cfn.wait_for(2)
     assert deleted.document["Status"] == "SUCCESS", deleted.document
     assert deleted.document["PhysicalResourceId"] == PHYSICAL_ID
-    assert query(fresh.target, "SELECT name FROM tenants") == [["kept"]]
-    assert query(fresh.target, "SELECT name FROM schema_migrations ORDER BY version") == SCHEMA_FILES
+    assert fresh.query("SELECT name FROM tenants") == [["kept"]]
+    assert fresh.query("SELECT name FROM schema_migrations ORDER BY version") == SCHEMA_FILES
 
 
 def test_delete_succeeds_without_even_reaching_the_database(
-    monkeypatch: pytest.MonkeyPatch, cfn: ResponseUrlServer
+    use_database: Callable[[str], None], cfn: ResponseUrlServer
 ) -> None:
     # Given a database that cannot be reached (the rollback of a Create that never got to it)
-    monkeypatch.setenv("CONNVAULT_DATABASE_URL", "postgresql://connvault_owner@127.0.0.1:9/connvault")
-    wiring.reset()
+    use_database("postgresql://connvault_owner@127.0.0.1:9/connvault")
 
     # When the Delete arrives, then it answers SUCCESS
     invoke(cfn_event("delete", cfn))
 
     assert cfn.wait_for(1)[0].document["Status"] == "SUCCESS"
-    monkeypatch.undo()
-    wiring.reset()
 
 
 def test_an_unreachable_database_answers_failed_with_a_short_reason_that_holds_no_secret(
-    monkeypatch: pytest.MonkeyPatch,
+    use_database: Callable[[str], None],
     cfn: ResponseUrlServer,
     secrets: SecretRegistry,
     capsys: pytest.CaptureFixture[str],
@@ -160,8 +143,7 @@ def test_an_unreachable_database_answers_failed_with_a_short_reason_that_holds_n
     # Given settings whose database refuses connections, with a password in the URL
     password = f"pw-{uuid.uuid4().hex}"
     secrets.add(password)
-    monkeypatch.setenv("CONNVAULT_DATABASE_URL", f"postgresql://connvault_owner:{password}@127.0.0.1:9/connvault")
-    wiring.reset()
+    use_database(f"postgresql://connvault_owner:{password}@127.0.0.1:9/connvault")
 
     # When CloudFormation creates the resource
     invoke(cfn_event("create", cfn))
@@ -179,13 +161,11 @@ def test_an_unreachable_database_answers_failed_with_a_short_reason_that_holds_n
     secrets.add(*cfn.signatures)
     secrets.check(json.dumps(document), "the FAILED answer")
     secrets.check(output, "stdout")
-    monkeypatch.undo()
-    wiring.reset()
 
 
 def test_a_failing_migration_answers_failed_naming_the_file(fresh: FreshDatabase, cfn: ResponseUrlServer) -> None:
     # Given a database where the first migration cannot run: a table of the same name is already there
-    query(fresh.target, "CREATE TABLE tenants (id integer)")
+    fresh.query("CREATE TABLE tenants (id integer)")
 
     # When CloudFormation creates the resource
     invoke(cfn_event("create", cfn))
@@ -197,8 +177,8 @@ def test_a_failing_migration_answers_failed_naming_the_file(fresh: FreshDatabase
     assert reason.startswith("migration_failed: 0001_init.sql failed: 42P07 ")
     assert len(reason) <= MAX_REASON_LENGTH
     # And the file was rolled back as a whole
-    assert query(fresh.target, "SELECT to_regclass('schema_migrations') IS NOT NULL") == [[True]]
-    assert query(fresh.target, "SELECT count(*) FROM schema_migrations") == [[0]]
+    assert fresh.query("SELECT to_regclass('schema_migrations') IS NOT NULL") == [[True]]
+    assert fresh.query("SELECT count(*) FROM schema_migrations") == [[0]]
 
 
 def test_the_watchdog_answers_failed_before_the_deadline_when_the_migrations_hang(
@@ -240,4 +220,4 @@ def test_an_unknown_request_type_answers_failed(fresh: FreshDatabase, cfn: Respo
     (answer,) = cfn.wait_for(1)
     assert answer.document["Status"] == "FAILED"
     assert answer.document["Reason"] == "validation_error: RequestType must be Create, Update or Delete"
-    assert query(fresh.target, "SELECT to_regclass('schema_migrations') IS NULL") == [[True]]
+    assert fresh.query("SELECT to_regclass('schema_migrations') IS NULL") == [[True]]
