@@ -1,0 +1,96 @@
+"""Operator commands for tenants and their API keys: ``python -m connvault.admin <command> ...``.
+
+Run with the deployment's ``CONNVAULT_*`` environment. None of these commands seals anything, so they make
+no KMS call. An API key is printed once, on stdout alone, so that ``KEY=$(python -m connvault.admin
+create-api-key ...)`` captures it and nothing else does; notes for the operator go to stderr.
+
+Exit status: 0 on success, 1 when connvault refuses (the error's message, which names ids and fields only),
+2 for a malformed command line (argparse's own convention).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+from sqlalchemy.exc import DBAPIError
+
+from connvault.errors import ConnvaultError, NotFound
+from connvault.services import tenants
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import TextIO
+
+type Command = Callable[[argparse.Namespace, TextIO, TextIO], None]
+
+
+def create_tenant(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    tenant = tenants.create_tenant(args.name)
+    print(tenant.id, file=out)
+
+
+def create_api_key(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    issued = tenants.create_api_key(args.tenant_id)
+    print(issued.plaintext.reveal(), file=out)
+    print(f"key id {issued.record.key_id}: store the key now, it cannot be shown again", file=err)
+
+
+def revoke_api_key(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    record = tenants.revoke_api_key(args.tenant_id, args.key_id)
+    print(f"revoked key {record.key_id} (at {record.revoked_at.isoformat() if record.revoked_at else '?'})", file=out)
+
+
+def delete_tenant(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    if not args.yes:
+        raise _Refused("delete-tenant deletes the tenant and everything it owns, for good; add --yes to confirm")
+    if not tenants.delete_tenant(args.tenant_id):
+        raise NotFound(f"tenant {args.tenant_id} not found")
+    print(f"deleted tenant {args.tenant_id}", file=out)
+
+
+class _Refused(Exception):
+    """The command line asks for something that needs confirming first."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m connvault.admin", description="Manage connvault tenants.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, run: Command, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(run=run)
+        return sub
+
+    command("create-tenant", create_tenant, "Create a tenant; prints its id.").add_argument("name")
+    command("create-api-key", create_api_key, "Mint an API key; prints it once.").add_argument(
+        "tenant_id", type=UUID, metavar="TENANT_ID"
+    )
+    revoke = command("revoke-api-key", revoke_api_key, "Revoke an API key by its key id.")
+    revoke.add_argument("tenant_id", type=UUID, metavar="TENANT_ID")
+    revoke.add_argument("key_id", metavar="KEY_ID", help="the 16 characters after 'cv_'")
+    delete = command("delete-tenant", delete_tenant, "Delete a tenant and all it owns (crypto-shredding).")
+    delete.add_argument("tenant_id", type=UUID, metavar="TENANT_ID")
+    delete.add_argument("--yes", action="store_true", help="confirm the deletion")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    out, err = out or sys.stdout, err or sys.stderr
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args, out, err)
+    except (ConnvaultError, _Refused) as exc:
+        print(f"error: {exc}", file=err)
+        return 1
+    except DBAPIError as exc:
+        # The driver's message can quote statement parameters; its type is enough to act on.
+        print(f"error: database error ({type(exc.orig).__name__})", file=err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""``python -m connvault.admin``: the operator's tenant and API-key commands.
+
+The lifecycle runs as a real subprocess against the test database. That works although moto's KMS lives in
+this process only, because none of these commands seals anything: the test proves it, since a KMS call from
+the child would go to real AWS with fake credentials and fail. The error paths run ``main`` in-process.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from connvault.admin import main
+from connvault.errors import Unauthorized
+from connvault.services.auth import authenticate
+from connvault.services.tenants import create_api_key, create_tenant
+
+from tests.support.factories import owner
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def admin(*args: str) -> subprocess.CompletedProcess[str]:
+    pythonpath = os.pathsep.join(filter(None, [str(REPO / "layers" / "common"), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONPATH": pythonpath, "AWS_ENDPOINT_URL_KMS": "http://127.0.0.1:9"}
+    return subprocess.run(
+        [sys.executable, "-m", "connvault.admin", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def run_main(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(args), out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def tenant_exists(db, tenant_id: uuid.UUID) -> bool:
+    with owner(db) as connection:
+        return bool(connection.run("SELECT 1 FROM tenants WHERE id = :t", t=tenant_id))
+
+
+def test_tenant_and_key_lifecycle_through_the_command(db, secrets) -> None:
+    created = admin("create-tenant", "Acme Corp")
+    assert created.returncode == 0, created.stderr
+    tenant_id = uuid.UUID(created.stdout.strip())
+    assert tenant_exists(db, tenant_id)
+
+    minted = admin("create-api-key", str(tenant_id))
+    assert minted.returncode == 0, minted.stderr
+    key = minted.stdout.strip()
+    secrets.add(key)
+    assert minted.stdout == key + "\n"
+    assert key not in minted.stderr
+    key_id = key.split("_")[1]
+    assert f"key id {key_id}" in minted.stderr
+    assert authenticate(f"Bearer {key}") == tenant_id
+
+    revoked = admin("revoke-api-key", str(tenant_id), key_id)
+    assert revoked.returncode == 0, revoked.stderr
+    assert f"revoked key {key_id}" in revoked.stdout
+    with pytest.raises(Unauthorized):
+        authenticate(f"Bearer {key}")
+
+    deleted = admin("delete-tenant", str(tenant_id), "--yes")
+    assert deleted.returncode == 0, deleted.stderr
+    assert not tenant_exists(db, tenant_id)
+
+
+def test_unknown_tenant_or_key_is_a_clear_error(db) -> None:
+    nobody = uuid.uuid4()
+    tenant_id = create_tenant("Acme").id
+
+    assert run_main("create-api-key", str(nobody)) == (1, "", f"error: tenant {nobody} not found\n")
+    assert run_main("revoke-api-key", str(tenant_id), "z" * 16) == (1, "", f"error: API key {'z' * 16} not found\n")
+    assert run_main("delete-tenant", str(nobody), "--yes") == (1, "", f"error: tenant {nobody} not found\n")
+
+
+def test_a_tenant_cannot_revoke_another_tenants_key(db, secrets) -> None:
+    mine, theirs = create_tenant("Mine").id, create_tenant("Theirs").id
+    key = create_api_key(theirs)
+    secrets.add(key.plaintext.reveal())
+
+    code, _, err = run_main("revoke-api-key", str(mine), key.record.key_id)
+
+    assert (code, err) == (1, f"error: API key {key.record.key_id} not found\n")
+    assert authenticate(f"Bearer {key.plaintext.reveal()}") == theirs
+
+
+def test_delete_tenant_wants_yes(db) -> None:
+    tenant_id = create_tenant("Acme").id
+
+    code, out, err = run_main("delete-tenant", str(tenant_id))
+
+    assert (code, out) == (1, "")
+    assert "--yes" in err
+    assert tenant_exists(db, tenant_id)
+
+
+def test_invalid_name_is_refused(db) -> None:
+    code, out, err = run_main("create-tenant", "   ")
+
+    assert (code, out) == (1, "")
+    assert err == "error: tenant name must be 1 to 200 characters\n"
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["create-api-key", "not-a-uuid"], ["revoke-api-key", str(uuid.uuid4())], ["launch-missiles"]],
+)
+def test_malformed_command_lines_exit_2(argv: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+
+    assert exited.value.code == 2
+    assert "usage: python -m connvault.admin" in capsys.readouterr().err
+
+
+def test_an_unreachable_database_is_named_without_its_url(db, reconfigure) -> None:
+    reconfigure(database_url="postgresql+pg8000://operator:hunter2-password@127.0.0.1:9/connvault")
+
+    code, out, err = run_main("create-tenant", "Acme")
+
+    assert (code, out) == (1, "")
+    assert err.startswith("error: database error (")
+    assert "hunter2" not in err
+    assert "127.0.0.1" not in err
