@@ -320,17 +320,20 @@ def test_the_refresh_claim_leases_due_rows_of_every_tenant_and_returns_ids_only(
     assert backlog_after == 0
 
 
-def test_the_token_read_function_reads_only_the_named_tenants_connection(db: TestDatabase, world: World) -> None:
+def test_the_token_read_and_touch_functions_reach_only_the_named_tenants_connection(
+    db: TestDatabase, world: World
+) -> None:
     with as_tenant(db, None) as sql:
-        own = sql.run(
-            "SELECT id FROM connvault_read_connection(:t, :c, interval '1 minute')", t=world.a.id, c=world.a.connection
-        )
-        other = sql.run(
-            "SELECT id FROM connvault_read_connection(:t, :c, interval '1 minute')", t=world.a.id, c=world.b.connection
-        )
+        own = sql.run("SELECT id FROM connvault_read_connection(:t, :c)", t=world.a.id, c=world.a.connection)
+        other = sql.run("SELECT id FROM connvault_read_connection(:t, :c)", t=world.a.id, c=world.b.connection)
+        sql.run("SELECT connvault_touch_connection(:t, :c, interval '0 seconds')", t=world.a.id, c=world.b.connection)
+
+    with owner(db) as sql:
+        untouched = sql.run("SELECT last_used_at FROM connections WHERE id = :c", c=world.b.connection)
 
     assert own == [[world.a.connection]]
     assert other == []
+    assert untouched == [[None]]
 
 
 def test_a_tenant_cannot_attach_a_connection_to_another_tenants_custom_provider(db: TestDatabase, world: World) -> None:
