@@ -64,19 +64,20 @@ class Demo:
 def local_stack(data_dir: Path, *, gateway_url: str, provider_port: int) -> Iterator[Demo]:
     """Start PostgreSQL, KMS and the demo provider, point the environment at them, migrate and seed; stop all
     three on exit, however it is reached."""
-    _prepare_environment()
-    # Imported only now: connvault's modules read the Powertools settings when they are first imported.
-    from devserver.demo_setup import create_demo_tenant, install_demo_provider
-
     data_dir.mkdir(parents=True, exist_ok=True)
-    with _exclusive(data_dir / "devserver.lock"), _postgres(data_dir / "postgres") as owner, _kms() as key_arn:
-        _set_environment(owner, key_arn, gateway_url)
-        _migrate(owner)
-        with _demo_provider(provider_port) as provider:
-            install_demo_provider(owner, provider)
-            return_url = f"{gateway_url}/demo/done"
-            tenant = create_demo_tenant(provider, return_url=return_url)
-            yield Demo(provider.base_url, str(tenant.tenant_id), tenant.api_key, return_url, data_dir / "postgres")
+    with _exclusive(data_dir / "devserver.lock"):
+        _prepare_environment()
+        # Imported only now: connvault's modules read the Powertools settings when they are first imported.
+        from devserver.demo_setup import create_demo_tenant, install_demo_provider
+
+        with _postgres(data_dir / "postgres") as owner, _kms() as key_arn:
+            _set_environment(owner, key_arn, gateway_url)
+            _migrate(owner)
+            with _demo_provider(provider_port) as provider:
+                install_demo_provider(owner, provider)
+                return_url = f"{gateway_url}/demo/done"
+                tenant = create_demo_tenant(provider, return_url=return_url)
+                yield Demo(provider.base_url, str(tenant.tenant_id), tenant.api_key, return_url, data_dir / "postgres")
 
 
 @contextlib.contextmanager
