@@ -27,7 +27,9 @@ from tests.support.factories import owner
 from tests.support.secrets import SecretRegistry
 
 
-class _Context:
+class FakeLambdaContext:
+    """The attributes of a Lambda context that Powertools reads."""
+
     function_name = "test"
     memory_limit_in_mb = 256
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test"
@@ -68,14 +70,15 @@ class Api:
 
     def authorize(self, authorization: str | None, *, method: str = "GET", path: str = "/connections") -> Any:
         """The authorizer's decision for an ``Authorization`` header (``None``: no header at all)."""
-        return load_handler("authorizer")(authorizer_event(authorization, method=method, path=path), _Context())
+        event = authorizer_event(authorization, method=method, path=path)
+        return load_handler("authorizer")(event, FakeLambdaContext())
 
     def callback(self, query: str) -> Answer:
         return self.invoke("oauth_callback", http_event("GET", "/oauth/callback", query=query))
 
     def invoke(self, job: str, event: dict[str, Any]) -> Answer:
         """Run ``functions/<job>``'s handler on an event as it stands (no authorizer in front)."""
-        raw = load_handler(job)(event, _Context())
+        raw = load_handler(job)(event, FakeLambdaContext())
         answer = Answer(raw["statusCode"], raw.get("headers") or {}, raw.get("body") or "")
         if answer.status >= 400:
             self.secrets.check(answer.body, "an HTTP error body")
@@ -188,6 +191,7 @@ __all__ = [
     "DEMO_RETURN_URL",
     "Answer",
     "Api",
+    "FakeLambdaContext",
     "connect_account",
     "db_state",
     "follow_authorize",
