@@ -34,7 +34,7 @@ def authenticate(authorization: str | None, *, reads: FastReads | None = None) -
 
 def authorize(authorization: str | None, *, reads: FastReads | None = None) -> UUID | None:
     """The authorizer's decision: the tenant, or ``None`` to deny. Denials are counted, never explained to
-    the caller beyond the 401 that API Gateway sends."""
+    the caller beyond the 403 that API Gateway sends (a request without the header gets its 401 earlier)."""
     try:
         return authenticate(authorization, reads=reads)
     except Unauthorized as denied:
