@@ -45,7 +45,7 @@ ENV ?= default
 SAM_ARCH ?= arm64
 SAM_BUILD_DIR ?= .aws-sam/build
 
-.PHONY: sam-venv validate sam-build deploy
+.PHONY: sam-venv validate sam-build sam-smoke deploy
 
 $(SAM_STAMP):
 	$(PY312) -m venv $(SAM_VENV)
@@ -63,6 +63,11 @@ validate: $(SAM_STAMP)
 # e.g. `make sam-build SAM_ARCH=x86_64 SAM_BUILD_DIR=/tmp/connvault-build` on an x86 machine.
 sam-build: $(SAM_STAMP)
 	$(SAM) build --parameter-overrides Architecture=$(SAM_ARCH) --build-dir $(SAM_BUILD_DIR)
+
+# The stand-in for `sam local invoke` (no Docker needed): builds into a temp dir, then runs each built function in
+# a bare python3.12 with only its own directory and the layer on sys.path. Part of `make test` too.
+sam-smoke: $(STAMP) $(SAM_STAMP)
+	$(PY) -m pytest tests/artifact -q
 
 # `make deploy ENV=prod`: build and deploy with the parameters of that samconfig.toml environment.
 deploy: $(SAM_STAMP)

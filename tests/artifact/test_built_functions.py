@@ -5,9 +5,7 @@ moto KMS (as a server). The stand-in for ``sam local invoke``; see conftest.py."
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -16,8 +14,7 @@ from connvault import api_keys
 from connvault.migrations import SCHEMA_DIR, load_migrations
 from connvault.services import tenants
 
-from devserver.events import authorizer_event, http_event
-from tests.support.cloudformation import ResponseUrlServer, cfn_event
+from tests.support.cloudformation import EVENTS, ResponseUrlServer, cfn_event
 from tests.support.fresh_database import fresh_database
 
 if TYPE_CHECKING:
@@ -51,8 +48,34 @@ def tenant(db: TestDatabase, secrets: SecretRegistry) -> Tenant:
     return Tenant(created.id, key)
 
 
+def sample(name: str) -> dict[str, Any]:
+    """``events/<name>.json``, the event ``sam local invoke -e`` would be given."""
+    return json.loads((EVENTS / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def for_tenant(event: dict[str, Any], tenant: Tenant) -> dict[str, Any]:
+    """An HTTP API sample event as the authorizer would have passed it on for ``tenant``."""
+    event["requestContext"]["authorizer"]["lambda"]["tenant_id"] = str(tenant.id)
+    return event
+
+
+def with_authorization(event: dict[str, Any], presented: str) -> dict[str, Any]:
+    event["headers"]["authorization"] = presented
+    event["identitySource"] = [presented]
+    return event
+
+
+def at_connection(event: dict[str, Any], connection_id: str) -> dict[str, Any]:
+    """A sample event for a ``/connections/{connection_id}/...`` route, pointed at another connection."""
+    sample_id = event["pathParameters"]["connection_id"]
+    event["rawPath"] = event["rawPath"].replace(sample_id, connection_id)
+    event["requestContext"]["http"]["path"] = event["rawPath"]
+    event["pathParameters"]["connection_id"] = connection_id
+    return event
+
+
 def answered(run: Invocation, secrets: SecretRegistry) -> list[Any]:
-    """The handler's answers, once the process exited cleanly and logged no registered secret."""
+    """The handler's answers, once the process exited cleanly and printed no registered secret."""
     assert run.returncode == 0, run.stderr[-4000:]
     secrets.check(run.stdout + run.stderr, "the built function's output")
     return run.results
@@ -70,8 +93,8 @@ def test_the_built_authorizer_admits_a_tenant_key_and_refuses_an_unknown_one(
 
     run = built.invoke(
         "AuthorizerFunction",
-        authorizer_event(f"Bearer {tenant.api_key}"),
-        authorizer_event(f"Bearer {stranger}"),
+        with_authorization(sample("authorizer"), f"Bearer {tenant.api_key}"),
+        with_authorization(sample("authorizer"), f"Bearer {stranger}"),
     )
 
     assert answered(run, secrets) == [
@@ -83,35 +106,24 @@ def test_the_built_authorizer_admits_a_tenant_key_and_refuses_an_unknown_one(
 def test_the_built_api_seals_an_api_key_that_the_built_token_fetch_opens(
     built: BuiltFunctions, tenant: Tenant, secrets: SecretRegistry
 ) -> None:
-    # Given an API key for a catalog provider
-    provider_key = f"sk-artifact-{uuid.uuid4().hex}"
-    secrets.add(provider_key)
-    body = {"provider": "openai", "end_user_id": "artifact-user", "api_key": provider_key}
+    # Given the sample request that stores an API key for a catalog provider
+    create = for_tenant(sample("api_create_connection"), tenant)
+    provider_key = json.loads(create["body"])["api_key"]
 
-    # When the built api lists providers and stores the connection (sealing it through KMS)
-    providers, created = answered(
-        built.invoke(
-            "ApiFunction",
-            http_event("GET", "/providers", tenant_id=str(tenant.id)),
-            http_event("POST", "/connections", body=body, tenant_id=str(tenant.id)),
-        ),
-        secrets,
+    # When the built api stores it (sealing it through KMS) and lists the tenant's connections
+    created, listed = answered(
+        built.invoke("ApiFunction", create, for_tenant(sample("api_list_connections"), tenant)), secrets
     )
 
-    # Then the catalog is there and the connection was created
-    assert providers["statusCode"] == 200, providers
-    assert {"github", "openai"} <= {item["slug"] for item in json.loads(providers["body"])["items"]}
+    # Then the connection exists
     assert created["statusCode"] == 201, created
     connection_id = json.loads(created["body"])["id"]
+    assert listed["statusCode"] == 200, listed
+    assert [item["id"] for item in json.loads(listed["body"])["items"]] == [connection_id]
 
     # And another process, the built token_fetch, opens the envelope and hands the key back
-    (token,) = answered(
-        built.invoke(
-            "TokenFetchFunction",
-            http_event("GET", f"/connections/{connection_id}/token", tenant_id=str(tenant.id)),
-        ),
-        secrets,
-    )
+    fetch = at_connection(for_tenant(sample("token_fetch"), tenant), connection_id)
+    (token,) = answered(built.invoke("TokenFetchFunction", fetch), secrets)
     assert token["statusCode"] == 200, token["statusCode"]
     assert json.loads(token["body"])["api_key"] == provider_key
 
@@ -119,12 +131,7 @@ def test_the_built_api_seals_an_api_key_that_the_built_token_fetch_opens(
 def test_the_built_oauth_callback_turns_an_unknown_state_into_a_400_page(
     built: BuiltFunctions, db: TestDatabase, secrets: SecretRegistry
 ) -> None:
-    state, code = f"state-{uuid.uuid4().hex}", f"code-{uuid.uuid4().hex}"
-    secrets.add(state, code)
-
-    event = http_event("GET", "/oauth/callback", query={"state": state, "code": code})
-
-    (page,) = answered(built.invoke("OAuthCallbackFunction", event), secrets)
+    (page,) = answered(built.invoke("OAuthCallbackFunction", sample("oauth_callback")), secrets)
 
     assert page["statusCode"] == 400
     assert page["headers"]["Content-Type"].startswith("text/html")
@@ -145,64 +152,42 @@ def test_the_built_migrations_function_migrates_an_empty_database_and_answers_su
         secrets.add(*cfn.signatures)
         assert answered(run, secrets) == [None]
         (answer,) = cfn.wait_for(1)
+        files = len(load_migrations(SCHEMA_DIR))
         assert answer.document["Status"] == "SUCCESS", answer.document
-        assert answer.document["Data"]["AppliedCount"] == str(len(load_migrations(SCHEMA_DIR)))
+        assert answer.document["Data"]["AppliedCount"] == str(files)
         assert int(answer.document["Data"]["SeededProviders"]) > 0
-        assert fresh.query("SELECT count(*) FROM schema_migrations") == [[len(load_migrations(SCHEMA_DIR))]]
+        assert fresh.query("SELECT count(*) FROM schema_migrations") == [[files]]
 
 
 def test_the_built_scheduled_refresh_reports_an_empty_due_set(
     built: BuiltFunctions, tenant: Tenant, secrets: SecretRegistry
 ) -> None:
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    event = {
-        "version": "0",
-        "id": str(uuid.uuid4()),
-        "detail-type": "Scheduled Event",
-        "source": "aws.events",
-        "account": "123456789012",
-        "time": now,
-        "region": "us-east-1",
-        "resources": ["arn:aws:events:us-east-1:123456789012:rule/connvault-dev-ScheduledRefreshFunctionScan"],
-        "detail": {},
-    }
-
-    (report,) = answered(built.invoke("ScheduledRefreshFunction", event), secrets)
+    (report,) = answered(built.invoke("ScheduledRefreshFunction", sample("scheduled_refresh")), secrets)
 
     assert report["claimed"] == 0
     assert report["errors"] == 0
     assert report["stopped_by_deadline"] is False
 
 
-def test_the_built_refresh_worker_consumes_a_message_for_a_connection_that_is_not_due(
+def test_the_built_refresh_worker_consumes_a_message_and_returns_an_unreadable_one(
     built: BuiltFunctions, tenant: Tenant, secrets: SecretRegistry
 ) -> None:
-    from connvault.services.fanout import DueMessage
+    # Given the sample message, for a connection of a real tenant that is not due, and one that is garbage
+    event = sample("refresh_worker")
+    record = event["Records"][0]
+    body = json.loads(record["body"]) | {"tenant_id": str(tenant.id)}
+    event["Records"] = [{**record, "body": json.dumps(body)}, {**record, "messageId": "unreadable", "body": "{"}]
 
-    message = DueMessage(connection_id=uuid.uuid4(), tenant_id=tenant.id)
-    record = {
-        "messageId": str(uuid.uuid4()),
-        "receiptHandle": "AQEB-artifact-receipt-handle",
-        "body": message.to_body(),
-        "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": "1736849700000"},
-        "messageAttributes": {},
-        "md5OfBody": "",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:connvault-dev-RefreshQueue",
-        "awsRegion": "us-east-1",
-    }
+    # When the built worker takes the batch, then only the unreadable message goes back to the queue
+    (result,) = answered(built.invoke("RefreshWorkerFunction", event), secrets)
 
-    (result,) = answered(built.invoke("RefreshWorkerFunction", {"Records": [record]}), secrets)
-
-    assert result == {"batchItemFailures": []}
+    assert result == {"batchItemFailures": [{"itemIdentifier": "unreadable"}]}
 
 
-def test_a_function_without_the_layer_fails_to_import(built: BuiltFunctions, tenant: Tenant) -> None:
-    # Given the token function's event, but only the function's own directory on sys.path
-    event = http_event("GET", f"/connections/{uuid.uuid4()}/token", tenant_id=str(tenant.id))
-
+def test_a_function_without_the_layer_fails_to_import(built: BuiltFunctions) -> None:
+    # Given the token function's sample event, but only the function's own directory on sys.path
     # When it is invoked, then the import fails: nothing outside the bundle leaks into the child
-    run = built.invoke("TokenFetchFunction", event, with_layer=False)
+    run = built.invoke("TokenFetchFunction", sample("token_fetch"), with_layer=False)
 
     assert run.returncode != 0
     assert "ModuleNotFoundError: No module named 'connvault'" in run.stderr
