@@ -15,6 +15,7 @@ from connvault.models import (
     ClientCredentials,
     OAuth2Tokens,
     Provider,
+    ScopeParameter,
     TokenEndpointAuthMethod,
     TokenResponseShape,
 )
@@ -72,6 +73,15 @@ def test_authorize_url_carries_the_protocol_parameters_and_keeps_the_catalog_que
         "code_challenge": ["the-challenge"],
         "code_challenge_method": ["S256"],
     }
+
+
+def test_authorize_url_puts_scopes_in_the_providers_scope_parameter(oauth: OAuthClient, catalog_entry: Entry) -> None:
+    slack_like = catalog_entry(scope_parameter=ScopeParameter.USER_SCOPE, scope_separator=",")
+
+    params = parse_qs(urlsplit(oauth.authorize_url(slack_like, "cid", REDIRECT_URI, ["a:read", "b"], "s", None)).query)
+
+    assert params["user_scope"] == ["a:read,b"]
+    assert "scope" not in params
 
 
 def test_authorize_url_without_pkce_or_scopes_leaves_them_out(oauth: OAuthClient, catalog_entry: Entry) -> None:

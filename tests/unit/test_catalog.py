@@ -12,7 +12,7 @@ import pytest
 import yaml
 from connvault.catalog.loader import CATALOG_PATH, CatalogEntry, load_catalog, parse_catalog
 from connvault.errors import InvalidInput
-from connvault.models import AuthType, TokenEndpointAuthMethod, TokenResponseShape
+from connvault.models import AuthType, ScopeParameter, TokenEndpointAuthMethod, TokenResponseShape
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -122,7 +122,8 @@ def test_slack_reads_the_user_token_from_authed_user_and_joins_scopes_with_comma
     assert slack.token_response_shape is TokenResponseShape.NESTED_AUTHED_USER
     assert slack.scope_separator == ","
     assert slack.token_url == "https://slack.com/api/oauth.v2.access"
-    assert "user_scope" in slack.authorize_params
+    assert slack.scope_parameter is ScopeParameter.USER_SCOPE
+    assert slack.default_scopes == ("users:read",)
     others = [entry for entry in catalog.values() if entry.slug != "slack"]
     assert all(entry.token_response_shape is TokenResponseShape.STANDARD for entry in others)
 
@@ -246,9 +247,9 @@ def test_an_oauth2_entry_must_state_its_endpoints_and_behaviour(raw_document: di
 
 
 def test_an_unknown_field_is_rejected(raw_document: dict[str, Any]) -> None:
-    _entry_named(raw_document, "slack")["scope_param"] = "user_scope"
+    _entry_named(raw_document, "slack")["scope_style"] = "user_scope"
 
-    assert _rejection(raw_document).field == "catalog.slack.scope_param"
+    assert _rejection(raw_document).field == "catalog.slack.scope_style"
 
 
 def test_an_api_key_entry_may_not_carry_oauth_fields(raw_document: dict[str, Any]) -> None:

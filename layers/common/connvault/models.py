@@ -37,6 +37,13 @@ class TokenEndpointAuthMethod(StrEnum):
     CLIENT_SECRET_POST = "client_secret_post"
 
 
+class ScopeParameter(StrEnum):
+    """Where the authorize URL carries the scopes; Slack wants user-token scopes in ``user_scope``."""
+
+    SCOPE = "scope"
+    USER_SCOPE = "user_scope"
+
+
 class TokenResponseShape(StrEnum):
     """How a provider's token response is laid out (see ``connvault.oauth.responses``)."""
 
@@ -57,6 +64,7 @@ class Provider:
     revocation_url: str | None = None
     default_scopes: tuple[str, ...] = ()
     scope_separator: str = " "
+    scope_parameter: ScopeParameter = ScopeParameter.SCOPE
     pkce: bool = True
     token_endpoint_auth_method: TokenEndpointAuthMethod = TokenEndpointAuthMethod.CLIENT_SECRET_BASIC
     rotates_refresh_tokens: bool = False

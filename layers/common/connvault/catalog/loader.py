@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from connvault.errors import InvalidInput
-from connvault.models import AuthType, TokenEndpointAuthMethod, TokenResponseShape
+from connvault.models import AuthType, ScopeParameter, TokenEndpointAuthMethod, TokenResponseShape
 
 CATALOG_PATH = Path(__file__).resolve().parent / "providers.yaml"
 
@@ -53,6 +53,7 @@ class CatalogEntry:
     revocation_url: str | None = None
     default_scopes: tuple[str, ...] = ()
     scope_separator: str = " "
+    scope_parameter: ScopeParameter = ScopeParameter.SCOPE
     pkce: bool = False
     token_endpoint_auth_method: TokenEndpointAuthMethod = TokenEndpointAuthMethod.CLIENT_SECRET_BASIC
     rotates_refresh_tokens: bool = False
@@ -168,6 +169,7 @@ _FIELDS: dict[str, Callable[[object], Any]] = {
     "revocation_url": _optional(_https_url),
     "default_scopes": _scopes,
     "scope_separator": _separator,
+    "scope_parameter": _choice(ScopeParameter),
     "pkce": _boolean,
     "token_endpoint_auth_method": _choice(TokenEndpointAuthMethod),
     "rotates_refresh_tokens": _boolean,

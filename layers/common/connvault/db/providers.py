@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from connvault.db.rows import ProviderRow
 from connvault.errors import Conflict, NotFound
-from connvault.models import AuthType, Provider, TokenEndpointAuthMethod, TokenResponseShape
+from connvault.models import AuthType, Provider, ScopeParameter, TokenEndpointAuthMethod, TokenResponseShape
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -133,6 +133,7 @@ def to_provider(row: ProviderRow) -> Provider:
         revocation_url=row.revocation_url,
         default_scopes=tuple(row.default_scopes),
         scope_separator=row.scope_separator,
+        scope_parameter=ScopeParameter(row.scope_parameter),
         pkce=row.pkce,
         token_endpoint_auth_method=TokenEndpointAuthMethod(row.token_endpoint_auth_method),
         rotates_refresh_tokens=row.rotates_refresh_tokens,

@@ -59,6 +59,7 @@ class ProviderRow(Base):
     revocation_url: Mapped[str | None]
     default_scopes: Mapped[list[str]] = mapped_column(server_default=text("'{}'"))
     scope_separator: Mapped[str] = mapped_column(server_default=text("' '"))
+    scope_parameter: Mapped[str] = mapped_column(server_default=text("'scope'"))
     pkce: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     token_endpoint_auth_method: Mapped[str] = mapped_column(server_default=text("'client_secret_basic'"))
     rotates_refresh_tokens: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))

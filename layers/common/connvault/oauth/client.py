@@ -48,7 +48,7 @@ class OAuthClient:
         params.update(provider.authorize_params)
         params.update(response_type="code", client_id=client_id, redirect_uri=redirect_uri, state=state)
         if scopes:
-            params["scope"] = provider.scope_separator.join(scopes)
+            params[provider.scope_parameter] = provider.scope_separator.join(scopes)
         if code_challenge is not None:
             params.update(code_challenge=code_challenge, code_challenge_method="S256")
         return urlunsplit(base._replace(query=urlencode(params)))
