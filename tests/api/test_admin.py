@@ -115,7 +115,12 @@ def test_invalid_name_is_refused(db) -> None:
 
 @pytest.mark.parametrize(
     "argv",
-    [[], ["create-api-key", "not-a-uuid"], ["revoke-api-key", str(uuid.uuid4())], ["launch-missiles"]],
+    [
+        [],
+        ["create-api-key", "not-a-uuid"],
+        ["revoke-api-key", "5b0c8f1e-2d4a-4e6b-9c7d-0a1b2c3d4e5f"],  # no key id
+        ["launch-missiles"],
+    ],
 )
 def test_malformed_command_lines_exit_2(argv: list[str], capsys) -> None:
     with pytest.raises(SystemExit) as exited:

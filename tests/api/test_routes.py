@@ -12,6 +12,8 @@ from devserver.events import http_event
 from devserver.provider import Fault
 from tests.api.conftest import Answer, Api, connect_account, db_state, stored_connection
 
+NOBODYS = "5b0c8f1e-2d4a-4e6b-9c7d-0a1b2c3d4e5f"
+"""A connection id nobody has (fixed: parameter ids must be the same in every xdist worker)."""
 OPENAI_KEY = "sk-test-" + "k" * 40
 TWILIO_PASSWORD = "twilio-" + "p" * 30
 
@@ -53,8 +55,8 @@ def create_api_key_connection(api: Api, end_user_id: str = "user-1", **extra: ob
         ("PATCH", "/connections/not-a-uuid", None, {"alias": "x"}, "path.connection_id"),
         ("DELETE", "/connections/not-a-uuid", None, None, "path.connection_id"),
         ("GET", "/connections/not-a-uuid/token", None, None, "path.connection_id"),
-        ("GET", f"/connections/{uuid.uuid4()}/token", {"min_ttl": "-1"}, None, "query.min_ttl"),
-        ("GET", f"/connections/{uuid.uuid4()}/token", {"force_refresh": "perhaps"}, None, "query.force_refresh"),
+        ("GET", f"/connections/{NOBODYS}/token", {"min_ttl": "-1"}, None, "query.min_ttl"),
+        ("GET", f"/connections/{NOBODYS}/token", {"force_refresh": "perhaps"}, None, "query.force_refresh"),
         ("GET", "/connections", {"limit": "0"}, None, "query.limit"),
         ("GET", "/connections", {"limit": "many"}, None, "query.limit"),
         ("GET", "/connections", {"status": "sleeping"}, None, "query.status"),
