@@ -107,6 +107,20 @@ def test_provider_requiring_pkce_checks_the_verifier_at_the_exchange(api: Api, p
     assert provider.stats().token_calls == {"authorization_code": 1}
 
 
+def test_a_code_spliced_into_another_sessions_callback_fails_pkce(api: Api, provider, db) -> None:
+    """Same client, same redirect URI: only the verifier tells the two sessions apart at the provider."""
+    provider.configure(require_pkce=True)
+    first, second = start_connect(api, end_user_id="victim"), start_connect(api, end_user_id="attacker")
+    stolen_code = query_of("?" + follow_authorize(first.json()["authorize_url"], api.secrets))["code"]
+    own_state = query_of(second.json()["authorize_url"])["state"]
+
+    answer = api.callback(f"code={stolen_code}&state={own_state}")
+
+    assert query_of(answer.headers["Location"]) == {"error": "invalid_grant"}
+    assert provider.stats().token_calls == {"authorization_code": 1}
+    assert connection_rows(db) == []
+
+
 # -- client authentication at the token endpoint ----------------------------------------------------------
 
 
