@@ -1,12 +1,13 @@
 """The harness every test stands on: real PostgreSQL (migrated by the real runner), moto KMS, a clean
-database per test, and a guard that fails any test whose logs show a secret it registered."""
+database per test, and a guard that fails any test whose logs, captured output or failure shows a secret it
+registered (``tests/support/secrets.py``)."""
 
 from __future__ import annotations
 
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import boto3
@@ -14,7 +15,7 @@ import pytest
 from moto import mock_aws
 
 from tests.support.database import TestDatabase, start_database, stop_database
-from tests.support.secrets import SecretRegistry
+from tests.support.secrets import SecretRegistry, activate, register_kms_data_keys
 
 # Settings the whole suite shares; set before any connvault module reads them.
 os.environ.update(
@@ -32,6 +33,9 @@ os.environ.update(
         "CONNVAULT_CALLBACK_URL": "http://127.0.0.1:3000/oauth/callback",
     }
 )
+# Before any boto3 session exists, so that every KMS client made by the suite reports its data keys.
+register_kms_data_keys()
+_REGISTRY = pytest.StashKey[SecretRegistry]()
 
 
 @pytest.fixture(scope="session")
@@ -81,20 +85,36 @@ def db(database: TestDatabase) -> TestDatabase:
 
 
 @pytest.fixture(autouse=True)
-def secrets() -> Iterator[SecretRegistry]:
-    """Register every secret a test makes; the test fails if any of them reached a log record."""
+def secrets(request: pytest.FixtureRequest) -> Iterator[SecretRegistry]:
+    """Register every secret a test makes; the test fails if any of them reached a log record, its captured
+    output or its failure (``pytest_runtest_makereport`` below). KMS data keys register themselves."""
     # Powertools' Logger, when first built, adds a filter to every handler then on the root logger that drops
     # the service's own records. Built here, before the recorder is attached, it cannot blind the recorder.
     import connvault.observability  # noqa: F401
 
     registry = SecretRegistry()
+    request.node.stash[_REGISTRY] = registry
     handler = registry.log_handler()
     watched = [logging.getLogger(), logging.getLogger("connvault")]
     for logger in watched:
         logger.addHandler(handler)
+    activate(registry)
     try:
         yield registry
     finally:
+        activate(None)
         for logger in watched:
             logger.removeHandler(handler)
     registry.assert_no_leaks()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Scan what each phase captured (stdout, stderr, logs) and any failure for the test's secrets."""
+    report = yield
+    registry = item.stash.get(_REGISTRY, None)
+    if registry is not None:
+        registry.scan_report(report, call)
+    return report
