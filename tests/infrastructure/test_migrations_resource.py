@@ -221,3 +221,10 @@ def test_an_unknown_request_type_answers_failed(fresh: FreshDatabase, cfn: Respo
     assert answer.document["Status"] == "FAILED"
     assert answer.document["Reason"] == "validation_error: RequestType must be Create, Update or Delete"
     assert fresh.query("SELECT to_regclass('schema_migrations') IS NULL") == [[True]]
+
+
+def test_an_event_without_a_response_url_is_logged_and_left_unanswered(cfn: ResponseUrlServer) -> None:
+    # An invocation that did not come from CloudFormation: nobody to answer, and nothing raised for Lambda to retry
+    invoke({"RequestType": "Create", "LogicalResourceId": "DatabaseMigrations"})
+
+    assert cfn.answers == []

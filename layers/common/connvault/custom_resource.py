@@ -28,7 +28,7 @@ from connvault.redacted import Redacted
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-# CloudFormation shows at most this much of a reason; longer ones are cut by us, not by it.
+# A reason is one line in the stack's events, and the whole response must fit in 4 KB: cut it here.
 MAX_REASON_LENGTH = 256
 # Answer FAILED this long before the Lambda's own timeout: enough for the PUT and its retries below.
 DEADLINE_MARGIN_MS = 30_000
