@@ -7,10 +7,11 @@ inserted by the schema owner, because the catalog has no write path of its own; 
 
 from __future__ import annotations
 
+import random
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
 import urllib3
@@ -120,9 +121,11 @@ def add_connections(
     *,
     expires_at: datetime | None,
     end_user_prefix: str = "user",
+    spread_seconds: float = 0.0,
     chunk: int = 250,
 ) -> list[uuid.UUID]:
-    """Active connections holding ``grants``, all expiring at ``expires_at`` (None: a non-expiring token)."""
+    """Active connections holding ``grants``, expiring at ``expires_at`` (None: a non-expiring token) plus a
+    random part of ``spread_seconds`` each, as tokens issued over a while would."""
     ids: list[uuid.UUID] = []
     for start in range(0, len(grants), chunk):
         with UnitOfWork(tenant_id) as uow:
@@ -136,7 +139,7 @@ def add_connections(
                         credentials=OAuth2Credentials(tokens.access_token, tokens.refresh_token),
                         token_type=tokens.token_type,
                         scopes=tokens.scopes or ("read",),
-                        expires_at=expires_at,
+                        expires_at=expires_at and expires_at + timedelta(seconds=random.uniform(0, spread_seconds)),
                     ),
                     granted_at=datetime.now(UTC),
                     metadata={},

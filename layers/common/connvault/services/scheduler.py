@@ -14,8 +14,9 @@ Inside a run:
   while other providers have work;
 * each thread waits a random moment before its first job (jitter), so thousands of tokens issued together
   do not reach a provider in lockstep;
-* claiming is back-pressured: the queue is topped up to the pool size plus at most one pool's worth, so a
-  lease is not taken long before it is used;
+* claiming is back-pressured: a claim is made while a pool's worth of jobs still waits, so no thread idles
+  through the claim, and tops the queue up by at most one more pool's worth, so a lease is not taken long
+  before it is used;
 * past the deadline (``refresh_deadline_margin_ms`` before the Lambda's end) nothing is claimed or started,
   unstarted leases are released, and the run returns after the refreshes in flight have finished.
 
@@ -369,9 +370,11 @@ class Runner:
     # -- flow --------------------------------------------------------------------------------------------
 
     def _wait_for_room(self) -> int:
-        """Block until the queue is down to one pool's worth, then say how many jobs would top it up."""
-        low = self._config.concurrency
-        high = low + min(self._config.batch_size, low)
+        """Block until at most one pool's worth of jobs waits behind the ones running, then say how many
+        jobs top the queue up again. Claiming while a pool's worth still waits keeps threads from idling
+        through a claim's round trip; claiming no more than that keeps leases from ageing in the queue."""
+        low = 2 * self._config.concurrency
+        high = low + min(self._config.batch_size, self._config.concurrency)
         with self._changed:
             while self._outstanding > low and not self._deadline.passed():
                 self._changed.wait(0.1)
@@ -406,7 +409,8 @@ class Runner:
                 self._resolve(job, Outcome.SKIPPED)
                 return None
             gate = self._gate(uow, lease.connection.provider_id)
-            uow.commit()
+            if job.owner is None:
+                uow.commit()  # the lease this job just took; a claimed job only read its row
         return _Ticket(job, lease, gate)
 
     def _lease(self, uow: UnitOfWork, job: Job) -> Lease | None:
