@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from connvault.crypto.sealer import Sealer
+    from connvault.models import ClientCredentials, Provider
     from connvault.oauth.client import OAuthClient
 
 STALE_LEASE_REASON = "refresh_interrupted"
@@ -74,6 +75,21 @@ def backoff_seconds(failures: int, policy: RefreshPolicy, *, retry_after: float 
     return max(delay, retry_after or 0.0)
 
 
+@dataclass(frozen=True, slots=True)
+class RefreshClient:
+    """Who to ask and as whom: the provider, and the tenant's app there (None once the integration is gone)."""
+
+    provider: Provider
+    client: ClientCredentials | None
+
+    @classmethod
+    def load(cls, uow: UnitOfWork, provider_id: UUID) -> RefreshClient:
+        """Read inside the caller's transaction, so a refresh costs no transaction of its own for this."""
+        provider = uow.providers.get(provider_id)
+        integration = uow.integrations.find(provider.id)
+        return cls(provider, integration.client if integration is not None else None)
+
+
 def refresh_with_lease(
     lease: Lease,
     *,
@@ -81,24 +97,25 @@ def refresh_with_lease(
     policy: RefreshPolicy,
     sealer: Sealer | None = None,
     now: Clock = utcnow,
+    client: RefreshClient | None = None,
 ) -> Connection:
     """Refresh a connection whose lease the caller holds; ends the lease either way.
 
-    Raises ``ReauthRequired`` (connection now ``needs_reauth``) or ``ProviderUnavailable`` (failure counted,
-    next attempt scheduled with backoff).
+    ``client`` is read here when the caller did not load it with the lease. Raises ``ReauthRequired``
+    (connection now ``needs_reauth``) or ``ProviderUnavailable`` (failure counted, next attempt scheduled
+    with backoff).
     """
     connection = lease.connection
-    tenant_id = connection.tenant_id
     try:
-        with UnitOfWork(tenant_id, sealer=sealer) as uow:
-            provider = uow.providers.get(connection.provider_id)
-            integration = uow.integrations.find(provider.id)
-        if integration is None:
+        if client is None:
+            with UnitOfWork(connection.tenant_id, sealer=sealer) as uow:
+                client = RefreshClient.load(uow, connection.provider_id)
+        if client.client is None:
             raise ReauthRequired("the provider's integration was deleted", reason="integration_missing")
         refresh_token = connection.refresh_token
         if refresh_token is None or not isinstance(connection.credentials, OAuth2Credentials):
             raise ReauthRequired("the connection has no refresh token", reason="no_refresh_token")
-        tokens = oauth.refresh(provider, integration.client, refresh_token.reveal(), now())
+        tokens = oauth.refresh(client.provider, client.client, refresh_token.reveal(), now())
     except (ReauthRequired, ProviderRejected) as exc:
         reason = STALE_LEASE_REASON if lease.stale else (exc.reason or exc.code)
         _record_failure(lease, ConnectionStatus.NEEDS_REAUTH, reason, None, sealer=sealer)
@@ -171,11 +188,12 @@ def refresh_single_flight(
 
     Concurrent callers, in any number of processes, cause one provider call: the one that takes the lease
     refreshes; the others poll the row until the new token lands. A waiter whose refresh failed does not try
-    again itself: it reports that failure, so an outage costs the provider one call, not one per caller.
+    again itself: it reports that failure, so an outage costs the provider one call, not one per caller. A
+    lease given back with no failure recorded (a scheduler that ran out of time) is simply taken over.
     """
     started = now()
     deadline = time.monotonic() + policy.wait_seconds
-    waited = False
+    failures_seen: int | None = None
     while True:
         with UnitOfWork(tenant_id, sealer=sealer) as uow:
             current = uow.connections.get(connection_id)
@@ -188,7 +206,7 @@ def refresh_single_flight(
                 return current
             _raise_for_status(current)
             leased_by_other = current.refresh_lease_until is not None and current.refresh_lease_until > moment
-            if waited and not leased_by_other:
+            if failures_seen is not None and not leased_by_other and current.refresh_failures != failures_seen:
                 raise ProviderUnavailable(
                     "the provider failed to refresh this connection",
                     retry_after=_retry_in(current, moment),
@@ -200,15 +218,18 @@ def refresh_single_flight(
                     retry_after=_retry_in(current, moment),
                     reason=current.last_error_code,
                 )
-            lease = None
+            lease = client = None
             if not leased_by_other:
                 lease = uow.connections.acquire_lease(
                     connection_id, moment, moment + timedelta(seconds=policy.lease_seconds)
                 )
+                if lease is not None:
+                    client = RefreshClient.load(uow, current.provider_id)
                 uow.commit()
         if lease is not None:
-            return refresh_with_lease(lease, oauth=oauth, policy=policy, sealer=sealer, now=now)
-        waited = True
+            return refresh_with_lease(lease, oauth=oauth, policy=policy, sealer=sealer, now=now, client=client)
+        if failures_seen is None:
+            failures_seen = current.refresh_failures
         if time.monotonic() >= deadline:
             raise ProviderUnavailable("a refresh of this connection is still in progress", retry_after=1, reason="busy")
         sleep(policy.poll_seconds)
