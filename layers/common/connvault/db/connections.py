@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -300,7 +300,21 @@ class ConnectionRepository:
         )
         if not result.rowcount:
             raise NotFound(f"connection {connection_id} not found")
-        return self.get(connection_id)
+        # What was just written, without reading it back (and opening the envelope again).
+        return replace(
+            lease.connection,
+            credentials=grant.credentials,
+            token_type=grant.token_type,
+            scopes=tuple(grant.scopes),
+            expires_at=grant.expires_at,
+            status=ConnectionStatus.ACTIVE,
+            last_refresh_at=now,
+            refresh_failures=0,
+            last_error_code=None,
+            next_refresh_at=None,
+            refresh_lease_until=None,
+            updated_at=now,
+        )
 
     def record_refresh_failure(
         self,

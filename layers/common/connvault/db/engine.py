@@ -6,20 +6,28 @@ so row-level security applies to everything it does; the migration runner keeps 
 
 from __future__ import annotations
 
+import time
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from connvault.config import get_settings
 from connvault.db.target import connect_with, session_setup
 
+PING_AFTER_IDLE_SECONDS = 30.0
+
 
 @lru_cache(maxsize=1)
 def get_engine() -> Engine:
-    """The process's engine: a small pool, pre-ping (Lambda freezes kill idle sockets), the app role.
+    """The process's engine: a small pool, the app role, and a ping before reusing a connection that sat idle.
+
+    Lambda freezes the process between invocations and the server or a NAT may drop a silent socket; a ping on
+    *every* checkout (``pool_pre_ping``) would add a round trip to each of the several short transactions of a
+    refresh, so only a connection idle for longer than ``PING_AFTER_IDLE_SECONDS`` is pinged.
 
     Connection parameters are resolved at each new connection rather than once, so a rotated database password
     is picked up without a cold start (``connect_with``).
@@ -29,7 +37,6 @@ def get_engine() -> Engine:
         URL.create("postgresql+pg8000"),
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
-        pool_pre_ping=True,
         pool_recycle=900,
         pool_timeout=settings.db_connect_timeout_seconds * 2,
     )
@@ -38,6 +45,21 @@ def get_engine() -> Engine:
     @event.listens_for(engine, "do_connect")
     def _connect(dialect: Any, _record: Any, _cargs: Any, _cparams: Any) -> Any:
         return connect_with(lambda target: dialect.loaded_dbapi.connect(**target.pg8000_kwargs()))
+
+    @event.listens_for(engine, "checkin")
+    def _idle_from(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_SECONDS:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+            dbapi_connection.rollback()
+        except Exception as exc:
+            raise DisconnectionError from exc  # the pool drops it and checks out another (or a new one)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -44,7 +44,7 @@ from connvault.models import ConnectionStatus, needs_refresh
 from connvault.oauth.client import OAuthClient
 from connvault.oauth.http import HttpTransport
 from connvault.observability import MetricName, logger, metrics
-from connvault.services.refresh import RefreshPolicy, backoff_seconds, refresh_with_lease
+from connvault.services.refresh import RefreshClient, RefreshPolicy, backoff_seconds, refresh_with_lease
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
     from connvault.crypto.sealer import Sealer
     from connvault.db.connections import Claim, Lease
-    from connvault.models import Connection
+    from connvault.models import Connection, Provider
 
 
 class Outcome(StrEnum):
@@ -261,6 +261,7 @@ class _Ticket:
     job: Job
     lease: Lease
     gate: _Gate
+    client: RefreshClient
 
 
 class _Gate:
@@ -408,10 +409,11 @@ class Runner:
             if lease is None:
                 self._resolve(job, Outcome.SKIPPED)
                 return None
-            gate = self._gate(uow, lease.connection.provider_id)
+            client = RefreshClient.load(uow, lease.connection.provider_id)
+            gate = self._gate(client.provider)
             if job.owner is None:
                 uow.commit()  # the lease this job just took; a claimed job only read its row
-        return _Ticket(job, lease, gate)
+        return _Ticket(job, lease, gate, client)
 
     def _lease(self, uow: UnitOfWork, job: Job) -> Lease | None:
         connections = uow.connections
@@ -425,27 +427,25 @@ class Runner:
             return None  # busy elsewhere, or refreshed since it was enqueued; not committed, so no lease taken
         return replace(lease, stale=lease.stale or job.stale)
 
-    def _gate(self, uow: UnitOfWork, provider_id: UUID) -> _Gate:
+    def _gate(self, provider: Provider) -> _Gate:
+        cap = provider.max_concurrent_refreshes or self._config.per_provider_concurrency
         with self._changed:
-            gate = self._gates.get(provider_id)
-        if gate is not None:
-            return gate
-        cap = uow.providers.get(provider_id).max_concurrent_refreshes or self._config.per_provider_concurrency
-        with self._changed:
-            return self._gates.setdefault(provider_id, _Gate(cap))
+            return self._gates.setdefault(provider.id, _Gate(cap))
 
     def _run(self, ticket: _Ticket) -> Outcome:
         lease = ticket.lease
         if self._deadline.passed() or lease.until - self._now() < self._config.min_lease_left:
             self._release(lease.connection.tenant_id, lease.connection.id, lease.owner)
             return Outcome.UNSTARTED
-        return self._refresh(lease)
+        return self._refresh(lease, ticket.client)
 
-    def _refresh(self, lease: Lease) -> Outcome:
+    def _refresh(self, lease: Lease, client: RefreshClient) -> Outcome:
         connection = lease.connection
         ids = {"connection_id": str(connection.id), "tenant_id": str(connection.tenant_id)}
         try:
-            refresh_with_lease(lease, oauth=self._oauth, policy=self._policy, sealer=self._sealer, now=self._now)
+            refresh_with_lease(
+                lease, oauth=self._oauth, policy=self._policy, sealer=self._sealer, now=self._now, client=client
+            )
         except ReauthRequired as exc:
             logger.info("refresh refused; connection needs reauth", extra={**ids, "reason": exc.reason})
             return Outcome.PERMANENT

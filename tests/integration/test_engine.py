@@ -1,0 +1,32 @@
+"""The engine survives what Lambda does to idle sockets: a connection the server dropped while the process was
+frozen is pinged on checkout, discarded and replaced, and the caller never sees it."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from connvault.db import engine as engine_module
+from connvault.db.engine import get_engine
+from tests.support.factories import owner
+
+
+def test_a_connection_killed_while_idle_is_replaced_on_checkout(db, monkeypatch) -> None:
+    engine = get_engine()
+    with engine.connect() as connection:
+        backend = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+    monkeypatch.setattr(engine_module, "PING_AFTER_IDLE_SECONDS", 0.0)  # every checked-in connection is "idle"
+    with owner(db) as sql:
+        sql.run("SELECT pg_terminate_backend(:pid)", pid=backend)
+
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT current_user")).scalar_one() == "connvault_app"
+        assert connection.execute(text("SELECT pg_backend_pid()")).scalar_one() != backend
+
+
+def test_a_recently_used_connection_is_reused_without_a_ping(db) -> None:
+    engine = get_engine()
+    with engine.connect() as connection:
+        backend = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT pg_backend_pid()")).scalar_one() == backend
