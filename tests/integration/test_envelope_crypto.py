@@ -281,3 +281,22 @@ def test_without_the_tenant_salt_kms_refuses_to_unwrap_even_with_the_wrapped_key
 
     with pytest.raises(DecryptionFailed):
         guessing.open(blob, here(tenant))
+
+
+def test_without_a_configured_key_envelopes_still_open_and_only_sealing_refuses(db, kms_key_id) -> None:
+    from connvault.config import Settings
+    from connvault.crypto.data_keys import DataKeys
+    from connvault.crypto.envelope import SealContext
+    from connvault.crypto.sealer import Sealer
+    from connvault.wiring import get_kms_client, get_sealer, tenant_key_salt
+
+    from tests.support.factories import make_tenant
+
+    tenant = make_tenant()
+    context = SealContext(tenant, "test.field", tenant)
+    sealed = get_sealer().seal(b"payload", context)
+    keyless = Sealer(DataKeys.from_settings(Settings(kms_key_id=None), get_kms_client(), tenant_key_salt))
+
+    assert keyless.open(sealed, context) == b"payload"
+    with pytest.raises(KeyServiceUnavailable):
+        keyless.seal(b"payload", context)

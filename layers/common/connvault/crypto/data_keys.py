@@ -68,7 +68,7 @@ class DataKeys:
     def __init__(
         self,
         kms: Any,
-        key_id: str,
+        key_id: str | None,
         salts: SaltSource,
         *,
         max_age_seconds: float = 300,
@@ -92,8 +92,7 @@ class DataKeys:
 
     @classmethod
     def from_settings(cls, settings: Settings, kms: Any, salts: SaltSource) -> DataKeys:
-        if not settings.kms_key_id:
-            raise KeyServiceUnavailable("CONNVAULT_KMS_KEY_ID is not set")
+        """Without a configured key, envelopes still open (they name their key); only sealing refuses."""
         return cls(
             kms,
             settings.kms_key_id,
@@ -110,6 +109,8 @@ class DataKeys:
             if key is not None and now - key.born < self._max_age and key.uses < self._max_uses:
                 key.uses += 1
                 return DataKey(key.key_id, key.wrapped, key.aead)
+        if not self.key_id:
+            raise KeyServiceUnavailable("CONNVAULT_KMS_KEY_ID is not set")
         context = self._context(tenant_id)
         answer = self._call("generate_data_key", KeyId=self.key_id, KeySpec="AES_256", EncryptionContext=context)
         aead = AESGCM(answer["Plaintext"])
