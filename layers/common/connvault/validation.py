@@ -16,6 +16,8 @@ def require_url(url: str, field: str, *, allow_query: bool = True) -> str:
     """An absolute https URL, or http on a loopback host for local development. No fragments, no userinfo."""
     if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
         raise InvalidInput(f"{field} must be a URL of at most {MAX_URL_LENGTH} characters", field=field)
+    if _has_control_characters(url):
+        raise InvalidInput(f"{field} must not contain control characters", field=field)
     try:
         parts = urlsplit(url)
         host = parts.hostname
@@ -45,6 +47,11 @@ def require_scopes(scopes: list[str] | tuple[str, ...], field: str = "scopes") -
 def require_text(value: str, field: str, *, max_length: int, min_length: int = 1) -> str:
     if not isinstance(value, str) or not min_length <= len(value) <= max_length:
         raise InvalidInput(f"{field} must be {min_length} to {max_length} characters", field=field)
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+    if _has_control_characters(value):
         raise InvalidInput(f"{field} must not contain control characters", field=field)
     return value
+
+
+def _has_control_characters(value: str) -> bool:
+    """C0 controls and DEL; NUL above all, which PostgreSQL cannot store in text (a 500, not a 400, if let by)."""
+    return any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value)
