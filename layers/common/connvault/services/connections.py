@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from connvault.redacted import Redacted
 
 MAX_METADATA_BYTES = 16_384
+MAX_METADATA_DEPTH = 32
 MAX_PAGE_SIZE = 200
 
 
@@ -65,6 +66,10 @@ class Deletion:
 def list_connections(uow: UnitOfWork, query: ConnectionFilter) -> Page:
     if not 1 <= query.limit <= MAX_PAGE_SIZE:
         raise InvalidInput(f"limit must be 1 to {MAX_PAGE_SIZE}", field="limit")
+    if query.provider is not None:
+        require_text(query.provider, "provider", max_length=63)
+    if query.end_user_id is not None:
+        require_text(query.end_user_id, "end_user_id", max_length=255)
     with uow:
         provider_id = None
         if query.provider is not None:
@@ -171,9 +176,24 @@ def _static_credentials(auth_type: AuthType, data: StaticCredentialsInput) -> Ap
 
 
 def _check_metadata(metadata: Mapping[str, Any]) -> None:
+    """Metadata that PostgreSQL can store and the API can answer with: bounded in size and depth (a deeper
+    document is stored but then fails every response that shows it), and no U+0000 (jsonb refuses it)."""
     try:
         size = len(json.dumps(metadata))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
         raise InvalidInput("metadata must be a JSON object", field="metadata") from None
     if size > MAX_METADATA_BYTES:
         raise InvalidInput(f"metadata must be at most {MAX_METADATA_BYTES} bytes of JSON", field="metadata")
+    pending: list[tuple[Any, int]] = [(metadata, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if depth > MAX_METADATA_DEPTH:
+            raise InvalidInput(f"metadata must nest at most {MAX_METADATA_DEPTH} levels", field="metadata")
+        if isinstance(value, dict):
+            if any("\x00" in key for key in value):
+                raise InvalidInput("metadata must not contain U+0000", field="metadata")
+            pending.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            pending.extend((item, depth + 1) for item in value)
+        elif isinstance(value, str) and "\x00" in value:
+            raise InvalidInput("metadata must not contain U+0000", field="metadata")
