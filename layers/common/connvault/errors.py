@@ -103,6 +103,12 @@ class KeyServiceUnavailable(ConnvaultError):
     code = "key_service_unavailable"
 
 
+class DatabaseUnavailable(ConnvaultError):
+    """The database could not be reached or dropped the connection; the operation can be retried."""
+
+    code = "database_unavailable"
+
+
 class MigrationError(ConnvaultError):
     """A schema migration could not be applied."""
 

@@ -16,6 +16,8 @@ from uuid import UUID
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.logging import correlation_paths
+from pg8000.exceptions import InterfaceError as DriverInterfaceError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from connvault.config import get_settings
 from connvault.errors import Conflict as ConflictError
@@ -23,6 +25,7 @@ from connvault.errors import (
     ConnectionRevoked,
     ConnvaultError,
     CredentialsExpired,
+    DatabaseUnavailable,
     DecryptionFailed,
     InvalidInput,
     KeyServiceUnavailable,
@@ -48,9 +51,13 @@ STATUS_BY_ERROR: dict[type[ConnvaultError], HTTPStatus] = {
     ProviderRejected: HTTPStatus.BAD_GATEWAY,
     ProviderUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
     KeyServiceUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
+    DatabaseUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
     DecryptionFailed: HTTPStatus.INTERNAL_SERVER_ERROR,
 }
 NO_STORE = {"Cache-Control": "no-store"}
+DATABASE_DOWN: list[type[Exception]] = [OperationalError, InterfaceError, DriverInterfaceError]
+"""Driver errors that mean the database is unreachable or dropped the connection, not that a statement is wrong:
+the SQLAlchemy wrappers (sessions) and pg8000's own (the prepared reads of the authorizer and token fetch)."""
 
 
 def status_for(error: ConnvaultError) -> HTTPStatus:
@@ -89,7 +96,7 @@ def new_http_app() -> APIGatewayHttpResolver:
     def _domain_error(error: ConnvaultError) -> Response:
         status = status_for(error)
         headers = {}
-        if isinstance(error, ProviderUnavailable | KeyServiceUnavailable):
+        if isinstance(error, ProviderUnavailable | KeyServiceUnavailable | DatabaseUnavailable):
             retry_after = getattr(error, "retry_after", None) or 1
             headers["Retry-After"] = str(max(1, round(retry_after)))
         if status >= HTTPStatus.INTERNAL_SERVER_ERROR and status != HTTPStatus.SERVICE_UNAVAILABLE:
@@ -110,6 +117,24 @@ def new_http_app() -> APIGatewayHttpResolver:
             InvalidInput.code,
             "invalid request: " + ", ".join(fields)[:500],
             field=fields[0] if fields else None,
+        )
+
+    @app.exception_handler(DATABASE_DOWN)
+    def _database_down(error: Exception) -> Response:
+        # Ours to fix, so logged as an error; the driver's message names hosts and statements, so only its type.
+        logger.error("database unavailable", extra={"error_type": type(error).__name__, "stack": stack_of(error)})
+        metrics.add_metric(name=MetricName.SERVER_ERROR, unit="Count", value=1)
+        unavailable = DatabaseUnavailable("the database is unavailable; retry shortly")
+        status = status_for(unavailable)
+        return error_response(status, unavailable.code, unavailable.message, headers={"Retry-After": "1"})
+
+    @app.exception_handler([UnicodeDecodeError, RecursionError])
+    def _unreadable_body(_error: Exception) -> Response:
+        # Raised while the resolver decodes the body, before any route runs: bytes that are not UTF-8, or JSON
+        # nested deeper than Python's parser goes. Either way the client sent something unreadable.
+        metrics.add_metric(name=MetricName.CLIENT_ERROR, unit="Count", value=1)
+        return error_response(
+            HTTPStatus.BAD_REQUEST, InvalidInput.code, "the request body is not readable JSON", field="body"
         )
 
     @app.not_found
