@@ -18,6 +18,7 @@ from connvault.config import get_settings
 from connvault.crypto.data_keys import DataKeys
 from connvault.crypto.sealer import Sealer
 from connvault.db import engine
+from connvault.db.fast_reads import reset_fast_reads
 from connvault.errors import NotFound
 from connvault.oauth.client import OAuthClient
 
@@ -58,6 +59,7 @@ def reset() -> None:
     get_oauth_client.cache_clear()
     get_kms_client.cache_clear()
     engine.reset()
+    reset_fast_reads()
     get_settings.cache_clear()
 
 
