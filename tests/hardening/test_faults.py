@@ -1,0 +1,341 @@
+"""Faults around a refresh: the provider, the database and KMS each failing in the ways they do.
+
+For each: the caller gets a typed error, no row is half-written, the refresh lease is given back, and a refresh
+token the provider rotated is never lost (stored, after retrying the write), or, when it was lost before it reached
+us, the connection ends ``needs_reauth`` with a reason instead of looking healthy.
+
+Both refresh paths are driven: token fetch (``force_refresh``, through the handler) and the scheduler run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from botocore.exceptions import ClientError
+from connvault import wiring
+from connvault.db.connections import ConnectionRepository
+from connvault.oauth.client import OAuthClient
+from connvault.oauth.http import HttpTransport
+from connvault.services.refresh import STALE_LEASE_REASON, RefreshPolicy
+from connvault.services.scheduler import SchedulerConfig, refresh_due
+from pg8000.exceptions import InterfaceError as DriverInterfaceError
+from sqlalchemy.exc import OperationalError
+
+from devserver.events import http_event
+from devserver.provider import DemoProvider, Fault
+from tests.api.conftest import Answer, Api, connect_account, stored_connection
+from tests.support.factories import owner
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from tests.hardening.conftest import Snapshot
+    from tests.support.database import TestDatabase
+
+TIMEOUT = 0.5
+"""The provider timeout in these tests; a slow provider sleeps four times as long."""
+
+RUN = SchedulerConfig(concurrency=2, per_provider_concurrency=2, jitter_seconds=0.0, http_timeout_seconds=TIMEOUT)
+POLICY = RefreshPolicy(wait_seconds=3.0)
+
+PROVIDER_FAULTS = {
+    "slow": (Fault.slow(4 * TIMEOUT), "timeout"),
+    "dropped": (Fault.dropped(), "connection_error"),
+    "garbage": (Fault.garbage(), "invalid_response"),
+    "rate_limited": (Fault.rate_limited("120"), "rate_limited"),
+    "server_error": (Fault.server_error(), "server_error"),
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """The refresh-relevant columns of a connection, as stored."""
+
+    status: str
+    last_error_code: str | None
+    refresh_failures: int
+    next_refresh_at: datetime | None
+    lease_until: datetime | None
+    lease_owner: Any
+    credentials: bytes
+
+    @property
+    def leased(self) -> bool:
+        return self.lease_until is not None or self.lease_owner is not None
+
+
+def row(db: TestDatabase, connection_id: str) -> Row:
+    with owner(db) as sql:
+        found = sql.run(
+            "SELECT status, last_error_code, refresh_failures, next_refresh_at, refresh_lease_until,"
+            " refresh_lease_owner, credentials FROM connections WHERE id = CAST(:i AS uuid)",
+            i=connection_id,
+        )
+    return Row(*found[0])
+
+
+def make_due(db: TestDatabase, connection_id: str) -> None:
+    """Inside the scheduler's horizon, still valid: due for a refresh ahead of time."""
+    with owner(db) as sql:
+        sql.run(
+            "UPDATE connections SET expires_at = now() + interval '60 seconds' WHERE id = CAST(:i AS uuid)",
+            i=connection_id,
+        )
+
+
+def stored_refresh_token(db: TestDatabase, connection_id: str) -> str:
+    token = stored_connection(db, connection_id).refresh_token
+    assert token is not None
+    return token.reveal()
+
+
+def fetch(api: Api, connection_id: str, *, force: bool = True) -> Answer:
+    return api.call("GET", f"/connections/{connection_id}/token", query={"force_refresh": str(force).lower()})
+
+
+def run_scheduler(oauth: OAuthClient) -> Any:
+    return refresh_due(remaining_ms=lambda: 600_000, config=RUN, policy=POLICY, oauth=oauth)
+
+
+def settle(provider: DemoProvider) -> None:
+    """Wait for requests the provider is still working on after the client gave up on them."""
+    deadline = time.monotonic() + 10
+    while provider.stats().in_flight and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def oauth() -> Iterator[OAuthClient]:
+    transport = HttpTransport(TIMEOUT, maxsize=4)
+    yield OAuthClient(transport)
+    transport.close()
+
+
+@pytest.fixture
+def connection_id(api: Api, reconfigure: Callable[..., None]) -> str:
+    reconfigure(http_timeout_seconds=TIMEOUT)
+    return connect_account(api)
+
+
+# -- the provider fails --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["token_fetch", "scheduler"])
+@pytest.mark.parametrize("fault", sorted(PROVIDER_FAULTS))
+def test_a_failing_provider_leaves_the_old_tokens_the_lease_released_and_a_retry_scheduled(
+    api: Api, provider: DemoProvider, db: TestDatabase, connection_id: str, oauth: OAuthClient, fault: str, path: str
+) -> None:
+    # Given a connection whose refresh token the provider would accept
+    injected, reason = PROVIDER_FAULTS[fault]
+    before = row(db, connection_id)
+    refresh_token = stored_refresh_token(db, connection_id)
+
+    # When a refresh meets the fault
+    provider.inject(injected)
+    if path == "token_fetch":
+        answer = fetch(api, connection_id)
+        assert answer.status == 503, answer.body
+        assert answer.json()["error"]["code"] == "provider_unavailable"
+        assert int(answer.headers["Retry-After"]) >= 1
+    else:
+        make_due(db, connection_id)
+        before = row(db, connection_id)
+        assert run_scheduler(oauth).transient_failures == 1
+
+    # Then the failure is recorded and nothing else changed: same sealed credentials, lease given back
+    after = row(db, connection_id)
+    assert (after.status, after.last_error_code, after.refresh_failures) == ("active", reason, 1)
+    assert after.next_refresh_at is not None and after.next_refresh_at > datetime.now(UTC)
+    assert not after.leased
+    assert after.credentials == before.credentials
+    assert stored_refresh_token(db, connection_id) == refresh_token
+    if fault == "rate_limited":
+        assert (after.next_refresh_at - datetime.now(UTC)).total_seconds() > 100  # Retry-After: 120 is a floor
+
+
+@pytest.mark.parametrize("fault", sorted(set(PROVIDER_FAULTS) - {"slow"}))
+def test_after_a_failure_that_reached_no_token_logic_the_next_refresh_works_without_reuse(
+    api: Api, provider: DemoProvider, db: TestDatabase, connection_id: str, fault: str
+) -> None:
+    provider.inject(PROVIDER_FAULTS[fault][0])
+    assert fetch(api, connection_id).status == 503
+
+    answer = fetch(api, connection_id)
+
+    assert answer.status == 200, answer.body
+    assert provider.access_token_is_active(answer.json()["access_token"])
+    assert stored_refresh_token(db, connection_id) in provider.stats().live_refresh_tokens
+    assert provider.stats().refresh_token_reuse == 0
+    assert row(db, connection_id).last_error_code is None
+
+
+def test_a_refresh_the_provider_finished_after_we_gave_up_ends_needs_reauth_not_silently_broken(
+    api: Api, provider: DemoProvider, db: TestDatabase, connection_id: str
+) -> None:
+    # Given a provider that answered only after the timeout, having rotated the refresh token meanwhile
+    provider.inject(Fault.slow(4 * TIMEOUT))
+    assert fetch(api, connection_id).status == 503
+    settle(provider)
+    assert stored_refresh_token(db, connection_id) not in provider.stats().live_refresh_tokens
+
+    # When the connection is refreshed again
+    answer = fetch(api, connection_id)
+
+    # Then the dead refresh token is found out: needs_reauth with a reason, never "active" with dead tokens
+    assert answer.status == 409, answer.body
+    assert answer.json()["error"]["code"] == "needs_reauth"
+    after = row(db, connection_id)
+    assert (after.status, after.last_error_code) == ("needs_reauth", "invalid_grant")
+    assert not after.leased
+
+
+# -- the database fails --------------------------------------------------------------------------------------
+
+
+def failing_store(monkeypatch: pytest.MonkeyPatch, failures: int) -> list[int]:
+    """``store_refresh`` writes and then fails at commit time, ``failures`` times; returns the attempt log."""
+    real = ConnectionRepository.store_refresh
+    attempts: list[int] = []
+
+    def store_refresh(self: ConnectionRepository, *args: Any, **kwargs: Any) -> Any:
+        attempts.append(len(attempts) + 1)
+        stored = real(self, *args, **kwargs)
+        if len(attempts) <= failures:
+            raise OperationalError("COMMIT", {}, ConnectionResetError("the server closed the connection"))
+        return stored
+
+    monkeypatch.setattr(ConnectionRepository, "store_refresh", store_refresh)
+    return attempts
+
+
+def test_a_commit_failing_after_the_provider_rotated_is_retried_and_the_new_refresh_token_kept(
+    api: Api, provider: DemoProvider, db: TestDatabase, connection_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a database whose first two commits of the refreshed tokens fail
+    attempts = failing_store(monkeypatch, failures=2)
+
+    # When a refresh rotates the refresh token
+    answer = fetch(api, connection_id)
+
+    # Then the write was retried until it held: the stored refresh token is the provider's live one
+    assert answer.status == 200, answer.body
+    assert attempts == [1, 2, 3]
+    assert stored_refresh_token(db, connection_id) in provider.stats().live_refresh_tokens
+    assert not row(db, connection_id).leased
+    monkeypatch.undo()
+    again = fetch(api, connection_id)
+    assert again.status == 200, again.body
+    assert provider.stats().refresh_token_reuse == 0
+
+
+def test_a_commit_that_never_succeeds_is_a_typed_error_and_the_next_refresh_says_refresh_interrupted(
+    api: Api,
+    provider: DemoProvider,
+    db: TestDatabase,
+    reconfigure: Callable[..., None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given a short refresh lease and a database that fails every commit of the refreshed tokens
+    reconfigure(http_timeout_seconds=TIMEOUT, refresh_lease_seconds=1)
+    connection_id = connect_account(api)
+    attempts = failing_store(monkeypatch, failures=10)
+
+    # When a refresh rotates the refresh token and cannot store the new one
+    answer = fetch(api, connection_id)
+
+    # Then the caller gets a typed 503, the rotated tokens are gone with the process, and the lease is kept as
+    # the mark of an interrupted refresh
+    assert len(attempts) == RefreshPolicy().store_attempts
+    assert answer.status == 503, answer.body
+    assert answer.json()["error"]["code"] == "database_unavailable"
+    assert row(db, connection_id).leased
+    monkeypatch.undo()
+
+    # And once the lease has run out, the next refresh ends the connection needs_reauth, saying why
+    time.sleep(1.1)
+    again = fetch(api, connection_id)
+    assert again.status == 409, again.body
+    after = row(db, connection_id)
+    assert (after.status, after.last_error_code) == ("needs_reauth", STALE_LEASE_REASON)
+    assert not after.leased
+
+
+@pytest.mark.parametrize(
+    ("job", "method", "path"),
+    [("token_fetch", "GET", "/connections/{id}/token"), ("api", "GET", "/connections"), ("api", "GET", "/providers")],
+)
+def test_an_unreachable_database_is_a_503_database_unavailable(
+    api: Api, connection_id: str, reconfigure: Callable[..., None], job: str, method: str, path: str
+) -> None:
+    # Given a process whose database is gone (a socket nobody listens on)
+    reconfigure(database_url="postgresql+pg8000://postgres@/postgres?unix_sock=/nonexistent/.s.PGSQL.5432")
+    event = http_event(method, path.format(id=connection_id), tenant_id=str(api.tenant.tenant_id))
+
+    answer = api.invoke(job, event)
+
+    assert answer.status == 503, answer.body
+    assert answer.json()["error"]["code"] == "database_unavailable"
+    assert int(answer.headers["Retry-After"]) >= 1
+
+
+def test_the_authorizer_never_allows_when_the_database_is_unreachable(
+    api: Api, reconfigure: Callable[..., None]
+) -> None:
+    reconfigure(database_url="postgresql+pg8000://postgres@/postgres?unix_sock=/nonexistent/.s.PGSQL.5432")
+
+    # A Lambda authorizer cannot answer 503: it fails, and API Gateway answers 500 without calling the route
+    with pytest.raises(DriverInterfaceError) as failed:
+        api.authorize(f"Bearer {api.tenant.api_key.reveal()}")
+
+    api.secrets.check(f"{failed.value!s} {failed.value!r}", "the authorizer's error")
+
+
+# -- KMS throttles -------------------------------------------------------------------------------------------
+
+
+def throttle_kms(operation: str) -> None:
+    """Every ``operation`` call of the process's KMS client is refused as throttled from now on."""
+
+    def refuse(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, operation)
+
+    wiring.get_kms_client().meta.events.register(f"before-call.kms.{operation}", refuse)
+
+
+def test_kms_throttling_on_a_cold_token_fetch_is_a_503_and_writes_nothing(
+    api: Api, connection_id: str, reconfigure: Callable[..., None], snapshot: Callable[..., Snapshot]
+) -> None:
+    # Given a fresh process (no data key in memory) whose KMS throttles
+    reconfigure(http_timeout_seconds=TIMEOUT)
+    throttle_kms("Decrypt")
+    before = snapshot(ignore=("last_used_at",))
+
+    answer = fetch(api, connection_id, force=False)
+
+    assert answer.status == 503, answer.body
+    assert answer.json()["error"]["code"] == "key_service_unavailable"
+    assert int(answer.headers["Retry-After"]) >= 1
+    # (last_used_at records the attempt: the read that found the connection runs before the data key is needed)
+    assert snapshot(ignore=("last_used_at",)) == before
+
+
+def test_kms_throttling_during_a_scheduler_run_pushes_the_connection_back_with_its_lease_released(
+    db: TestDatabase, connection_id: str, reconfigure: Callable[..., None], oauth: OAuthClient
+) -> None:
+    make_due(db, connection_id)
+    reconfigure(http_timeout_seconds=TIMEOUT)
+    throttle_kms("Decrypt")
+    before = row(db, connection_id)
+
+    report = run_scheduler(oauth)
+
+    assert report.errors == 1
+    after = row(db, connection_id)
+    assert (after.status, after.last_error_code) == ("active", "key_service_unavailable")
+    assert after.next_refresh_at is not None and after.next_refresh_at > datetime.now(UTC)
+    assert not after.leased
+    assert after.credentials == before.credentials
