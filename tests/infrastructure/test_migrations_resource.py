@@ -154,7 +154,7 @@ def test_an_unreachable_database_answers_failed_with_a_short_reason_that_holds_n
     assert document["Status"] == "FAILED"
     assert document["PhysicalResourceId"] == PHYSICAL_ID
     assert len(document["Reason"]) <= MAX_REASON_LENGTH
-    assert document["Reason"].startswith("internal_error: InterfaceError; see CloudWatch log stream ")
+    assert document["Reason"] == "migration_failed: could not connect to the database (InterfaceError)"
     assert "127.0.0.1" not in document["Reason"]
     # And neither the password nor the ResponseURL's signature is in the answer or on stdout (Powertools' logs)
     output = capsys.readouterr().out

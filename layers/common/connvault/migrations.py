@@ -17,13 +17,12 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+
+import pg8000.exceptions
+import pg8000.native
 
 from connvault.db.target import DatabaseTarget, get_target, quote_identifier
 from connvault.errors import MigrationError
-
-if TYPE_CHECKING:
-    import pg8000.native
 
 # Any constant works, as long as every runner of every deployment agrees on it.
 ADVISORY_LOCK_KEY = 0x636F6E6E7661  # "connva"
@@ -76,7 +75,11 @@ def migrate(
     target = target or get_target()
     role = app_role or get_settings().db_app_role
     migrations = load_migrations(schema_dir or SCHEMA_DIR)
-    connection = target.connect()
+    try:
+        connection = target.connect()
+    except (pg8000.exceptions.InterfaceError, pg8000.exceptions.DatabaseError, OSError) as exc:
+        # The type only: a driver message can carry the host, the user or more.
+        raise MigrationError(f"could not connect to the database ({type(exc).__name__})") from None
     try:
         connection.run(f"SET lock_timeout = {int(lock_timeout_ms)}")
         connection.run(f"SET statement_timeout = {int(statement_timeout_ms)}")
