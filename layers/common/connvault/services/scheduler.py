@@ -240,9 +240,10 @@ def publish(report: RunReport) -> None:
     counts = [
         (MetricName.REFRESHED, report.refreshed),
         (MetricName.REFRESH_PERMANENT_FAILURE, report.permanent_failures),
-        # Faults of ours are retried like a provider's; the log line tells them apart.
-        (MetricName.REFRESH_TRANSIENT_FAILURE, report.transient_failures + report.errors),
+        (MetricName.REFRESH_TRANSIENT_FAILURE, report.transient_failures),
+        (MetricName.REFRESH_ERROR, report.errors),
         (MetricName.REFRESH_SKIPPED, report.skipped + report.unstarted),
+        (MetricName.REFRESH_ENQUEUED, report.enqueued),
     ]
     if report.due_backlog is not None:
         counts.append((MetricName.REFRESH_DUE_BACKLOG, report.due_backlog))
