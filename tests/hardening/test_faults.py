@@ -10,7 +10,6 @@ Both refresh paths are driven: token fetch (``force_refresh``, through the handl
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -21,26 +20,27 @@ from connvault.db.connections import ConnectionRepository
 from connvault.oauth.client import OAuthClient
 from connvault.oauth.http import HttpTransport
 from connvault.services.refresh import STALE_LEASE_REASON, RefreshPolicy
-from connvault.services.scheduler import SchedulerConfig, refresh_due
 from pg8000.exceptions import InterfaceError as DriverInterfaceError
 from sqlalchemy.exc import OperationalError
 
 from devserver.events import http_event
 from devserver.provider import DemoProvider, Fault
-from tests.api.conftest import Answer, Api, connect_account, stored_connection
-from tests.support.factories import owner
+from tests.api.conftest import Api, connect_account
+from tests.hardening.support import (
+    TIMEOUT,
+    fetch,
+    make_due,
+    row,
+    run_scheduler,
+    settle,
+    stored_refresh_token,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from tests.hardening.conftest import Snapshot
     from tests.support.database import TestDatabase
-
-TIMEOUT = 0.5
-"""The provider timeout in these tests; a slow provider sleeps four times as long."""
-
-RUN = SchedulerConfig(concurrency=2, per_provider_concurrency=2, jitter_seconds=0.0, http_timeout_seconds=TIMEOUT)
-POLICY = RefreshPolicy(wait_seconds=3.0)
 
 PROVIDER_FAULTS = {
     "slow": (Fault.slow(4 * TIMEOUT), "timeout"),
@@ -49,63 +49,6 @@ PROVIDER_FAULTS = {
     "rate_limited": (Fault.rate_limited("120"), "rate_limited"),
     "server_error": (Fault.server_error(), "server_error"),
 }
-
-
-@dataclass(frozen=True)
-class Row:
-    """The refresh-relevant columns of a connection, as stored."""
-
-    status: str
-    last_error_code: str | None
-    refresh_failures: int
-    next_refresh_at: datetime | None
-    lease_until: datetime | None
-    lease_owner: Any
-    credentials: bytes
-
-    @property
-    def leased(self) -> bool:
-        return self.lease_until is not None or self.lease_owner is not None
-
-
-def row(db: TestDatabase, connection_id: str) -> Row:
-    with owner(db) as sql:
-        found = sql.run(
-            "SELECT status, last_error_code, refresh_failures, next_refresh_at, refresh_lease_until,"
-            " refresh_lease_owner, credentials FROM connections WHERE id = CAST(:i AS uuid)",
-            i=connection_id,
-        )
-    return Row(*found[0])
-
-
-def make_due(db: TestDatabase, connection_id: str) -> None:
-    """Inside the scheduler's horizon, still valid: due for a refresh ahead of time."""
-    with owner(db) as sql:
-        sql.run(
-            "UPDATE connections SET expires_at = now() + interval '60 seconds' WHERE id = CAST(:i AS uuid)",
-            i=connection_id,
-        )
-
-
-def stored_refresh_token(db: TestDatabase, connection_id: str) -> str:
-    token = stored_connection(db, connection_id).refresh_token
-    assert token is not None
-    return token.reveal()
-
-
-def fetch(api: Api, connection_id: str, *, force: bool = True) -> Answer:
-    return api.call("GET", f"/connections/{connection_id}/token", query={"force_refresh": str(force).lower()})
-
-
-def run_scheduler(oauth: OAuthClient) -> Any:
-    return refresh_due(remaining_ms=lambda: 600_000, config=RUN, policy=POLICY, oauth=oauth)
-
-
-def settle(provider: DemoProvider) -> None:
-    """Wait for requests the provider is still working on after the client gave up on them."""
-    deadline = time.monotonic() + 10
-    while provider.stats().in_flight and time.monotonic() < deadline:
-        time.sleep(0.02)
 
 
 @pytest.fixture
