@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 
 @dataclass(frozen=True)
 class TestDatabase:
+    __test__ = False  # a fixture value, not a test class, whatever pytest guesses from the name
     owner_target: DatabaseTarget
     app_url: str
     """URL for ``CONNVAULT_DATABASE_URL``: same login as the owner; the app engine SETs ROLE to the app role."""
