@@ -24,15 +24,13 @@ from html import escape
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
-
-import yaml
 
 from devserver import handlers
 from devserver.events import authorizer_event, http_event
+from devserver.template import TEMPLATE_PATH, load_template
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "template.yaml"
 DEMO_DONE_PATH = "/demo/done"
 _TEXT_TYPES = ("text/", "application/json", "application/x-www-form-urlencoded", "application/xml", "+json", "+xml")
 _MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's HTTP API payload limit
@@ -87,10 +85,9 @@ class RouteTable:
     authorizer_job: str
 
     @classmethod
-    def from_template(cls, path: Path = TEMPLATE) -> RouteTable:
+    def from_template(cls, path: Path = TEMPLATE_PATH) -> RouteTable:
         """The HTTP API's routes and default authorizer as template.yaml declares them."""
-        with path.open(encoding="utf-8") as handle:
-            document = yaml.load(handle, Loader=_TemplateLoader)  # noqa: S506 - a SafeLoader subclass
+        document = load_template(path)
         resources: dict[str, Any] = document["Resources"]
         functions = {
             name: resource["Properties"]
@@ -103,7 +100,7 @@ class RouteTable:
 
         api = next(r["Properties"] for r in resources.values() if r["Type"] == "AWS::Serverless::HttpApi")
         default = api["Auth"]["Authorizers"][api["Auth"]["DefaultAuthorizer"]]
-        authorizer_function = default["FunctionArn"]["!GetAtt"].split(".")[0]
+        authorizer_function = default["FunctionArn"]["Fn::GetAtt"][0]
         routes = [
             Route(
                 method=event["Properties"]["Method"].upper(),
@@ -125,23 +122,6 @@ class RouteTable:
             if parameters is not None:
                 return route, parameters
         return None
-
-
-class _TemplateLoader(yaml.SafeLoader):
-    """SafeLoader that reads CloudFormation's short-form tags (``!Ref X``) as ``{"!Ref": "X"}``."""
-
-
-def _construct_tag(loader: _TemplateLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(cast(yaml.MappingNode, node), deep=True)
-    return {f"!{suffix}": value}
-
-
-_TemplateLoader.add_multi_constructor("!", _construct_tag)
 
 
 @dataclass(frozen=True, slots=True)

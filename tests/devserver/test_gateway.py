@@ -18,7 +18,8 @@ import pytest
 import urllib3
 
 from devserver.gateway import Gateway, RouteTable
-from tests.infrastructure.cfn import Template, load_template
+from devserver.template import load_template
+from tests.infrastructure.cfn import Template
 
 TENANT = str(uuid.uuid4())
 GOOD_KEY = "Bearer cv_good_key_for_tests"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.infrastructure.cfn import Template, load_template
+from devserver.template import load_template
+from tests.infrastructure.cfn import Template
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.infrastructure.cfn import REPO, Template, as_list, branches, load_template
+from devserver.template import load_template
+from tests.infrastructure.cfn import REPO, Template, as_list, branches
 
 JOBS = {
     "AuthorizerFunction": "authorizer",
