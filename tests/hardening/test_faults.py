@@ -10,16 +10,19 @@ Both refresh paths are driven: token fetch (``force_refresh``, through the handl
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from botocore.exceptions import ClientError
 from connvault import wiring
 from connvault.db.connections import ConnectionRepository
+from connvault.db.uow import UnitOfWork
 from connvault.oauth.client import OAuthClient
 from connvault.oauth.http import HttpTransport
 from connvault.services.refresh import STALE_LEASE_REASON, RefreshPolicy
+from connvault.services.scheduler import refresh_due
 from pg8000.exceptions import InterfaceError as DriverInterfaceError
 from sqlalchemy.exc import OperationalError
 
@@ -27,6 +30,8 @@ from devserver.events import http_event
 from devserver.provider import DemoProvider, Fault
 from tests.api.conftest import Api, connect_account
 from tests.hardening.support import (
+    POLICY,
+    RUN,
     TIMEOUT,
     fetch,
     make_due,
@@ -35,12 +40,14 @@ from tests.hardening.support import (
     settle,
     stored_refresh_token,
 )
+from tests.scheduler import support as grants
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from tests.hardening.conftest import Snapshot
     from tests.support.database import TestDatabase
+    from tests.support.secrets import SecretRegistry
 
 PROVIDER_FAULTS = {
     "slow": (Fault.slow(4 * TIMEOUT), "timeout"),
@@ -134,6 +141,35 @@ def test_a_refresh_the_provider_finished_after_we_gave_up_ends_needs_reauth_not_
     after = row(db, connection_id)
     assert (after.status, after.last_error_code) == ("needs_reauth", "invalid_grant")
     assert not after.leased
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="connvault_claim_due_refreshes claims a connection again as soon as its new token is inside the horizon: "
+    "a provider whose tokens live shorter than refresh_horizon_seconds is refreshed in a loop until the deadline",
+)
+def test_tokens_living_shorter_than_the_horizon_are_refreshed_once_per_run_not_in_a_loop(
+    api: Api, provider: DemoProvider, secrets: SecretRegistry, oauth: OAuthClient
+) -> None:
+    # Given a provider issuing 60-second tokens, shorter than the 15-minute horizon, and more due connections
+    # than one claim takes
+    provider.configure(expires_in=60)
+    with UnitOfWork(api.tenant.tenant_id) as uow:
+        demo = uow.providers.get_by_slug("demo")
+    minted = grants.mint_grants(provider, demo, 12, register=secrets.add)
+    grants.add_connections(api.tenant.tenant_id, demo, minted, expires_at=datetime.now(UTC) + timedelta(seconds=60))
+
+    # When one scheduled run has two seconds
+    ends = time.monotonic() + 2.0
+    refresh_due(
+        remaining_ms=lambda: int((ends - time.monotonic()) * 1000),
+        config=replace(RUN, batch_size=4, deadline_margin_ms=500),
+        policy=POLICY,
+        oauth=oauth,
+    )
+
+    # Then each connection was refreshed once, not again and again
+    assert provider.stats().token_calls.get("refresh_token", 0) == len(minted)
 
 
 # -- the database fails --------------------------------------------------------------------------------------
