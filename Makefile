@@ -82,3 +82,9 @@ deploy: $(SAM_STAMP)
 
 openapi: $(STAMP)
 	PYTHONPATH=layers/common $(PY) -m connvault.api.openapi > docs/openapi.json
+
+# ---- Longer hardening run ------------------------------------------------------------------------------------
+# `make test` already runs every hardening test, sized to keep the suite short; this runs them again with far
+# more fuzzing examples per API operation and a two-minute concurrency soak.
+test-long: $(STAMP)
+	CONNVAULT_FUZZ_EXAMPLES=200 CONNVAULT_SOAK_SECONDS=120 $(PY) -m pytest -n 2 -q tests/hardening
