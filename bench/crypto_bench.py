@@ -25,11 +25,12 @@ sys.path.insert(0, str(ROOT / "layers" / "common"))
 os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
 
 import boto3  # noqa: E402 - after the environment and path are set
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
+from moto import mock_aws  # noqa: E402
+
 from connvault.crypto.data_keys import DataKeys  # noqa: E402
 from connvault.crypto.envelope import NONCE_BYTES, SealContext  # noqa: E402
 from connvault.crypto.sealer import Sealer  # noqa: E402
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
-from moto import mock_aws  # noqa: E402
 
 PAYLOAD_BYTES = 1024
 

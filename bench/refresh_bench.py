@@ -140,7 +140,6 @@ def seed(options: Options, providers: list[RemoteProvider], owner: Any) -> tuple
     """Catalog rows, tenants, integrations and N due connections spread over them; returns the catalog rows
     and the tenants."""
     from connvault.services import tenants
-
     from tests.scheduler import support
 
     rows = [support.add_global_provider(owner, provider) for provider in providers]  # type: ignore[arg-type]
@@ -191,7 +190,6 @@ def run(
         from connvault import wiring
         from connvault.migrations import migrate
         from connvault.services.scheduler import SchedulerConfig, refresh_due
-
         from tests.support.database import start_database
 
         database = start_database(Path(workdir))

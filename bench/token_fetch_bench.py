@@ -82,6 +82,8 @@ def main() -> None:
 
 
 def run_bench(db: Any, iterations: int) -> None:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     from connvault import wiring
     from connvault.crypto.envelope import Envelope
     from connvault.db.connections import NewCredentials
@@ -91,8 +93,6 @@ def run_bench(db: Any, iterations: int) -> None:
     from connvault.redacted import Redacted
     from connvault.services import tenants
     from connvault.services.tokens import get_token
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
     from devserver.events import http_event
     from devserver.handlers import load_handler
 

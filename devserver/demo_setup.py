@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from connvault.db.target import DatabaseTarget
-
     from devserver.provider import DemoProvider
 
 DEMO_SLUG = "demo"

@@ -23,7 +23,6 @@ from typing import IO
 
 from connvault.db.target import DatabaseTarget
 from connvault.redacted import Redacted
-
 from devserver.provider import DemoProvider
 
 DATABASE = "connvault"

@@ -8,6 +8,7 @@ nothing). This module only turns the runner's result into the resource's ``Data`
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from connvault.custom_resource import respond
 from connvault.migrations import migrate
 from connvault.observability import logger

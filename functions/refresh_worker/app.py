@@ -3,6 +3,7 @@
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from connvault.observability import logger, metrics, tracer
 from connvault.services.fanout import refresh_messages
 

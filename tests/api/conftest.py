@@ -11,13 +11,13 @@ from uuid import UUID
 
 import pytest
 import urllib3
+from sqlalchemy import text
+
 from connvault import wiring
 from connvault.crypto.envelope import SealContext
 from connvault.db.oauth_sessions import VERIFIER_FIELD
 from connvault.db.uow import UnitOfWork
 from connvault.models import Connection
-from sqlalchemy import text
-
 from devserver.demo_setup import DEMO_RETURN_URL, DemoTenant, create_demo_tenant, install_demo_provider
 from devserver.events import authorizer_event, http_event
 from devserver.handlers import load_handler

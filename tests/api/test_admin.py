@@ -15,11 +15,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+
 from connvault.admin import main
 from connvault.errors import Unauthorized
 from connvault.services.auth import authenticate
 from connvault.services.tenants import create_api_key, create_tenant
-
 from tests.support.factories import owner
 
 REPO = Path(__file__).resolve().parents[2]

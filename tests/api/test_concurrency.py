@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from uuid import UUID
 
 from connvault.services.tokens import IssuedCredential, get_token
-
 from tests.api.conftest import Api, connect_account
 from tests.support.factories import owner
 

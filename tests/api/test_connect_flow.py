@@ -13,9 +13,9 @@ from urllib.parse import parse_qs, urlsplit
 from uuid import UUID
 
 import pytest
+
 from connvault.redacted import Redacted
 from connvault.services.connect import CallbackParams, complete_connect
-
 from devserver.demo_setup import install_demo_provider
 from devserver.provider import CLIENT_SECRET_POST, Fault
 from tests.api.conftest import (

@@ -6,8 +6,8 @@ import json
 import uuid
 
 import pytest
-from connvault.services import tenants
 
+from connvault.services import tenants
 from devserver.events import http_event
 from devserver.provider import Fault
 from tests.api.conftest import Answer, Api, connect_account, db_state, stored_connection

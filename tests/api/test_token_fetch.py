@@ -7,7 +7,6 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from connvault import wiring
-
 from devserver.demo_setup import install_demo_provider
 from devserver.provider import Fault
 from tests.api.conftest import Answer, Api, connect_account, stored_connection

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import pytest
+
 from connvault import api_keys
 from connvault.migrations import SCHEMA_DIR, load_migrations
 from connvault.services import tenants
-
 from tests.support.cloudformation import EVENTS, ResponseUrlServer, cfn_event
 from tests.support.fresh_database import fresh_database
 

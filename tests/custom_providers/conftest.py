@@ -14,8 +14,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from connvault.services import tenants
 
+from connvault.services import tenants
 from devserver.demo_setup import DEMO_RETURN_URL, DemoTenant
 from devserver.provider import DemoProvider
 from tests.api.conftest import Answer, Api, follow_authorize

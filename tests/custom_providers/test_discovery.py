@@ -8,10 +8,10 @@ import socket
 from typing import Any
 
 import pytest
+
 from connvault.errors import InvalidInput, ProviderUnavailable
 from connvault.models import TokenEndpointAuthMethod
 from connvault.oauth import discovery
-
 from devserver.provider import DemoProvider
 from tests.custom_providers.conftest import OIDC_PATH, SLUG, Api, DocumentServer, define, discovery_url
 

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
-from connvault.services.refresh import STALE_LEASE_REASON
 from moto.server import ThreadedMotoServer
 
+from connvault.services.refresh import STALE_LEASE_REASON
 from devserver.provider import DemoProvider
 from tests.api.conftest import Api, connect_account
 from tests.hardening.crash_child import CRASH_EXIT

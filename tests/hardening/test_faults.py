@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from botocore.exceptions import ClientError
+from pg8000.exceptions import InterfaceError as DriverInterfaceError
+from sqlalchemy.exc import OperationalError
+
 from connvault import wiring
 from connvault.db.connections import ConnectionRepository
 from connvault.db.uow import UnitOfWork
@@ -23,9 +26,6 @@ from connvault.oauth.client import OAuthClient
 from connvault.oauth.http import HttpTransport
 from connvault.services.refresh import STALE_LEASE_REASON, RefreshPolicy
 from connvault.services.scheduler import refresh_due
-from pg8000.exceptions import InterfaceError as DriverInterfaceError
-from sqlalchemy.exc import OperationalError
-
 from devserver.events import http_event
 from devserver.provider import DemoProvider, Fault
 from tests.api.conftest import Api, connect_account

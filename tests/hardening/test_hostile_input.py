@@ -25,16 +25,16 @@ from urllib.parse import urlencode
 
 import pytest
 import schemathesis
-from connvault.api import schemas
-from connvault.errors import InvalidInput
-from connvault.oauth.discovery import issuer_of, parse_metadata
-from connvault.validation import require_url
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 from schemathesis import GenerationMode
 from schemathesis.core import NotSet
 
+from connvault.api import schemas
+from connvault.errors import InvalidInput
+from connvault.oauth.discovery import issuer_of, parse_metadata
+from connvault.validation import require_url
 from devserver.events import http_event
 from tests.api.conftest import Api, connect_account, start_connect
 

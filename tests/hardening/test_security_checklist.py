@@ -11,8 +11,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from connvault.config import Settings
 
+from connvault.config import Settings
 from devserver.demo_setup import DEMO_RETURN_URL
 from devserver.provider import DemoProvider
 from tests.api.conftest import Api, connect_account, follow_authorize, pending_verifiers, start_connect

@@ -25,6 +25,7 @@ from urllib.parse import parse_qs
 from uuid import UUID
 
 import pytest
+
 from connvault.db.uow import UnitOfWork
 from connvault.errors import NotFound, ProviderUnavailable, ReauthRequired
 from connvault.models import ConnectionStatus, OAuth2Credentials
@@ -34,7 +35,6 @@ from connvault.redacted import Redacted
 from connvault.services import connect, connections, tokens
 from connvault.services.refresh import RefreshPolicy
 from connvault.services.scheduler import SchedulerConfig, refresh_due
-
 from devserver.demo_setup import DEMO_RETURN_URL
 from devserver.provider import DemoProvider
 from tests.api.conftest import Api, follow_authorize

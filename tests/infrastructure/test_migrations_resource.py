@@ -10,10 +10,10 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
+
 from connvault import wiring
 from connvault.custom_resource import DEADLINE_MARGIN_MS, MAX_REASON_LENGTH
 from connvault.migrations import ADVISORY_LOCK_KEY, SCHEMA_DIR, load_migrations
-
 from tests.api.conftest import load_handler
 from tests.support.cloudformation import LambdaContextStub, ResponseUrlServer, cfn_event
 from tests.support.fresh_database import FreshDatabase, fresh_database

@@ -8,6 +8,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
 from connvault.catalog.loader import load_catalog
 from connvault.catalog.seed import CATALOG_COLUMNS, catalog_record, seed_catalog
 

@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 from botocore.stub import Stubber
+
 from connvault import wiring
 from connvault.crypto.data_keys import DataKeys
 from connvault.crypto.envelope import Envelope, SealContext
 from connvault.crypto.sealer import Sealer
 from connvault.errors import DecryptionFailed, KeyServiceUnavailable
 from connvault.services import tenants
-
 from tests.support.factories import make_tenant
 
 if TYPE_CHECKING:
@@ -289,7 +289,6 @@ def test_without_a_configured_key_envelopes_still_open_and_only_sealing_refuses(
     from connvault.crypto.envelope import SealContext
     from connvault.crypto.sealer import Sealer
     from connvault.wiring import get_kms_client, get_sealer, tenant_key_salt
-
     from tests.support.factories import make_tenant
 
     tenant = make_tenant()

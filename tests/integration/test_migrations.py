@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import pytest
+
 from connvault.errors import MigrationError
 from connvault.migrations import SCHEMA_DIR, MigrationResult, migrate
 
 if TYPE_CHECKING:
     from connvault.db.target import DatabaseTarget
-
     from tests.support.database import TestDatabase
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,12 +12,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
+
 from connvault.db.connections import NewCredentials
 from connvault.db.uow import UnitOfWork
 from connvault.errors import Conflict, InvalidInput, NotFound
 from connvault.models import ConnectionStatus, OAuth2Credentials
 from connvault.redacted import Redacted
-
 from tests.support.factories import (
     global_provider_id,
     make_connection,
@@ -31,7 +31,6 @@ from tests.support.factories import (
 
 if TYPE_CHECKING:
     from connvault.models import Connection
-
     from tests.support.database import TestDatabase
     from tests.support.secrets import SecretRegistry
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
+
 from connvault import wiring
 from connvault.crypto.data_keys import DataKeys
 from connvault.crypto.envelope import Envelope
@@ -17,7 +18,6 @@ from connvault.db.uow import UnitOfWork
 from connvault.errors import InvalidInput
 from connvault.services import rotation
 from connvault.services.rotation import list_tenant_ids, rewrap_all
-
 from tests.support.factories import (
     make_connection,
     make_integration,

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+
 from connvault.errors import ConnvaultError, ProviderRejected, ProviderUnavailable, ReauthRequired
 from connvault.models import (
     ClientCredentials,
@@ -22,7 +23,6 @@ from connvault.models import (
 from connvault.oauth.client import OAuthClient
 from connvault.oauth.http import HttpTransport
 from connvault.redacted import Redacted
-
 from devserver.provider import CLIENT_SECRET_POST, DemoProvider, Fault
 from tests.oauth.flows import REDIRECT_URI, Redirect
 

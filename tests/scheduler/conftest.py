@@ -13,13 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from connvault.db.uow import UnitOfWork
 from connvault.models import Connection, Provider
 from connvault.oauth.client import OAuthClient
 from connvault.oauth.http import HttpTransport
 from connvault.services.refresh import RefreshPolicy
 from connvault.services.scheduler import SchedulerConfig
-
 from devserver.provider import DemoProvider, DemoSettings
 from tests.scheduler import support
 from tests.support.database import TestDatabase

@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
 import urllib3
+
 from connvault.db.connections import NewCredentials
 from connvault.db.target import DatabaseTarget
 from connvault.db.uow import UnitOfWork
@@ -23,7 +24,6 @@ from connvault.oauth.client import OAuthClient
 from connvault.oauth.http import HttpTransport
 from connvault.redacted import Redacted
 from connvault.services.integrations import IntegrationInput, save_integration
-
 from devserver.provider import DemoProvider
 
 REDIRECT_URI = "http://127.0.0.1:9/callback"

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
+
 from connvault.models import ConnectionStatus
 from connvault.oauth.client import OAuthClient
 from connvault.services.fanout import DueMessage, WorkerResult, enqueue_due, refresh_messages
-
 from devserver.provider import Fault
 from tests.scheduler.conftest import FAST, POLICY, Site, forever, held_leases, load, set_columns
 

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 import boto3
 import pytest
+
 from connvault import wiring
 from connvault.services.fanout import DueMessage
-
 from tests.scheduler.conftest import EVENTS, FakeContext, Site, held_leases, load_handler
 from tests.support.secrets import SecretRegistry
 

@@ -15,7 +15,6 @@ from connvault.models import ConnectionStatus, OAuth2Credentials
 from connvault.oauth.client import OAuthClient
 from connvault.services.scheduler import RunReport, due_backlog, refresh_due
 from connvault.services.tokens import get_token
-
 from tests.scheduler.conftest import FAST, POLICY, Site, forever, held_leases, load, set_columns
 
 if TYPE_CHECKING:

@@ -8,9 +8,10 @@ import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from connvault.db.target import DatabaseTarget
 from connvault.redacted import Redacted
-from sqlalchemy.engine import make_url
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,9 @@ from connvault.services import tenants
 
 if TYPE_CHECKING:
     import pg8000.native
+
     from connvault.crypto.sealer import Sealer
     from connvault.models import Connection, Integration
-
     from tests.support.database import TestDatabase
     from tests.support.secrets import SecretRegistry
 

@@ -12,7 +12,6 @@ from sqlalchemy.engine import make_url
 
 if TYPE_CHECKING:
     from connvault.db.target import DatabaseTarget
-
     from tests.support.database import TestDatabase
 
 

@@ -7,10 +7,11 @@ import re
 from typing import TYPE_CHECKING
 
 import pytest
-from connvault import api_keys
-from connvault.errors import Unauthorized
 from hypothesis import given
 from hypothesis import strategies as st
+
+from connvault import api_keys
+from connvault.errors import Unauthorized
 
 if TYPE_CHECKING:
     from tests.support.secrets import SecretRegistry

@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+
 from connvault.catalog.loader import CATALOG_PATH, CatalogEntry, load_catalog, parse_catalog
 from connvault.errors import InvalidInput
 from connvault.models import AuthType, ScopeParameter, TokenEndpointAuthMethod, TokenResponseShape

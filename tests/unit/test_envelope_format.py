@@ -6,10 +6,11 @@ import contextlib
 import uuid
 
 import pytest
-from connvault.crypto.envelope import MAGIC, NONCE_BYTES, TAG_BYTES, VERSION, Envelope, SealContext
-from connvault.errors import DecryptionFailed
 from hypothesis import given
 from hypothesis import strategies as st
+
+from connvault.crypto.envelope import MAGIC, NONCE_BYTES, TAG_BYTES, VERSION, Envelope, SealContext
+from connvault.errors import DecryptionFailed
 
 KEY_ID = "arn:aws:kms:us-east-1:111122223333:key/0a1b2c3d"
 SAMPLE = Envelope(KEY_ID, b"W" * 5, b"N" * NONCE_BYTES, b"C" * 3 + b"T" * TAG_BYTES)

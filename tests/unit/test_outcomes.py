@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
+
 from connvault.errors import ProviderRejected, ProviderUnavailable, ReauthRequired
 from connvault.oauth.outcomes import (
     MAX_RETRY_AFTER_SECONDS,

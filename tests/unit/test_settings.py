@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Iterator
 
 import pytest
+
 from connvault.config import Settings, get_settings
 from connvault.errors import InvalidInput
 

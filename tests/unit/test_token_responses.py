@@ -8,11 +8,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from connvault.errors import ConnvaultError, ProviderRejected, ProviderUnavailable, ReauthRequired
 from connvault.models import OAuth2Tokens, TokenResponseShape
 from connvault.oauth.responses import parse_token_response
-from hypothesis import given
-from hypothesis import strategies as st
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 JSON = "application/json; charset=utf-8"
