@@ -143,11 +143,6 @@ def test_a_refresh_the_provider_finished_after_we_gave_up_ends_needs_reauth_not_
     assert not after.leased
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="connvault_claim_due_refreshes claims a connection again as soon as its new token is inside the horizon: "
-    "a provider whose tokens live shorter than refresh_horizon_seconds is refreshed in a loop until the deadline",
-)
 def test_tokens_living_shorter_than_the_horizon_are_refreshed_once_per_run_not_in_a_loop(
     api: Api, provider: DemoProvider, secrets: SecretRegistry, oauth: OAuthClient
 ) -> None:

@@ -304,7 +304,7 @@ def test_the_refresh_claim_leases_due_rows_of_every_tenant_and_returns_ids_only(
     with as_tenant(db, None) as sql:
         backlog = sql.run("SELECT connvault_due_backlog(:n, 300)", n=now)[0][0]
         claimed = sql.run(
-            "SELECT * FROM connvault_claim_due_refreshes(:n, 300, 10, :o, :u)",
+            "SELECT * FROM connvault_claim_due_refreshes(:n, 300, 10, :o, :u, :n)",
             n=now,
             o=owner_id,
             u=now + timedelta(seconds=30),

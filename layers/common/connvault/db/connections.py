@@ -345,13 +345,16 @@ class ConnectionRepository:
         )
         return bool(result.rowcount)
 
-    def claim_due(self, now: datetime, horizon_seconds: int, limit: int, until: datetime) -> list[Claim]:
+    def claim_due(
+        self, now: datetime, horizon_seconds: int, limit: int, until: datetime, *, run_started: datetime | None = None
+    ) -> list[Claim]:
         """Lease up to ``limit`` due connections across tenants in one statement (``FOR UPDATE SKIP LOCKED``
-        inside a SECURITY DEFINER function), so overlapping scheduler runs take disjoint sets."""
+        inside a SECURITY DEFINER function), so overlapping scheduler runs take disjoint sets. Connections
+        refreshed since ``run_started`` (default: ``now``) are left alone: one refresh per connection per run."""
         owner = uuid.uuid4()
-        claimed = func.connvault_claim_due_refreshes(now, horizon_seconds, limit, owner, until).table_valued(
-            "id", "tenant_id", "stale"
-        )
+        claimed = func.connvault_claim_due_refreshes(
+            now, horizon_seconds, limit, owner, until, run_started or now
+        ).table_valued("id", "tenant_id", "stale")
         rows = self._session.execute(select(claimed.c.id, claimed.c.tenant_id, claimed.c.stale)).all()
         return [Claim(row.id, row.tenant_id, owner, until, row.stale) for row in rows]
 

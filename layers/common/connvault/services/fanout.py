@@ -175,11 +175,16 @@ def refresh_messages(
 def _claim_all(config: SchedulerConfig, deadline: Deadline, *, sealer: Sealer | None, now: Clock) -> list[Claim]:
     claims: list[Claim] = []
     stop_claiming = time.monotonic() + config.lease_seconds / 2
+    run_started = now()
     while not deadline.passed() and time.monotonic() < stop_claiming:
         moment = now()
         with UnitOfWork(None, sealer=sealer) as uow:
             batch = uow.connections.claim_due(
-                moment, config.horizon_seconds, config.batch_size, moment + timedelta(seconds=config.lease_seconds)
+                moment,
+                config.horizon_seconds,
+                config.batch_size,
+                moment + timedelta(seconds=config.lease_seconds),
+                run_started=run_started,
             )
             uow.commit()
         if not batch:

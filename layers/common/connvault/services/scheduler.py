@@ -199,6 +199,8 @@ def refresh_due(
         config, policy, oauth, sealer=sealer, now=now, deadline=Deadline(remaining_ms, config.deadline_margin_ms)
     )
 
+    run_started = now()
+
     def claim(room: int) -> list[Job]:
         moment = now()
         with UnitOfWork(None, sealer=sealer) as uow:
@@ -207,6 +209,7 @@ def refresh_due(
                 config.horizon_seconds,
                 min(room, config.batch_size),
                 moment + timedelta(seconds=config.lease_seconds),
+                run_started=run_started,
             )
             uow.commit()
         return [Job.of_claim(claim) for claim in claims]
