@@ -22,6 +22,7 @@ from sqlalchemy.exc import OperationalError
 from connvault import wiring
 from connvault.db.connections import ConnectionRepository
 from connvault.db.uow import UnitOfWork
+from connvault.errors import NotFound
 from connvault.oauth.client import OAuthClient
 from connvault.oauth.http import HttpTransport
 from connvault.services.refresh import STALE_LEASE_REASON, RefreshPolicy
@@ -135,11 +136,12 @@ def test_a_refresh_the_provider_finished_after_we_gave_up_ends_needs_reauth_not_
     # When the connection is refreshed again
     answer = fetch(api, connection_id)
 
-    # Then the dead refresh token is found out: needs_reauth with a reason, never "active" with dead tokens
+    # Then the dead refresh token is found out: needs_reauth saying a refresh was interrupted (the timed-out
+    # call had rotated it), never "active" with dead tokens
     assert answer.status == 409, answer.body
     assert answer.json()["error"]["code"] == "needs_reauth"
     after = row(db, connection_id)
-    assert (after.status, after.last_error_code) == ("needs_reauth", "invalid_grant")
+    assert (after.status, after.last_error_code) == ("needs_reauth", "refresh_interrupted")
     assert not after.leased
 
 
@@ -313,3 +315,21 @@ def test_kms_throttling_during_a_scheduler_run_pushes_the_connection_back_with_i
     assert after.next_refresh_at is not None and after.next_refresh_at > datetime.now(UTC)
     assert not after.leased
     assert after.credentials == before.credentials
+
+
+def test_a_connection_deleted_while_its_refresh_is_in_flight_leaves_no_live_grant_at_the_provider(
+    api: Api, provider: DemoProvider, db: TestDatabase, connection_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a connection deleted between the provider's answer and the write of the new tokens
+    def deleted_meanwhile(self: ConnectionRepository, lease: Any, grant: Any, now: Any) -> Any:
+        raise NotFound(f"connection {lease.connection.id} not found")
+
+    monkeypatch.setattr(ConnectionRepository, "store_refresh", deleted_meanwhile)
+    live_before = set(provider.stats().live_refresh_tokens)
+
+    # When the refresh completes at the provider
+    answer = fetch(api, connection_id)
+
+    # Then the grant it produced is revoked rather than left live and unowned
+    assert answer.status == 404, answer.body
+    assert set(provider.stats().live_refresh_tokens) <= live_before

@@ -27,6 +27,7 @@ from connvault.db.uow import UnitOfWork
 from connvault.errors import (
     ConnectionRevoked,
     CredentialsExpired,
+    NotFound,
     ProviderRejected,
     ProviderUnavailable,
     ReauthRequired,
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from connvault.models import ClientCredentials, Provider
     from connvault.oauth.client import OAuthClient
 
+_ANSWER_MAY_HAVE_BEEN_LOST = frozenset({"timeout", "connection_error"})
 STALE_LEASE_REASON = "refresh_interrupted"
 """Error code when a refresh token was refused right after a refresh that died mid-way: the provider had
 probably rotated the token and the process stopped before storing the new one."""
@@ -117,7 +119,7 @@ def refresh_with_lease(
             raise ReauthRequired("the connection has no refresh token", reason="no_refresh_token")
         tokens = oauth.refresh(client.provider, client.client, refresh_token.reveal(), now())
     except (ReauthRequired, ProviderRejected) as exc:
-        reason = STALE_LEASE_REASON if lease.stale else (exc.reason or exc.code)
+        reason = STALE_LEASE_REASON if _may_have_lost_a_rotation(lease, client) else (exc.reason or exc.code)
         _record_failure(lease, ConnectionStatus.NEEDS_REAUTH, reason, None, sealer=sealer)
         raise ReauthRequired("the provider refused the refresh token; connect again", reason=reason) from None
     except ProviderUnavailable as exc:
@@ -136,7 +138,27 @@ def refresh_with_lease(
         scopes=tokens.scopes if tokens.scopes is not None else connection.scopes,
         expires_at=tokens.expires_at,
     )
-    return _store(lease, grant, policy, sealer=sealer, now=now)
+    try:
+        return _store(lease, grant, policy, sealer=sealer, now=now)
+    except NotFound:
+        # Deleted while the provider answered: the new grant would stay live at the provider, unowned.
+        oauth.revoke(
+            client.provider,
+            client.client,
+            (tokens.refresh_token or tokens.access_token).reveal(),
+            "refresh_token" if tokens.refresh_token else "access_token",
+        )
+        raise
+
+
+def _may_have_lost_a_rotation(lease: Lease, client: RefreshClient | None) -> bool:
+    """Whether a refused refresh token was probably rotated by an earlier attempt whose answer never got
+    stored: the previous holder died with the lease, or our last call timed out after the provider may have
+    rotated. Then the connection needs a reconnect for a reason the tenant should hear about."""
+    if lease.stale:
+        return True
+    rotating = client is not None and client.provider.rotates_refresh_tokens
+    return rotating and lease.connection.last_error_code in _ANSWER_MAY_HAVE_BEEN_LOST
 
 
 def _store(

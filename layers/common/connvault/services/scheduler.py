@@ -459,6 +459,9 @@ class Runner:
                 "refresh failed; retrying later", extra={**ids, "reason": exc.reason or exc.code, "expired": expired}
             )
             return Outcome.TRANSIENT
+        except NotFound:
+            logger.info("connection deleted during its refresh", extra=ids)
+            return Outcome.SKIPPED
         except Exception as exc:
             return self._push_back(connection.tenant_id, connection.id, lease.owner, exc)
         logger.debug("refreshed", extra=ids)
