@@ -144,7 +144,7 @@ def run_bench(db: Any, iterations: int) -> None:
     reads = get_fast_reads()
 
     def read_only() -> None:
-        reads.read_connection(tenant.id, connection.id, timedelta(seconds=60))
+        reads.read_connection(tenant.id, connection.id)
 
     handler = load_handler("token_fetch")
     event = http_event(

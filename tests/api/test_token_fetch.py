@@ -110,6 +110,15 @@ def test_last_used_at_is_written_at_most_once_a_minute(api: Api, db) -> None:
     assert last_used_at(db, connection_id) == first
 
 
+def test_a_fetch_that_hands_out_nothing_is_not_a_use(api: Api, provider, db) -> None:
+    connection_id = connect_account(api)
+    provider.inject(Fault.error(400, "invalid_grant"))
+
+    assert error_of(fetch(api, connection_id, force_refresh="true"), 409)["code"] == "needs_reauth"
+    assert error_of(fetch(api, connection_id), 409)["code"] == "needs_reauth"
+    assert last_used_at(db, connection_id) is None
+
+
 # -- refreshing -------------------------------------------------------------------------------------------
 
 

@@ -68,16 +68,12 @@ class FastReads:
         self._connection: pg8000.native.Connection | None = None
         self._statements: dict[str, Any] = {}
 
-    def read_connection(
-        self, tenant_id: UUID, connection_id: UUID, touch_every: timedelta
-    ) -> ConnectionSnapshot | None:
-        """The connection as token fetch needs it; also records the use, at most once per ``touch_every``
-        from this process (the database itself keeps it to once per interval across processes)."""
+    def read_connection(self, tenant_id: UUID, connection_id: UUID) -> ConnectionSnapshot | None:
+        """The connection as token fetch needs it, read under the tenant's RLS."""
         rows = self._run(_READ_CONNECTION, tenant=str(tenant_id), id=str(connection_id))
         if not rows:
             return None
         (ident, provider_id, status, kind, sealed, token_type, scopes, expires_at, has_refresh, error, margin) = rows[0]
-        self._touch(tenant_id, connection_id, touch_every)
         return ConnectionSnapshot(
             id=_uuid(ident),
             provider_id=_uuid(provider_id),
@@ -92,7 +88,9 @@ class FastReads:
             refresh_margin_seconds=margin,
         )
 
-    def _touch(self, tenant_id: UUID, connection_id: UUID, every: timedelta) -> None:
+    def touch(self, tenant_id: UUID, connection_id: UUID, every: timedelta) -> None:
+        """Record a use: at most once per ``every`` from this process (the database keeps it to once per
+        interval across processes)."""
         now = time.monotonic()
         last = self._touched.get(connection_id)
         if last is not None and now - last < every.total_seconds():

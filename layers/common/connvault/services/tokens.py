@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from connvault import wiring
 from connvault.clock import Clock, utcnow
 from connvault.config import get_settings
 from connvault.crypto.envelope import SealContext
@@ -64,14 +65,27 @@ def get_token(
     now: Clock = utcnow,
 ) -> IssuedCredential:
     """A usable credential. Raises NotFound, ReauthRequired, ConnectionRevoked, CredentialsExpired,
-    ProviderUnavailable (with ``retry_after``)."""
-    from connvault import wiring
+    ProviderUnavailable (with ``retry_after``). Only a fetch that hands out a credential counts as a use."""
+    reads = reads or get_fast_reads()
+    issued = _issue(tenant_id, connection_id, min_ttl, force_refresh, reads, oauth, sealer, policy, now)
+    reads.touch(tenant_id, connection_id, timedelta(seconds=get_settings().last_used_coalesce_seconds))
+    return issued
 
+
+def _issue(
+    tenant_id: UUID,
+    connection_id: UUID,
+    min_ttl: int,
+    force_refresh: bool,
+    reads: FastReads,
+    oauth: OAuthClient | None,
+    sealer: Sealer | None,
+    policy: RefreshPolicy | None,
+    now: Clock,
+) -> IssuedCredential:
     settings = get_settings()
     sealer = sealer or wiring.get_sealer()
-    snapshot = (reads or get_fast_reads()).read_connection(
-        tenant_id, connection_id, timedelta(seconds=settings.last_used_coalesce_seconds)
-    )
+    snapshot = reads.read_connection(tenant_id, connection_id)
     if snapshot is None:
         raise NotFound(f"connection {connection_id} not found")
     _raise_for_status(snapshot)
