@@ -23,10 +23,13 @@ def test_a_connection_killed_while_idle_is_replaced_on_checkout(db, monkeypatch)
         assert connection.execute(text("SELECT pg_backend_pid()")).scalar_one() != backend
 
 
-def test_a_recently_used_connection_is_reused_without_a_ping(db) -> None:
+def test_a_recently_used_connection_is_reused_without_a_ping(db, monkeypatch) -> None:
     engine = get_engine()
+    pings: list[object] = []
+    monkeypatch.setattr(engine.dialect, "do_ping", pings.append)
     with engine.connect() as connection:
         backend = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
 
     with engine.connect() as connection:
         assert connection.execute(text("SELECT pg_backend_pid()")).scalar_one() == backend
+    assert pings == []

@@ -38,6 +38,7 @@ def get_engine() -> Engine:
         pool_size=settings.db_pool_size,
         max_overflow=settings.db_max_overflow,
         pool_recycle=900,
+        pool_use_lifo=True,  # reuse the warmest connection; the others may idle out and be pinged
         pool_timeout=settings.db_connect_timeout_seconds * 2,
     )
     setup = session_setup(settings.db_app_role, settings.db_statement_timeout_ms)
