@@ -46,7 +46,7 @@ def create_api_key_connection(api: Api, end_user_id: str = "user-1", **extra: ob
 @pytest.mark.parametrize(
     ("method", "path", "query", "body", "field"),
     [
-        ("POST", "/connections", None, "{not json", None),
+        ("POST", "/connections", None, "{not json", "body"),
         ("POST", "/connections", None, None, "body"),
         ("POST", "/connections", None, {"provider": "openai", "end_user_id": "u", "surprise": 1}, "body.surprise"),
         ("POST", "/connections", None, {"provider": "Not A Slug", "end_user_id": "u"}, "body.provider"),

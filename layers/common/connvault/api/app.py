@@ -110,7 +110,7 @@ def new_http_app() -> APIGatewayHttpResolver:
     @app.exception_handler(RequestValidationError)
     def _invalid_request(error: RequestValidationError) -> Response:
         # Only the locations of the bad fields: pydantic's own messages may quote the rejected input.
-        fields = sorted({".".join(str(part) for part in item.get("loc", ())) for item in error.errors()})
+        fields = sorted({_field_of(item) for item in error.errors()})
         metrics.add_metric(name=MetricName.CLIENT_ERROR, unit="Count", value=1)
         return error_response(
             HTTPStatus.BAD_REQUEST,
@@ -149,6 +149,14 @@ def new_http_app() -> APIGatewayHttpResolver:
         return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "an unexpected error occurred")
 
     return app
+
+
+def _field_of(problem: dict[str, Any]) -> str:
+    """``body.client_id``, ``query.min_ttl``…; a body that is not JSON at all is just ``body`` (pydantic's
+    location for it ends in a character offset, which names no field)."""
+    if problem.get("type") == "json_invalid":
+        return "body"
+    return ".".join(str(part) for part in problem.get("loc", ()))
 
 
 def stack_of(error: BaseException) -> list[str]:
