@@ -22,7 +22,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "layers" / "common"))
-os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
+sys.path.insert(0, str(ROOT))
+from devserver.local_env import FAKE_AWS  # noqa: E402 - after the path is set
+
+os.environ.update(FAKE_AWS)
 
 import boto3  # noqa: E402 - after the environment and path are set
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402

@@ -34,6 +34,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
 
+from devserver.local_env import LOCAL_ENV  # noqa: E402 - after the path is set
+
 RATIO_TARGET = 1.5
 
 
@@ -117,13 +119,7 @@ def configure_environment(options: Options, per_provider: int) -> None:
     """Settings for connvault, set before it is imported anywhere."""
     os.environ.update(
         {
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_REGION": "us-east-1",
-            "POWERTOOLS_SERVICE_NAME": "connvault",
-            "POWERTOOLS_METRICS_NAMESPACE": "connvault",
-            "POWERTOOLS_TRACE_DISABLED": "true",
+            **LOCAL_ENV,
             "POWERTOOLS_LOG_LEVEL": "WARNING",
             "CONNVAULT_REFRESH_CONCURRENCY": str(options.concurrency),
             "CONNVAULT_REFRESH_PER_PROVIDER_CONCURRENCY": str(per_provider),

@@ -24,16 +24,10 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
+from devserver.local_env import LOCAL_ENV  # noqa: E402 - after the path is set
+
 os.environ.update(
-    AWS_ACCESS_KEY_ID="bench",
-    AWS_SECRET_ACCESS_KEY="bench",
-    AWS_DEFAULT_REGION="us-east-1",
-    AWS_REGION="us-east-1",
-    POWERTOOLS_SERVICE_NAME="connvault",
-    POWERTOOLS_METRICS_NAMESPACE="connvault",
-    POWERTOOLS_TRACE_DISABLED="true",
-    POWERTOOLS_LOG_LEVEL="WARNING",
-    CONNVAULT_CALLBACK_URL="http://127.0.0.1:3000/oauth/callback",
+    LOCAL_ENV, POWERTOOLS_LOG_LEVEL="WARNING", CONNVAULT_CALLBACK_URL="http://127.0.0.1:3000/oauth/callback"
 )
 
 

@@ -23,24 +23,12 @@ from typing import IO
 
 from connvault.db.target import DatabaseTarget
 from connvault.redacted import Redacted
+from devserver.local_env import LOCAL_ENV
 from devserver.provider import DemoProvider
 
 DATABASE = "connvault"
-_FAKE_AWS = {
-    # moto answers every AWS call; fake credentials make sure nothing could reach a real account.
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SECURITY_TOKEN": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-}
-_POWERTOOLS = {
-    "POWERTOOLS_SERVICE_NAME": "connvault",
-    "POWERTOOLS_METRICS_NAMESPACE": "connvault",
+_QUIET = {
     "POWERTOOLS_METRICS_DISABLED": "true",  # EMF blobs on stdout are noise without CloudWatch behind them
-    "POWERTOOLS_TRACE_DISABLED": "true",
-    "POWERTOOLS_LOGGER_LOG_EVENT": "false",
 }
 
 
@@ -135,7 +123,7 @@ def _kms() -> Iterator[str]:
     from moto import mock_aws
 
     with mock_aws():
-        key = boto3.client("kms", region_name=_FAKE_AWS["AWS_REGION"]).create_key(Description="connvault devserver")
+        key = boto3.client("kms", region_name=LOCAL_ENV["AWS_REGION"]).create_key(Description="connvault devserver")
         yield key["KeyMetadata"]["Arn"]
 
 
@@ -143,8 +131,8 @@ def _prepare_environment() -> None:
     """What every function's environment holds before the stack is up; the functions' logs at WARNING
     unless ``POWERTOOLS_LOG_LEVEL`` says otherwise, so the request lines stay readable."""
     os.environ.pop("AWS_PROFILE", None)
-    os.environ.update(_FAKE_AWS)
-    os.environ.update(_POWERTOOLS)
+    os.environ.update(LOCAL_ENV)
+    os.environ.update(_QUIET)
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
 
 

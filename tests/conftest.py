@@ -14,21 +14,14 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from devserver.local_env import LOCAL_ENV
 from tests.support.database import TestDatabase, start_database, stop_database
 from tests.support.secrets import SecretRegistry, activate, register_kms_data_keys
 
 # Settings the whole suite shares; set before any connvault module reads them.
 os.environ.update(
     {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SECURITY_TOKEN": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_REGION": "us-east-1",
-        "POWERTOOLS_SERVICE_NAME": "connvault",
-        "POWERTOOLS_METRICS_NAMESPACE": "connvault",
-        "POWERTOOLS_TRACE_DISABLED": "true",
+        **LOCAL_ENV,
         "POWERTOOLS_DEV": "false",
         "CONNVAULT_CALLBACK_URL": "http://127.0.0.1:3000/oauth/callback",
     }
