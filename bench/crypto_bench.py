@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "layers" / "common"))
@@ -30,23 +26,13 @@ os.environ.update(FAKE_AWS)
 import boto3  # noqa: E402 - after the environment and path are set
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM  # noqa: E402
 from moto import mock_aws  # noqa: E402
+from timing import per_call_us  # noqa: E402 - bench/timing.py, beside this script
 
 from connvault.crypto.data_keys import DataKeys  # noqa: E402
 from connvault.crypto.envelope import NONCE_BYTES, SealContext  # noqa: E402
 from connvault.crypto.sealer import Sealer  # noqa: E402
 
 PAYLOAD_BYTES = 1024
-
-
-def per_call_us(fn: Callable[[], Any], iterations: int, rounds: int) -> float:
-    """Median over rounds of the mean time per call, in microseconds."""
-    results = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        for _ in range(iterations):
-            fn()
-        results.append((time.perf_counter() - started) / iterations * 1e6)
-    return statistics.median(results)
 
 
 def main(argv: list[str] | None = None) -> int:

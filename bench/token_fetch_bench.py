@@ -24,22 +24,13 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
+from timing import per_call_us  # noqa: E402 - bench/timing.py, beside this script
+
 from devserver.local_env import LOCAL_ENV  # noqa: E402 - after the path is set
 
 os.environ.update(
     LOCAL_ENV, POWERTOOLS_LOG_LEVEL="WARNING", CONNVAULT_CALLBACK_URL="http://127.0.0.1:3000/oauth/callback"
 )
-
-
-def per_call_us(fn: Any, iterations: int, rounds: int = 5) -> float:
-    """Median over rounds of the mean time per call, in microseconds."""
-    results = []
-    for _ in range(rounds):
-        started = time.perf_counter()
-        for _ in range(iterations):
-            fn()
-        results.append((time.perf_counter() - started) / iterations * 1e6)
-    return statistics.median(results)
 
 
 def import_seconds(code: str, env: dict[str, str]) -> float:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy import event, text
 
+from connvault import wiring
 from connvault.db.connections import ConnectionRepository
 from connvault.db.integrations import IntegrationRepository
 from connvault.db.oauth_sessions import OAuthSessionRepository
@@ -68,8 +69,6 @@ class UnitOfWork:
         return self._session
 
     def __enter__(self) -> Self:
-        from connvault import wiring
-
         factory = self._session_factory or wiring.get_session_factory()
         sealer = self._sealer or wiring.get_sealer()
         self.sealer = sealer

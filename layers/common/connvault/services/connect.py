@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy.exc import DBAPIError
 
+from connvault import wiring
 from connvault.clock import Clock, utcnow
 from connvault.config import get_settings
 from connvault.db.connections import NewCredentials
@@ -93,8 +94,6 @@ def create_connect_session(
     now: Clock = utcnow,
 ) -> ConnectSession:
     """Start connecting an end user's account. Raises InvalidInput for anything the tenant must fix first."""
-    from connvault import wiring
-
     end_user_id = require_text(request.end_user_id, "end_user_id", max_length=255)
     alias = require_text(request.alias, "alias", max_length=100, min_length=0)
     requested_scopes = None if request.scopes is None else require_scopes(request.scopes)
@@ -144,8 +143,6 @@ def complete_connect(
 ) -> CallbackResult:
     """Finish a connect at the provider's redirect. Never raises for anything the browser or provider sent:
     every failure becomes a ``CallbackResult`` with an error code, and nothing is written for it."""
-    from connvault import wiring
-
     state = params.state.reveal() if params.state else ""
     if not state or len(state) > MAX_STATE_LENGTH:
         return CallbackResult(None, error="invalid_state")

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from connvault import wiring
 from connvault.clock import Clock, utcnow
 from connvault.db.connections import NewCredentials, Page
 from connvault.errors import InvalidInput, NotFound
@@ -133,8 +134,6 @@ def delete_connection(uow: UnitOfWork, connection_id: UUID, *, oauth: OAuthClien
 
     A provider that is down or refuses must not keep a tenant from deleting its user's data.
     """
-    from connvault import wiring
-
     with uow:
         connection = uow.connections.get(connection_id)
         provider = uow.providers.get(connection.provider_id)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy import select, update
 
+from connvault import wiring
 from connvault.crypto.envelope import Envelope, SealContext
 from connvault.db.connections import CREDENTIALS_FIELD
 from connvault.db.integrations import CLIENT_SECRET_FIELD
@@ -102,8 +103,6 @@ def rewrap_all(
     ``KeyServiceUnavailable`` when KMS fails (batches already committed stay done; run again). ``kms``
     (default: the process's client) resolves key ids and aliases to the ARNs that envelopes record.
     """
-    from connvault import wiring
-
     if batch_size < 1:
         raise InvalidInput("batch_size must be positive", field="batch_size")
     sealer = sealer or wiring.get_sealer()
