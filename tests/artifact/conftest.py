@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 from moto.server import ThreadedMotoServer
 
-from tests.infrastructure.cfn import REPO, Template, load_template
+from devserver.template import load_template
+from tests.infrastructure.cfn import REPO, Template
 from tests.support.database import TestDatabase
 
 DRIVER = Path(__file__).with_name("driver.py")
