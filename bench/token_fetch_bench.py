@@ -160,7 +160,7 @@ def run_bench(db: Any, iterations: int) -> None:
         for _ in range(2000):
             target()
         profiler.disable()
-        pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+        pstats.Stats(profiler).sort_stats(os.environ.get("BENCH_SORT", "cumulative")).print_stats(40)
         print(f"read only: {per_call_us(read_only, 2000):.1f} us")
         return
 

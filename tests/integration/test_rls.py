@@ -324,14 +324,14 @@ def test_the_token_read_and_touch_functions_reach_only_the_named_tenants_connect
     db: TestDatabase, world: World
 ) -> None:
     with as_tenant(db, None) as sql:
-        own = sql.run("SELECT id FROM connvault_read_connection(:t, :c)", t=world.a.id, c=world.a.connection)
-        other = sql.run("SELECT id FROM connvault_read_connection(:t, :c)", t=world.a.id, c=world.b.connection)
+        own = sql.run("SELECT status FROM connvault_read_connection(:t, :c)", t=world.a.id, c=world.a.connection)
+        other = sql.run("SELECT status FROM connvault_read_connection(:t, :c)", t=world.a.id, c=world.b.connection)
         sql.run("SELECT connvault_touch_connection(:t, :c, interval '0 seconds')", t=world.a.id, c=world.b.connection)
 
     with owner(db) as sql:
         untouched = sql.run("SELECT last_used_at FROM connections WHERE id = :c", c=world.b.connection)
 
-    assert own == [[world.a.connection]]
+    assert own == [["active"]]
     assert other == []
     assert untouched == [[None]]
 

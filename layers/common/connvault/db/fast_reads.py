@@ -14,7 +14,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -35,7 +35,6 @@ class ConnectionSnapshot:
     """What token fetch needs of a connection; ``credentials`` is still sealed."""
 
     id: UUID
-    provider_id: UUID
     status: str
     credential_type: str
     credentials: bytes | None
@@ -73,16 +72,15 @@ class FastReads:
         rows = self._run(_READ_CONNECTION, tenant=str(tenant_id), id=str(connection_id))
         if not rows:
             return None
-        (ident, provider_id, status, kind, sealed, token_type, scopes, expires_at, has_refresh, error, margin) = rows[0]
+        status, kind, sealed, token_type, scopes, expires_epoch, has_refresh, error, margin = rows[0]
         return ConnectionSnapshot(
-            id=_uuid(ident),
-            provider_id=_uuid(provider_id),
+            id=connection_id,
             status=status,
             credential_type=kind,
             credentials=sealed,
             token_type=token_type,
             scopes=tuple(scopes or ()),
-            expires_at=expires_at,
+            expires_at=None if expires_epoch is None else datetime.fromtimestamp(expires_epoch, UTC),
             has_refresh_token=has_refresh,
             last_error_code=error,
             refresh_margin_seconds=margin,
