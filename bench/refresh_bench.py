@@ -208,7 +208,15 @@ def run(
 
         cpu_before = resource.getrusage(resource.RUSAGE_SELF)
         started = time.monotonic()
-        report = refresh_due(remaining_ms=remaining_ms, config=SchedulerConfig.from_settings())
+        profile = os.environ.get("BENCH_PROFILE")  # a file name: where to dump a cProfile of the run
+        if profile:
+            import cProfile
+
+            with cProfile.Profile() as profiler:
+                report = refresh_due(remaining_ms=remaining_ms, config=SchedulerConfig.from_settings())
+            profiler.dump_stats(profile)
+        else:
+            report = refresh_due(remaining_ms=remaining_ms, config=SchedulerConfig.from_settings())
         elapsed = time.monotonic() - started
         cpu_after = resource.getrusage(resource.RUSAGE_SELF)
         cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)

@@ -33,3 +33,19 @@ def test_a_recently_used_connection_is_reused_without_a_ping(db, monkeypatch) ->
     with engine.connect() as connection:
         assert connection.execute(text("SELECT pg_backend_pid()")).scalar_one() == backend
     assert pings == []
+
+
+def test_the_cached_placeholder_rewrite_gives_what_pg8000_gives() -> None:
+    queries = [
+        "SELECT %s, '%s is quoted', \"col%s\" FROM t WHERE a = %s -- %s in a comment\n AND b = %s",
+        "SELECT $$ %s $$, E'\\' %s', %s",
+        "UPDATE connections SET status=%s WHERE connections.id = %s::UUID",
+    ]
+    for query in queries:
+        args = ("x",) * query.count("%s")
+        assert engine_module.convert_paramstyle_once("format", query, args) == engine_module._convert_paramstyle(
+            "format", query, args
+        )
+        assert engine_module.convert_paramstyle_once("format", query, args) == engine_module._convert_paramstyle(
+            "format", query, args
+        )
