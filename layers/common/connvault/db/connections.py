@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -65,6 +65,8 @@ class Lease:
     until: datetime
     stale: bool = False
     """The previous holder's lease ran out unreleased: it may have died after the provider rotated the token."""
+    sealed: bytes | None = field(default=None, repr=False)
+    """The envelope the refresh will replace, read with the lease: its data key seals the new tokens."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,11 +251,18 @@ class ConnectionRepository:
             .where(ConnectionRow.id == connection_id)
             .values(refresh_lease_until=until, refresh_lease_owner=owner)
         )
-        return Lease(self.get(connection_id), owner, until, stale=current.refresh_lease_owner is not None)
+        return self._leased(connection_id, owner, until, stale=current.refresh_lease_owner is not None)
 
     def lease_from_claim(self, connection_id: UUID, owner: UUID, until: datetime, *, stale: bool) -> Lease:
         """The lease a scheduler claim took for this connection, with the connection as it is now."""
-        return Lease(self.get(connection_id), owner, until, stale=stale)
+        return self._leased(connection_id, owner, until, stale=stale)
+
+    def _leased(self, connection_id: UUID, owner: UUID, until: datetime, *, stale: bool) -> Lease:
+        found = self._session.execute(self._select().where(ConnectionRow.id == connection_id)).one_or_none()
+        if found is None:
+            raise NotFound(f"connection {connection_id} not found")
+        row, slug = found
+        return Lease(self._to_domain(row, slug), owner, until, stale=stale, sealed=row.credentials)
 
     def release_lease(self, connection_id: UUID, owner: UUID) -> None:
         self._session.execute(
@@ -274,7 +283,9 @@ class ConnectionRepository:
         """
         connection_id = lease.connection.id
         mine = ConnectionRow.refresh_lease_owner == lease.owner
-        previous = self._session.scalar(select(ConnectionRow.credentials).where(ConnectionRow.id == connection_id))
+        previous = lease.sealed or self._session.scalar(
+            select(ConnectionRow.credentials).where(ConnectionRow.id == connection_id)
+        )
         if previous is None:
             raise NotFound(f"connection {connection_id} not found")
         context = SealContext(lease.connection.tenant_id, CREDENTIALS_FIELD, connection_id)

@@ -325,6 +325,9 @@ class Runner:
         self._counts: Counter[Outcome] = Counter()
         self._by_ref: dict[str, Outcome] = {}
         self._gates: dict[UUID, _Gate] = {}
+        # Provider and client per (tenant, provider), read once per run: thousands of due connections share a
+        # handful of integrations, and a run lasts minutes at most.
+        self._clients: dict[tuple[UUID, UUID], RefreshClient] = {}
         self._stopped_by_deadline = False
 
     @property
@@ -413,7 +416,7 @@ class Runner:
             if lease is None:
                 self._resolve(job, Outcome.SKIPPED)
                 return None
-            client = RefreshClient.load(uow, lease.connection.provider_id)
+            client = self._client(uow, lease.connection.tenant_id, lease.connection.provider_id)
             gate = self._gate(client.provider)
             if job.owner is None:
                 uow.commit()  # the lease this job just took; a claimed job only read its row
@@ -430,6 +433,16 @@ class Runner:
         if lease is None or not is_due(lease.connection, moment, self._config.horizon_seconds):
             return None  # busy elsewhere, or refreshed since it was enqueued; not committed, so no lease taken
         return replace(lease, stale=lease.stale or job.stale)
+
+    def _client(self, uow: UnitOfWork, tenant_id: UUID, provider_id: UUID) -> RefreshClient:
+        key = (tenant_id, provider_id)
+        with self._changed:
+            client = self._clients.get(key)
+        if client is None:
+            client = RefreshClient.load(uow, provider_id)
+            with self._changed:
+                self._clients[key] = client
+        return client
 
     def _gate(self, provider: Provider) -> _Gate:
         cap = provider.max_concurrent_refreshes or self._config.per_provider_concurrency
