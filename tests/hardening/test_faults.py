@@ -333,3 +333,55 @@ def test_a_connection_deleted_while_its_refresh_is_in_flight_leaves_no_live_gran
     # Then the grant it produced is revoked rather than left live and unowned
     assert answer.status == 404, answer.body
     assert set(provider.stats().live_refresh_tokens) <= live_before
+
+
+# -- the end user connects again while a refresh is in flight ------------------------------------------------
+
+
+def test_a_reconnect_during_a_refresh_keeps_the_new_grant_and_revokes_the_refreshed_one(
+    api: Api, provider: DemoProvider, db: TestDatabase, connection_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an end user who connects again between the provider's refresh answer and its write
+    original = ConnectionRepository.store_refresh
+
+    def reconnect_first(self: ConnectionRepository, lease: Any, grant: Any, now: Any) -> Any:
+        monkeypatch.setattr(ConnectionRepository, "store_refresh", original)
+        assert connect_account(api) == connection_id
+        return original(self, lease, grant, now)
+
+    monkeypatch.setattr(ConnectionRepository, "store_refresh", reconnect_first)
+    live_before = set(provider.stats().live_refresh_tokens)
+
+    # When the refresh completes
+    answer = fetch(api, connection_id)
+
+    # Then the new grant stands, and the tokens refreshed from the replaced grant are not left live
+    assert answer.status == 200, answer.body
+    stored = stored_refresh_token(db, connection_id)
+    assert set(provider.stats().live_refresh_tokens) - live_before == {stored}
+    assert provider.access_token_is_active(answer.json()["access_token"])
+    assert row(db, connection_id).status == "active"
+
+
+def test_a_refresh_failing_after_a_reconnect_does_not_mark_the_new_grant(
+    api: Api, provider: DemoProvider, db: TestDatabase, connection_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an end user who connects again while the refresh of the old grant is at the provider, which refuses it
+    original = OAuthClient.refresh
+
+    def reconnect_first(self: OAuthClient, *args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(OAuthClient, "refresh", original)
+        assert connect_account(api) == connection_id
+        provider.inject(Fault.error(400, "invalid_grant"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(OAuthClient, "refresh", reconnect_first)
+
+    # When the refresh fails
+    answer = fetch(api, connection_id)
+
+    # Then the caller gets the new grant's token and the connection stays active
+    assert answer.status == 200, answer.body
+    after = row(db, connection_id)
+    assert (after.status, after.last_error_code) == ("active", None)
+    assert provider.access_token_is_active(answer.json()["access_token"])

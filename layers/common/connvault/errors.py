@@ -70,6 +70,13 @@ class CredentialsExpired(ConnvaultError):
     code = "expired"
 
 
+class GrantSuperseded(Conflict):
+    """The end user connected again while a refresh of the previous grant was in flight; the refresh's tokens
+    belong to a grant that is no longer the connection's and are not stored."""
+
+    code = "grant_superseded"
+
+
 class ProviderUnavailable(ConnvaultError):
     """The provider failed in a way worth retrying (5xx, 429, timeout, connection error)."""
 

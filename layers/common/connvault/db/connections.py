@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from connvault.crypto.envelope import SealContext
 from connvault.db.rows import ConnectionRow, ProviderRow
-from connvault.errors import Conflict, InvalidInput, NotFound
+from connvault.errors import Conflict, GrantSuperseded, InvalidInput, NotFound
 from connvault.models import (
     AuthType,
     Connection,
@@ -279,7 +279,9 @@ class ConnectionRepository:
 
         Deliberately not conditional on still holding the lease: the provider has answered, and with rotation
         the old refresh token is already dead, so these tokens are the only good ones. Dropping them because a
-        lease ran out would lose the connection.
+        lease ran out would lose the connection. Conditional only on the grant: if the end user connected again
+        meanwhile (``granted_at`` moved), these tokens belong to the replaced grant and ``GrantSuperseded``
+        says so.
         """
         connection_id = lease.connection.id
         mine = ConnectionRow.refresh_lease_owner == lease.owner
@@ -292,7 +294,10 @@ class ConnectionRepository:
         sealed = self._sealer.reseal(credentials_to_bytes(grant.credentials), context, previous)
         result = self._session.execute(
             update(ConnectionRow)
-            .where(ConnectionRow.id == connection_id)
+            .where(
+                ConnectionRow.id == connection_id,
+                ConnectionRow.granted_at.is_not_distinct_from(lease.connection.granted_at),
+            )
             .values(
                 credentials=sealed,
                 has_refresh_token=_has_refresh_token(grant.credentials),
@@ -310,7 +315,9 @@ class ConnectionRepository:
             )
         )
         if not result.rowcount:
-            raise NotFound(f"connection {connection_id} not found")
+            if self._session.scalar(select(ConnectionRow.id).where(ConnectionRow.id == connection_id)) is None:
+                raise NotFound(f"connection {connection_id} not found")
+            raise GrantSuperseded(f"connection {connection_id} was connected again during its refresh")
         # What was just written, without reading it back (and opening the envelope again).
         return replace(
             lease.connection,
@@ -389,6 +396,9 @@ class ConnectionRepository:
         row.refresh_failures = 0
         row.last_error_code = None
         row.next_refresh_at = None
+        # A new grant supersedes a refresh of the old one in flight: its failure must not mark this grant.
+        row.refresh_lease_until = None
+        row.refresh_lease_owner = None
         row.updated_at = func.now()
 
     def _seal(self, tenant_id: UUID, connection_id: UUID, credentials: Credentials) -> bytes:

@@ -27,6 +27,7 @@ from connvault.db.uow import UnitOfWork
 from connvault.errors import (
     ConnectionRevoked,
     CredentialsExpired,
+    GrantSuperseded,
     NotFound,
     ProviderRejected,
     ProviderUnavailable,
@@ -120,13 +121,17 @@ def refresh_with_lease(
         tokens = oauth.refresh(client.provider, client.client, refresh_token.reveal(), now())
     except (ReauthRequired, ProviderRejected) as exc:
         reason = STALE_LEASE_REASON if _may_have_lost_a_rotation(lease, client) else (exc.reason or exc.code)
-        _record_failure(lease, ConnectionStatus.NEEDS_REAUTH, reason, None, sealer=sealer)
+        regranted = _record_failure(lease, ConnectionStatus.NEEDS_REAUTH, reason, None, sealer=sealer)
+        if regranted is not None:
+            return regranted
         raise ReauthRequired("the provider refused the refresh token; connect again", reason=reason) from None
     except ProviderUnavailable as exc:
         failures = connection.refresh_failures + 1
         status = ConnectionStatus.ERROR if failures >= policy.max_failures else ConnectionStatus.ACTIVE
         retry_at = now() + timedelta(seconds=backoff_seconds(failures, policy, retry_after=exc.retry_after))
-        _record_failure(lease, status, exc.reason or exc.code, retry_at, sealer=sealer)
+        regranted = _record_failure(lease, status, exc.reason or exc.code, retry_at, sealer=sealer)
+        if regranted is not None:
+            return regranted
         raise
     except BaseException:
         # Anything else (a bug, a KMS outage): give the lease back so the next caller need not wait it out.
@@ -140,15 +145,19 @@ def refresh_with_lease(
     )
     try:
         return _store(lease, grant, policy, sealer=sealer, now=now)
-    except NotFound:
-        # Deleted while the provider answered: the new grant would stay live at the provider, unowned.
+    except (NotFound, GrantSuperseded) as exc:
+        # Deleted, or connected again, while the provider answered: these tokens would stay live at the
+        # provider, owned by nothing.
         oauth.revoke(
             client.provider,
             client.client,
             (tokens.refresh_token or tokens.access_token).reveal(),
             "refresh_token" if tokens.refresh_token else "access_token",
         )
-        raise
+        if isinstance(exc, NotFound):
+            raise
+    with UnitOfWork(connection.tenant_id, sealer=sealer) as uow:
+        return uow.connections.get(connection.id)  # as the new grant left it
 
 
 def _may_have_lost_a_rotation(lease: Lease, client: RefreshClient | None) -> bool:
@@ -180,12 +189,18 @@ def _store(
 
 def _record_failure(
     lease: Lease, status: ConnectionStatus, reason: str, retry_at: datetime | None, *, sealer: Sealer | None
-) -> None:
+) -> Connection | None:
+    """Record the failure while the lease is still ours. If it is not because the end user connected again
+    meanwhile, the failure belongs to the replaced grant: return the connection as the new grant left it."""
     with UnitOfWork(lease.connection.tenant_id, sealer=sealer) as uow:
-        uow.connections.record_refresh_failure(
+        recorded = uow.connections.record_refresh_failure(
             lease.connection.id, lease.owner, status=status, error_code=reason, next_refresh_at=retry_at
         )
         uow.commit()
+        if recorded:
+            return None
+        current = uow.connections.get(lease.connection.id)
+    return current if current.granted_at != lease.connection.granted_at else None
 
 
 def _release(lease: Lease, *, sealer: Sealer | None) -> None:
