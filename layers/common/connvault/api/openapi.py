@@ -9,10 +9,14 @@ from __future__ import annotations
 import json
 import sys
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from connvault import __version__
 from connvault.api import management, token
 from connvault.api.app import new_http_app
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 
 
 @lru_cache(maxsize=1)
@@ -36,8 +40,8 @@ def openapi_document() -> str:
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
-def register_document_route(app: object) -> None:
-    @app.get("/openapi.json", summary="This document", tags=["meta"], include_in_schema=False)  # type: ignore[attr-defined]
+def register_document_route(app: APIGatewayHttpResolver) -> None:
+    @app.get("/openapi.json", summary="This document", tags=["meta"], include_in_schema=False)
     def get_openapi() -> dict:
         return json.loads(openapi_document())
 

@@ -15,6 +15,8 @@ from connvault.crypto.envelope import NONCE_BYTES, Envelope, SealContext
 from connvault.errors import DecryptionFailed
 
 if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
     from connvault.crypto.data_keys import DataKeys
 
 
@@ -24,9 +26,7 @@ class Sealer:
 
     def seal(self, plaintext: bytes, context: SealContext) -> bytes:
         key = self.data_keys.for_sealing(context.tenant_id)
-        nonce = os.urandom(NONCE_BYTES)
-        ciphertext = key.aead.encrypt(nonce, plaintext, context.associated_data())
-        return Envelope(key.key_id, key.wrapped, nonce, ciphertext).to_bytes()
+        return _sealed(key.aead, key.key_id, key.wrapped, plaintext, context)
 
     def reseal(self, plaintext: bytes, context: SealContext, previous: bytes) -> bytes:
         """Seal under the data key of ``previous``, the envelope being replaced, with a fresh nonce.
@@ -37,9 +37,7 @@ class Sealer:
         """
         envelope = Envelope.from_bytes(previous)
         aead = self.data_keys.for_opening(context.tenant_id, envelope.key_id, envelope.wrapped_key)
-        nonce = os.urandom(NONCE_BYTES)
-        ciphertext = aead.encrypt(nonce, plaintext, context.associated_data())
-        return Envelope(envelope.key_id, envelope.wrapped_key, nonce, ciphertext).to_bytes()
+        return _sealed(aead, envelope.key_id, envelope.wrapped_key, plaintext, context)
 
     def open(self, blob: bytes, context: SealContext) -> bytes:
         envelope = Envelope.from_bytes(blob)
@@ -63,3 +61,9 @@ class Sealer:
             )
         key_id, wrapped = memo[envelope.wrapped_key]
         return Envelope(key_id, wrapped, envelope.nonce, envelope.ciphertext).to_bytes()
+
+
+def _sealed(aead: AESGCM, key_id: str, wrapped: bytes, plaintext: bytes, context: SealContext) -> bytes:
+    """One envelope: a fresh 96-bit nonce for every seal, the context as associated data."""
+    nonce = os.urandom(NONCE_BYTES)
+    return Envelope(key_id, wrapped, nonce, aead.encrypt(nonce, plaintext, context.associated_data())).to_bytes()

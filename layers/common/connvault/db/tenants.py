@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, update
 
 from connvault.db.rows import TenantApiKeyRow, TenantRow
 from connvault.errors import NotFound
@@ -63,10 +63,6 @@ class TenantRepository:
         self._session.flush()
         self._session.refresh(row)
         return _api_key(row)
-
-    def list_api_keys(self) -> list[ApiKeyRecord]:
-        rows = self._session.scalars(select(TenantApiKeyRow).order_by(TenantApiKeyRow.created_at))
-        return [_api_key(row) for row in rows]
 
     def revoke_api_key(self, key_id: str, now: datetime) -> ApiKeyRecord:
         row = self._session.scalars(

@@ -20,8 +20,6 @@ from connvault.db.fast_reads import get_fast_reads
 from connvault.db.uow import UnitOfWork
 from connvault.errors import ConnectionRevoked, CredentialsExpired, NotFound, ProviderUnavailable, ReauthRequired
 from connvault.models import (
-    ApiKeyCredentials,
-    BasicCredentials,
     ConnectionStatus,
     Credentials,
     OAuth2Credentials,
@@ -142,6 +140,3 @@ def _mark_expired(tenant_id: UUID, connection_id: UUID, sealer: Sealer) -> None:
     with UnitOfWork(tenant_id, sealer=sealer) as uow:
         uow.connections.set_status(connection_id, ConnectionStatus.EXPIRED, error_code="token_expired")
         uow.commit()
-
-
-__all__ = ["ApiKeyCredentials", "BasicCredentials", "IssuedCredential", "get_token"]
