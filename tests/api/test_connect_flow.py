@@ -27,7 +27,7 @@ from tests.api.conftest import (
     pending_verifiers,
     start_connect,
 )
-from tests.support.factories import owner
+from tests.support.factories import make_oauth_session, make_tenant, owner
 
 CALLBACK_URL = "http://127.0.0.1:3000/oauth/callback"  # CONNVAULT_CALLBACK_URL in tests/conftest.py
 
@@ -369,3 +369,20 @@ def test_connected_location_names_only_the_connection(api: Api) -> None:
 
     assert set(back) == {"connection_id"}
     UUID(back["connection_id"])
+
+
+def test_starting_a_connect_session_purges_the_tenants_abandoned_ones_and_no_one_elses(api: Api, db, secrets) -> None:
+    with owner(db) as sql:
+        sql.run("DELETE FROM oauth_sessions")
+    other = make_tenant("Other")
+    make_oauth_session(other, secrets)
+    started = start_connect(api)
+    assert started.status == 201
+    with owner(db) as sql:
+        sql.run("UPDATE oauth_sessions SET expires_at = now() - interval '1 minute'")
+
+    assert start_connect(api).status == 201
+
+    with owner(db) as sql:
+        remaining = sql.run("SELECT tenant_id = :o, expires_at > now() FROM oauth_sessions ORDER BY 1", o=other)
+    assert remaining == [[False, True], [True, False]]

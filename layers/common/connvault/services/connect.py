@@ -97,7 +97,8 @@ def create_connect_session(
     end_user_id = require_text(request.end_user_id, "end_user_id", max_length=255)
     alias = require_text(request.alias, "alias", max_length=100, min_length=0)
     requested_scopes = None if request.scopes is None else require_scopes(request.scopes)
-    expires_at = now() + timedelta(seconds=get_settings().connect_session_ttl_seconds)
+    started = now()
+    expires_at = started + timedelta(seconds=get_settings().connect_session_ttl_seconds)
     state = new_state()
     custom_providers.refresh_stale_metadata(uow, request.provider, now=now)
     with uow:
@@ -120,6 +121,8 @@ def create_connect_session(
             return_url=request.return_url,
             expires_at=expires_at,
         )
+        # Abandoned attempts (the end user never came back) hold a sealed verifier; they go with the next start.
+        uow.oauth_sessions.purge_expired(started)
         uow.oauth_sessions.add(pending, state_digest(state))
         uow.commit()
     url = (oauth or wiring.get_oauth_client()).authorize_url(
