@@ -77,6 +77,23 @@ def test_invalid_requests_are_400_naming_the_field(
     assert db_state(db) == before
 
 
+@pytest.mark.parametrize("content_type", ["0", "text/plain", "application/xml"])
+def test_a_body_that_is_not_json_by_its_content_type_is_415_and_writes_nothing(api: Api, db, content_type: str) -> None:
+    before = db_state(db)
+    event = http_event(
+        "POST",
+        "/connect-sessions",
+        body='{"provider": "demo", "end_user_id": "u"}',
+        headers={"content-type": content_type},
+        tenant_id=str(api.tenant.tenant_id),
+    )
+
+    error = assert_error(api.invoke("api", event), 415, "unsupported_media_type")
+
+    assert error["field"] == "headers.content-type"
+    assert db_state(db) == before
+
+
 def test_validation_errors_never_echo_the_rejected_value(api: Api, secrets) -> None:
     secret = "sk-echo-" + "e" * 40
     secrets.add(secret)

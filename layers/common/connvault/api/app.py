@@ -14,7 +14,10 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
 from aws_lambda_powertools.logging import correlation_paths
 from pg8000.exceptions import InterfaceError as DriverInterfaceError
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -135,6 +138,17 @@ def new_http_app() -> APIGatewayHttpResolver:
         metrics.add_metric(name=MetricName.CLIENT_ERROR, unit="Count", value=1)
         return error_response(
             HTTPStatus.BAD_REQUEST, InvalidInput.code, "the request body is not readable JSON", field="body"
+        )
+
+    @app.exception_handler(RequestUnsupportedContentType)
+    def _unsupported_media_type(_error: RequestUnsupportedContentType) -> Response:
+        # The resolver refuses to read a body of a type it does not know; the API speaks JSON only.
+        metrics.add_metric(name=MetricName.CLIENT_ERROR, unit="Count", value=1)
+        return error_response(
+            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as application/json",
+            field="headers.content-type",
         )
 
     @app.not_found
