@@ -18,14 +18,14 @@ from urllib.parse import quote
 import pytest
 
 from connvault.errors import MigrationError
-from connvault.migrations import SCHEMA_DIR, MigrationResult, migrate
+from connvault.migrations import SCHEMA_DIR, MigrationResult, load_migrations, migrate
 
 if TYPE_CHECKING:
     from connvault.db.target import DatabaseTarget
     from tests.support.database import TestDatabase
 
 REPO = Path(__file__).resolve().parents[2]
-SHIPPED = tuple(sorted(path.name for path in SCHEMA_DIR.glob("*.sql")))
+SHIPPED = tuple(sorted(path.name for path in SCHEMA_DIR.glob("*.sql") if not path.name.endswith(".down.sql")))
 
 
 @pytest.fixture
@@ -185,3 +185,24 @@ def test_the_migrations_module_runs_as_a_command(fresh: DatabaseTarget) -> None:
     assert second.returncode == 0, second.stderr
     assert "nothing to apply" in second.stdout
     assert "catalog providers changed: 0" in second.stdout
+
+
+def test_a_down_file_pairs_with_its_migration_and_leaves_the_checksum_alone(schema_dir: Path) -> None:
+    (schema_dir / "9001_probe.sql").write_text("CREATE TABLE probe (id integer);\n")
+    before = {m.name: m.checksum for m in load_migrations(schema_dir)}
+    (schema_dir / "9001_probe.down.sql").write_text("DROP TABLE probe;\n")
+
+    loaded = {m.name: m for m in load_migrations(schema_dir)}
+
+    assert "9001_probe.down.sql" not in loaded
+    assert loaded["9001_probe.sql"].down_sql == "DROP TABLE probe;\n"
+    assert {name: m.checksum for name, m in loaded.items()} == before
+
+
+def test_a_down_file_without_its_migration_is_refused(schema_dir: Path) -> None:
+    (schema_dir / "9001_gone.down.sql").write_text("DROP TABLE gone;\n")
+
+    with pytest.raises(MigrationError) as error:
+        load_migrations(schema_dir)
+
+    assert "9001_gone.sql" in str(error.value)

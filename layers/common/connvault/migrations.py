@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pg8000.exceptions
@@ -26,7 +26,7 @@ from connvault.errors import MigrationError
 
 # Any constant works, as long as every runner of every deployment agrees on it.
 ADVISORY_LOCK_KEY = 0x636F6E6E7661  # "connva"
-_FILE_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+_FILE_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+(\.down)?\.sql$")
 SCHEMA_DIR = Path(__file__).resolve().parent / "schema"
 
 
@@ -35,6 +35,9 @@ class Migration:
     version: str
     name: str
     sql: str
+    down_sql: str | None = None
+    """The reversal, from ``NNNN_name.down.sql`` beside the file. Not part of the checksum: a ``down`` written
+    after its migration was applied must not make the applied file look edited."""
 
     @property
     def checksum(self) -> str:
@@ -48,12 +51,21 @@ class MigrationResult:
 
 
 def load_migrations(directory: Path) -> list[Migration]:
+    """The migrations in version order, each with its ``.down.sql`` reversal when one is there."""
     migrations = []
+    downs: dict[str, str] = {}
     for path in sorted(directory.glob("*.sql")):
         match = _FILE_NAME.match(path.name)
         if not match:
-            raise MigrationError(f"{path.name}: migration files are named NNNN_description.sql")
+            raise MigrationError(f"{path.name}: migration files are named NNNN_description.sql (.down.sql)")
+        if match.group(2):
+            downs[path.name.removesuffix(".down.sql") + ".sql"] = path.read_text(encoding="utf-8")
+            continue
         migrations.append(Migration(match.group(1), path.name, path.read_text(encoding="utf-8")))
+    orphans = set(downs) - {m.name for m in migrations}
+    if orphans:
+        raise MigrationError(f"down files without their migration: {', '.join(sorted(orphans))}")
+    migrations = [replace(m, down_sql=downs.get(m.name)) for m in migrations]
     versions = [m.version for m in migrations]
     if len(set(versions)) != len(versions):
         raise MigrationError("two migration files share a version number")
