@@ -15,11 +15,22 @@ from connvault.observability import logger
 
 
 def apply_migrations() -> dict[str, str]:
-    result = migrate()
+    # A CloudFormation rollback runs the previous release here against the schema the failed release left: that
+    # schema is kept as it is (an operator steps it back with `python -m connvault.migrations down`).
+    result = migrate(allow_newer_schema=True)
+    if result.newer_in_database:
+        logger.warning(
+            "the database schema is newer than this release; left as it is",
+            extra={"newer_in_database": list(result.newer_in_database)},
+        )
     logger.info(
         "migrations applied", extra={"applied": list(result.applied), "seeded_providers": result.seeded_providers}
     )
-    return {"AppliedCount": str(len(result.applied)), "SeededProviders": str(result.seeded_providers)}
+    return {
+        "AppliedCount": str(len(result.applied)),
+        "SeededProviders": str(result.seeded_providers),
+        "NewerInDatabase": ",".join(result.newer_in_database),
+    }
 
 
 @logger.inject_lambda_context(correlation_id_path="RequestId", log_event=False, clear_state=True)

@@ -105,6 +105,27 @@ def test_an_update_with_a_new_schema_hash_succeeds_under_the_physical_id_of_the_
     assert updated.document["Data"]["AppliedCount"] == "0"
 
 
+def test_the_rollback_of_a_release_that_added_a_migration_succeeds_and_leaves_the_schema_alone(
+    fresh: FreshDatabase, cfn: ResponseUrlServer
+) -> None:
+    # Given a database that a newer release migrated further than this release knows
+    invoke(cfn_event("create", cfn))
+    (created,) = cfn.wait_for(1)
+    fresh.query("CREATE TABLE later (id integer)")
+    fresh.query("INSERT INTO schema_migrations (version, name, checksum) VALUES ('9001', '9001_later.sql', 'x')")
+
+    # When CloudFormation rolls the failed release back: an Update through this (the previous) release's function
+    rollback = cfn_event("update", cfn, PhysicalResourceId=created.document["PhysicalResourceId"])
+    invoke(rollback)
+
+    # Then it succeeds without touching the schema, and says which versions it found newer than itself
+    _, answer = cfn.wait_for(2)
+    assert answer.document["Status"] == "SUCCESS", answer.document
+    assert answer.document["Data"] == {"AppliedCount": "0", "SeededProviders": "0", "NewerInDatabase": "9001_later.sql"}
+    assert fresh.query("SELECT name FROM schema_migrations ORDER BY version") == [*SCHEMA_FILES, ["9001_later.sql"]]
+    assert fresh.query("SELECT to_regclass('later') IS NOT NULL") == [[True]]
+
+
 def test_delete_answers_success_and_leaves_schema_and_data_alone(fresh: FreshDatabase, cfn: ResponseUrlServer) -> None:
     # Given a migrated database holding a tenant
     invoke(cfn_event("create", cfn))
