@@ -181,7 +181,7 @@ class Gateway(ThreadingHTTPServer):
         if found is None:
             return Reply.gateway_message(HTTPStatus.NOT_FOUND)
         route, parameters = found
-        tenant_id: str | None = None
+        authorizer: dict[str, str] | None = None
         if route.authorized:
             authorization = headers.get("authorization")
             if not authorization:
@@ -194,7 +194,7 @@ class Gateway(ThreadingHTTPServer):
                 return Reply.gateway_message(HTTPStatus.INTERNAL_SERVER_ERROR)
             if decision.get("isAuthorized") is not True:
                 return Reply.gateway_message(HTTPStatus.FORBIDDEN)
-            tenant_id = str(decision["context"]["tenant_id"])
+            authorizer = {name: str(value) for name, value in (decision.get("context") or {}).items()}
         event = http_event(
             method,
             path,
@@ -202,7 +202,7 @@ class Gateway(ThreadingHTTPServer):
             query=query,
             body=_event_body(body, headers.get("content-type", "")),
             headers=headers,
-            tenant_id=tenant_id,
+            authorizer=authorizer,
             path_parameters=parameters,
             domain=self.authority,
         )

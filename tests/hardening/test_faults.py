@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from botocore.exceptions import ClientError
-from pg8000.exceptions import InterfaceError as DriverInterfaceError
 from sqlalchemy.exc import OperationalError
 
 from connvault import wiring
@@ -258,16 +257,31 @@ def test_an_unreachable_database_is_a_503_database_unavailable(
     assert int(answer.headers["Retry-After"]) >= 1
 
 
-def test_the_authorizer_never_allows_when_the_database_is_unreachable(
-    api: Api, reconfigure: Callable[..., None]
+@pytest.mark.parametrize(("job", "path"), [("token_fetch", "/connections/{id}/token"), ("api", "/connections")])
+def test_when_the_database_is_unreachable_the_authorizer_names_no_tenant_and_the_function_answers_503(
+    api: Api, connection_id: str, reconfigure: Callable[..., None], job: str, path: str
 ) -> None:
     reconfigure(database_url="postgresql+pg8000://postgres@/postgres?unix_sock=/nonexistent/.s.PGSQL.5432")
 
-    # A Lambda authorizer cannot answer 503: it fails, and API Gateway answers 500 without calling the route
-    with pytest.raises(DriverInterfaceError) as failed:
-        api.authorize(f"Bearer {api.tenant.api_key.reveal()}")
+    # A Lambda authorizer cannot answer 503 itself (deny is a 403, a failure a 500 without Retry-After): it
+    # lets the request through marked unchecked, with no tenant
+    decision = api.authorize(f"Bearer {api.tenant.api_key.reveal()}")
+    assert decision == {"isAuthorized": True, "context": {"unchecked": "database_unavailable"}}
 
-    api.secrets.check(f"{failed.value!s} {failed.value!r}", "the authorizer's error")
+    # and the function answers 503 before any route runs
+    event = http_event("GET", path.format(id=connection_id), authorizer=decision["context"])
+    answer = api.invoke(job, event)
+    assert answer.status == 503, answer.body
+    assert answer.json()["error"]["code"] == "database_unavailable"
+    assert answer.headers["Retry-After"] == "1"
+    assert answer.headers["Cache-Control"] == "no-store"
+
+
+def test_a_route_never_serves_a_request_that_names_no_tenant(api: Api, connection_id: str) -> None:
+    # Defence in depth: a context without a tenant (whatever else it says) is a 401, never another tenant's data
+    event = http_event("GET", f"/connections/{connection_id}/token", authorizer={"tenant": "x"})
+    answer = api.invoke("token_fetch", event)
+    assert answer.status == 401, answer.body
 
 
 # -- KMS throttles -------------------------------------------------------------------------------------------

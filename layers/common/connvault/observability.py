@@ -36,3 +36,5 @@ class MetricName:
     AUTH_DENIED = "AuthDenied"
     CLIENT_ERROR = "ClientError"
     SERVER_ERROR = "ServerError"
+    DATABASE_UNAVAILABLE = "DatabaseUnavailable"
+    """A request answered 503 because the database refused a connection, lost it, or could not be reached."""

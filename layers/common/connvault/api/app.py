@@ -7,6 +7,7 @@ which by construction names fields and ids, never values.
 
 from __future__ import annotations
 
+import json
 import traceback
 from collections.abc import Callable
 from http import HTTPStatus
@@ -19,10 +20,12 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 from aws_lambda_powertools.logging import correlation_paths
+from pg8000.exceptions import DatabaseError as DriverDatabaseError
 from pg8000.exceptions import InterfaceError as DriverInterfaceError
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from connvault.config import get_settings
+from connvault.db.target import database_unavailable
 from connvault.errors import Conflict as ConflictError
 from connvault.errors import (
     ConnectionRevoked,
@@ -39,6 +42,7 @@ from connvault.errors import (
     Unauthorized,
 )
 from connvault.observability import MetricName, logger, metrics, tracer
+from connvault.services.auth import UNCHECKED_CONTEXT_KEY
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -102,7 +106,9 @@ def new_http_app() -> APIGatewayHttpResolver:
         if isinstance(error, ProviderUnavailable | KeyServiceUnavailable | DatabaseUnavailable):
             retry_after = getattr(error, "retry_after", None) or 1
             headers["Retry-After"] = str(max(1, round(retry_after)))
-        if status >= HTTPStatus.INTERNAL_SERVER_ERROR and status != HTTPStatus.SERVICE_UNAVAILABLE:
+        if isinstance(error, DatabaseUnavailable):
+            count_database_unavailable()
+        elif status >= HTTPStatus.INTERNAL_SERVER_ERROR and status != HTTPStatus.SERVICE_UNAVAILABLE:
             logger.error("request failed", extra={"error_code": error.code})
             metrics.add_metric(name=MetricName.SERVER_ERROR, unit="Count", value=1)
         else:
@@ -122,14 +128,13 @@ def new_http_app() -> APIGatewayHttpResolver:
             field=fields[0] if fields else None,
         )
 
-    @app.exception_handler(DATABASE_DOWN)
-    def _database_down(error: Exception) -> Response:
+    @app.exception_handler([*DATABASE_DOWN, DBAPIError, DriverDatabaseError])
+    def _database_error(error: Exception) -> Response:
+        if not isinstance(error, tuple(DATABASE_DOWN)) and not database_unavailable(error):
+            return _unexpected(error)
         # Ours to fix, so logged as an error; the driver's message names hosts and statements, so only its type.
         logger.error("database unavailable", extra={"error_type": type(error).__name__, "stack": stack_of(error)})
-        metrics.add_metric(name=MetricName.SERVER_ERROR, unit="Count", value=1)
-        unavailable = DatabaseUnavailable("the database is unavailable; retry shortly")
-        status = status_for(unavailable)
-        return error_response(status, unavailable.code, unavailable.message, headers={"Retry-After": "1"})
+        return database_unavailable_response()
 
     @app.exception_handler([UnicodeDecodeError, RecursionError])
     def _unreadable_body(_error: Exception) -> Response:
@@ -163,6 +168,18 @@ def new_http_app() -> APIGatewayHttpResolver:
         return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "an unexpected error occurred")
 
     return app
+
+
+def count_database_unavailable() -> None:
+    metrics.add_metric(name=MetricName.SERVER_ERROR, unit="Count", value=1)
+    metrics.add_metric(name=MetricName.DATABASE_UNAVAILABLE, unit="Count", value=1)
+
+
+def database_unavailable_response() -> Response:
+    """503 with ``Retry-After``: the database refused us (too many connections, a failover) or is unreachable."""
+    count_database_unavailable()
+    unavailable = DatabaseUnavailable("the database is unavailable; retry shortly")
+    return error_response(status_for(unavailable), unavailable.code, unavailable.message, headers={"Retry-After": "1"})
 
 
 def _field_of(problem: dict[str, Any]) -> str:
@@ -210,6 +227,22 @@ def lambda_handler(app: APIGatewayHttpResolver) -> Callable[[dict[str, Any], Lam
     @metrics.log_metrics
     @tracer.capture_lambda_handler(capture_response=False, capture_error=False)
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        if _unchecked_by_the_authorizer(event):
+            # The authorizer could not reach the database to check the key, and let the request through only
+            # so that it can be answered 503 here: no route runs for it.
+            logger.warning("request not authorized: the database is unavailable")
+            answer = database_unavailable_response()
+            return {
+                "statusCode": answer.status_code,
+                "headers": answer.headers,
+                "body": json.dumps(answer.body, separators=(",", ":")),
+                "isBase64Encoded": False,
+            }
         return app.resolve(event, context)
 
     return handler
+
+
+def _unchecked_by_the_authorizer(event: dict[str, Any]) -> bool:
+    context = (event.get("requestContext") or {}).get("authorizer") or {}
+    return (context.get("lambda") or {}).get(UNCHECKED_CONTEXT_KEY) is not None

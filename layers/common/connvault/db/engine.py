@@ -12,12 +12,12 @@ from typing import Any
 
 import pg8000.dbapi
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import URL, Engine
+from sqlalchemy.engine import URL, Engine, ExceptionContext
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from connvault.config import get_settings
-from connvault.db.target import connect_with, session_setup
+from connvault.db.target import connect_with, connection_lost, session_setup
 
 PING_AFTER_IDLE_SECONDS = 30.0
 
@@ -81,6 +81,14 @@ def get_engine() -> Engine:
             dbapi_connection.rollback()
         except Exception as exc:
             raise DisconnectionError from exc  # the pool drops it and checks out another (or a new one)
+
+    @event.listens_for(engine, "handle_error")
+    def _drop_lost_connections(context: ExceptionContext) -> None:
+        # pg8000's dialect recognises a closed socket but not a server that ended the session (a failover's
+        # admin_shutdown) or one that now answers as a reader: marked as a disconnect, the connection and the
+        # pool's others (same server) are discarded instead of reused.
+        if connection_lost(context.original_exception):
+            context.is_disconnect = True
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

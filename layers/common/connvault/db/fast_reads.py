@@ -19,10 +19,11 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from pg8000.exceptions import InterfaceError
+from pg8000.exceptions import DatabaseError, InterfaceError
 
 from connvault.config import get_settings
-from connvault.db.target import connect_with
+from connvault.db.target import REFUSED_SQLSTATES, connect_with, database_unavailable, sqlstate
+from connvault.errors import DatabaseUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -108,22 +109,24 @@ class FastReads:
 
     def close(self) -> None:
         with self._lock:
-            if self._connection is not None:
-                with contextlib.suppress(InterfaceError, OSError):
-                    self._connection.close()
-            self._connection = None
-            self._statements.clear()
+            self._drop()
 
     def _run(self, sql: str, **params: Any) -> list[list[Any]]:
-        """Run a prepared statement; a connection that died while the Lambda was frozen is replaced once."""
+        """Run a prepared statement; a connection that died while the Lambda was frozen is replaced once.
+
+        A connection that saw any error is dropped, never reused. The database refusing a new connection (too
+        many clients, a failover in progress) or losing this one twice is ``DatabaseUnavailable``: the caller
+        answers "retry shortly" instead of failing."""
         with self._lock:
             for attempt in (1, 2):
                 try:
                     return self._prepared(sql).run(**params)
-                except (InterfaceError, OSError):
+                except (InterfaceError, OSError, DatabaseError) as exc:
                     self._drop()
-                    if attempt == 2:
+                    if isinstance(exc, DatabaseError) and not database_unavailable(exc):
                         raise
+                    if attempt == 2 or sqlstate(exc) in REFUSED_SQLSTATES:
+                        raise DatabaseUnavailable("the database is unavailable; retry shortly") from None
         raise AssertionError("unreachable")
 
     def _prepared(self, sql: str) -> Any:
@@ -135,6 +138,9 @@ class FastReads:
         return statement
 
     def _drop(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(InterfaceError, OSError):
+                self._connection.close()
         self._connection = None
         self._statements.clear()
 

@@ -20,6 +20,13 @@ from connvault.errors import InvalidInput
 from connvault.redacted import Redacted
 
 INVALID_PASSWORD = "28P01"
+REFUSED_SQLSTATES = frozenset({"53300", "57P03"})
+"""The server would not take a new connection: too_many_connections, cannot_connect_now (starting up, shutting
+down, in recovery during a failover). Nothing to drop; the caller retries later."""
+LOST_SQLSTATES = frozenset({"57P01", "57P02", "25006"})
+"""The connection is gone or points at the wrong server: admin_shutdown and crash_shutdown (a failover or
+restart ended the backend), read_only_sql_transaction (the host answered as a reader: an Aurora writer demoted
+by a failover, reached through a stale DNS answer). Class 08 (connection_exception) belongs here too."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,13 +150,31 @@ def get_target(*, refresh: bool = False) -> DatabaseTarget:
     return database_target(get_settings(), refresh=refresh)
 
 
+def sqlstate(error: BaseException) -> str | None:
+    """The SQLSTATE the server answered with, from pg8000's error or from SQLAlchemy's wrapper of one."""
+    original = getattr(error, "orig", None) or error
+    details = original.args[0] if original.args and isinstance(original.args[0], dict) else {}
+    code = details.get("C")
+    return code if isinstance(code, str) else None
+
+
+def connection_lost(error: BaseException) -> bool:
+    """Whether the server ended or disowned the connection: it must be dropped, and the pool's others with it."""
+    code = sqlstate(error)
+    return code is not None and (code in LOST_SQLSTATES or code.startswith("08"))
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether the error means "the database cannot serve you now, retry" rather than "this statement is wrong"."""
+    return sqlstate(error) in REFUSED_SQLSTATES or connection_lost(error)
+
+
 def connect_with[T](connect: Callable[[DatabaseTarget], T]) -> T:
     """Open a connection through ``connect``; if the server refuses the password, fetch the secret again and
     retry once. Secrets Manager rotates managed database passwords, and a cached one goes stale."""
     try:
         return connect(get_target())
     except pg8000.exceptions.DatabaseError as exc:
-        details = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
-        if details.get("C") != INVALID_PASSWORD or not get_settings().db_secret_arn:
+        if sqlstate(exc) != INVALID_PASSWORD or not get_settings().db_secret_arn:
             raise
     return connect(get_target(refresh=True))

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from connvault import api_keys
 from connvault.db.fast_reads import get_fast_reads
-from connvault.errors import Unauthorized
+from connvault.errors import DatabaseUnavailable, Unauthorized
 from connvault.observability import MetricName, logger, metrics
 
 if TYPE_CHECKING:
@@ -32,12 +33,34 @@ def authenticate(authorization: str | None, *, reads: FastReads | None = None) -
     return found.tenant_id
 
 
-def authorize(authorization: str | None, *, reads: FastReads | None = None) -> UUID | None:
-    """The authorizer's decision: the tenant, or ``None`` to deny. Denials are counted, never explained to
-    the caller beyond the 403 that API Gateway sends (a request without the header gets its 401 earlier)."""
+UNCHECKED_CONTEXT_KEY = "unchecked"
+"""Authorizer context key of a request whose key could not be checked (the database is unavailable). It
+carries no tenant: the function behind answers 503 with ``Retry-After`` without running the route."""
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The authorizer's answer: a tenant, a denial (neither set), or a key that could not be checked."""
+
+    tenant_id: UUID | None = None
+    unchecked: bool = False
+
+
+def authorize(authorization: str | None, *, reads: FastReads | None = None) -> Decision:
+    """The authorizer's decision. Denials are counted, never explained to the caller beyond the 403 that API
+    Gateway sends (a request without the header gets its 401 earlier).
+
+    When the database is unavailable the key cannot be checked. A Lambda authorizer of an HTTP API can only
+    allow, deny (403, which tells a client its key is bad) or fail (500, no ``Retry-After``), so the request
+    is let through *without a tenant*, marked unchecked, and the function answers 503 with ``Retry-After``
+    before routing: no route runs, and a handler that ignored the mark would still find no tenant (401)."""
     try:
-        return authenticate(authorization, reads=reads)
+        return Decision(tenant_id=authenticate(authorization, reads=reads))
     except Unauthorized as denied:
         logger.info("request denied", extra={"reason": denied.message})
         metrics.add_metric(name=MetricName.AUTH_DENIED, unit="Count", value=1)
-        return None
+        return Decision()
+    except DatabaseUnavailable:
+        logger.warning("API key not checked: the database is unavailable")
+        metrics.add_metric(name=MetricName.DATABASE_UNAVAILABLE, unit="Count", value=1)
+        return Decision(unchecked=True)
