@@ -378,6 +378,16 @@ def test_a_failing_down_file_reverts_nothing_of_itself(fresh: DatabaseTarget, sc
     assert recorded(fresh) == [*SHIPPED, "9001_probe.sql"]
 
 
+def test_a_statement_may_run_longer_than_the_connect_timeout(fresh: DatabaseTarget, schema_dir: Path) -> None:
+    """pg8000 reads with its connect timeout; the runner's statements are bounded by statement_timeout instead
+    (an index built on a large table takes minutes, a connect should fail in seconds)."""
+    (schema_dir / "9001_slow.sql").write_text("SELECT pg_sleep(1.5);\n")
+
+    result = migrate(replace(fresh, connect_timeout=0.5), schema_dir=schema_dir, seed=False)
+
+    assert result.applied[-1] == "9001_slow.sql"
+
+
 def test_down_waits_for_a_runner_holding_the_lock(fresh: DatabaseTarget) -> None:
     migrate(fresh, seed=False)
     holder = fresh.connect()

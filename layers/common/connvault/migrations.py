@@ -282,6 +282,11 @@ def _locked(
     """A connection holding the migration lock, with the bookkeeping table in place."""
     connection = _connect(target)
     try:
+        # pg8000 keeps its connect timeout (seconds) as the timeout of every socket read; building an index on a
+        # large table, or waiting for another runner's lock, must instead be bounded by statement_timeout.
+        usock = getattr(connection, "_usock", None)
+        if usock is not None:
+            usock.settimeout(statement_timeout_ms / 1000 + 30)
         connection.run(f"SET lock_timeout = {int(lock_timeout_ms)}")
         connection.run(f"SET statement_timeout = {int(statement_timeout_ms)}")
         # Session-level lock, waiting is fine: a second runner blocks here until the first is done and then
@@ -297,10 +302,19 @@ def _locked(
 
 
 def _ensure_bookkeeping(connection: pg8000.native.Connection) -> None:
+    """The history table, documented like every other table (the comments are rewritten on each run, unchanged)."""
     connection.run(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " version text PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,"
-        " applied_at timestamptz NOT NULL DEFAULT now())"
+        " applied_at timestamptz NOT NULL DEFAULT now());"
+        "COMMENT ON TABLE schema_migrations IS 'The migrations applied to this database, written by "
+        "connvault.migrations in the transaction of each file; the application role cannot read it.';"
+        "COMMENT ON COLUMN schema_migrations.version IS 'The file''s four-digit version (NNNN of NNNN_name.sql).';"
+        "COMMENT ON COLUMN schema_migrations.name IS 'The file''s name when it was applied.';"
+        "COMMENT ON COLUMN schema_migrations.checksum IS 'SHA-256 of the file as applied: an edited file is "
+        "refused by up and down.';"
+        "COMMENT ON COLUMN schema_migrations.applied_at IS 'When the file was applied; down reverts the latest "
+        "applied first.'"
     )
 
 
