@@ -1,8 +1,8 @@
 """Write the catalog into ``providers`` as the global rows (tenant_id NULL): an idempotent upsert by slug.
 
 The whole catalog goes to the server as one JSON document and is upserted by a single statement, so a
-seed is atomic without an explicit transaction and costs one round trip. A row is only rewritten, and its
-``updated_at`` only bumped, when some catalog column really differs; a second run changes nothing.
+seed is atomic without an explicit transaction and costs one round trip. A row is only rewritten (and its
+``updated_at`` bumped, by the table's trigger) when some catalog column really differs; a second run changes nothing.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ WITH written AS (
     FROM jsonb_to_recordset(CAST(:entries AS jsonb))
         AS entry (slug text, {", ".join(f"{name} {sql_type}" for name, sql_type in CATALOG_COLUMNS)})
     ON CONFLICT (slug) WHERE tenant_id IS NULL DO UPDATE
-    SET {", ".join(f"{name} = EXCLUDED.{name}" for name in _NAMES)}, updated_at = now()
+    SET {", ".join(f"{name} = EXCLUDED.{name}" for name in _NAMES)}
     WHERE ({", ".join(f"providers.{name}" for name in _NAMES)})
         IS DISTINCT FROM ({", ".join(f"EXCLUDED.{name}" for name in _NAMES)})
     RETURNING 1

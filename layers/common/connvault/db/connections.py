@@ -114,8 +114,12 @@ class ConnectionRepository:
         status: ConnectionStatus | None = None,
         cursor: str | None = None,
         limit: int = 50,
+        unused_since: datetime | None = None,
     ) -> Page:
-        """Keyset pagination on (created_at, id): stable under concurrent inserts, no OFFSET scans."""
+        """Keyset pagination on (created_at, id): stable under concurrent inserts, no OFFSET scans.
+
+        ``unused_since``: only connections that handed out no credential since then, or never (idle ones).
+        """
         query = self._select()
         if provider_id is not None:
             query = query.where(ConnectionRow.provider_id == provider_id)
@@ -123,6 +127,8 @@ class ConnectionRepository:
             query = query.where(ConnectionRow.end_user_id == end_user_id)
         if status is not None:
             query = query.where(ConnectionRow.status == status.value)
+        if unused_since is not None:
+            query = query.where(ConnectionRow.last_used_at.is_(None) | (ConnectionRow.last_used_at < unused_since))
         if cursor:
             after_created, after_id = decode_cursor(cursor)
             query = query.where(tuple_(ConnectionRow.created_at, ConnectionRow.id) > tuple_(after_created, after_id))
@@ -201,11 +207,13 @@ class ConnectionRepository:
     def update_details(
         self, connection_id: UUID, *, alias: str | None, metadata: Mapping[str, Any] | None
     ) -> Connection:
-        values: dict[str, Any] = {"updated_at": func.now()}
+        values: dict[str, Any] = {}
         if alias is not None:
             values["alias"] = alias
         if metadata is not None:
             values["metadata_"] = dict(metadata)
+        if not values:
+            return self.get(connection_id)
         try:
             result = self._session.execute(
                 update(ConnectionRow).where(ConnectionRow.id == connection_id).values(values)
@@ -224,7 +232,7 @@ class ConnectionRepository:
         self._session.execute(
             update(ConnectionRow)
             .where(ConnectionRow.id == connection_id)
-            .values(status=status.value, last_error_code=error_code, updated_at=func.now())
+            .values(status=status.value, last_error_code=error_code)
         )
 
     # -- the refresh lease -------------------------------------------------------------------------------
@@ -311,7 +319,6 @@ class ConnectionRepository:
                 next_refresh_at=None,
                 refresh_lease_until=case((mine, None), else_=ConnectionRow.refresh_lease_until),
                 refresh_lease_owner=case((mine, None), else_=ConnectionRow.refresh_lease_owner),
-                updated_at=func.now(),
             )
         )
         if not result.rowcount:
@@ -358,7 +365,6 @@ class ConnectionRepository:
                 next_refresh_at=next_refresh_at,
                 refresh_lease_until=None,
                 refresh_lease_owner=None,
-                updated_at=func.now(),
             )
         )
         return bool(result.rowcount)
@@ -399,7 +405,6 @@ class ConnectionRepository:
         # A new grant supersedes a refresh of the old one in flight: its failure must not mark this grant.
         row.refresh_lease_until = None
         row.refresh_lease_owner = None
-        row.updated_at = func.now()
 
     def _seal(self, tenant_id: UUID, connection_id: UUID, credentials: Credentials) -> bytes:
         context = SealContext(tenant_id, CREDENTIALS_FIELD, connection_id)

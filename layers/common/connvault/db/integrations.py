@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from connvault.crypto.envelope import SealContext
@@ -78,7 +78,6 @@ class IntegrationRepository:
         row.client_id = client_id
         row.scopes = list(scopes)
         row.allowed_return_urls = list(allowed_return_urls)
-        row.updated_at = func.now()
         if not keep_client_secret:
             row.client_secret = (
                 None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from connvault.db.rows import ProviderRow
@@ -101,7 +101,6 @@ class ProviderRepository:
         return self._session.scalars(query.with_for_update() if lock else query).one_or_none()
 
     def _flush(self, row: ProviderRow, slug: str) -> Provider:
-        row.updated_at = func.now()
         try:
             self._session.flush()
         except IntegrityError:

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import ARRAY, Boolean, DateTime, ForeignKey, Integer, LargeBinary, Text, Uuid, text
+from sqlalchemy import ARRAY, Boolean, DateTime, FetchedValue, ForeignKey, Integer, LargeBinary, Text, Uuid, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -24,6 +24,8 @@ class Base(DeclarativeBase):
 
 _NOW = text("now()")
 _NEW_ID = text("gen_random_uuid()")
+# updated_at is kept by a trigger (connvault_set_updated_at): the ORM reloads it after every write, never sets it.
+_UPDATED_AT = {"server_default": _NOW, "server_onupdate": FetchedValue()}
 
 
 class TenantRow(Base):
@@ -73,7 +75,7 @@ class ProviderRow(Base):
     max_concurrent_refreshes: Mapped[int | None] = mapped_column(Integer)
     docs_url: Mapped[str | None]
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
-    updated_at: Mapped[datetime] = mapped_column(server_default=_NOW)
+    updated_at: Mapped[datetime] = mapped_column(**_UPDATED_AT)
 
 
 class IntegrationRow(Base):
@@ -87,7 +89,7 @@ class IntegrationRow(Base):
     scopes: Mapped[list[str]] = mapped_column(server_default=text("'{}'"))
     allowed_return_urls: Mapped[list[str]] = mapped_column(server_default=text("'{}'"))
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
-    updated_at: Mapped[datetime] = mapped_column(server_default=_NOW)
+    updated_at: Mapped[datetime] = mapped_column(**_UPDATED_AT)
 
 
 class ConnectionRow(Base):
@@ -115,7 +117,7 @@ class ConnectionRow(Base):
     refresh_lease_owner: Mapped[UUID | None]
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", server_default=text("'{}'"))
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
-    updated_at: Mapped[datetime] = mapped_column(server_default=_NOW)
+    updated_at: Mapped[datetime] = mapped_column(**_UPDATED_AT)
 
 
 class OAuthSessionRow(Base):
