@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -11,6 +12,7 @@ from connvault.services import tenants
 from devserver.events import http_event
 from devserver.provider import Fault
 from tests.api.conftest import Answer, Api, connect_account, db_state, stored_connection
+from tests.support.factories import owner
 
 NOBODYS = "5b0c8f1e-2d4a-4e6b-9c7d-0a1b2c3d4e5f"
 """A connection id nobody has (fixed: parameter ids must be the same in every xdist worker)."""
@@ -61,6 +63,8 @@ def create_api_key_connection(api: Api, end_user_id: str = "user-1", **extra: ob
         ("GET", "/connections", {"limit": "many"}, None, "query.limit"),
         ("GET", "/connections", {"status": "sleeping"}, None, "query.status"),
         ("GET", "/connections", {"cursor": "bm90IGEgY3Vyc29y"}, None, "cursor"),
+        ("GET", "/connections", {"unused_since": "yesterday"}, None, "query.unused_since"),
+        ("GET", "/connections", {"unused_since": "2026-01-31T00:00:00"}, None, "unused_since"),
         ("PUT", "/integrations/Not!A!Slug", None, {"client_id": "x"}, "path.provider"),
         ("PUT", "/integrations/demo", None, {"client_id": ""}, "body.client_id"),
     ],
@@ -294,6 +298,27 @@ def test_list_filters_by_provider_end_user_and_status(api: Api, db, provider, st
     assert ids(end_user_id="bob") == [oauth_id]
     assert sorted(ids(status="active")) == sorted([key_id, oauth_id])
     assert ids(status="needs_reauth") == []
+
+
+def iso_days_ago(days: int) -> str:
+    return (datetime.now(UTC) - timedelta(days=days)).isoformat()
+
+
+def test_list_keeps_the_idle_connections_with_unused_since(api: Api, db, static_secrets) -> None:
+    used = create_api_key_connection(api, end_user_id="alice")["id"]
+    idle = create_api_key_connection(api, end_user_id="bob")["id"]
+    never = create_api_key_connection(api, end_user_id="carol")["id"]
+    with owner(db) as sql:
+        sql.run("UPDATE connections SET last_used_at = now() WHERE id = :c", c=used)
+        sql.run("UPDATE connections SET last_used_at = now() - interval '40 days' WHERE id = :c", c=idle)
+
+    answer = api.call("GET", "/connections", query={"unused_since": "2000-01-01T00:00:00Z"})
+    recent = api.call("GET", "/connections", query={"unused_since": "2100-01-01T00:00:00+02:00"})
+    month = api.call("GET", "/connections", query={"unused_since": iso_days_ago(30)})
+
+    assert [item["id"] for item in answer.json()["items"]] == [never]
+    assert [item["id"] for item in recent.json()["items"]] == [used, idle, never]
+    assert [item["id"] for item in month.json()["items"]] == [idle, never]
 
 
 # -- delete and revocation ------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """Routes of the management API: connect sessions, providers, integrations, connections."""
 
+from datetime import datetime
 from http import HTTPStatus
 from typing import Annotated
 from uuid import UUID
@@ -155,8 +156,12 @@ def register(app: APIGatewayHttpResolver) -> None:
         status: Annotated[ConnectionStatus | None, Query()] = None,
         cursor: Annotated[str | None, Query(max_length=200)] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        unused_since: Annotated[
+            datetime | None,
+            Query(description="Only connections that handed out no credential since this time, or never (idle ones)."),
+        ] = None,
     ) -> ConnectionListResponse:
-        query = connections.ConnectionFilter(provider, end_user_id, status, cursor, limit)
+        query = connections.ConnectionFilter(provider, end_user_id, status, cursor, limit, unused_since)
         return ConnectionListResponse.of(connections.list_connections(uow(), query))
 
     @app.post("/connections", summary="Store API-key or basic credentials", tags=["connections"], responses=ERRORS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from connvault import wiring
@@ -42,6 +43,7 @@ class ConnectionFilter:
     status: ConnectionStatus | None = None
     cursor: str | None = None
     limit: int = 50
+    unused_since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,8 @@ def list_connections(uow: UnitOfWork, query: ConnectionFilter) -> Page:
         require_text(query.provider, "provider", max_length=63)
     if query.end_user_id is not None:
         require_text(query.end_user_id, "end_user_id", max_length=255)
+    if query.unused_since is not None and query.unused_since.tzinfo is None:
+        raise InvalidInput("unused_since needs a time zone (e.g. 2026-01-31T00:00:00Z)", field="unused_since")
     with uow:
         provider_id = None
         if query.provider is not None:
@@ -84,6 +88,7 @@ def list_connections(uow: UnitOfWork, query: ConnectionFilter) -> Page:
             status=query.status,
             cursor=query.cursor,
             limit=query.limit,
+            unused_since=query.unused_since,
         )
 
 
