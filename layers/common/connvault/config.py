@@ -36,6 +36,10 @@ class Settings:
     db_pool_size: int = 2
     db_max_overflow: int = 16
     db_ssl: bool = False
+    db_iam_auth: bool = False
+    """Log in with an RDS IAM token (``generate_db_auth_token``) as ``db_user`` (default: the app role)."""
+    db_app_iam_login: bool = False
+    """Migrations let the app role log in through RDS IAM authentication (GRANT rds_iam, LOGIN)."""
     kms_key_id: str | None = None
     region: str = "us-east-1"
     data_key_max_age_seconds: int = 300

@@ -31,12 +31,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pg8000.exceptions
 import pg8000.native
 
 from connvault.db.target import DatabaseTarget, get_target, quote_identifier
 from connvault.errors import ConnvaultError, MigrationError
+
+if TYPE_CHECKING:
+    from connvault.config import Settings
 
 # Any constant works, as long as every runner of every deployment agrees on it.
 ADVISORY_LOCK_KEY = 0x636F6E6E7661  # "connva"
@@ -252,9 +256,13 @@ def status(target: DatabaseTarget | None = None, *, schema_dir: Path | None = No
 
 
 def _app_role(app_role: str | None) -> str:
+    return app_role or _settings().db_app_role
+
+
+def _settings() -> Settings:
     from connvault.config import get_settings
 
-    return app_role or get_settings().db_app_role
+    return get_settings()
 
 
 def _version(value: str, migrations: list[Migration]) -> str:
@@ -388,6 +396,19 @@ def _grant_app_role(connection: pg8000.native.Connection, role: str) -> None:
     connection.run(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {quoted}")
     connection.run(f"REVOKE ALL ON schema_migrations FROM {quoted}")
     connection.run(f"GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO {quoted}")
+    if _settings().db_app_iam_login:
+        _let_app_role_log_in_with_iam(connection, role)
+
+
+def _let_app_role_log_in_with_iam(connection: pg8000.native.Connection, role: str) -> None:
+    """``DbIamAuth=true``: the serving functions log in as the app role itself with an RDS IAM token, so no
+    function but the migrations needs the owner's password. Only where RDS provides ``rds_iam``; a role
+    granted it can no longer log in with a password, which the app role never had."""
+    if not connection.run("SELECT 1 FROM pg_roles WHERE rolname = 'rds_iam'"):
+        return
+    quoted = quote_identifier(role)
+    connection.run(f"ALTER ROLE {quoted} LOGIN")
+    connection.run(f"GRANT rds_iam TO {quoted}")
 
 
 def _seed(connection: pg8000.native.Connection) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -91,7 +92,15 @@ def database_target(settings: Settings, *, refresh: bool = False) -> DatabaseTar
     if not settings.db_host:
         raise InvalidInput("set CONNVAULT_DATABASE_URL or CONNVAULT_DB_HOST", field="database_url")
     user, password = settings.db_user, None
-    if settings.db_secret_arn:
+    if settings.db_iam_auth:
+        # No password anywhere: a token signed with the function's role, valid 15 minutes, made for each new
+        # connection (signing is local, no network call). RDS accepts it over TLS only.
+        user = user or settings.db_app_role
+        token = _rds_client(settings.region).generate_db_auth_token(
+            DBHostname=settings.db_host, Port=settings.db_port, DBUsername=user, Region=settings.region
+        )
+        password = Redacted(token)
+    elif settings.db_secret_arn:
         secret = _read_secret(settings.db_secret_arn, refresh=refresh)
         user = user or secret.get("username")
         password = Redacted(secret["password"]) if "password" in secret else None
@@ -103,7 +112,7 @@ def database_target(settings: Settings, *, refresh: bool = False) -> DatabaseTar
         database=settings.db_name,
         host=settings.db_host,
         port=settings.db_port,
-        ssl=settings.db_ssl,
+        ssl=settings.db_ssl or settings.db_iam_auth,
         connect_timeout=settings.db_connect_timeout_seconds,
     )
 
@@ -128,6 +137,14 @@ def _from_url(url: str, settings: Settings) -> DatabaseTarget:
         ssl=settings.db_ssl,
         connect_timeout=settings.db_connect_timeout_seconds,
     )
+
+
+@lru_cache(maxsize=1)
+def _rds_client(region: str) -> Any:
+    # Imported here: only deployments with IAM authentication pay for an RDS client.
+    import boto3
+
+    return boto3.client("rds", region_name=region)
 
 
 def _read_secret(arn: str, *, refresh: bool) -> dict[str, Any]:
