@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-long lint format run bench openapi clean
+.PHONY: venv test test-long lint format run bench bench-multiplexer openapi clean
 
 $(STAMP): requirements-dev.txt layers/common/requirements.txt
 	$(PY312) -m venv $(VENV)
@@ -74,11 +74,36 @@ sam-build: $(SAM_STAMP)
 sam-smoke: $(STAMP) $(SAM_STAMP)
 	$(PY) -m pytest tests/artifact -q
 
+# checkov scans template.yaml; it pins its own boto3, pydantic and more, so it lives in a venv of its own too.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_VERSION := 3.3.30
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)
+
+.PHONY: checkov-venv checkov
+
+$(CHECKOV_STAMP):
+	rm -rf $(CHECKOV_VENV)
+	$(PY312) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
+	touch $(CHECKOV_STAMP)
+
+checkov-venv: $(CHECKOV_STAMP)
+
+# 0 failed checks: every finding is fixed or skipped in the resource's own Metadata with its reason.
+checkov: $(CHECKOV_STAMP)
+	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --quiet --compact
+
 # `make deploy ENV=prod`: build and deploy with the parameters of that samconfig.toml environment.
 deploy: $(SAM_STAMP)
 	$(SAM) build --config-env $(ENV)
 	$(PRECOMPILE) .aws-sam/build
 	$(SAM) deploy --config-env $(ENV)
+
+# The RDS Proxy question measured with a stand-in multiplexer (docs/deploy.md, "RDS Proxy: measured, not offered").
+bench-multiplexer: $(STAMP)
+	command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer)
+	$(PY) bench/multiplexer_bench.py
 
 openapi: $(STAMP)
 	PYTHONPATH=layers/common $(PY) -m connvault.api.openapi > docs/openapi.json
