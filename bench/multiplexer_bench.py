@@ -220,7 +220,8 @@ def main() -> None:
             migrate(target(pg_port))
             found = timings(pg_port, bouncer_port, args.iterations)
             floor = found["direct, named prepared (FastReads today)"]
-            print(f"hot read and connection open, loopback, {args.iterations} iterations (median of 5 rounds)")
+            rounds = f"{args.iterations} iterations, median of 7 interleaved rounds"
+            print(f"hot read and connection open, loopback, {rounds}")
             for name, micros in found.items():
                 print(f"  {name:<46} {micros:9.1f} us  {micros / floor:6.2f}x floor")
             wrong, failures, total = shared_session_state(bouncer_port, args.clients, 200)
