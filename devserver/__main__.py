@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from devserver.gateway import Gateway
     from devserver.local_stack import Demo
+    from devserver.webhook_receiver import WebhookReceiver
 
 REPO = Path(__file__).resolve().parents[1]
 LAYER = REPO / "layers" / "common"
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     from devserver.gateway import Gateway
     from devserver.handlers import load_handler
     from devserver.local_stack import DataDirInUse, local_stack
+    from devserver.schedule import LocalSchedule
 
     try:
         gateway = Gateway(("127.0.0.1", args.port))
@@ -56,12 +58,15 @@ def main(argv: list[str] | None = None) -> int:
                 load_handler(job)
             serving = threading.Thread(target=gateway.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
             serving.start()
-            print(_banner(gateway, demo), flush=True)
-            print(f"ready in {time.perf_counter() - started:.1f} s on {gateway.base_url} (Ctrl-C stops)", flush=True)
-            stop.wait()
-            print("stopping", flush=True)
-            gateway.shutdown()
-            serving.join()
+            with _webhook_receiver(args.webhook_port) as receiver, LocalSchedule("webhook_delivery", every_seconds=1.0):
+                print(_banner(gateway, demo, receiver.url), flush=True)
+                print(
+                    f"ready in {time.perf_counter() - started:.1f} s on {gateway.base_url} (Ctrl-C stops)", flush=True
+                )
+                stop.wait()
+                print("stopping", flush=True)
+                gateway.shutdown()
+                serving.join()
     except DataDirInUse as error:
         print(f"devserver: {error}", file=sys.stderr)
         return 1
@@ -76,6 +81,9 @@ def _parse_arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--port", type=int, default=3000, help="the API's port on 127.0.0.1 (0: any free port)")
     parser.add_argument(
         "--provider-port", type=int, default=3001, help="the demo provider's port (a free one if it is taken)"
+    )
+    parser.add_argument(
+        "--webhook-port", type=int, default=3002, help="the local webhook receiver's port (a free one if it is taken)"
     )
     parser.add_argument(
         "--data-dir", type=Path, default=REPO / ".local" / "devserver", help="where the PostgreSQL cluster lives"
@@ -105,9 +113,23 @@ def _log_to_stdout() -> None:
     devserver_logger.propagate = False
 
 
-def _banner(gateway: Gateway, demo: Demo) -> str:
+def _webhook_receiver(port: int) -> WebhookReceiver:
+    """A receiver that prints each delivery it gets, on ``port`` or a free one when that is taken."""
+    from devserver.webhook_receiver import WebhookReceiver
+
+    try:
+        return WebhookReceiver(port=port, echo=True)
+    except OSError:
+        return WebhookReceiver(port=0, echo=True)
+
+
+def _banner(gateway: Gateway, demo: Demo, webhook_url: str) -> str:
     api = gateway.base_url
     auth = '-H "Authorization: Bearer $CONNVAULT_API_KEY"'
+    hook = shlex.quote(
+        f'{{"url": "{webhook_url}", "event_types": ["connection.created", "connection.needs_reauth", '
+        '"connection.deleted"]}'
+    )
     session = shlex.quote(f'{{"provider": "demo", "end_user_id": "me", "return_url": "{demo.return_url}"}}')
     return f"""
 connvault devserver
@@ -127,6 +149,11 @@ Connect an account at the demo provider:
     -d {session} {api}/connect-sessions
 Open the authorize_url it returns in a browser; you come back to {demo.return_url} with a connection id. Then:
   curl -s {auth} {api}/connections/<connection_id>/token
+
+Webhooks: a local receiver at {webhook_url} prints every delivery here (the sender runs every second).
+Point a webhook at it (the answer holds its whsec_ signing secret, shown once):
+  curl -s -X POST {auth} -H 'Content-Type: application/json' \\
+    -d {hook} {api}/webhooks
 """
 
 

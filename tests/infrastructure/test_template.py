@@ -23,6 +23,7 @@ JOBS = {
     "ScheduledRefreshFunction": "scheduled_refresh",
     "RefreshWorkerFunction": "refresh_worker",
     "MigrationsFunction": "migrations",
+    "WebhookDeliveryFunction": "webhook_delivery",
 }
 
 ROUTES = {
@@ -40,6 +41,14 @@ ROUTES = {
     ("DELETE", "/connections/{connection_id}"): "ApiFunction",
     ("GET", "/openapi.json"): "ApiFunction",
     ("GET", "/connections/{connection_id}/token"): "TokenFetchFunction",
+    ("POST", "/webhooks"): "ApiFunction",
+    ("GET", "/webhooks"): "ApiFunction",
+    ("GET", "/webhooks/{endpoint_id}"): "ApiFunction",
+    ("PATCH", "/webhooks/{endpoint_id}"): "ApiFunction",
+    ("DELETE", "/webhooks/{endpoint_id}"): "ApiFunction",
+    ("POST", "/webhooks/{endpoint_id}/rotate-secret"): "ApiFunction",
+    ("GET", "/webhooks/{endpoint_id}/deliveries"): "ApiFunction",
+    ("POST", "/webhooks/{endpoint_id}/deliveries/{delivery_id}/redeliver"): "ApiFunction",
 }
 
 # Who may unwrap data keys (read sealed credentials) and who may create them (seal new ones).
@@ -49,8 +58,9 @@ KMS_DECRYPT = {
     "OAuthCallbackFunction",
     "ScheduledRefreshFunction",
     "RefreshWorkerFunction",
+    "WebhookDeliveryFunction",
 }
-KMS_GENERATE = KMS_DECRYPT - {"TokenFetchFunction"}
+KMS_GENERATE = KMS_DECRYPT - {"TokenFetchFunction", "WebhookDeliveryFunction"}
 SENSITIVE_SERVICES = ("kms:", "secretsmanager:", "rds:", "rds-db:", "rds-data:")
 
 # Parametrization needs the function list at collection time; the fixture serves the tests themselves.

@@ -253,6 +253,7 @@ def test_only_the_known_functions_run_as_definer_and_each_pins_its_search_path(d
     assert sorted(name for name, _ in definers) == [
         "connvault_check_provider_owner",
         "connvault_claim_due_refreshes",
+        "connvault_claim_webhook_deliveries",
         "connvault_due_backlog",
         "connvault_find_api_key",
         "connvault_oauth_session_tenant",

@@ -62,6 +62,22 @@ class Settings:
     refresh_jitter_seconds: float = 0.25
     refresh_queue_url: str | None = None
     last_used_coalesce_seconds: int = 60
+    webhook_deadline_seconds: float = 5.0
+    """Total deadline of one delivery attempt (connect, TLS, request, answer): short, so a slow receiver costs
+    its own endpoint's throughput and nobody else's."""
+    webhook_retry_window_seconds: int = 86_400
+    webhook_backoff_base_seconds: int = 5
+    webhook_backoff_cap_seconds: int = 3600
+    webhook_per_endpoint_concurrency: int = 4
+    webhook_concurrency: int = 16
+    webhook_claim_endpoints: int = 64
+    webhook_circuit_threshold: int = 5
+    webhook_circuit_cooldown_seconds: int = 30
+    webhook_circuit_cooldown_cap_seconds: int = 3600
+    webhook_secret_overlap_seconds: int = 86_400
+    webhook_max_endpoints: int = 20
+    webhook_drain_seconds: float = 0.0
+    """How long one delivery run keeps polling the outbox once it is empty (0: return at once)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:

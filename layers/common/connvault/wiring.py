@@ -21,8 +21,11 @@ from connvault.db import engine
 from connvault.db.fast_reads import reset_fast_reads
 from connvault.errors import NotFound
 from connvault.oauth.client import OAuthClient
+from connvault.oauth.http import HttpTransport
 
 get_session_factory = engine.get_session_factory
+WEBHOOK_ANSWER_BYTES = 64 * 1024
+"""A receiver's answer is read (to keep the connection reusable) and ignored; more than this is not read."""
 
 
 @lru_cache(maxsize=1)
@@ -49,6 +52,16 @@ def get_oauth_client() -> OAuthClient:
 
 
 @lru_cache(maxsize=1)
+def get_webhook_transport() -> HttpTransport:
+    """The webhook sender's HTTP pool: the provider calls' transport (and so its egress guard), with the short
+    webhook deadline and one connection per sending thread."""
+    settings = get_settings()
+    return HttpTransport(
+        settings.webhook_deadline_seconds, maxsize=settings.webhook_concurrency, max_body_bytes=WEBHOOK_ANSWER_BYTES
+    )
+
+
+@lru_cache(maxsize=1)
 def get_sealer() -> Sealer:
     return Sealer(DataKeys.from_settings(get_settings(), get_kms_client(), tenant_key_salt))
 
@@ -57,10 +70,19 @@ def reset() -> None:
     """Forget every cached collaborator and the settings they were built from."""
     get_sealer.cache_clear()
     get_oauth_client.cache_clear()
+    get_webhook_transport.cache_clear()
     get_kms_client.cache_clear()
     engine.reset()
     reset_fast_reads()
     get_settings.cache_clear()
 
 
-__all__ = ["get_kms_client", "get_oauth_client", "get_sealer", "get_session_factory", "reset", "tenant_key_salt"]
+__all__ = [
+    "get_kms_client",
+    "get_oauth_client",
+    "get_sealer",
+    "get_session_factory",
+    "get_webhook_transport",
+    "reset",
+    "tenant_key_salt",
+]

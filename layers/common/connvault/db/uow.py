@@ -19,6 +19,7 @@ from connvault.db.integrations import IntegrationRepository
 from connvault.db.oauth_sessions import OAuthSessionRepository
 from connvault.db.providers import ProviderRepository
 from connvault.db.tenants import TenantRepository
+from connvault.db.webhooks import WebhookRepository
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -39,6 +40,7 @@ class UnitOfWork:
     oauth_sessions: OAuthSessionRepository
     providers: ProviderRepository
     tenants: TenantRepository
+    webhooks: WebhookRepository
     sealer: Sealer
 
     def __init__(
@@ -88,6 +90,7 @@ class UnitOfWork:
         self.oauth_sessions = OAuthSessionRepository(session, sealer)
         self.providers = ProviderRepository(session)
         self.tenants = TenantRepository(session)
+        self.webhooks = WebhookRepository(session, sealer)
         return self
 
     def __exit__(

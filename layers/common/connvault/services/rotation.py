@@ -35,8 +35,9 @@ from connvault.crypto.envelope import Envelope, SealContext
 from connvault.db.connections import CREDENTIALS_FIELD
 from connvault.db.integrations import CLIENT_SECRET_FIELD
 from connvault.db.oauth_sessions import VERIFIER_FIELD
-from connvault.db.rows import ConnectionRow, IntegrationRow, OAuthSessionRow
+from connvault.db.rows import ConnectionRow, IntegrationRow, OAuthSessionRow, WebhookEndpointRow
 from connvault.db.uow import UnitOfWork
+from connvault.db.webhooks import SECRET_FIELD as WEBHOOK_SECRET_FIELD
 from connvault.errors import ConnvaultError, DecryptionFailed, InvalidInput, KeyServiceUnavailable
 
 if TYPE_CHECKING:
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
 class SealedColumn:
     """A column holding envelopes, and the field name its envelopes are bound to."""
 
-    row: type[ConnectionRow] | type[IntegrationRow] | type[OAuthSessionRow]
+    row: type[ConnectionRow] | type[IntegrationRow] | type[OAuthSessionRow] | type[WebhookEndpointRow]
     column: str
     field: str
 
@@ -61,6 +62,8 @@ SEALED_COLUMNS = (
     SealedColumn(ConnectionRow, "credentials", CREDENTIALS_FIELD),
     SealedColumn(IntegrationRow, "client_secret", CLIENT_SECRET_FIELD),
     SealedColumn(OAuthSessionRow, "code_verifier", VERIFIER_FIELD),
+    SealedColumn(WebhookEndpointRow, "secret", WEBHOOK_SECRET_FIELD),
+    SealedColumn(WebhookEndpointRow, "previous_secret", WEBHOOK_SECRET_FIELD),
 )
 """Every envelope column in the schema; a new one must be added here or rotation leaves it behind."""
 

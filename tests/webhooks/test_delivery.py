@@ -1,0 +1,265 @@
+"""Webhooks end to end: state changes made by the real code paths (connect callback, token fetch refreshing,
+delete) become events in the same transaction, and the sender delivers them to real local receivers, signed
+per Standard Webhooks (verified with the ``standardwebhooks`` library), in order per connection, retried with
+backoff, never slowing anyone else down."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import timedelta
+
+import pytest
+
+from connvault.clock import utcnow
+from connvault.services.webhook_delivery import DeliveryConfig
+from devserver.provider import DemoProvider, Fault
+from devserver.webhook_receiver import WebhookReceiver
+from tests.api.conftest import Api, connect_account
+from tests.hardening.support import fetch
+from tests.support.database import TestDatabase
+from tests.support.factories import owner
+from tests.webhooks.conftest import FAST, register, send, verified
+
+
+def events_in_outbox(db: TestDatabase) -> list[tuple[str, str]]:
+    with owner(db) as sql:
+        return [tuple(row) for row in sql.run("SELECT type, subject_id::text FROM webhook_events ORDER BY occurred_at")]
+
+
+def test_a_new_connection_is_delivered_signed_as_standard_webhooks(api: Api, receiver: WebhookReceiver) -> None:
+    # Given an endpoint for connection events
+    _endpoint_id, secret = register(api, receiver.url, ["connection.created"])
+
+    # When an end user connects an account and the sender runs
+    connection_id = connect_account(api)
+    report = send()
+
+    # Then the receiver got one delivery that the Standard Webhooks library verifies with the secret
+    (delivery,) = receiver.wait_for(1)
+    payload = verified(delivery, secret)
+    assert report.delivered == 1
+    assert payload["type"] == "connection.created"
+    assert payload["data"]["connection_id"] == connection_id
+    assert payload["data"]["provider"] == "demo"
+    assert payload["data"]["end_user_id"] == "user-1"
+    assert payload["data"]["status"] == "active"
+    assert delivery.headers["webhook-id"].startswith("msg_")
+    assert delivery.headers["content-type"] == "application/json"
+
+
+def test_no_event_is_written_for_a_tenant_without_a_subscribed_endpoint(api: Api, db: TestDatabase) -> None:
+    connect_account(api)
+    register(api, "https://hooks.example.com/x", ["connection.deleted"])
+    connect_account(api, alias="second")
+
+    assert events_in_outbox(db) == []
+
+
+def test_refresh_failures_reauth_and_recovery_arrive_in_order_with_attempts_and_codes(
+    api: Api, provider: DemoProvider, receiver: WebhookReceiver
+) -> None:
+    # Given a connection and an endpoint for every connection event
+    connection_id = connect_account(api)
+    _endpoint_id, secret = register(api, receiver.url)
+
+    # When two refreshes fail transiently, one succeeds, then the provider revokes the grant
+    provider.inject(Fault.server_error(), Fault.server_error())
+    assert fetch(api, connection_id).status == 503
+    with owner_clear_backoff(api, connection_id):
+        assert fetch(api, connection_id).status == 503
+    with owner_clear_backoff(api, connection_id):
+        assert fetch(api, connection_id).status == 200
+    provider.inject(Fault.error(400, "invalid_grant"))
+    assert fetch(api, connection_id).status == 409
+    for _ in range(5):
+        send()
+
+    # Then the receiver saw them in that order, each with what it needs to act, and no token anywhere
+    payloads = [verified(item, secret) for item in receiver.wait_for(4)]
+    assert [(p["type"], p["data"].get("attempt"), p["data"]["error_code"]) for p in payloads] == [
+        ("connection.refresh_failed", 1, "server_error"),
+        ("connection.refresh_failed", 2, "server_error"),
+        ("connection.recovered", None, None),
+        ("connection.needs_reauth", None, "invalid_grant"),
+    ]
+    assert payloads[0]["data"]["next_retry_at"] is not None
+    stats = provider.stats()
+    for item in receiver.received:
+        for token in (*stats.access_tokens, *stats.live_refresh_tokens, *stats.revoked):
+            assert token.encode() not in item.body
+
+
+class owner_clear_backoff:  # noqa: N801 - reads as a phrase in the test
+    """Let the next token fetch try the provider again at once (the backoff a transient failure set)."""
+
+    def __init__(self, api: Api, connection_id: str) -> None:
+        self._api, self._id = api, connection_id
+
+    def __enter__(self) -> None:
+        from sqlalchemy import text
+
+        from connvault.db.uow import UnitOfWork
+
+        with UnitOfWork(self._api.tenant.tenant_id) as uow:
+            uow.session.execute(text("UPDATE connections SET next_refresh_at = NULL WHERE id = :i"), {"i": self._id})
+            uow.commit()
+
+    def __exit__(self, *_exc: object) -> None:
+        return
+
+
+def test_reconnect_and_delete_are_events_and_a_plain_refresh_is_not(
+    api: Api, db: TestDatabase, receiver: WebhookReceiver
+) -> None:
+    connection_id = connect_account(api)
+    _endpoint_id, secret = register(api, receiver.url)
+
+    assert fetch(api, connection_id).status == 200  # a healthy refresh: no event
+    connect_account(api)  # the same end user connects again
+    assert api.call("DELETE", f"/connections/{connection_id}").status == 200
+    send()
+
+    kinds = [verified(item, secret)["type"] for item in receiver.wait_for(2)]
+    assert kinds == ["connection.reconnected", "connection.deleted"]
+    assert [kind for kind, _ in events_in_outbox(db)] == kinds
+
+
+def test_a_failing_receiver_is_retried_with_backoff_then_failed_after_the_window_and_can_be_redelivered(
+    api: Api, make_receiver
+) -> None:
+    # Given a receiver that answers 500
+    failing = make_receiver(status=500)
+    endpoint_id, secret = register(api, failing.url, ["connection.created"])
+    connect_account(api)
+
+    # When the sender runs: the attempt fails and the next one is scheduled later, not at once
+    first = send()
+    assert (first.delivered, first.retrying) == (0, 1)
+    assert send().claimed == 0
+    (listed,) = api.call("GET", f"/webhooks/{endpoint_id}/deliveries").json()["items"]
+    assert listed["status"] == "pending"
+    assert listed["attempts"] == 1
+    assert listed["last_status_code"] == 500
+
+    # When it keeps failing past the retry window (a day later)
+    late = send(at=utcnow() + timedelta(days=1, minutes=1))
+
+    # Then the delivery is failed, listed as such, and not tried again
+    assert late.failed == 1
+    failed = api.call("GET", f"/webhooks/{endpoint_id}/deliveries", query={"status": "failed"}).json()["items"]
+    assert [d["id"] for d in failed] == [listed["id"]]
+    assert send(at=utcnow() + timedelta(days=2)).claimed == 0
+
+    # When the receiver is fixed and the tenant asks for a redelivery
+    failing.status = 200
+    again = api.call("POST", f"/webhooks/{endpoint_id}/deliveries/{listed['id']}/redeliver")
+    assert again.status == 202
+    send()
+
+    # Then it arrives with the same webhook-id as every earlier attempt
+    attempts = failing.wait_for(3)
+    assert len({item.headers["webhook-id"] for item in attempts}) == 1
+    assert verified(attempts[-1], secret)["type"] == "connection.created"
+    assert api.call("GET", f"/webhooks/{endpoint_id}/deliveries").json()["items"][0]["status"] == "delivered"
+
+
+def test_a_slow_receiver_costs_only_its_own_endpoint(api: Api, make_receiver) -> None:
+    # Given a receiver that takes 3 s to answer (past the 1 s deadline) and a healthy one, both subscribed
+    slow = make_receiver(delay_seconds=3.0)
+    healthy = make_receiver()
+    slow_id, _ = register(api, slow.url, ["connection.created"])
+    _healthy_id, secret = register(api, healthy.url, ["connection.created"])
+    for n in range(8):
+        connect_account(api, alias=f"a{n}")
+
+    # When the sender runs
+    started = time.monotonic()
+    report = send(config=DeliveryConfig(deadline_seconds=1.0, per_endpoint=2, concurrency=8))
+
+    # Then the healthy receiver had all eight quickly; the slow one never had more than two at once, timed out
+    assert len(healthy.wait_for(8)) == 8
+    assert all(item.at - started < 2.5 for item in healthy.received)
+    # (each attempt at the slow one lasts its whole 1 s deadline, so two slots start at most two in any 0.8 s)
+    arrivals = sorted(item.at for item in slow.received)
+    assert arrivals
+    assert max(sum(1 for t in arrivals if start <= t < start + 0.8) for start in arrivals) <= 2
+    assert report.delivered == 8
+    assert all(verified(item, secret) for item in healthy.received)
+    listed = api.call("GET", f"/webhooks/{slow_id}/deliveries").json()["items"]
+    assert {d["last_error_code"] for d in listed if d["attempts"]} <= {"timeout", "unreachable"}
+    assert all(d["status"] == "pending" for d in listed)
+
+
+def test_repeated_failures_open_the_circuit_visible_on_the_endpoint(api: Api, make_receiver) -> None:
+    failing = make_receiver(status=503)
+    endpoint_id, _ = register(api, failing.url, ["connection.created"])
+    for n in range(6):
+        connect_account(api, alias=f"c{n}")
+    config = DeliveryConfig(deadline_seconds=1.0, per_endpoint=6, circuit_threshold=5)
+
+    send(config=config)
+
+    endpoint = api.call("GET", f"/webhooks/{endpoint_id}").json()
+    assert endpoint["circuit"]["state"] == "open"
+    assert endpoint["circuit"]["consecutive_failures"] >= 5
+    # While open, nothing is sent; after the cooldown a single probe goes out, and its failure reopens it
+    seen = len(failing.received)
+    assert send(config=config).claimed == 0
+    assert send(config=config, at=utcnow() + timedelta(minutes=2)).claimed == 1
+    assert len(failing.received) == seen + 1
+    assert api.call("GET", f"/webhooks/{endpoint_id}").json()["circuit"]["state"] == "open"
+    # A successful probe closes it, and the rest flows in the same run
+    failing.status = 200
+    healed = send(config=config, at=utcnow() + timedelta(hours=2))
+    assert healed.delivered == 6
+    assert api.call("GET", f"/webhooks/{endpoint_id}").json()["circuit"]["state"] == "closed"
+
+
+def test_a_rotated_secret_signs_alongside_the_old_one_during_the_overlap(api: Api, receiver: WebhookReceiver) -> None:
+    endpoint_id, old = register(api, receiver.url, ["connection.created"])
+    rotated = api.call("POST", f"/webhooks/{endpoint_id}/rotate-secret", body={"overlap_seconds": 3600})
+    assert rotated.status == 200
+    new = rotated.json()["secret"]
+    api.secrets.add(new)
+
+    connect_account(api)
+    send()
+
+    (item,) = receiver.wait_for(1)
+    assert verified(item, old)["type"] == verified(item, new)["type"] == "connection.created"
+    assert len(item.headers["webhook-signature"].split(" ")) == 2
+
+
+def test_after_the_overlap_only_the_new_secret_signs(api: Api, receiver: WebhookReceiver) -> None:
+    from standardwebhooks.webhooks import WebhookVerificationError
+
+    endpoint_id, old = register(api, receiver.url, ["connection.created"])
+    new = api.call("POST", f"/webhooks/{endpoint_id}/rotate-secret", body={"overlap_seconds": 0}).json()["secret"]
+    api.secrets.add(new)
+    connect_account(api)
+    send()
+
+    (item,) = receiver.wait_for(1)
+    assert verified(item, new)["type"] == "connection.created"
+    with pytest.raises(WebhookVerificationError):
+        verified(item, old)
+
+
+def test_the_secret_is_shown_at_creation_only(api: Api) -> None:
+    endpoint_id, secret = register(api, "https://hooks.example.com/in")
+
+    assert secret.startswith("whsec_")
+    for answer in (api.call("GET", f"/webhooks/{endpoint_id}"), api.call("GET", "/webhooks")):
+        assert answer.status == 200
+        assert secret not in answer.body
+        assert "secret" not in json.dumps(answer.json()).replace("previous_secret_expires_at", "")
+
+
+def test_the_receivers_answer_body_and_headers_are_never_logged(api: Api, make_receiver, caplog) -> None:
+    failing = make_receiver(status=500)
+    register(api, failing.url, ["connection.created"])
+    connect_account(api)
+    send(config=FAST)
+
+    assert failing.url not in caplog.text
