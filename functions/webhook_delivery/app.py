@@ -1,15 +1,16 @@
-"""Webhook delivery (EventBridge schedule): send the outbox's due deliveries, signed, to tenants' endpoints."""
+"""Events (EventBridge schedule): revoke grants of connect sessions that expired unconfirmed, then send the
+outbox's due webhook deliveries, signed, to tenants' endpoints."""
 
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from connvault.observability import logger, metrics, tracer
-from connvault.services.webhook_delivery import deliver_due
+from connvault.services.webhook_delivery import run_scheduled
 
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return deliver_due(context.get_remaining_time_in_millis).as_dict()
+    return run_scheduled(context.get_remaining_time_in_millis)

@@ -29,6 +29,7 @@ JOBS = {
 ROUTES = {
     ("GET", "/oauth/callback"): "OAuthCallbackFunction",
     ("POST", "/connect-sessions"): "ApiFunction",
+    ("POST", "/connect-sessions/{session_id}/confirm"): "ApiFunction",
     ("GET", "/providers"): "ApiFunction",
     ("GET", "/integrations"): "ApiFunction",
     ("PUT", "/integrations/{provider}"): "ApiFunction",

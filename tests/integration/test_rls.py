@@ -258,6 +258,7 @@ def test_only_the_known_functions_run_as_definer_and_each_pins_its_search_path(d
         "connvault_find_api_key",
         "connvault_oauth_session_tenant",
         "connvault_tenant_key_salt",
+        "connvault_unconfirmed_grants",
     ]
     assert all(any(c.startswith("search_path=") for c in config or []) for _, config in definers)
 

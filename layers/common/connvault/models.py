@@ -140,6 +140,13 @@ class OAuth2Credentials:
 
     type = AuthType.OAUTH2
 
+    def revocation_target(self) -> tuple[Redacted[str], str]:
+        """What to revoke (RFC 7009) and its ``token_type_hint``: the refresh token, which takes the grant with
+        it, else the access token."""
+        if self.refresh_token is not None:
+            return self.refresh_token, "refresh_token"
+        return self.access_token, "access_token"
+
     def with_refreshed(self, tokens: OAuth2Tokens) -> OAuth2Credentials:
         """The credentials after a refresh: a provider that did not rotate keeps the old refresh token."""
         return OAuth2Credentials(
@@ -255,3 +262,5 @@ class PendingConnect:
     code_verifier: Redacted[str] | None
     return_url: str | None
     expires_at: datetime
+    require_confirmation: bool = False
+    """Park the grant until the tenant confirms it (``services/connect_confirmation.py``)."""

@@ -37,7 +37,10 @@ def register(app: APIGatewayHttpResolver) -> None:
 
 
 def render(result: CallbackResult) -> Response[str]:
-    if result.connection_id is not None:
+    if result.confirmation is not None:
+        metrics.add_metric(name=MetricName.CONNECT_PARKED, unit="Count", value=1)
+        logger.info("connect awaiting confirmation", extra={"connect_session_id": str(result.confirmation.session_id)})
+    elif result.connection_id is not None:
         metrics.add_metric(name=MetricName.CONNECT_COMPLETED, unit="Count", value=1)
         logger.info("connect completed", extra={"connection_id": str(result.connection_id)})
     else:

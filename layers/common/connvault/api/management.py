@@ -10,6 +10,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from connvault.api.app import callback_url, json_response, tenant_id
 from connvault.api.schemas import (
+    ConfirmConnectSessionRequest,
     ConnectionListResponse,
     ConnectionResponse,
     ConnectSessionRequest,
@@ -29,7 +30,7 @@ from connvault.api.schemas import (
 from connvault.db.uow import UnitOfWork
 from connvault.models import ConnectionStatus
 from connvault.redacted import Redacted
-from connvault.services import connect, connections, custom_providers, integrations
+from connvault.services import connect, connect_confirmation, connections, custom_providers, integrations
 
 ProviderSlug = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", description="Provider slug")]
 
@@ -81,12 +82,28 @@ def register(app: APIGatewayHttpResolver) -> None:
                 alias=body.alias,
                 return_url=body.return_url,
                 scopes=tuple(body.scopes) if body.scopes is not None else None,
+                require_confirmation=body.require_confirmation,
             ),
             callback_url=callback_url(app),
         )
         return json_response(
             HTTPStatus.CREATED, ConnectSessionResponse.of(session), headers={"Cache-Control": "no-store"}
         )
+
+    @app.post(
+        "/connect-sessions/<session_id>/confirm",
+        summary="Confirm the account a session requiring confirmation brought back; the connection exists from now",
+        description=(
+            "Call it from your backend after checking that the user signed in at your return URL is the one you "
+            "started the session for. The code works once, before the session expires; any other code, session or "
+            "moment is 404 `not_found`."
+        ),
+        tags=["connect"],
+        responses=ERRORS,
+    )
+    def confirm_connect_session(session_id: UUID, body: ConfirmConnectSessionRequest) -> Response[ConnectionResponse]:
+        connection = connect_confirmation.confirm(uow(), session_id, _secret(body.confirmation))
+        return json_response(HTTPStatus.CREATED, ConnectionResponse.of(connection))
 
     @app.get("/providers", summary="List the providers this tenant can use", tags=["providers"])
     def list_providers() -> ProviderListResponse:

@@ -57,15 +57,35 @@ class ConnectSessionRequest(Strict):
     alias: Alias = ""
     return_url: Url | None = None
     scopes: list[Scope] | None = Field(default=None, max_length=100)
+    require_confirmation: bool = Field(
+        default=False,
+        description="Park the grant until your backend confirms it: the end user comes back to return_url (required "
+        "then) with connect_session_id and a one-time confirmation code; check that the user signed in is the one "
+        "you started the session for, then POST /connect-sessions/{id}/confirm. Unconfirmed grants are revoked "
+        "at the provider once the session expires.",
+    )
 
 
 class ConnectSessionResponse(Strict):
+    id: UUID = Field(description="The session; confirmed with POST /connect-sessions/{id}/confirm when required.")
     authorize_url: str = Field(description="Send the end user's browser here. Single use; expires at expires_at.")
     expires_at: datetime
+    require_confirmation: bool
 
     @classmethod
     def of(cls, session: ConnectSession) -> ConnectSessionResponse:
-        return cls(authorize_url=session.authorize_url.reveal(), expires_at=session.expires_at)
+        return cls(
+            id=session.id,
+            authorize_url=session.authorize_url.reveal(),
+            expires_at=session.expires_at,
+            require_confirmation=session.require_confirmation,
+        )
+
+
+class ConfirmConnectSessionRequest(Strict):
+    confirmation: SecretStr = Field(
+        min_length=1, max_length=512, description="The code the return URL received with connect_session_id."
+    )
 
 
 class ProviderResponse(Strict):

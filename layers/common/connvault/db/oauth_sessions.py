@@ -46,6 +46,7 @@ class OAuthSessionRepository:
                 code_verifier=verifier,
                 return_url=pending.return_url,
                 expires_at=pending.expires_at,
+                require_confirmation=pending.require_confirmation,
             )
         )
         self._session.flush()
@@ -77,6 +78,7 @@ class OAuthSessionRepository:
             code_verifier=verifier,
             return_url=row.return_url,
             expires_at=row.expires_at,
+            require_confirmation=row.require_confirmation,
         )
 
     def purge_expired(self, now: datetime) -> int:

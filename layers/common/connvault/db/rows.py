@@ -145,6 +145,7 @@ class OAuthSessionRow(Base):
     code_verifier: Mapped[bytes | None]
     return_url: Mapped[str | None]
     expires_at: Mapped[datetime]
+    require_confirmation: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
 
 
@@ -198,4 +199,22 @@ class WebhookDeliveryRow(Base):
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error_code: Mapped[str | None]
     delivered_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
+
+
+class ConnectConfirmationRow(Base):
+    __tablename__ = "connect_confirmations"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    tenant_id: Mapped[UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    provider_id: Mapped[UUID] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"))
+    end_user_id: Mapped[str]
+    alias: Mapped[str] = mapped_column(server_default=text("''"))
+    confirmation_sha256: Mapped[bytes]
+    credentials: Mapped[bytes]
+    token_type: Mapped[str | None]
+    scopes: Mapped[list[str]] = mapped_column(server_default=text("'{}'"))
+    token_expires_at: Mapped[datetime | None]
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", server_default=text("'{}'"))
+    confirm_by: Mapped[datetime]
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)

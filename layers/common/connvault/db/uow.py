@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Self
 from sqlalchemy import event, text
 
 from connvault import wiring
+from connvault.db.connect_confirmations import ConnectConfirmationRepository
 from connvault.db.connections import ConnectionRepository
 from connvault.db.integrations import IntegrationRepository
 from connvault.db.oauth_sessions import OAuthSessionRepository
@@ -35,6 +36,7 @@ _SET_TENANT = text("SELECT set_config('app.tenant_id', :t, true)")
 
 
 class UnitOfWork:
+    connect_confirmations: ConnectConfirmationRepository
     connections: ConnectionRepository
     integrations: IntegrationRepository
     oauth_sessions: OAuthSessionRepository
@@ -85,6 +87,7 @@ class UnitOfWork:
 
         session.begin()
         self._session = session
+        self.connect_confirmations = ConnectConfirmationRepository(session, sealer)
         self.connections = ConnectionRepository(session, sealer)
         self.integrations = IntegrationRepository(session, sealer)
         self.oauth_sessions = OAuthSessionRepository(session, sealer)

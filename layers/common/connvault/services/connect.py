@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from connvault.crypto.sealer import Sealer
+    from connvault.db.connect_confirmations import ParkedGrant
     from connvault.models import Connection, Provider
     from connvault.oauth.client import OAuthClient
 
@@ -46,14 +47,17 @@ class ConnectRequest:
     alias: str = ""
     return_url: str | None = None
     scopes: tuple[str, ...] | None = None
+    require_confirmation: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class ConnectSession:
     """``authorize_url`` carries the state: it is handed to the tenant once and never logged."""
 
+    id: UUID
     authorize_url: Redacted[str]
     expires_at: datetime
+    require_confirmation: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +71,18 @@ class CallbackParams:
 
 
 @dataclass(frozen=True, slots=True)
+class ParkedConfirmation:
+    """A grant waiting for the tenant's confirmation: the session to confirm and its one-time code, which travel
+    to the tenant's return URL through the end user's browser (like an authorization code, used once)."""
+
+    session_id: UUID
+    code: Redacted[str]
+
+    def query(self) -> dict[str, str]:
+        return {"connect_session_id": str(self.session_id), "confirmation": self.code.reveal()}
+
+
+@dataclass(frozen=True, slots=True)
 class CallbackResult:
     """Where the end user goes next: the tenant's return URL with ``connection_id`` or ``error``, or a page."""
 
@@ -74,12 +90,18 @@ class CallbackResult:
     connection_id: UUID | None = None
     error: str | None = None
     tenant_id: UUID | None = None
+    confirmation: ParkedConfirmation | None = None
 
     @property
     def redirect_url(self) -> str | None:
         if self.return_url is None:
             return None
-        extra = {"connection_id": str(self.connection_id)} if self.connection_id else {"error": self.error or ""}
+        if self.confirmation is not None:
+            extra = self.confirmation.query()
+        elif self.connection_id:
+            extra = {"connection_id": str(self.connection_id)}
+        else:
+            extra = {"error": self.error or ""}
         parts = urlsplit(self.return_url)
         query = parse_qsl(parts.query, keep_blank_values=True) + list(extra.items())
         return urlunsplit(parts._replace(query=urlencode(query)))
@@ -97,6 +119,8 @@ def create_connect_session(
     end_user_id = require_text(request.end_user_id, "end_user_id", max_length=255)
     alias = require_text(request.alias, "alias", max_length=100, min_length=0)
     requested_scopes = None if request.scopes is None else require_scopes(request.scopes)
+    if request.require_confirmation and request.return_url is None:
+        raise InvalidInput("a session that requires confirmation needs a return_url", field="return_url")
     started = now()
     expires_at = started + timedelta(seconds=get_settings().connect_session_ttl_seconds)
     state = new_state()
@@ -120,6 +144,7 @@ def create_connect_session(
             code_verifier=Redacted(verifier) if verifier else None,
             return_url=request.return_url,
             expires_at=expires_at,
+            require_confirmation=request.require_confirmation,
         )
         # Abandoned attempts (the end user never came back) hold a sealed verifier; they go with the next start.
         uow.oauth_sessions.purge_expired(started)
@@ -133,7 +158,7 @@ def create_connect_session(
         state,
         code_challenge_s256(verifier) if verifier else None,
     )
-    return ConnectSession(Redacted(url), expires_at)
+    return ConnectSession(pending.id, Redacted(url), expires_at, request.require_confirmation)
 
 
 def complete_connect(
@@ -196,6 +221,9 @@ def complete_connect(
         expires_at=tokens.expires_at,
     )
     metadata = {"provider": dict(tokens.extra)} if tokens.extra else {}
+    if pending.require_confirmation:
+        parked = park_grant(pending, grant, metadata, sealer=sealer)
+        return CallbackResult(pending.return_url, tenant_id=tenant_id, confirmation=parked)
     connection = _save_grant(pending, grant, metadata, sealer=sealer, now=now)
     return CallbackResult(pending.return_url, connection_id=connection.id, tenant_id=tenant_id)
 
@@ -207,21 +235,39 @@ def _save_grant(
     for attempt in (1, 2):
         try:
             with UnitOfWork(pending.tenant_id, sealer=sealer) as uow:
-                connection = uow.connections.save_grant(
-                    pending.tenant_id,
-                    pending.provider_id,
-                    end_user_id=pending.end_user_id,
-                    alias=pending.alias,
-                    grant=grant,
-                    granted_at=now(),
-                    metadata=metadata,
-                )
+                connection = store_grant(uow, pending, grant, metadata, now())
                 uow.commit()
             return connection
         except DBAPIError:
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
+
+
+def park_grant(
+    pending: PendingConnect, grant: NewCredentials, metadata: dict, *, sealer: Sealer | None
+) -> ParkedConfirmation:
+    """Hold a grant, sealed, until the tenant confirms it; only the code's hash is kept."""
+    code = new_state()
+    with UnitOfWork(pending.tenant_id, sealer=sealer) as uow:
+        uow.connect_confirmations.park(pending, grant, metadata, state_digest(code))
+        uow.commit()
+    return ParkedConfirmation(pending.id, Redacted(code))
+
+
+def store_grant(
+    uow: UnitOfWork, owner: PendingConnect | ParkedGrant, grant: NewCredentials, metadata: dict, granted_at: datetime
+) -> Connection:
+    """The connection for a grant: new, or the end user's existing one with its tokens replaced."""
+    return uow.connections.save_grant(
+        owner.tenant_id,
+        owner.provider_id,
+        end_user_id=owner.end_user_id,
+        alias=owner.alias,
+        grant=grant,
+        granted_at=granted_at,
+        metadata=metadata,
+    )
 
 
 def _oauth_provider(uow: UnitOfWork, slug: str) -> Provider:

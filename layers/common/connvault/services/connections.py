@@ -148,11 +148,7 @@ def delete_connection(uow: UnitOfWork, connection_id: UUID, *, oauth: OAuthClien
     if isinstance(credentials, OAuth2Credentials) and provider.revocation_url and integration is not None:
         attempted = True
         client = oauth or wiring.get_oauth_client()
-        token, hint = (
-            (credentials.refresh_token, "refresh_token")
-            if credentials.refresh_token is not None
-            else (credentials.access_token, "access_token")
-        )
+        token, hint = credentials.revocation_target()
         revoked = client.revoke(provider, integration.client, token.reveal(), hint)
         if not revoked:
             metrics.add_metric(name=MetricName.REVOCATION_FAILED, unit="Count", value=1)

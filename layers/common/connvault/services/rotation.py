@@ -32,10 +32,17 @@ from sqlalchemy import select, update
 
 from connvault import wiring
 from connvault.crypto.envelope import Envelope, SealContext
+from connvault.db.connect_confirmations import GRANT_FIELD
 from connvault.db.connections import CREDENTIALS_FIELD
 from connvault.db.integrations import CLIENT_SECRET_FIELD
 from connvault.db.oauth_sessions import VERIFIER_FIELD
-from connvault.db.rows import ConnectionRow, IntegrationRow, OAuthSessionRow, WebhookEndpointRow
+from connvault.db.rows import (
+    ConnectConfirmationRow,
+    ConnectionRow,
+    IntegrationRow,
+    OAuthSessionRow,
+    WebhookEndpointRow,
+)
 from connvault.db.uow import UnitOfWork
 from connvault.db.webhooks import SECRET_FIELD as WEBHOOK_SECRET_FIELD
 from connvault.errors import ConnvaultError, DecryptionFailed, InvalidInput, KeyServiceUnavailable
@@ -53,7 +60,13 @@ if TYPE_CHECKING:
 class SealedColumn:
     """A column holding envelopes, and the field name its envelopes are bound to."""
 
-    row: type[ConnectionRow] | type[IntegrationRow] | type[OAuthSessionRow] | type[WebhookEndpointRow]
+    row: (
+        type[ConnectionRow]
+        | type[IntegrationRow]
+        | type[OAuthSessionRow]
+        | type[WebhookEndpointRow]
+        | type[ConnectConfirmationRow]
+    )
     column: str
     field: str
 
@@ -64,6 +77,7 @@ SEALED_COLUMNS = (
     SealedColumn(OAuthSessionRow, "code_verifier", VERIFIER_FIELD),
     SealedColumn(WebhookEndpointRow, "secret", WEBHOOK_SECRET_FIELD),
     SealedColumn(WebhookEndpointRow, "previous_secret", WEBHOOK_SECRET_FIELD),
+    SealedColumn(ConnectConfirmationRow, "credentials", GRANT_FIELD),
 )
 """Every envelope column in the schema; a new one must be added here or rotation leaves it behind."""
 

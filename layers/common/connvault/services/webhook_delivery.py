@@ -36,6 +36,7 @@ from connvault.db.uow import UnitOfWork
 from connvault.db.webhooks import AttemptOutcome
 from connvault.errors import NotFound, ProviderUnavailable
 from connvault.observability import MetricName, logger, metrics
+from connvault.services.connect_confirmation import revoke_unconfirmed
 from connvault.webhooks.signing import signature_headers
 
 if TYPE_CHECKING:
@@ -130,6 +131,13 @@ def deliver_due(
     report = sender.run(remaining_ms)
     publish(report)
     return report
+
+
+def run_scheduled(remaining_ms: Callable[[], float]) -> dict[str, float]:
+    """The scheduled events run: revoke the grants of connect sessions that expired unconfirmed, then send."""
+    swept = revoke_unconfirmed()
+    report = deliver_due(remaining_ms)
+    return {**report.as_dict(), "unconfirmed_revoked": swept.revoked, "unconfirmed_dropped": swept.dropped}
 
 
 def publish(report: DeliveryReport) -> None:
