@@ -31,6 +31,7 @@ SMOKE_TESTED = {
     "MigrationsFunction",
     "ScheduledRefreshFunction",
     "RefreshWorkerFunction",
+    "WebhookDeliveryFunction",
 }
 
 
@@ -167,6 +168,16 @@ def test_the_built_scheduled_refresh_reports_an_empty_due_set(
     assert report["claimed"] == 0
     assert report["errors"] == 0
     assert report["stopped_by_deadline"] is False
+
+
+def test_the_built_webhook_delivery_reports_an_empty_outbox(
+    built: BuiltFunctions, tenant: Tenant, secrets: SecretRegistry
+) -> None:
+    (report,) = answered(built.invoke("WebhookDeliveryFunction", sample("webhook_delivery")), secrets)
+
+    assert report["claimed"] == 0
+    assert report["errors"] == 0
+    assert report["unconfirmed_revoked"] == 0
 
 
 def test_the_built_refresh_worker_consumes_a_message_and_returns_an_unreadable_one(

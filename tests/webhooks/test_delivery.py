@@ -263,3 +263,34 @@ def test_the_receivers_answer_body_and_headers_are_never_logged(api: Api, make_r
     send(config=FAST)
 
     assert failing.url not in caplog.text
+
+
+def test_a_confirmed_session_emits_created_at_the_confirmation_not_at_the_callback(
+    api: Api, db: TestDatabase, receiver: WebhookReceiver
+) -> None:
+    from tests.api.test_confirmed_connect import park
+
+    register(api, receiver.url, ["connection.created"])
+    session_id, code = park(api)
+    assert events_in_outbox(db) == []
+
+    confirmed = api.call("POST", f"/connect-sessions/{session_id}/confirm", body={"confirmation": code})
+
+    assert [kind for kind, _ in events_in_outbox(db)] == ["connection.created"]
+    assert events_in_outbox(db)[0][1] == confirmed.json()["id"]
+
+
+def test_the_scheduled_handler_sends_with_its_sample_event(api: Api, receiver: WebhookReceiver) -> None:
+    from pathlib import Path
+
+    from tests.api.conftest import FakeLambdaContext, load_handler
+
+    register(api, receiver.url, ["connection.created"])
+    connect_account(api)
+    sample = json.loads((Path(__file__).resolve().parents[2] / "events" / "webhook_delivery.json").read_text())
+
+    answer = load_handler("webhook_delivery")(sample, FakeLambdaContext())
+
+    assert answer["delivered"] == 1
+    assert answer["unconfirmed_revoked"] == 0
+    assert len(receiver.wait_for(1)) == 1

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 
 from connvault.crypto.envelope import SealContext
 from connvault.db.rows import WebhookDeliveryRow, WebhookEndpointRow, WebhookEventRow
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 SECRET_FIELD = "webhook_endpoints.secret"
 """The field both secret columns' envelopes are bound to: a rotation moves the current envelope to
 ``previous_secret`` as it is, and both are the same endpoint's secrets."""
+SUCCESS_STAMP_EVERY = timedelta(seconds=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,10 +158,20 @@ class WebhookRepository:
         return SigningSecrets(self._open(row.tenant_id, row.id, row.secret), previous)
 
     def record_success(self, endpoint_id: UUID, now: datetime) -> None:
-        """A 2xx closes the circuit."""
+        """A 2xx closes the circuit. A healthy endpoint's row is written at most every few seconds, not once per
+        delivery: its concurrent deliveries would otherwise queue on the row lock."""
+        endpoint = WebhookEndpointRow
         self._session.execute(
-            update(WebhookEndpointRow)
-            .where(WebhookEndpointRow.id == endpoint_id)
+            update(endpoint)
+            .where(
+                endpoint.id == endpoint_id,
+                or_(
+                    endpoint.consecutive_failures > 0,
+                    endpoint.circuit_open_until.is_not(None),
+                    endpoint.last_success_at.is_(None),
+                    endpoint.last_success_at < now - SUCCESS_STAMP_EVERY,
+                ),
+            )
             .values(consecutive_failures=0, circuit_open_until=None, last_success_at=now)
         )
 

@@ -1,0 +1,250 @@
+"""What the webhook outbox costs, and what the sender delivers, each against a floor measured in the same run.
+
+1. **State changes per second, with and without the outbox.** The statement a transient refresh failure runs
+   (``record_refresh_failure``'s UPDATE, as the application role in a tenant transaction, prepared, committed):
+   with the outbox triggers disabled (the floor: no outbox), enabled for a tenant without endpoints (one probe),
+   and enabled with one subscribed endpoint (an event and a delivery written in the same transaction). Also a
+   healthy refresh's UPDATE (status stays active), which the trigger's WHEN clause should leave at the floor.
+2. **Delivery throughput** to a local receiver answering after 50 ms: N events over E endpoints through the real
+   sender, against the ideal ``N x 50 ms / min(concurrency, E x per-endpoint cap)``.
+3. **The token hot path is unchanged**: a warm ``get_token`` with a subscribed endpoint vs none, and no event
+   written by any fetch.
+
+Run: ``.venv/bin/python bench/events_bench.py [--updates 2000] [--events 2000] [--endpoints 20]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
+from timing import per_call_us  # noqa: E402 - bench/timing.py, beside this script
+
+from devserver.local_env import LOCAL_ENV  # noqa: E402 - after the path is set
+
+os.environ.update(
+    LOCAL_ENV,
+    POWERTOOLS_LOG_LEVEL="ERROR",
+    POWERTOOLS_METRICS_DISABLED="true",
+    CONNVAULT_CALLBACK_URL="http://127.0.0.1:3000/oauth/callback",
+)
+TRIGGERS = ("connections_events_update", "connections_events_insert_delete")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--updates", type=int, default=2000, help="timed UPDATEs per round (5 rounds)")
+    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--endpoints", type=int, default=20)
+    parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--fetches", type=int, default=3000)
+    args = parser.parse_args()
+
+    import boto3
+    from moto import mock_aws
+
+    from tests.support.database import start_database, stop_database
+
+    workdir = Path(tempfile.mkdtemp(prefix="connvault-bench-"))
+    with mock_aws():
+        kms = boto3.client("kms", region_name="us-east-1")
+        os.environ["CONNVAULT_KMS_KEY_ID"] = kms.create_key()["KeyMetadata"]["Arn"]
+        db = start_database(workdir)
+        try:
+            from connvault import wiring
+            from connvault.migrations import migrate
+
+            migrate(db.owner_target)
+            os.environ["CONNVAULT_DATABASE_URL"] = db.app_url
+            wiring.reset()
+            print(f"uptime: {os.getloadavg()} (load averages 1/5/15 min; 2 cores shared)")
+            state_changes(db, args.updates)
+            delivery_throughput(db, args.events, args.endpoints, args.latency)
+            hot_path(db, args.fetches)
+        finally:
+            stop_database(workdir)
+
+
+def _connection(tenant_id: uuid.UUID, alias: str) -> uuid.UUID:
+    from connvault.db.connections import NewCredentials
+    from connvault.db.uow import UnitOfWork
+    from connvault.models import OAuth2Credentials
+    from connvault.redacted import Redacted
+
+    with UnitOfWork(tenant_id) as uow:
+        provider = uow.providers.get_by_slug("github")
+        connection = uow.connections.add(
+            tenant_id,
+            provider.id,
+            end_user_id="bench",
+            alias=alias,
+            grant=NewCredentials(
+                OAuth2Credentials(Redacted("gho_" + "x" * 200), Redacted("ghr_" + "y" * 60)),
+                token_type="Bearer",
+                scopes=("repo",),
+                expires_at=datetime.now(UTC) + timedelta(days=30),
+            ),
+            granted_at=datetime.now(UTC),
+            metadata={},
+        )
+        uow.commit()
+    return connection.id
+
+
+def _endpoint(tenant_id: uuid.UUID, url: str) -> None:
+    from connvault.db.uow import UnitOfWork
+    from connvault.services import webhooks
+
+    webhooks.create_endpoint(
+        UnitOfWork(tenant_id), webhooks.EndpointInput(url, ["connection.refresh_failed", "connection.created"])
+    )
+
+
+def state_changes(db: Any, iterations: int) -> None:
+    from connvault.services import tenants
+
+    quiet = tenants.create_tenant("no endpoints").id
+    subscribed = tenants.create_tenant("one endpoint").id
+    _endpoint(subscribed, "https://hooks.example.com/in")
+    targets = {tenant: _connection(tenant, "state") for tenant in (quiet, subscribed)}
+
+    app = db.owner_target.connect(role="connvault_app")
+    failure = app.prepare(
+        "UPDATE connections SET refresh_failures = refresh_failures + 1, last_error_code = 'server_error', "
+        "next_refresh_at = now() + interval '30 seconds', updated_at = now() WHERE id = CAST(:id AS uuid)"
+    )
+    healthy = app.prepare(
+        "UPDATE connections SET status = 'active', refresh_failures = 0, last_refresh_at = now(), "
+        "expires_at = now() + interval '1 hour', updated_at = now() WHERE id = CAST(:id AS uuid)"
+    )
+    bind = app.prepare("SELECT set_config('app.tenant_id', :t, true)")
+
+    def change(statement: Any, tenant: uuid.UUID) -> Any:
+        def run() -> None:
+            app.run("BEGIN")
+            bind.run(t=str(tenant))
+            statement.run(id=str(targets[tenant]))
+            app.run("COMMIT")
+
+        return run
+
+    owner = db.owner_target.connect()
+
+    def triggers(enabled: bool) -> None:
+        verb = "ENABLE" if enabled else "DISABLE"
+        for name in TRIGGERS:
+            owner.run(f"ALTER TABLE connections {verb} TRIGGER {name}")
+
+    results: dict[str, float] = {}
+    for label, statement, tenant, enabled in (
+        ("failure, no outbox (floor)", failure, subscribed, False),
+        ("failure, outbox, tenant without endpoints", failure, quiet, True),
+        ("failure, outbox, one subscribed endpoint", failure, subscribed, True),
+        ("healthy refresh, no outbox (floor)", healthy, subscribed, False),
+        ("healthy refresh, outbox", healthy, subscribed, True),
+    ):
+        triggers(enabled)
+        run = change(statement, tenant)
+        for _ in range(200):
+            run()
+        results[label] = per_call_us(run, iterations)
+    triggers(True)
+    events = owner.run("SELECT count(*) FROM webhook_events")[0][0]
+    owner.close()
+    app.close()
+
+    print(f"\nstate changes: one committed transaction each, {iterations} x 5 rounds (median of round means)")
+    floors = {
+        "failure": results["failure, no outbox (floor)"],
+        "healthy": results["healthy refresh, no outbox (floor)"],
+    }
+    for label, us in results.items():
+        floor = floors["failure" if label.startswith("failure") else "healthy"]
+        print(f"  {label:45s} {us:8.1f} us  {1e6 / us:8.0f}/s  ratio {us / floor:.2f}x")
+    print(f"  events written by the subscribed runs: {events}")
+
+
+def delivery_throughput(db: Any, count: int, endpoints: int, latency: float) -> None:
+    from connvault.oauth.http import HttpTransport
+    from connvault.services import tenants
+    from connvault.services.webhook_delivery import DeliveryConfig, deliver_due
+    from devserver.webhook_receiver import WebhookReceiver
+
+    config = DeliveryConfig.from_settings()
+    with WebhookReceiver(delay_seconds=latency) as receiver:
+        tenant = tenants.create_tenant("throughput").id
+        for n in range(endpoints):
+            _endpoint(tenant, f"{receiver.url}/{n}")
+        owner = db.owner_target.connect()
+        # Events straight into the outbox (as the trigger writes them): the bench times sending, not connecting.
+        owner.run(
+            "INSERT INTO webhook_events (tenant_id, type, subject_id, data) "
+            "SELECT CAST(:t AS uuid), 'connection.created', gen_random_uuid(), '{}'::jsonb FROM generate_series(1, :n)",
+            t=str(tenant),
+            n=count // endpoints,
+        )
+        owner.run(
+            "INSERT INTO webhook_deliveries (tenant_id, endpoint_id, event_id, subject_id) "
+            "SELECT e.tenant_id, w.id, e.id, e.subject_id FROM webhook_events e JOIN webhook_endpoints w "
+            "ON w.tenant_id = e.tenant_id WHERE e.tenant_id = CAST(:t AS uuid)",
+            t=str(tenant),
+        )
+        total = owner.run("SELECT count(*) FROM webhook_deliveries WHERE tenant_id = CAST(:t AS uuid)", t=str(tenant))
+        total = total[0][0]
+        transport = HttpTransport(config.deadline_seconds, maxsize=config.concurrency)
+        started = time.perf_counter()
+        cpu = time.process_time()
+        report = deliver_due(lambda: 600_000, config=config, transport=transport)
+        elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
+        transport.close()
+        delivered = owner.run("SELECT count(*) FROM webhook_deliveries WHERE status = 'delivered'")[0][0]
+        owner.close()
+    lanes = min(config.concurrency, endpoints * config.per_endpoint)
+    ideal = total * latency / lanes
+    print(
+        f"\ndelivery: {total} deliveries over {endpoints} endpoints, receiver at {latency * 1000:.0f} ms, "
+        f"{config.concurrency} threads, {config.per_endpoint} per endpoint"
+    )
+    print(
+        f"  elapsed {elapsed:.2f} s, ideal {ideal:.2f} s, ratio {elapsed / ideal:.2f}x; "
+        f"{total / elapsed:.0f} deliveries/s; CPU {cpu / total * 1000:.2f} ms per delivery"
+    )
+    print(f"  delivered {delivered} of {total} (report: {report.delivered}), receiver got {len(receiver.received)}")
+
+
+def hot_path(db: Any, iterations: int) -> None:
+    from connvault.services import tenants
+    from connvault.services.tokens import get_token
+
+    quiet = tenants.create_tenant("fetch, no endpoints").id
+    subscribed = tenants.create_tenant("fetch, subscribed").id
+    _endpoint(subscribed, "https://hooks.example.com/in")
+    ids = {tenant: _connection(tenant, "fetch") for tenant in (quiet, subscribed)}
+    owner = db.owner_target.connect()
+    before = owner.run("SELECT count(*) FROM webhook_events")[0][0]
+    timed = {}
+    for tenant in (quiet, subscribed, quiet, subscribed):  # interleaved: the machine's load drifts
+        for _ in range(200):
+            get_token(tenant, ids[tenant])
+        timed.setdefault(tenant, []).append(per_call_us(lambda t=tenant: get_token(t, ids[t]), iterations))
+    after = owner.run("SELECT count(*) FROM webhook_events")[0][0]
+    owner.close()
+    floor, measured = min(timed[quiet]), min(timed[subscribed])
+    print(f"\ntoken hot path: warm get_token, {iterations} x 5 rounds, best of two interleaved runs")
+    print(f"  tenant without endpoints (floor): {floor:8.1f} us")
+    print(f"  tenant with a subscribed endpoint: {measured:8.1f} us  ratio {measured / floor:.2f}x")
+    print(f"  events written by {4 * (200 + 5 * iterations)} fetches: {after - before}")
+
+
+if __name__ == "__main__":
+    main()
