@@ -9,16 +9,19 @@ from __future__ import annotations
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
 SERVICE = "connvault"
+NAMESPACE = "connvault"
 
 logger = Logger(service=SERVICE)
 tracer = Tracer(service=SERVICE)
-metrics = Metrics(namespace=SERVICE, service=SERVICE)
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
 
 class MetricName:
     """EMF metric names: one per outcome."""
 
     TOKEN_SERVED = "TokenServed"
+    CREDENTIAL_ISSUED = "CredentialIssued"
+    """One per credential handed out, dimensioned by tenant_id (the access log's metric)."""
     TOKEN_REFRESHED_ON_READ = "TokenRefreshedOnRead"
     CONNECT_STARTED = "ConnectStarted"
     CONNECT_COMPLETED = "ConnectCompleted"

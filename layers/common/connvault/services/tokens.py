@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from connvault import wiring
+from connvault.access_log import record_issued
 from connvault.clock import Clock, utcnow
 from connvault.config import get_settings
 from connvault.crypto.envelope import SealContext
@@ -48,6 +49,8 @@ class IssuedCredential:
     token_type: str | None
     expires_at: datetime | None
     scopes: tuple[str, ...]
+    refreshed: bool = False
+    """Whether this fetch refreshed the token (itself, or by waiting for another caller's refresh)."""
 
 
 def get_token(
@@ -67,6 +70,7 @@ def get_token(
     reads = reads or get_fast_reads()
     issued = _issue(tenant_id, connection_id, min_ttl, force_refresh, reads, oauth, sealer, policy, now)
     reads.touch(tenant_id, connection_id, timedelta(seconds=get_settings().last_used_coalesce_seconds))
+    record_issued(tenant_id, connection_id, issued.credentials.type.value, refreshed=issued.refreshed)
     return issued
 
 
@@ -123,7 +127,7 @@ def _issue(
     if refreshed.credentials is None:
         raise CredentialsExpired(f"connection {connection_id} holds no credentials")
     return IssuedCredential(
-        connection_id, refreshed.credentials, refreshed.token_type, refreshed.expires_at, refreshed.scopes
+        connection_id, refreshed.credentials, refreshed.token_type, refreshed.expires_at, refreshed.scopes, True
     )
 
 
