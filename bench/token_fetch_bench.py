@@ -16,7 +16,6 @@ import os
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
+from database import bench_database  # noqa: E402 - bench/database.py, beside this script
 from timing import per_call_us  # noqa: E402 - bench/timing.py, beside this script
 
 from devserver.local_env import LOCAL_ENV  # noqa: E402 - after the path is set
@@ -50,20 +50,8 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=3000)
     args = parser.parse_args()
 
-    import boto3
-    from moto import mock_aws
-
-    from tests.support.database import start_database, stop_database
-
-    workdir = Path(tempfile.mkdtemp(prefix="connvault-bench-"))
-    with mock_aws():
-        kms = boto3.client("kms", region_name="us-east-1")
-        os.environ["CONNVAULT_KMS_KEY_ID"] = kms.create_key()["KeyMetadata"]["Arn"]
-        db = start_database(workdir)
-        try:
-            run_bench(db, args.iterations)
-        finally:
-            stop_database(workdir)
+    with bench_database() as db:
+        run_bench(db, args.iterations)
 
 
 def run_bench(db: Any, iterations: int) -> None:
