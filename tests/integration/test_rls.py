@@ -257,6 +257,7 @@ def test_only_the_known_functions_run_as_definer_and_each_pins_its_search_path(d
         "connvault_due_backlog",
         "connvault_find_api_key",
         "connvault_oauth_session_tenant",
+        "connvault_purge_webhook_history",
         "connvault_tenant_key_salt",
         "connvault_unconfirmed_grants",
     ]

@@ -294,3 +294,22 @@ def test_the_scheduled_handler_sends_with_its_sample_event(api: Api, receiver: W
     assert answer["delivered"] == 1
     assert answer["unconfirmed_revoked"] == 0
     assert len(receiver.wait_for(1)) == 1
+
+
+def test_finished_history_past_its_retention_is_purged_and_pending_deliveries_are_kept(
+    api: Api, db: TestDatabase, make_receiver
+) -> None:
+    from connvault.services.webhook_delivery import purge_history
+
+    healthy, failing = make_receiver(), make_receiver(status=500)
+    register(api, healthy.url, ["connection.created"])
+    register(api, failing.url, ["connection.created"])
+    connect_account(api)
+    send()
+
+    assert purge_history() == 0  # within the retention
+    assert purge_history(now=lambda: utcnow() + timedelta(days=31)) == 1
+
+    with owner(db) as sql:
+        assert sql.run("SELECT status FROM webhook_deliveries") == [["pending"]]
+        assert sql.run("SELECT count(*) FROM webhook_events")[0][0] == 1

@@ -76,6 +76,8 @@ class Settings:
     webhook_circuit_cooldown_cap_seconds: int = 3600
     webhook_secret_overlap_seconds: int = 86_400
     webhook_max_endpoints: int = 20
+    webhook_retention_days: int = 30
+    """Delivered and failed deliveries, and their events, are kept this long (listable, re-sendable)."""
     webhook_drain_seconds: float = 0.0
     """How long one delivery run keeps polling the outbox once it is empty (0: return at once)."""
 

@@ -212,6 +212,10 @@ class WebhookRepository:
         rows = self._session.execute(select(claimed.c.id, claimed.c.tenant_id, claimed.c.endpoint_id)).all()
         return [DeliveryClaim(row.id, row.tenant_id, row.endpoint_id, owner, until) for row in rows]
 
+    def purge_history(self, before: datetime, limit: int) -> int:
+        """Drop finished deliveries (and events left without any) older than ``before``, across tenants."""
+        return int(self._session.scalar(select(func.connvault_purge_webhook_history(before, limit))) or 0)
+
     def get_delivery(self, delivery_id: UUID, *, endpoint_id: UUID | None = None) -> Delivery:
         query = self._deliveries().where(WebhookDeliveryRow.id == delivery_id).execution_options(populate_existing=True)
         if endpoint_id is not None:

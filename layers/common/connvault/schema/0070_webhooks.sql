@@ -259,3 +259,29 @@ CREATE FUNCTION connvault_claim_webhook_deliveries(
 COMMENT ON FUNCTION connvault_claim_webhook_deliveries(timestamptz, integer, integer, integer, uuid, timestamptz) IS
     'The webhook sender''s claim across tenants: leases due deliveries in order per subject, bounded per endpoint, '
     'and returns ids only. Each delivery is then sent under its own tenant.';
+
+-- Retention: deliveries that are over (delivered or failed) and older than the cut-off go, then events no delivery
+-- names any more. Across tenants, in bounded batches; returns how many deliveries went.
+CREATE FUNCTION connvault_purge_webhook_history(p_before timestamptz, p_limit integer) RETURNS integer
+    LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, public
+    AS $$
+    DECLARE
+        purged integer;
+    BEGIN
+        DELETE FROM webhook_deliveries d WHERE d.id IN (
+            SELECT o.id FROM webhook_deliveries o
+            WHERE o.status <> 'pending' AND o.created_at < p_before
+            LIMIT p_limit
+        );
+        GET DIAGNOSTICS purged = ROW_COUNT;
+        DELETE FROM webhook_events e WHERE e.id IN (
+            SELECT v.id FROM webhook_events v
+            WHERE v.occurred_at < p_before
+              AND NOT EXISTS (SELECT 1 FROM webhook_deliveries d WHERE d.event_id = v.id)
+            LIMIT p_limit
+        );
+        RETURN purged;
+    END
+    $$;
+COMMENT ON FUNCTION connvault_purge_webhook_history(timestamptz, integer) IS
+    'Retention of the outbox across tenants: finished deliveries and their events older than the cut-off.';

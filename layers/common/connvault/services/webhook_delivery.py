@@ -134,10 +134,25 @@ def deliver_due(
 
 
 def run_scheduled(remaining_ms: Callable[[], float]) -> dict[str, float]:
-    """The scheduled events run: revoke the grants of connect sessions that expired unconfirmed, then send."""
+    """The scheduled events run: revoke the grants of connect sessions that expired unconfirmed, drop history
+    past its retention, then send."""
     swept = revoke_unconfirmed()
+    purged = purge_history()
     report = deliver_due(remaining_ms)
-    return {**report.as_dict(), "unconfirmed_revoked": swept.revoked, "unconfirmed_dropped": swept.dropped}
+    return {
+        **report.as_dict(),
+        "unconfirmed_revoked": swept.revoked,
+        "unconfirmed_dropped": swept.dropped,
+        "history_purged": purged,
+    }
+
+
+def purge_history(*, now: Clock = utcnow, batch: int = 5000) -> int:
+    """Finished deliveries and their events older than ``CONNVAULT_WEBHOOK_RETENTION_DAYS``, a batch per run."""
+    with UnitOfWork(None) as uow:
+        purged = uow.webhooks.purge_history(now() - timedelta(days=get_settings().webhook_retention_days), batch)
+        uow.commit()
+    return purged
 
 
 def publish(report: DeliveryReport) -> None:
