@@ -101,7 +101,7 @@ COMMENT ON COLUMN webhook_deliveries.last_status_code IS 'HTTP status of the las
 COMMENT ON COLUMN webhook_deliveries.last_error_code IS 'Why the last attempt failed (http_status, timeout, unreachable, blocked_address).';
 COMMENT ON COLUMN webhook_deliveries.delivered_at IS 'When the receiver acknowledged it.';
 COMMENT ON COLUMN webhook_deliveries.created_at IS 'When the event was written.';
-CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (endpoint_id, seq) WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX webhook_deliveries_order_idx ON webhook_deliveries (endpoint_id, subject_id, seq) WHERE status = 'pending';
 CREATE INDEX webhook_deliveries_listing_idx ON webhook_deliveries (endpoint_id, seq DESC);
 CREATE INDEX webhook_deliveries_event_idx ON webhook_deliveries (event_id);
@@ -226,18 +226,22 @@ CREATE FUNCTION connvault_claim_webhook_deliveries(
     RETURNS TABLE (id uuid, tenant_id uuid, endpoint_id uuid)
     LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, public
     AS $$
-        WITH ready AS (
-            SELECT e.id, e.consecutive_failures >= p_circuit_threshold AS half_open,
+        WITH due AS (
+            -- An idle outbox is one empty range scan of the partial index, however many endpoints exist.
+            SELECT d.endpoint_id, min(d.seq) AS oldest FROM webhook_deliveries d
+            WHERE d.status = 'pending' AND d.next_attempt_at <= p_now
+            GROUP BY d.endpoint_id
+        ),
+        ready AS (
+            SELECT e.id, due.oldest, e.consecutive_failures >= p_circuit_threshold AS half_open,
                    (SELECT count(*) FROM webhook_deliveries l
-                    WHERE l.endpoint_id = e.id AND l.status = 'pending' AND l.lease_until > p_now) AS in_flight,
-                   (SELECT min(d.seq) FROM webhook_deliveries d
-                    WHERE d.endpoint_id = e.id AND d.status = 'pending' AND d.next_attempt_at <= p_now) AS oldest
-            FROM webhook_endpoints e
+                    WHERE l.endpoint_id = e.id AND l.status = 'pending' AND l.lease_until > p_now) AS in_flight
+            FROM due JOIN webhook_endpoints e ON e.id = due.endpoint_id
             WHERE e.enabled AND (e.circuit_open_until IS NULL OR e.circuit_open_until <= p_now)
         ),
         picked AS (
             SELECT due.id FROM (
-                SELECT r.* FROM ready r WHERE r.oldest IS NOT NULL ORDER BY r.oldest LIMIT p_endpoints
+                SELECT r.* FROM ready r ORDER BY r.oldest LIMIT p_endpoints
             ) r
             CROSS JOIN LATERAL (
                 SELECT d.id FROM webhook_deliveries d

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from connvault.webhooks.model import Delivery
 
 _POLL_SECONDS = 0.2
+_IDLE_POLL_SECONDS = 0.5
 _USER_AGENT = "connvault-webhooks/1"
 
 
@@ -193,7 +194,7 @@ class _Sender:
                     idle_until = idle_until or time.monotonic() + config.drain_seconds
                     if time.monotonic() >= idle_until:
                         break
-                    time.sleep(_POLL_SECONDS)
+                    time.sleep(_IDLE_POLL_SECONDS)
                     continue
                 idle_until = None
                 if in_flight and (not claims or len(in_flight) >= config.concurrency):
