@@ -18,6 +18,7 @@ from connvault.db.rows import WebhookDeliveryRow, WebhookEndpointRow, WebhookEve
 from connvault.errors import InvalidInput, NotFound
 from connvault.redacted import Redacted
 from connvault.webhooks.model import (
+    SUCCESS_STAMP_EVERY,
     Delivery,
     DeliveryStatus,
     EventType,
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 SECRET_FIELD = "webhook_endpoints.secret"
 """The field both secret columns' envelopes are bound to: a rotation moves the current envelope to
 ``previous_secret`` as it is, and both are the same endpoint's secrets."""
-SUCCESS_STAMP_EVERY = timedelta(seconds=10)
 
 
 @dataclass(frozen=True, slots=True)

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from connvault.crypto.sealer import Sealer
     from connvault.db.webhooks import DeliveryClaim
     from connvault.oauth.http import HttpTransport
-    from connvault.webhooks.model import Delivery
+    from connvault.webhooks.model import Delivery, WebhookEndpoint
 
 _POLL_SECONDS = 0.2
 _IDLE_POLL_SECONDS = 0.5
@@ -267,11 +267,12 @@ class _Sender:
             retry_after = _retry_after(answer.retry_after, self.config.backoff_cap_seconds)
         except ProviderUnavailable as exc:
             error = exc.reason or "unreachable"
-        self._record(claim, delivery, status, error, retry_after, ids)
+        self._record(claim, endpoint, delivery, status, error, retry_after, ids)
 
     def _record(
         self,
         claim: DeliveryClaim,
+        endpoint: WebhookEndpoint,
         delivery: Delivery,
         status: int | None,
         error: str | None,
@@ -284,7 +285,8 @@ class _Sender:
             webhooks = uow.webhooks
             if error is None and status is not None:
                 webhooks.record_delivered(claim, moment, status)
-                webhooks.record_success(claim.endpoint_id, moment)
+                if endpoint.needs_success_stamp(moment):
+                    webhooks.record_success(claim.endpoint_id, moment)
                 uow.commit()
                 self._count("delivered")
                 return

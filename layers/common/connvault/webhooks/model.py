@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +12,10 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from connvault.redacted import Redacted
+
+
+SUCCESS_STAMP_EVERY = timedelta(seconds=10)
+"""How stale ``last_success_at`` may get on a healthy endpoint before a delivery writes it again."""
 
 
 class EventType(StrEnum):
@@ -58,6 +62,16 @@ class WebhookEndpoint:
     last_failure_at: datetime | None
     created_at: datetime
     updated_at: datetime
+
+    def needs_success_stamp(self, now: datetime) -> bool:
+        """Whether a success must be written: to close the circuit, or because the last stamp is getting old. A
+        healthy endpoint's deliveries skip the write (and its round trip)."""
+        return (
+            self.consecutive_failures > 0
+            or self.circuit_open_until is not None
+            or self.last_success_at is None
+            or self.last_success_at < now - SUCCESS_STAMP_EVERY
+        )
 
     def circuit(self, now: datetime, threshold: int) -> CircuitState:
         if self.circuit_open_until is not None and self.circuit_open_until > now:
