@@ -272,7 +272,7 @@ def test_reverting_a_migration_keeps_the_rows_of_the_tables_it_leaves(fresh: Dat
     finally:
         admin.close()
 
-    reverted = rollback(fresh, to=below)
+    reverted = rollback(fresh, to=below, allow_data_loss=True)  # newer files may drop data of their own
     migrate(fresh)
 
     admin = fresh.connect()
@@ -393,7 +393,7 @@ def test_down_waits_for_a_runner_holding_the_lock(fresh: DatabaseTarget) -> None
     holder = fresh.connect()
     holder.run("SELECT pg_advisory_lock(:key)", key=ADVISORY_LOCK_KEY)
     results: list[RollbackResult] = []
-    worker = threading.Thread(target=lambda: results.append(rollback(fresh, to=SHIPPED[-2][:4])))
+    worker = threading.Thread(target=lambda: results.append(rollback(fresh, to=SHIPPED[-2][:4], allow_data_loss=True)))
     try:
         worker.start()
         time.sleep(0.5)
@@ -475,7 +475,11 @@ def test_down_and_status_run_as_commands(fresh: DatabaseTarget) -> None:
 
     refused = subprocess.run([*command, "down", "--to", "0"], env=env, capture_output=True, text=True, check=False)
     down = subprocess.run(
-        [*command, "down", "--to", SHIPPED[-2][:4]], env=env, capture_output=True, text=True, check=False
+        [*command, "down", "--to", SHIPPED[-2][:4], "--allow-data-loss"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     report = subprocess.run([*command, "status"], env=env, capture_output=True, text=True, check=False)
     up = subprocess.run([*command, "up"], env=env, capture_output=True, text=True, check=False)

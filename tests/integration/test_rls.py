@@ -36,6 +36,7 @@ class TenantRows:
     connection: uuid.UUID
     oauth_session: uuid.UUID
     state_sha256: bytes
+    account: uuid.UUID
 
 
 # Every tenant-owned table, with the column naming its tenant.
@@ -46,6 +47,7 @@ TENANT_TABLES = {
     "integrations": "tenant_id",
     "connections": "tenant_id",
     "oauth_sessions": "tenant_id",
+    "accounts": "tenant_id",
 }
 
 
@@ -84,7 +86,15 @@ def populate(sql: pg8000.native.Connection, github: uuid.UUID, name: str) -> Ten
         p=github,
         s=state_sha256,
     )[0][0]
-    return TenantRows(tenant, key_id, custom, integration, connection, oauth_session, state_sha256)
+    account = sql.run(
+        "INSERT INTO accounts (tenant_id, connection_id, external_id, external_id_bidx) VALUES (:t, :c, :e, :i)"
+        " RETURNING id",
+        t=tenant,
+        c=connection,
+        e=b"sealed",
+        i=hashlib.sha256(name.encode()).digest(),
+    )[0][0]
+    return TenantRows(tenant, key_id, custom, integration, connection, oauth_session, state_sha256, account)
 
 
 @dataclass(frozen=True)
@@ -154,6 +164,8 @@ INSERTS_FOR_ANOTHER_TENANT = {
     " VALUES (:other, :custom, 'u2', 'basic')",
     "oauth_sessions": "INSERT INTO oauth_sessions (tenant_id, provider_id, state_sha256, end_user_id, expires_at)"
     " VALUES (:other, :custom, decode(repeat('ab', 32), 'hex'), 'u2', now())",
+    "accounts": "INSERT INTO accounts (tenant_id, connection_id, baas_id, baas_id_bidx)"
+    " VALUES (:other, :connection, 'x', decode(repeat('ab', 32), 'hex'))",
 }
 
 
@@ -163,6 +175,8 @@ def test_a_tenant_cannot_insert_a_row_for_another_tenant(db: TestDatabase, world
     params = {"other": world.b.id if table != "tenants" else uuid.uuid4()}
     if ":custom" in statement:
         params["custom"] = world.b.custom_provider
+    if ":connection" in statement:
+        params["connection"] = world.b.connection
 
     with as_tenant(db, world.a.id) as sql, pytest.raises(DatabaseError) as error:
         sql.run(statement, **params)
@@ -257,6 +271,7 @@ def test_only_the_known_functions_run_as_definer_and_each_pins_its_search_path(d
         "connvault_due_backlog",
         "connvault_find_api_key",
         "connvault_oauth_session_tenant",
+        "connvault_purge_deleted_accounts",
         "connvault_purge_webhook_history",
         "connvault_tenant_key_salt",
         "connvault_unconfirmed_grants",
@@ -347,3 +362,39 @@ def test_a_tenant_cannot_attach_a_connection_to_another_tenants_custom_provider(
             a=world.a.id,
             p=world.b.custom_provider,
         )
+
+
+FOREIGN_KEY_VIOLATION = "23503"
+
+
+def test_a_tenant_cannot_put_an_account_under_another_tenants_connection(db: TestDatabase, world: World) -> None:
+    """The foreign key names the connection and the tenant together: RLS picks the tenant, so only its own
+    connections can be named (a plain foreign key is checked without RLS and would accept B's)."""
+    with as_tenant(db, world.a.id) as sql, pytest.raises(DatabaseError) as error:
+        sql.run(
+            "INSERT INTO accounts (tenant_id, connection_id, baas_id, baas_id_bidx)"
+            " VALUES (:a, :c, 'x', decode(repeat('ab', 32), 'hex'))",
+            a=world.a.id,
+            c=world.b.connection,
+        )
+
+    assert sqlstate(error) == FOREIGN_KEY_VIOLATION
+
+
+def test_the_account_purge_deletes_only_soft_deleted_rows_past_the_cutoff_and_answers_a_count(
+    db: TestDatabase, world: World
+) -> None:
+    with owner(db) as sql:
+        sql.run("UPDATE accounts SET deleted_at = now() - interval '40 days' WHERE id = :a", a=world.a.account)
+        sql.run("UPDATE accounts SET deleted_at = now() - interval '1 day' WHERE id = :b", b=world.b.account)
+
+    with as_tenant(db, None) as sql:
+        purged = sql.run("SELECT connvault_purge_deleted_accounts(now() - interval '30 days', 100)")[0][0]
+        sql.run("COMMIT")
+        sql.run("BEGIN")
+
+    with owner(db) as sql:
+        left = sorted(row[0] for row in sql.run("SELECT id FROM accounts"))
+
+    assert purged == 1
+    assert left == [world.b.account]

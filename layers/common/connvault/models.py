@@ -78,6 +78,8 @@ class Provider:
     max_concurrent_refreshes: int | None = None
     docs_url: str | None = None
     tenant_id: UUID | None = None
+    account_id_fields: tuple[str, ...] = ()
+    """Where a token response names the connected account (see ``oauth.responses.account_id``)."""
 
     @property
     def is_custom(self) -> bool:
@@ -130,6 +132,9 @@ class OAuth2Tokens:
     expires_at: datetime | None = None
     scopes: tuple[str, ...] | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    provider_account_id: Redacted[str] | None = None
+    """The provider's id for the connected account, as the catalog's ``account_id_fields`` find it; None when
+    the response does not carry one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +240,7 @@ class Connection:
     created_at: datetime
     updated_at: datetime
     refresh_lease_until: datetime | None = None
+    provider_account_id: Redacted[str] | None = None
 
     @property
     def refresh_token(self) -> Redacted[str] | None:
@@ -247,6 +253,21 @@ def needs_refresh(expires_at: datetime | None, now: datetime, ttl_seconds: int) 
     A token without an expiry never needs a refresh: providers such as GitHub OAuth apps issue those.
     """
     return expires_at is not None and expires_at <= now + timedelta(seconds=ttl_seconds)
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A provider-side account under a connection (e.g. one bank account behind a Plaid login)."""
+
+    id: UUID
+    tenant_id: UUID
+    connection_id: UUID
+    external_id: Redacted[str] | None
+    baas_id: Redacted[str] | None
+    display_name: str
+    metadata: Mapping[str, Any]
+    created_at: datetime
+    updated_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from botocore.config import Config
 from sqlalchemy import func, select
 
 from connvault.config import get_settings
+from connvault.crypto.blind_index import BlindIndexKeys
 from connvault.crypto.data_keys import DataKeys
 from connvault.crypto.sealer import Sealer
 from connvault.db import engine
@@ -66,9 +67,16 @@ def get_sealer() -> Sealer:
     return Sealer(DataKeys.from_settings(get_settings(), get_kms_client(), tenant_key_salt))
 
 
+@lru_cache(maxsize=1)
+def get_blind_index_keys() -> BlindIndexKeys:
+    """The process's opened blind-index keys, kept as long as data keys are."""
+    return BlindIndexKeys(max_age_seconds=get_settings().data_key_max_age_seconds)
+
+
 def reset() -> None:
     """Forget every cached collaborator and the settings they were built from."""
     get_sealer.cache_clear()
+    get_blind_index_keys.cache_clear()
     get_oauth_client.cache_clear()
     get_webhook_transport.cache_clear()
     get_kms_client.cache_clear()
@@ -78,6 +86,7 @@ def reset() -> None:
 
 
 __all__ = [
+    "get_blind_index_keys",
     "get_kms_client",
     "get_oauth_client",
     "get_sealer",

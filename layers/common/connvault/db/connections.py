@@ -2,6 +2,7 @@
 
 Credentials are sealed here and opened here; no caller ever sees an envelope. List queries leave the
 credentials sealed (``credentials=None``): listing never needs a secret, and every open is a chance to leak.
+The provider's account id is sealed too, with a blind index beside it (``db.blind_index``) to find it by.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 
 from connvault.crypto.envelope import SealContext
 from connvault.db.rows import ConnectionRow, ProviderRow
-from connvault.errors import Conflict, GrantSuperseded, InvalidInput, NotFound
+from connvault.errors import Conflict, DecryptionFailed, GrantSuperseded, InvalidInput, KeyServiceUnavailable, NotFound
 from connvault.models import (
     AuthType,
     Connection,
@@ -29,6 +30,8 @@ from connvault.models import (
     credentials_from_bytes,
     credentials_to_bytes,
 )
+from connvault.observability import logger
+from connvault.redacted import Redacted
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -36,8 +39,10 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from connvault.crypto.sealer import Sealer
+    from connvault.db.blind_index import BlindIndexer
 
 CREDENTIALS_FIELD = "connections.credentials"
+PROVIDER_ACCOUNT_ID_FIELD = "connections.provider_account_id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,8 @@ class NewCredentials:
     token_type: str | None
     scopes: Sequence[str]
     expires_at: datetime | None
+    provider_account_id: Redacted[str] | None = None
+    """The provider's id for the account, when the token response named it; None keeps the stored one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +88,10 @@ class Claim:
 
 
 class ConnectionRepository:
-    def __init__(self, session: Session, sealer: Sealer) -> None:
+    def __init__(self, session: Session, sealer: Sealer, index: BlindIndexer | None = None) -> None:
         self._session = session
         self._sealer = sealer
+        self._index = index
 
     # -- reads -------------------------------------------------------------------------------------------
 
@@ -115,12 +123,19 @@ class ConnectionRepository:
         cursor: str | None = None,
         limit: int = 50,
         unused_since: datetime | None = None,
+        provider_account_id: str | None = None,
     ) -> Page:
         """Keyset pagination on (created_at, id): stable under concurrent inserts, no OFFSET scans.
 
         ``unused_since``: only connections that handed out no credential since then, or never (idle ones).
+        ``provider_account_id``: exact match, by blind index (no other row's envelope is opened).
         """
         query = self._select()
+        if provider_account_id is not None:
+            wanted = self._indexer().lookup(PROVIDER_ACCOUNT_ID_FIELD, provider_account_id)
+            if wanted is None:
+                return Page([], None)
+            query = query.where(ConnectionRow.provider_account_id_bidx == wanted)
         if provider_id is not None:
             query = query.where(ConnectionRow.provider_id == provider_id)
         if end_user_id is not None:
@@ -205,13 +220,20 @@ class ConnectionRepository:
         return self.get(row.id)
 
     def update_details(
-        self, connection_id: UUID, *, alias: str | None, metadata: Mapping[str, Any] | None
+        self,
+        connection_id: UUID,
+        *,
+        alias: str | None,
+        metadata: Mapping[str, Any] | None,
+        provider_account_id: Redacted[str] | None = None,
     ) -> Connection:
         values: dict[str, Any] = {}
         if alias is not None:
             values["alias"] = alias
         if metadata is not None:
             values["metadata_"] = dict(metadata)
+        if provider_account_id is not None:
+            values.update(self._account_id_columns(self._indexer().tenant_id, connection_id, provider_account_id))
         if not values:
             return self.get(connection_id)
         try:
@@ -319,6 +341,7 @@ class ConnectionRepository:
                 next_refresh_at=None,
                 refresh_lease_until=case((mine, None), else_=ConnectionRow.refresh_lease_until),
                 refresh_lease_owner=case((mine, None), else_=ConnectionRow.refresh_lease_owner),
+                **self._refreshed_account_id(lease.connection, grant.provider_account_id, previous),
             )
         )
         if not result.rowcount:
@@ -339,6 +362,7 @@ class ConnectionRepository:
             next_refresh_at=None,
             refresh_lease_until=None,
             updated_at=now,
+            provider_account_id=grant.provider_account_id or lease.connection.provider_account_id,
         )
 
     def record_refresh_failure(
@@ -405,6 +429,46 @@ class ConnectionRepository:
         # A new grant supersedes a refresh of the old one in flight: its failure must not mark this grant.
         row.refresh_lease_until = None
         row.refresh_lease_owner = None
+        for column, value in self._account_id_columns(row.tenant_id, row.id, grant.provider_account_id).items():
+            setattr(row, column, value)
+
+    def _indexer(self) -> BlindIndexer:
+        if self._index is None:
+            raise RuntimeError("blind indexes need a unit of work bound to a tenant")
+        return self._index
+
+    def _account_id_columns(
+        self, tenant_id: UUID, connection_id: UUID, value: Redacted[str] | None, *, like: bytes | None = None
+    ) -> dict[str, bytes]:
+        """The sealed provider account id and its blind index, or nothing to write for ``None``.
+
+        ``like``: seal under that envelope's data key (as a refresh seals its tokens), and make a missing
+        blind-index key the same way: the writer then needs ``kms:Decrypt`` only.
+        """
+        if value is None:
+            return {}
+        plaintext = value.reveal()
+        context = SealContext(tenant_id, PROVIDER_ACCOUNT_ID_FIELD, connection_id)
+        if like is None:
+            sealed = self._sealer.seal(plaintext.encode(), context)
+        else:
+            sealed = self._sealer.reseal(plaintext.encode(), context, like)
+        index = self._indexer().index(PROVIDER_ACCOUNT_ID_FIELD, plaintext, seal_like=like)
+        return {"provider_account_id": sealed, "provider_account_id_bidx": index}
+
+    def _refreshed_account_id(
+        self, connection: Connection, value: Redacted[str] | None, previous: bytes
+    ) -> dict[str, bytes]:
+        """What a refresh writes of the account id it saw. A key-service failure here drops the id, not the
+        tokens: with rotation they are the only live ones, and the next refresh captures the id again."""
+        try:
+            return self._account_id_columns(connection.tenant_id, connection.id, value, like=previous)
+        except (DecryptionFailed, KeyServiceUnavailable) as exc:
+            logger.warning(
+                "provider account id not stored with refreshed tokens",
+                extra={"connection_id": str(connection.id), "code": exc.code},
+            )
+            return {}
 
     def _seal(self, tenant_id: UUID, connection_id: UUID, credentials: Credentials) -> bytes:
         context = SealContext(tenant_id, CREDENTIALS_FIELD, connection_id)
@@ -416,6 +480,10 @@ class ConnectionRepository:
             credentials = credentials_from_bytes(
                 self._sealer.open(row.credentials, SealContext(row.tenant_id, CREDENTIALS_FIELD, row.id))
             )
+        account_id = None
+        if row.provider_account_id is not None:
+            context = SealContext(row.tenant_id, PROVIDER_ACCOUNT_ID_FIELD, row.id)
+            account_id = Redacted(self._sealer.open(row.provider_account_id, context).decode())
         return Connection(
             id=row.id,
             tenant_id=row.tenant_id,
@@ -439,6 +507,7 @@ class ConnectionRepository:
             created_at=row.created_at,
             updated_at=row.updated_at,
             refresh_lease_until=row.refresh_lease_until,
+            provider_account_id=account_id,
         )
 
 

@@ -47,6 +47,7 @@ class TenantRow(Base):
     name: Mapped[str]
     key_salt: Mapped[UUID] = mapped_column(server_default=_NEW_ID)
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
+    blind_index_key: Mapped[bytes | None]
 
 
 class TenantApiKeyRow(Base):
@@ -86,6 +87,7 @@ class ProviderRow(Base):
     metadata_fetched_at: Mapped[datetime | None]
     max_concurrent_refreshes: Mapped[int | None] = mapped_column(Integer)
     docs_url: Mapped[str | None]
+    account_id_fields: Mapped[list[str]] = mapped_column(server_default=text("'{}'"))
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
     updated_at: Mapped[datetime] = mapped_column(**_UPDATED_AT)
 
@@ -130,6 +132,25 @@ class ConnectionRow(Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", server_default=text("'{}'"))
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
     updated_at: Mapped[datetime] = mapped_column(**_UPDATED_AT)
+    provider_account_id: Mapped[bytes | None]
+    provider_account_id_bidx: Mapped[bytes | None]
+
+
+class AccountRow(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True, server_default=_NEW_ID)
+    tenant_id: Mapped[UUID]
+    connection_id: Mapped[UUID]
+    external_id: Mapped[bytes | None]
+    external_id_bidx: Mapped[bytes | None]
+    baas_id: Mapped[bytes | None]
+    baas_id_bidx: Mapped[bytes | None]
+    display_name: Mapped[str] = mapped_column(server_default=text("''"))
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", server_default=text("'{}'"))
+    created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
+    updated_at: Mapped[datetime] = mapped_column(**_UPDATED_AT)
+    deleted_at: Mapped[datetime | None]
 
 
 class OAuthSessionRow(Base):

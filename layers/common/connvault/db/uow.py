@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Self
 from sqlalchemy import event, text
 
 from connvault import wiring
+from connvault.db.accounts import AccountRepository
+from connvault.db.blind_index import BlindIndexer
 from connvault.db.connect_confirmations import ConnectConfirmationRepository
 from connvault.db.connections import ConnectionRepository
 from connvault.db.integrations import IntegrationRepository
@@ -37,6 +39,7 @@ _SET_TENANT = text("SELECT set_config('app.tenant_id', :t, true)")
 
 class UnitOfWork:
     connect_confirmations: ConnectConfirmationRepository
+    accounts: AccountRepository
     connections: ConnectionRepository
     integrations: IntegrationRepository
     oauth_sessions: OAuthSessionRepository
@@ -88,7 +91,13 @@ class UnitOfWork:
         session.begin()
         self._session = session
         self.connect_confirmations = ConnectConfirmationRepository(session, sealer)
-        self.connections = ConnectionRepository(session, sealer)
+        index = (
+            None
+            if self.tenant_id is None
+            else BlindIndexer(session, self.tenant_id, sealer, wiring.get_blind_index_keys())
+        )
+        self.accounts = AccountRepository(session, sealer, index)
+        self.connections = ConnectionRepository(session, sealer, index)
         self.integrations = IntegrationRepository(session, sealer)
         self.oauth_sessions = OAuthSessionRepository(session, sealer)
         self.providers = ProviderRepository(session)

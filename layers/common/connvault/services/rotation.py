@@ -31,16 +31,20 @@ from botocore.exceptions import BotoCoreError, ClientError
 from sqlalchemy import select, update
 
 from connvault import wiring
+from connvault.crypto.blind_index import KEY_FIELD as BLIND_INDEX_KEY_FIELD
 from connvault.crypto.envelope import Envelope, SealContext
+from connvault.db.accounts import BAAS_ID_FIELD, EXTERNAL_ID_FIELD
 from connvault.db.connect_confirmations import GRANT_FIELD
-from connvault.db.connections import CREDENTIALS_FIELD
+from connvault.db.connections import CREDENTIALS_FIELD, PROVIDER_ACCOUNT_ID_FIELD
 from connvault.db.integrations import CLIENT_SECRET_FIELD
 from connvault.db.oauth_sessions import VERIFIER_FIELD
 from connvault.db.rows import (
+    AccountRow,
     ConnectConfirmationRow,
     ConnectionRow,
     IntegrationRow,
     OAuthSessionRow,
+    TenantRow,
     WebhookEndpointRow,
 )
 from connvault.db.uow import UnitOfWork
@@ -66,6 +70,8 @@ class SealedColumn:
         | type[OAuthSessionRow]
         | type[WebhookEndpointRow]
         | type[ConnectConfirmationRow]
+        | type[AccountRow]
+        | type[TenantRow]
     )
     column: str
     field: str
@@ -78,6 +84,11 @@ SEALED_COLUMNS = (
     SealedColumn(WebhookEndpointRow, "secret", WEBHOOK_SECRET_FIELD),
     SealedColumn(WebhookEndpointRow, "previous_secret", WEBHOOK_SECRET_FIELD),
     SealedColumn(ConnectConfirmationRow, "credentials", GRANT_FIELD),
+    SealedColumn(ConnectionRow, "provider_account_id", PROVIDER_ACCOUNT_ID_FIELD),
+    SealedColumn(AccountRow, "external_id", EXTERNAL_ID_FIELD),
+    SealedColumn(AccountRow, "baas_id", BAAS_ID_FIELD),
+    # Bound to the tenant's own row: SealContext(tenant, field, tenant id).
+    SealedColumn(TenantRow, "blind_index_key", BLIND_INDEX_KEY_FIELD),
 )
 """Every envelope column in the schema; a new one must be added here or rotation leaves it behind."""
 

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from connvault import api_keys
+from connvault import api_keys, wiring
 from connvault.clock import Clock, utcnow
 from connvault.db.uow import UnitOfWork
 from connvault.errors import InvalidInput
@@ -59,4 +59,5 @@ def delete_tenant(tenant_id: UUID, *, sealer: Sealer | None = None) -> bool:
         deleted = uow.tenants.delete(tenant_id)
         uow.commit()
         uow.sealer.data_keys.forget_tenant(tenant_id)
+        wiring.get_blind_index_keys().forget_tenant(tenant_id)
     return deleted
