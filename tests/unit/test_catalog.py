@@ -286,3 +286,34 @@ def test_a_file_that_is_not_yaml_is_rejected_with_its_line(tmp_path: Path) -> No
 def test_a_document_of_the_wrong_shape_is_rejected(document: object) -> None:
     with pytest.raises(InvalidInput):
         parse_catalog(document)
+
+
+def test_the_account_id_comes_from_where_each_provider_names_the_account(catalog: dict[str, CatalogEntry]) -> None:
+    assert catalog["google"].account_id_fields == ("id_token.sub",)
+    assert catalog["slack"].account_id_fields == ("team.id", "authed_user.id")
+    assert catalog["microsoft"].account_id_fields == ("id_token.tid", "id_token.oid")
+    assert catalog["salesforce"].account_id_fields == ("id",)
+    assert catalog["hubspot"].account_id_fields == ("hub_id",)
+    assert catalog["github"].account_id_fields == ()  # the token response names nobody: the tenant sets it
+
+
+@pytest.mark.parametrize(
+    ("slug", "value", "problem"),
+    [
+        ("google", ["id_token..sub"], "dotted paths"),
+        ("google", ["a b"], "dotted paths"),
+        ("google", "id_token.sub", "at most 4 paths"),
+        ("google", ["a", "b", "c", "d", "e"], "at most 4 paths"),
+        ("google", ["a.b.c.d.e"], "dotted paths"),
+        ("openai", ["id"], "oauth2 providers only"),
+    ],
+)
+def test_account_id_fields_must_be_a_few_dotted_paths_of_an_oauth_entry(
+    raw_document: dict[str, Any], slug: str, value: object, problem: str
+) -> None:
+    _entry_named(raw_document, slug)["account_id_fields"] = value
+
+    error = _rejection(raw_document)
+
+    assert error.field == f"catalog.{slug}.account_id_fields"
+    assert problem in error.message

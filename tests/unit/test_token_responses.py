@@ -3,6 +3,7 @@ Slack's nested user token, and never anything but a connvault error on garbage."
 
 from __future__ import annotations
 
+import base64
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -367,3 +368,103 @@ def test_arbitrary_json_documents_yield_tokens_or_a_connvault_error(
         return
     assert tokens.access_token.reveal()
     json.dumps(dict(tokens.extra), allow_nan=False)  # extra must be storable as jsonb
+
+
+# -- the connected account's id (catalog account_id_fields) ------------------------------------------------------
+
+
+def id_token(claims: dict[str, Any]) -> str:
+    """A compact JWS whose signature nobody checks (it came straight from the token endpoint)."""
+
+    def part(document: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(document).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'RS256'})}.{part(claims)}.c2lnbmF0dXJl"
+
+
+def account_of(document: dict[str, Any], fields: tuple[str, ...], shape: TokenResponseShape = STANDARD) -> str | None:
+    tokens = parse_token_response(200, JSON, json.dumps(document).encode(), shape, NOW, account_id_fields=fields)
+    return None if tokens.provider_account_id is None else tokens.provider_account_id.reveal()
+
+
+@pytest.mark.parametrize(
+    ("document", "fields", "expected", "shape"),
+    [
+        ({"id_token": id_token({"sub": "1093"})}, ("id_token.sub",), "1093", STANDARD),
+        (
+            {"id_token": id_token({"tid": "t-9", "oid": "o-7", "sub": "x"})},
+            ("id_token.tid", "id_token.oid"),
+            "t-9:o-7",
+            STANDARD,
+        ),
+        (
+            {"id": "https://login.salesforce.com/id/00D/005"},
+            ("id",),
+            "https://login.salesforce.com/id/00D/005",
+            STANDARD,
+        ),
+        ({"hub_id": 62515}, ("hub_id",), "62515", STANDARD),
+        ({"workspace_id": "w1", "owner": {"user": {"id": "u1"}}}, ("workspace_id", "owner.user.id"), "w1:u1", STANDARD),
+        (
+            {"ok": True, "team": {"id": "T1"}, "authed_user": {"id": "U1", "access_token": "xoxp-user"}},
+            ("team.id", "authed_user.id"),
+            "T1:U1",
+            NESTED,
+        ),
+    ],
+    ids=["openid-sub", "microsoft-tid-oid", "salesforce-identity-url", "hubspot-integer", "nested-path", "slack"],
+)
+def test_the_account_id_is_read_where_the_catalog_says(
+    document: dict[str, Any], fields: tuple[str, ...], expected: str, shape: TokenResponseShape
+) -> None:
+    tokens = parse(
+        {"access_token": "at-1", **document} if shape is STANDARD else document, shape
+    )  # without fields: nothing is read
+    assert tokens.provider_account_id is None
+    assert account_of({"access_token": "at-1", **document}, fields, shape) == expected
+
+
+@pytest.mark.parametrize(
+    ("document", "fields"),
+    [
+        ({}, ("id_token.sub",)),
+        ({"id_token": "not-a-jwt"}, ("id_token.sub",)),
+        ({"id_token": "a.!!!.c"}, ("id_token.sub",)),
+        ({"id_token": id_token({"sub": ""})}, ("id_token.sub",)),
+        ({"team": {"id": "T1"}}, ("team.id", "authed_user.id")),
+        ({"team": "T1"}, ("team.id",)),
+        ({"flag": True}, ("flag",)),
+        ({"nested": {"a": 1}}, ("nested",)),
+        ({"weird": "line\nbreak"}, ("weird",)),
+        ({"huge": "x" * 256}, ("huge",)),
+    ],
+    ids=[
+        "absent",
+        "not-a-jwt",
+        "bad-base64",
+        "empty",
+        "one-of-two",
+        "not-an-object",
+        "bool",
+        "object",
+        "control",
+        "long",
+    ],
+)
+def test_an_account_id_that_is_not_there_or_not_usable_is_none(
+    document: dict[str, Any], fields: tuple[str, ...]
+) -> None:
+    assert account_of({"access_token": "at-1", **document}, fields) is None
+
+
+def test_the_account_id_is_redacted_and_left_out_of_the_clear_extra_fields() -> None:
+    document = {"access_token": "at-1", "user": "acct-7", "team": {"id": "T1", "name": "Acme"}, "instance": "eu"}
+
+    tokens = parse_token_response(
+        200, JSON, json.dumps(document).encode(), STANDARD, NOW, account_id_fields=("user", "team.id")
+    )
+
+    assert tokens.provider_account_id is not None
+    assert tokens.provider_account_id.reveal() == "acct-7:T1"
+    assert "acct-7" not in repr(tokens)
+    assert tokens.extra == {"team": {"name": "Acme"}, "instance": "eu"}

@@ -32,6 +32,10 @@ MAX_REFRESH_MARGIN_SECONDS = 86_400
 MAX_DISPLAY_NAME_LENGTH = 200
 MAX_URL_LENGTH = 2048
 
+# Where a token response names the account: dotted paths (id_token.<claim> reads the id token's claims).
+ACCOUNT_ID_PATH = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){0,3}$")
+MAX_ACCOUNT_ID_FIELDS = 4
+
 # The OAuth client sets these itself on every authorize URL; an entry overriding one would break the flow.
 RESERVED_AUTHORIZE_PARAMS = frozenset(
     {"client_id", "redirect_uri", "response_type", "state", "scope", "code_challenge", "code_challenge_method"}
@@ -64,6 +68,7 @@ class CatalogEntry:
     require_iss: bool = False
     discovery_url: str | None = None
     max_concurrent_refreshes: int | None = None
+    account_id_fields: tuple[str, ...] = ()
 
 
 class _Problem(Exception):
@@ -145,6 +150,14 @@ def _scopes(value: object) -> tuple[str, ...]:
     return scopes
 
 
+def _account_id_fields(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or len(value) > MAX_ACCOUNT_ID_FIELDS:
+        raise _Problem(f"must be a list of at most {MAX_ACCOUNT_ID_FIELDS} paths")
+    if not all(isinstance(path, str) and ACCOUNT_ID_PATH.match(path) for path in value):
+        raise _Problem("must hold dotted paths such as team.id or id_token.sub")
+    return tuple(value)
+
+
 def _params(value: object) -> Mapping[str, str]:
     if not isinstance(value, dict):
         raise _Problem("must be a mapping of parameter names to strings")
@@ -180,6 +193,7 @@ _FIELDS: dict[str, Callable[[object], Any]] = {
     "require_iss": _boolean,
     "discovery_url": _optional(_https_url),
     "max_concurrent_refreshes": _optional(_integer(1, None)),
+    "account_id_fields": _account_id_fields,
 }
 _REQUIRED = ("slug", "display_name", "auth_type", "docs_url")
 # Stated explicitly on every OAuth entry: a silent default for these would be a wrong guess about the provider.

@@ -39,6 +39,7 @@ CATALOG_COLUMNS: tuple[tuple[str, str], ...] = (
     ("discovery_url", "text"),
     ("max_concurrent_refreshes", "integer"),
     ("docs_url", "text"),
+    ("account_id_fields", "text[]"),
 )
 _NAMES = [name for name, _ in CATALOG_COLUMNS]
 _UPSERT = f"""
@@ -80,6 +81,7 @@ def catalog_record(entry: CatalogEntry) -> dict[str, Any]:
         "discovery_url": entry.discovery_url,
         "max_concurrent_refreshes": entry.max_concurrent_refreshes,
         "docs_url": entry.docs_url,
+        "account_id_fields": list(entry.account_id_fields),
     }
 
 

@@ -75,6 +75,7 @@ class ProviderRepository:
         row.authorize_params = dict(provider.authorize_params)
         row.refresh_margin_seconds = provider.refresh_margin_seconds
         row.discovery_url = provider.discovery_url
+        row.account_id_fields = list(provider.account_id_fields)
         _write_endpoints(row, provider)
         return self._flush(row, provider.slug)
 
@@ -146,4 +147,5 @@ def to_provider(row: ProviderRow) -> Provider:
         max_concurrent_refreshes=row.max_concurrent_refreshes,
         docs_url=row.docs_url,
         tenant_id=row.tenant_id,
+        account_id_fields=tuple(row.account_id_fields),
     )

@@ -106,6 +106,7 @@ class OAuthClient:
             provider.token_response_shape,
             now,
             retry_after=response.retry_after,
+            account_id_fields=provider.account_id_fields,
         )
 
     def _post(self, url: str, provider: Provider, client: ClientCredentials, fields: dict[str, str]) -> HttpResponse:

@@ -13,10 +13,12 @@ pages with HTTP 200 during incidents.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,6 +33,8 @@ type Document = Mapping[str, Any]
 
 MAX_EXPIRES_IN_SECONDS = 10 * 365 * 86_400
 """Beyond this an ``expires_in`` means "does not expire" in practice; it is treated as absent."""
+MAX_ACCOUNT_ID_LENGTH = 255
+_MAX_ID_TOKEN_PAYLOAD = 16_384
 
 # Keys never copied into ``extra``: they name secrets (a webhook URL is one), or are parsed already.
 _SECRET_KEY = re.compile(r"token|secret|code|password|key|signature|webhook", re.IGNORECASE)
@@ -51,10 +55,12 @@ def parse_token_response(
     now: datetime,
     *,
     retry_after: str | None = None,
+    account_id_fields: Sequence[str] = (),
 ) -> OAuth2Tokens:
     """The tokens in a token endpoint's answer, or the ``connvault.errors`` exception it amounts to.
 
     ``retry_after`` is the response's ``Retry-After`` header, used when the answer is transient.
+    ``account_id_fields`` (the catalog's) say where the answer names the connected account.
     """
     document = decode_body(content_type, body)
     if not 200 <= status <= 299:
@@ -63,7 +69,82 @@ def parse_token_response(
         raise ProviderUnavailable("the token response is not readable", reason="invalid_response")
     if is_error(document):
         raise classify_failure(status, error_code(document), retry_after, now)
-    return _SHAPES[shape](document, now)
+    tokens = _SHAPES[shape](document, now)
+    if not account_id_fields:
+        return tokens
+    # The id is sealed (connections.provider_account_id): the fields it is made of stay out of the clear metadata.
+    return replace(
+        tokens,
+        provider_account_id=account_id(document, tokens.id_token, account_id_fields),
+        extra=_without(tokens.extra, account_id_fields),
+    )
+
+
+def account_id(document: Document, id_token: Redacted[str] | None, fields: Sequence[str]) -> Redacted[str] | None:
+    """The connected account's id: each of ``fields`` is a dotted path into the response (``team.id``) or into
+    the id token's claims (``id_token.sub``), and their values are joined with ``:`` in that order. None when one
+    is missing or is not a string or an integer, or the result is not a usable id (1 to 255 characters, no
+    control characters): then the stored id stays as it is.
+
+    The id token is read without checking its signature: it came straight from the token endpoint over TLS, which
+    OpenID Connect Core 3.1.3.7 accepts instead of the signature in the code flow.
+    """
+    claims: Document | None = None
+    parts = []
+    for path in fields:
+        head, _, rest = path.partition(".")
+        if head == "id_token" and rest:
+            if claims is None:
+                claims = _claims(id_token) or {}
+            value = _dig(claims, rest)
+        else:
+            value = _dig(document, path)
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        if not isinstance(value, str) or not value:
+            return None
+        parts.append(value)
+    joined = ":".join(parts)
+    if not joined or len(joined) > MAX_ACCOUNT_ID_LENGTH or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in joined):
+        return None
+    return Redacted(joined)
+
+
+def _without(extra: Mapping[str, Any], paths: Sequence[str]) -> dict[str, Any]:
+    """``extra`` minus the values at ``paths`` (and any object they leave empty)."""
+    kept = {key: dict(value) if isinstance(value, Mapping) else value for key, value in extra.items()}
+    for path in paths:
+        head, _, rest = path.partition(".")
+        if not rest:
+            kept.pop(head, None)
+        elif isinstance(kept.get(head), dict):
+            kept[head] = _without(kept[head], [rest])
+            if not kept[head]:
+                del kept[head]
+    return kept
+
+
+def _dig(document: Document, path: str) -> object:
+    value: object = document
+    for key in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(key)
+    return value
+
+
+def _claims(id_token: Redacted[str] | None) -> Document | None:
+    """The payload of a compact JWS, or None for anything else."""
+    if id_token is None:
+        return None
+    pieces = id_token.reveal().split(".")
+    if len(pieces) != 3 or len(pieces[1]) > _MAX_ID_TOKEN_PAYLOAD:
+        return None
+    try:
+        payload = base64.urlsafe_b64decode(pieces[1] + "=" * (-len(pieces[1]) % 4))
+    except (binascii.Error, ValueError):
+        return None
+    return _json_object(payload.decode("utf-8", errors="replace"))
 
 
 def decode_body(content_type: str, body: bytes) -> Document | None:

@@ -219,6 +219,7 @@ def complete_connect(
         token_type=tokens.token_type,
         scopes=tokens.scopes if tokens.scopes is not None else pending.scopes,
         expires_at=tokens.expires_at,
+        provider_account_id=tokens.provider_account_id,
     )
     metadata = {"provider": dict(tokens.extra)} if tokens.extra else {}
     if pending.require_confirmation:

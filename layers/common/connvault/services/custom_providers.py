@@ -117,6 +117,8 @@ def prepare_custom_provider(
         require_iss=bool(definition.require_iss),
         discovery_url=definition.discovery_url,
         tenant_id=uow.tenant,
+        # The OpenID subject, whenever the provider answers with an id token (it does for the openid scope).
+        account_id_fields=("id_token.sub",),
     )
     if definition.discovery_url is None:
         return provider

@@ -142,6 +142,7 @@ def refresh_with_lease(
         token_type=tokens.token_type,
         scopes=tokens.scopes if tokens.scopes is not None else connection.scopes,
         expires_at=tokens.expires_at,
+        provider_account_id=tokens.provider_account_id,
     )
     try:
         return _store(lease, grant, policy, sealer=sealer, now=now)
