@@ -154,6 +154,12 @@ Webhooks: a local receiver at {webhook_url} prints every delivery here (the send
 Point a webhook at it (the answer holds its whsec_ signing secret, shown once):
   curl -s -X POST {auth} -H 'Content-Type: application/json' \\
     -d {hook} {api}/webhooks
+
+The demo provider names its user (demo-user-1): find the connection by it, and add a provider-side account:
+  curl -s {auth} '{api}/connections?provider_account_id=demo-user-1'
+  curl -s -X POST {auth} -H 'Content-Type: application/json' \\
+    -d '{{"external_id": "acct-1", "display_name": "Checking"}}' {api}/connections/<connection_id>/accounts
+  curl -s {auth} '{api}/accounts?external_id=acct-1'
 """
 
 

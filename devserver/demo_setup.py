@@ -33,6 +33,7 @@ def install_demo_provider(
     refresh_margin_seconds: int = 300,
     require_iss: bool = False,
     max_concurrent_refreshes: int | None = None,
+    account_id_fields: tuple[str, ...] = (),
 ) -> UUID:
     """Upsert a global catalog row pointing at ``provider`` (as the owner: the app role cannot write it)."""
     settings = provider.settings
@@ -44,9 +45,9 @@ def install_demo_provider(
             """
             INSERT INTO providers (slug, display_name, auth_type, authorization_url, token_url, revocation_url,
                 default_scopes, pkce, token_endpoint_auth_method, rotates_refresh_tokens, refresh_margin_seconds,
-                authorize_params, issuer, require_iss, max_concurrent_refreshes)
+                authorize_params, issuer, require_iss, max_concurrent_refreshes, account_id_fields)
             VALUES (:slug, 'Demo provider', 'oauth2', :auth, :token, :revoke, ARRAY['read', 'write'], :pkce,
-                :method, :rotates, :margin, CAST(:params AS jsonb), :issuer, :require_iss, :cap)
+                :method, :rotates, :margin, CAST(:params AS jsonb), :issuer, :require_iss, :cap, :account_id_fields)
             ON CONFLICT (slug) WHERE tenant_id IS NULL DO UPDATE SET
                 authorization_url = EXCLUDED.authorization_url, token_url = EXCLUDED.token_url,
                 revocation_url = EXCLUDED.revocation_url, pkce = EXCLUDED.pkce,
@@ -54,7 +55,7 @@ def install_demo_provider(
                 rotates_refresh_tokens = EXCLUDED.rotates_refresh_tokens,
                 refresh_margin_seconds = EXCLUDED.refresh_margin_seconds, issuer = EXCLUDED.issuer,
                 require_iss = EXCLUDED.require_iss, max_concurrent_refreshes = EXCLUDED.max_concurrent_refreshes,
-                updated_at = now()
+                account_id_fields = EXCLUDED.account_id_fields
             RETURNING id
             """,
             slug=slug,
@@ -69,6 +70,7 @@ def install_demo_provider(
             issuer=provider.issuer,
             require_iss=require_iss,
             cap=max_concurrent_refreshes,
+            account_id_fields=list(account_id_fields),
         )
     finally:
         connection.close()

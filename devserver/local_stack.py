@@ -24,9 +24,11 @@ from typing import IO
 from connvault.db.target import DatabaseTarget
 from connvault.redacted import Redacted
 from devserver.local_env import LOCAL_ENV
-from devserver.provider import DemoProvider
+from devserver.provider import DemoProvider, DemoSettings
 
 DATABASE = "connvault"
+DEMO_SETTINGS = DemoSettings(extra_fields={"user": {"id": "demo-user-1", "name": "Demo User"}})
+DEMO_ACCOUNT_ID_FIELDS = ("user.id",)
 _QUIET = {
     "POWERTOOLS_METRICS_DISABLED": "true",  # EMF blobs on stdout are noise without CloudWatch behind them
 }
@@ -61,7 +63,9 @@ def local_stack(data_dir: Path, *, gateway_url: str, provider_port: int) -> Iter
             _set_environment(owner, key_arn, gateway_url)
             _migrate(owner)
             with _demo_provider(provider_port) as provider:
-                install_demo_provider(owner, provider)
+                # The demo provider names the user in its token responses, as Slack or Dropbox do: the connection's
+                # provider_account_id is captured from there.
+                install_demo_provider(owner, provider, account_id_fields=DEMO_ACCOUNT_ID_FIELDS)
                 return_url = f"{gateway_url}/demo/done"
                 tenant = create_demo_tenant(provider, return_url=return_url)
                 yield Demo(provider.base_url, str(tenant.tenant_id), tenant.api_key, return_url, data_dir / "postgres")
@@ -160,9 +164,9 @@ def _migrate(owner: DatabaseTarget) -> None:
 def _demo_provider(port: int) -> Iterator[DemoProvider]:
     """The demo provider on ``port``, or on a free port when that one is taken."""
     try:
-        provider = DemoProvider(port=port).start()
+        provider = DemoProvider(DEMO_SETTINGS, port=port).start()
     except OSError:
-        provider = DemoProvider(port=0).start()
+        provider = DemoProvider(DEMO_SETTINGS, port=0).start()
     try:
         yield provider
     finally:

@@ -1,10 +1,12 @@
-"""Scheduled refresh (EventBridge): renew OAuth tokens before they expire, or enqueue them in fan-out mode."""
+"""Scheduled refresh (EventBridge): renew OAuth tokens before they expire, or enqueue them in fan-out mode; then
+purge the accounts soft-deleted longer ago than the retention period."""
 
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from connvault.observability import logger, metrics, tracer
+from connvault.services.accounts import purge_deleted_accounts
 from connvault.services.scheduler import run_scheduled
 
 
@@ -12,4 +14,5 @@ from connvault.services.scheduler import run_scheduled
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return run_scheduled(context.get_remaining_time_in_millis).as_dict()
+    report = run_scheduled(context.get_remaining_time_in_millis).as_dict()
+    return {**report, "accounts_purged": purge_deleted_accounts()}

@@ -170,6 +170,9 @@ def db_state(db: TestDatabase) -> dict[str, list[tuple[Any, ...]]]:
         " FROM integrations ORDER BY id",
         "oauth_sessions": "SELECT id, tenant_id, expires_at FROM oauth_sessions ORDER BY id",
         "tenant_api_keys": "SELECT id, tenant_id, revoked_at FROM tenant_api_keys ORDER BY id",
+        "accounts": "SELECT id, tenant_id, connection_id, external_id, baas_id, display_name, metadata::text,"
+        " deleted_at, updated_at FROM accounts ORDER BY id",
+        "tenants": "SELECT id, blind_index_key FROM tenants ORDER BY id",
     }
     with owner(db) as connection:
         return {table: [tuple(row) for row in connection.run(sql)] for table, sql in queries.items()}

@@ -168,6 +168,7 @@ def test_the_built_scheduled_refresh_reports_an_empty_due_set(
     assert report["claimed"] == 0
     assert report["errors"] == 0
     assert report["stopped_by_deadline"] is False
+    assert report["accounts_purged"] == 0
 
 
 def test_the_built_webhook_delivery_reports_an_empty_outbox(

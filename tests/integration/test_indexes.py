@@ -1,5 +1,7 @@
 """Each index added for a query is used by that query: the statement the real code sends (captured as it runs)
-is EXPLAINed as the application role, under RLS, on a database holding 100,000 connections over ten tenants.
+is EXPLAINed as the application role, under RLS, on a database holding 100,000 connections and 100,000 accounts
+over ten tenants, every one with a provider account id and an external id (sealed placeholders, random indexes).
+Searches by id are index scans that open the envelopes of the rows they find and of no other row.
 
 The database is a fresh one for this module (filling the suite's shared one would slow every test after this
 one), migrated by the real runner and ANALYZEd, as production's autovacuum would have it.
@@ -16,12 +18,18 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 
 from connvault import wiring
+from connvault.crypto.blind_index import KEY_FIELD
+from connvault.crypto.envelope import SealContext
+from connvault.crypto.sealer import Sealer
+from connvault.db.accounts import EXTERNAL_ID_FIELD
+from connvault.db.connections import PROVIDER_ACCOUNT_ID_FIELD
 from connvault.db.uow import UnitOfWork
 from connvault.migrations import migrate
-from connvault.services import connections
+from connvault.redacted import Redacted
+from connvault.services import accounts, connections
 from tests.support.fresh_database import FreshDatabase, fresh_database
 
 if TYPE_CHECKING:
@@ -49,11 +57,22 @@ def filled(database: TestDatabase) -> Iterator[Filled]:
             github = sql.run("SELECT id FROM providers WHERE slug = 'github' AND tenant_id IS NULL")[0][0]
             # Every connection used within the last 100 minutes: idle ones are the rare exception, as in production.
             sql.run(
-                "INSERT INTO connections (tenant_id, provider_id, end_user_id, credential_type, last_used_at)"
-                " SELECT t.id, :p, 'user-' || n, 'api_key', now() - (n % 100) * interval '1 minute'"
+                "INSERT INTO connections (tenant_id, provider_id, end_user_id, credential_type, last_used_at,"
+                " provider_account_id, provider_account_id_bidx)"
+                " SELECT t.id, :p, 'user-' || n, 'api_key', now() - (n % 100) * interval '1 minute',"
+                " '\\x00', sha256(convert_to(t.id::text || n, 'UTF8'))"
                 " FROM tenants t, generate_series(1, :n) n",
                 p=github,
                 n=CONNECTIONS_PER_TENANT,
+            )
+            tenant = sql.run("SELECT id FROM tenants ORDER BY name LIMIT 1")[0][0]
+            # The rows a test lists are opened, so they hold no placeholder: the idle connections below have no
+            # account id, and the two connections that tests give accounts to have none yet.
+            sql.run(
+                "INSERT INTO accounts (tenant_id, connection_id, external_id, external_id_bidx)"
+                " SELECT tenant_id, id, '\\x00', sha256(convert_to(id::text, 'UTF8')) FROM connections"
+                " WHERE NOT (tenant_id = :t AND end_user_id IN ('user-501', 'user-502'))",
+                t=tenant,
             )
             sql.run(
                 "INSERT INTO oauth_sessions (tenant_id, provider_id, state_sha256, end_user_id, expires_at)"
@@ -62,10 +81,9 @@ def filled(database: TestDatabase) -> Iterator[Filled]:
                 p=github,
                 n=SESSIONS_PER_TENANT,
             )
-            tenant = sql.run("SELECT id FROM tenants ORDER BY name LIMIT 1")[0][0]
             sql.run(
                 "UPDATE connections SET last_used_at = CASE WHEN end_user_id < 'user-11' THEN NULL"
-                " ELSE now() - interval '30 days' END"
+                " ELSE now() - interval '30 days' END, provider_account_id = NULL, provider_account_id_bidx = NULL"
                 " WHERE tenant_id = :t AND end_user_id IN ('user-1', 'user-10', 'user-2', 'user-3')",
                 t=tenant,
             )
@@ -117,9 +135,11 @@ def seq_scanned(plan: dict[str, Any]) -> set[str]:
     return {node["Relation Name"] for node in nodes(plan) if node["Node Type"] == "Seq Scan"}
 
 
-def explain(tenant: UUID, table: str, call: Callable[[UnitOfWork], object]) -> tuple[object, dict[str, Any]]:
+def explain(
+    tenant: UUID, table: str, call: Callable[[UnitOfWork], object], *, sealer: Sealer | None = None
+) -> tuple[object, dict[str, Any]]:
     """Run ``call`` as the tenant, and EXPLAIN the last statement it sent on ``table``."""
-    with UnitOfWork(tenant) as uow, captured(uow, table) as statements:
+    with UnitOfWork(tenant, sealer=sealer) as uow, captured(uow, table) as statements:
         result = call(uow)
         assert statements, f"no statement on {table} was sent"
         return result, plan_of(uow, *statements[-1])
@@ -156,3 +176,77 @@ def test_purging_a_tenants_expired_connect_sessions_uses_the_tenant_expiry_index
     assert "oauth_sessions_tenant_expires_idx" in indexes_used(plan), plan
     assert "oauth_sessions" not in seq_scanned(plan)
     assert deleted == 0
+
+
+class CountingSealer(Sealer):
+    """The process's sealer, noting the field of every envelope it opens."""
+
+    def __init__(self) -> None:
+        super().__init__(wiring.get_sealer().data_keys)
+        self.opened: list[str] = []
+
+    def open(self, blob: bytes, context: SealContext) -> bytes:
+        self.opened.append(context.field)
+        return super().open(blob, context)
+
+
+def test_finding_connections_by_provider_account_id_is_an_index_scan_that_opens_only_the_match(
+    filled: Filled,
+) -> None:
+    # Given one connection of the tenant whose provider account id was really sealed and indexed
+    with UnitOfWork(filled.tenant) as uow:
+        target = uow.session.execute(
+            text("SELECT id FROM connections WHERE end_user_id = 'user-500' LIMIT 1")
+        ).scalar_one()
+    connections.update_connection(UnitOfWork(filled.tenant), target, provider_account_id=Redacted("acct-500"))
+    sealer = CountingSealer()
+
+    # When the tenant searches by it
+    page, plan = explain(
+        filled.tenant,
+        "connections",
+        lambda uow: uow.connections.list_by_tenant(provider_account_id="acct-500"),
+        sealer=sealer,
+    )
+
+    # Then the index finds it, and only its envelope was opened (the blind-index key's aside)
+    assert "connections_provider_account_idx" in indexes_used(plan), plan
+    assert "connections" not in seq_scanned(plan)
+    assert [c.id for c in page.items] == [target]  # type: ignore[attr-defined]
+    assert [field for field in sealer.opened if field != KEY_FIELD] == [PROVIDER_ACCOUNT_ID_FIELD]
+
+
+def test_finding_accounts_by_external_id_is_an_index_scan_that_opens_only_the_match(filled: Filled) -> None:
+    with UnitOfWork(filled.tenant) as uow:
+        connection_id = uow.session.execute(
+            text("SELECT id FROM connections WHERE end_user_id = 'user-501' LIMIT 1")
+        ).scalar_one()
+    created = accounts.create_account(
+        UnitOfWork(filled.tenant), connection_id, accounts.AccountInput(external_id=Redacted("ext-501"))
+    )
+    sealer = CountingSealer()
+
+    page, plan = explain(
+        filled.tenant, "accounts", lambda uow: uow.accounts.search(external_id="ext-501"), sealer=sealer
+    )
+
+    assert "accounts_external_idx" in indexes_used(plan), plan
+    assert "accounts" not in seq_scanned(plan)
+    assert [a.id for a in page.items] == [created.id]  # type: ignore[attr-defined]
+    assert [field for field in sealer.opened if field != KEY_FIELD] == [EXTERNAL_ID_FIELD]
+
+
+def test_a_connections_accounts_are_listed_through_the_connection_index(filled: Filled) -> None:
+    with UnitOfWork(filled.tenant) as uow:
+        connection_id = uow.session.execute(
+            text("SELECT id FROM connections WHERE end_user_id = 'user-502' LIMIT 1")
+        ).scalar_one()
+    accounts.create_account(
+        UnitOfWork(filled.tenant), connection_id, accounts.AccountInput(external_id=Redacted("ext-502"))
+    )
+
+    page, plan = explain(filled.tenant, "accounts", lambda uow: uow.accounts.list_by_connection(connection_id))
+
+    assert "accounts_connection_idx" in indexes_used(plan), plan
+    assert "accounts" not in seq_scanned(plan)
+    assert len(page.items) == 1  # type: ignore[attr-defined]

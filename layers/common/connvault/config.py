@@ -80,6 +80,8 @@ class Settings:
     """Delivered and failed deliveries, and their events, are kept this long (listable, re-sendable)."""
     webhook_drain_seconds: float = 0.0
     """How long one delivery run keeps polling the outbox once it is empty (0: return at once)."""
+    account_retention_days: int = 30
+    """Soft-deleted accounts are purged by the scheduled function once deleted this long ago."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:

@@ -47,6 +47,8 @@ class MetricName:
     """A delivery's retry window ended without a 2xx: it is listed as failed and can be redelivered."""
     WEBHOOK_ERROR = "WebhookError"
     """Sending failed on our side (database, KMS); the lease runs out and the delivery is sent again."""
+    ACCOUNTS_PURGED = "AccountsPurged"
+    """Soft-deleted accounts past their retention, deleted by the scheduled purge."""
     AUTH_DENIED = "AuthDenied"
     CLIENT_ERROR = "ClientError"
     SERVER_ERROR = "ServerError"

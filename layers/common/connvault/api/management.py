@@ -45,7 +45,8 @@ PROVIDER_DOWN = {
 }
 
 
-def _secret(value: object) -> Redacted[str] | None:
+def secret(value: object) -> Redacted[str] | None:
+    """A request's ``SecretStr`` as the ``Redacted`` the services take (None stays None)."""
     return None if value is None else Redacted(value.get_secret_value())  # type: ignore[attr-defined]
 
 
@@ -102,7 +103,7 @@ def register(app: APIGatewayHttpResolver) -> None:
         responses=ERRORS,
     )
     def confirm_connect_session(session_id: UUID, body: ConfirmConnectSessionRequest) -> Response[ConnectionResponse]:
-        connection = connect_confirmation.confirm(uow(), session_id, _secret(body.confirmation))
+        connection = connect_confirmation.confirm(uow(), session_id, secret(body.confirmation))
         return json_response(HTTPStatus.CREATED, ConnectionResponse.of(connection))
 
     @app.get("/providers", summary="List the providers this tenant can use", tags=["providers"])
@@ -132,7 +133,7 @@ def register(app: APIGatewayHttpResolver) -> None:
     def put_integration(provider: ProviderSlug, body: IntegrationRequest) -> IntegrationResponse:
         data = integrations.IntegrationInput(
             client_id=body.client_id,
-            client_secret=_secret(body.client_secret),
+            client_secret=secret(body.client_secret),
             scopes=tuple(body.scopes),
             allowed_return_urls=tuple(body.allowed_return_urls),
             custom_provider=_custom_provider(body.custom_provider),
@@ -177,8 +178,14 @@ def register(app: APIGatewayHttpResolver) -> None:
             datetime | None,
             Query(description="Only connections that handed out no credential since this time, or never (idle ones)."),
         ] = None,
+        provider_account_id: Annotated[
+            str | None,
+            Query(min_length=1, max_length=255, description="Exact match, by blind index: nothing else is decrypted."),
+        ] = None,
     ) -> ConnectionListResponse:
-        query = connections.ConnectionFilter(provider, end_user_id, status, cursor, limit, unused_since)
+        query = connections.ConnectionFilter(
+            provider, end_user_id, status, cursor, limit, unused_since, provider_account_id
+        )
         return ConnectionListResponse.of(connections.list_connections(uow(), query))
 
     @app.post("/connections", summary="Store API-key or basic credentials", tags=["connections"], responses=ERRORS)
@@ -187,10 +194,11 @@ def register(app: APIGatewayHttpResolver) -> None:
             provider=body.provider,
             end_user_id=body.end_user_id,
             alias=body.alias,
-            api_key=_secret(body.api_key),
+            api_key=secret(body.api_key),
             username=body.username,
-            password=_secret(body.password),
+            password=secret(body.password),
             metadata=body.metadata,
+            provider_account_id=secret(body.provider_account_id),
         )
         created = connections.create_static_connection(uow(), data)
         return json_response(HTTPStatus.CREATED, ConnectionResponse.of(created))
@@ -206,12 +214,18 @@ def register(app: APIGatewayHttpResolver) -> None:
 
     @app.patch(
         "/connections/<connection_id>",
-        summary="Change a connection's alias or metadata",
+        summary="Change a connection's alias, metadata or provider account id",
         tags=["connections"],
         responses=ERRORS,
     )
     def patch_connection(connection_id: UUID, body: UpdateConnectionRequest) -> ConnectionResponse:
-        updated = connections.update_connection(uow(), connection_id, alias=body.alias, metadata=body.metadata)
+        updated = connections.update_connection(
+            uow(),
+            connection_id,
+            alias=body.alias,
+            metadata=body.metadata,
+            provider_account_id=secret(body.provider_account_id),
+        )
         return ConnectionResponse.of(updated)
 
     @app.delete(

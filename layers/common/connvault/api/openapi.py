@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from connvault import __version__
-from connvault.api import management, token, webhooks
+from connvault.api import accounts, management, token, webhooks
 from connvault.api.app import new_http_app
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 def openapi_document() -> str:
     app = new_http_app()
     management.register(app)
+    accounts.register(app)
     webhooks.register(app)
     token.register(app)
     register_document_route(app)

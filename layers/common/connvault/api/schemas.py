@@ -13,6 +13,7 @@ from uuid import UUID
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from connvault.models import (
+    Account,
     ApiKeyCredentials,
     AuthType,
     BasicCredentials,
@@ -25,7 +26,9 @@ from connvault.models import (
 )
 
 if TYPE_CHECKING:
+    from connvault.db.accounts import AccountPage
     from connvault.db.connections import Page
+    from connvault.redacted import Redacted
     from connvault.services.connect import ConnectSession
     from connvault.services.connections import Deletion
     from connvault.services.tokens import IssuedCredential
@@ -35,6 +38,14 @@ EndUserId = Annotated[str, Field(min_length=1, max_length=255, examples=["user-4
 Alias = Annotated[str, Field(max_length=100)]
 Scope = Annotated[str, Field(min_length=1, max_length=256)]
 Url = Annotated[str, Field(min_length=1, max_length=2048)]
+ProviderAccountId = Annotated[
+    SecretStr,
+    Field(
+        min_length=1,
+        max_length=255,
+        description="The provider's id for the account. Sealed at rest like a secret, found by exact match.",
+    ),
+]
 
 
 class Strict(BaseModel):
@@ -245,11 +256,17 @@ class CreateConnectionRequest(Strict):
     username: str | None = Field(default=None, max_length=512)
     password: SecretStr | None = Field(default=None, max_length=8192)
     metadata: dict[str, Any] | None = None
+    provider_account_id: ProviderAccountId | None = None
 
 
 class UpdateConnectionRequest(Strict):
     alias: Alias | None = None
     metadata: dict[str, Any] | None = None
+    provider_account_id: ProviderAccountId | None = Field(
+        default=None,
+        description="Set the provider's id for the account where the provider does not name it; a later connect or "
+        "refresh that names one replaces it.",
+    )
 
 
 class ConnectionResponse(Strict):
@@ -269,6 +286,11 @@ class ConnectionResponse(Strict):
     metadata: dict[str, Any]
     created_at: datetime
     updated_at: datetime
+    provider_account_id: str | None = Field(
+        default=None,
+        description="The provider's stable id for the connected account (e.g. the OpenID sub, Slack team:user), from "
+        "the token response as the provider catalog says, or set by the tenant.",
+    )
 
     @classmethod
     def of(cls, connection: Connection) -> ConnectionResponse:
@@ -289,6 +311,7 @@ class ConnectionResponse(Strict):
             metadata=dict(connection.metadata),
             created_at=connection.created_at,
             updated_at=connection.updated_at,
+            provider_account_id=_revealed(connection.provider_account_id),
         )
 
 
@@ -312,6 +335,63 @@ class DeleteConnectionResponse(Strict):
         if deletion.revocation_attempted:
             outcome = "succeeded" if deletion.revoked else "failed"
         return cls(id=deletion.connection_id, revocation=outcome)
+
+
+class AccountRequest(Strict):
+    """A provider-side account under the connection; at least one of ``external_id`` and ``baas_id``."""
+
+    external_id: ProviderAccountId | None = None
+    baas_id: ProviderAccountId | None = Field(
+        default=None, description="The account's id at a banking-as-a-service or ledger provider, when it has one."
+    )
+    display_name: str = Field(default="", max_length=200)
+    metadata: dict[str, Any] | None = None
+
+
+class UpdateAccountRequest(Strict):
+    """Fields to replace; an id can be replaced, not removed."""
+
+    external_id: ProviderAccountId | None = None
+    baas_id: ProviderAccountId | None = None
+    display_name: str | None = Field(default=None, max_length=200)
+    metadata: dict[str, Any] | None = None
+
+
+class AccountResponse(Strict):
+    id: UUID
+    connection_id: UUID
+    external_id: str | None
+    baas_id: str | None
+    display_name: str
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, account: Account) -> AccountResponse:
+        return cls(
+            id=account.id,
+            connection_id=account.connection_id,
+            external_id=_revealed(account.external_id),
+            baas_id=_revealed(account.baas_id),
+            display_name=account.display_name,
+            metadata=dict(account.metadata),
+            created_at=account.created_at,
+            updated_at=account.updated_at,
+        )
+
+
+class AccountListResponse(Strict):
+    items: list[AccountResponse]
+    next_cursor: str | None = Field(description="Pass as cursor to get the next page; null on the last page.")
+
+    @classmethod
+    def of(cls, page: AccountPage) -> AccountListResponse:
+        return cls(items=[AccountResponse.of(a) for a in page.items], next_cursor=page.next_cursor)
+
+
+def _revealed(value: Redacted[str] | None) -> str | None:
+    return None if value is None else value.reveal()
 
 
 class TokenResponse(Strict):

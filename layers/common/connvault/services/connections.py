@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 MAX_METADATA_BYTES = 16_384
 MAX_METADATA_DEPTH = 32
 MAX_PAGE_SIZE = 200
+MAX_ACCOUNT_ID_LENGTH = 255
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,7 @@ class ConnectionFilter:
     cursor: str | None = None
     limit: int = 50
     unused_since: datetime | None = None
+    provider_account_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +59,7 @@ class StaticCredentialsInput:
     username: str | None = None
     password: Redacted[str] | None = None
     metadata: Mapping[str, Any] | None = None
+    provider_account_id: Redacted[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,8 @@ def list_connections(uow: UnitOfWork, query: ConnectionFilter) -> Page:
         require_text(query.provider, "provider", max_length=63)
     if query.end_user_id is not None:
         require_text(query.end_user_id, "end_user_id", max_length=255)
+    if query.provider_account_id is not None:
+        require_provider_id(query.provider_account_id, "provider_account_id")
     if query.unused_since is not None and query.unused_since.tzinfo is None:
         raise InvalidInput("unused_since needs a time zone (e.g. 2026-01-31T00:00:00Z)", field="unused_since")
     with uow:
@@ -89,6 +94,7 @@ def list_connections(uow: UnitOfWork, query: ConnectionFilter) -> Page:
             cursor=query.cursor,
             limit=query.limit,
             unused_since=query.unused_since,
+            provider_account_id=query.provider_account_id,
         )
 
 
@@ -98,14 +104,25 @@ def get_connection(uow: UnitOfWork, connection_id: UUID) -> Connection:
 
 
 def update_connection(
-    uow: UnitOfWork, connection_id: UUID, *, alias: str | None = None, metadata: Mapping[str, Any] | None = None
+    uow: UnitOfWork,
+    connection_id: UUID,
+    *,
+    alias: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    provider_account_id: Redacted[str] | None = None,
 ) -> Connection:
+    """Change what the tenant owns of a connection. ``provider_account_id`` sets the provider's id for the account
+    where the token response does not carry one (a later connect or refresh that carries one replaces it)."""
     if alias is not None:
         require_text(alias, "alias", max_length=100, min_length=0)
     if metadata is not None:
-        _check_metadata(metadata)
+        check_metadata(metadata)
+    if provider_account_id is not None:
+        require_provider_id(provider_account_id.reveal(), "provider_account_id")
     with uow:
-        connection = uow.connections.update_details(connection_id, alias=alias, metadata=metadata)
+        connection = uow.connections.update_details(
+            connection_id, alias=alias, metadata=metadata, provider_account_id=provider_account_id
+        )
         uow.commit()
     return connection
 
@@ -114,7 +131,9 @@ def create_static_connection(uow: UnitOfWork, data: StaticCredentialsInput, *, n
     end_user_id = require_text(data.end_user_id, "end_user_id", max_length=255)
     alias = require_text(data.alias, "alias", max_length=100, min_length=0)
     metadata = dict(data.metadata or {})
-    _check_metadata(metadata)
+    check_metadata(metadata)
+    if data.provider_account_id is not None:
+        require_provider_id(data.provider_account_id.reveal(), "provider_account_id")
     with uow:
         try:
             provider = uow.providers.get_by_slug(data.provider)
@@ -126,7 +145,13 @@ def create_static_connection(uow: UnitOfWork, data: StaticCredentialsInput, *, n
             provider.id,
             end_user_id=end_user_id,
             alias=alias,
-            grant=NewCredentials(credentials, token_type=None, scopes=(), expires_at=None),
+            grant=NewCredentials(
+                credentials,
+                token_type=None,
+                scopes=(),
+                expires_at=None,
+                provider_account_id=data.provider_account_id,
+            ),
             granted_at=now(),
             metadata=metadata,
         )
@@ -175,7 +200,18 @@ def _static_credentials(auth_type: AuthType, data: StaticCredentialsInput) -> Ap
     raise InvalidInput("OAuth connections are made with a connect session", field="provider")
 
 
-def _check_metadata(metadata: Mapping[str, Any]) -> None:
+def require_provider_id(value: str, field: str) -> str:
+    """An id a provider gave (sealed and blind-indexed): 1 to 255 characters, no control characters, and text
+    that UTF-8 can carry (a lone surrogate cannot be sealed or indexed)."""
+    require_text(value, field, max_length=MAX_ACCOUNT_ID_LENGTH)
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{field} must be valid Unicode text", field=field) from None
+    return value
+
+
+def check_metadata(metadata: Mapping[str, Any]) -> None:
     """Metadata that PostgreSQL can store and the API can answer with: bounded in size and depth (a deeper
     document is stored but then fails every response that shows it), and no U+0000 (jsonb refuses it)."""
     try:
