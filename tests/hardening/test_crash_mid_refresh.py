@@ -31,7 +31,8 @@ if TYPE_CHECKING:
     from tests.support.database import TestDatabase
 
 ROOT = Path(__file__).resolve().parents[2]
-LEASE_SECONDS = 1
+LEASE_SECONDS = 3
+"""Short, yet longer than the child's provider deadline plus its statement timeout, as settings require."""
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +50,8 @@ def crash_mid_refresh(api: Api, connection_id: str, kms_endpoint: str) -> None:
         **os.environ,
         "AWS_ENDPOINT_URL_KMS": kms_endpoint,
         "CONNVAULT_REFRESH_LEASE_SECONDS": str(LEASE_SECONDS),
+        "CONNVAULT_HTTP_TIMEOUT_SECONDS": "0.5",
+        "CONNVAULT_DB_STATEMENT_TIMEOUT_MS": "2000",
         "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "common"), str(ROOT)]),
     }
     child = subprocess.run(

@@ -98,3 +98,39 @@ def test_get_settings_is_read_once_and_again_after_its_cache_is_cleared(monkeypa
     assert first is cached
     assert first.refresh_batch_size == 7
     assert get_settings().refresh_batch_size == 9
+
+
+@pytest.mark.parametrize(
+    ("lease", "http_timeout", "statement_timeout_ms"),
+    [("20", "10", "10000"), ("3", "5", "100"), ("10", "9.5", "500"), ("1", "0.5", "1000")],
+)
+def test_a_refresh_lease_that_a_provider_call_and_its_store_could_outlast_is_refused(
+    lease: str, http_timeout: str, statement_timeout_ms: str
+) -> None:
+    # A lease that runs out mid-call lets a second caller present the refresh token the provider just rotated.
+    with pytest.raises(InvalidInput) as error:
+        Settings.from_env(
+            {
+                "CONNVAULT_REFRESH_LEASE_SECONDS": lease,
+                "CONNVAULT_HTTP_TIMEOUT_SECONDS": http_timeout,
+                "CONNVAULT_DB_STATEMENT_TIMEOUT_MS": statement_timeout_ms,
+            }
+        )
+
+    assert error.value.field == "refresh_lease_seconds"
+
+
+def test_the_default_lease_outlasts_a_provider_call_and_its_store() -> None:
+    settings = Settings()
+
+    assert settings.refresh_lease_seconds > settings.http_timeout_seconds + settings.db_statement_timeout_ms / 1000
+    assert (
+        Settings.from_env(
+            {
+                "CONNVAULT_REFRESH_LEASE_SECONDS": "3",
+                "CONNVAULT_HTTP_TIMEOUT_SECONDS": "0.5",
+                "CONNVAULT_DB_STATEMENT_TIMEOUT_MS": "2000",
+            }
+        ).refresh_lease_seconds
+        == 3
+    )

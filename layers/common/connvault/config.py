@@ -83,6 +83,31 @@ class Settings:
     account_retention_days: int = 30
     """Soft-deleted accounts are purged by the scheduled function once deleted this long ago."""
 
+    def __post_init__(self) -> None:
+        if self.refresh_lease_seconds <= self.refresh_lease_floor_seconds:
+            raise InvalidInput(
+                f"setting {PREFIX}REFRESH_LEASE_SECONDS must exceed one provider call's deadline plus the time to "
+                f"store its answer ({self.refresh_lease_floor_seconds:g} s with these settings)",
+                field="refresh_lease_seconds",
+            )
+
+    @property
+    def provider_deadline_seconds(self) -> float:
+        """The longest one provider call may take."""
+        return self.http_timeout_seconds
+
+    @property
+    def store_deadline_seconds(self) -> float:
+        """The longest the statement storing a refresh's answer may take (the statement timeout)."""
+        return self.db_statement_timeout_ms / 1000
+
+    @property
+    def refresh_lease_floor_seconds(self) -> float:
+        """What a refresh lease must outlast: the provider call, then the statement that stores its answer.
+        A lease that ran out before the store would let a second caller present the refresh token the
+        provider has just rotated."""
+        return self.provider_deadline_seconds + self.store_deadline_seconds
+
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
         values: dict[str, object] = {}
