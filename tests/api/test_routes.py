@@ -199,6 +199,7 @@ def test_api_key_and_basic_connections_are_stored_and_only_the_token_route_retur
         "access_token": None,
         "token_type": None,
         "expires_at": None,
+        "min_ttl_met": None,
         "scopes": [],
         "username": None,
         "password": None,

@@ -23,9 +23,11 @@ def access_token(answer: Answer) -> str:
 
 
 def set_expiry(db, connection_id: str, seconds_from_now: int) -> None:
+    """Age the token: it expires in ``seconds_from_now`` and was issued as long before as it lives."""
     with owner(db) as connection:
         connection.run(
-            "UPDATE connections SET expires_at = now() + make_interval(secs => :s) WHERE id = CAST(:i AS uuid)",
+            "UPDATE connections SET expires_at = now() + make_interval(secs => :s),"
+            " granted_at = now() + make_interval(secs => :s) - (expires_at - granted_at) WHERE id = CAST(:i AS uuid)",
             s=seconds_from_now,
             i=connection_id,
         )
@@ -122,12 +124,13 @@ def test_a_fetch_that_hands_out_nothing_is_not_a_use(api: Api, provider, db) -> 
 # -- refreshing -------------------------------------------------------------------------------------------
 
 
-def test_min_ttl_beyond_the_tokens_life_refreshes_first(api: Api, provider) -> None:
+def test_min_ttl_beyond_the_tokens_remaining_life_refreshes_first(api: Api, provider, db) -> None:
     connection_id = connect_account(api)
     before = access_token(fetch(api, connection_id, min_ttl="1800"))
     assert refresh_calls(provider) == 0
+    set_expiry(db, connection_id, 1000)  # the demo's tokens live an hour: a fresh one satisfies 1800 s
 
-    after = access_token(fetch(api, connection_id, min_ttl="7200"))
+    after = access_token(fetch(api, connection_id, min_ttl="1800"))
 
     assert after != before
     assert refresh_calls(provider) == 1

@@ -155,8 +155,8 @@ def test_tokens_living_shorter_than_the_horizon_are_refreshed_once_per_run_not_i
     minted = grants.mint_grants(provider, demo, 12, register=secrets.add)
     grants.add_connections(api.tenant.tenant_id, demo, minted, expires_at=datetime.now(UTC) + timedelta(seconds=60))
 
-    # When one scheduled run has two seconds
-    ends = time.monotonic() + 2.0
+    # When one scheduled run has a few seconds (it ends as soon as nothing is due)
+    ends = time.monotonic() + 8.0
     refresh_due(
         remaining_ms=lambda: int((ends - time.monotonic()) * 1000),
         config=replace(RUN, batch_size=4, deadline_margin_ms=500),
@@ -215,7 +215,7 @@ def test_a_commit_that_never_succeeds_is_a_typed_error_and_the_next_refresh_says
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Given a short refresh lease and a database that fails every commit of the refreshed tokens
-    reconfigure(http_timeout_seconds=TIMEOUT, refresh_lease_seconds=1)
+    reconfigure(http_timeout_seconds=TIMEOUT, db_statement_timeout_ms=2_000, refresh_lease_seconds=3)
     connection_id = connect_account(api)
     attempts = failing_store(monkeypatch, failures=10)
 
@@ -231,7 +231,7 @@ def test_a_commit_that_never_succeeds_is_a_typed_error_and_the_next_refresh_says
     monkeypatch.undo()
 
     # And once the lease has run out, the next refresh ends the connection needs_reauth, saying why
-    time.sleep(1.1)
+    time.sleep(3.1)
     again = fetch(api, connection_id)
     assert again.status == 409, again.body
     after = row(db, connection_id)
@@ -347,6 +347,53 @@ def test_a_connection_deleted_while_its_refresh_is_in_flight_leaves_no_live_gran
     # Then the grant it produced is revoked rather than left live and unowned
     assert answer.status == 404, answer.body
     assert set(provider.stats().live_refresh_tokens) <= live_before
+
+
+def test_a_refresh_stored_while_a_delete_revokes_is_revoked_too_before_the_row_goes(
+    api: Api, provider: DemoProvider, db: TestDatabase, connection_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a refresh that rotates and stores new tokens while DELETE is revoking the ones it read
+    original = OAuthClient.revoke
+    refreshed: list[str] = []
+
+    def refresh_first(self: OAuthClient, *args: Any, **kwargs: Any) -> bool:
+        if not refreshed:
+            refreshed.append(fetch(api, connection_id).json()["access_token"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(OAuthClient, "revoke", refresh_first)
+    granted = stored_refresh_token(db, connection_id)
+
+    # When the delete completes
+    answer = api.call("DELETE", f"/connections/{connection_id}")
+
+    # Then the grant the row held when it went was revoked, not only the one the delete first read
+    assert answer.status == 200, answer.body
+    assert refreshed
+    assert provider.stats().live_refresh_tokens == frozenset()
+    assert granted in provider.stats().revoked
+
+
+def test_a_delete_completed_while_a_refresh_is_at_the_provider_leaves_no_live_grant(
+    api: Api, provider: DemoProvider, db: TestDatabase, connection_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a DELETE that completes between the provider's refresh answer and the write of the new tokens
+    original = OAuthClient.refresh
+
+    def delete_meanwhile(self: OAuthClient, *args: Any, **kwargs: Any) -> Any:
+        tokens = original(self, *args, **kwargs)
+        deleted = api.call("DELETE", f"/connections/{connection_id}")
+        assert deleted.status == 200, deleted.body
+        return tokens
+
+    monkeypatch.setattr(OAuthClient, "refresh", delete_meanwhile)
+
+    # When the refresh tries to store them
+    answer = fetch(api, connection_id)
+
+    # Then it finds the row gone and revokes what it was given: neither grant stays live
+    assert answer.status == 404, answer.body
+    assert provider.stats().live_refresh_tokens == frozenset()
 
 
 # -- the end user connects again while a refresh is in flight ------------------------------------------------

@@ -125,11 +125,15 @@ def add_connections(
     chunk: int = 250,
 ) -> list[uuid.UUID]:
     """Active connections holding ``grants``, expiring at ``expires_at`` (None: a non-expiring token) plus a
-    random part of ``spread_seconds`` each, as tokens issued over a while would."""
+    random part of ``spread_seconds`` each, as tokens issued over a while would. Each was granted as long
+    before its expiry as the provider's tokens live, so its lifetime is the provider's, not what is left."""
     ids: list[uuid.UUID] = []
     for start in range(0, len(grants), chunk):
         with UnitOfWork(tenant_id) as uow:
             for index, tokens in enumerate(grants[start : start + chunk], start=start):
+                now = datetime.now(UTC)
+                expiry = expires_at and expires_at + timedelta(seconds=random.uniform(0, spread_seconds))
+                lifetime = tokens.expires_at - now if tokens.expires_at is not None else None
                 connection = uow.connections.add(
                     tenant_id,
                     provider.id,
@@ -139,9 +143,9 @@ def add_connections(
                         credentials=OAuth2Credentials(tokens.access_token, tokens.refresh_token),
                         token_type=tokens.token_type,
                         scopes=tokens.scopes or ("read",),
-                        expires_at=expires_at and expires_at + timedelta(seconds=random.uniform(0, spread_seconds)),
+                        expires_at=expiry,
                     ),
-                    granted_at=datetime.now(UTC),
+                    granted_at=expiry - lifetime if expiry is not None and lifetime is not None else now,
                     metadata={},
                 )
                 ids.append(connection.id)

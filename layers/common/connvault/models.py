@@ -241,10 +241,33 @@ class Connection:
     updated_at: datetime
     refresh_lease_until: datetime | None = None
     provider_account_id: Redacted[str] | None = None
+    token_version: int = 0
+    """Counts every change of the stored tokens (refresh or new grant): a waiter accepts any version newer
+    than the one it read, whichever process wrote it."""
+    refresh_started_at: datetime | None = None
+    """When the refresh that produced the stored tokens took its lease (None: none since the grant)."""
 
     @property
     def refresh_token(self) -> Redacted[str] | None:
         return self.credentials.refresh_token if isinstance(self.credentials, OAuth2Credentials) else None
+
+    @property
+    def issued_at(self) -> datetime | None:
+        """When the current token was issued: the later of the grant and the last refresh."""
+        moments = [moment for moment in (self.granted_at, self.last_refresh_at) if moment is not None]
+        return max(moments) if moments else None
+
+    def tokens_requested_since(self, moment: datetime) -> bool:
+        """Whether the stored tokens come from a provider call begun at or after ``moment`` (a refresh whose
+        lease was taken then, or a new grant): what a forced fetch that asked at ``moment`` accepts."""
+        started = self.refresh_started_at
+        return (started is not None and started >= moment) or (
+            self.granted_at is not None and self.granted_at >= moment
+        )
+
+    def refresh_ttl(self, min_ttl: int, margin: int) -> int:
+        """The time-to-live worth refreshing for, for this connection's current token (see ``refresh_ttl``)."""
+        return refresh_ttl(min_ttl, margin, self.issued_at, self.expires_at)
 
 
 def needs_refresh(expires_at: datetime | None, now: datetime, ttl_seconds: int) -> bool:
@@ -253,6 +276,28 @@ def needs_refresh(expires_at: datetime | None, now: datetime, ttl_seconds: int) 
     A token without an expiry never needs a refresh: providers such as GitHub OAuth apps issue those.
     """
     return expires_at is not None and expires_at <= now + timedelta(seconds=ttl_seconds)
+
+
+SATISFIABLE_SHARE = 0.9
+"""A ``min_ttl`` up to this share of a token's lifetime is met by refreshing; past it, a fresh token would
+satisfy it for moments only, so the caller gets the freshest token instead (``min_ttl_met`` false)."""
+
+
+def refresh_ttl(min_ttl: int, margin: int, issued_at: datetime | None, expires_at: datetime | None) -> int:
+    """How long the token handed out must stay valid, or it is refreshed first.
+
+    Without a known lifetime, the larger of the caller's ``min_ttl`` and the provider's refresh ``margin``.
+    With one, neither may ask what the provider cannot give: a provider issuing 60-second tokens cannot
+    satisfy a 300-second margin or a one-hour ``min_ttl``, and asking would refresh on every fetch without
+    ever getting there. So the margin is capped at half the lifetime (a token is used for at least half its
+    life), and a ``min_ttl`` beyond ``SATISFIABLE_SHARE`` of it settles for the same: the freshest token.
+    """
+    if issued_at is None or expires_at is None:
+        return max(min_ttl, margin)
+    lifetime = max((expires_at - issued_at).total_seconds(), 0.0)
+    half = int(lifetime // 2)
+    wanted = min_ttl if min_ttl <= lifetime * SATISFIABLE_SHARE else half
+    return max(min(margin, half), wanted)
 
 
 @dataclass(frozen=True, slots=True)

@@ -232,7 +232,7 @@ def register(app: APIGatewayHttpResolver) -> None:
         "/connections/<connection_id>",
         summary="Revoke at the provider, then delete",
         tags=["connections"],
-        responses=ERRORS,
+        responses={**ERRORS, 503: {**PROVIDER_DOWN, "description": "Refreshed again and again meanwhile; retry"}},
     )
     def delete_connection(connection_id: UUID) -> DeleteConnectionResponse:
         return DeleteConnectionResponse.of(connections.delete_connection(uow(), connection_id))

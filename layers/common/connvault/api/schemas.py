@@ -402,6 +402,11 @@ class TokenResponse(Strict):
     access_token: str | None = None
     token_type: str | None = None
     expires_at: datetime | None = None
+    min_ttl_met: bool | None = Field(
+        default=None,
+        description="OAuth only. False when the provider's tokens live shorter than the min_ttl asked for: this is "
+        "then the freshest token the provider gives (refreshed once past half its life), not one refreshed per call.",
+    )
     scopes: list[str] = Field(default_factory=list)
     api_key: str | None = None
     username: str | None = None
@@ -418,6 +423,7 @@ class TokenResponse(Strict):
                     access_token=token.reveal(),
                     token_type=issued.token_type or "Bearer",
                     expires_at=issued.expires_at,
+                    min_ttl_met=issued.min_ttl_met,
                     scopes=list(issued.scopes),
                 )
             case ApiKeyCredentials(api_key=key):

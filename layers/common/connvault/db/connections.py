@@ -70,6 +70,7 @@ class Lease:
     connection: Connection
     owner: UUID
     until: datetime
+    taken_at: datetime
     stale: bool = False
     """The previous holder's lease ran out unreleased: it may have died after the provider rotated the token."""
     sealed: bytes | None = field(default=None, repr=False)
@@ -83,6 +84,7 @@ class Claim:
     connection_id: UUID
     tenant_id: UUID
     owner: UUID
+    taken_at: datetime
     until: datetime
     stale: bool
 
@@ -246,9 +248,13 @@ class ConnectionRepository:
             raise NotFound(f"connection {connection_id} not found")
         return self.get(connection_id)
 
-    def delete(self, connection_id: UUID) -> bool:
-        result = self._session.execute(delete(ConnectionRow).where(ConnectionRow.id == connection_id))
-        return bool(result.rowcount)
+    def delete(self, connection_id: UUID, *, token_version: int | None = None) -> bool:
+        """Delete the connection; with ``token_version``, only while its tokens are still that version (a
+        refresh that stored newer ones meanwhile left a grant the caller has not revoked yet)."""
+        query = delete(ConnectionRow).where(ConnectionRow.id == connection_id)
+        if token_version is not None:
+            query = query.where(ConnectionRow.token_version == token_version)
+        return bool(self._session.execute(query).rowcount)
 
     def set_status(self, connection_id: UUID, status: ConnectionStatus, *, error_code: str | None = None) -> None:
         self._session.execute(
@@ -281,18 +287,18 @@ class ConnectionRepository:
             .where(ConnectionRow.id == connection_id)
             .values(refresh_lease_until=until, refresh_lease_owner=owner)
         )
-        return self._leased(connection_id, owner, until, stale=current.refresh_lease_owner is not None)
+        return self._leased(connection_id, owner, now, until, stale=current.refresh_lease_owner is not None)
 
-    def lease_from_claim(self, connection_id: UUID, owner: UUID, until: datetime, *, stale: bool) -> Lease:
+    def lease_from_claim(self, claim: Claim) -> Lease:
         """The lease a scheduler claim took for this connection, with the connection as it is now."""
-        return self._leased(connection_id, owner, until, stale=stale)
+        return self._leased(claim.connection_id, claim.owner, claim.taken_at, claim.until, stale=claim.stale)
 
-    def _leased(self, connection_id: UUID, owner: UUID, until: datetime, *, stale: bool) -> Lease:
+    def _leased(self, connection_id: UUID, owner: UUID, taken_at: datetime, until: datetime, *, stale: bool) -> Lease:
         found = self._session.execute(self._select().where(ConnectionRow.id == connection_id)).one_or_none()
         if found is None:
             raise NotFound(f"connection {connection_id} not found")
         row, slug = found
-        return Lease(self._to_domain(row, slug), owner, until, stale=stale, sealed=row.credentials)
+        return Lease(self._to_domain(row, slug), owner, until, taken_at, stale=stale, sealed=row.credentials)
 
     def release_lease(self, connection_id: UUID, owner: UUID) -> None:
         self._session.execute(
@@ -342,9 +348,13 @@ class ConnectionRepository:
                 refresh_lease_until=case((mine, None), else_=ConnectionRow.refresh_lease_until),
                 refresh_lease_owner=case((mine, None), else_=ConnectionRow.refresh_lease_owner),
                 **self._refreshed_account_id(lease.connection, grant.provider_account_id, previous),
+                token_version=ConnectionRow.token_version + 1,
+                refresh_started_at=lease.taken_at,
             )
+            .returning(ConnectionRow.token_version)
         )
-        if not result.rowcount:
+        version = result.scalar_one_or_none()
+        if version is None:
             if self._session.scalar(select(ConnectionRow.id).where(ConnectionRow.id == connection_id)) is None:
                 raise NotFound(f"connection {connection_id} not found")
             raise GrantSuperseded(f"connection {connection_id} was connected again during its refresh")
@@ -361,6 +371,8 @@ class ConnectionRepository:
             last_error_code=None,
             next_refresh_at=None,
             refresh_lease_until=None,
+            token_version=version,
+            refresh_started_at=lease.taken_at,
             updated_at=now,
             provider_account_id=grant.provider_account_id or lease.connection.provider_account_id,
         )
@@ -404,7 +416,7 @@ class ConnectionRepository:
             now, horizon_seconds, limit, owner, until, run_started or now
         ).table_valued("id", "tenant_id", "stale")
         rows = self._session.execute(select(claimed.c.id, claimed.c.tenant_id, claimed.c.stale)).all()
-        return [Claim(row.id, row.tenant_id, owner, until, row.stale) for row in rows]
+        return [Claim(row.id, row.tenant_id, owner, now, until, row.stale) for row in rows]
 
     def due_backlog(self, now: datetime, horizon_seconds: int) -> int:
         return int(self._session.scalar(select(func.connvault_due_backlog(now, horizon_seconds))) or 0)
@@ -429,6 +441,7 @@ class ConnectionRepository:
         # A new grant supersedes a refresh of the old one in flight: its failure must not mark this grant.
         row.refresh_lease_until = None
         row.refresh_lease_owner = None
+        row.token_version = (row.token_version or 0) + 1
         for column, value in self._account_id_columns(row.tenant_id, row.id, grant.provider_account_id).items():
             setattr(row, column, value)
 
@@ -508,6 +521,8 @@ class ConnectionRepository:
             updated_at=row.updated_at,
             refresh_lease_until=row.refresh_lease_until,
             provider_account_id=account_id,
+            token_version=row.token_version,
+            refresh_started_at=row.refresh_started_at,
         )
 
 

@@ -45,6 +45,8 @@ class ConnectionSnapshot:
     has_refresh_token: bool
     last_error_code: str | None
     refresh_margin_seconds: int
+    issued_at: datetime | None
+    """When the current token was issued (grant or last refresh): with ``expires_at``, its lifetime."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +75,7 @@ class FastReads:
         rows = self._run(_READ_CONNECTION, tenant=str(tenant_id), id=str(connection_id))
         if not rows:
             return None
-        status, kind, sealed, token_type, scopes, expires_epoch, has_refresh, error, margin = rows[0]
+        status, kind, sealed, token_type, scopes, expires_epoch, has_refresh, error, margin, issued_epoch = rows[0]
         return ConnectionSnapshot(
             id=connection_id,
             status=status,
@@ -85,6 +87,7 @@ class FastReads:
             has_refresh_token=has_refresh,
             last_error_code=error,
             refresh_margin_seconds=margin,
+            issued_at=None if issued_epoch is None else datetime.fromtimestamp(issued_epoch, UTC),
         )
 
     def touch(self, tenant_id: UUID, connection_id: UUID, every: timedelta) -> None:

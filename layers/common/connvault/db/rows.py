@@ -129,6 +129,8 @@ class ConnectionRow(Base):
     next_refresh_at: Mapped[datetime | None]
     refresh_lease_until: Mapped[datetime | None]
     refresh_lease_owner: Mapped[UUID | None]
+    token_version: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
+    refresh_started_at: Mapped[datetime | None]
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", server_default=text("'{}'"))
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
     updated_at: Mapped[datetime] = mapped_column(**_UPDATED_AT)

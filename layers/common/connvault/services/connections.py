@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from connvault import wiring
 from connvault.clock import Clock, utcnow
 from connvault.db.connections import NewCredentials, Page
-from connvault.errors import InvalidInput, NotFound
+from connvault.errors import InvalidInput, NotFound, ProviderUnavailable
 from connvault.models import (
     ApiKeyCredentials,
     AuthType,
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from connvault.db.uow import UnitOfWork
+    from connvault.models import Integration, Provider
     from connvault.oauth.client import OAuthClient
     from connvault.redacted import Redacted
 
@@ -159,30 +160,51 @@ def create_static_connection(uow: UnitOfWork, data: StaticCredentialsInput, *, n
     return connection
 
 
+DELETE_ATTEMPTS = 3
+"""Rounds of revoke-then-delete before giving up with a retryable error; each extra round means a refresh
+stored new tokens while the previous one was revoking."""
+
+
 def delete_connection(uow: UnitOfWork, connection_id: UUID, *, oauth: OAuthClient | None = None) -> Deletion:
     """Revoke at the provider (refresh token first, RFC 7009), then delete the row whatever the provider said.
 
-    A provider that is down or refuses must not keep a tenant from deleting its user's data.
+    A provider that is down or refuses must not keep a tenant from deleting its user's data. The row is
+    deleted only while its tokens are those just revoked: a refresh that stored new ones meanwhile sends
+    this round again, so the grant that is current when the row goes is the one revoked. A refresh that
+    finds the row gone when it stores revokes its own new tokens (``services/refresh.py``): together, no
+    order of the two leaves a live grant without a row.
     """
-    with uow:
-        connection = uow.connections.get(connection_id)
-        provider = uow.providers.get(connection.provider_id)
-        integration = uow.integrations.find(provider.id)
     attempted = revoked = False
-    credentials = connection.credentials
-    if isinstance(credentials, OAuth2Credentials) and provider.revocation_url and integration is not None:
-        attempted = True
-        client = oauth or wiring.get_oauth_client()
-        token, hint = credentials.revocation_target()
-        revoked = client.revoke(provider, integration.client, token.reveal(), hint)
-        if not revoked:
-            metrics.add_metric(name=MetricName.REVOCATION_FAILED, unit="Count", value=1)
-            logger.info("revocation failed", extra={"connection_id": str(connection_id), "provider": provider.slug})
-    with uow:
-        if not uow.connections.delete(connection_id):
-            raise NotFound(f"connection {connection_id} not found")
-        uow.commit()
-    return Deletion(connection_id, attempted, revoked)
+    for _ in range(DELETE_ATTEMPTS):
+        with uow:
+            connection = uow.connections.get(connection_id)
+            provider = uow.providers.get(connection.provider_id)
+            integration = uow.integrations.find(provider.id)
+        credentials = connection.credentials
+        if isinstance(credentials, OAuth2Credentials) and provider.revocation_url and integration is not None:
+            attempted = True
+            revoked = _revoke(oauth or wiring.get_oauth_client(), provider, integration, credentials, connection_id)
+        with uow:
+            if uow.connections.delete(connection_id, token_version=connection.token_version):
+                uow.commit()
+                return Deletion(connection_id, attempted, revoked)
+            uow.connections.get(connection_id)  # NotFound when someone else deleted it meanwhile
+    raise ProviderUnavailable("the connection is being refreshed; retry the deletion", retry_after=1, reason="busy")
+
+
+def _revoke(
+    client: OAuthClient,
+    provider: Provider,
+    integration: Integration,
+    credentials: OAuth2Credentials,
+    connection_id: UUID,
+) -> bool:
+    token, hint = credentials.revocation_target()
+    revoked = client.revoke(provider, integration.client, token.reveal(), hint)
+    if not revoked:
+        metrics.add_metric(name=MetricName.REVOCATION_FAILED, unit="Count", value=1)
+        logger.info("revocation failed", extra={"connection_id": str(connection_id), "provider": provider.slug})
+    return revoked
 
 
 def _static_credentials(auth_type: AuthType, data: StaticCredentialsInput) -> ApiKeyCredentials | BasicCredentials:

@@ -214,37 +214,55 @@ def refresh_single_flight(
     tenant_id: UUID,
     connection_id: UUID,
     *,
-    ttl_seconds: int,
+    min_ttl: int = 0,
+    margin: int = 0,
     force: bool = False,
+    asked: datetime | None = None,
     oauth: OAuthClient,
     policy: RefreshPolicy,
     sealer: Sealer | None = None,
     now: Clock = utcnow,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Connection:
-    """A connection whose token is good for ``ttl_seconds``, refreshing it unless someone else is.
+    """A connection whose token is good for ``min_ttl`` (and the provider's ``margin``) as far as the provider
+    can give, refreshing it unless someone else is.
 
-    Concurrent callers, in any number of processes, cause one provider call: the one that takes the lease
-    refreshes; the others poll the row until the new token lands. A waiter whose refresh failed does not try
-    again itself: it reports that failure, so an outage costs the provider one call, not one per caller. A
-    lease given back with no failure recorded (a scheduler that ran out of time) is simply taken over.
+    Callers coalesce, in any number of processes: the one that takes the lease refreshes, the others poll
+    the row until tokens they can accept land. A plain caller accepts any version newer than the one it first
+    read (``token_version``). A forced caller, which arrived at ``asked`` (default: now), accepts only tokens
+    whose refresh began after that (``refresh_started_at``): a refresh already in flight is not enough, the
+    next one is, so a burst of forced calls costs the provider at most two calls. A waiter whose refresh
+    failed does not try again itself: it reports that failure, so an outage costs the provider one call, not
+    one per caller. A lease given back with no failure recorded (a scheduler that ran out of time) is simply
+    taken over.
     """
-    started = now()
+    asked = asked or now()
     deadline = time.monotonic() + policy.wait_seconds
-    failures_seen: int | None = None
+    read_version: int | None = None
+    seen: tuple[int, int] | None = None
     while True:
         with UnitOfWork(tenant_id, sealer=sealer) as uow:
             current = uow.connections.get(connection_id)
             moment = now()
-            if _refreshed_since(current, started) or (
-                not force
-                and current.status is ConnectionStatus.ACTIVE
-                and not needs_refresh(current.expires_at, moment, ttl_seconds)
-            ):
+            leased_by_other = current.refresh_lease_until is not None and current.refresh_lease_until > moment
+            if read_version is None:
+                read_version = current.token_version
+            if force:
+                done = current.tokens_requested_since(asked)
+            else:
+                done = current.token_version > read_version or (
+                    current.status is ConnectionStatus.ACTIVE
+                    and not needs_refresh(current.expires_at, moment, current.refresh_ttl(min_ttl, margin))
+                )
+            if done:
                 return current
             _raise_for_status(current)
-            leased_by_other = current.refresh_lease_until is not None and current.refresh_lease_until > moment
-            if failures_seen is not None and not leased_by_other and current.refresh_failures != failures_seen:
+            if (
+                seen is not None
+                and not leased_by_other
+                and current.token_version == seen[0]
+                and current.refresh_failures != seen[1]
+            ):
                 raise ProviderUnavailable(
                     "the provider failed to refresh this connection",
                     retry_after=_retry_in(current, moment),
@@ -266,15 +284,10 @@ def refresh_single_flight(
                 uow.commit()
         if lease is not None:
             return refresh_with_lease(lease, oauth=oauth, policy=policy, sealer=sealer, now=now, client=client)
-        if failures_seen is None:
-            failures_seen = current.refresh_failures
+        seen = (current.token_version, current.refresh_failures)
         if time.monotonic() >= deadline:
             raise ProviderUnavailable("a refresh of this connection is still in progress", retry_after=1, reason="busy")
         sleep(policy.poll_seconds)
-
-
-def _refreshed_since(connection: Connection, started: datetime) -> bool:
-    return connection.last_refresh_at is not None and connection.last_refresh_at >= started
 
 
 def _retry_in(connection: Connection, moment: datetime) -> float:

@@ -84,6 +84,8 @@ class SchedulerConfig:
     deadline_margin_ms: int = 15_000
     jitter_seconds: float = 0.25
     http_timeout_seconds: float = 10.0
+    store_seconds: float = 10.0
+    """The longest storing a refresh's answer may take (the database's statement timeout)."""
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> SchedulerConfig:
@@ -96,14 +98,15 @@ class SchedulerConfig:
             lease_seconds=settings.refresh_lease_seconds,
             deadline_margin_ms=settings.refresh_deadline_margin_ms,
             jitter_seconds=settings.refresh_jitter_seconds,
-            http_timeout_seconds=settings.http_timeout_seconds,
+            http_timeout_seconds=settings.provider_deadline_seconds,
+            store_seconds=settings.store_deadline_seconds,
         )
 
     @property
     def min_lease_left(self) -> timedelta:
-        """A queued job starts only if its lease outlasts one provider call; otherwise another caller could
-        take the lease over while this one is still talking to the provider."""
-        return timedelta(seconds=min(self.http_timeout_seconds + 1.0, self.lease_seconds / 2))
+        """A queued job starts only if its lease outlasts one provider call and the store of its answer;
+        otherwise another caller could take the lease over while this one is still talking to the provider."""
+        return timedelta(seconds=self.http_timeout_seconds + self.store_seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,21 +135,25 @@ class RunReport:
 class Job:
     """One connection to refresh.
 
-    With ``owner`` set the lease was claimed already (scheduled run). Without it (fan-out worker) the job takes
+    With ``claim`` set the lease was claimed already (scheduled run). Without it (fan-out worker) the job takes
     the lease itself with ``acquire_lease`` and drops out unless the connection is still due.
     """
 
     connection_id: UUID
     tenant_id: UUID
-    owner: UUID | None = None
-    until: datetime | None = None
+    claim: Claim | None = None
     stale: bool = False
     ref: str | None = None
     """The caller's handle for per-job results (an SQS message id)."""
 
     @classmethod
     def of_claim(cls, claim: Claim) -> Job:
-        return cls(claim.connection_id, claim.tenant_id, claim.owner, claim.until, claim.stale)
+        return cls(claim.connection_id, claim.tenant_id, claim, claim.stale)
+
+    @property
+    def owner(self) -> UUID | None:
+        """The claimed lease's owner, if the lease was claimed for this job."""
+        return self.claim.owner if self.claim is not None else None
 
 
 class Deadline:
@@ -418,14 +425,14 @@ class Runner:
                 return None
             client = self._client(uow, lease.connection.tenant_id, lease.connection.provider_id)
             gate = self._gate(client.provider)
-            if job.owner is None:
+            if job.claim is None:
                 uow.commit()  # the lease this job just took; a claimed job only read its row
         return _Ticket(job, lease, gate, client)
 
     def _lease(self, uow: UnitOfWork, job: Job) -> Lease | None:
         connections = uow.connections
-        if job.owner is not None and job.until is not None:
-            return connections.lease_from_claim(job.connection_id, job.owner, job.until, stale=job.stale)
+        if job.claim is not None:
+            return connections.lease_from_claim(job.claim)
         moment = self._now()
         lease = connections.acquire_lease(
             job.connection_id, moment, moment + timedelta(seconds=self._config.lease_seconds)

@@ -26,6 +26,7 @@ from connvault.models import (
     OAuth2Credentials,
     credentials_from_bytes,
     needs_refresh,
+    refresh_ttl,
 )
 from connvault.services.refresh import RefreshPolicy, refresh_single_flight
 
@@ -51,6 +52,9 @@ class IssuedCredential:
     scopes: tuple[str, ...]
     refreshed: bool = False
     """Whether this fetch refreshed the token (itself, or by waiting for another caller's refresh)."""
+    min_ttl_met: bool = True
+    """False when the provider's tokens live shorter than the ``min_ttl`` asked for: this is then the freshest
+    token the provider gives, not one refreshed for each fetch."""
 
 
 def get_token(
@@ -86,6 +90,7 @@ def _issue(
     now: Clock,
 ) -> IssuedCredential:
     settings = get_settings()
+    asked = now()
     sealer = sealer or wiring.get_sealer()
     snapshot = reads.read_connection(tenant_id, connection_id)
     if snapshot is None:
@@ -96,11 +101,13 @@ def _issue(
     credentials = credentials_from_bytes(
         sealer.open(snapshot.credentials, SealContext(tenant_id, CREDENTIALS_FIELD, connection_id))
     )
-    current = IssuedCredential(connection_id, credentials, snapshot.token_type, snapshot.expires_at, snapshot.scopes)
+    moment = asked
+    current = _issued(
+        connection_id, credentials, snapshot.token_type, snapshot.expires_at, snapshot.scopes, min_ttl, moment
+    )
     if not isinstance(credentials, OAuth2Credentials):
         return current
-    moment = now()
-    ttl = max(min_ttl, snapshot.refresh_margin_seconds)
+    ttl = refresh_ttl(min_ttl, snapshot.refresh_margin_seconds, snapshot.issued_at, snapshot.expires_at)
     still_valid = snapshot.status in USABLE and not needs_refresh(snapshot.expires_at, moment, 0)
     if not force_refresh and still_valid and not needs_refresh(snapshot.expires_at, moment, ttl):
         return current
@@ -113,8 +120,10 @@ def _issue(
         refreshed = refresh_single_flight(
             tenant_id,
             connection_id,
-            ttl_seconds=ttl,
+            min_ttl=min_ttl,
+            margin=snapshot.refresh_margin_seconds,
             force=force_refresh,
+            asked=asked,
             oauth=oauth or wiring.get_oauth_client(),
             policy=policy or RefreshPolicy.from_settings(settings),
             sealer=sealer,
@@ -126,8 +135,32 @@ def _issue(
         raise
     if refreshed.credentials is None:
         raise CredentialsExpired(f"connection {connection_id} holds no credentials")
+    return _issued(
+        connection_id,
+        refreshed.credentials,
+        refreshed.token_type,
+        refreshed.expires_at,
+        refreshed.scopes,
+        min_ttl,
+        now(),
+        refreshed=True,
+    )
+
+
+def _issued(
+    connection_id: UUID,
+    credentials: Credentials,
+    token_type: str | None,
+    expires_at: datetime | None,
+    scopes: tuple[str, ...],
+    min_ttl: int,
+    moment: datetime,
+    *,
+    refreshed: bool = False,
+) -> IssuedCredential:
+    met = expires_at is None or expires_at - moment >= timedelta(seconds=min_ttl)
     return IssuedCredential(
-        connection_id, refreshed.credentials, refreshed.token_type, refreshed.expires_at, refreshed.scopes, True
+        connection_id, credentials, token_type, expires_at, scopes, refreshed=refreshed, min_ttl_met=met
     )
 
 
