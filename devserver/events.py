@@ -74,6 +74,8 @@ def http_event(
         "requestContext": context,
         "isBase64Encoded": is_base64,
     }
+    if "cookie" in all_headers:  # API Gateway moves the Cookie header into the event's cookies list
+        event["cookies"] = [c.strip() for c in all_headers.pop("cookie").split(";") if c.strip()]
     if pairs:
         event["queryStringParameters"] = {k: v for k, v in pairs}
     if path_parameters:

@@ -18,6 +18,7 @@ from tests.infrastructure.cfn import REPO, Template, as_list, branches
 JOBS = {
     "AuthorizerFunction": "authorizer",
     "OAuthCallbackFunction": "oauth_callback",
+    "ConnectPageFunction": "connect_page",
     "ApiFunction": "api",
     "TokenFetchFunction": "token_fetch",
     "ScheduledRefreshFunction": "scheduled_refresh",
@@ -28,8 +29,12 @@ JOBS = {
 
 ROUTES = {
     ("GET", "/oauth/callback"): "OAuthCallbackFunction",
+    ("GET", "/connect"): "ConnectPageFunction",
+    ("POST", "/connect"): "ConnectPageFunction",
     ("POST", "/connect-sessions"): "ApiFunction",
     ("POST", "/connect-sessions/{session_id}/confirm"): "ApiFunction",
+    ("GET", "/connect-settings"): "ApiFunction",
+    ("PUT", "/connect-settings"): "ApiFunction",
     ("GET", "/providers"): "ApiFunction",
     ("GET", "/integrations"): "ApiFunction",
     ("PUT", "/integrations/{provider}"): "ApiFunction",
@@ -63,6 +68,7 @@ KMS_DECRYPT = {
     "TokenFetchFunction",
     "ApiFunction",
     "OAuthCallbackFunction",
+    "ConnectPageFunction",
     "ScheduledRefreshFunction",
     "RefreshWorkerFunction",
     "WebhookDeliveryFunction",
@@ -111,9 +117,11 @@ def test_every_route_maps_to_its_function_on_the_one_http_api(template: Template
                 assert event["Properties"]["ApiId"] == {"Ref": "HttpApi"}
 
 
-def test_only_the_oauth_callback_is_reachable_without_the_authorizer(template: Template) -> None:
+def test_only_the_oauth_callback_and_the_connect_page_are_reachable_without_the_authorizer(
+    template: Template,
+) -> None:
     open_routes = {(r.method, r.path) for r in template.routes() if r.authorizer is not None}
-    assert open_routes == {("GET", "/oauth/callback")}
+    assert open_routes == {("GET", "/oauth/callback"), ("GET", "/connect"), ("POST", "/connect")}
     assert all(r.authorizer == "NONE" for r in template.routes() if r.authorizer is not None)
     auth = template.resources["HttpApi"]["Properties"]["Auth"]
     assert auth["DefaultAuthorizer"] in auth["Authorizers"]

@@ -48,6 +48,8 @@ TENANT_TABLES = {
     "connections": "tenant_id",
     "oauth_sessions": "tenant_id",
     "accounts": "tenant_id",
+    "connect_settings": "tenant_id",
+    "connect_links": "tenant_id",
 }
 
 
@@ -94,6 +96,14 @@ def populate(sql: pg8000.native.Connection, github: uuid.UUID, name: str) -> Ten
         e=b"sealed",
         i=hashlib.sha256(name.encode()).digest(),
     )[0][0]
+    sql.run("INSERT INTO connect_settings (tenant_id, display_name) VALUES (:t, :n)", t=tenant, n=name)
+    sql.run(
+        "INSERT INTO connect_links (tenant_id, link_sha256, provider_ids, end_user_id, expires_at)"
+        " VALUES (:t, :s, ARRAY[CAST(:p AS uuid)], 'u1', now() + interval '10 minutes')",
+        t=tenant,
+        s=hashlib.sha256(uuid.uuid4().bytes).digest(),
+        p=str(github),
+    )
     return TenantRows(tenant, key_id, custom, integration, connection, oauth_session, state_sha256, account)
 
 
@@ -166,6 +176,9 @@ INSERTS_FOR_ANOTHER_TENANT = {
     " VALUES (:other, :custom, decode(repeat('ab', 32), 'hex'), 'u2', now())",
     "accounts": "INSERT INTO accounts (tenant_id, connection_id, baas_id, baas_id_bidx)"
     " VALUES (:other, :connection, 'x', decode(repeat('ab', 32), 'hex'))",
+    "connect_settings": "INSERT INTO connect_settings (tenant_id) VALUES (:other)",
+    "connect_links": "INSERT INTO connect_links (tenant_id, link_sha256, provider_ids, end_user_id, expires_at)"
+    " VALUES (:other, decode(repeat('cd', 32), 'hex'), ARRAY[gen_random_uuid()], 'u2', now())",
 }
 
 
@@ -187,7 +200,9 @@ def test_a_tenant_cannot_insert_a_row_for_another_tenant(db: TestDatabase, world
 @pytest.mark.parametrize("table", TENANT_TABLES)
 def test_a_tenant_cannot_update_or_delete_another_tenants_rows(db: TestDatabase, world: World, table: str) -> None:
     column = TENANT_TABLES[table]
-    touch = "name = 'x'" if table == "tenants" else "created_at = created_at - interval '1 day'"
+    touch = {"tenants": "name = 'x'", "connect_settings": "updated_at = updated_at - interval '1 day'"}.get(
+        table, "created_at = created_at - interval '1 day'"
+    )
 
     with as_tenant(db, world.a.id) as sql:
         sql.run(f"UPDATE {table} SET {touch} WHERE {column} = :b", b=world.b.id)
@@ -268,6 +283,7 @@ def test_only_the_known_functions_run_as_definer_and_each_pins_its_search_path(d
         "connvault_check_provider_owner",
         "connvault_claim_due_refreshes",
         "connvault_claim_webhook_deliveries",
+        "connvault_connect_link_tenant",
         "connvault_due_backlog",
         "connvault_find_api_key",
         "connvault_oauth_session_tenant",

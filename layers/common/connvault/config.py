@@ -46,6 +46,8 @@ class Settings:
     data_key_max_uses: int = 100_000
     callback_url: str | None = None
     connect_session_ttl_seconds: int = 600
+    connect_link_ttl_seconds: int = 1800
+    """How long a connect link can be opened, and how long its page then works."""
     discovery_max_age_seconds: int = 86_400
     http_timeout_seconds: float = 10.0
     default_refresh_margin_seconds: int = 300

@@ -52,6 +52,54 @@ class TokenResponseShape(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class CredentialField:
+    """One field of the connect page's form for an API-key or basic provider.
+
+    ``api_key``, ``username`` and ``password`` are the credentials; any other name is a non-secret detail (a
+    site name, a region) kept in the connection's metadata. ``pattern`` is matched against the whole value, by
+    the browser (the input's ``pattern``) and again by connvault.
+    """
+
+    name: str
+    label: str
+    secret: bool = False
+    pattern: str | None = None
+    hint: str | None = None
+    max_length: int = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialForm:
+    """What the connect page asks an end user for to connect an API-key or basic provider."""
+
+    fields: tuple[CredentialField, ...]
+    help_url: str | None = None
+    """Where the end user finds the key (the provider's own page for it)."""
+
+
+class CheckAuth(StrEnum):
+    """How a credential check presents the typed credentials to the provider."""
+
+    BEARER = "bearer"
+    BASIC = "basic"
+    HEADER = "header"
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialCheck:
+    """A request that tells whether typed credentials work, made before they are saved.
+
+    ``url`` may name non-secret form fields as ``{name}`` (each then has a pattern); 2xx means the credentials
+    work, 401 and 403 that the provider refused them, anything else that it could not say.
+    """
+
+    url: str
+    auth: CheckAuth = CheckAuth.BEARER
+    header: str | None = None
+    """The header that carries the key when ``auth`` is ``header``."""
+
+
+@dataclass(frozen=True, slots=True)
 class Provider:
     """A catalog entry: everything the OAuth client needs to talk to one provider, as data."""
 
@@ -80,6 +128,8 @@ class Provider:
     tenant_id: UUID | None = None
     account_id_fields: tuple[str, ...] = ()
     """Where a token response names the connected account (see ``oauth.responses.account_id``)."""
+    credential_form: CredentialForm | None = None
+    credential_check: CredentialCheck | None = None
 
     @property
     def is_custom(self) -> bool:
@@ -330,3 +380,5 @@ class PendingConnect:
     expires_at: datetime
     require_confirmation: bool = False
     """Park the grant until the tenant confirms it (``services/connect_confirmation.py``)."""
+    connect_link_id: UUID | None = None
+    """Set when the connect page started this attempt: the callback then shows the page's result."""

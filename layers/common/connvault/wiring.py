@@ -62,6 +62,11 @@ def get_webhook_transport() -> HttpTransport:
     )
 
 
+def get_http_transport() -> HttpTransport:
+    """The pool for provider calls that are not OAuth's (the connect page's credential checks)."""
+    return HttpTransport(get_settings().http_timeout_seconds)
+
+
 @lru_cache(maxsize=1)
 def get_sealer() -> Sealer:
     return Sealer(DataKeys.from_settings(get_settings(), get_kms_client(), tenant_key_salt))
@@ -79,6 +84,7 @@ def reset() -> None:
     get_blind_index_keys.cache_clear()
     get_oauth_client.cache_clear()
     get_webhook_transport.cache_clear()
+    get_http_transport.cache_clear()
     get_kms_client.cache_clear()
     engine.reset()
     reset_fast_reads()
@@ -87,6 +93,7 @@ def reset() -> None:
 
 __all__ = [
     "get_blind_index_keys",
+    "get_http_transport",
     "get_kms_client",
     "get_oauth_client",
     "get_sealer",

@@ -9,9 +9,11 @@ from http import HTTPStatus
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 
+from connvault.api import pages
 from connvault.api.app import callback_url
 from connvault.observability import MetricName, logger, metrics
 from connvault.redacted import Redacted
+from connvault.services import connect_links
 from connvault.services.connect import CallbackParams, CallbackResult, complete_connect
 
 PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"}
@@ -46,6 +48,8 @@ def render(result: CallbackResult) -> Response[str]:
     else:
         metrics.add_metric(name=MetricName.CONNECT_FAILED, unit="Count", value=1)
         logger.info("connect failed", extra={"error_code": result.error})
+    if result.connect_link_id is not None:  # started from the connect page: its result page, in its look
+        return pages.render(connect_links.finish_oauth(result))
     redirect = result.redirect_url
     if redirect is not None:
         return Response(status_code=HTTPStatus.FOUND.value, headers={**PRIVATE, "Location": redirect}, body="")

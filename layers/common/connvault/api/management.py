@@ -9,12 +9,15 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from connvault.api.app import callback_url, json_response, tenant_id
+from connvault.api.pages import connect_page_url
 from connvault.api.schemas import (
     ConfirmConnectSessionRequest,
     ConnectionListResponse,
     ConnectionResponse,
     ConnectSessionRequest,
     ConnectSessionResponse,
+    ConnectSettingsRequest,
+    ConnectSettingsResponse,
     CreateConnectionRequest,
     CustomProviderRequest,
     CustomProviderResponse,
@@ -27,10 +30,18 @@ from connvault.api.schemas import (
     ProviderResponse,
     UpdateConnectionRequest,
 )
+from connvault.db.connect_settings import ConnectSettings
 from connvault.db.uow import UnitOfWork
 from connvault.models import ConnectionStatus
 from connvault.redacted import Redacted
-from connvault.services import connect, connect_confirmation, connections, custom_providers, integrations
+from connvault.services import (
+    connect_confirmation,
+    connect_links,
+    connect_settings,
+    connections,
+    custom_providers,
+    integrations,
+)
 
 ProviderSlug = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", description="Provider slug")]
 
@@ -73,12 +84,23 @@ def register(app: APIGatewayHttpResolver) -> None:
     def uow() -> UnitOfWork:
         return UnitOfWork(tenant_id(app))
 
-    @app.post("/connect-sessions", summary="Start connecting an end user's account", tags=["connect"], responses=ERRORS)
+    @app.post(
+        "/connect-sessions",
+        summary="Start connecting an end user's account",
+        description=(
+            "Answers a `connect_url`, the hosted connect page to send the end user to: it lists the integrations "
+            "the session names, runs the OAuth redirect or shows the provider's API-key form, and returns the end "
+            "user to `return_url` with `connection_id` or `error`. A session naming one OAuth provider also "
+            "answers that provider's `authorize_url`, for tenants that send the end user there directly."
+        ),
+        tags=["connect"],
+        responses=ERRORS,
+    )
     def create_connect_session(body: ConnectSessionRequest) -> Response[ConnectSessionResponse]:
-        session = connect.create_connect_session(
+        started = connect_links.start_connect_session(
             uow(),
-            connect.ConnectRequest(
-                provider=body.provider,
+            connect_links.LinkRequest(
+                providers=body.slugs,
                 end_user_id=body.end_user_id,
                 alias=body.alias,
                 return_url=body.return_url,
@@ -86,9 +108,10 @@ def register(app: APIGatewayHttpResolver) -> None:
                 require_confirmation=body.require_confirmation,
             ),
             callback_url=callback_url(app),
+            page_url=connect_page_url(app),
         )
         return json_response(
-            HTTPStatus.CREATED, ConnectSessionResponse.of(session), headers={"Cache-Control": "no-store"}
+            HTTPStatus.CREATED, ConnectSessionResponse.of(started), headers={"Cache-Control": "no-store"}
         )
 
     @app.post(
@@ -105,6 +128,26 @@ def register(app: APIGatewayHttpResolver) -> None:
     def confirm_connect_session(session_id: UUID, body: ConfirmConnectSessionRequest) -> Response[ConnectionResponse]:
         connection = connect_confirmation.confirm(uow(), session_id, secret(body.confirmation))
         return json_response(HTTPStatus.CREATED, ConnectionResponse.of(connection))
+
+    @app.get("/connect-settings", summary="Read the connect page's settings", tags=["connect"])
+    def get_connect_settings() -> ConnectSettingsResponse:
+        return ConnectSettingsResponse.of(connect_settings.read_settings(uow()))
+
+    @app.put(
+        "/connect-settings",
+        summary="Replace the connect page's settings",
+        description="The name end users see, the origins that may embed the page (CSP frame-ancestors), and "
+        "return URLs any connect link may use.",
+        tags=["connect"],
+        responses=ERRORS,
+    )
+    def put_connect_settings(body: ConnectSettingsRequest) -> ConnectSettingsResponse:
+        data = ConnectSettings(
+            display_name=body.display_name,
+            frame_ancestors=tuple(body.frame_ancestors),
+            allowed_return_urls=tuple(body.allowed_return_urls),
+        )
+        return ConnectSettingsResponse.of(connect_settings.save_settings(uow(), data))
 
     @app.get("/providers", summary="List the providers this tenant can use", tags=["providers"])
     def list_providers() -> ProviderListResponse:

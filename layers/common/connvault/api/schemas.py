@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from connvault.models import (
     Account,
@@ -27,9 +27,10 @@ from connvault.models import (
 
 if TYPE_CHECKING:
     from connvault.db.accounts import AccountPage
+    from connvault.db.connect_settings import ConnectSettings
     from connvault.db.connections import Page
     from connvault.redacted import Redacted
-    from connvault.services.connect import ConnectSession
+    from connvault.services.connect_links import StartedSession
     from connvault.services.connections import Deletion
     from connvault.services.tokens import IssuedCredential
 
@@ -63,33 +64,75 @@ class ErrorResponse(Strict):
 
 
 class ConnectSessionRequest(Strict):
-    provider: Slug
+    """Name one provider (``provider``) or the integrations the end user may choose from (``providers``)."""
+
+    provider: Slug | None = Field(
+        default=None, description="One provider; with an OAuth provider the answer also carries its authorize_url."
+    )
+    providers: list[Slug] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=20,
+        description="The integrations the connect page offers, in this order (OAuth, API-key or basic).",
+    )
     end_user_id: EndUserId
     alias: Alias = ""
-    return_url: Url | None = None
-    scopes: list[Scope] | None = Field(default=None, max_length=100)
+    return_url: Url | None = Field(
+        default=None,
+        description="Where the end user goes back to, with connection_id or error. Must be in the connect "
+        "settings' allowed_return_urls, or, when every provider uses OAuth, in each integration's.",
+    )
+    scopes: list[Scope] | None = Field(default=None, max_length=100, description="For one OAuth provider only.")
     require_confirmation: bool = Field(
         default=False,
         description="Park the grant until your backend confirms it: the end user comes back to return_url (required "
         "then) with connect_session_id and a one-time confirmation code; check that the user signed in is the one "
         "you started the session for, then POST /connect-sessions/{id}/confirm. Unconfirmed grants are revoked "
-        "at the provider once the session expires.",
+        "at the provider once the session expires. For one OAuth provider only; the answer then has no "
+        "connect_url (the connect page does not offer confirmation).",
     )
+
+    @model_validator(mode="after")
+    def _one_way_to_name_providers(self) -> ConnectSessionRequest:
+        if (self.provider is None) == (self.providers is None):
+            raise ValueError("give provider or providers")
+        return self
+
+    @property
+    def slugs(self) -> tuple[str, ...]:
+        return (self.provider,) if self.provider is not None else tuple(self.providers or ())
 
 
 class ConnectSessionResponse(Strict):
-    id: UUID = Field(description="The session; confirmed with POST /connect-sessions/{id}/confirm when required.")
-    authorize_url: str = Field(description="Send the end user's browser here. Single use; expires at expires_at.")
-    expires_at: datetime
+    id: UUID | None = Field(
+        description="The OAuth session behind authorize_url; confirmed with POST /connect-sessions/{id}/confirm "
+        "when required. Null when there is no authorize_url."
+    )
+    connect_url: str | None = Field(
+        description="The hosted connect page for the end user: the integrations to choose from, the OAuth "
+        "redirect or the API-key form, and the way back to return_url. Single use (the browser that opened it "
+        "may reload it); expires at connect_url_expires_at if not opened by then."
+    )
+    connect_url_expires_at: datetime | None
+    authorize_url: str | None = Field(
+        description="For a session naming one OAuth provider: the provider's consent screen, to send the end "
+        "user to directly instead of the page. Single use; expires at expires_at. Null otherwise."
+    )
+    expires_at: datetime = Field(description="When authorize_url expires; connect_url's expiry when there is none.")
     require_confirmation: bool
 
     @classmethod
-    def of(cls, session: ConnectSession) -> ConnectSessionResponse:
+    def of(cls, started: StartedSession) -> ConnectSessionResponse:
+        authorize, link = started.authorize, started.link
+        expires_at = authorize.expires_at if authorize else link.expires_at if link else None
+        assert expires_at is not None, "a session has an authorize_url, a connect_url or both"
         return cls(
-            id=session.id,
-            authorize_url=session.authorize_url.reveal(),
-            expires_at=session.expires_at,
-            require_confirmation=session.require_confirmation,
+            id=authorize.id if authorize else None,
+            connect_url=link.url.reveal() if link else None,
+            connect_url_expires_at=link.expires_at if link else None,
+            authorize_url=authorize.authorize_url.reveal() if authorize else None,
+            expires_at=expires_at,
+            require_confirmation=bool(authorize and authorize.require_confirmation),
         )
 
 
@@ -97,6 +140,37 @@ class ConfirmConnectSessionRequest(Strict):
     confirmation: SecretStr = Field(
         min_length=1, max_length=512, description="The code the return URL received with connect_session_id."
     )
+
+
+class ConnectSettingsRequest(Strict):
+    display_name: str | None = Field(
+        default=None, min_length=1, max_length=100, description="The name end users see; null: the tenant's name."
+    )
+    frame_ancestors: list[Annotated[str, Field(min_length=1, max_length=300)]] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Origins (https://host[:port]) that may embed the connect page in a frame; empty: none.",
+        examples=[["https://app.example.com"]],
+    )
+    allowed_return_urls: list[Url] = Field(
+        default_factory=list, max_length=20, description="Exact URLs any connect link may return to."
+    )
+
+
+class ConnectSettingsResponse(Strict):
+    display_name: str | None
+    frame_ancestors: list[str]
+    allowed_return_urls: list[str]
+    updated_at: datetime | None
+
+    @classmethod
+    def of(cls, settings: ConnectSettings) -> ConnectSettingsResponse:
+        return cls(
+            display_name=settings.display_name,
+            frame_ancestors=list(settings.frame_ancestors),
+            allowed_return_urls=list(settings.allowed_return_urls),
+            updated_at=settings.updated_at,
+        )
 
 
 class ProviderResponse(Strict):

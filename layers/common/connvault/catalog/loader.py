@@ -20,8 +20,16 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from connvault.catalog.forms import FormProblem, parse_credential_check, parse_credential_form
 from connvault.errors import InvalidInput
-from connvault.models import AuthType, ScopeParameter, TokenEndpointAuthMethod, TokenResponseShape
+from connvault.models import (
+    AuthType,
+    CredentialCheck,
+    CredentialForm,
+    ScopeParameter,
+    TokenEndpointAuthMethod,
+    TokenResponseShape,
+)
 
 CATALOG_PATH = Path(__file__).resolve().parent / "providers.yaml"
 
@@ -69,6 +77,8 @@ class CatalogEntry:
     discovery_url: str | None = None
     max_concurrent_refreshes: int | None = None
     account_id_fields: tuple[str, ...] = ()
+    credential_form: CredentialForm | None = None
+    credential_check: CredentialCheck | None = None
 
 
 class _Problem(Exception):
@@ -205,6 +215,8 @@ _REQUIRED_FOR_OAUTH2 = (
     "rotates_refresh_tokens",
 )
 _OAUTH2_ONLY = frozenset(_FIELDS) - set(_REQUIRED)
+# Parsed after the rest, since their rules depend on the auth type (see catalog/forms.py).
+_CONNECT_PAGE_FIELDS = frozenset({"credential_form", "credential_check"})
 
 
 def _invalid(entry: str, field_name: str, problem: str) -> InvalidInput:
@@ -219,7 +231,7 @@ def _parse_entry(raw: object, position: int) -> CatalogEntry:
     slug = raw.get("slug")
     # Name the entry by its slug when that is usable, else by its 1-based position in the file.
     entry = slug if isinstance(slug, str) and SLUG_PATTERN.match(slug) else f"#{position}"
-    unknown = sorted(str(key) for key in raw.keys() - _FIELDS.keys())
+    unknown = sorted(str(key) for key in raw.keys() - _FIELDS.keys() - _CONNECT_PAGE_FIELDS)
     if unknown:
         raise _invalid(entry, unknown[0], "is not a catalog field")
     values: dict[str, Any] = {}
@@ -242,6 +254,17 @@ def _parse_entry(raw: object, position: int) -> CatalogEntry:
     separator = values.get("scope_separator", " ")
     if any(separator in scope for scope in values.get("default_scopes", ())):
         raise _invalid(entry, "default_scopes", "must not contain the scope separator inside a scope")
+    try:
+        if "credential_form" in raw:
+            values["credential_form"] = parse_credential_form(raw["credential_form"], values["auth_type"])
+        if "credential_check" in raw:
+            form = values.get("credential_form")
+            if form is None:
+                raise FormProblem("credential_check: needs a credential_form")
+            values["credential_check"] = parse_credential_check(raw["credential_check"], form)
+    except FormProblem as problem:
+        member, _, text = str(problem).partition(": ")
+        raise _invalid(entry, member, text) from None
     return CatalogEntry(**values)
 
 

@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from connvault.catalog.forms import check_record, form_record
 from connvault.catalog.loader import CatalogEntry, load_catalog
 from connvault.errors import InvalidInput, MigrationError
 
@@ -40,6 +41,8 @@ CATALOG_COLUMNS: tuple[tuple[str, str], ...] = (
     ("max_concurrent_refreshes", "integer"),
     ("docs_url", "text"),
     ("account_id_fields", "text[]"),
+    ("credential_form", "jsonb"),
+    ("credential_check", "jsonb"),
 )
 _NAMES = [name for name, _ in CATALOG_COLUMNS]
 _UPSERT = f"""
@@ -82,6 +85,8 @@ def catalog_record(entry: CatalogEntry) -> dict[str, Any]:
         "max_concurrent_refreshes": entry.max_concurrent_refreshes,
         "docs_url": entry.docs_url,
         "account_id_fields": list(entry.account_id_fields),
+        "credential_form": form_record(entry.credential_form) if entry.credential_form else None,
+        "credential_check": check_record(entry.credential_check) if entry.credential_check else None,
     }
 
 

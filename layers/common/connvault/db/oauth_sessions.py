@@ -47,6 +47,7 @@ class OAuthSessionRepository:
                 return_url=pending.return_url,
                 expires_at=pending.expires_at,
                 require_confirmation=pending.require_confirmation,
+                connect_link_id=pending.connect_link_id,
             )
         )
         self._session.flush()
@@ -79,6 +80,7 @@ class OAuthSessionRepository:
             return_url=row.return_url,
             expires_at=row.expires_at,
             require_confirmation=row.require_confirmation,
+            connect_link_id=row.connect_link_id,
         )
 
     def purge_expired(self, now: datetime) -> int:

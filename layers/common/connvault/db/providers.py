@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
+from connvault.catalog.forms import parse_credential_check, parse_credential_form
 from connvault.db.rows import ProviderRow
 from connvault.errors import Conflict, NotFound
 from connvault.models import AuthType, Provider, ScopeParameter, TokenEndpointAuthMethod, TokenResponseShape
@@ -148,4 +149,17 @@ def to_provider(row: ProviderRow) -> Provider:
         docs_url=row.docs_url,
         tenant_id=row.tenant_id,
         account_id_fields=tuple(row.account_id_fields),
+        **_connect_page_fields(row),
     )
+
+
+def _connect_page_fields(row: ProviderRow) -> dict[str, Any]:
+    """The credential form and check of an API-key or basic provider, parsed by the catalog's own rules."""
+    if row.credential_form is None:
+        return {}
+    form = parse_credential_form(row.credential_form, AuthType(row.auth_type))
+    check = None
+    if row.credential_check is not None:
+        # http is the egress guard's to refuse or allow (loopback in local development), not the parser's.
+        check = parse_credential_check(row.credential_check, form, require_https=False)
+    return {"credential_form": form, "credential_check": check}

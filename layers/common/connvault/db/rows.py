@@ -88,6 +88,8 @@ class ProviderRow(Base):
     max_concurrent_refreshes: Mapped[int | None] = mapped_column(Integer)
     docs_url: Mapped[str | None]
     account_id_fields: Mapped[list[str]] = mapped_column(server_default=text("'{}'"))
+    credential_form: Mapped[dict[str, Any] | None]
+    credential_check: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
     updated_at: Mapped[datetime] = mapped_column(**_UPDATED_AT)
 
@@ -169,6 +171,7 @@ class OAuthSessionRow(Base):
     return_url: Mapped[str | None]
     expires_at: Mapped[datetime]
     require_confirmation: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    connect_link_id: Mapped[UUID | None] = mapped_column(ForeignKey("connect_links.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
 
 
@@ -240,4 +243,33 @@ class ConnectConfirmationRow(Base):
     token_expires_at: Mapped[datetime | None]
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", server_default=text("'{}'"))
     confirm_by: Mapped[datetime]
+    created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
+
+
+class ConnectSettingsRow(Base):
+    __tablename__ = "connect_settings"
+
+    tenant_id: Mapped[UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True)
+    display_name: Mapped[str | None]
+    frame_ancestors: Mapped[list[str]] = mapped_column(server_default=text("'{}'"))
+    allowed_return_urls: Mapped[list[str]] = mapped_column(server_default=text("'{}'"))
+    updated_at: Mapped[datetime] = mapped_column(server_default=_NOW)
+
+
+class ConnectLinkRow(Base):
+    __tablename__ = "connect_links"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True, server_default=_NEW_ID)
+    tenant_id: Mapped[UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    link_sha256: Mapped[bytes]
+    page_sha256: Mapped[bytes | None]
+    provider_ids: Mapped[list[UUID]] = mapped_column(ARRAY(Uuid(as_uuid=True)))
+    end_user_id: Mapped[str]
+    alias: Mapped[str] = mapped_column(server_default=text("''"))
+    scopes: Mapped[list[str] | None]
+    return_url: Mapped[str | None]
+    expires_at: Mapped[datetime]
+    opened_at: Mapped[datetime | None]
+    connection_id: Mapped[UUID | None] = mapped_column(ForeignKey("connections.id", ondelete="SET NULL"))
+    completed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)

@@ -17,6 +17,8 @@ from connvault import wiring
 from connvault.db.accounts import AccountRepository
 from connvault.db.blind_index import BlindIndexer
 from connvault.db.connect_confirmations import ConnectConfirmationRepository
+from connvault.db.connect_links import ConnectLinkRepository
+from connvault.db.connect_settings import ConnectSettingsRepository
 from connvault.db.connections import ConnectionRepository
 from connvault.db.integrations import IntegrationRepository
 from connvault.db.oauth_sessions import OAuthSessionRepository
@@ -40,6 +42,8 @@ _SET_TENANT = text("SELECT set_config('app.tenant_id', :t, true)")
 class UnitOfWork:
     connect_confirmations: ConnectConfirmationRepository
     accounts: AccountRepository
+    connect_links: ConnectLinkRepository
+    connect_settings: ConnectSettingsRepository
     connections: ConnectionRepository
     integrations: IntegrationRepository
     oauth_sessions: OAuthSessionRepository
@@ -91,6 +95,8 @@ class UnitOfWork:
         session.begin()
         self._session = session
         self.connect_confirmations = ConnectConfirmationRepository(session, sealer)
+        self.connect_links = ConnectLinkRepository(session)
+        self.connect_settings = ConnectSettingsRepository(session)
         index = (
             None
             if self.tenant_id is None

@@ -48,6 +48,8 @@ class ConnectRequest:
     return_url: str | None = None
     scopes: tuple[str, ...] | None = None
     require_confirmation: bool = False
+    connect_link_id: UUID | None = None
+    """The connect link whose page starts this attempt (see services/connect_links.py)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +93,8 @@ class CallbackResult:
     error: str | None = None
     tenant_id: UUID | None = None
     confirmation: ParkedConfirmation | None = None
+    connect_link_id: UUID | None = None
+    """Set when the connect page started the attempt: the page, not a bare redirect, shows the result."""
 
     @property
     def redirect_url(self) -> str | None:
@@ -145,6 +149,7 @@ def create_connect_session(
             return_url=request.return_url,
             expires_at=expires_at,
             require_confirmation=request.require_confirmation,
+            connect_link_id=request.connect_link_id,
         )
         # Abandoned attempts (the end user never came back) hold a sealed verifier; they go with the next start.
         uow.oauth_sessions.purge_expired(started)
@@ -188,7 +193,9 @@ def complete_connect(
         integration = uow.integrations.find(provider.id)
 
     def fail(code: str) -> CallbackResult:
-        return CallbackResult(pending.return_url, error=code, tenant_id=tenant_id)
+        return CallbackResult(
+            pending.return_url, error=code, tenant_id=tenant_id, connect_link_id=pending.connect_link_id
+        )
 
     if pending.expires_at <= now():
         return fail("expired_state")
@@ -226,7 +233,9 @@ def complete_connect(
         parked = park_grant(pending, grant, metadata, sealer=sealer)
         return CallbackResult(pending.return_url, tenant_id=tenant_id, confirmation=parked)
     connection = _save_grant(pending, grant, metadata, sealer=sealer, now=now)
-    return CallbackResult(pending.return_url, connection_id=connection.id, tenant_id=tenant_id)
+    return CallbackResult(
+        pending.return_url, connection_id=connection.id, tenant_id=tenant_id, connect_link_id=pending.connect_link_id
+    )
 
 
 def _save_grant(

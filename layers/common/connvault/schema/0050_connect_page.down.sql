@@ -1,0 +1,7 @@
+-- Reverses 0050: the connect page's tables, columns and lookup. Open links and page settings are lost.
+DROP FUNCTION connvault_connect_link_tenant(bytea);
+ALTER TABLE providers DROP COLUMN credential_check;
+ALTER TABLE providers DROP COLUMN credential_form;
+ALTER TABLE oauth_sessions DROP COLUMN connect_link_id;
+DROP TABLE connect_links;
+DROP TABLE connect_settings;
