@@ -131,6 +131,9 @@ def _banner(gateway: Gateway, demo: Demo, webhook_url: str) -> str:
         '"connection.deleted"]}'
     )
     session = shlex.quote(f'{{"provider": "demo", "end_user_id": "me", "return_url": "{demo.return_url}"}}')
+    link = shlex.quote(
+        f'{{"providers": ["demo", "demo-apikey"], "end_user_id": "me", "return_url": "{demo.return_url}"}}'
+    )
     return f"""
 connvault devserver
   API             {api}
@@ -141,10 +144,17 @@ connvault devserver
 Its API key (local demo key):
   export CONNVAULT_API_KEY={demo.api_key.reveal()}
 
+Connect an account in a browser, on the hosted connect page (one link, single use, valid 30 minutes):
+  {demo.connect_url.reveal()}
+It offers the demo OAuth provider and "Demo API" (an API-key provider; a key it accepts: {demo.demo_api_key}).
+A new link:
+  curl -s -X POST {auth} -H 'Content-Type: application/json' \\
+    -d {link} {api}/connect-sessions
+
 The provider catalog:
   curl -s {auth} {api}/providers
 
-Connect an account at the demo provider:
+Or without the page, straight to the demo provider:
   curl -s -X POST {auth} -H 'Content-Type: application/json' \\
     -d {session} {api}/connect-sessions
 Open the authorize_url it returns in a browser; you come back to {demo.return_url} with a connection id. Then:

@@ -9,18 +9,22 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from connvault.db.connect_settings import ConnectSettings
 from connvault.db.uow import UnitOfWork
 from connvault.redacted import Redacted
-from connvault.services import integrations, tenants
+from connvault.services import connect_links, connect_settings, integrations, tenants
 
 if TYPE_CHECKING:
     from uuid import UUID
 
     from connvault.db.target import DatabaseTarget
+    from connvault.services.connect_links import IssuedLink
     from devserver.provider import DemoProvider
 
 DEMO_SLUG = "demo"
+DEMO_API_KEY_SLUG = "demo-apikey"
 DEMO_RETURN_URL = "http://127.0.0.1:3000/demo/done"
+DEMO_TENANT_DISPLAY_NAME = "Acme Demo"
 
 
 def install_demo_provider(
@@ -77,6 +81,41 @@ def install_demo_provider(
     return rows[0][0]
 
 
+def install_demo_api_key_provider(
+    owner: DatabaseTarget, provider: DemoProvider, *, slug: str = DEMO_API_KEY_SLUG
+) -> UUID:
+    """Upsert a global API-key provider whose connect page form checks keys against ``provider``'s ``/api/me``."""
+    form = {
+        "fields": [
+            {
+                "name": "api_key",
+                "label": "Demo API key",
+                "pattern": "dk_[A-Za-z0-9_]{8,64}",
+                "hint": "Starts with dk_. The devserver prints one that works.",
+            }
+        ],
+    }
+    check = {"url": f"{provider.base_url}/api/me", "auth": "bearer"}
+    connection = owner.connect()
+    try:
+        rows = connection.run(
+            """
+            INSERT INTO providers (slug, display_name, auth_type, credential_form, credential_check)
+            VALUES (:slug, 'Demo API', 'api_key', CAST(:form AS jsonb), CAST(:check AS jsonb))
+            ON CONFLICT (slug) WHERE tenant_id IS NULL DO UPDATE SET
+                credential_form = EXCLUDED.credential_form, credential_check = EXCLUDED.credential_check,
+                updated_at = now()
+            RETURNING id
+            """,
+            slug=slug,
+            form=json.dumps(form),
+            check=json.dumps(check),
+        )
+    finally:
+        connection.close()
+    return rows[0][0]
+
+
 @dataclass(frozen=True)
 class DemoTenant:
     tenant_id: UUID
@@ -86,7 +125,8 @@ class DemoTenant:
 def create_demo_tenant(
     provider: DemoProvider, *, name: str = "Demo tenant", slug: str = DEMO_SLUG, return_url: str = DEMO_RETURN_URL
 ) -> DemoTenant:
-    """A tenant with an API key and an integration holding the demo provider's client credentials."""
+    """A tenant with an API key, an integration holding the demo provider's client credentials, and connect page
+    settings that name it and allow ``return_url`` for any connect link."""
     tenant = tenants.create_tenant(name)
     key = tenants.create_api_key(tenant.id)
     settings = provider.settings
@@ -100,4 +140,19 @@ def create_demo_tenant(
             allowed_return_urls=(return_url,),
         ),
     )
+    connect_settings.save_settings(
+        UnitOfWork(tenant.id),
+        ConnectSettings(display_name=DEMO_TENANT_DISPLAY_NAME, allowed_return_urls=(return_url,)),
+    )
     return DemoTenant(tenant.id, key.plaintext)
+
+
+def demo_connect_url(tenant: DemoTenant, gateway_url: str, return_url: str) -> IssuedLink:
+    """A connect link for the demo tenant offering both demo providers, as ``POST /connect-sessions`` makes one."""
+    started = connect_links.start_connect_session(
+        UnitOfWork(tenant.tenant_id),
+        connect_links.LinkRequest(providers=(DEMO_SLUG, DEMO_API_KEY_SLUG), end_user_id="me", return_url=return_url),
+        callback_url=f"{gateway_url}/oauth/callback",
+        page_url=f"{gateway_url}/connect",
+    )
+    return started.link

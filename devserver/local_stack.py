@@ -47,6 +47,10 @@ class Demo:
     api_key: Redacted[str]
     return_url: str
     pgdata: Path
+    connect_url: Redacted[str]
+    """A connect link offering both demo providers, valid for CONNVAULT_CONNECT_LINK_TTL_SECONDS, single use."""
+    demo_api_key: str
+    """A key the demo API-key provider accepts (a local demo value; printing it is the point)."""
 
 
 @contextlib.contextmanager
@@ -57,7 +61,12 @@ def local_stack(data_dir: Path, *, gateway_url: str, provider_port: int) -> Iter
     with _exclusive(data_dir / "devserver.lock"):
         _prepare_environment()
         # Imported only now: connvault's modules read the Powertools settings when they are first imported.
-        from devserver.demo_setup import create_demo_tenant, install_demo_provider
+        from devserver.demo_setup import (
+            create_demo_tenant,
+            demo_connect_url,
+            install_demo_api_key_provider,
+            install_demo_provider,
+        )
 
         with _postgres(data_dir / "postgres") as owner, _kms() as key_arn:
             _set_environment(owner, key_arn, gateway_url)
@@ -66,9 +75,19 @@ def local_stack(data_dir: Path, *, gateway_url: str, provider_port: int) -> Iter
                 # The demo provider names the user in its token responses, as Slack or Dropbox do: the connection's
                 # provider_account_id is captured from there.
                 install_demo_provider(owner, provider, account_id_fields=DEMO_ACCOUNT_ID_FIELDS)
+                install_demo_api_key_provider(owner, provider)
                 return_url = f"{gateway_url}/demo/done"
                 tenant = create_demo_tenant(provider, return_url=return_url)
-                yield Demo(provider.base_url, str(tenant.tenant_id), tenant.api_key, return_url, data_dir / "postgres")
+                link = demo_connect_url(tenant, gateway_url, return_url)
+                yield Demo(
+                    provider.base_url,
+                    str(tenant.tenant_id),
+                    tenant.api_key,
+                    return_url,
+                    data_dir / "postgres",
+                    link.url,
+                    provider.settings.api_keys[0],
+                )
 
 
 @contextlib.contextmanager

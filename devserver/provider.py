@@ -11,6 +11,8 @@ It implements just enough of RFC 6749, 7636 (PKCE S256), 7009 (revocation), 8414
   as ``refresh_token_reuse``: a race in the vault's refresh logic shows up there.
 * ``POST /revoke`` records revoked tokens; a revoked refresh token then gets ``invalid_grant``.
 * ``GET /userinfo`` accepts a live access token, so the demo can show a token works.
+* ``GET /api/me`` accepts one of ``DemoSettings.api_keys`` as a bearer token (401 otherwise): the demo API-key
+  provider, whose credential check the connect page calls.
 * ``GET /.well-known/openid-configuration`` and ``/.well-known/oauth-authorization-server``.
 
 Realism knobs live in ``DemoSettings`` (changed at runtime with ``configure``); scripted failures
@@ -72,6 +74,8 @@ class DemoSettings:
     """Slack v2: ``ok`` flags, and code exchanges put the user's token under ``authed_user``."""
     extra_fields: Mapping[str, Any] = field(default_factory=dict)
     """Merged into every successful token response (e.g. Salesforce's ``instance_url``)."""
+    api_keys: tuple[str, ...] = ("dk_demo_0123456789abcdef",)
+    """API keys ``GET /api/me`` accepts as a bearer token: the demo API-key provider's keys."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,6 +357,16 @@ class DemoProvider:
         with self._lock:
             self._revoked.add(token)
 
+    def api_key_owner(self, authorization: str | None) -> dict[str, Any] | None:
+        """Who a presented API key belongs to, or None for a key this provider never issued."""
+        scheme, _, key = (authorization or "").partition(" ")
+        keys = self.settings.api_keys
+        if scheme.lower() != "bearer" or not any(secrets.compare_digest(key, known) for known in keys):
+            return None
+        with self._lock:
+            self._token_calls["api_key_check"] += 1
+        return {"id": "demo-account", "name": "Demo account"}
+
     def userinfo(self, authorization: str | None) -> dict[str, Any] | None:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not self.access_token_is_active(token):
@@ -492,6 +506,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(status, target.encode(), "text/plain")
         elif url.path in ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"):
             self._send_json(HTTPStatus.OK, self.provider.metadata())
+        elif url.path == "/api/me":
+            owner = self.provider.api_key_owner(self.headers.get("Authorization"))
+            if owner is None:
+                self._send_json(HTTPStatus.UNAUTHORIZED, {"error": "invalid_api_key"})
+            else:
+                self._send_json(HTTPStatus.OK, owner)
         elif url.path == "/userinfo":
             info = self.provider.userinfo(self.headers.get("Authorization"))
             if info is None:

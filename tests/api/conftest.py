@@ -76,9 +76,13 @@ class Api:
     def callback(self, query: str) -> Answer:
         return self.invoke("oauth_callback", http_event("GET", "/oauth/callback", query=query))
 
+    def invoke_raw(self, job: str, event: dict[str, Any]) -> dict[str, Any]:
+        """``functions/<job>``'s answer as the Lambda returns it (cookies included)."""
+        return load_handler(job)(event, FakeLambdaContext())
+
     def invoke(self, job: str, event: dict[str, Any]) -> Answer:
         """Run ``functions/<job>``'s handler on an event as it stands (no authorizer in front)."""
-        raw = load_handler(job)(event, FakeLambdaContext())
+        raw = self.invoke_raw(job, event)
         answer = Answer(raw["statusCode"], raw.get("headers") or {}, raw.get("body") or "")
         if answer.status >= 400:
             self.secrets.check(answer.body, "an HTTP error body")
