@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-long lint format run bench bench-multiplexer openapi clean
+.PHONY: venv test test-long lint format run bench bench-multiplexer openapi clean browser-deps
 
 $(STAMP): requirements-dev.txt layers/common/requirements.txt
 	$(PY312) -m venv $(VENV)
@@ -23,8 +23,24 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-test: $(STAMP) lint
+test: $(STAMP) lint browser-deps
 	$(PY) -m pytest -n 2 -q
+
+# The browser tests (tests/browser) drive Debian's own chromium through its chromium-driver; nothing downloads a
+# browser of its own. Installed here on a fresh machine (as root, through apt-get); where that cannot be done the
+# tests are skipped, and both this target and pytest's summary say why.
+CHROMIUM := /usr/bin/chromium
+CHROMEDRIVER := /usr/bin/chromedriver
+browser-deps:
+	@if [ -x $(CHROMIUM) ] && [ -x $(CHROMEDRIVER) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "browser-deps: installing chromium and chromium-driver (apt-get) for tests/browser"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			chromium chromium-driver >/dev/null) \
+		|| echo "browser-deps: apt-get could not install chromium; tests/browser will be skipped"; \
+	else \
+		echo "browser-deps: no $(CHROMIUM) and no root apt-get here; tests/browser will be skipped"; \
+	fi
 
 run: $(STAMP)
 	$(PY) -m devserver

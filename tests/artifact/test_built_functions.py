@@ -28,6 +28,7 @@ SMOKE_TESTED = {
     "ApiFunction",
     "TokenFetchFunction",
     "OAuthCallbackFunction",
+    "ConnectPageFunction",
     "MigrationsFunction",
     "ScheduledRefreshFunction",
     "RefreshWorkerFunction",
@@ -137,6 +138,17 @@ def test_the_built_oauth_callback_turns_an_unknown_state_into_a_400_page(
     assert page["statusCode"] == 400
     assert page["headers"]["Content-Type"].startswith("text/html")
     assert "Connection failed" in page["body"]
+
+
+def test_the_built_connect_page_turns_an_unknown_link_into_a_404_page(
+    built: BuiltFunctions, db: TestDatabase, secrets: SecretRegistry
+) -> None:
+    (page,) = answered(built.invoke("ConnectPageFunction", sample("connect_page")), secrets)
+
+    assert page["statusCode"] == 404
+    assert page["headers"]["Content-Type"].startswith("text/html")
+    assert "default-src 'none'" in page["headers"]["Content-Security-Policy"]
+    assert "This link is not valid" in page["body"]
 
 
 def test_the_built_migrations_function_migrates_an_empty_database_and_answers_success(

@@ -24,7 +24,7 @@ import urllib3
 from tests.support.secrets import SecretRegistry
 
 REPO = Path(__file__).resolve().parents[2]
-START_TIMEOUT = 25.0
+START_TIMEOUT = 90.0  # initdb, migrations and every import on a loaded 2-core machine
 STOP_TIMEOUT = 10.0
 
 

@@ -255,6 +255,48 @@ def test_the_public_callback_answers_any_query_without_a_5xx_or_a_write(
     assert snapshot() == before
 
 
+PAGE_FIELD = st.sampled_from(["page_token", "step", "provider", "api_key", "username", "password"]) | st.text(
+    max_size=10
+)
+PAGE_STEP = st.sampled_from(["choose", "credentials", "list"]) | st.text(max_size=12)
+
+
+def test_the_public_connect_page_answers_any_query_or_form_with_a_page_and_no_write(
+    api: Api, snapshot: Callable[..., Snapshot]
+) -> None:
+    # Given a connect link waiting to be opened (whose token the generated requests do not know)
+    started = api.call("POST", "/connect-sessions", body={"providers": ["demo"], "end_user_id": "u1"})
+    assert started.status == 201, started.body
+    api.secrets.add(started.json()["connect_url"].split("token=", 1)[1])
+    before = snapshot()
+
+    def page(event: dict[str, Any]) -> None:
+        raw = api.invoke_raw("connect_page", event)
+        assert raw["statusCode"] in (200, 400, 404, 410), raw["statusCode"]
+        assert raw["headers"]["Content-Type"].startswith("text/html")
+        assert "default-src 'none'" in raw["headers"]["Content-Security-Policy"]
+
+    @FUZZ
+    @given(query=st.lists(st.tuples(st.sampled_from(["token"]) | st.text(max_size=8), st.text(max_size=600))))
+    def open_page(query: list[tuple[str, str]]) -> None:
+        page(http_event("GET", "/connect", query=urlencode(query)))
+
+    @FUZZ
+    @given(
+        pairs=st.lists(st.tuples(PAGE_FIELD, st.text(max_size=300)), max_size=8),
+        step=PAGE_STEP,
+        raw=st.binary(max_size=200),
+        content_type=st.sampled_from(["application/x-www-form-urlencoded", "multipart/form-data", "text/plain", ""]),
+    )
+    def post_page(pairs: list[tuple[str, str]], step: str, raw: bytes, content_type: str) -> None:
+        body: str | bytes = urlencode([("step", step), *pairs]) if raw[:1] != b"\x00" else raw
+        page(http_event("POST", "/connect", body=body, headers={"content-type": content_type}))
+
+    open_page()
+    post_page()
+    assert snapshot() == before
+
+
 # -- parsers and models -------------------------------------------------------------------------------------
 
 JSON = st.recursive(
