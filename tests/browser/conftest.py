@@ -136,11 +136,7 @@ class Browser:
         """The hosts of every network request (http, https, ws, wss); data: and the browser's own chrome:
         pages are no network request."""
         urls = [e["params"]["request"]["url"] for e in self.network() if e["method"] == "Network.requestWillBeSent"]
-        return {
-            urlsplit(url).hostname or "?"
-            for url in urls
-            if urlsplit(url).scheme in ("http", "https", "ws", "wss")
-        }
+        return {urlsplit(url).hostname or "?" for url in urls if urlsplit(url).scheme in ("http", "https", "ws", "wss")}
 
     def response_headers(self, path: str) -> list[dict[str, str]]:
         """The headers of every response to a document at ``path`` (lower-cased names)."""
