@@ -418,10 +418,18 @@ def test_integration_return_urls_are_validated(api: Api) -> None:
     assert_error(answer, 400, "validation_error", "allowed_return_urls")
 
 
-def test_connect_session_needs_an_integration_and_an_oauth_provider(api: Api) -> None:
-    for provider_slug in ("github", "openai", "no-such-provider"):
+def test_connect_session_needs_a_known_provider_and_for_oauth_an_integration(api: Api) -> None:
+    for provider_slug in ("github", "no-such-provider"):
         answer = api.call("POST", "/connect-sessions", body={"provider": provider_slug, "end_user_id": "u"})
         assert_error(answer, 400, "validation_error", "provider")
+
+
+def test_a_connect_session_for_an_api_key_provider_has_a_connect_url_and_no_authorize_url(api: Api) -> None:
+    answer = api.call("POST", "/connect-sessions", body={"provider": "openai", "end_user_id": "u"})
+
+    assert answer.status == 201, answer.body
+    assert answer.json()["authorize_url"] is None
+    api.secrets.add(answer.json()["connect_url"].split("token=", 1)[1])
 
 
 # -- the rest -------------------------------------------------------------------------------------------

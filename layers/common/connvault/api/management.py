@@ -105,6 +105,7 @@ def register(app: APIGatewayHttpResolver) -> None:
                 alias=body.alias,
                 return_url=body.return_url,
                 scopes=tuple(body.scopes) if body.scopes is not None else None,
+                providers_field="provider" if body.provider is not None else "providers",
                 require_confirmation=body.require_confirmation,
             ),
             callback_url=callback_url(app),

@@ -63,6 +63,8 @@ class LinkRequest:
     alias: str = ""
     return_url: str | None = None
     scopes: tuple[str, ...] | None = None
+    providers_field: str = "providers"
+    """The request field errors about the providers name (``provider`` when the tenant named one that way)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,12 +88,14 @@ def create_link(uow: UnitOfWork, request: LinkRequest, *, page_url: str, now: Cl
     expires_at = started + timedelta(seconds=get_settings().connect_link_ttl_seconds)
     token = new_state()
     with uow:
-        providers = [_named_provider(uow, slug) for slug in slugs]
+        providers = [_named_provider(uow, slug, request.providers_field) for slug in slugs]
         oauth = [provider for provider in providers if provider.auth_type is AuthType.OAUTH2]
         integrations = {provider.id: uow.integrations.find(provider.id) for provider in oauth}
         for provider in oauth:
             if integrations[provider.id] is None:
-                raise InvalidInput(f"configure the integration for {provider.slug!r} first", field="providers")
+                raise InvalidInput(
+                    f"configure the integration for {provider.slug!r} first", field=request.providers_field
+                )
         if scopes is not None and (len(providers) != 1 or not oauth):
             raise InvalidInput("scopes apply to a link for one OAuth provider", field="scopes")
         if request.return_url is not None:
@@ -149,7 +153,7 @@ def start_connect_session(
         raise InvalidInput("require_confirmation applies to a session for one OAuth provider", field="providers")
     if len(request.providers) == 1:
         with uow:
-            provider = _named_provider(uow, request.providers[0])
+            provider = _named_provider(uow, request.providers[0], request.providers_field)
         if provider.auth_type is AuthType.OAUTH2:
             authorize = connect.create_connect_session(
                 uow,
@@ -172,11 +176,11 @@ def start_connect_session(
     return StartedSession(create_link(uow, request, page_url=page_url, now=now), authorize)
 
 
-def _named_provider(uow: UnitOfWork, slug: str) -> Provider:
+def _named_provider(uow: UnitOfWork, slug: str, field_name: str) -> Provider:
     try:
         return uow.providers.get_by_slug(slug)
     except NotFound:
-        raise InvalidInput(f"unknown provider {slug!r}", field="providers") from None
+        raise InvalidInput(f"unknown provider {slug!r}", field=field_name) from None
 
 
 # -- what the page shows ----------------------------------------------------------------------------------------
