@@ -322,6 +322,17 @@ def test_choosing_a_provider_the_link_does_not_offer_explains_it(demo_api: Api) 
         assert "not offered by this link" in page.body
 
 
+def test_an_oauth_integration_deleted_after_the_link_was_made_is_explained(demo_api: Api) -> None:
+    browser = Browser(demo_api)
+    token = page_token(browser.open(connect_url(demo_api)), demo_api)
+    assert demo_api.call("DELETE", "/integrations/demo").status == 204
+
+    page = browser.post({"page_token": token, "step": "choose", "provider": "demo"})
+
+    assert page.status == 400
+    assert "cannot be reached right now" in page.body
+
+
 @pytest.mark.parametrize(
     ("body", "content_type"),
     [

@@ -84,6 +84,7 @@ STYLE_HASH = "sha256-" + base64.b64encode(hashlib.sha256(STYLE.encode()).digest(
 
 PROBLEMS = {
     "unknown_provider": "That integration is not offered by this link. Choose one of these instead.",
+    "provider_not_ready": "That integration cannot be reached right now. Try again in a moment, or choose another.",
     "invalid_field": "Check the highlighted field: it is empty or not in the expected format.",
     "credentials_refused": "The provider refused these credentials. Check them and try again.",
     "provider_unavailable": "The provider could not check these credentials right now. Try again in a moment.",

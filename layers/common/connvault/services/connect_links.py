@@ -29,7 +29,7 @@ from connvault.credential_check import CheckOutcome, check_credentials
 from connvault.db.connect_links import ConnectLink
 from connvault.db.connections import NewCredentials
 from connvault.db.uow import UnitOfWork
-from connvault.errors import InvalidInput, NotFound
+from connvault.errors import InvalidInput, NotFound, ProviderUnavailable
 from connvault.models import ApiKeyCredentials, AuthType, BasicCredentials
 from connvault.oauth.pkce import new_state, state_digest
 from connvault.observability import MetricName, logger, metrics
@@ -313,19 +313,23 @@ def choose_provider(
         if provider.auth_type is not AuthType.OAUTH2:
             return _credentials(uow, link, provider, token)
     # The OAuth attempt carries no return URL of its own: the callback shows this page's result, which knows it.
-    session = connect.create_connect_session(
-        UnitOfWork(link.tenant_id),
-        connect.ConnectRequest(
-            provider=provider.slug,
-            end_user_id=link.end_user_id,
-            alias=link.alias,
-            scopes=link.scopes,
-            connect_link_id=link.id,
-        ),
-        callback_url=callback_url,
-        oauth=oauth,
-        now=now,
-    )
+    try:
+        session = connect.create_connect_session(
+            UnitOfWork(link.tenant_id),
+            connect.ConnectRequest(
+                provider=provider.slug,
+                end_user_id=link.end_user_id,
+                alias=link.alias,
+                scopes=link.scopes,
+                connect_link_id=link.id,
+            ),
+            callback_url=callback_url,
+            oauth=oauth,
+            now=now,
+        )
+    except (InvalidInput, ProviderUnavailable):  # its integration was deleted, or its discovery is down
+        with uow:
+            return _choices(uow, link, token, "provider_not_ready")
     metrics.add_metric(name=MetricName.CONNECT_STARTED, unit="Count", value=1)
     return RedirectView(session.authorize_url)
 
