@@ -23,8 +23,9 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
+# --dist loadgroup: tests marked with one xdist_group run on one worker (the browser tests and the timed soak).
 test: $(STAMP) lint browser-deps
-	$(PY) -m pytest -n 2 -q
+	$(PY) -m pytest -n 2 --dist loadgroup -q
 
 # The browser tests (tests/browser) drive Debian's own chromium through its chromium-driver; nothing downloads a
 # browser of its own. Installed here on a fresh machine (as root, through apt-get); where that cannot be done the

@@ -404,3 +404,15 @@ def test_an_origin_that_could_widen_the_policy_is_refused(demo_api: Api, origin:
 
     assert answer.status == 400
     assert answer.json()["error"]["field"] == "frame_ancestors"
+
+
+def test_an_unreachable_database_gets_a_retry_page_not_json(demo_api: Api, reconfigure) -> None:
+    url = connect_url(demo_api)
+    reconfigure(database_url="postgresql+pg8000://postgres@/postgres?unix_sock=/nonexistent/.s.PGSQL.5432")
+
+    page = Browser(demo_api).open(url)
+
+    assert page.status == 503
+    assert page.headers["Content-Type"].startswith("text/html")
+    assert page.headers["Retry-After"] == "1"
+    assert "Try again in a moment" in page.body

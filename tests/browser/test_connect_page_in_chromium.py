@@ -17,7 +17,8 @@ from selenium.webdriver.support.ui import WebDriverWait
 from connvault.api.pages import STYLE_HASH
 from tests.browser.conftest import Browser, Site
 
-pytestmark = pytest.mark.browser
+# Chromium is the heaviest thing the suite runs: never beside the timed soak (same xdist group, one worker).
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("cpu_heavy")]
 
 REFUSED_KEY = "dk_not_a_key_it_issued_0000"
 

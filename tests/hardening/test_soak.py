@@ -129,6 +129,7 @@ class Soak:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("cpu_heavy")  # never beside the browser tests: the soak counts refreshes in 15 s
 def test_parallel_connect_fetch_refresh_and_delete_leave_every_connection_consistent(
     api: Api, provider: DemoProvider, db: TestDatabase, secrets: SecretRegistry
 ) -> None:

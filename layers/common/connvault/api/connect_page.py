@@ -13,9 +13,12 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from pg8000.exceptions import DatabaseError as DriverDatabaseError
+from sqlalchemy.exc import DBAPIError
 
-from connvault.api.app import DATABASE_DOWN, callback_url, stack_of
+from connvault.api.app import DATABASE_DOWN, callback_url, count_database_unavailable, stack_of
 from connvault.api.pages import COOKIE, PAGE_PATH, error_page, render
+from connvault.db.target import database_unavailable
 from connvault.errors import ConnvaultError, DatabaseUnavailable, KeyServiceUnavailable
 from connvault.observability import MetricName, logger, metrics
 from connvault.redacted import Redacted
@@ -66,13 +69,23 @@ def new_page_app() -> APIGatewayHttpResolver:
             HTTPStatus.BAD_REQUEST, "This page could not read the form", "Go back to the link you were given."
         )
 
-    @app.exception_handler([*DATABASE_DOWN, DatabaseUnavailable, KeyServiceUnavailable])
+    @app.exception_handler(
+        [*DATABASE_DOWN, DBAPIError, DriverDatabaseError, DatabaseUnavailable, KeyServiceUnavailable]
+    )
     def _unavailable(error: Exception) -> Response[str]:
+        down = isinstance(error, (*DATABASE_DOWN, DatabaseUnavailable)) or database_unavailable(error)
+        if not down and not isinstance(error, KeyServiceUnavailable):
+            return _unexpected(error)  # a statement that failed for another reason is ours to fix
         logger.error("connect page unavailable", extra={"error_type": type(error).__name__})
-        metrics.add_metric(name=MetricName.SERVER_ERROR, unit="Count", value=1)
-        return error_page(
+        if down:
+            count_database_unavailable()
+        else:
+            metrics.add_metric(name=MetricName.SERVER_ERROR, unit="Count", value=1)
+        page = error_page(
             HTTPStatus.SERVICE_UNAVAILABLE, "Try again in a moment", "The service is briefly unavailable."
         )
+        page.headers["Retry-After"] = "1"
+        return page
 
     @app.not_found
     def _no_route(_error: Exception) -> Response[str]:

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
 
 from connvault.db.rows import ConnectSettingsRow
@@ -43,7 +42,7 @@ class ConnectSettingsRepository:
         row = self._session.scalars(
             insert(ConnectSettingsRow)
             .values(tenant_id=tenant_id, **values)
-            .on_conflict_do_update(index_elements=["tenant_id"], set_={**values, "updated_at": func.now()})
+            .on_conflict_do_update(index_elements=["tenant_id"], set_=values)
             .returning(ConnectSettingsRow),
             execution_options={"populate_existing": True},
         ).one()

@@ -253,7 +253,7 @@ class ConnectSettingsRow(Base):
     display_name: Mapped[str | None]
     frame_ancestors: Mapped[list[str]] = mapped_column(server_default=text("'{}'"))
     allowed_return_urls: Mapped[list[str]] = mapped_column(server_default=text("'{}'"))
-    updated_at: Mapped[datetime] = mapped_column(server_default=_NOW)
+    updated_at: Mapped[datetime] = mapped_column(**_UPDATED_AT)
 
 
 class ConnectLinkRow(Base):

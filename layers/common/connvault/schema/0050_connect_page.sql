@@ -16,7 +16,9 @@ COMMENT ON COLUMN connect_settings.tenant_id IS 'The tenant these settings belon
 COMMENT ON COLUMN connect_settings.display_name IS 'The name end users see on the connect page; NULL shows the tenant''s name.';
 COMMENT ON COLUMN connect_settings.frame_ancestors IS 'Origins allowed to embed the connect page (CSP frame-ancestors); empty forbids embedding.';
 COMMENT ON COLUMN connect_settings.allowed_return_urls IS 'Exact URLs a connect link may send the end user back to, whatever its providers.';
-COMMENT ON COLUMN connect_settings.updated_at IS 'When the settings last changed.';
+COMMENT ON COLUMN connect_settings.updated_at IS 'When the settings last changed; set by trigger (connvault_set_updated_at), never by the application.';
+CREATE TRIGGER connect_settings_updated_at BEFORE UPDATE ON connect_settings
+    FOR EACH ROW EXECUTE FUNCTION connvault_set_updated_at();
 
 ALTER TABLE connect_settings ENABLE ROW LEVEL SECURITY;
 CREATE POLICY tenant_isolation ON connect_settings
