@@ -65,6 +65,9 @@ class LinkRequest:
     scopes: tuple[str, ...] | None = None
     providers_field: str = "providers"
     """The request field errors about the providers name (``provider`` when the tenant named one that way)."""
+    require_confirmation: bool = False
+    """Park the grant until the tenant confirms it (``services/connect_confirmation.py``): for one OAuth
+    provider's authorize URL only; the page does not offer it, so such a session has no link."""
 
 
 @dataclass(frozen=True, slots=True)
