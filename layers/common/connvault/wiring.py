@@ -62,6 +62,7 @@ def get_webhook_transport() -> HttpTransport:
     )
 
 
+@lru_cache(maxsize=1)
 def get_http_transport() -> HttpTransport:
     """The pool for provider calls that are not OAuth's (the connect page's credential checks)."""
     return HttpTransport(get_settings().http_timeout_seconds)
