@@ -15,8 +15,11 @@ import pytest
 from moto import mock_aws
 
 from devserver.local_env import LOCAL_ENV
-from tests.support.database import TestDatabase, start_database, stop_database
+from tests.support.database import TestDatabase, remove_tenants, start_database, stop_database
 from tests.support.secrets import SecretRegistry, activate, register_kms_data_keys
+
+# Fixtures shared by tests/artifact and tests/sam_local: the built bundle, and moto as a server.
+pytest_plugins = ["tests.support.sam_build", "tests.support.moto_server"]
 
 # Settings the whole suite shares; set before any connvault module reads them.
 os.environ.update(
@@ -63,17 +66,8 @@ def database(kms_key_id: str) -> Iterator[TestDatabase]:
 
 @pytest.fixture
 def db(database: TestDatabase) -> TestDatabase:
-    """The database, emptied of tenants (and so of everything they own) before the test.
-
-    DELETE, not TRUNCATE ... CASCADE: TRUNCATE empties every table with a foreign key to tenants, wholesale,
-    which would take the global provider catalog (tenant_id NULL) with it. ON DELETE CASCADE removes only
-    what the tenants own, custom providers included.
-    """
-    connection = database.owner_target.connect()
-    try:
-        connection.run("DELETE FROM tenants")
-    finally:
-        connection.close()
+    """The database, emptied of tenants (and so of everything they own) before the test."""
+    remove_tenants(database)
     return database
 
 

@@ -1,117 +1,32 @@
-"""Fixtures of the artifact tests: one ``sam build`` per test run, a Python 3.12 that sees none of our venv, and
-moto's KMS as a server, so that the built functions, running in child processes, reach the keys of the suite.
+"""Fixtures of the artifact tests: the built bundle and a Python 3.12 that sees none of our venv
+(``tests/support/sam_build.py``), and moto as a server (``tests/support/moto_server.py``), so that the built
+functions, running in child processes, reach the keys of the suite.
 
-The stand-in for ``sam local invoke`` (no Docker here): each built function runs in ``python3.12 -I -S`` with
-only its build directory and the built layer on ``sys.path``, the way ``/var/task`` and ``/opt/python`` are
-all a deployed function has. A dependency missing from the layer fails here, not in the first deploy.
+The fallback for ``sam local invoke`` (``tests/sam_local`` runs the real one where Docker can run): each built
+function runs in ``python3.12 -I -S`` with only its build directory and the built layer on ``sys.path``, the way
+``/var/task`` and ``/opt/python`` are all a deployed function has. A dependency missing from the layer fails here,
+not in the first deploy.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import logging
-import os
-import platform
-import shlex
 import subprocess
-import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from moto.server import ThreadedMotoServer
 
-from devserver.template import load_template
-from tests.infrastructure.cfn import REPO, Template
+from tests.infrastructure.cfn import Template
 from tests.support.database import TestDatabase
 
 DRIVER = Path(__file__).with_name("driver.py")
 LAYER = "CommonLayer"
-ARCHITECTURES = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "arm64", "arm64": "arm64"}
 # A sampled-out X-Ray header, as Lambda sets per invocation: the Tracer runs its real code path (and so needs
 # aws_xray_sdk from the layer) without any daemon to send segments to.
 TRACE_HEADER = "Root=1-65a3b0c1-0123456789abcdef01234567;Parent=0123456789abcdef;Sampled=0"
-
-
-def python312_command() -> list[str]:
-    """The Makefile's choice of interpreter: $PYTHON312, else pyenv's 3.12.1, else python3.12 on PATH."""
-    if os.environ.get("PYTHON312"):
-        return shlex.split(os.environ["PYTHON312"])
-    pyenv = ["env", "PYENV_VERSION=3.12.1", "python3.12"]
-    probe = subprocess.run([*pyenv, "--version"], capture_output=True, check=False)
-    return pyenv if probe.returncode == 0 else ["python3.12"]
-
-
-@pytest.fixture(scope="session")
-def python312() -> str:
-    """The interpreter's own path, so each child skips the pyenv shim."""
-    result = subprocess.run(
-        [*python312_command(), "-I", "-c", "import sys; print(sys.executable)"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return result.stdout.strip()
-
-
-@pytest.fixture(scope="session")
-def sam_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``make sam-build`` for this machine's architecture, once per test run however many xdist workers ask.
-
-    The first worker builds under an exclusive lock and records the outcome; the others wait on the lock and
-    read it. Building the tool venv (.venv-sam) on first use adds about 50 s; the build itself takes 15-25 s.
-    """
-    base = tmp_path_factory.getbasetemp()
-    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-    build_dir, outcome = shared / "sam-build", shared / "sam-build.json"
-    with (shared / "sam-build.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not outcome.exists():
-            started = time.monotonic()
-            result = subprocess.run(
-                [
-                    "make",
-                    "--no-print-directory",
-                    "sam-build",
-                    f"SAM_ARCH={ARCHITECTURES[platform.machine().lower()]}",
-                    f"SAM_BUILD_DIR={build_dir}",
-                ],
-                cwd=REPO,
-                capture_output=True,
-                text=True,
-                timeout=900,
-                check=False,
-            )
-            record = {
-                "returncode": result.returncode,
-                "seconds": round(time.monotonic() - started, 1),
-                "output": f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}",
-            }
-            outcome.write_text(json.dumps(record), encoding="utf-8")
-    record = json.loads(outcome.read_text(encoding="utf-8"))
-    assert record["returncode"] == 0, record["output"]
-    return build_dir
-
-
-@pytest.fixture(scope="session")
-def built_template(sam_build: Path) -> Template:
-    return Template(load_template(sam_build / "template.yaml"))
-
-
-@pytest.fixture(scope="session")
-def kms_endpoint(aws: None) -> Iterator[str]:
-    """moto as a server in this process: it shares state with the in-process mock, so the suite's KMS key
-    (``kms_key_id``) is the one the child processes seal and open with."""
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
 
 
 @dataclass(frozen=True)
@@ -182,7 +97,7 @@ class BuiltFunctions:
         return Invocation(result.returncode, answers, result.stdout, result.stderr)
 
 
-def stand_in_environment(database_url: str, kms_key_id: str, kms_endpoint: str) -> dict[str, str]:
+def stand_in_environment(database_url: str, kms_key_id: str, moto_endpoint: str) -> dict[str, str]:
     """Stand-ins for the template's references (database, key, callback) and for Lambda's own variables."""
     return {
         "PATH": "/usr/bin:/bin",
@@ -192,7 +107,7 @@ def stand_in_environment(database_url: str, kms_key_id: str, kms_endpoint: str) 
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_SESSION_TOKEN": "testing",
-        "AWS_ENDPOINT_URL_KMS": kms_endpoint,
+        "AWS_ENDPOINT_URL_KMS": moto_endpoint,
         "CONNVAULT_DATABASE_URL": database_url,
         "CONNVAULT_KMS_KEY_ID": kms_key_id,
         "CONNVAULT_CALLBACK_URL": "http://127.0.0.1:3000/oauth/callback",
@@ -206,8 +121,8 @@ def built(
     python312: str,
     database: TestDatabase,
     kms_key_id: str,
-    kms_endpoint: str,
+    moto_endpoint: str,
     tmp_path: Path,
 ) -> BuiltFunctions:
-    environment = stand_in_environment(database.app_url, kms_key_id, kms_endpoint)
+    environment = stand_in_environment(database.app_url, kms_key_id, moto_endpoint)
     return BuiltFunctions(sam_build, built_template, python312, environment, tmp_path)

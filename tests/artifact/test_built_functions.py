@@ -14,8 +14,9 @@ import pytest
 from connvault import api_keys
 from connvault.migrations import SCHEMA_DIR, load_migrations
 from connvault.services import tenants
-from tests.support.cloudformation import EVENTS, ResponseUrlServer, cfn_event
+from tests.support.cloudformation import ResponseUrlServer, cfn_event
 from tests.support.fresh_database import fresh_database
+from tests.support.sample_events import at_connection, for_tenant, sample, with_authorization
 
 if TYPE_CHECKING:
     from tests.artifact.conftest import BuiltFunctions, Invocation
@@ -48,32 +49,6 @@ def tenant(db: TestDatabase, secrets: SecretRegistry) -> Tenant:
     key = tenants.create_api_key(created.id).plaintext.reveal()
     secrets.add(key)
     return Tenant(created.id, key)
-
-
-def sample(name: str) -> dict[str, Any]:
-    """``events/<name>.json``, the event ``sam local invoke -e`` would be given."""
-    return json.loads((EVENTS / f"{name}.json").read_text(encoding="utf-8"))
-
-
-def for_tenant(event: dict[str, Any], tenant: Tenant) -> dict[str, Any]:
-    """An HTTP API sample event as the authorizer would have passed it on for ``tenant``."""
-    event["requestContext"]["authorizer"]["lambda"]["tenant_id"] = str(tenant.id)
-    return event
-
-
-def with_authorization(event: dict[str, Any], presented: str) -> dict[str, Any]:
-    event["headers"]["authorization"] = presented
-    event["identitySource"] = [presented]
-    return event
-
-
-def at_connection(event: dict[str, Any], connection_id: str) -> dict[str, Any]:
-    """A sample event for a ``/connections/{connection_id}/...`` route, pointed at another connection."""
-    sample_id = event["pathParameters"]["connection_id"]
-    event["rawPath"] = event["rawPath"].replace(sample_id, connection_id)
-    event["requestContext"]["http"]["path"] = event["rawPath"]
-    event["pathParameters"]["connection_id"] = connection_id
-    return event
 
 
 def answered(run: Invocation, secrets: SecretRegistry) -> list[Any]:
@@ -109,12 +84,12 @@ def test_the_built_api_seals_an_api_key_that_the_built_token_fetch_opens(
     built: BuiltFunctions, tenant: Tenant, secrets: SecretRegistry
 ) -> None:
     # Given the sample request that stores an API key for a catalog provider
-    create = for_tenant(sample("api_create_connection"), tenant)
+    create = for_tenant(sample("api_create_connection"), tenant.id)
     provider_key = json.loads(create["body"])["api_key"]
 
     # When the built api stores it (sealing it through KMS) and lists the tenant's connections
     created, listed = answered(
-        built.invoke("ApiFunction", create, for_tenant(sample("api_list_connections"), tenant)), secrets
+        built.invoke("ApiFunction", create, for_tenant(sample("api_list_connections"), tenant.id)), secrets
     )
 
     # Then the connection exists
@@ -124,7 +99,7 @@ def test_the_built_api_seals_an_api_key_that_the_built_token_fetch_opens(
     assert [item["id"] for item in json.loads(listed["body"])["items"]] == [connection_id]
 
     # And another process, the built token_fetch, opens the envelope and hands the key back
-    fetch = at_connection(for_tenant(sample("token_fetch"), tenant), connection_id)
+    fetch = at_connection(for_tenant(sample("token_fetch"), tenant.id), connection_id)
     (token,) = answered(built.invoke("TokenFetchFunction", fetch), secrets)
     assert token["statusCode"] == 200, token["statusCode"]
     assert json.loads(token["body"])["api_key"] == provider_key

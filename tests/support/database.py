@@ -45,6 +45,20 @@ def stop_database(workdir: Path) -> None:
     shutil.rmtree(workdir, ignore_errors=True)
 
 
+def remove_tenants(database: TestDatabase) -> None:
+    """Empties the database of tenants, and so of everything they own.
+
+    DELETE, not TRUNCATE ... CASCADE: TRUNCATE empties every table with a foreign key to tenants, wholesale,
+    which would take the global provider catalog (tenant_id NULL) with it. ON DELETE CASCADE removes only
+    what the tenants own, custom providers included.
+    """
+    connection = database.owner_target.connect()
+    try:
+        connection.run("DELETE FROM tenants")
+    finally:
+        connection.close()
+
+
 def _external(url: str) -> TestDatabase:
     """A fresh database per test process on the given server, so parallel workers never share rows."""
     base = make_url(url)
