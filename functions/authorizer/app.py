@@ -12,7 +12,9 @@ from connvault.services.auth import UNCHECKED_CONTEXT_KEY, authorize
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False, clear_state=True)
 @metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    decision = authorize((event.get("headers") or {}).get("authorization"))
+    headers = event.get("headers") or {}
+    # API Gateway sends header names in lower case; `sam local start-api` spells them as Werkzeug does.
+    decision = authorize(headers.get("authorization", headers.get("Authorization")))
     if decision.unchecked:
         return {"isAuthorized": True, "context": {UNCHECKED_CONTEXT_KEY: "database_unavailable"}}
     if decision.tenant_id is None:

@@ -9,9 +9,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from connvault.services import tenants
-from devserver.events import http_event
+from devserver.events import authorizer_event, http_event
 from devserver.provider import Fault
-from tests.api.conftest import Answer, Api, connect_account, db_state, stored_connection
+from tests.api.conftest import (
+    Answer,
+    Api,
+    FakeLambdaContext,
+    connect_account,
+    db_state,
+    load_handler,
+    stored_connection,
+)
 from tests.support.factories import owner
 
 NOBODYS = "5b0c8f1e-2d4a-4e6b-9c7d-0a1b2c3d4e5f"
@@ -136,6 +144,16 @@ def test_the_authorizer_refuses_missing_malformed_unknown_and_revoked_keys(api: 
 
     assert api.authorize(f"Bearer {key}") == {"isAuthorized": False}
     assert api.call("GET", "/connections").status == 401
+
+
+def test_the_authorizer_reads_the_header_as_sam_local_spells_it(api: Api) -> None:
+    # API Gateway lowercases header names; `sam local start-api` passes "Authorization" as Werkzeug spells it.
+    event = authorizer_event(None)
+    event["headers"]["Authorization"] = f"Bearer {api.tenant.api_key.reveal()}"
+
+    answer = load_handler("authorizer")(event, FakeLambdaContext())
+
+    assert answer == {"isAuthorized": True, "context": {"tenant_id": str(api.tenant.tenant_id)}}
 
 
 def test_a_second_key_keeps_working_when_the_first_is_revoked(api: Api, secrets) -> None:
