@@ -23,7 +23,8 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# --dist loadgroup: tests marked with one xdist_group run on one worker (the browser tests and the timed soak).
+# --dist loadgroup: tests marked with one xdist_group run on one worker (the browser tests, the timed soak, and
+# the sam-local invocations, once).
 test: $(STAMP) lint browser-deps
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
@@ -47,7 +48,7 @@ run: $(STAMP)
 	$(PY) -m devserver
 
 clean:
-	rm -rf $(VENV) .aws-sam build
+	rm -rf $(VENV) .aws-sam build $(SAM_LOCAL_DIR)
 
 # ---- SAM bundle -------------------------------------------------------------------------------------------
 # aws-sam-cli and cfn-lint pin other versions of boto3, pydantic and friends than the runtime layer does, so
@@ -86,8 +87,9 @@ sam-build: $(SAM_STAMP)
 	$(SAM) build --parameter-overrides Architecture=$(SAM_ARCH) --build-dir $(SAM_BUILD_DIR)
 	$(PRECOMPILE) $(SAM_BUILD_DIR)
 
-# The stand-in for `sam local invoke` (no Docker needed): builds into a temp dir, then runs each built function in
-# a bare python3.12 with only its own directory and the layer on sys.path. Part of `make test` too.
+# The fallback for `sam local invoke` where Docker cannot run (`make sam-local`): builds into a temp dir, then runs
+# each built function in a bare python3.12 with only its own directory and the layer on sys.path. Part of
+# `make test` too.
 sam-smoke: $(STAMP) $(SAM_STAMP)
 	$(PY) -m pytest tests/artifact -q
 
@@ -109,6 +111,30 @@ checkov-venv: $(CHECKOV_STAMP)
 # 0 failed checks: every finding is fixed or skipped in the resource's own Metadata with its reason.
 checkov: $(CHECKOV_STAMP)
 	$(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation --quiet --compact
+
+# ---- sam local invoke, for real ----------------------------------------------------------------------------
+# tests/sam_local runs every function of the built bundle with `sam local invoke` in Docker containers, against the
+# tests' PostgreSQL and moto; part of `make test` wherever a Docker engine can run (elsewhere those tests skip and
+# say why, and sam-smoke stands in). See docs/deploy.md.
+SAM_LOCAL_DIR := .sam-local
+# auto: the official Lambda image if this machine already has it, else the local stand-in; official: the official
+# image (Docker pulls it); local: the stand-in only.
+SAM_LOCAL_IMAGE ?= auto
+export SAM_LOCAL_IMAGE
+
+.PHONY: sam-local-docker sam-local-image sam-local
+
+# A Docker engine that answers: started here (as root; docker.io installed first on a fresh machine) when none does.
+sam-local-docker:
+	@tests/sam_local/dockerd.sh
+
+# The offline stand-in for the Lambda python3.12 image (tests/sam_local/base_image.sh), tagged by a content stamp
+# and reused while the stamp holds; prints the tag. $(SAM_LOCAL_DIR) keeps debootstrap's package cache.
+sam-local-image: sam-local-docker
+	@tests/sam_local/base_image.sh $(SAM_LOCAL_DIR) $(PY312)
+
+sam-local: $(STAMP) $(SAM_STAMP)
+	$(PY) -m pytest tests/sam_local -q -n 0
 
 # `make deploy ENV=prod`: build and deploy with the parameters of that samconfig.toml environment.
 deploy: $(SAM_STAMP)
