@@ -211,6 +211,8 @@ def sam_local(
         "CONNVAULT_DB_NAME": database.owner_target.database,
         "CONNVAULT_DB_SECRET_ARN": database_secret_arn,
         "CONNVAULT_DB_SSL": "false",
+        "CONNVAULT_DB_IAM_AUTH": "false",
+        "CONNVAULT_DB_USER": "",
         "CONNVAULT_KMS_KEY_ID": kms_key_id,
         "CONNVAULT_CALLBACK_URL": "http://127.0.0.1:3000/oauth/callback",
         "CONNVAULT_REFRESH_QUEUE_URL": "",
