@@ -133,8 +133,10 @@ sam-local-docker:
 sam-local-image: sam-local-docker
 	@tests/sam_local/base_image.sh $(SAM_LOCAL_DIR) $(PY312)
 
+# Prints what each step took (.sam-local/timings.json, written by every run of tests/sam_local, make test's too).
 sam-local: $(STAMP) $(SAM_STAMP)
 	$(PY) -m pytest tests/sam_local -q -n 0
+	@cat $(SAM_LOCAL_DIR)/timings.json
 
 # `make deploy ENV=prod`: build and deploy with the parameters of that samconfig.toml environment.
 deploy: $(SAM_STAMP)

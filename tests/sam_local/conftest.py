@@ -39,6 +39,7 @@ from tests.support.database import TestDatabase
 from tests.support.sam_build import machine_architecture
 from tests.support.tcp_forward import Forwarder, tcp_socket, unix_socket
 
+TIMINGS = REPO / ".sam-local" / "timings.json"
 OFFICIAL_IMAGE = "public.ecr.aws/lambda/python:3.12-{architecture}"
 RUN_LABEL = "connvault.sam-local.run"
 # A run image older than this belongs to a run that was killed before it could remove it.
@@ -108,9 +109,21 @@ def remove_stale_run_images() -> None:
 
 
 @pytest.fixture(scope="session")
-def function_image(base_image: str, sam_build: Path) -> Iterator[str]:
+def timings() -> Iterator[dict[str, float]]:
+    """Seconds that the steps of this run's sam-local work took, by step; written to .sam-local/timings.json at the
+    end (``make sam-local`` prints it)."""
+    steps: dict[str, float] = {}
+    yield steps
+    if steps:
+        TIMINGS.parent.mkdir(exist_ok=True)
+        TIMINGS.write_text(json.dumps({name: round(value, 1) for name, value in steps.items()}, indent=1))
+
+
+@pytest.fixture(scope="session")
+def function_image(base_image: str, sam_build: Path, timings: dict[str, float]) -> Iterator[str]:
     """The base image with this run's built layer in /opt, as SAM's own per-invoke build would add it."""
     remove_stale_run_images()
+    started = time.monotonic()
     repository = f"connvault-sam-local/run-{uuid.uuid4().hex[:12]}"
     image = f"{repository}:latest"
     built = docker(
@@ -126,6 +139,7 @@ def function_image(base_image: str, sam_build: Path) -> Iterator[str]:
         input=f"FROM {base_image}\nCOPY . /opt/\n",
     )
     assert built.returncode == 0, built.stderr[-4000:]
+    timings["run image build"] = time.monotonic() - started
     yield image
     # SAM adds its emulator to an --invoke-image as <repository>:rapid-<architecture>; the containers it ran
     # from that are all gone unless a SAM process was killed.

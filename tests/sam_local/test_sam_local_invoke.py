@@ -11,6 +11,7 @@ import contextlib
 import http.client
 import json
 import secrets as random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -151,7 +152,7 @@ class Run:
 
 
 @pytest.fixture(scope="module")
-def run(sam_local: SamLocal, database: TestDatabase) -> Run:
+def run(sam_local: SamLocal, database: TestDatabase, timings: dict[str, float]) -> Run:
     """Seeds the scene, then invokes every case at once; checks that need the database happen right after."""
     remove_tenants(database)
     tenant = tenants.create_tenant("sam local tenant")
@@ -184,17 +185,22 @@ def run(sam_local: SamLocal, database: TestDatabase) -> Run:
             response_url=bridge_url(request["ResponseURL"], sam_local.bridge_host, stack),
             empty_database=empty.target.database,
         )
+        started = time.monotonic()
         invoked = sam_local.invoke_all(
             {
                 name: Invocation(case.function, case.point(sample(case.event), scene), case.env(scene))
                 for name, case in CASES.items()
             }
         )
+        timings["all invokes"] = time.monotonic() - started
+        timings.update({f"invoke {invoked[name].function}": invoked[name].seconds for name in CASES})
         answers = list(cfn.answers)
         migrated = empty.query("SELECT count(*) FROM schema_migrations")[0][0] if answers else 0
         known += cfn.signatures
+    started = time.monotonic()
     with sam_local.start_api() as server:
         api = {name: get(server.url, *request(scene)) for name, request in API_REQUESTS.items()}
+    timings["start-api, requests and stop"] = time.monotonic() - started
     created_key = opened_api_key(tenant.id, invoked["api creates"])
     api_log = server.log.read_text(encoding="utf-8")
     return Run(scene, invoked, api, api_log, answers, migrated, created_key, (*known, scene.access_token))
