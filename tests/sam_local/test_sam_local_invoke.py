@@ -91,6 +91,13 @@ CASES: dict[str, Case] = {
     "callback": Case("OAuthCallbackFunction", "oauth_callback", lambda event, s: event),
     "scan": Case("ScheduledRefreshFunction", "scheduled_refresh", lambda event, s: event),
     "worker": Case("RefreshWorkerFunction", "refresh_worker", worker_message),
+    # One pass over the outbox: without the drain, a run polls an empty outbox for WebhookDrainSeconds (45 s).
+    "webhooks": Case(
+        "WebhookDeliveryFunction",
+        "webhook_delivery",
+        lambda event, s: event,
+        env=lambda s: {"CONNVAULT_WEBHOOK_DRAIN_SECONDS": "0"},
+    ),
     "migrations": Case(
         "MigrationsFunction",
         "migrations_create",
@@ -276,6 +283,12 @@ def test_the_scheduled_scan_finds_nothing_due(run: Run, secrets: SecretRegistry)
 
 def test_the_refresh_worker_returns_only_the_unreadable_message(run: Run, secrets: SecretRegistry) -> None:
     assert run.answer("worker", secrets) == {"batchItemFailures": [{"itemIdentifier": "unreadable"}]}
+
+
+def test_the_webhook_delivery_finds_an_empty_outbox(run: Run, secrets: SecretRegistry) -> None:
+    report = run.answer("webhooks", secrets)
+
+    assert (report["claimed"], report["errors"], report["unconfirmed_revoked"]) == (0, 0, 0)
 
 
 def test_the_migrations_function_migrates_an_empty_database_and_answers_cloudformation(
