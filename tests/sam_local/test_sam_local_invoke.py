@@ -89,6 +89,7 @@ CASES: dict[str, Case] = {
         lambda event, s: at_connection(for_tenant(event, s.tenant_id), str(s.oauth_connection_id)),
     ),
     "callback": Case("OAuthCallbackFunction", "oauth_callback", lambda event, s: event),
+    "connect page": Case("ConnectPageFunction", "connect_page", lambda event, s: event),
     "scan": Case("ScheduledRefreshFunction", "scheduled_refresh", lambda event, s: event),
     "worker": Case("RefreshWorkerFunction", "refresh_worker", worker_message),
     # One pass over the outbox: without the drain, a run polls an empty outbox for WebhookDrainSeconds (45 s).
@@ -273,6 +274,15 @@ def test_the_callback_answers_an_unknown_state_with_the_400_page(run: Run, secre
     assert page["statusCode"] == 400
     assert page["headers"]["Content-Type"].startswith("text/html")
     assert "Connection failed" in page["body"]
+
+
+def test_the_connect_page_answers_an_unknown_link_with_the_404_page(run: Run, secrets: SecretRegistry) -> None:
+    page = run.answer("connect page", secrets)
+
+    assert page["statusCode"] == 404
+    assert page["headers"]["Content-Type"].startswith("text/html")
+    assert "default-src 'none'" in page["headers"]["Content-Security-Policy"]
+    assert "This link is not valid" in page["body"]
 
 
 def test_the_scheduled_scan_finds_nothing_due(run: Run, secrets: SecretRegistry) -> None:
