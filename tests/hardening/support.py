@@ -38,6 +38,8 @@ class Row:
     lease_until: datetime | None
     lease_owner: Any
     credentials: bytes
+    fault_count: int
+    fault_code: str | None
 
     @property
     def leased(self) -> bool:
@@ -48,7 +50,7 @@ def row(db: TestDatabase, connection_id: str) -> Row:
     with owner(db) as sql:
         found = sql.run(
             "SELECT status, last_error_code, refresh_failures, next_refresh_at, refresh_lease_until,"
-            " refresh_lease_owner, credentials FROM connections WHERE id = CAST(:i AS uuid)",
+            " refresh_lease_owner, credentials, fault_count, fault_code FROM connections WHERE id = CAST(:i AS uuid)",
             i=connection_id,
         )
     return Row(*found[0])

@@ -73,7 +73,8 @@ KMS_DECRYPT = {
     "RefreshWorkerFunction",
     "WebhookDeliveryFunction",
 }
-KMS_GENERATE = KMS_DECRYPT - {"TokenFetchFunction", "WebhookDeliveryFunction"}
+KMS_GENERATE = KMS_DECRYPT - {"WebhookDeliveryFunction"}
+"""Every function that writes tokens seals them under a fresh, counted data key, token fetch's refresh too."""
 SENSITIVE_SERVICES = ("kms:", "secretsmanager:", "rds:", "rds-db:", "rds-data:")
 
 # Parametrization needs the function list at collection time; the fixture serves the tests themselves.
@@ -189,11 +190,12 @@ def test_each_role_holds_exactly_the_kms_rights_of_its_job(template: Template, f
         assert not any(s.grants(action) for s in statements), f"{function} may {action}"
 
 
-def test_token_fetch_may_unwrap_data_keys_but_never_create_them(template: Template) -> None:
+def test_token_fetch_may_unwrap_and_generate_data_keys_but_never_encrypt_or_re_encrypt(template: Template) -> None:
     statements = template.role_statements("TokenFetchFunction")
     assert any(s.grants("kms:Decrypt") for s in statements)
-    assert not any(s.grants("kms:GenerateDataKey") for s in statements)
-    assert not any(s.grants("kms:GenerateDataKeyWithoutPlaintext") for s in statements)
+    assert any(s.grants("kms:GenerateDataKey") for s in statements)
+    for action in ("kms:GenerateDataKeyWithoutPlaintext", "kms:Encrypt", "kms:ReEncryptTo", "kms:ReEncryptFrom"):
+        assert not any(s.grants(action) for s in statements), action
 
 
 def test_kms_use_is_bound_to_the_key_and_to_a_tenant_encryption_context(template: Template) -> None:

@@ -30,6 +30,9 @@ class ConnectionStatus(StrEnum):
     NEEDS_REAUTH = "needs_reauth"
     REVOKED = "revoked"
     ERROR = "error"
+    PARKED = "parked"
+    """Its refresh kept failing the same way on connvault's side (``last_error_code`` says how): the scheduler
+    leaves it alone. A refresh that works (on fetch) or a reconnect makes it active again."""
 
 
 class TokenEndpointAuthMethod(StrEnum):
@@ -145,6 +148,12 @@ class ClientCredentials:
     client_secret: Redacted[str] | None
 
 
+class IntegrationStatus(StrEnum):
+    ACTIVE = "active"
+    INVALID_CREDENTIALS = "invalid_credentials"
+    """The provider refused the client id or secret: refreshes wait for the tenant to replace them."""
+
+
 @dataclass(frozen=True, slots=True)
 class Integration:
     """A tenant's OAuth app for one provider."""
@@ -158,6 +167,10 @@ class Integration:
     allowed_return_urls: tuple[str, ...]
     created_at: datetime
     updated_at: datetime
+    status: IntegrationStatus = IntegrationStatus.ACTIVE
+    status_reason: str | None = None
+    """The provider's error code that set the status (e.g. ``invalid_client``)."""
+    status_since: datetime | None = None
 
     @property
     def client(self) -> ClientCredentials:
@@ -296,6 +309,9 @@ class Connection:
     than the one it read, whichever process wrote it."""
     refresh_started_at: datetime | None = None
     """When the refresh that produced the stored tokens took its lease (None: none since the grant)."""
+    fault_count: int = 0
+    """Consecutive refresh attempts that failed on our side (KMS, database, an unreadable row)."""
+    fault_code: str | None = None
 
     @property
     def refresh_token(self) -> Redacted[str] | None:

@@ -10,12 +10,12 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from sqlalchemy import case, delete, func, select, tuple_, update
+from sqlalchemy import ARRAY, Uuid, case, cast, delete, false, func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from connvault.crypto.envelope import SealContext
@@ -73,8 +73,6 @@ class Lease:
     taken_at: datetime
     stale: bool = False
     """The previous holder's lease ran out unreleased: it may have died after the provider rotated the token."""
-    sealed: bytes | None = field(default=None, repr=False)
-    """The envelope the refresh will replace, read with the lease: its data key seals the new tokens."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +81,7 @@ class Claim:
 
     connection_id: UUID
     tenant_id: UUID
+    provider_id: UUID
     owner: UUID
     taken_at: datetime
     until: datetime
@@ -97,14 +96,16 @@ class ConnectionRepository:
 
     # -- reads -------------------------------------------------------------------------------------------
 
-    def get(self, connection_id: UUID, *, for_update: bool = False) -> Connection:
+    def get(self, connection_id: UUID, *, for_update: bool = False, open_credentials: bool = True) -> Connection:
+        """The connection; with ``open_credentials=False`` its envelope stays sealed (``credentials=None``), for
+        callers that show a connection rather than use it."""
         query = self._select().where(ConnectionRow.id == connection_id)
         if for_update:
             query = query.with_for_update(of=ConnectionRow)
         found = self._session.execute(query).one_or_none()
         if found is None:
             raise NotFound(f"connection {connection_id} not found")
-        return self._to_domain(*found)
+        return self._to_domain(*found, open_credentials=open_credentials)
 
     def find_by_unique(self, provider_id: UUID, end_user_id: str, alias: str) -> Connection | None:
         found = self._session.execute(
@@ -266,12 +267,21 @@ class ConnectionRepository:
     # -- the refresh lease -------------------------------------------------------------------------------
 
     def acquire_lease(self, connection_id: UUID, now: datetime, until: datetime) -> Lease | None:
-        """Take the refresh lease unless someone holds a live one (then ``None``).
+        """Take the refresh lease unless someone holds a live one (then ``None``), and read the connection.
 
         A lease, not a row lock, guards the provider call: the transaction that takes it commits at once, so
-        no row lock is held while a slow provider answers, and a crashed holder's lease simply runs out. The
-        short ``FOR UPDATE`` here only makes the check-and-set atomic.
+        no row lock is held while a slow provider answers, and a crashed holder's lease simply runs out.
         """
+        taken = self.take_lease(connection_id, now, until)
+        if taken is None:
+            return None
+        owner, stale = taken
+        return self._leased(connection_id, owner, now, until, stale=stale)
+
+    def take_lease(self, connection_id: UUID, now: datetime, until: datetime) -> tuple[UUID, bool] | None:
+        """The compare-and-set of ``acquire_lease`` alone, reading nothing sealed: the new owner and whether a
+        previous holder's lease ran out unreleased, or None while someone holds a live one. The short
+        ``FOR UPDATE`` only makes the check-and-set atomic."""
         current = self._session.execute(
             select(ConnectionRow.refresh_lease_until, ConnectionRow.refresh_lease_owner)
             .where(ConnectionRow.id == connection_id)
@@ -287,7 +297,7 @@ class ConnectionRepository:
             .where(ConnectionRow.id == connection_id)
             .values(refresh_lease_until=until, refresh_lease_owner=owner)
         )
-        return self._leased(connection_id, owner, now, until, stale=current.refresh_lease_owner is not None)
+        return owner, current.refresh_lease_owner is not None
 
     def lease_from_claim(self, claim: Claim) -> Lease:
         """The lease a scheduler claim took for this connection, with the connection as it is now."""
@@ -298,7 +308,7 @@ class ConnectionRepository:
         if found is None:
             raise NotFound(f"connection {connection_id} not found")
         row, slug = found
-        return Lease(self._to_domain(row, slug), owner, until, taken_at, stale=stale, sealed=row.credentials)
+        return Lease(self._to_domain(row, slug), owner, until, taken_at, stale=stale)
 
     def release_lease(self, connection_id: UUID, owner: UUID) -> None:
         self._session.execute(
@@ -310,9 +320,6 @@ class ConnectionRepository:
     def store_refresh(self, lease: Lease, grant: NewCredentials, now: datetime) -> Connection:
         """Store what a refresh returned and end the lease.
 
-        The new credentials are sealed under the data key of the envelope they replace (``Sealer.reseal``),
-        so a refresh needs no new data key from KMS.
-
         Deliberately not conditional on still holding the lease: the provider has answered, and with rotation
         the old refresh token is already dead, so these tokens are the only good ones. Dropping them because a
         lease ran out would lose the connection. Conditional only on the grant: if the end user connected again
@@ -321,13 +328,7 @@ class ConnectionRepository:
         """
         connection_id = lease.connection.id
         mine = ConnectionRow.refresh_lease_owner == lease.owner
-        previous = lease.sealed or self._session.scalar(
-            select(ConnectionRow.credentials).where(ConnectionRow.id == connection_id)
-        )
-        if previous is None:
-            raise NotFound(f"connection {connection_id} not found")
-        context = SealContext(lease.connection.tenant_id, CREDENTIALS_FIELD, connection_id)
-        sealed = self._sealer.reseal(credentials_to_bytes(grant.credentials), context, previous)
+        sealed = self._seal(lease.connection.tenant_id, connection_id, grant.credentials)
         result = self._session.execute(
             update(ConnectionRow)
             .where(
@@ -344,6 +345,8 @@ class ConnectionRepository:
                 last_refresh_at=now,
                 refresh_failures=0,
                 last_error_code=None,
+                fault_count=0,
+                fault_code=None,
                 next_refresh_at=None,
                 refresh_lease_until=case((mine, None), else_=ConnectionRow.refresh_lease_until),
                 refresh_lease_owner=case((mine, None), else_=ConnectionRow.refresh_lease_owner),
@@ -369,6 +372,8 @@ class ConnectionRepository:
             last_refresh_at=now,
             refresh_failures=0,
             last_error_code=None,
+            fault_count=0,
+            fault_code=None,
             next_refresh_at=None,
             refresh_lease_until=None,
             token_version=version,
@@ -398,6 +403,7 @@ class ConnectionRepository:
                 status=status.value,
                 last_error_code=error_code,
                 refresh_failures=ConnectionRow.refresh_failures + 1,
+                fault_count=0,
                 next_refresh_at=next_refresh_at,
                 refresh_lease_until=None,
                 refresh_lease_owner=None,
@@ -405,18 +411,80 @@ class ConnectionRepository:
         )
         return bool(result.rowcount)
 
+    def record_own_fault(
+        self,
+        connection_id: UUID,
+        owner: UUID,
+        *,
+        code: str,
+        next_refresh_at: datetime,
+        park_after: int | None,
+    ) -> ConnectionStatus | None:
+        """Record a refresh that failed on our side and end the lease, only if the lease is still ours; the
+        status the connection is left in (None when the lease was not ours).
+
+        Counted in ``fault_count``, never in the provider's ``refresh_failures``: an outage of ours must not move
+        a connection towards ``error`` or lengthen its provider backoff. With ``park_after``, the
+        ``park_after``-th fault in a row with the same code parks the connection (a row-specific fault such as
+        an envelope that does not open); outages pass None and are never parked.
+        """
+        same = ConnectionRow.fault_code == code
+        count = case((same, ConnectionRow.fault_count + 1), else_=1)
+        parks = (count >= park_after) if park_after is not None else false()
+        status = case((parks, ConnectionStatus.PARKED.value), else_=ConnectionRow.status)
+        result = self._session.execute(
+            update(ConnectionRow)
+            .where(ConnectionRow.id == connection_id, ConnectionRow.refresh_lease_owner == owner)
+            .values(
+                fault_count=count,
+                fault_code=code,
+                status=status,
+                last_error_code=case((parks, code), else_=ConnectionRow.last_error_code),
+                next_refresh_at=next_refresh_at,
+                refresh_lease_until=None,
+                refresh_lease_owner=None,
+            )
+            .returning(ConnectionRow.status)
+        )
+        found = result.scalar_one_or_none()
+        return None if found is None else ConnectionStatus(found)
+
     def claim_due(
-        self, now: datetime, horizon_seconds: int, limit: int, until: datetime, *, run_started: datetime | None = None
+        self,
+        now: datetime,
+        horizon_seconds: int,
+        limit: int,
+        until: datetime,
+        *,
+        run_started: datetime | None = None,
+        per_tenant: int | None = None,
+        after_tenant: UUID | None = None,
+        skip_providers: Sequence[UUID] = (),
     ) -> list[Claim]:
         """Lease up to ``limit`` due connections across tenants in one statement (``FOR UPDATE SKIP LOCKED``
-        inside a SECURITY DEFINER function), so overlapping scheduler runs take disjoint sets. Connections
-        refreshed since ``run_started`` (default: ``now``) are left alone: one refresh per connection per run."""
+        inside a SECURITY DEFINER function), so overlapping scheduler runs take disjoint sets.
+
+        Fair: tenants are walked round robin from the one after ``after_tenant``, each giving at most
+        ``per_tenant`` rows (default: ``limit``), and providers in ``skip_providers`` (whose queue in the run is
+        full) give none. Connections refreshed since ``run_started`` (default: ``now``) are left alone: one
+        refresh per connection per run. So are those of integrations whose credentials were refused.
+        """
         owner = uuid.uuid4()
         claimed = func.connvault_claim_due_refreshes(
-            now, horizon_seconds, limit, owner, until, run_started or now
-        ).table_valued("id", "tenant_id", "stale")
-        rows = self._session.execute(select(claimed.c.id, claimed.c.tenant_id, claimed.c.stale)).all()
-        return [Claim(row.id, row.tenant_id, owner, now, until, row.stale) for row in rows]
+            now,
+            horizon_seconds,
+            limit,
+            owner,
+            until,
+            run_started or now,
+            per_tenant or limit,
+            after_tenant,
+            cast(list(skip_providers), ARRAY(Uuid())),
+        ).table_valued("id", "tenant_id", "provider_id", "stale")
+        rows = self._session.execute(
+            select(claimed.c.id, claimed.c.tenant_id, claimed.c.provider_id, claimed.c.stale)
+        ).all()
+        return [Claim(row.id, row.tenant_id, row.provider_id, owner, now, until, row.stale) for row in rows]
 
     def due_backlog(self, now: datetime, horizon_seconds: int) -> int:
         return int(self._session.scalar(select(func.connvault_due_backlog(now, horizon_seconds))) or 0)
@@ -437,6 +505,8 @@ class ConnectionRepository:
         row.granted_at = granted_at
         row.refresh_failures = 0
         row.last_error_code = None
+        row.fault_count = 0
+        row.fault_code = None
         row.next_refresh_at = None
         # A new grant supersedes a refresh of the old one in flight: its failure must not mark this grant.
         row.refresh_lease_until = None
@@ -523,6 +593,8 @@ class ConnectionRepository:
             provider_account_id=account_id,
             token_version=row.token_version,
             refresh_started_at=row.refresh_started_at,
+            fault_count=row.fault_count,
+            fault_code=row.fault_code,
         )
 
 

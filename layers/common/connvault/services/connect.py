@@ -20,7 +20,13 @@ from connvault.clock import Clock, utcnow
 from connvault.config import get_settings
 from connvault.db.connections import NewCredentials
 from connvault.db.uow import UnitOfWork
-from connvault.errors import InvalidInput, NotFound, ProviderRejected, ProviderUnavailable, ReauthRequired
+from connvault.errors import (
+    InvalidInput,
+    NotFound,
+    ProviderRejected,
+    ProviderUnavailable,
+    ReauthRequired,
+)
 from connvault.models import AuthType, OAuth2Credentials, PendingConnect
 from connvault.oauth.outcomes import sanitize_reason
 from connvault.oauth.pkce import code_challenge_s256, new_code_verifier, new_state, state_digest
@@ -151,8 +157,9 @@ def create_connect_session(
             require_confirmation=request.require_confirmation,
             connect_link_id=request.connect_link_id,
         )
-        # Abandoned attempts (the end user never came back) hold a sealed verifier; they go with the next start.
-        uow.oauth_sessions.purge_expired(started)
+        # Abandoned attempts (the end user never came back) hold a sealed verifier; they go with the next start
+        # (and with the scheduled housekeeping, for tenants that start none).
+        uow.oauth_sessions.purge_expired(uow.tenant, started)
         uow.oauth_sessions.add(pending, state_digest(state))
         uow.commit()
     url = (oauth or wiring.get_oauth_client()).authorize_url(

@@ -19,7 +19,6 @@ import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -33,6 +32,7 @@ from connvault.errors import InvalidInput
 from connvault.observability import logger
 from connvault.services.refresh import RefreshPolicy
 from connvault.services.scheduler import (
+    Claimer,
     Deadline,
     Job,
     Outcome,
@@ -56,7 +56,16 @@ SQS_BATCH = 10
 
 MESSAGE_VERSION = 1
 
-DONE = frozenset({Outcome.REFRESHED, Outcome.PERMANENT, Outcome.TRANSIENT, Outcome.SKIPPED})
+DONE = frozenset(
+    {
+        Outcome.REFRESHED,
+        Outcome.PERMANENT,
+        Outcome.TRANSIENT,
+        Outcome.SKIPPED,
+        Outcome.INTEGRATION_REFUSED,
+        Outcome.PARKED,
+    }
+)
 """Worker outcomes that consume the message. A transient provider failure is done too: its retry is the
 backoff in ``next_refresh_at``, which the next scan honours; redelivering the message would not."""
 
@@ -162,7 +171,7 @@ def refresh_messages(
         config, policy, oauth, sealer=sealer, now=now, deadline=Deadline(remaining_ms, config.deadline_margin_ms)
     )
     pending = [jobs]
-    runner.drive(lambda _room: pending.pop() if pending else [])
+    runner.drive(lambda _room, _saturated: pending.pop() if pending else [])
     outcomes = runner.outcomes
     failed = unreadable + [job.ref for job in jobs if job.ref is not None and outcomes.get(job.ref) not in DONE]
     report = runner.report(due_backlog=None, started=started)
@@ -175,18 +184,9 @@ def refresh_messages(
 def _claim_all(config: SchedulerConfig, deadline: Deadline, *, sealer: Sealer | None, now: Clock) -> list[Claim]:
     claims: list[Claim] = []
     stop_claiming = time.monotonic() + config.lease_seconds / 2
-    run_started = now()
+    claimer = Claimer(config, sealer=sealer, now=now)
     while not deadline.passed() and time.monotonic() < stop_claiming:
-        moment = now()
-        with UnitOfWork(None, sealer=sealer) as uow:
-            batch = uow.connections.claim_due(
-                moment,
-                config.horizon_seconds,
-                config.batch_size,
-                moment + timedelta(seconds=config.lease_seconds),
-                run_started=run_started,
-            )
-            uow.commit()
+        batch = claimer.claim(config.batch_size)
         if not batch:
             break
         claims.extend(batch)

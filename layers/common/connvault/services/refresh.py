@@ -20,27 +20,31 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import DBAPIError
 
+from connvault import wiring
 from connvault.clock import Clock, utcnow
 from connvault.config import Settings, get_settings
 from connvault.db.connections import Lease, NewCredentials
 from connvault.db.uow import UnitOfWork
 from connvault.errors import (
+    ClientRejected,
     ConnectionRevoked,
     CredentialsExpired,
     GrantSuperseded,
+    IntegrationCredentialsInvalid,
+    KeyServiceUnavailable,
     NotFound,
     ProviderRejected,
     ProviderUnavailable,
     ReauthRequired,
 )
-from connvault.models import Connection, ConnectionStatus, OAuth2Credentials, needs_refresh
+from connvault.models import Connection, ConnectionStatus, IntegrationStatus, OAuth2Credentials, needs_refresh
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from uuid import UUID
 
     from connvault.crypto.sealer import Sealer
-    from connvault.models import ClientCredentials, Provider
+    from connvault.models import ClientCredentials, Integration, Provider
     from connvault.oauth.client import OAuthClient
 
 _ANSWER_MAY_HAVE_BEEN_LOST = frozenset({"timeout", "connection_error"})
@@ -83,14 +87,22 @@ class RefreshClient:
     """Who to ask and as whom: the provider, and the tenant's app there (None once the integration is gone)."""
 
     provider: Provider
-    client: ClientCredentials | None
+    integration: Integration | None
+
+    @property
+    def client(self) -> ClientCredentials | None:
+        return self.integration.client if self.integration is not None else None
+
+    @property
+    def refused(self) -> bool:
+        """The provider refused this integration's client credentials: no refresh until they are replaced."""
+        return self.integration is not None and self.integration.status is IntegrationStatus.INVALID_CREDENTIALS
 
     @classmethod
     def load(cls, uow: UnitOfWork, provider_id: UUID) -> RefreshClient:
         """Read inside the caller's transaction, so a refresh costs no transaction of its own for this."""
         provider = uow.providers.get(provider_id)
-        integration = uow.integrations.find(provider.id)
-        return cls(provider, integration.client if integration is not None else None)
+        return cls(provider, uow.integrations.find(provider.id))
 
 
 def refresh_with_lease(
@@ -115,10 +127,18 @@ def refresh_with_lease(
                 client = RefreshClient.load(uow, connection.provider_id)
         if client.client is None:
             raise ReauthRequired("the provider's integration was deleted", reason="integration_missing")
+        if client.refused:
+            raise IntegrationCredentialsInvalid("the provider refused the integration's client credentials")
         refresh_token = connection.refresh_token
         if refresh_token is None or not isinstance(connection.credentials, OAuth2Credentials):
             raise ReauthRequired("the connection has no refresh token", reason="no_refresh_token")
+        (sealer or wiring.get_sealer()).ready_to_seal(connection.tenant_id)
         tokens = oauth.refresh(client.provider, client.client, refresh_token.reveal(), now())
+    except ClientRejected as exc:
+        # The tenant's app was refused, not this end user's grant: the integration carries the failure, the
+        # connection keeps its grant and status, and refreshes wait for new client credentials.
+        _refuse_integration(lease, client, exc.reason or exc.code, sealer=sealer)
+        raise IntegrationCredentialsInvalid("the provider refused the integration's client credentials") from None
     except (ReauthRequired, ProviderRejected) as exc:
         reason = STALE_LEASE_REASON if _may_have_lost_a_rotation(lease, client) else (exc.reason or exc.code)
         regranted = _record_failure(lease, ConnectionStatus.NEEDS_REAUTH, reason, None, sealer=sealer)
@@ -181,7 +201,7 @@ def _store(
                 stored = uow.connections.store_refresh(lease, grant, now())
                 uow.commit()
             return stored
-        except DBAPIError:
+        except (DBAPIError, KeyServiceUnavailable):
             if attempt == policy.store_attempts:
                 raise
             time.sleep(min(0.1 * 2**attempt, 2.0))
@@ -202,6 +222,17 @@ def _record_failure(
             return None
         current = uow.connections.get(lease.connection.id)
     return current if current.granted_at != lease.connection.granted_at else None
+
+
+def _refuse_integration(lease: Lease, client: RefreshClient | None, reason: str, *, sealer: Sealer | None) -> None:
+    """Mark the integration ``invalid_credentials`` and give the connection's lease back, unchanged."""
+    with UnitOfWork(lease.connection.tenant_id, sealer=sealer) as uow:
+        if client is not None and client.integration is not None:
+            uow.integrations.mark_credentials_invalid(
+                client.provider.id, seen_updated_at=client.integration.updated_at, reason=reason
+            )
+        uow.connections.release_lease(lease.connection.id, lease.owner)
+        uow.commit()
 
 
 def _release(lease: Lease, *, sealer: Sealer | None) -> None:

@@ -36,15 +36,29 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
+from sqlalchemy.exc import DBAPIError
+
 from connvault.clock import Clock, utcnow
 from connvault.config import Settings, get_settings
 from connvault.db.uow import UnitOfWork
-from connvault.errors import ConnvaultError, NotFound, ProviderUnavailable, ReauthRequired
-from connvault.models import ConnectionStatus, needs_refresh
+from connvault.errors import (
+    ConnvaultError,
+    DatabaseUnavailable,
+    IntegrationCredentialsInvalid,
+    KeyServiceUnavailable,
+    NotFound,
+    ProviderUnavailable,
+    ReauthRequired,
+)
+from connvault.models import ConnectionStatus, IntegrationStatus, needs_refresh
 from connvault.oauth.client import OAuthClient
 from connvault.oauth.http import HttpTransport
 from connvault.observability import MetricName, logger, metrics
+from connvault.services.housekeeping import purge_expired_connect_sessions
 from connvault.services.refresh import RefreshClient, RefreshPolicy, backoff_seconds, refresh_with_lease
+
+OUTAGES = (KeyServiceUnavailable, DatabaseUnavailable, DBAPIError, OSError)
+"""Faults of ours that are outages, not the row's: they push a connection back but never park it."""
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -70,6 +84,11 @@ class Outcome(StrEnum):
     """Not attempted before the deadline (or its lease ran short while queued); the lease was released."""
     ERROR = "error"
     """A fault on our side (database, KMS, a bug); the connection is pushed back by the base backoff."""
+    PARKED = "parked"
+    """A fault on our side that this connection met too often in a row: it is ``parked`` and no longer claimed."""
+    INTEGRATION_REFUSED = "integration_refused"
+    """The provider refused the integration's client credentials (now, or earlier in the run): the integration
+    is ``invalid_credentials``, the connection was left as it was."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,9 +99,12 @@ class SchedulerConfig:
     batch_size: int = 100
     concurrency: int = 16
     per_provider_concurrency: int = 8
+    tenant_share: int = 8
+    """At most this many of one tenant's connections per claim; tenants take turns."""
     lease_seconds: int = 30
     deadline_margin_ms: int = 15_000
     jitter_seconds: float = 0.25
+    park_after_faults: int = 3
     http_timeout_seconds: float = 10.0
     store_seconds: float = 10.0
     """The longest storing a refresh's answer may take (the database's statement timeout)."""
@@ -95,9 +117,11 @@ class SchedulerConfig:
             batch_size=settings.refresh_batch_size,
             concurrency=max(1, settings.refresh_concurrency),
             per_provider_concurrency=max(1, settings.refresh_per_provider_concurrency),
+            tenant_share=max(1, settings.refresh_tenant_share),
             lease_seconds=settings.refresh_lease_seconds,
             deadline_margin_ms=settings.refresh_deadline_margin_ms,
             jitter_seconds=settings.refresh_jitter_seconds,
+            park_after_faults=settings.refresh_park_after_faults,
             http_timeout_seconds=settings.provider_deadline_seconds,
             store_seconds=settings.store_deadline_seconds,
         )
@@ -116,6 +140,8 @@ class RunReport:
     claimed: int = 0
     refreshed: int = 0
     permanent_failures: int = 0
+    integration_refused: int = 0
+    parked: int = 0
     transient_failures: int = 0
     skipped: int = 0
     unstarted: int = 0
@@ -154,6 +180,11 @@ class Job:
     def owner(self) -> UUID | None:
         """The claimed lease's owner, if the lease was claimed for this job."""
         return self.claim.owner if self.claim is not None else None
+
+    @property
+    def provider_id(self) -> UUID | None:
+        """The connection's provider, known from the claim (a fan-out job learns it only from its lease)."""
+        return self.claim.provider_id if self.claim is not None else None
 
 
 class Deadline:
@@ -206,31 +237,54 @@ def refresh_due(
         config, policy, oauth, sealer=sealer, now=now, deadline=Deadline(remaining_ms, config.deadline_margin_ms)
     )
 
-    run_started = now()
-
-    def claim(room: int) -> list[Job]:
-        moment = now()
-        with UnitOfWork(None, sealer=sealer) as uow:
-            claims = uow.connections.claim_due(
-                moment,
-                config.horizon_seconds,
-                min(room, config.batch_size),
-                moment + timedelta(seconds=config.lease_seconds),
-                run_started=run_started,
-            )
-            uow.commit()
-        return [Job.of_claim(claim) for claim in claims]
-
-    runner.drive(claim)
+    claimer = Claimer(config, sealer=sealer, now=now)
+    runner.drive(lambda room, saturated: [Job.of_claim(claim) for claim in claimer.claim(room, saturated)])
     report = runner.report(due_backlog=due_backlog(config, sealer=sealer, now=now), started=started)
     publish(report)
     logger.info("refresh run finished", extra=report.as_dict())
     return report
 
 
+class Claimer:
+    """A run's claims: batches of due connections, fair across tenants (round robin, at most ``tenant_share``
+    each per claim) and leaving out the providers whose queue in the run is full."""
+
+    def __init__(self, config: SchedulerConfig, *, sealer: Sealer | None, now: Clock) -> None:
+        self._config = config
+        self._sealer = sealer
+        self._now = now
+        self._run_started = now()
+        self._after_tenant: UUID | None = None
+
+    def claim(self, room: int, skip_providers: Sequence[UUID] = ()) -> list[Claim]:
+        config, moment = self._config, self._now()
+        with UnitOfWork(None, sealer=self._sealer) as uow:
+            claims = uow.connections.claim_due(
+                moment,
+                config.horizon_seconds,
+                min(room, config.batch_size),
+                moment + timedelta(seconds=config.lease_seconds),
+                run_started=self._run_started,
+                per_tenant=config.tenant_share,
+                after_tenant=self._after_tenant,
+                skip_providers=skip_providers,
+            )
+            uow.commit()
+        if claims:
+            self._after_tenant = _last_in_turn({claim.tenant_id for claim in claims}, self._after_tenant)
+        return claims
+
+
+def _last_in_turn(tenants: set[UUID], after: UUID | None) -> UUID:
+    """The tenant a round-robin claim that started after ``after`` ended with: the next claim starts past it."""
+    later = [tenant for tenant in tenants if after is None or tenant > after]
+    return max(later) if later else max(tenants)
+
+
 def run_scheduled(remaining_ms: Callable[[], int]) -> RunReport:
-    """The scheduled function's one call: refresh in this invocation, or enqueue for ``refresh_worker`` when
-    ``CONNVAULT_REFRESH_QUEUE_URL`` is set (fan-out mode)."""
+    """The scheduled function's one call: purge expired connect sessions of every tenant, then refresh in this
+    invocation, or enqueue for ``refresh_worker`` when ``CONNVAULT_REFRESH_QUEUE_URL`` is set (fan-out mode)."""
+    purge_expired_connect_sessions()
     queue_url = get_settings().refresh_queue_url
     if queue_url:
         # Imported here: the fan-out module builds on this one.
@@ -250,8 +304,10 @@ def publish(report: RunReport) -> None:
     counts = [
         (MetricName.REFRESHED, report.refreshed),
         (MetricName.REFRESH_PERMANENT_FAILURE, report.permanent_failures),
+        (MetricName.REFRESH_INTEGRATION_REFUSED, report.integration_refused),
         (MetricName.REFRESH_TRANSIENT_FAILURE, report.transient_failures),
         (MetricName.REFRESH_ERROR, report.errors),
+        (MetricName.REFRESH_PARKED, report.parked),
         (MetricName.REFRESH_SKIPPED, report.skipped + report.unstarted),
         (MetricName.REFRESH_ENQUEUED, report.enqueued),
     ]
@@ -279,7 +335,7 @@ class _Gate:
     """At most ``cap`` refreshes in flight against one provider; the rest wait here without holding a thread."""
 
     def __init__(self, cap: int) -> None:
-        self._cap = cap
+        self.cap = cap
         self._lock = threading.Lock()
         self._in_flight = 0
         self._waiting: deque[_Ticket] = deque()
@@ -287,7 +343,7 @@ class _Gate:
     def enter(self, ticket: _Ticket) -> bool:
         """True: run it now. False: queued; a thread leaving the gate will run it."""
         with self._lock:
-            if self._in_flight < self._cap:
+            if self._in_flight < self.cap:
                 self._in_flight += 1
                 return True
             self._waiting.append(ticket)
@@ -332,6 +388,8 @@ class Runner:
         self._counts: Counter[Outcome] = Counter()
         self._by_ref: dict[str, Outcome] = {}
         self._gates: dict[UUID, _Gate] = {}
+        self._by_provider: Counter[UUID] = Counter()
+        """Claimed jobs not yet resolved, by provider."""
         # Provider and client per (tenant, provider), read once per run: thousands of due connections share a
         # handful of integrations, and a run lasts minutes at most.
         self._clients: dict[tuple[UUID, UUID], RefreshClient] = {}
@@ -343,9 +401,15 @@ class Runner:
         with self._changed:
             return dict(self._by_ref)
 
-    def drive(self, next_jobs: Callable[[int], Sequence[Job]]) -> None:
-        """Ask ``next_jobs(room)`` for work until it has none or the deadline passes; return when every
-        submitted job is resolved."""
+    def drive(self, next_jobs: Callable[[int, Sequence[UUID]], Sequence[Job]]) -> None:
+        """Ask ``next_jobs(room, saturated_providers)`` for work until it has none or the deadline passes;
+        return when every submitted job is resolved.
+
+        Jobs queued behind a provider's cap do not hold back claims for the others: only the jobs that could
+        run count against the room, and ``next_jobs`` is told which providers already have a full queue so it
+        leaves their connections for later. While only such providers have work, the run waits for their
+        queues to drain rather than ending.
+        """
         config = self._config
         with ThreadPoolExecutor(
             max_workers=config.concurrency,
@@ -358,12 +422,16 @@ class Runner:
                 if self._deadline.passed():
                     self._stopped_by_deadline = True
                     break
-                jobs = next_jobs(room)
+                saturated = self._saturated()
+                jobs = next_jobs(room, saturated)
                 if not jobs:
+                    if saturated and self._wait_for_a_resolution():
+                        continue
                     break
                 with self._changed:
                     self._outstanding += len(jobs)
                     self._submitted += len(jobs)
+                    self._by_provider.update(job.provider_id for job in jobs if job.provider_id is not None)
                 for job in jobs:
                     pool.submit(self._start, job)
 
@@ -373,6 +441,8 @@ class Runner:
             claimed=self._submitted,
             refreshed=counts[Outcome.REFRESHED],
             permanent_failures=counts[Outcome.PERMANENT],
+            integration_refused=counts[Outcome.INTEGRATION_REFUSED],
+            parked=counts[Outcome.PARKED],
             transient_failures=counts[Outcome.TRANSIENT],
             skipped=counts[Outcome.SKIPPED],
             unstarted=counts[Outcome.UNSTARTED],
@@ -385,15 +455,40 @@ class Runner:
     # -- flow --------------------------------------------------------------------------------------------
 
     def _wait_for_room(self) -> int:
-        """Block until at most one pool's worth of jobs waits behind the ones running, then say how many
-        jobs top the queue up again. Claiming while a pool's worth still waits keeps threads from idling
-        through a claim's round trip; claiming no more than that keeps leases from ageing in the queue."""
+        """Block until at most one pool's worth of runnable jobs waits behind the ones running, then say how
+        many jobs top the queue up again. Claiming while a pool's worth still waits keeps threads from idling
+        through a claim's round trip; claiming no more than that keeps leases from ageing in the queue. Jobs
+        held back by their provider's cap are not runnable and do not count."""
         low = 2 * self._config.concurrency
         high = low + min(self._config.batch_size, self._config.concurrency)
         with self._changed:
-            while self._outstanding > low and not self._deadline.passed():
+            while self._runnable() > low and not self._deadline.passed():
                 self._changed.wait(0.1)
-            return high - self._outstanding
+            return high - self._runnable()
+
+    def _runnable(self) -> int:
+        """Outstanding jobs less those beyond their provider's cap (caller holds ``_changed``)."""
+        held = sum(max(0, count - self._cap(provider)) for provider, count in self._by_provider.items())
+        return self._outstanding - held
+
+    def _saturated(self) -> list[UUID]:
+        """Providers with a full queue in this run: a wave in flight and another waiting."""
+        with self._changed:
+            return [provider for provider, count in self._by_provider.items() if count >= 2 * self._cap(provider)]
+
+    def _cap(self, provider_id: UUID) -> int:
+        gate = self._gates.get(provider_id)
+        return gate.cap if gate is not None else self._config.per_provider_concurrency
+
+    def _wait_for_a_resolution(self) -> bool:
+        """Wait until some job resolves (or the deadline passes); False if nothing is outstanding."""
+        with self._changed:
+            outstanding = self._outstanding
+            if outstanding == 0:
+                return False
+            while self._outstanding == outstanding and not self._deadline.passed():
+                self._changed.wait(0.1)
+            return True
 
     def _start(self, job: Job) -> None:
         if self._deadline.passed():
@@ -461,7 +556,10 @@ class Runner:
         if self._deadline.passed() or lease.until - self._now() < self._config.min_lease_left:
             self._release(lease.connection.tenant_id, lease.connection.id, lease.owner)
             return Outcome.UNSTARTED
-        return self._refresh(lease, ticket.client)
+        # The run's current view of the integration: one refused while this job waited is skipped, not called.
+        with self._changed:
+            client = self._clients.get((lease.connection.tenant_id, lease.connection.provider_id), ticket.client)
+        return self._refresh(lease, client)
 
     def _refresh(self, lease: Lease, client: RefreshClient) -> Outcome:
         connection = lease.connection
@@ -470,6 +568,13 @@ class Runner:
             refresh_with_lease(
                 lease, oauth=self._oauth, policy=self._policy, sealer=self._sealer, now=self._now, client=client
             )
+        except IntegrationCredentialsInvalid:
+            if client.integration is not None:  # the rest of this run's jobs for it skip the provider too
+                refused = replace(client.integration, status=IntegrationStatus.INVALID_CREDENTIALS)
+                with self._changed:
+                    self._clients[(connection.tenant_id, connection.provider_id)] = replace(client, integration=refused)
+            logger.info("integration credentials refused; refresh waits for new ones", extra=ids)
+            return Outcome.INTEGRATION_REFUSED
         except ReauthRequired as exc:
             logger.info("refresh refused; connection needs reauth", extra={**ids, "reason": exc.reason})
             return Outcome.PERMANENT
@@ -492,6 +597,8 @@ class Runner:
     def _resolve(self, job: Job, outcome: Outcome) -> None:
         with self._changed:
             self._counts[outcome] += 1
+            if job.provider_id is not None:
+                self._by_provider[job.provider_id] -= 1
             if job.ref is not None:
                 self._by_ref[job.ref] = outcome
             self._outstanding -= 1
@@ -533,45 +640,43 @@ class Runner:
         return True
 
     def _push_back(self, tenant_id: UUID, connection_id: UUID, owner: UUID | None, exc: Exception) -> Outcome:
-        """A fault of ours: log its type (never its text: driver messages can quote values), and record it with
-        the base backoff so this run does not claim the connection again at once.
+        """A fault of ours: log its type (never its text: driver messages can quote values), and record it apart
+        from the provider's failures, with the base backoff so this run does not claim the connection again.
 
-        ``refresh_with_lease`` may have released the lease already; then a fresh one is taken to record it.
+        An outage (KMS, the database) is only pushed back. Any other fault is the row's own (an envelope that
+        does not open, a bug it triggers): after ``park_after_faults`` of them in a row with the same code the
+        connection is parked, so no run claims it again in a loop. ``refresh_with_lease`` may have released the
+        lease already; then a fresh one is taken to record the fault.
         """
         code = exc.code if isinstance(exc, ConnvaultError) else "internal_error"
-        logger.error(
-            "refresh failed on our side",
-            extra={
-                "connection_id": str(connection_id),
-                "tenant_id": str(tenant_id),
-                "error_code": code,
-                "error_type": type(exc).__name__,
-            },
-        )
+        outage = isinstance(exc, OUTAGES)
+        ids = {"connection_id": str(connection_id), "tenant_id": str(tenant_id)}
+        logger.error("refresh failed on our side", extra={**ids, "error_code": code, "error_type": type(exc).__name__})
+        status = None
         try:
             with UnitOfWork(tenant_id, sealer=self._sealer) as uow:
                 moment = self._now()
-                retry_at = moment + timedelta(seconds=backoff_seconds(1, self._policy))
                 connections = uow.connections
-                recorded = owner is not None and connections.record_refresh_failure(
-                    connection_id, owner, status=ConnectionStatus.ACTIVE, error_code=code, next_refresh_at=retry_at
-                )
-                if not recorded:
-                    lease = connections.acquire_lease(
+                if owner is None:
+                    taken = connections.take_lease(
                         connection_id, moment, moment + timedelta(seconds=self._config.lease_seconds)
                     )
-                    if lease is not None:
-                        connections.record_refresh_failure(
-                            connection_id,
-                            lease.owner,
-                            status=lease.connection.status,
-                            error_code=code,
-                            next_refresh_at=retry_at,
-                        )
+                    owner = taken[0] if taken is not None else None
+                if owner is not None:
+                    status = connections.record_own_fault(
+                        connection_id,
+                        owner,
+                        code=code,
+                        next_refresh_at=moment + timedelta(seconds=backoff_seconds(1, self._policy)),
+                        park_after=None if outage else self._config.park_after_faults,
+                    )
                 uow.commit()
         except Exception as second:
             logger.error(
-                "could not record a refresh failure; its lease runs out by itself",
+                "could not record a refresh fault; its lease runs out by itself",
                 extra={"connection_id": str(connection_id), "error_type": type(second).__name__},
             )
+        if status is ConnectionStatus.PARKED:
+            logger.warning("connection parked after repeated faults on our side", extra={**ids, "reason": code})
+            return Outcome.PARKED
         return Outcome.ERROR

@@ -19,7 +19,14 @@ from connvault.crypto.envelope import SealContext
 from connvault.db.connections import CREDENTIALS_FIELD
 from connvault.db.fast_reads import get_fast_reads
 from connvault.db.uow import UnitOfWork
-from connvault.errors import ConnectionRevoked, CredentialsExpired, NotFound, ProviderUnavailable, ReauthRequired
+from connvault.errors import (
+    ConnectionRevoked,
+    CredentialsExpired,
+    IntegrationCredentialsInvalid,
+    NotFound,
+    ProviderUnavailable,
+    ReauthRequired,
+)
 from connvault.models import (
     ConnectionStatus,
     Credentials,
@@ -37,8 +44,9 @@ if TYPE_CHECKING:
     from connvault.db.fast_reads import ConnectionSnapshot, FastReads
     from connvault.oauth.client import OAuthClient
 
-USABLE = frozenset({ConnectionStatus.ACTIVE.value, ConnectionStatus.ERROR.value})
-"""Statuses whose unexpired token may be handed out (``error``: refreshes keep failing, the token still works)."""
+USABLE = frozenset({ConnectionStatus.ACTIVE.value, ConnectionStatus.ERROR.value, ConnectionStatus.PARKED.value})
+"""Statuses whose unexpired token may be handed out (``error``: refreshes keep failing, the token still works;
+``parked``: the scheduler stopped trying, a refresh on fetch may still work)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +137,7 @@ def _issue(
             sealer=sealer,
             now=now,
         )
-    except ProviderUnavailable:
+    except (ProviderUnavailable, IntegrationCredentialsInvalid):
         if still_valid and not force_refresh:
             return current
         raise
