@@ -350,7 +350,7 @@ class ConnectionRepository:
                 next_refresh_at=None,
                 refresh_lease_until=case((mine, None), else_=ConnectionRow.refresh_lease_until),
                 refresh_lease_owner=case((mine, None), else_=ConnectionRow.refresh_lease_owner),
-                **self._refreshed_account_id(lease.connection, grant.provider_account_id, previous),
+                **self._refreshed_account_id(lease.connection, grant.provider_account_id),
                 token_version=ConnectionRow.token_version + 1,
                 refresh_started_at=lease.taken_at,
             )
@@ -521,31 +521,22 @@ class ConnectionRepository:
         return self._index
 
     def _account_id_columns(
-        self, tenant_id: UUID, connection_id: UUID, value: Redacted[str] | None, *, like: bytes | None = None
+        self, tenant_id: UUID, connection_id: UUID, value: Redacted[str] | None
     ) -> dict[str, bytes]:
-        """The sealed provider account id and its blind index, or nothing to write for ``None``.
-
-        ``like``: seal under that envelope's data key (as a refresh seals its tokens), and make a missing
-        blind-index key the same way: the writer then needs ``kms:Decrypt`` only.
-        """
+        """The sealed provider account id and its blind index, or nothing to write for ``None``."""
         if value is None:
             return {}
         plaintext = value.reveal()
         context = SealContext(tenant_id, PROVIDER_ACCOUNT_ID_FIELD, connection_id)
-        if like is None:
-            sealed = self._sealer.seal(plaintext.encode(), context)
-        else:
-            sealed = self._sealer.reseal(plaintext.encode(), context, like)
-        index = self._indexer().index(PROVIDER_ACCOUNT_ID_FIELD, plaintext, seal_like=like)
+        sealed = self._sealer.seal(plaintext.encode(), context)
+        index = self._indexer().index(PROVIDER_ACCOUNT_ID_FIELD, plaintext)
         return {"provider_account_id": sealed, "provider_account_id_bidx": index}
 
-    def _refreshed_account_id(
-        self, connection: Connection, value: Redacted[str] | None, previous: bytes
-    ) -> dict[str, bytes]:
+    def _refreshed_account_id(self, connection: Connection, value: Redacted[str] | None) -> dict[str, bytes]:
         """What a refresh writes of the account id it saw. A key-service failure here drops the id, not the
         tokens: with rotation they are the only live ones, and the next refresh captures the id again."""
         try:
-            return self._account_id_columns(connection.tenant_id, connection.id, value, like=previous)
+            return self._account_id_columns(connection.tenant_id, connection.id, value)
         except (DecryptionFailed, KeyServiceUnavailable) as exc:
             logger.warning(
                 "provider account id not stored with refreshed tokens",
