@@ -2,8 +2,7 @@
 -- Starting a connect session purged the caller's expired sessions through an index on expires_at alone, so
 -- under row-level security it walked every tenant's expired rows. The per-tenant purge now filters by tenant
 -- (through oauth_sessions_tenant_expires_idx, which migration 0030 creates), the scheduled function purges
--- expired sessions of all tenants with the function below, and the number of live sessions per tenant is capped
--- by the application (CONNVAULT_CONNECT_SESSIONS_PER_TENANT).
+-- expired sessions of all tenants with the function below.
 
 CREATE FUNCTION connvault_purge_expired_sessions(p_now timestamptz, p_limit integer) RETURNS integer
     LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, public
