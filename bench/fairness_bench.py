@@ -80,7 +80,8 @@ def run(args: argparse.Namespace, fast: RemoteProvider, slow: list[RemoteProvide
         from connvault import wiring
         from connvault.migrations import migrate
         from connvault.services import tenants
-        from connvault.services.scheduler import SchedulerConfig, refresh_due
+        from connvault.services.runner import SchedulerConfig
+        from connvault.services.scheduler import refresh_due
         from tests.scheduler import support
         from tests.support.database import start_database
 

@@ -185,7 +185,8 @@ def run(
         os.environ["CONNVAULT_KMS_KEY_ID"] = boto3.client("kms").create_key()["KeyMetadata"]["Arn"]
         from connvault import wiring
         from connvault.migrations import migrate
-        from connvault.services.scheduler import SchedulerConfig, refresh_due
+        from connvault.services.runner import SchedulerConfig
+        from connvault.services.scheduler import refresh_due
         from tests.support.database import start_database
 
         database = start_database(Path(workdir))

@@ -16,7 +16,8 @@ import pytest
 
 from connvault.oauth.client import OAuthClient
 from connvault.oauth.http import HttpTransport
-from connvault.services.scheduler import RunReport, refresh_due
+from connvault.services.runner import RunReport
+from connvault.services.scheduler import refresh_due
 from devserver.demo_setup import DEMO_RETURN_URL
 from devserver.provider import DemoProvider, Fault
 from tests.api.conftest import Api, connect_account

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 from connvault.oauth.client import OAuthClient
 from connvault.oauth.http import HttpTransport
 from connvault.services.refresh import RefreshPolicy
-from connvault.services.scheduler import SchedulerConfig, refresh_due
+from connvault.services.runner import SchedulerConfig
+from connvault.services.scheduler import refresh_due
 from tests.api.conftest import stored_connection
 from tests.support.factories import owner
 

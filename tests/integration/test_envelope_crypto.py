@@ -14,10 +14,10 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from connvault import wiring
 from connvault.crypto.data_keys import DataKeys
 from connvault.crypto.envelope import Envelope, SealContext
 from connvault.crypto.sealer import Sealer
+from connvault.db.tenants import tenant_key_salt
 from connvault.db.uow import UnitOfWork
 from connvault.errors import DecryptionFailed, KeyServiceUnavailable
 from connvault.services import tenants
@@ -71,7 +71,7 @@ def new_sealer(kms: Any, kms_key_id: str) -> Callable[..., Sealer]:
     """A Sealer with its own, empty data-key cache: what a freshly started process has."""
 
     def build(**options: Any) -> Sealer:
-        return Sealer(DataKeys(kms, kms_key_id, wiring.tenant_key_salt, **options))
+        return Sealer(DataKeys(kms, kms_key_id, tenant_key_salt, **options))
 
     return build
 
@@ -235,7 +235,7 @@ def throttled(kms_key_id: str, operation: str) -> Sealer:
         operation, service_error_code="ThrottlingException", service_message="Rate exceeded", http_status_code=400
     )
     stubber.activate()
-    return Sealer(DataKeys(client, kms_key_id, wiring.tenant_key_salt))
+    return Sealer(DataKeys(client, kms_key_id, tenant_key_salt))
 
 
 def test_kms_throttling_while_sealing_is_a_retryable_key_service_error_that_names_no_secret(

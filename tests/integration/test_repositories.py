@@ -176,9 +176,11 @@ def test_listing_filters_by_end_user_provider_and_status(
     first = make_connection(tenant, secrets, end_user_id="alice")
     make_connection(tenant, secrets, end_user_id="alice", provider="google")
     make_connection(tenant, secrets, end_user_id="bob")
-    with UnitOfWork(tenant) as uow:
-        uow.connections.set_status(first.id, ConnectionStatus.NEEDS_REAUTH, error_code="invalid_grant")
-        uow.commit()
+    with owner(db) as sql:
+        sql.run(
+            "UPDATE connections SET status = 'needs_reauth', last_error_code = 'invalid_grant' WHERE id = :i",
+            i=first.id,
+        )
     google = global_provider_id(db, "google")
 
     with UnitOfWork(tenant) as uow:

@@ -16,6 +16,7 @@ from connvault import wiring
 from connvault.crypto.data_keys import DataKeys
 from connvault.crypto.envelope import Envelope
 from connvault.crypto.sealer import Sealer
+from connvault.db.tenants import tenant_key_salt
 from connvault.db.uow import UnitOfWork
 from connvault.errors import InvalidInput
 from connvault.services import rotation
@@ -49,7 +50,7 @@ class Keys:
 
     def sealer(self, key: str, **options: Any) -> Sealer:
         """A sealer with an empty cache, as in a freshly started process configured with ``key``."""
-        return Sealer(DataKeys(self.kms, key, wiring.tenant_key_salt, **options))
+        return Sealer(DataKeys(self.kms, key, tenant_key_salt, **options))
 
 
 @pytest.fixture
@@ -316,7 +317,7 @@ def test_rotation_holds_no_row_lock_while_kms_re_wraps_and_keeps_what_a_refresh_
             stored.append(sql.run("SELECT credentials FROM connections WHERE id = :i", i=connection_id)[0][0])
 
     slow_kms = _StoreDuringReEncrypt(keys.kms, refresh_meanwhile)
-    rotating = Sealer(DataKeys(slow_kms, keys.b, wiring.tenant_key_salt))
+    rotating = Sealer(DataKeys(slow_kms, keys.b, tenant_key_salt))
 
     # When rotation runs
     report = rewrap_all(keys.b, list_tenant_ids(db.owner_target), sealer=rotating, kms=keys.kms)

@@ -11,7 +11,8 @@ import pytest
 from connvault.models import ConnectionStatus
 from connvault.oauth.client import OAuthClient
 from connvault.services.refresh import RefreshPolicy
-from connvault.services.scheduler import RunReport, refresh_due
+from connvault.services.runner import RunReport
+from connvault.services.scheduler import refresh_due
 from devserver.provider import Fault
 from tests.scheduler.conftest import FAST, POLICY, Site, forever, held_leases, load
 from tests.support.factories import owner

@@ -1,7 +1,8 @@
 """Connections: the only place that reads or writes the ``connections`` table.
 
-Credentials are sealed here and opened here; no caller ever sees an envelope. List queries leave the
-credentials sealed (``credentials=None``): listing never needs a secret, and every open is a chance to leak.
+Credentials are sealed here and opened here; no caller handles an envelope's format (token fetch's prepared read
+hands its envelope to ``open_sealed_credentials``). List queries, and reads that only show a connection, leave
+the credentials sealed (``credentials=None``): showing never needs a secret, and every open is a chance to leak.
 The provider's account id is sealed too, with a blind index beside it (``db.blind_index``) to find it by.
 """
 
@@ -15,7 +16,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from sqlalchemy import ARRAY, Uuid, case, cast, delete, false, func, select, tuple_, update
+from sqlalchemy import ARRAY, Uuid, case, cast, delete, false, func, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from connvault.crypto.envelope import SealContext
@@ -257,12 +258,23 @@ class ConnectionRepository:
             query = query.where(ConnectionRow.token_version == token_version)
         return bool(self._session.execute(query).rowcount)
 
-    def set_status(self, connection_id: UUID, status: ConnectionStatus, *, error_code: str | None = None) -> None:
-        self._session.execute(
+    def expire_if_lapsed(self, connection_id: UUID, now: datetime, *, error_code: str | None) -> bool:
+        """Status ``expired`` if the token has run out, no live lease is held and the status is ``active`` or
+        ``error``, all checked in the one statement that writes it; ``error_code`` None keeps the last one."""
+        result = self._session.execute(
             update(ConnectionRow)
-            .where(ConnectionRow.id == connection_id)
-            .values(status=status.value, last_error_code=error_code)
+            .where(
+                ConnectionRow.id == connection_id,
+                ConnectionRow.expires_at <= now,
+                ConnectionRow.status.in_((ConnectionStatus.ACTIVE.value, ConnectionStatus.ERROR.value)),
+                or_(ConnectionRow.refresh_lease_until.is_(None), ConnectionRow.refresh_lease_until <= now),
+            )
+            .values(
+                status=ConnectionStatus.EXPIRED.value,
+                last_error_code=func.coalesce(error_code, ConnectionRow.last_error_code),
+            )
         )
+        return bool(result.rowcount)
 
     # -- the refresh lease -------------------------------------------------------------------------------
 
@@ -376,6 +388,7 @@ class ConnectionRepository:
             fault_code=None,
             next_refresh_at=None,
             refresh_lease_until=None,
+            has_refresh_token=_has_refresh_token(grant.credentials),
             token_version=version,
             refresh_started_at=lease.taken_at,
             updated_at=now,
@@ -551,9 +564,7 @@ class ConnectionRepository:
     def _to_domain(self, row: ConnectionRow, provider_slug: str, *, open_credentials: bool = True) -> Connection:
         credentials = None
         if open_credentials and row.credentials is not None:
-            credentials = credentials_from_bytes(
-                self._sealer.open(row.credentials, SealContext(row.tenant_id, CREDENTIALS_FIELD, row.id))
-            )
+            credentials = open_sealed_credentials(self._sealer, row.tenant_id, row.id, row.credentials)
         account_id = None
         if row.provider_account_id is not None:
             context = SealContext(row.tenant_id, PROVIDER_ACCOUNT_ID_FIELD, row.id)
@@ -582,11 +593,18 @@ class ConnectionRepository:
             updated_at=row.updated_at,
             refresh_lease_until=row.refresh_lease_until,
             provider_account_id=account_id,
+            has_refresh_token=row.has_refresh_token,
             token_version=row.token_version,
             refresh_started_at=row.refresh_started_at,
             fault_count=row.fault_count,
             fault_code=row.fault_code,
         )
+
+
+def open_sealed_credentials(sealer: Sealer, tenant_id: UUID, connection_id: UUID, sealed: bytes) -> Credentials:
+    """A connection's credentials from their envelope: the one place that knows how they are sealed, for the
+    repository's reads and token fetch's prepared read alike."""
+    return credentials_from_bytes(sealer.open(sealed, SealContext(tenant_id, CREDENTIALS_FIELD, connection_id)))
 
 
 def _has_refresh_token(credentials: Credentials) -> bool:

@@ -24,6 +24,7 @@ from pg8000.exceptions import DatabaseError, InterfaceError
 from connvault.config import get_settings
 from connvault.db.target import REFUSED_SQLSTATES, connect_with, database_unavailable, sqlstate
 from connvault.errors import DatabaseUnavailable
+from connvault.models import ConnectionStatus
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -36,7 +37,7 @@ class ConnectionSnapshot:
     """What token fetch needs of a connection; ``credentials`` is still sealed."""
 
     id: UUID
-    status: str
+    status: ConnectionStatus
     credential_type: str
     credentials: bytes | None
     token_type: str | None
@@ -47,6 +48,10 @@ class ConnectionSnapshot:
     refresh_margin_seconds: int
     issued_at: datetime | None
     """When the current token was issued (grant or last refresh): with ``expires_at``, its lifetime."""
+
+    def ensure_servable(self) -> None:
+        """See ``ConnectionStatus.ensure_servable``."""
+        self.status.ensure_servable(self.id, has_refresh_token=self.has_refresh_token, reason=self.last_error_code)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +83,7 @@ class FastReads:
         status, kind, sealed, token_type, scopes, expires_epoch, has_refresh, error, margin, issued_epoch = rows[0]
         return ConnectionSnapshot(
             id=connection_id,
-            status=status,
+            status=ConnectionStatus(status),
             credential_type=kind,
             credentials=sealed,
             token_type=token_type,
@@ -90,7 +95,7 @@ class FastReads:
             issued_at=None if issued_epoch is None else datetime.fromtimestamp(issued_epoch, UTC),
         )
 
-    def touch(self, tenant_id: UUID, connection_id: UUID, every: timedelta) -> None:
+    def record_use(self, tenant_id: UUID, connection_id: UUID, every: timedelta) -> None:
         """Record a use: at most once per ``every`` from this process (the database keeps it to once per
         interval across processes)."""
         now = time.monotonic()

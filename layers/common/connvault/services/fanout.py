@@ -5,7 +5,7 @@ For more due connections than one invocation gets through before its deadline. T
 
 Leases are not handed over the queue. The scan claims due rows (the same ``FOR UPDATE SKIP LOCKED`` claim,
 only to walk the due set in disjoint batches), releases them at once, then sends the ids. The worker takes
-each connection's lease itself with ``acquire_lease`` under the message's tenant and refreshes only if the
+each connection's lease itself (``leases.acquire``) under the message's tenant and refreshes only if the
 connection is still due. So a message that arrives late, twice (SQS delivers at least once), or after
 token fetch already refreshed the connection costs nothing, and no two callers ever hold one lease. The
 claim's ``stale`` flag (a previous holder died mid-refresh) travels in the message, since releasing clears
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -27,21 +26,20 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from connvault.clock import Clock, utcnow
 from connvault.config import get_settings
-from connvault.db.uow import UnitOfWork
 from connvault.errors import InvalidInput
 from connvault.observability import logger
+from connvault.services import leases
+from connvault.services.claims import Claimer, due_backlog
 from connvault.services.refresh import RefreshPolicy
-from connvault.services.scheduler import (
-    Claimer,
+from connvault.services.runner import (
     Deadline,
     Job,
     Outcome,
     Runner,
     RunReport,
     SchedulerConfig,
-    due_backlog,
     publish,
-    scheduler_oauth_client,
+    refresh_oauth_client,
 )
 
 if TYPE_CHECKING:
@@ -126,7 +124,7 @@ def enqueue_due(
     config = config or SchedulerConfig.from_settings()
     deadline = Deadline(remaining_ms, config.deadline_margin_ms)
     claims = _claim_all(config, deadline, sealer=sealer, now=now)
-    _release(claims, sealer=sealer)
+    leases.release_claims(claims, sealer=sealer)
     sent = _send(sqs or boto3.client("sqs", region_name=get_settings().region), queue_url, claims, config)
     report = RunReport(
         claimed=len(claims),
@@ -155,7 +153,7 @@ def refresh_messages(
     started = time.monotonic()
     config = config or SchedulerConfig.from_settings()
     policy = policy or RefreshPolicy.from_settings()
-    oauth = oauth or scheduler_oauth_client(config.concurrency, config.http_timeout_seconds)
+    oauth = oauth or refresh_oauth_client(config.concurrency, config.http_timeout_seconds)
     jobs: list[Job] = []
     unreadable: list[str] = []
     for record in records:
@@ -191,18 +189,6 @@ def _claim_all(config: SchedulerConfig, deadline: Deadline, *, sealer: Sealer | 
             break
         claims.extend(batch)
     return claims
-
-
-def _release(claims: Sequence[Claim], *, sealer: Sealer | None) -> None:
-    """Give the claims' leases back, one transaction per tenant (row-level security binds each to one)."""
-    by_tenant: dict[UUID, list[Claim]] = defaultdict(list)
-    for claim in claims:
-        by_tenant[claim.tenant_id].append(claim)
-    for tenant_id, group in by_tenant.items():
-        with UnitOfWork(tenant_id, sealer=sealer) as uow:
-            for claim in group:
-                uow.connections.release_lease(claim.connection_id, claim.owner)
-            uow.commit()
 
 
 def _send(sqs: Any, queue_url: str, claims: Sequence[Claim], config: SchedulerConfig) -> int:
