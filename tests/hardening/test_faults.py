@@ -18,12 +18,11 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from sqlalchemy.exc import OperationalError
 
 from connvault import wiring
-from connvault.db.connections import ConnectionRepository
+from connvault.db.refresh_statements import RefreshStatements
 from connvault.db.uow import UnitOfWork
-from connvault.errors import NotFound
+from connvault.errors import DatabaseUnavailable, NotFound
 from connvault.oauth.client import OAuthClient
 from connvault.oauth.http import HttpTransport
 from connvault.services.fanout import enqueue_due
@@ -176,18 +175,18 @@ def test_tokens_living_shorter_than_the_horizon_are_refreshed_once_per_run_not_i
 
 
 def failing_store(monkeypatch: pytest.MonkeyPatch, failures: int) -> list[int]:
-    """``store_refresh`` writes and then fails at commit time, ``failures`` times; returns the attempt log."""
-    real = ConnectionRepository.store_refresh
+    """The store of a refresh fails in the database (nothing written), ``failures`` times; returns the attempt
+    log."""
+    real = RefreshStatements.store
     attempts: list[int] = []
 
-    def store_refresh(self: ConnectionRepository, *args: Any, **kwargs: Any) -> Any:
+    def store(self: RefreshStatements, *args: Any, **kwargs: Any) -> Any:
         attempts.append(len(attempts) + 1)
-        stored = real(self, *args, **kwargs)
         if len(attempts) <= failures:
-            raise OperationalError("COMMIT", {}, ConnectionResetError("the server closed the connection"))
-        return stored
+            raise DatabaseUnavailable("the database failed a refresh statement; retry shortly")
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(ConnectionRepository, "store_refresh", store_refresh)
+    monkeypatch.setattr(RefreshStatements, "store", store)
     return attempts
 
 
@@ -401,10 +400,10 @@ def test_a_connection_deleted_while_its_refresh_is_in_flight_leaves_no_live_gran
     api: Api, provider: DemoProvider, db: TestDatabase, connection_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a connection deleted between the provider's answer and the write of the new tokens
-    def deleted_meanwhile(self: ConnectionRepository, lease: Any, grant: Any, now: Any) -> Any:
+    def deleted_meanwhile(self: RefreshStatements, lease: Any, *_: Any, **__: Any) -> Any:
         raise NotFound(f"connection {lease.connection.id} not found")
 
-    monkeypatch.setattr(ConnectionRepository, "store_refresh", deleted_meanwhile)
+    monkeypatch.setattr(RefreshStatements, "store", deleted_meanwhile)
     live_before = set(provider.stats().live_refresh_tokens)
 
     # When the refresh completes at the provider
@@ -469,14 +468,14 @@ def test_a_reconnect_during_a_refresh_keeps_the_new_grant_and_revokes_the_refres
     api: Api, provider: DemoProvider, db: TestDatabase, connection_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given an end user who connects again between the provider's refresh answer and its write
-    original = ConnectionRepository.store_refresh
+    original = RefreshStatements.store
 
-    def reconnect_first(self: ConnectionRepository, lease: Any, grant: Any, now: Any) -> Any:
-        monkeypatch.setattr(ConnectionRepository, "store_refresh", original)
+    def reconnect_first(self: RefreshStatements, *args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(RefreshStatements, "store", original)
         assert connect_account(api) == connection_id
-        return original(self, lease, grant, now)
+        return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(ConnectionRepository, "store_refresh", reconnect_first)
+    monkeypatch.setattr(RefreshStatements, "store", reconnect_first)
     live_before = set(provider.stats().live_refresh_tokens)
 
     # When the refresh completes

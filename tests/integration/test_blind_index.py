@@ -21,7 +21,7 @@ from connvault.db.connections import PROVIDER_ACCOUNT_ID_FIELD
 from connvault.db.uow import UnitOfWork
 from connvault.errors import DecryptionFailed
 from connvault.redacted import Redacted
-from connvault.services import connections, tenants
+from connvault.services import connections, leases, tenants
 from tests.support.factories import as_tenant, make_connection, make_tenant, oauth_grant, owner
 
 if TYPE_CHECKING:
@@ -146,9 +146,7 @@ def test_a_refresh_stores_and_indexes_the_account_id_it_saw(db: TestDatabase, se
 
     # When it stores a refresh whose token response named the account
     grant = replace(oauth_grant(secrets), provider_account_id=Redacted("acct-from-refresh"))
-    with UnitOfWork(tenant) as uow:
-        stored = uow.connections.store_refresh(lease, grant, now)
-        uow.commit()
+    stored = leases.store(UnitOfWork(tenant), lease, grant, now=now)
 
     # Then the tokens, the sealed id and the new key are stored, and the id finds the connection
     assert stored.provider_account_id is not None

@@ -20,7 +20,7 @@ from connvault.crypto.sealer import Sealer
 from connvault.db.tenants import tenant_key_salt
 from connvault.db.uow import UnitOfWork
 from connvault.errors import DecryptionFailed, KeyServiceUnavailable
-from connvault.services import tenants
+from connvault.services import leases, tenants
 from tests.support.factories import make_connection, make_tenant, oauth_grant, owner
 
 if TYPE_CHECKING:
@@ -319,8 +319,8 @@ def test_refreshed_tokens_are_sealed_under_counted_data_keys_that_retire(
         with UnitOfWork(tenant, sealer=sealer) as uow:
             lease = uow.connections.acquire_lease(connection.id, now, now + timedelta(seconds=30))
             assert lease is not None
-            uow.connections.store_refresh(lease, oauth_grant(secrets), now)
             uow.commit()
+        leases.store(UnitOfWork(tenant, sealer=sealer), lease, oauth_grant(secrets), now=now)
 
     # Then every seal counted: 21 seals under keys of 3 uses each are 7 data keys, not the first one forever
     assert kms_calls.take().count("GenerateDataKey") == 7

@@ -19,7 +19,7 @@ from connvault.crypto.sealer import Sealer
 from connvault.db.tenants import tenant_key_salt
 from connvault.db.uow import UnitOfWork
 from connvault.errors import InvalidInput
-from connvault.services import rotation
+from connvault.services import leases, rotation
 from connvault.services.rotation import list_tenant_ids, rewrap_all
 from tests.support.factories import (
     make_connection,
@@ -265,9 +265,7 @@ def test_a_refresh_that_read_its_row_before_rotation_stores_under_the_new_key_an
 
     # When rotation runs while the provider answers, and the refresh stores its tokens afterwards
     report = rewrap_all(keys.b, list_tenant_ids(db.owner_target), sealer=deployed, kms=keys.kms)
-    with UnitOfWork(tenant, sealer=deployed) as uow:
-        uow.connections.store_refresh(lease, oauth_grant(secrets), datetime.now(UTC))
-        uow.commit()
+    leases.store(UnitOfWork(tenant, sealer=deployed), lease, oauth_grant(secrets), now=datetime.now(UTC))
 
     # Then nothing is under key A, so A can be disabled; a second run finds nothing left to do
     assert report.left_under_old_keys == 0
@@ -311,8 +309,8 @@ def test_rotation_holds_no_row_lock_while_kms_re_wraps_and_keeps_what_a_refresh_
             uow.session.execute(text("SET LOCAL lock_timeout = '500ms'"))
             lease = uow.connections.acquire_lease(connection_id, now, now + timedelta(seconds=30))
             assert lease is not None
-            uow.connections.store_refresh(lease, oauth_grant(secrets), now)
             uow.commit()
+        leases.store(UnitOfWork(tenant, sealer=deployed), lease, oauth_grant(secrets), now=now)
         with owner(db) as sql:
             stored.append(sql.run("SELECT credentials FROM connections WHERE id = :i", i=connection_id)[0][0])
 

@@ -18,6 +18,7 @@ from connvault.crypto.data_keys import DataKeys
 from connvault.crypto.sealer import Sealer
 from connvault.db import engine
 from connvault.db.fast_reads import reset_fast_reads
+from connvault.db.refresh_statements import reset_refresh_statements
 from connvault.db.tenants import tenant_key_salt
 from connvault.oauth.client import OAuthClient
 from connvault.oauth.http import HttpTransport
@@ -78,6 +79,7 @@ def reset() -> None:
     get_kms_client.cache_clear()
     engine.reset()
     reset_fast_reads()
+    reset_refresh_statements()
     get_settings.cache_clear()
 
 

@@ -16,12 +16,12 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from sqlalchemy import ARRAY, Uuid, case, cast, delete, false, func, or_, select, tuple_, update
+from sqlalchemy import case, delete, false, func, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from connvault.crypto.envelope import SealContext
 from connvault.db.rows import ConnectionRow, ProviderRow
-from connvault.errors import Conflict, DecryptionFailed, GrantSuperseded, InvalidInput, KeyServiceUnavailable, NotFound
+from connvault.errors import Conflict, DecryptionFailed, InvalidInput, KeyServiceUnavailable, NotFound
 from connvault.models import (
     AuthType,
     Connection,
@@ -74,6 +74,30 @@ class Lease:
     taken_at: datetime
     stale: bool = False
     """The previous holder's lease ran out unreleased: it may have died after the provider rotated the token."""
+
+    def stored(self, grant: NewCredentials, *, version: int, now: datetime) -> Connection:
+        """The connection as a store of ``grant`` left it: what was written, without reading it back (and opening
+        the envelope again)."""
+        return replace(
+            self.connection,
+            credentials=grant.credentials,
+            token_type=grant.token_type,
+            scopes=tuple(grant.scopes),
+            expires_at=grant.expires_at,
+            status=ConnectionStatus.ACTIVE,
+            last_refresh_at=now,
+            refresh_failures=0,
+            last_error_code=None,
+            fault_count=0,
+            fault_code=None,
+            next_refresh_at=None,
+            refresh_lease_until=None,
+            has_refresh_token=holds_refresh_token(grant.credentials),
+            token_version=version,
+            refresh_started_at=self.taken_at,
+            updated_at=now,
+            provider_account_id=grant.provider_account_id or self.connection.provider_account_id,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,10 +335,6 @@ class ConnectionRepository:
         )
         return owner, current.refresh_lease_owner is not None
 
-    def lease_from_claim(self, claim: Claim) -> Lease:
-        """The lease a scheduler claim took for this connection, with the connection as it is now."""
-        return self._leased(claim.connection_id, claim.owner, claim.taken_at, claim.until, stale=claim.stale)
-
     def _leased(self, connection_id: UUID, owner: UUID, taken_at: datetime, until: datetime, *, stale: bool) -> Lease:
         found = self._session.execute(self._select().where(ConnectionRow.id == connection_id)).one_or_none()
         if found is None:
@@ -327,72 +347,6 @@ class ConnectionRepository:
             update(ConnectionRow)
             .where(ConnectionRow.id == connection_id, ConnectionRow.refresh_lease_owner == owner)
             .values(refresh_lease_until=None, refresh_lease_owner=None)
-        )
-
-    def store_refresh(self, lease: Lease, grant: NewCredentials, now: datetime) -> Connection:
-        """Store what a refresh returned and end the lease.
-
-        Deliberately not conditional on still holding the lease: the provider has answered, and with rotation
-        the old refresh token is already dead, so these tokens are the only good ones. Dropping them because a
-        lease ran out would lose the connection. Conditional only on the grant: if the end user connected again
-        meanwhile (``granted_at`` moved), these tokens belong to the replaced grant and ``GrantSuperseded``
-        says so.
-        """
-        connection_id = lease.connection.id
-        mine = ConnectionRow.refresh_lease_owner == lease.owner
-        sealed = self._seal(lease.connection.tenant_id, connection_id, grant.credentials)
-        result = self._session.execute(
-            update(ConnectionRow)
-            .where(
-                ConnectionRow.id == connection_id,
-                ConnectionRow.granted_at.is_not_distinct_from(lease.connection.granted_at),
-            )
-            .values(
-                credentials=sealed,
-                has_refresh_token=_has_refresh_token(grant.credentials),
-                token_type=grant.token_type,
-                scopes=list(grant.scopes),
-                expires_at=grant.expires_at,
-                status=ConnectionStatus.ACTIVE.value,
-                last_refresh_at=now,
-                refresh_failures=0,
-                last_error_code=None,
-                fault_count=0,
-                fault_code=None,
-                next_refresh_at=None,
-                refresh_lease_until=case((mine, None), else_=ConnectionRow.refresh_lease_until),
-                refresh_lease_owner=case((mine, None), else_=ConnectionRow.refresh_lease_owner),
-                **self._refreshed_account_id(lease.connection, grant.provider_account_id),
-                token_version=ConnectionRow.token_version + 1,
-                refresh_started_at=lease.taken_at,
-            )
-            .returning(ConnectionRow.token_version)
-        )
-        version = result.scalar_one_or_none()
-        if version is None:
-            if self._session.scalar(select(ConnectionRow.id).where(ConnectionRow.id == connection_id)) is None:
-                raise NotFound(f"connection {connection_id} not found")
-            raise GrantSuperseded(f"connection {connection_id} was connected again during its refresh")
-        # What was just written, without reading it back (and opening the envelope again).
-        return replace(
-            lease.connection,
-            credentials=grant.credentials,
-            token_type=grant.token_type,
-            scopes=tuple(grant.scopes),
-            expires_at=grant.expires_at,
-            status=ConnectionStatus.ACTIVE,
-            last_refresh_at=now,
-            refresh_failures=0,
-            last_error_code=None,
-            fault_count=0,
-            fault_code=None,
-            next_refresh_at=None,
-            refresh_lease_until=None,
-            has_refresh_token=_has_refresh_token(grant.credentials),
-            token_version=version,
-            refresh_started_at=lease.taken_at,
-            updated_at=now,
-            provider_account_id=grant.provider_account_id or lease.connection.provider_account_id,
         )
 
     def record_refresh_failure(
@@ -462,43 +416,6 @@ class ConnectionRepository:
         found = result.scalar_one_or_none()
         return None if found is None else ConnectionStatus(found)
 
-    def claim_due(
-        self,
-        now: datetime,
-        horizon_seconds: int,
-        limit: int,
-        until: datetime,
-        *,
-        run_started: datetime | None = None,
-        per_tenant: int | None = None,
-        after_tenant: UUID | None = None,
-        skip_providers: Sequence[UUID] = (),
-    ) -> list[Claim]:
-        """Lease up to ``limit`` due connections across tenants in one statement (``FOR UPDATE SKIP LOCKED``
-        inside a SECURITY DEFINER function), so overlapping scheduler runs take disjoint sets.
-
-        Fair: tenants are walked round robin from the one after ``after_tenant``, each giving at most
-        ``per_tenant`` rows (default: ``limit``), and providers in ``skip_providers`` (whose queue in the run is
-        full) give none. Connections refreshed since ``run_started`` (default: ``now``) are left alone: one
-        refresh per connection per run. So are those of integrations whose credentials were refused.
-        """
-        owner = uuid.uuid4()
-        claimed = func.connvault_claim_due_refreshes(
-            now,
-            horizon_seconds,
-            limit,
-            owner,
-            until,
-            run_started or now,
-            per_tenant or limit,
-            after_tenant,
-            cast(list(skip_providers), ARRAY(Uuid())),
-        ).table_valued("id", "tenant_id", "provider_id", "stale")
-        rows = self._session.execute(
-            select(claimed.c.id, claimed.c.tenant_id, claimed.c.provider_id, claimed.c.stale)
-        ).all()
-        return [Claim(row.id, row.tenant_id, row.provider_id, owner, now, until, row.stale) for row in rows]
-
     def due_backlog(self, now: datetime, horizon_seconds: int) -> int:
         return int(self._session.scalar(select(func.connvault_due_backlog(now, horizon_seconds))) or 0)
 
@@ -510,7 +427,7 @@ class ConnectionRepository:
     def _apply_grant(self, row: ConnectionRow, grant: NewCredentials, granted_at: datetime) -> None:
         row.credentials = self._seal(row.tenant_id, row.id, grant.credentials)
         row.credential_type = grant.credentials.type.value
-        row.has_refresh_token = _has_refresh_token(grant.credentials)
+        row.has_refresh_token = holds_refresh_token(grant.credentials)
         row.token_type = grant.token_type
         row.scopes = list(grant.scopes)
         row.expires_at = grant.expires_at
@@ -545,7 +462,7 @@ class ConnectionRepository:
         index = self._indexer().index(PROVIDER_ACCOUNT_ID_FIELD, plaintext)
         return {"provider_account_id": sealed, "provider_account_id_bidx": index}
 
-    def _refreshed_account_id(self, connection: Connection, value: Redacted[str] | None) -> dict[str, bytes]:
+    def refreshed_account_id(self, connection: Connection, value: Redacted[str] | None) -> dict[str, bytes]:
         """What a refresh writes of the account id it saw. A key-service failure here drops the id, not the
         tokens: with rotation they are the only live ones, and the next refresh captures the id again."""
         try:
@@ -558,47 +475,57 @@ class ConnectionRepository:
             return {}
 
     def _seal(self, tenant_id: UUID, connection_id: UUID, credentials: Credentials) -> bytes:
-        context = SealContext(tenant_id, CREDENTIALS_FIELD, connection_id)
-        return self._sealer.seal(credentials_to_bytes(credentials), context)
+        return seal_credentials(self._sealer, tenant_id, connection_id, credentials)
 
     def _to_domain(self, row: ConnectionRow, provider_slug: str, *, open_credentials: bool = True) -> Connection:
-        credentials = None
-        if open_credentials and row.credentials is not None:
-            credentials = open_sealed_credentials(self._sealer, row.tenant_id, row.id, row.credentials)
-        account_id = None
-        if row.provider_account_id is not None:
-            context = SealContext(row.tenant_id, PROVIDER_ACCOUNT_ID_FIELD, row.id)
-            account_id = Redacted(self._sealer.open(row.provider_account_id, context).decode())
-        return Connection(
-            id=row.id,
-            tenant_id=row.tenant_id,
-            provider_id=row.provider_id,
-            provider_slug=provider_slug,
-            end_user_id=row.end_user_id,
-            alias=row.alias,
-            credential_type=AuthType(row.credential_type),
-            status=ConnectionStatus(row.status),
-            credentials=credentials,
-            token_type=row.token_type,
-            scopes=tuple(row.scopes),
-            expires_at=row.expires_at,
-            granted_at=row.granted_at,
-            last_refresh_at=row.last_refresh_at,
-            last_used_at=row.last_used_at,
-            refresh_failures=row.refresh_failures,
-            last_error_code=row.last_error_code,
-            next_refresh_at=row.next_refresh_at,
-            metadata=dict(row.metadata_),
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            refresh_lease_until=row.refresh_lease_until,
-            provider_account_id=account_id,
-            has_refresh_token=row.has_refresh_token,
-            token_version=row.token_version,
-            refresh_started_at=row.refresh_started_at,
-            fault_count=row.fault_count,
-            fault_code=row.fault_code,
-        )
+        return to_connection(row, provider_slug, self._sealer, open_credentials=open_credentials)
+
+
+def to_connection(row: Any, provider_slug: str, sealer: Sealer, *, open_credentials: bool = True) -> Connection:
+    """The domain object for a connections row (a ``ConnectionRow``, or anything with its attribute names: the
+    prepared refresh read builds one); ``open_credentials=False`` leaves the envelope sealed."""
+    credentials = None
+    if open_credentials and row.credentials is not None:
+        credentials = open_sealed_credentials(sealer, row.tenant_id, row.id, row.credentials)
+    account_id = None
+    if row.provider_account_id is not None:
+        context = SealContext(row.tenant_id, PROVIDER_ACCOUNT_ID_FIELD, row.id)
+        account_id = Redacted(sealer.open(row.provider_account_id, context).decode())
+    return Connection(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        provider_id=row.provider_id,
+        provider_slug=provider_slug,
+        end_user_id=row.end_user_id,
+        alias=row.alias,
+        credential_type=AuthType(row.credential_type),
+        status=ConnectionStatus(row.status),
+        credentials=credentials,
+        token_type=row.token_type,
+        scopes=tuple(row.scopes),
+        expires_at=row.expires_at,
+        granted_at=row.granted_at,
+        last_refresh_at=row.last_refresh_at,
+        last_used_at=row.last_used_at,
+        refresh_failures=row.refresh_failures,
+        last_error_code=row.last_error_code,
+        next_refresh_at=row.next_refresh_at,
+        metadata=dict(row.metadata_),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        refresh_lease_until=row.refresh_lease_until,
+        provider_account_id=account_id,
+        has_refresh_token=row.has_refresh_token,
+        token_version=row.token_version,
+        refresh_started_at=row.refresh_started_at,
+        fault_count=row.fault_count,
+        fault_code=row.fault_code,
+    )
+
+
+def seal_credentials(sealer: Sealer, tenant_id: UUID, connection_id: UUID, credentials: Credentials) -> bytes:
+    """A connection's credentials in their envelope, bound to the tenant, the row and the column."""
+    return sealer.seal(credentials_to_bytes(credentials), SealContext(tenant_id, CREDENTIALS_FIELD, connection_id))
 
 
 def open_sealed_credentials(sealer: Sealer, tenant_id: UUID, connection_id: UUID, sealed: bytes) -> Credentials:
@@ -607,7 +534,8 @@ def open_sealed_credentials(sealer: Sealer, tenant_id: UUID, connection_id: UUID
     return credentials_from_bytes(sealer.open(sealed, SealContext(tenant_id, CREDENTIALS_FIELD, connection_id)))
 
 
-def _has_refresh_token(credentials: Credentials) -> bool:
+def holds_refresh_token(credentials: Credentials) -> bool:
+    """Whether sealed ``credentials`` will hold a refresh token (stored beside them, so reads need not open them)."""
     return isinstance(credentials, OAuth2Credentials) and credentials.refresh_token is not None
 
 

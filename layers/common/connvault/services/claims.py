@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from connvault.clock import Clock, utcnow
+from connvault.db.refresh_statements import get_refresh_statements
 from connvault.db.uow import UnitOfWork
 
 if TYPE_CHECKING:
@@ -28,27 +29,24 @@ class Claimer:
     """A run's claims: batches of due connections, fair across tenants (round robin, at most ``tenant_share``
     each per claim) and leaving out the providers whose queue in the run is full."""
 
-    def __init__(self, config: SchedulerConfig, *, sealer: Sealer | None, now: Clock) -> None:
+    def __init__(self, config: SchedulerConfig, *, now: Clock) -> None:
         self._config = config
-        self._sealer = sealer
         self._now = now
         self._run_started = now()
         self._after_tenant: UUID | None = None
 
     def claim(self, room: int, skip_providers: Sequence[UUID] = ()) -> list[Claim]:
         config, moment = self._config, self._now()
-        with UnitOfWork(None, sealer=self._sealer) as uow:
-            claims = uow.connections.claim_due(
-                moment,
-                config.horizon_seconds,
-                min(room, config.batch_size),
-                moment + timedelta(seconds=config.lease_seconds),
-                run_started=self._run_started,
-                per_tenant=config.tenant_share,
-                after_tenant=self._after_tenant,
-                skip_providers=skip_providers,
-            )
-            uow.commit()
+        claims = get_refresh_statements().claim(
+            moment,
+            config.horizon_seconds,
+            min(room, config.batch_size),
+            moment + timedelta(seconds=config.lease_seconds),
+            run_started=self._run_started,
+            per_tenant=config.tenant_share,
+            after_tenant=self._after_tenant,
+            skip_providers=skip_providers,
+        )
         if claims:
             self._after_tenant = _last_in_turn({claim.tenant_id for claim in claims}, self._after_tenant)
         return claims

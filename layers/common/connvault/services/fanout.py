@@ -182,7 +182,7 @@ def refresh_messages(
 def _claim_all(config: SchedulerConfig, deadline: Deadline, *, sealer: Sealer | None, now: Clock) -> list[Claim]:
     claims: list[Claim] = []
     stop_claiming = time.monotonic() + config.lease_seconds / 2
-    claimer = Claimer(config, sealer=sealer, now=now)
+    claimer = Claimer(config, now=now)
     while not deadline.passed() and time.monotonic() < stop_claiming:
         batch = claimer.claim(config.batch_size)
         if not batch:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import DBAPIError
 
+from connvault.db.refresh_statements import get_refresh_statements
 from connvault.db.uow import UnitOfWork
 from connvault.errors import DatabaseUnavailable, KeyServiceUnavailable
 from connvault.models import IntegrationStatus
@@ -77,9 +78,9 @@ def acquire(uow: UnitOfWork, connection_id: UUID, *, now: datetime, seconds: int
 
 
 def claimed(uow: UnitOfWork, claim: Claim) -> Lease:
-    """The lease a scheduler claim took, with the connection as it is now (read only: the claim took it)."""
-    with uow:
-        return uow.connections.lease_from_claim(claim)
+    """The lease a scheduler claim took, with the connection as it is now (one prepared statement: it reads the
+    row only while the claim's lease is on it, ``NotFound`` otherwise)."""
+    return get_refresh_statements().leased(claim, uow.sealer)
 
 
 def store(
@@ -88,13 +89,16 @@ def store(
     """Store a refresh's answer and end the lease, retrying a failed write before anything else happens.
 
     Not conditional on the lease (the provider has answered; with rotation these are the only good tokens), only
-    on the grant: ``GrantSuperseded`` if the end user connected again meanwhile, ``NotFound`` if deleted."""
+    on the grant: ``GrantSuperseded`` if the end user connected again meanwhile, ``NotFound`` if deleted. One
+    prepared statement (``db/refresh_statements.py``)."""
+    account: dict[str, bytes] = {}
+    if grant.provider_account_id is not None:  # sealed with a blind index, which may need the tenant's index key
+        with uow:
+            account = uow.connections.refreshed_account_id(lease.connection, grant.provider_account_id)
+            uow.commit()
     for attempt in range(1, attempts + 1):
         try:
-            with uow:
-                stored = uow.connections.store_refresh(lease, grant, now)
-                uow.commit()
-            return stored
+            return get_refresh_statements().store(lease, grant, now, uow.sealer, account=account)
         except (DBAPIError, DatabaseUnavailable, KeyServiceUnavailable):
             if attempt == attempts:
                 raise

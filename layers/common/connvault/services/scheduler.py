@@ -59,7 +59,7 @@ def refresh_due(
         config, policy, oauth, sealer=sealer, now=now, deadline=Deadline(remaining_ms, config.deadline_margin_ms)
     )
 
-    claimer = Claimer(config, sealer=sealer, now=now)
+    claimer = Claimer(config, now=now)
     runner.drive(lambda room, saturated: [Job.of_claim(claim) for claim in claimer.claim(room, saturated)])
     report = runner.report(due_backlog=due_backlog(config, sealer=sealer, now=now), started=started)
     publish(report)
