@@ -4,9 +4,10 @@ Two run modes drive it: the scheduled run (``services/scheduler.py``), whose job
 fan-out worker (``services/fanout.py``), whose jobs take their lease themselves. Inside a run:
 
 * a pool of ``refresh_concurrency`` threads, with the HTTP pool sized to match;
-* one gate per provider admits at most its cap (catalog ``max_concurrent_refreshes``, else the setting). Jobs
-  over the cap queue in the gate and are run by the thread that leaves it, so no thread sits blocked while other
-  providers have work;
+* one gate per provider admits at most its cap (catalog ``max_concurrent_refreshes``, else the setting), and
+  while several providers have work, at most its share of the threads; jobs over the limit queue in the gate
+  and are run by a thread leaving a gate, so no thread sits blocked while other providers have work, and a slow
+  provider cannot hold every thread;
 * each thread waits a random moment before its first job (jitter), so thousands of tokens issued together do
   not reach a provider in lockstep;
 * new work is asked for while a pool's worth of runnable jobs still waits, so no thread idles through a claim,
@@ -26,7 +27,7 @@ import threading
 import time
 from collections import Counter, deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from enum import StrEnum
 from functools import lru_cache
@@ -229,35 +230,67 @@ class _Ticket:
 
     job: Job
     lease: Lease
-    gate: _Gate
     app: ProviderApp
 
+    @property
+    def provider_id(self) -> UUID:
+        return self.lease.connection.provider_id
 
+
+@dataclass(slots=True)
 class _Gate:
-    """At most ``cap`` refreshes in flight against one provider; the rest wait here without holding a thread."""
+    cap: int
+    in_flight: int = 0
+    waiting: deque[_Ticket] = field(default_factory=deque)
 
-    def __init__(self, cap: int) -> None:
-        self.cap = cap
+
+class _Gates:
+    """The run's provider gates. Each provider has at most its cap of refreshes in flight, and while several
+    providers have work none holds more than its share of the threads (``threads // providers with work``): a
+    slow provider cannot take every thread from a fast one. What waits, waits here without holding a thread."""
+
+    def __init__(self, threads: int) -> None:
+        self._threads = threads
         self._lock = threading.Lock()
-        self._in_flight = 0
-        self._waiting: deque[_Ticket] = deque()
+        self._gates: dict[UUID, _Gate] = {}
+
+    def open(self, provider_id: UUID, cap: int) -> None:
+        with self._lock:
+            self._gates.setdefault(provider_id, _Gate(cap))
+
+    def cap(self, provider_id: UUID) -> int | None:
+        with self._lock:
+            gate = self._gates.get(provider_id)
+            return gate.cap if gate is not None else None
 
     def enter(self, ticket: _Ticket) -> bool:
-        """True: run it now. False: queued; a thread leaving the gate will run it."""
+        """True: run it now. False: queued; a thread leaving a gate will run it."""
         with self._lock:
-            if self._in_flight < self.cap:
-                self._in_flight += 1
+            gate = self._gates[ticket.provider_id]
+            if gate.in_flight < self._limit(gate, entering=True):
+                gate.in_flight += 1
                 return True
-            self._waiting.append(ticket)
+            gate.waiting.append(ticket)
             return False
 
-    def leave(self) -> _Ticket | None:
-        """The next queued ticket, which keeps the caller's place, or None once the queue is empty."""
+    def leave(self, ticket: _Ticket) -> _Ticket | None:
+        """What the thread that ran ``ticket`` runs next: a queued ticket of a provider within its limit (its own
+        first, else the one with the fewest in flight), or None to give the thread back."""
         with self._lock:
-            if self._waiting:
-                return self._waiting.popleft()
-            self._in_flight -= 1
-            return None
+            self._gates[ticket.provider_id].in_flight -= 1
+            own = self._gates[ticket.provider_id]
+            ready = [gate for gate in self._gates.values() if gate.waiting and gate.in_flight < self._limit(gate)]
+            if not ready:
+                return None
+            gate = own if own in ready else min(ready, key=lambda candidate: candidate.in_flight)
+            gate.in_flight += 1
+            return gate.waiting.popleft()
+
+    def _limit(self, gate: _Gate, *, entering: bool = False) -> int:
+        busy = sum(1 for other in self._gates.values() if other.in_flight or other.waiting)
+        if entering and not (gate.in_flight or gate.waiting):
+            busy += 1
+        return min(gate.cap, max(1, self._threads // max(busy, 1)))
 
 
 def _stagger(jitter_seconds: float) -> None:
@@ -289,7 +322,7 @@ class Runner:
         self._submitted = 0
         self._counts: Counter[Outcome] = Counter()
         self._by_ref: dict[str, Outcome] = {}
-        self._gates: dict[UUID, _Gate] = {}
+        self._gates = _Gates(config.concurrency)
         self._by_provider: Counter[UUID] = Counter()
         """Claimed jobs not yet resolved, by provider."""
         self._apps: dict[tuple[UUID, UUID], ProviderApp] = {}
@@ -377,8 +410,8 @@ class Runner:
             return [provider for provider, count in self._by_provider.items() if count >= 2 * self._cap(provider)]
 
     def _cap(self, provider_id: UUID) -> int:
-        gate = self._gates.get(provider_id)
-        return gate.cap if gate is not None else self._config.per_provider_concurrency
+        cap = self._gates.cap(provider_id)
+        return cap if cap is not None else self._config.per_provider_concurrency
 
     def _wait_for_a_resolution(self) -> bool:
         """Wait until some job resolves (or the deadline passes); False if nothing is outstanding."""
@@ -401,12 +434,12 @@ class Runner:
         except Exception as exc:
             self._resolve(job, self._fault(job.tenant_id, job.connection_id, job.owner, exc))
             return
-        if ticket is None or not ticket.gate.enter(ticket):
+        if ticket is None or not self._gates.enter(ticket):
             return
         current: _Ticket | None = ticket
         while current is not None:
             self._resolve(current.job, self._run(current))
-            current = current.gate.leave()
+            current = self._gates.leave(current)
 
     def _prepare(self, job: Job) -> _Ticket | None:
         """The job's lease, provider app and gate; None when the job is resolved already (nothing to do)."""
@@ -419,7 +452,10 @@ class Runner:
             self._resolve(job, Outcome.SKIPPED)
             return None
         app = self._app(uow, lease.connection.tenant_id, lease.connection.provider_id)
-        return _Ticket(job, lease, self._gate(app.provider), app)
+        self._gates.open(
+            app.provider.id, app.provider.max_concurrent_refreshes or self._config.per_provider_concurrency
+        )
+        return _Ticket(job, lease, app)
 
     def _lease(self, uow: UnitOfWork, job: Job) -> Lease | None:
         if job.claim is not None:
@@ -449,10 +485,8 @@ class Runner:
                 app = self._apps.setdefault(key, app)
         return app
 
-    def _gate(self, provider: Provider) -> _Gate:
-        cap = provider.max_concurrent_refreshes or self._config.per_provider_concurrency
-        with self._changed:
-            return self._gates.setdefault(provider.id, _Gate(cap))
+    def _cap_of(self, provider: Provider) -> int:
+        return provider.max_concurrent_refreshes or self._config.per_provider_concurrency
 
     def _run(self, ticket: _Ticket) -> Outcome:
         lease = ticket.lease
