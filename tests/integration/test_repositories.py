@@ -205,6 +205,16 @@ def _encoded(text: str) -> str:
         _encoded(f"2026-01-01T00:00:00|{uuid.UUID(int=7)}"),  # naive timestamp
         _encoded("2026-01-01T00:00:00+00:00|not-a-uuid"),
         base64.urlsafe_b64encode(b"\xff\xfe|x").decode(),
+        # issue 13.1: times a driver cannot convert, odd offsets, non-canonical spellings
+        _encoded(f"0001-01-01T00:00:00+01:00|{uuid.UUID(int=7)}"),
+        _encoded(f"9999-12-31T23:59:59-01:00|{uuid.UUID(int=7)}"),
+        _encoded(f"2026-01-01T00:00:00+05:30|{uuid.UUID(int=7)}"),
+        _encoded(f"1900-01-01T00:00:00+00:00|{uuid.UUID(int=7)}"),
+        _encoded(f"2026-01-01T00:00:00+00:00|{{{uuid.UUID(int=7)}}}"),
+        _encoded(f"2026-01-01T00:00:00+00:00|{uuid.UUID(int=7).hex}"),
+        _encoded(f"2026-01-01T00:00:00+00:00|{uuid.UUID(int=7)}") + "==",
+        _encoded(f"2026-01-01T00:00:00+00:00|{uuid.UUID(int=7)}|extra"),
+        _encoded(f"2026-01-01 00:00:00+00:00|{uuid.UUID(int=7)}"),
     ],
 )
 def test_a_cursor_that_was_not_issued_by_the_list_is_invalid_input(tenant: uuid.UUID, cursor: str) -> None:

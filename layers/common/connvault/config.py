@@ -50,6 +50,10 @@ class Settings:
     """How long a connect link can be opened, and how long its page then works."""
     discovery_max_age_seconds: int = 86_400
     http_timeout_seconds: float = 10.0
+    """The total deadline of one call to a provider (connect, TLS, request, whole answer), not a per-read
+    timeout: the refresh lease must outlast it plus the commit."""
+    allow_insecure_loopback_urls: bool = False
+    """Let tenant URLs name loopback, over plain http too: local development and tests only, never deployed."""
     default_refresh_margin_seconds: int = 300
     refresh_lease_seconds: int = 30
     refresh_wait_seconds: float = 8.0

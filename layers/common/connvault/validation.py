@@ -35,6 +35,23 @@ def require_url(url: str, field: str, *, allow_query: bool = True) -> str:
     return url
 
 
+def require_outbound_url(url: str, field: str, *, allow_query: bool = True) -> str:
+    """A URL connvault itself will call (an endpoint, a discovery document): ``require_url`` plus the egress
+    guard's static rules, so a URL the guard would refuse at call time is refused at registration instead.
+
+    The message is the same for every refused address (which rule matched is not a tenant's business, and a
+    DNS name that resolves somewhere private is only found out at call time, as the same "blocked address").
+    """
+    from connvault.egress import BlockedAddress, EgressPolicy, check_url
+
+    require_url(url, field, allow_query=allow_query)
+    try:
+        check_url(url, EgressPolicy.from_settings())
+    except BlockedAddress:
+        raise InvalidInput(f"{field} is a blocked address (https to a public host only)", field=field) from None
+    return url
+
+
 def require_scopes(scopes: list[str] | tuple[str, ...], field: str = "scopes") -> tuple[str, ...]:
     if len(scopes) > 100:
         raise InvalidInput("at most 100 scopes", field=field)

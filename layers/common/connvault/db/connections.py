@@ -11,7 +11,7 @@ import base64
 import binascii
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -530,19 +530,31 @@ def _has_refresh_token(credentials: Credentials) -> bool:
     return isinstance(credentials, OAuth2Credentials) and credentials.refresh_token is not None
 
 
+_CURSOR_YEARS = (2000, 9998)
+"""Rows are created now; a time outside these years in a cursor was not written by ``encode_cursor``."""
+
+
 def encode_cursor(created_at: datetime, connection_id: UUID) -> str:
-    raw = f"{created_at.isoformat()}|{connection_id}".encode()
+    raw = f"{created_at.astimezone(UTC).isoformat()}|{connection_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    """Parse a cursor from ``encode_cursor``; anything else is a 400, not a 500."""
+    """Parse a cursor from ``encode_cursor``; anything else is a 400, not a 500, before any SQL.
+
+    Only what ``encode_cursor`` writes is accepted: a UTC time within the years a row can have been created in
+    and a canonical uuid, which must re-encode to the very same cursor. (An offset such as
+    ``0001-01-01T00:00:00+01:00`` used to reach the driver, which overflowed converting it mid-statement.)
+    """
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
         created, _, ident = raw.partition("|")
         when = datetime.fromisoformat(created)
-        if when.tzinfo is None:
-            raise ValueError(created)
-        return when, UUID(ident)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        if when.utcoffset() != timedelta(0) or not _CURSOR_YEARS[0] <= when.year <= _CURSOR_YEARS[1]:
+            raise ValueError("cursor time")
+        connection_id = UUID(ident)
+        if encode_cursor(when, connection_id) != cursor:
+            raise ValueError("not canonical")
+        return when, connection_id
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise InvalidInput("cursor is not valid", field="cursor") from None

@@ -83,12 +83,16 @@ def get_engine() -> Engine:
             raise DisconnectionError from exc  # the pool drops it and checks out another (or a new one)
 
     @event.listens_for(engine, "handle_error")
-    def _drop_lost_connections(context: ExceptionContext) -> None:
-        # pg8000's dialect recognises a closed socket but not a server that ended the session (a failover's
-        # admin_shutdown) or one that now answers as a reader: marked as a disconnect, the connection and the
-        # pool's others (same server) are discarded instead of reused.
-        if connection_lost(context.original_exception):
-            context.is_disconnect = True
+    def _discard_interrupted(context: ExceptionContext) -> None:
+        # Any exception inside a statement (a driver-side conversion error, a timeout, an interrupt, a server
+        # error) may leave the statement's replies unread on the wire, and the next statement on that
+        # connection would read them as its own: another tenant's rows. So the connection is never reused.
+        # The pool's other connections (same server) go too only when the connection was lost: pg8000's dialect
+        # recognises a closed socket but not a server that ended the session (a failover's admin_shutdown) or
+        # one that now answers as a reader.
+        lost = context.is_disconnect or connection_lost(context.original_exception)
+        context.invalidate_pool_on_disconnect = lost
+        context.is_disconnect = True
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -117,9 +117,10 @@ class FastReads:
     def _run(self, sql: str, **params: Any) -> list[list[Any]]:
         """Run a prepared statement; a connection that died while the Lambda was frozen is replaced once.
 
-        A connection that saw any error is dropped, never reused. The database refusing a new connection (too
-        many clients, a failover in progress) or losing this one twice is ``DatabaseUnavailable``: the caller
-        answers "retry shortly" instead of failing."""
+        A connection that saw any exception inside a statement is dropped, never reused: its replies may still be
+        unread on the wire, and the next read would take them for its own (another tenant's row). The database
+        refusing a new connection (too many clients, a failover in progress) or losing this one twice is
+        ``DatabaseUnavailable``: the caller answers "retry shortly" instead of failing."""
         with self._lock:
             for attempt in (1, 2):
                 try:
@@ -130,6 +131,9 @@ class FastReads:
                         raise
                     if attempt == 2 or sqlstate(exc) in REFUSED_SQLSTATES:
                         raise DatabaseUnavailable("the database is unavailable; retry shortly") from None
+                except BaseException:
+                    self._drop()
+                    raise
         raise AssertionError("unreachable")
 
     def _prepared(self, sql: str) -> Any:
@@ -142,7 +146,7 @@ class FastReads:
 
     def _drop(self) -> None:
         if self._connection is not None:
-            with contextlib.suppress(InterfaceError, OSError):
+            with contextlib.suppress(Exception):  # a connection interrupted mid-statement may fail any way
                 self._connection.close()
         self._connection = None
         self._statements.clear()

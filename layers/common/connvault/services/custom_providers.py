@@ -28,7 +28,7 @@ from connvault.errors import Conflict, InvalidInput, NotFound, ProviderUnavailab
 from connvault.models import AuthType, Provider, TokenEndpointAuthMethod
 from connvault.oauth import discovery
 from connvault.observability import logger
-from connvault.validation import require_text, require_url
+from connvault.validation import require_outbound_url, require_text
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -231,9 +231,9 @@ def _check(slug: str, definition: CustomProviderInput) -> None:
     if definition.display_name is not None:
         require_text(definition.display_name, "custom_provider.display_name", max_length=200)
     if definition.issuer is not None:
-        require_url(definition.issuer, "custom_provider.issuer", allow_query=False)
+        require_outbound_url(definition.issuer, "custom_provider.issuer", allow_query=False)
     if definition.discovery_url is not None:
-        require_url(definition.discovery_url, "custom_provider.discovery_url", allow_query=False)
+        require_outbound_url(definition.discovery_url, "custom_provider.discovery_url", allow_query=False)
         for name in _METADATA_DECIDES:
             if getattr(definition, name) is not None:
                 raise InvalidInput(
@@ -247,10 +247,10 @@ def _check(slug: str, definition: CustomProviderInput) -> None:
                     f"a custom provider needs discovery_url, or authorization_url and token_url; {name} is missing",
                     field=f"custom_provider.{name}",
                 )
-        require_url(definition.authorization_url or "", "custom_provider.authorization_url")
-        require_url(definition.token_url or "", "custom_provider.token_url")
+        require_outbound_url(definition.authorization_url or "", "custom_provider.authorization_url")
+        require_outbound_url(definition.token_url or "", "custom_provider.token_url")
         if definition.revocation_url is not None:
-            require_url(definition.revocation_url, "custom_provider.revocation_url")
+            require_outbound_url(definition.revocation_url, "custom_provider.revocation_url")
         if definition.require_iss and definition.issuer is None:
             raise InvalidInput("require_iss needs the issuer", field="custom_provider.issuer")
     if definition.scope_separator not in SCOPE_SEPARATORS:
