@@ -30,6 +30,13 @@ class InvalidInput(ConnvaultError):
         self.field = field
 
 
+class DiscoveryFailed(InvalidInput):
+    """The provider's discovery metadata could not be fetched or cannot be used; the tenant can fix the URL,
+    the issuer, or the server it names."""
+
+    code = "discovery_failed"
+
+
 class NotFound(ConnvaultError):
     """The resource does not exist, or belongs to another tenant (never said which)."""
 

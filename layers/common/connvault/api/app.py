@@ -33,6 +33,7 @@ from connvault.errors import (
     CredentialsExpired,
     DatabaseUnavailable,
     DecryptionFailed,
+    DiscoveryFailed,
     InvalidInput,
     KeyServiceUnavailable,
     NotFound,
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 
 STATUS_BY_ERROR: dict[type[ConnvaultError], HTTPStatus] = {
     InvalidInput: HTTPStatus.BAD_REQUEST,
+    DiscoveryFailed: HTTPStatus.UNPROCESSABLE_ENTITY,
     Unauthorized: HTTPStatus.UNAUTHORIZED,
     NotFound: HTTPStatus.NOT_FOUND,
     ConflictError: HTTPStatus.CONFLICT,

@@ -17,6 +17,7 @@ result written in a new transaction.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -24,14 +25,14 @@ from typing import TYPE_CHECKING
 
 from connvault.clock import Clock, utcnow
 from connvault.config import get_settings
-from connvault.errors import Conflict, InvalidInput, NotFound, ProviderUnavailable
+from connvault.errors import Conflict, DiscoveryFailed, InvalidInput, NotFound, ProviderUnavailable
 from connvault.models import AuthType, Provider, TokenEndpointAuthMethod
 from connvault.oauth import discovery
 from connvault.observability import logger
 from connvault.validation import require_outbound_url, require_text
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterator, Mapping
     from datetime import datetime
 
     from connvault.db.uow import UnitOfWork
@@ -123,10 +124,11 @@ def prepare_custom_provider(
     if definition.discovery_url is None:
         return provider
     has_secret = sends_client_secret or (integration is not None and integration.has_client_secret)
-    metadata = discovery.fetch_metadata(
-        definition.discovery_url, expected_issuer=definition.issuer, transport=transport
-    )
-    return with_metadata(provider, metadata, has_client_secret=has_secret, fetched_at=now())
+    with _as_discovery_failure():
+        metadata = discovery.fetch_metadata(
+            definition.discovery_url, expected_issuer=definition.issuer, transport=transport
+        )
+        return with_metadata(provider, metadata, has_client_secret=has_secret, fetched_at=now())
 
 
 def store_custom_provider(uow: UnitOfWork, provider: Provider) -> Provider:
@@ -210,6 +212,21 @@ def _refresh(
     return saved
 
 
+@contextlib.contextmanager
+def _as_discovery_failure() -> Iterator[None]:
+    """Metadata a definition needs that could not be had is the tenant's to act on: 422 ``discovery_failed``, whether
+    the server was unreachable, blocked, or served something unusable. The message says which, never how the
+    network failed (see ``connvault.egress``), and never quotes the document."""
+    try:
+        yield
+    except ProviderUnavailable as exc:
+        raise DiscoveryFailed(f"discovery failed: {exc.message}", field="custom_provider.discovery_url") from None
+    except DiscoveryFailed:
+        raise
+    except InvalidInput as exc:
+        raise DiscoveryFailed(f"discovery failed: {exc.message}", field=exc.field) from None
+
+
 def _is_stale(provider: Provider, now: datetime, max_age: timedelta) -> bool:
     if provider.discovery_url is None:
         return False
@@ -234,6 +251,12 @@ def _check(slug: str, definition: CustomProviderInput) -> None:
         require_outbound_url(definition.issuer, "custom_provider.issuer", allow_query=False)
     if definition.discovery_url is not None:
         require_outbound_url(definition.discovery_url, "custom_provider.discovery_url", allow_query=False)
+        if definition.issuer is None and discovery.issuer_of(definition.discovery_url) is None:
+            raise InvalidInput(
+                "discovery_url is not a /.well-known/openid-configuration or /.well-known/oauth-authorization-server "
+                "URL; give the issuer too",
+                field="custom_provider.discovery_url",
+            )
         for name in _METADATA_DECIDES:
             if getattr(definition, name) is not None:
                 raise InvalidInput(
