@@ -44,9 +44,13 @@ class NotFound(ConnvaultError):
 
 
 class Conflict(ConnvaultError):
-    """The write conflicts with existing data (a unique constraint)."""
+    """The write conflicts with existing data (a unique constraint), or with what the stored data allows."""
 
     code = "conflict"
+
+    def __init__(self, message: str = "", *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class Unauthorized(ConnvaultError):

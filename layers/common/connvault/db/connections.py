@@ -263,6 +263,19 @@ class ConnectionRepository:
             .values(status=status.value, last_error_code=error_code)
         )
 
+    def require_reauth_for_provider(self, provider_id: UUID, reason: str) -> int:
+        """Every connection of ``provider_id`` that could still be refreshed now needs its end user again (its
+        refresh token belongs to a server connvault no longer calls); how many."""
+        result = self._session.execute(
+            update(ConnectionRow)
+            .where(
+                ConnectionRow.provider_id == provider_id,
+                ConnectionRow.status.in_(_REFRESHABLE),
+            )
+            .values(status=ConnectionStatus.NEEDS_REAUTH.value, last_error_code=reason, updated_at=func.now())
+        )
+        return int(result.rowcount or 0)
+
     # -- the refresh lease -------------------------------------------------------------------------------
 
     def acquire_lease(self, connection_id: UUID, now: datetime, until: datetime) -> Lease | None:
@@ -529,6 +542,8 @@ class ConnectionRepository:
 def _has_refresh_token(credentials: Credentials) -> bool:
     return isinstance(credentials, OAuth2Credentials) and credentials.refresh_token is not None
 
+
+_REFRESHABLE = (ConnectionStatus.ACTIVE.value, ConnectionStatus.EXPIRED.value, ConnectionStatus.ERROR.value)
 
 _CURSOR_YEARS = (2000, 9998)
 """Rows are created now; a time outside these years in a cursor was not written by ``encode_cursor``."""

@@ -22,6 +22,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from connvault.clock import Clock, utcnow
 from connvault.config import get_settings
@@ -39,6 +40,10 @@ if TYPE_CHECKING:
     from connvault.oauth.http import HttpTransport
 
 SCOPE_SEPARATORS = frozenset({" ", ",", "+"})
+SECRET_DESTINATIONS = ("authorization_url", "token_url", "revocation_url", "issuer")
+"""Without discovery, the fields that decide where the client secret and refresh tokens are sent (the
+authorization endpoint receives the client id and the end user; the issuer decides which ``iss`` is trusted)."""
+TOKEN_ENDPOINT_MOVED = "token_endpoint_moved"
 MAX_AUTHORIZE_PARAMS = 20
 MAX_REFRESH_MARGIN_SECONDS = 86_400
 _METADATA_DECIDES = (
@@ -96,6 +101,14 @@ def prepare_custom_provider(
         _refuse_global(uow, slug)
         existing = uow.providers.find_custom(slug)
         integration = None if existing is None else uow.integrations.find(existing.id)
+    if existing is not None and integration is not None and integration.has_client_secret and not sends_client_secret:
+        moved = _moved_destination(existing, definition)
+        if moved is not None:
+            raise Conflict(
+                f"changing custom_provider.{moved} would send the stored client secret and refresh tokens to "
+                "another server; send client_secret again in the same request",
+                field=f"custom_provider.{moved}",
+            )
     provider = Provider(
         id=existing.id if existing is not None else uuid.uuid4(),
         slug=slug,
@@ -132,9 +145,18 @@ def prepare_custom_provider(
 
 
 def store_custom_provider(uow: UnitOfWork, provider: Provider) -> Provider:
-    """Write a prepared provider inside the caller's open transaction (the slug is checked again there)."""
+    """Write a prepared provider inside the caller's open transaction (the slug is checked again there).
+
+    When the token endpoint moves to another origin (scheme, host, port), the provider's connections need their
+    end users again (``needs_reauth``, reason ``token_endpoint_moved``): their refresh tokens were issued by the
+    old server and are never sent to the new one. A move within one origin keeps them working.
+    """
     _refuse_global(uow, provider.slug)
-    return uow.providers.save_custom(provider)
+    previous = uow.providers.find_custom(provider.slug)
+    stored = uow.providers.save_custom(provider)
+    if previous is not None and _origin(previous.token_url) != _origin(stored.token_url):
+        uow.connections.require_reauth_for_provider(stored.id, TOKEN_ENDPOINT_MOVED)
+    return stored
 
 
 def refresh_metadata(
@@ -225,6 +247,31 @@ def _as_discovery_failure() -> Iterator[None]:
         raise
     except InvalidInput as exc:
         raise DiscoveryFailed(f"discovery failed: {exc.message}", field=exc.field) from None
+
+
+def _moved_destination(existing: Provider, definition: CustomProviderInput) -> str | None:
+    """The first field of ``definition`` that changes where the provider's secrets go, or None.
+
+    With discovery, the discovery URL and a given issuer decide: the same server's metadata may move its own
+    endpoints. Without it, each endpoint (and the issuer ``iss`` is checked against) counts.
+    """
+    if definition.discovery_url is not None or existing.discovery_url is not None:
+        if definition.discovery_url != existing.discovery_url:
+            return "discovery_url"
+        if definition.issuer is not None and definition.issuer != existing.issuer:
+            return "issuer"
+        return None
+    for name in SECRET_DESTINATIONS:
+        if getattr(definition, name) != getattr(existing, name):
+            return name
+    return None
+
+
+def _origin(url: str | None) -> tuple[str, str | None, int | None] | None:
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
 
 
 def _is_stale(provider: Provider, now: datetime, max_age: timedelta) -> bool:
