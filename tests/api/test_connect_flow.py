@@ -386,3 +386,46 @@ def test_starting_a_connect_session_purges_the_tenants_abandoned_ones_and_no_one
     with owner(db) as sql:
         remaining = sql.run("SELECT tenant_id = :o, expires_at > now() FROM oauth_sessions ORDER BY 1", o=other)
     assert remaining == [[False, True], [True, False]]
+
+
+# -- issue 13.7: a callback never orphans a grant ----------------------------------------------------------
+
+
+def test_provider_fields_with_nul_or_lone_surrogates_are_dropped_and_the_connect_succeeds(
+    api: Api, provider, db
+) -> None:
+    provider.configure(
+        extra_fields={
+            "team_name": "Acme\x00Corp",
+            "team_label": "half \ud800 a pair",
+            "\ud83d": "a key that is half a pair",
+            "team_id": "T123",
+            "huge": 10**30,
+        }
+    )
+
+    _query, location = land(api)
+
+    connection = api.call("GET", f"/connections/{location['connection_id']}").json()
+    assert connection["metadata"] == {"provider": {"team_id": "T123"}}
+
+
+def test_a_failure_after_the_code_exchange_revokes_the_new_grant_and_redirects_with_server_error(
+    api: Api, provider, db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connvault.db.connections import ConnectionRepository
+
+    def broken_write(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("the write failed")
+
+    monkeypatch.setattr(ConnectionRepository, "save_grant", broken_write)
+    before = db_state(db)
+
+    _query, location = land(api)
+
+    assert location == {"error": "server_error"}
+    stats = provider.stats()
+    assert stats.token_calls.get("authorization_code") == 1
+    assert stats.live_refresh_tokens == frozenset()
+    assert len(stats.revoked) == 1
+    assert db_state(db)["connections"] == before["connections"]

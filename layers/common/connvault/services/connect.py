@@ -24,6 +24,7 @@ from connvault.errors import InvalidInput, NotFound, ProviderRejected, ProviderU
 from connvault.models import AuthType, OAuth2Credentials, PendingConnect
 from connvault.oauth.outcomes import sanitize_reason
 from connvault.oauth.pkce import code_challenge_s256, new_code_verifier, new_state, state_digest
+from connvault.observability import MetricName, logger, metrics
 from connvault.redacted import Redacted
 from connvault.services import custom_providers
 from connvault.validation import require_scopes, require_text
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
     from connvault.crypto.sealer import Sealer
     from connvault.db.connect_confirmations import ParkedGrant
-    from connvault.models import Connection, Provider
+    from connvault.models import ClientCredentials, Connection, Provider
     from connvault.oauth.client import OAuthClient
 
 MAX_STATE_LENGTH = 512
@@ -221,20 +222,46 @@ def complete_connect(
         return fail(exc.reason or exc.code)
     except ProviderUnavailable:
         return fail("provider_unavailable")
-    grant = NewCredentials(
-        credentials=OAuth2Credentials(tokens.access_token, tokens.refresh_token, tokens.id_token),
-        token_type=tokens.token_type,
-        scopes=tokens.scopes if tokens.scopes is not None else pending.scopes,
-        expires_at=tokens.expires_at,
-        provider_account_id=tokens.provider_account_id,
-    )
-    metadata = {"provider": dict(tokens.extra)} if tokens.extra else {}
-    if pending.require_confirmation:
-        parked = park_grant(pending, grant, metadata, sealer=sealer)
-        return CallbackResult(pending.return_url, tenant_id=tenant_id, confirmation=parked)
-    connection = _save_grant(pending, grant, metadata, sealer=sealer, now=now)
+    credentials = OAuth2Credentials(tokens.access_token, tokens.refresh_token, tokens.id_token)
+    try:
+        grant = NewCredentials(
+            credentials=credentials,
+            token_type=tokens.token_type,
+            scopes=tokens.scopes if tokens.scopes is not None else pending.scopes,
+            expires_at=tokens.expires_at,
+            provider_account_id=tokens.provider_account_id,
+        )
+        metadata = {"provider": dict(tokens.extra)} if tokens.extra else {}
+        if pending.require_confirmation:
+            parked = park_grant(pending, grant, metadata, sealer=sealer)
+            return CallbackResult(pending.return_url, tenant_id=tenant_id, confirmation=parked)
+        connection = _save_grant(pending, grant, metadata, sealer=sealer, now=now)
+    except Exception as exc:  # whatever failed, the provider's grant must not outlive it
+        _revoke_orphaned_grant(oauth, provider, integration.client, credentials, exc)
+        return fail("server_error")
     return CallbackResult(
         pending.return_url, connection_id=connection.id, tenant_id=tenant_id, connect_link_id=pending.connect_link_id
+    )
+
+
+def _revoke_orphaned_grant(
+    oauth: OAuthClient | None,
+    provider: Provider,
+    client: ClientCredentials,
+    credentials: OAuth2Credentials,
+    error: Exception,
+) -> None:
+    """The provider granted access but nothing was stored to point at it: take the grant back (best effort) so
+    no live grant is left that connvault cannot see, refresh or delete. Logged with the error's type only."""
+    token, hint = credentials.revocation_target()
+    revoked = (oauth or wiring.get_oauth_client()).revoke(provider, client, token.reveal(), hint)
+    if not revoked:
+        metrics.add_metric(name=MetricName.REVOCATION_FAILED, unit="Count", value=1)
+    logger.error(
+        "connect failed after the code exchange; the new grant was revoked"
+        if revoked
+        else "connect failed after the code exchange; the new grant could not be revoked",
+        extra={"provider": provider.slug, "error_type": type(error).__name__, "revoked": revoked},
     )
 
 
