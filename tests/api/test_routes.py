@@ -60,7 +60,8 @@ def create_api_key_connection(api: Api, end_user_id: str = "user-1", **extra: ob
     [
         ("POST", "/connections", None, "{not json", "body"),
         ("POST", "/connections", None, None, "body"),
-        ("POST", "/connections", None, {"provider": "openai", "end_user_id": "u", "surprise": 1}, "body.surprise"),
+        # an unknown key is the client's own text: the field named is where it was found (issue 13.8)
+        ("POST", "/connections", None, {"provider": "openai", "end_user_id": "u", "surprise": 1}, "body"),
         ("POST", "/connections", None, {"provider": "Not A Slug", "end_user_id": "u"}, "body.provider"),
         ("POST", "/connect-sessions", None, {"provider": "demo"}, "body.end_user_id"),
         ("GET", "/connections/not-a-uuid", None, None, "path.connection_id"),

@@ -638,7 +638,7 @@ def test_no_secret_appears_in_any_failure(
     authorize: Authorize,
     make_transport: Transports,
 ) -> None:
-    oauth = OAuthClient(make_transport(timeout_seconds=0.3))
+    oauth = OAuthClient(make_transport(deadline_seconds=0.3))
     provider = catalog_entry()
     redirect = authorize(provider, credentials.client_id)
     tokens = oauth.exchange_code(provider, credentials, redirect.code, REDIRECT_URI, redirect.verifier, NOW)

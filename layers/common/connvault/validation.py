@@ -62,11 +62,24 @@ def require_scopes(scopes: list[str] | tuple[str, ...], field: str = "scopes") -
 
 
 def require_text(value: str, field: str, *, max_length: int, min_length: int = 1) -> str:
+    """Text of a bounded length that can be stored, sealed and sent back as it came: no control characters and
+    no lone UTF-16 surrogate (which has no UTF-8 form: a secret holding one could be stored but never used)."""
     if not isinstance(value, str) or not min_length <= len(value) <= max_length:
         raise InvalidInput(f"{field} must be {min_length} to {max_length} characters", field=field)
     if _has_control_characters(value):
         raise InvalidInput(f"{field} must not contain control characters", field=field)
+    if not is_unicode_text(value):
+        raise InvalidInput(f"{field} must be valid Unicode text", field=field)
     return value
+
+
+def is_unicode_text(value: str) -> bool:
+    """No lone surrogate: JSON's ``"\ud800"`` decodes to one, and nothing can encode it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _has_control_characters(value: str) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import traceback
 from collections.abc import Callable
+from functools import cache
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -24,6 +25,7 @@ from pg8000.exceptions import DatabaseError as DriverDatabaseError
 from pg8000.exceptions import InterfaceError as DriverInterfaceError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from connvault.api.body import JsonOnlyValidation, strict_json
 from connvault.config import get_settings
 from connvault.db.target import database_unavailable
 from connvault.errors import Conflict as ConflictError
@@ -99,7 +101,9 @@ def json_response(status: HTTPStatus, body: Any, *, headers: dict[str, str] | No
 
 
 def new_http_app() -> APIGatewayHttpResolver:
-    app = APIGatewayHttpResolver(enable_validation=True)
+    app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=strict_json)
+    # Taken by the resolver in place of its own (it builds one only when the app has none): JSON bodies only.
+    app._request_validation_middleware = JsonOnlyValidation()  # type: ignore[attr-defined]
 
     @app.exception_handler(ConnvaultError)
     def _domain_error(error: ConnvaultError) -> Response:
@@ -185,11 +189,31 @@ def database_unavailable_response() -> Response:
 
 
 def _field_of(problem: dict[str, Any]) -> str:
-    """``body.client_id``, ``query.min_ttl``…; a body that is not JSON at all is just ``body`` (pydantic's
-    location for it ends in a character offset, which names no field)."""
+    """``body.client_id``, ``query.min_ttl``…, named from the schema only: within a body the location stops at
+    the first part that is not a field of a request model (an unknown key, a key of ``metadata``), since such
+    a part is the client's own text, a secret perhaps. A body that is not JSON at all is just ``body``."""
     if problem.get("type") == "json_invalid":
         return "body"
-    return ".".join(str(part) for part in problem.get("loc", ()))
+    location = [str(part) for part in problem.get("loc", ())]
+    if location[:1] != ["body"]:
+        return ".".join(location)
+    named = ["body"]
+    for part in problem.get("loc", ())[1:]:
+        if not (isinstance(part, int) or part in request_field_names()):
+            break
+        named.append(str(part))
+    return ".".join(named)
+
+
+@cache
+def request_field_names() -> frozenset[str]:
+    """Every field name of every request model: what an error location inside a body may say."""
+    from connvault.api import schemas  # at first use: the token route's cold start needs no pydantic models
+
+    models = [
+        model for model in vars(schemas).values() if isinstance(model, type) and issubclass(model, schemas.Strict)
+    ]
+    return frozenset(name for model in models for name in model.model_fields)
 
 
 def stack_of(error: BaseException) -> list[str]:

@@ -34,6 +34,9 @@ MAX_BODY_BYTES = 1024 * 1024
 """A token response is a few KiB; anything past this is not one, and is not worth buffering."""
 
 DEFAULT_POOL_SIZE = 10
+UNREACHABLE_REASON = "unreachable"
+"""Timed out, refused, reset, TLS failed: one reason, as the message is one (see ``connvault.egress``). A call
+that ended so may have been answered by the provider after all (a rotated refresh token that never arrived)."""
 _USER_AGENT = "connvault/0.1"
 
 
@@ -117,7 +120,7 @@ class HttpTransport:
         except BlockedAddress:
             raise ProviderUnavailable(BLOCKED_MESSAGE, reason="blocked_address") from None
         except (Unreachable, HTTPError, OSError):
-            raise ProviderUnavailable(UNREACHABLE_MESSAGE, reason="unreachable") from None
+            raise ProviderUnavailable(UNREACHABLE_MESSAGE, reason=UNREACHABLE_REASON) from None
         if too_large:
             raise ProviderUnavailable("the provider sent an oversized response", reason="response_too_large")
         return HttpResponse(

@@ -237,9 +237,11 @@ def check_metadata(metadata: Mapping[str, Any]) -> None:
     """Metadata that PostgreSQL can store and the API can answer with: bounded in size and depth (a deeper
     document is stored but then fails every response that shows it), and no U+0000 (jsonb refuses it)."""
     try:
-        size = len(json.dumps(metadata))
-    except (TypeError, ValueError, RecursionError):
-        raise InvalidInput("metadata must be a JSON object", field="metadata") from None
+        size = len(json.dumps(metadata, allow_nan=False, ensure_ascii=False).encode("utf-8"))
+    except (TypeError, ValueError, RecursionError):  # UnicodeEncodeError (a lone surrogate) is a ValueError
+        raise InvalidInput(
+            "metadata must be a JSON object of finite numbers and Unicode text", field="metadata"
+        ) from None
     if size > MAX_METADATA_BYTES:
         raise InvalidInput(f"metadata must be at most {MAX_METADATA_BYTES} bytes of JSON", field="metadata")
     pending: list[tuple[Any, int]] = [(metadata, 1)]

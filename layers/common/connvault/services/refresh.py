@@ -34,6 +34,7 @@ from connvault.errors import (
     ReauthRequired,
 )
 from connvault.models import Connection, ConnectionStatus, OAuth2Credentials, needs_refresh
+from connvault.oauth.http import UNREACHABLE_REASON
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from connvault.models import ClientCredentials, Provider
     from connvault.oauth.client import OAuthClient
 
-_ANSWER_MAY_HAVE_BEEN_LOST = frozenset({"timeout", "connection_error"})
+_ANSWER_MAY_HAVE_BEEN_LOST = frozenset({UNREACHABLE_REASON})
 STALE_LEASE_REASON = "refresh_interrupted"
 """Error code when a refresh token was refused right after a refresh that died mid-way: the provider had
 probably rotated the token and the process stopped before storing the new one."""
