@@ -33,6 +33,7 @@ class Settings:
     db_app_role: str = "connvault_app"
     db_connect_timeout_seconds: float = 5.0
     db_statement_timeout_ms: int = 10_000
+    db_lock_timeout_ms: int = 5_000
     db_pool_size: int = 2
     db_max_overflow: int = 16
     db_ssl: bool = False

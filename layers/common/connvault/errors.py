@@ -127,6 +127,12 @@ class DatabaseUnavailable(ConnvaultError):
     code = "database_unavailable"
 
 
+class DatabaseBusy(DatabaseUnavailable):
+    """A statement ran past its time or waited too long for a lock; the operation can be retried shortly."""
+
+    code = "database_busy"
+
+
 class MigrationError(ConnvaultError):
     """A schema migration could not be applied."""
 

@@ -22,8 +22,15 @@ from uuid import UUID
 from pg8000.exceptions import DatabaseError, InterfaceError
 
 from connvault.config import get_settings
-from connvault.db.target import REFUSED_SQLSTATES, connect_with, database_unavailable, sqlstate
-from connvault.errors import DatabaseUnavailable
+from connvault.db.target import (
+    REFUSED_SQLSTATES,
+    StatementLimits,
+    connect_with,
+    database_unavailable,
+    sqlstate,
+    timed_out,
+)
+from connvault.errors import DatabaseBusy, DatabaseUnavailable
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -127,6 +134,8 @@ class FastReads:
                     return self._prepared(sql).run(**params)
                 except (InterfaceError, OSError, DatabaseError) as exc:
                     self._drop()
+                    if timed_out(exc):
+                        raise DatabaseBusy("the database did not answer in time; retry shortly") from None
                     if isinstance(exc, DatabaseError) and not database_unavailable(exc):
                         raise
                     if attempt == 2 or sqlstate(exc) in REFUSED_SQLSTATES:
@@ -163,9 +172,7 @@ def get_fast_reads() -> FastReads:
 
     def connect() -> pg8000.native.Connection:
         return connect_with(
-            lambda target: target.connect(
-                role=settings.db_app_role, statement_timeout_ms=settings.db_statement_timeout_ms
-            )
+            lambda target: target.connect(role=settings.db_app_role, limits=StatementLimits.from_settings(settings))
         )
 
     return FastReads(connect)

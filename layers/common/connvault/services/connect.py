@@ -20,7 +20,14 @@ from connvault.clock import Clock, utcnow
 from connvault.config import get_settings
 from connvault.db.connections import NewCredentials
 from connvault.db.uow import UnitOfWork
-from connvault.errors import InvalidInput, NotFound, ProviderRejected, ProviderUnavailable, ReauthRequired
+from connvault.errors import (
+    DatabaseUnavailable,
+    InvalidInput,
+    NotFound,
+    ProviderRejected,
+    ProviderUnavailable,
+    ReauthRequired,
+)
 from connvault.models import AuthType, OAuth2Credentials, PendingConnect
 from connvault.oauth.outcomes import sanitize_reason
 from connvault.oauth.pkce import code_challenge_s256, new_code_verifier, new_state, state_digest
@@ -275,7 +282,7 @@ def _save_grant(
                 connection = store_grant(uow, pending, grant, metadata, now())
                 uow.commit()
             return connection
-        except DBAPIError:
+        except (DBAPIError, DatabaseUnavailable):
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")

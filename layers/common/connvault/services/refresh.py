@@ -27,6 +27,7 @@ from connvault.db.uow import UnitOfWork
 from connvault.errors import (
     ConnectionRevoked,
     CredentialsExpired,
+    DatabaseUnavailable,
     GrantSuperseded,
     NotFound,
     ProviderRejected,
@@ -182,7 +183,7 @@ def _store(
                 stored = uow.connections.store_refresh(lease, grant, now())
                 uow.commit()
             return stored
-        except DBAPIError:
+        except (DBAPIError, DatabaseUnavailable):  # a timed-out store is DatabaseBusy, and worth the retry too
             if attempt == policy.store_attempts:
                 raise
             time.sleep(min(0.1 * 2**attempt, 2.0))
