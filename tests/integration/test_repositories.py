@@ -483,3 +483,29 @@ def test_a_pending_connect_is_found_by_state_hash_and_consumed_exactly_once(
     assert consumed == pending
     assert again is None
     assert pending.code_verifier.reveal().encode() not in raw
+
+
+def test_a_list_page_ends_early_at_its_byte_budget_and_the_cursor_walks_on(
+    tenant: uuid.UUID, secrets: SecretRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 23.5: whatever ``limit`` asks, a page's items carry at most ``PAGE_BYTES`` (a Lambda answer is 6 MB)."""
+    from connvault.db import connections as repository
+
+    made = [make_connection(tenant, secrets, end_user_id=f"user-{i}") for i in range(5)]
+    with UnitOfWork(tenant) as uow:
+        for connection in made:
+            uow.connections.update_details(connection.id, alias=None, metadata={"note": "n" * 2000})
+        uow.commit()
+    monkeypatch.setattr(repository, "PAGE_BYTES", 2 * (repository.ITEM_BYTES + 2020))
+
+    seen, sizes, cursor = [], [], None
+    while True:
+        with UnitOfWork(tenant) as uow:
+            page = uow.connections.list_by_tenant(limit=100, cursor=cursor)
+        seen.extend(c.id for c in page.items)
+        sizes.append(len(page.items))
+        if (cursor := page.next_cursor) is None:
+            break
+
+    assert sizes == [2, 2, 1]
+    assert sorted(seen) == sorted(c.id for c in made)

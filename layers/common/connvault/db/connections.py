@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -150,8 +151,15 @@ class ConnectionRepository:
             after_created, after_id = decode_cursor(cursor)
             query = query.where(tuple_(ConnectionRow.created_at, ConnectionRow.id) > tuple_(after_created, after_id))
         rows = self._session.execute(query.order_by(ConnectionRow.created_at, ConnectionRow.id).limit(limit + 1)).all()
-        items = [self._to_domain(row, slug, open_credentials=False) for row, slug in rows[:limit]]
-        next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if len(rows) > limit else None
+        items: list[Connection] = []
+        budget = PAGE_BYTES
+        for row, slug in rows[:limit]:
+            cost = ITEM_BYTES + len(json.dumps(row.metadata_, ensure_ascii=False).encode("utf-8"))
+            if items and cost > budget:
+                break  # the page ends early; the cursor takes the caller on from here
+            budget -= cost
+            items.append(self._to_domain(row, slug, open_credentials=False))
+        next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if len(rows) > len(items) else None
         return Page(items, next_cursor)
 
     # -- writes ------------------------------------------------------------------------------------------
@@ -542,6 +550,12 @@ class ConnectionRepository:
 def _has_refresh_token(credentials: Credentials) -> bool:
     return isinstance(credentials, OAuth2Credentials) and credentials.refresh_token is not None
 
+
+PAGE_BYTES = 1_048_576
+"""What one list page's items may carry: a Lambda response holds 6 MB, and a page of 100 connections with full
+metadata (16 KiB of the tenant's, 4 KiB of the provider's) would pass 2 MB; a page past the budget ends early."""
+ITEM_BYTES = 1024
+"""A connection's response without its metadata, generously."""
 
 _REFRESHABLE = (ConnectionStatus.ACTIVE.value, ConnectionStatus.EXPIRED.value, ConnectionStatus.ERROR.value)
 

@@ -40,6 +40,9 @@ _MAX_ID_TOKEN_PAYLOAD = 16_384
 _SECRET_KEY = re.compile(r"token|secret|code|password|key|signature|webhook", re.IGNORECASE)
 _PARSED_KEYS = frozenset({"expires_in", "scope"})
 _MAX_EXTRA_KEYS = 32
+MAX_EXTRA_BYTES = 4096
+"""The provider's fields kept with a connection (``metadata.provider``), as JSON: the tenant's own metadata has
+``MAX_METADATA_BYTES`` (16 KiB), so a stored connection's metadata never passes 20 KiB whatever its source."""
 _MAX_EXTRA_KEY_LENGTH = 64
 _MAX_EXTRA_STRING_LENGTH = 1024
 _MAX_EXTRA_INTEGER = 10**18
@@ -271,18 +274,26 @@ def _scopes(value: object) -> tuple[str, ...] | None:
 
 
 def _extra(document: Document, *, depth: int) -> dict[str, Any]:
-    """The non-secret, JSON-safe simple fields: scalars and (one level of) objects of scalars."""
+    """The non-secret, JSON-safe simple fields: scalars and (one level of) objects of scalars, in the order sent,
+    as many as fit ``MAX_EXTRA_BYTES`` of JSON. Without that bound a provider could make connvault store a
+    megabyte per connection (32 keys of 32 keys of 1 KiB strings), and every list page carry it."""
     kept: dict[str, Any] = {}
+    size = 2  # "{}"
     for key, value in document.items():
         if len(kept) >= _MAX_EXTRA_KEYS:
             break
         if not _is_safe_key(key):
             continue
         if isinstance(value, dict):
-            if depth > 0 and (nested := _extra(value, depth=depth - 1)):
-                kept[key] = nested
-        elif _is_simple(value):
-            kept[key] = value
+            if depth <= 0 or not (value := _extra(value, depth=depth - 1)):
+                continue
+        elif not _is_simple(value):
+            continue
+        entry = len(json.dumps({key: value}, ensure_ascii=False).encode("utf-8"))  # the pair plus "{}"
+        if size + entry - 1 > MAX_EXTRA_BYTES:
+            continue
+        kept[key] = value
+        size += entry - 1
     return kept
 
 
