@@ -255,6 +255,41 @@ def test_return_url_outside_the_allow_list_is_refused(api: Api, db) -> None:
     assert db_state(db) == before
 
 
+@pytest.mark.parametrize(
+    ("registered", "requested", "ascii_form"),
+    [
+        ("https://café.example/back", "https://café.example/back", "https://xn--caf-dma.example/back"),
+        (
+            "https://app.example/€?to=x\u2028y",
+            "https://app.example/€?to=x\u2028y",
+            "https://app.example/%E2%82%AC?to=x%E2%80%A8y",
+        ),
+        ("https://app.example/a\x85b", "https://app.example/a%C2%85b", "https://app.example/a%C2%85b"),
+    ],
+    ids=["idna_host", "euro_and_line_separator", "nel_as_sent_or_escaped"],
+)
+def test_return_urls_are_kept_and_compared_in_one_ascii_spelling_and_redirected_to_so(
+    api: Api, provider, registered: str, requested: str, ascii_form: str
+) -> None:
+    """Issue 23.9: non-ASCII return URLs were accepted and written raw into ``Location``."""
+    integration = api.call("GET", "/integrations/demo").json()
+    saved = api.call(
+        "PUT",
+        "/integrations/demo",
+        body={"client_id": integration["client_id"], "allowed_return_urls": [registered]},
+    )
+    assert saved.status == 200, saved.body
+    assert saved.json()["allowed_return_urls"] == [ascii_form]
+
+    started = start_connect(api, return_url=requested)
+    assert started.status == 201, started.body
+    landed = api.callback(follow_authorize(started.json()["authorize_url"], api.secrets))
+
+    location = landed.headers["Location"]
+    assert location.isascii()
+    assert location.startswith(ascii_form + ("&" if "?" in ascii_form else "?"))
+
+
 # -- races and reconnects ---------------------------------------------------------------------------------
 
 

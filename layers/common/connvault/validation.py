@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from connvault.errors import InvalidInput
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 MAX_URL_LENGTH = 2048
+_URL_SAFE = "/%:@!$&'()*+,;=-._~"
+"""RFC 3986's reserved and unreserved characters, and ``%`` so that existing escapes stay as they are."""
 _SCOPE = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,256}$")  # RFC 6749 scope-token characters
 
 
@@ -16,7 +18,7 @@ def require_url(url: str, field: str, *, allow_query: bool = True) -> str:
     """An absolute https URL, or http on a loopback host for local development. No fragments, no userinfo."""
     if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
         raise InvalidInput(f"{field} must be a URL of at most {MAX_URL_LENGTH} characters", field=field)
-    if _has_control_characters(url):
+    if _has_control_characters(url) or not is_unicode_text(url):
         raise InvalidInput(f"{field} must not contain control characters", field=field)
     try:
         parts = urlsplit(url)
@@ -33,6 +35,34 @@ def require_url(url: str, field: str, *, allow_query: bool = True) -> str:
     if parts.query and not allow_query:
         raise InvalidInput(f"{field} must not carry a query string", field=field)
     return url
+
+
+def require_return_url(url: str, field: str) -> str:
+    """A URL the end user's browser is sent back to, in its one ASCII spelling (``ascii_url``): registered and
+    compared so, and so written into ``Location``, where raw non-ASCII text (``café``, U+2028) broke gateways."""
+    return ascii_url(require_url(url, field), field)
+
+
+def ascii_url(url: str, field: str = "return_url") -> str:
+    """``url`` with its host in IDNA (punycode) and every non-ASCII or unsafe character of path, query and
+    fragment percent-encoded as UTF-8; escapes already there are kept, so an ASCII URL comes back unchanged."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if not netloc.isascii():
+        host, colon, port = netloc.rpartition(":") if not netloc.endswith("]") and ":" in netloc else (netloc, "", "")
+        try:
+            netloc = host.encode("idna").decode("ascii") + colon + port
+        except UnicodeError:
+            raise InvalidInput(f"{field} has a host that is not a valid internationalised name", field=field) from None
+    return urlunsplit(
+        (
+            parts.scheme,
+            netloc,
+            quote(parts.path, safe=_URL_SAFE),
+            quote(parts.query, safe=_URL_SAFE + "?"),
+            quote(parts.fragment, safe=_URL_SAFE + "?"),
+        )
+    )
 
 
 def require_outbound_url(url: str, field: str, *, allow_query: bool = True) -> str:

@@ -34,7 +34,7 @@ from connvault.oauth.pkce import code_challenge_s256, new_code_verifier, new_sta
 from connvault.observability import MetricName, logger, metrics
 from connvault.redacted import Redacted
 from connvault.services import custom_providers
-from connvault.validation import require_scopes, require_text
+from connvault.validation import ascii_url, require_return_url, require_scopes, require_text
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -142,7 +142,8 @@ def create_connect_session(
         integration = uow.integrations.find(provider.id)
         if integration is None:
             raise InvalidInput(f"configure the integration for {provider.slug!r} first", field="provider")
-        if request.return_url is not None and request.return_url not in integration.allowed_return_urls:
+        return_url = None if request.return_url is None else require_return_url(request.return_url, "return_url")
+        if return_url is not None and return_url not in {ascii_url(url) for url in integration.allowed_return_urls}:
             raise InvalidInput("return_url is not in the integration's allowed_return_urls", field="return_url")
         scopes = requested_scopes if requested_scopes is not None else (integration.scopes or provider.default_scopes)
         verifier = new_code_verifier() if provider.pkce else None
@@ -154,7 +155,7 @@ def create_connect_session(
             alias=alias,
             scopes=tuple(scopes),
             code_verifier=Redacted(verifier) if verifier else None,
-            return_url=request.return_url,
+            return_url=return_url,
             expires_at=expires_at,
             require_confirmation=request.require_confirmation,
             connect_link_id=request.connect_link_id,

@@ -18,7 +18,7 @@ from connvault.services.custom_providers import (
     prepare_custom_provider,
     store_custom_provider,
 )
-from connvault.validation import require_scopes, require_text, require_url
+from connvault.validation import require_return_url, require_scopes, require_text
 
 if TYPE_CHECKING:
     from connvault.db.uow import UnitOfWork
@@ -62,7 +62,9 @@ def save_integration(
     scopes = require_scopes(data.scopes)
     if len(data.allowed_return_urls) > MAX_RETURN_URLS:
         raise InvalidInput(f"at most {MAX_RETURN_URLS} allowed_return_urls", field="allowed_return_urls")
-    return_urls = tuple(dict.fromkeys(require_url(url, "allowed_return_urls") for url in data.allowed_return_urls))
+    return_urls = tuple(
+        dict.fromkeys(require_return_url(url, "allowed_return_urls") for url in data.allowed_return_urls)
+    )
     custom = None
     if data.custom_provider is not None:
         custom = prepare_custom_provider(
