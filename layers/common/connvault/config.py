@@ -89,6 +89,12 @@ class Settings:
     """How long one delivery run keeps polling the outbox once it is empty (0: return at once)."""
     account_retention_days: int = 30
     """Soft-deleted accounts are purged by the scheduled function once deleted this long ago."""
+    quota_connections: int = 100_000
+    quota_custom_providers: int = 100
+    quota_integrations: int = 200
+    quota_api_keys: int = 50
+    quota_connect_sessions: int = 10_000
+    """Per tenant: what one tenant may hold, so that it cannot use up a deployment shared with others."""
 
     def __post_init__(self) -> None:
         if self.refresh_lease_seconds <= self.refresh_lease_floor_seconds:

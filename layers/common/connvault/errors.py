@@ -53,6 +53,12 @@ class Conflict(ConnvaultError):
         self.field = field
 
 
+class QuotaExceeded(Conflict):
+    """The tenant holds as many of this resource as its quota allows; delete some, or ask for a larger quota."""
+
+    code = "quota_exceeded"
+
+
 class Unauthorized(ConnvaultError):
     """The caller's credentials are missing, malformed, unknown or revoked."""
 

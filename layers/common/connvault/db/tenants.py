@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import Select, delete, func, select, update
 
-from connvault.db.rows import TenantApiKeyRow, TenantRow
+from connvault.db.rows import ConnectionRow, IntegrationRow, OAuthSessionRow, ProviderRow, TenantApiKeyRow, TenantRow
 from connvault.errors import NotFound
 
 if TYPE_CHECKING:
@@ -64,6 +65,9 @@ class TenantRepository:
         self._session.refresh(row)
         return _api_key(row)
 
+    def usage(self, resource: Resource, now: datetime) -> int:
+        return int(self._session.scalar(usage_query(resource, now)) or 0)
+
     def revoke_api_key(self, key_id: str, now: datetime) -> ApiKeyRecord:
         row = self._session.scalars(
             update(TenantApiKeyRow)
@@ -74,6 +78,31 @@ class TenantRepository:
         if row is None:
             raise NotFound(f"API key {key_id} not found")
         return _api_key(row)
+
+
+class Resource(StrEnum):
+    """What a tenant holds that counts against its quota (``CONNVAULT_QUOTA_<NAME>``)."""
+
+    CONNECTIONS = "connections"
+    CUSTOM_PROVIDERS = "custom_providers"
+    INTEGRATIONS = "integrations"
+    API_KEYS = "api_keys"
+    CONNECT_SESSIONS = "connect_sessions"
+
+
+def usage_query(resource: Resource, now: datetime) -> Select[tuple[int]]:
+    """How many of ``resource`` the unit of work's tenant holds (RLS confines the count to it): live API keys
+    and unexpired connect sessions only, every row of the others."""
+    count = select(func.count())
+    if resource is Resource.CONNECTIONS:
+        return count.select_from(ConnectionRow)
+    if resource is Resource.CUSTOM_PROVIDERS:
+        return count.select_from(ProviderRow).where(ProviderRow.tenant_id.is_not(None))
+    if resource is Resource.INTEGRATIONS:
+        return count.select_from(IntegrationRow)
+    if resource is Resource.API_KEYS:
+        return count.select_from(TenantApiKeyRow).where(TenantApiKeyRow.revoked_at.is_(None))
+    return count.select_from(OAuthSessionRow).where(OAuthSessionRow.expires_at > now)
 
 
 def _api_key(row: TenantApiKeyRow) -> ApiKeyRecord:

@@ -19,6 +19,7 @@ from connvault import wiring
 from connvault.clock import Clock, utcnow
 from connvault.config import get_settings
 from connvault.db.connections import NewCredentials
+from connvault.db.tenants import Resource
 from connvault.db.uow import UnitOfWork
 from connvault.errors import (
     DatabaseUnavailable,
@@ -26,6 +27,7 @@ from connvault.errors import (
     NotFound,
     ProviderRejected,
     ProviderUnavailable,
+    QuotaExceeded,
     ReauthRequired,
 )
 from connvault.models import AuthType, OAuth2Credentials, PendingConnect
@@ -33,7 +35,7 @@ from connvault.oauth.outcomes import sanitize_reason
 from connvault.oauth.pkce import code_challenge_s256, new_code_verifier, new_state, state_digest
 from connvault.observability import MetricName, logger, metrics
 from connvault.redacted import Redacted
-from connvault.services import custom_providers
+from connvault.services import custom_providers, quotas
 from connvault.validation import ascii_url, require_return_url, require_scopes, require_text
 
 if TYPE_CHECKING:
@@ -162,6 +164,7 @@ def create_connect_session(
         )
         # Abandoned attempts (the end user never came back) hold a sealed verifier; they go with the next start.
         uow.oauth_sessions.purge_expired(started)
+        quotas.require_room(uow, Resource.CONNECT_SESSIONS, now=now)
         uow.oauth_sessions.add(pending, state_digest(state))
         uow.commit()
     url = (oauth or wiring.get_oauth_client()).authorize_url(
@@ -246,7 +249,7 @@ def complete_connect(
         connection = _save_grant(pending, grant, metadata, sealer=sealer, now=now)
     except Exception as exc:  # whatever failed, the provider's grant must not outlive it
         _revoke_orphaned_grant(oauth, provider, integration.client, credentials, exc)
-        return fail("server_error")
+        return fail(exc.code if isinstance(exc, QuotaExceeded) else "server_error")
     return CallbackResult(
         pending.return_url, connection_id=connection.id, tenant_id=tenant_id, connect_link_id=pending.connect_link_id
     )
@@ -303,7 +306,10 @@ def park_grant(
 def store_grant(
     uow: UnitOfWork, owner: PendingConnect | ParkedGrant, grant: NewCredentials, metadata: dict, granted_at: datetime
 ) -> Connection:
-    """The connection for a grant: new, or the end user's existing one with its tokens replaced."""
+    """The connection for a grant: new (within the tenant's quota), or the end user's existing one with its tokens
+    replaced."""
+    if uow.connections.find_by_unique(owner.provider_id, owner.end_user_id, owner.alias) is None:
+        quotas.require_room(uow, Resource.CONNECTIONS, now=lambda: granted_at)
     return uow.connections.save_grant(
         owner.tenant_id,
         owner.provider_id,

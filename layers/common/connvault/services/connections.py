@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from connvault import wiring
 from connvault.clock import Clock, utcnow
 from connvault.db.connections import NewCredentials, Page
+from connvault.db.tenants import Resource
 from connvault.errors import InvalidInput, NotFound, ProviderUnavailable
 from connvault.models import (
     ApiKeyCredentials,
@@ -21,6 +22,7 @@ from connvault.models import (
     OAuth2Credentials,
 )
 from connvault.observability import MetricName, logger, metrics
+from connvault.services import quotas
 from connvault.validation import require_text
 
 if TYPE_CHECKING:
@@ -136,6 +138,7 @@ def create_static_connection(uow: UnitOfWork, data: StaticCredentialsInput, *, n
     if data.provider_account_id is not None:
         require_provider_id(data.provider_account_id.reveal(), "provider_account_id")
     with uow:
+        quotas.require_room(uow, Resource.CONNECTIONS, now=now)
         try:
             provider = uow.providers.get_by_slug(data.provider)
         except NotFound:

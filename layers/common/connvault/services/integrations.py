@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from connvault.clock import Clock, utcnow
+from connvault.db.tenants import Resource
 from connvault.errors import InvalidInput, NotFound
 from connvault.models import AuthType, Integration
+from connvault.services import quotas
 from connvault.services.custom_providers import (
     CustomProviderInput,
     prepare_custom_provider,
@@ -78,6 +80,8 @@ def save_integration(
         )
     with uow:
         if custom is not None:
+            if uow.providers.find_custom(custom.slug) is None:
+                quotas.require_room(uow, Resource.CUSTOM_PROVIDERS, now=now)
             provider = store_custom_provider(uow, custom)
         else:
             try:
@@ -90,6 +94,8 @@ def save_integration(
             raise InvalidInput(
                 f"provider {provider_slug!r} does not use OAuth; no integration needed", field="provider"
             )
+        if uow.integrations.find(provider.id) is None:
+            quotas.require_room(uow, Resource.INTEGRATIONS, now=now)
         integration = uow.integrations.save(
             uow.tenant,
             provider,

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING
 
 from connvault import api_keys, wiring
 from connvault.clock import Clock, utcnow
+from connvault.db.tenants import Resource
 from connvault.db.uow import UnitOfWork
 from connvault.errors import InvalidInput, NotFound
-from connvault.services import connections
+from connvault.services import connections, quotas
 from connvault.validation import require_text
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ def create_api_key(tenant_id: UUID, *, sealer: Sealer | None = None) -> IssuedKe
     minted = api_keys.mint()
     with UnitOfWork(tenant_id, sealer=sealer) as uow:
         uow.tenants.get(tenant_id)
+        quotas.require_room(uow, Resource.API_KEYS)
         record = uow.tenants.add_api_key(tenant_id, minted.key_id, minted.secret_sha256)
         uow.commit()
     return IssuedKey(record, minted.plaintext)
