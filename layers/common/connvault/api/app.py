@@ -44,7 +44,7 @@ from connvault.errors import (
     ReauthRequired,
     Unauthorized,
 )
-from connvault.observability import MetricName, logger, metrics, tracer
+from connvault.observability import MetricName, get_tracer, logger, metrics, tracing_enabled
 from connvault.services.auth import UNCHECKED_CONTEXT_KEY
 
 if TYPE_CHECKING:
@@ -245,13 +245,9 @@ def callback_url(app: APIGatewayHttpResolver) -> str:
 
 def lambda_handler(app: APIGatewayHttpResolver) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
     """The Lambda entry point for ``app``, with the safe Powertools defaults every HTTP function shares:
-    no event in the logs, state cleared per request, no response or error text in traces."""
+    no event in the logs, state cleared per request, no response or error text in traces, and no tracer at all
+    when tracing is off (see ``observability.tracing_enabled``)."""
 
-    @logger.inject_lambda_context(
-        correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False, clear_state=True
-    )
-    @metrics.log_metrics
-    @tracer.capture_lambda_handler(capture_response=False, capture_error=False)
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         if _unchecked_by_the_authorizer(event):
             # The authorizer could not reach the database to check the key, and let the request through only
@@ -266,7 +262,12 @@ def lambda_handler(app: APIGatewayHttpResolver) -> Callable[[dict[str, Any], Lam
             }
         return app.resolve(event, context)
 
-    return handler
+    if tracing_enabled():
+        handler = get_tracer().capture_lambda_handler(capture_response=False, capture_error=False)(handler)
+    logged = logger.inject_lambda_context(
+        correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False, clear_state=True
+    )
+    return logged(metrics.log_metrics(handler))
 
 
 def _unchecked_by_the_authorizer(event: dict[str, Any]) -> bool:
