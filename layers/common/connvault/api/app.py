@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import traceback
 from collections.abc import Callable
-from functools import cache
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -205,15 +204,19 @@ def _field_of(problem: dict[str, Any]) -> str:
     return ".".join(named)
 
 
-@cache
 def request_field_names() -> frozenset[str]:
-    """Every field name of every request model: what an error location inside a body may say."""
-    from connvault.api import schemas  # at first use: the token route's cold start needs no pydantic models
+    """Every field name of every request and response model (the ``Strict`` family, wherever a route module
+    defines one): what an error location inside a body may say. Not cached: route modules load their models
+    when they register, and a name learnt later must count."""
+    from connvault.api.schemas import Strict  # at first use: the token route's cold start needs no pydantic models
 
-    models = [
-        model for model in vars(schemas).values() if isinstance(model, type) and issubclass(model, schemas.Strict)
-    ]
-    return frozenset(name for model in models for name in model.model_fields)
+    names: set[str] = set()
+    pending: list[type] = [Strict]
+    while pending:
+        model = pending.pop()
+        names.update(getattr(model, "model_fields", {}))
+        pending.extend(model.__subclasses__())
+    return frozenset(names)
 
 
 def stack_of(error: BaseException) -> list[str]:
