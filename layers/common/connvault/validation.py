@@ -54,15 +54,12 @@ def ascii_url(url: str, field: str = "return_url") -> str:
             netloc = host.encode("idna").decode("ascii") + colon + port
         except UnicodeError:
             raise InvalidInput(f"{field} has a host that is not a valid internationalised name", field=field) from None
-    return urlunsplit(
-        (
-            parts.scheme,
-            netloc,
-            quote(parts.path, safe=_URL_SAFE),
-            quote(parts.query, safe=_URL_SAFE + "?"),
-            quote(parts.fragment, safe=_URL_SAFE + "?"),
-        )
-    )
+    path = quote(parts.path, safe=_URL_SAFE)
+    query = quote(parts.query, safe=_URL_SAFE + "?")
+    fragment = quote(parts.fragment, safe=_URL_SAFE + "?")
+    if (netloc, path, query, fragment) == (parts.netloc, parts.path, parts.query, parts.fragment):
+        return url  # already ASCII and escaped: exactly as written (``urlunsplit`` would drop an empty "?")
+    return urlunsplit((url.split(":", 1)[0], netloc, path, query, fragment))
 
 
 def require_outbound_url(url: str, field: str, *, allow_query: bool = True) -> str:
