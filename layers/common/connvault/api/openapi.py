@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 from connvault import __version__
 from connvault.api import accounts, callback, management, token, webhooks
-from connvault.api.connect_page import new_page_app
 from connvault.api.app import new_http_app
+from connvault.api.connect_page import new_page_app
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
