@@ -464,3 +464,11 @@ def test_a_failure_after_the_code_exchange_revokes_the_new_grant_and_redirects_w
     assert stats.live_refresh_tokens == frozenset()
     assert len(stats.revoked) == 1
     assert db_state(db)["connections"] == before["connections"]
+
+
+def test_connect_settings_keep_return_urls_in_the_same_ascii_spelling_the_sessions_are_compared_in(api: Api) -> None:
+    """The connect settings' list is the other place a return URL is registered (issue 23.9, after issue 21)."""
+    saved = api.call("PUT", "/connect-settings", body={"allowed_return_urls": ["https://café.example/back"]})
+
+    assert saved.status == 200, saved.body
+    assert saved.json()["allowed_return_urls"] == ["https://xn--caf-dma.example/back"]
