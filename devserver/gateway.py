@@ -243,8 +243,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
         logger.info("%s %s %d %.1f ms", self.command, parts.path, reply.status, elapsed_ms)
         self._send(reply)
 
-    # The base class dispatches on ``do_<METHOD>``; API Gateway routes every method the same way.
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve  # noqa: N815
+    def __getattr__(self, name: str) -> Any:
+        """The base class dispatches on ``do_<METHOD>`` and answers any other method with its own 501 HTML page;
+        API Gateway routes every method the same way (one it has no route for, TRACE say, is its JSON 404)."""
+        if name.startswith("do_"):
+            return self._serve
+        raise AttributeError(name)
 
     def _headers(self) -> dict[str, str]:
         """Lower-cased names; repeated headers joined with commas, as in API Gateway's v2 events."""

@@ -20,4 +20,8 @@ POWERTOOLS = {
     "POWERTOOLS_TRACE_DISABLED": "true",
     "POWERTOOLS_LOGGER_LOG_EVENT": "false",
 }
-LOCAL_ENV = {**FAKE_AWS, **POWERTOOLS}
+LOCAL_DEVELOPMENT = {
+    # Local providers listen on 127.0.0.1 over plain http; a deployment never sets this (a test reads the template).
+    "CONNVAULT_ALLOW_INSECURE_LOOPBACK_URLS": "true",
+}
+LOCAL_ENV = {**FAKE_AWS, **POWERTOOLS, **LOCAL_DEVELOPMENT}

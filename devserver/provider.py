@@ -23,13 +23,14 @@ snapshot of the counters. Nothing is logged: requests carry codes, states and to
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import secrets
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -544,6 +545,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain")
 
     def _token(self, form: Mapping[str, str] | None) -> None:
+        """The call counts as in flight until its answer is decided, not until it is written: a client that has
+        read the answer may send its next request before this thread would have left, which would count two
+        calls the client never had in flight together."""
         provider = self.provider
         settings = provider.settings
         grant_type = form.get("grant_type", "missing") if form is not None else "malformed"
@@ -553,18 +557,19 @@ class _Handler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 return
             if fault is not None and (fault.drop_connection or fault.status is not None):
-                self._send_fault(fault)
-                return
-            try:
-                if form is None:
-                    raise _TokenError("invalid_request")
-                document = provider.token(form, self.headers.get("Authorization"))
-            except _TokenError as error:
-                self._send_token_error(settings, error)
+                answer: Callable[[], None] = functools.partial(self._send_fault, fault)
             else:
-                self._send_document(settings, HTTPStatus.OK, document)
+                try:
+                    if form is None:
+                        raise _TokenError("invalid_request")
+                    document = provider.token(form, self.headers.get("Authorization"))
+                except _TokenError as error:
+                    answer = functools.partial(self._send_token_error, settings, error)
+                else:
+                    answer = functools.partial(self._send_document, settings, HTTPStatus.OK, document)
         finally:
             provider._leave_token_call()
+        answer()
 
     def _revoke(self, form: Mapping[str, str] | None) -> None:
         fault = self.provider._take_fault("/revoke")

@@ -139,3 +139,28 @@ def test_an_unreachable_database_is_named_without_its_url(db, reconfigure) -> No
     assert err.startswith("error: database error (")
     assert "hunter2" not in err
     assert "127.0.0.1" not in err
+
+
+@pytest.mark.parametrize("name", ["Acme\nInc", "Acme\x1b[31m", "Acme\x00", "Acme\u2028\x7f"])
+def test_a_tenant_name_with_control_characters_is_refused(db, name: str) -> None:
+    """Issue 23.9: a name is one line of text; it reaches operators' terminals and listings."""
+    code, out, err = run_main("create-tenant", name)
+
+    assert (code, out) == (1, "")
+    assert err == "error: name must not contain control characters\n"
+
+
+def test_deleting_a_tenant_revokes_its_grants_at_the_providers(api, provider) -> None:
+    """Issue 23.9: delete-tenant removed the rows and left every grant live at the providers."""
+    from connvault.services.tenants import delete_tenant
+    from tests.api.conftest import connect_account
+
+    connect_account(api, end_user_id="alice")
+    connect_account(api, end_user_id="bob")
+    assert len(provider.stats().live_refresh_tokens) == 2
+
+    assert delete_tenant(api.tenant.tenant_id)
+
+    stats = provider.stats()
+    assert stats.live_refresh_tokens == frozenset()
+    assert len(stats.revoked) == 2

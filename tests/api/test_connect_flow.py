@@ -259,6 +259,41 @@ def test_return_url_outside_the_allow_list_is_refused(api: Api, db) -> None:
     assert db_state(db) == before
 
 
+@pytest.mark.parametrize(
+    ("registered", "requested", "ascii_form"),
+    [
+        ("https://café.example/back", "https://café.example/back", "https://xn--caf-dma.example/back"),
+        (
+            "https://app.example/€?to=x\u2028y",
+            "https://app.example/€?to=x\u2028y",
+            "https://app.example/%E2%82%AC?to=x%E2%80%A8y",
+        ),
+        ("https://app.example/a\x85b", "https://app.example/a%C2%85b", "https://app.example/a%C2%85b"),
+    ],
+    ids=["idna_host", "euro_and_line_separator", "nel_as_sent_or_escaped"],
+)
+def test_return_urls_are_kept_and_compared_in_one_ascii_spelling_and_redirected_to_so(
+    api: Api, provider, registered: str, requested: str, ascii_form: str
+) -> None:
+    """Issue 23.9: non-ASCII return URLs were accepted and written raw into ``Location``."""
+    integration = api.call("GET", "/integrations/demo").json()
+    saved = api.call(
+        "PUT",
+        "/integrations/demo",
+        body={"client_id": integration["client_id"], "allowed_return_urls": [registered]},
+    )
+    assert saved.status == 200, saved.body
+    assert saved.json()["allowed_return_urls"] == [ascii_form]
+
+    started = start_connect(api, return_url=requested)
+    assert started.status == 201, started.body
+    landed = api.callback(follow_authorize(started.json()["authorize_url"], api.secrets))
+
+    location = landed.headers["Location"]
+    assert location.isascii()
+    assert location.startswith(ascii_form + ("&" if "?" in ascii_form else "?"))
+
+
 # -- races and reconnects ---------------------------------------------------------------------------------
 
 
@@ -459,3 +494,54 @@ def _rows_removed(plan: dict[str, Any]) -> int:
     """Rows a plan read and then threw away, in all its nodes."""
     own = plan.get("Rows Removed by Filter", 0) + plan.get("Rows Removed by Index Recheck", 0)
     return own + sum(_rows_removed(child) for child in plan.get("Plans", []))
+
+
+# -- issue 13.7: a callback never orphans a grant ----------------------------------------------------------
+
+
+def test_provider_fields_with_nul_or_lone_surrogates_are_dropped_and_the_connect_succeeds(
+    api: Api, provider, db
+) -> None:
+    provider.configure(
+        extra_fields={
+            "team_name": "Acme\x00Corp",
+            "team_label": "half \ud800 a pair",
+            "\ud83d": "a key that is half a pair",
+            "team_id": "T123",
+            "huge": 10**30,
+        }
+    )
+
+    _query, location = land(api)
+
+    connection = api.call("GET", f"/connections/{location['connection_id']}").json()
+    assert connection["metadata"] == {"provider": {"team_id": "T123"}}
+
+
+def test_a_failure_after_the_code_exchange_revokes_the_new_grant_and_redirects_with_server_error(
+    api: Api, provider, db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connvault.db.connections import ConnectionRepository
+
+    def broken_write(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("the write failed")
+
+    monkeypatch.setattr(ConnectionRepository, "save_grant", broken_write)
+    before = db_state(db)
+
+    _query, location = land(api)
+
+    assert location == {"error": "server_error"}
+    stats = provider.stats()
+    assert stats.token_calls.get("authorization_code") == 1
+    assert stats.live_refresh_tokens == frozenset()
+    assert len(stats.revoked) == 1
+    assert db_state(db)["connections"] == before["connections"]
+
+
+def test_connect_settings_keep_return_urls_in_the_same_ascii_spelling_the_sessions_are_compared_in(api: Api) -> None:
+    """The connect settings' list is the other place a return URL is registered (issue 23.9, after issue 21)."""
+    saved = api.call("PUT", "/connect-settings", body={"allowed_return_urls": ["https://café.example/back"]})
+
+    assert saved.status == 200, saved.body
+    assert saved.json()["allowed_return_urls"] == ["https://xn--caf-dma.example/back"]

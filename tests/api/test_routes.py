@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from tests.support.factories import owner
 
 NOBODYS = "5b0c8f1e-2d4a-4e6b-9c7d-0a1b2c3d4e5f"
 """A connection id nobody has (fixed: parameter ids must be the same in every xdist worker)."""
+OVERFLOWING_CURSOR = base64.urlsafe_b64encode(f"0001-01-01T00:00:00+01:00|{NOBODYS}".encode()).decode().rstrip("=")
 OPENAI_KEY = "sk-test-" + "k" * 40
 TWILIO_PASSWORD = "twilio-" + "p" * 30
 
@@ -58,7 +60,8 @@ def create_api_key_connection(api: Api, end_user_id: str = "user-1", **extra: ob
     [
         ("POST", "/connections", None, "{not json", "body"),
         ("POST", "/connections", None, None, "body"),
-        ("POST", "/connections", None, {"provider": "openai", "end_user_id": "u", "surprise": 1}, "body.surprise"),
+        # an unknown key is the client's own text: the field named is where it was found (issue 13.8)
+        ("POST", "/connections", None, {"provider": "openai", "end_user_id": "u", "surprise": 1}, "body"),
         ("POST", "/connections", None, {"provider": "Not A Slug", "end_user_id": "u"}, "body.provider"),
         ("POST", "/connect-sessions", None, {"provider": "demo"}, "body.end_user_id"),
         ("GET", "/connections/not-a-uuid", None, None, "path.connection_id"),
@@ -73,6 +76,8 @@ def create_api_key_connection(api: Api, end_user_id: str = "user-1", **extra: ob
         ("GET", "/connections", {"cursor": "bm90IGEgY3Vyc29y"}, None, "cursor"),
         ("GET", "/connections", {"unused_since": "yesterday"}, None, "query.unused_since"),
         ("GET", "/connections", {"unused_since": "2026-01-31T00:00:00"}, None, "unused_since"),
+        # issue 13.1: a time the driver overflowed converting, mid-statement, poisoning the pooled connection
+        ("GET", "/connections", {"cursor": OVERFLOWING_CURSOR}, None, "cursor"),
         ("PUT", "/integrations/Not!A!Slug", None, {"client_id": "x"}, "path.provider"),
         ("PUT", "/integrations/demo", None, {"client_id": ""}, "body.client_id"),
     ],

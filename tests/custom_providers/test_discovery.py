@@ -38,9 +38,18 @@ def _marker_is_secret(secrets) -> None:
 
 
 def refused_field(answer) -> str:
+    """The field of a definition refused before any fetch (400 ``validation_error``)."""
     assert answer.status == 400, answer.body
     error = answer.json()["error"]
     assert error["code"] == "validation_error"
+    return error["field"]
+
+
+def failed_field(answer) -> str:
+    """The field of a discovery that failed (issue 13 "Also"): 422 ``discovery_failed``, which the tenant can act on."""
+    assert answer.status == 422, answer.body
+    error = answer.json()["error"]
+    assert error["code"] == "discovery_failed"
     return error["field"]
 
 
@@ -54,13 +63,13 @@ def test_a_document_naming_another_issuer_is_refused(tenant_a: Api, idp: DemoPro
 
     answer = define(tenant_a, idp)
 
-    assert refused_field(answer) == "issuer"
+    assert failed_field(answer) == "issuer"
     assert "issuer" in answer.json()["error"]["message"]
     assert_nothing_stored(tenant_a)
 
 
 def test_a_given_issuer_must_match_exactly(tenant_a: Api, idp: DemoProvider) -> None:
-    assert refused_field(define(tenant_a, idp, issuer="https://expected.example")) == "issuer"
+    assert failed_field(define(tenant_a, idp, issuer="https://expected.example")) == "issuer"
     assert define(tenant_a, idp, issuer=idp.base_url).status == 200
 
 
@@ -72,7 +81,7 @@ def test_a_document_without_a_required_endpoint_is_refused(
 
     answer = define(tenant_a, idp, discovery_url=url)
 
-    assert refused_field(answer) == member
+    assert failed_field(answer) == member
     assert_nothing_stored(tenant_a)
 
 
@@ -102,7 +111,7 @@ def test_a_body_that_is_not_a_small_json_object_is_refused(
 
     answer = define(tenant_a, idp, discovery_url=url)
 
-    assert refused_field(answer) == "discovery_url"
+    assert failed_field(answer) == "discovery_url"
     assert message in answer.json()["error"]["message"]
     assert_nothing_stored(tenant_a)
 
@@ -122,7 +131,7 @@ def test_members_of_the_wrong_kind_are_refused_by_name(
     tenant_a: Api, idp: DemoProvider, documents: DocumentServer, changes: dict[str, Any], field: str
 ) -> None:
     url = documents.serve(OIDC_PATH, json.dumps(metadata(documents.base_url, **changes)).encode())
-    assert refused_field(define(tenant_a, idp, discovery_url=url)) == field
+    assert failed_field(define(tenant_a, idp, discovery_url=url)) == field
 
 
 def test_a_plain_http_discovery_url_off_loopback_is_refused_before_any_request(
@@ -134,25 +143,40 @@ def test_a_plain_http_discovery_url_off_loopback_is_refused_before_any_request(
     assert "https" in answer.json()["error"]["message"]
 
 
-@pytest.mark.parametrize(("status", "expected"), [(404, 400), (302, 400), (503, 503), (429, 503)])
-def test_a_discovery_url_that_does_not_answer_200_is_refused_or_reported_unavailable(
-    tenant_a: Api, idp: DemoProvider, documents: DocumentServer, status: int, expected: int
+@pytest.mark.parametrize("status", [404, 302, 503, 429])
+def test_a_discovery_url_that_does_not_answer_200_is_a_discovery_failure_that_names_no_status(
+    tenant_a: Api, idp: DemoProvider, documents: DocumentServer, status: int
 ) -> None:
     url = documents.serve(OIDC_PATH, MARKER.encode(), content_type="text/plain", status=status)
     answer = define(tenant_a, idp, discovery_url=url)
-    assert answer.status == expected, answer.body
-    if expected == 503:
-        assert answer.json()["error"]["code"] == "provider_unavailable"
+    assert failed_field(answer) in ("discovery_url", "custom_provider.discovery_url")
+    assert str(status) not in answer.json()["error"]["message"]
     assert_nothing_stored(tenant_a)
 
 
-def test_a_discovery_url_nobody_listens_on_is_reported_unavailable(tenant_a: Api, idp: DemoProvider) -> None:
+def test_a_discovery_url_nobody_listens_on_is_a_discovery_failure(tenant_a: Api, idp: DemoProvider) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     answer = define(tenant_a, idp, discovery_url=f"http://127.0.0.1:{port}{OIDC_PATH}")
-    assert answer.status == 503, answer.body
-    assert answer.json()["error"]["code"] == "provider_unavailable"
+    assert failed_field(answer) == "custom_provider.discovery_url"
+    assert answer.json()["error"]["message"] == "discovery failed: could not reach the provider"
+    assert_nothing_stored(tenant_a)
+
+
+def test_a_discovery_url_whose_name_resolves_to_a_blocked_address_is_a_discovery_failure(
+    tenant_a: Api, idp: DemoProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connvault import egress
+
+    monkeypatch.setattr(egress, "system_resolver", lambda _host, _port: ["169.254.169.254"])
+    monkeypatch.setattr(
+        egress.EgressPolicy, "from_settings", classmethod(lambda cls: cls(resolve=egress.system_resolver))
+    )
+    answer = define(tenant_a, idp, discovery_url=f"https://idp.example{OIDC_PATH}")
+    assert failed_field(answer) == "custom_provider.discovery_url"
+    assert answer.json()["error"]["message"] == "discovery failed: blocked address"
+    assert_nothing_stored(tenant_a)
 
 
 def test_the_rfc8414_well_known_url_serves_as_well(tenant_a: Api, idp: DemoProvider) -> None:
@@ -165,7 +189,7 @@ def test_a_url_that_is_not_a_well_known_url_needs_the_issuer(
     tenant_a: Api, idp: DemoProvider, documents: DocumentServer
 ) -> None:
     url = documents.serve("/metadata.json", json.dumps(metadata("https://issuer.example")).encode())
-    assert refused_field(define(tenant_a, idp, discovery_url=url)) == "discovery_url"
+    assert refused_field(define(tenant_a, idp, discovery_url=url)) == "custom_provider.discovery_url"
     assert define(tenant_a, idp, discovery_url=url, issuer="https://issuer.example").status == 200
 
 

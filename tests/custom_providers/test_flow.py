@@ -134,7 +134,7 @@ def test_a_public_client_may_use_a_server_that_only_takes_none_but_a_secret_is_r
             "custom_provider": {"discovery_url": discovery_url(idp)},
         },
     )
-    assert with_secret.status == 400, with_secret.body
+    assert with_secret.status == 422, with_secret.body
     assert with_secret.json()["error"]["field"] == "token_endpoint_auth_methods_supported"
 
     public = define(tenant_a, idp, client_secret=False)

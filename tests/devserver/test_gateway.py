@@ -178,6 +178,17 @@ def test_an_unknown_route_is_a_404(gateway, functions) -> None:
     assert functions.calls == []
 
 
+@pytest.mark.parametrize("method", ["TRACE", "PROPFIND", "CONNECT", "BREW"])
+def test_a_method_no_route_takes_is_api_gateways_404_not_a_501_page(gateway, functions, method: str) -> None:
+    answer = request(gateway, method, "/connections", headers={"Authorization": GOOD_KEY})
+    assert (answer.status, answer.headers["Content-Type"], answer.json()) == (
+        404,
+        "application/json",
+        {"message": "Not Found"},
+    )
+    assert functions.calls == []
+
+
 def test_request_logs_name_method_path_status_and_never_the_query(gateway, functions, caplog) -> None:
     caplog.set_level(logging.INFO, logger="devserver.gateway")
     request(gateway, "GET", "/oauth/callback?code=c0de-value&state=st4te-value")

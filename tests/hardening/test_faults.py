@@ -53,8 +53,8 @@ if TYPE_CHECKING:
     from tests.support.secrets import SecretRegistry
 
 PROVIDER_FAULTS = {
-    "slow": (Fault.slow(4 * TIMEOUT), "timeout"),
-    "dropped": (Fault.dropped(), "connection_error"),
+    "slow": (Fault.slow(4 * TIMEOUT), "unreachable"),
+    "dropped": (Fault.dropped(), "unreachable"),
     "garbage": (Fault.garbage(), "invalid_response"),
     "rate_limited": (Fault.rate_limited("120"), "rate_limited"),
     "server_error": (Fault.server_error(), "server_error"),

@@ -1,13 +1,24 @@
 """The engine survives what Lambda does to idle sockets: a connection the server dropped while the process was
-frozen is pinged on checkout, discarded and replaced, and the caller never sees it."""
+frozen is pinged on checkout, discarded and replaced, and the caller never sees it. And a connection on which a
+statement was interrupted is never used again, by the pool or by the fast reads (issue 13.1)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from pg8000.core import DATA_ROW
 from sqlalchemy import text
 
 from connvault.db import engine as engine_module
 from connvault.db.engine import get_engine
-from tests.support.factories import owner
+from connvault.db.fast_reads import get_fast_reads
+from connvault.db.uow import UnitOfWork
+from tests.support.factories import make_connection, make_tenant, owner
+
+if TYPE_CHECKING:
+    from tests.support.database import TestDatabase
+    from tests.support.secrets import SecretRegistry
 
 
 def test_a_connection_killed_while_idle_is_replaced_on_checkout(db, monkeypatch) -> None:
@@ -66,3 +77,64 @@ def test_statements_sent_through_the_engine_are_rewritten_once_per_text(db) -> N
     after = engine_module._rewritten.cache_info()
     assert after.hits - before.hits >= 3
     assert after.misses == before.misses
+
+
+# -- issue 13.1: a connection interrupted mid-statement is never reused --------------------------------------
+
+
+class Interrupted(Exception):
+    """Stands for any exception raised inside the driver while a statement's replies are still on the wire."""
+
+
+def interrupt_next_row(dbapi_connection: Any) -> None:
+    """Make the driver fail on the next data row it decodes (as pg8000's datetime conversion once did), leaving
+    the rest of that statement's replies unread."""
+    handlers = dbapi_connection.message_types
+    original = handlers[DATA_ROW]
+
+    def fail_once(*_args: Any) -> None:
+        handlers[DATA_ROW] = original
+        raise Interrupted
+
+    handlers[DATA_ROW] = fail_once
+
+
+def test_a_session_connection_interrupted_mid_statement_is_discarded_not_handed_to_another_tenant(
+    db: TestDatabase, secrets: SecretRegistry
+) -> None:
+    victim, other = make_tenant("Victim"), make_tenant("Other")
+    make_connection(victim, secrets, end_user_id="victim-user")
+    theirs = make_connection(other, secrets, end_user_id="other-user")
+    with get_engine().connect() as connection:
+        interrupted_backend = connection.execute(text("SELECT pg_backend_pid()")).scalar_one()
+
+    with pytest.raises(Interrupted), UnitOfWork(victim) as uow:  # noqa: PT012 - the interruption is inside
+        interrupt_next_row(uow.session.connection().connection.dbapi_connection)
+        uow.connections.list_by_tenant()
+
+    for _ in range(3):  # every later checkout of the pool answers its own statement
+        with UnitOfWork(other) as uow:
+            assert [c.id for c in uow.connections.list_by_tenant().items] == [theirs.id]
+            backend = uow.session.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        assert backend != interrupted_backend
+
+
+def test_the_fast_read_connection_interrupted_mid_statement_is_discarded(
+    db: TestDatabase, secrets: SecretRegistry
+) -> None:
+    victim, other = make_tenant("Victim"), make_tenant("Other")
+    mine = make_connection(victim, secrets, end_user_id="victim-user")
+    theirs = make_connection(other, secrets, end_user_id="other-user")
+    reads = get_fast_reads()
+    assert reads.read_connection(victim, mine.id) is not None
+    assert reads._connection is not None
+
+    interrupt_next_row(reads._connection)
+    with pytest.raises(Interrupted):
+        reads.read_connection(victim, mine.id)
+
+    snapshot = reads.read_connection(other, theirs.id)
+    assert snapshot is not None
+    assert snapshot.id == theirs.id
+    assert reads.read_connection(other, mine.id) is None
+    assert reads.read_connection(victim, mine.id) is not None

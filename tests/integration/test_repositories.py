@@ -211,6 +211,16 @@ def _encoded(text: str) -> str:
         _encoded(f"2026-01-01T00:00:00|{uuid.UUID(int=7)}"),  # naive timestamp
         _encoded("2026-01-01T00:00:00+00:00|not-a-uuid"),
         base64.urlsafe_b64encode(b"\xff\xfe|x").decode(),
+        # issue 13.1: times a driver cannot convert, odd offsets, non-canonical spellings
+        _encoded(f"0001-01-01T00:00:00+01:00|{uuid.UUID(int=7)}"),
+        _encoded(f"9999-12-31T23:59:59-01:00|{uuid.UUID(int=7)}"),
+        _encoded(f"2026-01-01T00:00:00+05:30|{uuid.UUID(int=7)}"),
+        _encoded(f"1900-01-01T00:00:00+00:00|{uuid.UUID(int=7)}"),
+        _encoded(f"2026-01-01T00:00:00+00:00|{{{uuid.UUID(int=7)}}}"),
+        _encoded(f"2026-01-01T00:00:00+00:00|{uuid.UUID(int=7).hex}"),
+        _encoded(f"2026-01-01T00:00:00+00:00|{uuid.UUID(int=7)}") + "==",
+        _encoded(f"2026-01-01T00:00:00+00:00|{uuid.UUID(int=7)}|extra"),
+        _encoded(f"2026-01-01 00:00:00+00:00|{uuid.UUID(int=7)}"),
     ],
 )
 def test_a_cursor_that_was_not_issued_by_the_list_is_invalid_input(tenant: uuid.UUID, cursor: str) -> None:
@@ -486,3 +496,29 @@ def test_a_pending_connect_is_found_by_state_hash_and_consumed_exactly_once(
     assert consumed == pending
     assert again is None
     assert pending.code_verifier.reveal().encode() not in raw
+
+
+def test_a_list_page_ends_early_at_its_byte_budget_and_the_cursor_walks_on(
+    tenant: uuid.UUID, secrets: SecretRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 23.5: whatever ``limit`` asks, a page's items carry at most ``PAGE_BYTES`` (a Lambda answer is 6 MB)."""
+    from connvault.db import connections as repository
+
+    made = [make_connection(tenant, secrets, end_user_id=f"user-{i}") for i in range(5)]
+    with UnitOfWork(tenant) as uow:
+        for connection in made:
+            uow.connections.update_details(connection.id, alias=None, metadata={"note": "n" * 2000})
+        uow.commit()
+    monkeypatch.setattr(repository, "PAGE_BYTES", 2 * (repository.ITEM_BYTES + 2020))
+
+    seen, sizes, cursor = [], [], None
+    while True:
+        with UnitOfWork(tenant) as uow:
+            page = uow.connections.list_by_tenant(limit=100, cursor=cursor)
+        seen.extend(c.id for c in page.items)
+        sizes.append(len(page.items))
+        if (cursor := page.next_cursor) is None:
+            break
+
+    assert sizes == [2, 2, 1]
+    assert sorted(seen) == sorted(c.id for c in made)

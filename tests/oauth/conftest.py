@@ -27,7 +27,7 @@ def demo() -> Iterator[DemoProvider]:
 
 @pytest.fixture
 def transport() -> Iterator[HttpTransport]:
-    transport = HttpTransport(timeout_seconds=2.0, maxsize=16)
+    transport = HttpTransport(deadline_seconds=2.0, maxsize=16)
     yield transport
     transport.close()
 
@@ -38,7 +38,7 @@ def make_transport() -> Iterator[Callable[..., HttpTransport]]:
     made: list[HttpTransport] = []
 
     def make(**limits: Any) -> HttpTransport:
-        made.append(HttpTransport(**{"timeout_seconds": 2.0, **limits}))
+        made.append(HttpTransport(**{"deadline_seconds": 2.0, **limits}))
         return made[-1]
 
     yield make

@@ -392,13 +392,13 @@ def test_rate_limiting_is_transient_with_retry_after(
 
 
 def test_a_slow_provider_times_out(demo: DemoProvider, catalog_entry: Entry, credentials: ClientCredentials) -> None:
-    impatient = HttpTransport(timeout_seconds=0.2)
+    impatient = HttpTransport(deadline_seconds=0.2)
     demo.inject(Fault.slow(5.0))
 
     with pytest.raises(ProviderUnavailable) as caught:
         OAuthClient(impatient).refresh(catalog_entry(), credentials, "rt_anything", NOW)
 
-    assert caught.value.reason == "timeout"
+    assert caught.value.reason == "unreachable"
 
 
 def test_a_dropped_connection_is_transient_and_the_pool_recovers(
@@ -415,7 +415,7 @@ def test_a_dropped_connection_is_transient_and_the_pool_recovers(
     with pytest.raises(ProviderUnavailable) as caught:
         oauth.refresh(provider, credentials, refresh_token_of(tokens), NOW)
 
-    assert caught.value.reason == "connection_error"
+    assert caught.value.reason == "unreachable"
     assert oauth.refresh(provider, credentials, refresh_token_of(tokens), NOW).refresh_token is not None
 
 
@@ -451,7 +451,7 @@ def test_a_provider_that_is_down_is_transient(
     with pytest.raises(ProviderUnavailable) as caught:
         oauth.refresh(provider, credentials, "rt_anything", NOW)
 
-    assert caught.value.reason == "connection_error"
+    assert caught.value.reason == "unreachable"
 
 
 def test_a_redirect_from_the_token_endpoint_is_not_followed(
@@ -638,7 +638,7 @@ def test_no_secret_appears_in_any_failure(
     authorize: Authorize,
     make_transport: Transports,
 ) -> None:
-    oauth = OAuthClient(make_transport(timeout_seconds=0.3))
+    oauth = OAuthClient(make_transport(deadline_seconds=0.3))
     provider = catalog_entry()
     redirect = authorize(provider, credentials.client_id)
     tokens = oauth.exchange_code(provider, credentials, redirect.code, REDIRECT_URI, redirect.verifier, NOW)

@@ -141,3 +141,31 @@ def test_stale_lease_survives_the_queue(
     assert result.report.permanent_failures == 1
     connection = load(site.tenant_id, connection_id)
     assert (connection.status, connection.last_error_code) == (ConnectionStatus.NEEDS_REAUTH, "refresh_interrupted")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 100_000 + "]" * 100_000,  # past the parser's depth: RecursionError
+        '{"v": true, "connection_id": "%(c)s", "tenant_id": "%(t)s"}',  # true == 1, but not version 1
+        '{"v": 1.0, "connection_id": "%(c)s", "tenant_id": "%(t)s"}',
+        '{"v": 1, "connection_id": ["%(c)s"], "tenant_id": "%(t)s"}',
+        '{"v": 1, "connection_id": "%(c)s", "tenant_id": "%(t)s", "stale": "yes"}',
+        '[{"v": 1, "connection_id": "%(c)s", "tenant_id": "%(t)s"}]',
+    ],
+    ids=["deep", "v_true", "v_float", "id_list", "stale_string", "array"],
+)
+def test_only_the_bad_record_of_a_batch_fails_and_types_are_checked_exactly(
+    site: Site, oauth: OAuthClient, body: str
+) -> None:
+    """Issue 23.9: one hostile record used to fail the whole batch (RecursionError) or pass as another type."""
+    good, other = site.connect(2)
+    records = [
+        {"messageId": "bad", "body": body % {"c": other, "t": site.tenant_id} if "%(" in body else body},
+        {"messageId": "good", "body": DueMessage(good, site.tenant_id).to_body()},
+    ]
+
+    result = work(records, oauth)
+
+    assert result.failed_message_ids == ("bad",)
+    assert site.refresh_calls() == 1

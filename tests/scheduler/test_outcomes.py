@@ -64,7 +64,7 @@ def test_permanent_failure_needs_reauth_and_is_not_retried(
         (Fault.server_error(), "server_error", 15),
         (Fault.error(503, "temporarily_unavailable"), "server_error", 15),
         (Fault.rate_limited("120"), "rate_limited", 120),
-        (Fault.slow(3.0), "timeout", 15),
+        (Fault.slow(3.0), "unreachable", 15),
     ],
     ids=["500", "503", "429_retry_after", "timeout"],
 )

@@ -468,3 +468,20 @@ def test_the_account_id_is_redacted_and_left_out_of_the_clear_extra_fields() -> 
     assert tokens.provider_account_id.reveal() == "acct-7:T1"
     assert "acct-7" not in repr(tokens)
     assert tokens.extra == {"team": {"name": "Acme"}, "instance": "eu"}
+
+
+def test_provider_fields_are_capped_in_bytes_whatever_their_shape() -> None:
+    """Issue 23.5: 32 keys of 32 nested keys of 1 KiB strings was a megabyte of metadata per connection."""
+    from connvault.oauth.responses import MAX_EXTRA_BYTES
+
+    document = {f"k{i}": {f"n{j}": "x" * 1024 for j in range(32)} for i in range(32)}
+    flat = {f"k{i}": "y" * 1000 for i in range(32)}
+    for extra_fields in (document, flat):
+        tokens = parse_token_response(
+            200,
+            "application/json",
+            json.dumps({"access_token": "at", **extra_fields}).encode(),
+            TokenResponseShape.STANDARD,
+            NOW,
+        )
+        assert 0 < len(json.dumps(tokens.extra, ensure_ascii=False).encode()) <= MAX_EXTRA_BYTES

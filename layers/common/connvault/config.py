@@ -33,6 +33,7 @@ class Settings:
     db_app_role: str = "connvault_app"
     db_connect_timeout_seconds: float = 5.0
     db_statement_timeout_ms: int = 10_000
+    db_lock_timeout_ms: int = 5_000
     db_pool_size: int = 2
     db_max_overflow: int = 16
     db_ssl: bool = False
@@ -51,6 +52,10 @@ class Settings:
     """How long a connect link can be opened, and how long its page then works."""
     discovery_max_age_seconds: int = 86_400
     http_timeout_seconds: float = 10.0
+    """The total deadline of one call to a provider (connect, TLS, request, whole answer), not a per-read
+    timeout: the refresh lease must outlast it plus the commit."""
+    allow_insecure_loopback_urls: bool = False
+    """Let tenant URLs name loopback, over plain http too: local development and tests only, never deployed."""
     default_refresh_margin_seconds: int = 300
     refresh_lease_seconds: int = 30
     refresh_wait_seconds: float = 8.0
@@ -87,6 +92,12 @@ class Settings:
     """How long one delivery run keeps polling the outbox once it is empty (0: return at once)."""
     account_retention_days: int = 30
     """Soft-deleted accounts are purged by the scheduled function once deleted this long ago."""
+    quota_connections: int = 100_000
+    quota_custom_providers: int = 100
+    quota_integrations: int = 200
+    quota_api_keys: int = 50
+    quota_connect_sessions: int = 10_000
+    """Per tenant: what one tenant may hold, so that it cannot use up a deployment shared with others."""
 
     def __post_init__(self) -> None:
         if self.refresh_lease_seconds <= self.refresh_lease_floor_seconds:

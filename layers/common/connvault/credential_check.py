@@ -2,10 +2,9 @@
 or password an end user typed works, before it is saved.
 
 The URL comes from the catalog (or the devserver's demo row), with non-secret form fields filled into it after
-they matched their patterns; the credentials go in a header, never in the URL. Every outbound call to a URL a
-tenant or end user can influence is to pass through the egress guard (connvault/egress.py, issue 13) once it
-exists; this function is where it will be called. No redirect is followed and nothing of the answer is kept but
-its status.
+they matched their patterns; the credentials go in a header, never in the URL. The call goes through the shared
+``HttpTransport``, so through the egress guard (``connvault/egress.py``) like every call to a URL a tenant or end
+user can influence. No redirect is followed and nothing of the answer is kept but its status.
 """
 
 from __future__ import annotations

@@ -30,6 +30,13 @@ class InvalidInput(ConnvaultError):
         self.field = field
 
 
+class DiscoveryFailed(InvalidInput):
+    """The provider's discovery metadata could not be fetched or cannot be used; the tenant can fix the URL,
+    the issuer, or the server it names."""
+
+    code = "discovery_failed"
+
+
 class NotFound(ConnvaultError):
     """The resource does not exist, or belongs to another tenant (never said which)."""
 
@@ -37,9 +44,19 @@ class NotFound(ConnvaultError):
 
 
 class Conflict(ConnvaultError):
-    """The write conflicts with existing data (a unique constraint)."""
+    """The write conflicts with existing data (a unique constraint), or with what the stored data allows."""
 
     code = "conflict"
+
+    def __init__(self, message: str = "", *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class QuotaExceeded(Conflict):
+    """The tenant holds as many of this resource as its quota allows; delete some, or ask for a larger quota."""
+
+    code = "quota_exceeded"
 
 
 class Unauthorized(ConnvaultError):
@@ -128,6 +145,12 @@ class DatabaseUnavailable(ConnvaultError):
     """The database could not be reached or dropped the connection; the operation can be retried."""
 
     code = "database_unavailable"
+
+
+class DatabaseBusy(DatabaseUnavailable):
+    """A statement ran past its time or waited too long for a lock; the operation can be retried shortly."""
+
+    code = "database_busy"
 
 
 class MigrationError(ConnvaultError):

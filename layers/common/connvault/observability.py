@@ -6,14 +6,41 @@ bodies or the text of exceptions raised by HTTP or database libraries.
 
 from __future__ import annotations
 
+import os
+from functools import lru_cache
+from typing import Any
+
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
 SERVICE = "connvault"
 NAMESPACE = "connvault"
 
 logger = Logger(service=SERVICE)
-tracer = Tracer(service=SERVICE)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+
+
+def tracing_enabled() -> bool:
+    """Powertools' own rule: off when ``POWERTOOLS_TRACE_DISABLED`` says so, outside Lambda, and under SAM local.
+
+    Building a ``Tracer`` imports ``aws_xray_sdk``, which builds a botocore client at import (~200 ms of cold
+    start) even when tracing is off; so with tracing off no tracer is built at all.
+    """
+    disabled = os.environ.get("POWERTOOLS_TRACE_DISABLED", "false").strip().lower() in ("1", "true", "yes", "on")
+    in_lambda = bool(os.environ.get("LAMBDA_TASK_ROOT")) and not os.environ.get("AWS_SAM_LOCAL")
+    return in_lambda and not disabled
+
+
+@lru_cache(maxsize=1)
+def get_tracer() -> Tracer:
+    """The one tracer, built on first use (see ``tracing_enabled``)."""
+    return Tracer(service=SERVICE)
+
+
+def __getattr__(name: str) -> Any:
+    """``observability.tracer``: the jobs whose handlers are traced name it; others never build it."""
+    if name == "tracer":
+        return get_tracer()
+    raise AttributeError(name)
 
 
 class MetricName:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from connvault.errors import InvalidInput
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 MAX_URL_LENGTH = 2048
+_URL_SAFE = "/%:@!$&'()*+,;=-._~"
+"""RFC 3986's reserved and unreserved characters, and ``%`` so that existing escapes stay as they are."""
 _SCOPE = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,256}$")  # RFC 6749 scope-token characters
 
 
@@ -16,7 +18,7 @@ def require_url(url: str, field: str, *, allow_query: bool = True) -> str:
     """An absolute https URL, or http on a loopback host for local development. No fragments, no userinfo."""
     if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
         raise InvalidInput(f"{field} must be a URL of at most {MAX_URL_LENGTH} characters", field=field)
-    if _has_control_characters(url):
+    if _has_control_characters(url) or not is_unicode_text(url):
         raise InvalidInput(f"{field} must not contain control characters", field=field)
     try:
         parts = urlsplit(url)
@@ -35,6 +37,48 @@ def require_url(url: str, field: str, *, allow_query: bool = True) -> str:
     return url
 
 
+def require_return_url(url: str, field: str) -> str:
+    """A URL the end user's browser is sent back to, in its one ASCII spelling (``ascii_url``): registered and
+    compared so, and so written into ``Location``, where raw non-ASCII text (``café``, U+2028) broke gateways."""
+    return ascii_url(require_url(url, field), field)
+
+
+def ascii_url(url: str, field: str = "return_url") -> str:
+    """``url`` with its host in IDNA (punycode) and every non-ASCII or unsafe character of path, query and
+    fragment percent-encoded as UTF-8; escapes already there are kept, so an ASCII URL comes back unchanged."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if not netloc.isascii():
+        host, colon, port = netloc.rpartition(":") if not netloc.endswith("]") and ":" in netloc else (netloc, "", "")
+        try:
+            netloc = host.encode("idna").decode("ascii") + colon + port
+        except UnicodeError:
+            raise InvalidInput(f"{field} has a host that is not a valid internationalised name", field=field) from None
+    path = quote(parts.path, safe=_URL_SAFE)
+    query = quote(parts.query, safe=_URL_SAFE + "?")
+    fragment = quote(parts.fragment, safe=_URL_SAFE + "?")
+    if (netloc, path, query, fragment) == (parts.netloc, parts.path, parts.query, parts.fragment):
+        return url  # already ASCII and escaped: exactly as written (``urlunsplit`` would drop an empty "?")
+    return urlunsplit((url.split(":", 1)[0], netloc, path, query, fragment))
+
+
+def require_outbound_url(url: str, field: str, *, allow_query: bool = True) -> str:
+    """A URL connvault itself will call (an endpoint, a discovery document): ``require_url`` plus the egress
+    guard's static rules, so a URL the guard would refuse at call time is refused at registration instead.
+
+    The message is the same for every refused address (which rule matched is not a tenant's business, and a
+    DNS name that resolves somewhere private is only found out at call time, as the same "blocked address").
+    """
+    from connvault.egress import BlockedAddress, EgressPolicy, check_url
+
+    require_url(url, field, allow_query=allow_query)
+    try:
+        check_url(url, EgressPolicy.from_settings())
+    except BlockedAddress:
+        raise InvalidInput(f"{field} is a blocked address (https to a public host only)", field=field) from None
+    return url
+
+
 def require_scopes(scopes: list[str] | tuple[str, ...], field: str = "scopes") -> tuple[str, ...]:
     if len(scopes) > 100:
         raise InvalidInput("at most 100 scopes", field=field)
@@ -45,11 +89,24 @@ def require_scopes(scopes: list[str] | tuple[str, ...], field: str = "scopes") -
 
 
 def require_text(value: str, field: str, *, max_length: int, min_length: int = 1) -> str:
+    """Text of a bounded length that can be stored, sealed and sent back as it came: no control characters and
+    no lone UTF-16 surrogate (which has no UTF-8 form: a secret holding one could be stored but never used)."""
     if not isinstance(value, str) or not min_length <= len(value) <= max_length:
         raise InvalidInput(f"{field} must be {min_length} to {max_length} characters", field=field)
     if _has_control_characters(value):
         raise InvalidInput(f"{field} must not contain control characters", field=field)
+    if not is_unicode_text(value):
+        raise InvalidInput(f"{field} must be valid Unicode text", field=field)
     return value
+
+
+def is_unicode_text(value: str) -> bool:
+    """No lone surrogate: JSON's ``"\ud800"`` decodes to one, and nothing can encode it."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _has_control_characters(value: str) -> bool:

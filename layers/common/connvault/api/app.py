@@ -24,6 +24,7 @@ from pg8000.exceptions import DatabaseError as DriverDatabaseError
 from pg8000.exceptions import InterfaceError as DriverInterfaceError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from connvault.api.body import JsonOnlyValidation, strict_json
 from connvault.config import get_settings
 from connvault.db.target import database_unavailable
 from connvault.errors import Conflict as ConflictError
@@ -33,6 +34,7 @@ from connvault.errors import (
     CredentialsExpired,
     DatabaseUnavailable,
     DecryptionFailed,
+    DiscoveryFailed,
     IntegrationCredentialsInvalid,
     InvalidInput,
     KeyServiceUnavailable,
@@ -42,7 +44,7 @@ from connvault.errors import (
     ReauthRequired,
     Unauthorized,
 )
-from connvault.observability import MetricName, logger, metrics, tracer
+from connvault.observability import MetricName, get_tracer, logger, metrics, tracing_enabled
 from connvault.services.auth import UNCHECKED_CONTEXT_KEY
 
 if TYPE_CHECKING:
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
 
 STATUS_BY_ERROR: dict[type[ConnvaultError], HTTPStatus] = {
     InvalidInput: HTTPStatus.BAD_REQUEST,
+    DiscoveryFailed: HTTPStatus.UNPROCESSABLE_ENTITY,
     Unauthorized: HTTPStatus.UNAUTHORIZED,
     NotFound: HTTPStatus.NOT_FOUND,
     ConflictError: HTTPStatus.CONFLICT,
@@ -99,7 +102,9 @@ def json_response(status: HTTPStatus, body: Any, *, headers: dict[str, str] | No
 
 
 def new_http_app() -> APIGatewayHttpResolver:
-    app = APIGatewayHttpResolver(enable_validation=True)
+    app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=strict_json)
+    # Taken by the resolver in place of its own (it builds one only when the app has none): JSON bodies only.
+    app._request_validation_middleware = JsonOnlyValidation()  # type: ignore[attr-defined]
 
     @app.exception_handler(ConnvaultError)
     def _domain_error(error: ConnvaultError) -> Response:
@@ -185,11 +190,35 @@ def database_unavailable_response() -> Response:
 
 
 def _field_of(problem: dict[str, Any]) -> str:
-    """``body.client_id``, ``query.min_ttl``…; a body that is not JSON at all is just ``body`` (pydantic's
-    location for it ends in a character offset, which names no field)."""
+    """``body.client_id``, ``query.min_ttl``…, named from the schema only: within a body the location stops at
+    the first part that is not a field of a request model (an unknown key, a key of ``metadata``), since such
+    a part is the client's own text, a secret perhaps. A body that is not JSON at all is just ``body``."""
     if problem.get("type") == "json_invalid":
         return "body"
-    return ".".join(str(part) for part in problem.get("loc", ()))
+    location = [str(part) for part in problem.get("loc", ())]
+    if location[:1] != ["body"]:
+        return ".".join(location)
+    named = ["body"]
+    for part in problem.get("loc", ())[1:]:
+        if not (isinstance(part, int) or part in request_field_names()):
+            break
+        named.append(str(part))
+    return ".".join(named)
+
+
+def request_field_names() -> frozenset[str]:
+    """Every field name of every request and response model (the ``Strict`` family, wherever a route module
+    defines one): what an error location inside a body may say. Not cached: route modules load their models
+    when they register, and a name learnt later must count."""
+    from connvault.api.schemas import Strict  # at first use: the token route's cold start needs no pydantic models
+
+    names: set[str] = set()
+    pending: list[type] = [Strict]
+    while pending:
+        model = pending.pop()
+        names.update(getattr(model, "model_fields", {}))
+        pending.extend(model.__subclasses__())
+    return frozenset(names)
 
 
 def stack_of(error: BaseException) -> list[str]:
@@ -221,13 +250,9 @@ def callback_url(app: APIGatewayHttpResolver) -> str:
 
 def lambda_handler(app: APIGatewayHttpResolver) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
     """The Lambda entry point for ``app``, with the safe Powertools defaults every HTTP function shares:
-    no event in the logs, state cleared per request, no response or error text in traces."""
+    no event in the logs, state cleared per request, no response or error text in traces, and no tracer at all
+    when tracing is off (see ``observability.tracing_enabled``)."""
 
-    @logger.inject_lambda_context(
-        correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False, clear_state=True
-    )
-    @metrics.log_metrics
-    @tracer.capture_lambda_handler(capture_response=False, capture_error=False)
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         if _unchecked_by_the_authorizer(event):
             # The authorizer could not reach the database to check the key, and let the request through only
@@ -242,7 +267,12 @@ def lambda_handler(app: APIGatewayHttpResolver) -> Callable[[dict[str, Any], Lam
             }
         return app.resolve(event, context)
 
-    return handler
+    if tracing_enabled():
+        handler = get_tracer().capture_lambda_handler(capture_response=False, capture_error=False)(handler)
+    logged = logger.inject_lambda_context(
+        correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False, clear_state=True
+    )
+    return logged(metrics.log_metrics(handler))
 
 
 def _unchecked_by_the_authorizer(event: dict[str, Any]) -> bool:

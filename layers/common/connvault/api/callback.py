@@ -16,6 +16,8 @@ from connvault.redacted import Redacted
 from connvault.services import connect_links
 from connvault.services.connect import CallbackParams, CallbackResult, complete_connect
 
+CALLBACK_PATH = "/oauth/callback"
+"""The one public route: API Gateway calls no authorizer for it (the OpenAPI document says so)."""
 PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"}
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
@@ -26,7 +28,16 @@ PAGE = """<!doctype html>
 
 
 def register(app: APIGatewayHttpResolver) -> None:
-    @app.get("/oauth/callback", include_in_schema=False)
+    @app.get(
+        CALLBACK_PATH,
+        summary="The providers' redirect target (public: no API key)",
+        description=(
+            "Registered at every provider as the redirect URI. Completes the connect session its `state` names and "
+            "redirects the browser to the session's return URL with `connection_id` or `error`, or shows a page."
+        ),
+        tags=["connect"],
+        responses={302: {"description": "Back to the return URL"}, 400: {"description": "A page saying why not"}},
+    )
     def oauth_callback() -> Response[str]:
         query = app.current_event.query_string_parameters or {}
         params = CallbackParams(

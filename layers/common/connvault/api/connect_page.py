@@ -40,7 +40,12 @@ def new_page_app() -> APIGatewayHttpResolver:
     """The resolver of the connect page: its own error handling, all of it pages."""
     app = APIGatewayHttpResolver()
 
-    @app.get(PAGE_PATH, include_in_schema=False)
+    @app.get(
+        PAGE_PATH,
+        summary="The hosted connect page a connect_url opens (public: the link token is its credential)",
+        tags=["connect"],
+        responses={200: {"description": "An HTML page"}, 410: {"description": "A page: the link was used or expired"}},
+    )
     def open_link() -> Response[str]:
         event = app.current_event
         query = event.query_string_parameters or {}
@@ -48,7 +53,12 @@ def new_page_app() -> APIGatewayHttpResolver:
         view = connect_links.open_link(Redacted(token) if token else None, _remembered(event))
         return _answer(view)
 
-    @app.post(PAGE_PATH, include_in_schema=False)
+    @app.post(
+        PAGE_PATH,
+        summary="The connect page's forms (public: the page token is its credential)",
+        tags=["connect"],
+        responses={200: {"description": "An HTML page"}, 400: {"description": "A page: the form was unreadable"}},
+    )
     def act() -> Response[str]:
         form = _form(app.current_event)
         token = Redacted(form["page_token"].reveal()) if "page_token" in form else None

@@ -50,6 +50,10 @@ ERRORS = {
     404: {"description": "Not found", "content": {"application/json": {"model": ErrorResponse}}},
     409: {"description": "Conflict", "content": {"application/json": {"model": ErrorResponse}}},
 }
+DISCOVERY_FAILED = {
+    "description": "The custom provider's discovery metadata could not be fetched or used",
+    "content": {"application/json": {"model": ErrorResponse}},
+}
 PROVIDER_DOWN = {
     "description": "The provider did not answer",
     "content": {"application/json": {"model": ErrorResponse}},
@@ -166,13 +170,13 @@ def register(app: APIGatewayHttpResolver) -> None:
         description=(
             "For a catalog provider, send the OAuth app only. For any other slug, send `custom_provider` to define "
             "this tenant's own provider, from a `discovery_url` or from explicit endpoints; the provider is visible "
-            "to this tenant only. A catalog slug cannot be taken by a custom provider (409 `conflict`). Metadata "
-            "that cannot be used is refused with 400 `validation_error`, whose `field` names the request field or "
-            "the metadata member at fault (e.g. `issuer`, `token_endpoint`); a discovery URL that does not answer "
-            "gives 503 `provider_unavailable`."
+            "to this tenant only. A catalog slug cannot be taken by a custom provider (409 `conflict`). A "
+            "discovery that fails (unreachable, blocked address, not JSON, another issuer, an unusable member) is "
+            "422 `discovery_failed`, whose `field` names the request field or the metadata member at fault (e.g. "
+            "`issuer`, `token_endpoint`)."
         ),
         tags=["integrations"],
-        responses={**ERRORS, 503: PROVIDER_DOWN},
+        responses={**ERRORS, 422: DISCOVERY_FAILED},
     )
     def put_integration(provider: ProviderSlug, body: IntegrationRequest) -> IntegrationResponse:
         data = integrations.IntegrationInput(

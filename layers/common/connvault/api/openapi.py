@@ -1,6 +1,8 @@
 """The OpenAPI document of the whole HTTP API, built from the routes themselves.
 
-The management and token routes live in two functions; the document joins them so a tenant sees one API.
+The management, token, callback and connect-page routes live in four functions; the document joins them so a
+tenant sees one API, and the template is checked against it (every operation routed, every route documented, the
+public ones marked ``security: []``).
 ``python -m connvault.api.openapi`` prints it (``make openapi`` writes ``docs/openapi.json``).
 """
 
@@ -12,8 +14,9 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from connvault import __version__
-from connvault.api import accounts, management, token, webhooks
+from connvault.api import accounts, callback, management, token, webhooks
 from connvault.api.app import new_http_app
+from connvault.api.connect_page import new_page_app
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
@@ -26,6 +29,7 @@ def openapi_document() -> str:
     accounts.register(app)
     webhooks.register(app)
     token.register(app)
+    callback.register(app)
     register_document_route(app)
     document = json.loads(
         app.get_openapi_json_schema(
@@ -33,17 +37,22 @@ def openapi_document() -> str:
             version=__version__,
             description=(
                 "Credential vault for third-party OAuth2 and API-key connections. Every route takes "
-                "`Authorization: Bearer <tenant API key>`; GET /oauth/callback is the providers' redirect target."
+                "`Authorization: Bearer <tenant API key>` but GET /oauth/callback, the providers' redirect target, "
+                "and the hosted connect page at /connect, whose link and page tokens are its credentials."
             ),
         )
     )
     document["components"]["securitySchemes"] = {"tenantApiKey": {"type": "http", "scheme": "bearer"}}
     document["security"] = [{"tenantApiKey": []}]
+    document["paths"][callback.CALLBACK_PATH]["get"]["security"] = []  # public: the providers' redirect target
+    page = json.loads(new_page_app().get_openapi_json_schema(title="connect page", version=__version__))
+    for path, operations in page["paths"].items():
+        document["paths"][path] = {method: {**operation, "security": []} for method, operation in operations.items()}
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
 def register_document_route(app: APIGatewayHttpResolver) -> None:
-    @app.get("/openapi.json", summary="This document", tags=["meta"], include_in_schema=False)
+    @app.get("/openapi.json", summary="This document", tags=["meta"])
     def get_openapi() -> dict:
         return json.loads(openapi_document())
 

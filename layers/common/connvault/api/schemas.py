@@ -201,9 +201,9 @@ class ProviderListResponse(Strict):
 class CustomProviderRequest(Strict):
     """The tenant's own OAuth 2 provider: give ``discovery_url``, or ``authorization_url`` and ``token_url``.
 
-    With ``discovery_url`` (OpenID Connect discovery or RFC 8414 metadata; https, or http on 127.0.0.1 and
-    localhost) connvault fetches the metadata and takes from it the endpoints, the issuer, whether the callback
-    must carry ``iss`` (RFC 9207), PKCE (S256 offered) and the token endpoint's client authentication
+    With ``discovery_url`` (OpenID Connect discovery or RFC 8414 metadata; https to a public address, as every
+    URL connvault calls) connvault fetches the metadata and takes from it the endpoints, the issuer, whether the
+    callback must carry ``iss`` (RFC 9207), PKCE (S256 offered) and the token endpoint's client authentication
     (client_secret_basic if offered, else client_secret_post); the fields marked "without discovery_url only"
     must then be left out. The metadata's ``issuer`` must be the issuer ``discovery_url`` was built from (or
     ``issuer`` when given); it is refetched when older than the configured maximum age as connect sessions

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import uuid
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -176,8 +177,15 @@ class ConnectionRepository:
             after_created, after_id = decode_cursor(cursor)
             query = query.where(tuple_(ConnectionRow.created_at, ConnectionRow.id) > tuple_(after_created, after_id))
         rows = self._session.execute(query.order_by(ConnectionRow.created_at, ConnectionRow.id).limit(limit + 1)).all()
-        items = [self._to_domain(row, slug, open_credentials=False) for row, slug in rows[:limit]]
-        next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if len(rows) > limit else None
+        items: list[Connection] = []
+        budget = PAGE_BYTES
+        for row, slug in rows[:limit]:
+            cost = ITEM_BYTES + len(json.dumps(row.metadata_, ensure_ascii=False).encode("utf-8"))
+            if items and cost > budget:
+                break  # the page ends early; the cursor takes the caller on from here
+            budget -= cost
+            items.append(self._to_domain(row, slug, open_credentials=False))
+        next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if len(rows) > len(items) else None
         return Page(items, next_cursor)
 
     # -- writes ------------------------------------------------------------------------------------------
@@ -299,6 +307,19 @@ class ConnectionRepository:
             )
         )
         return bool(result.rowcount)
+
+    def require_reauth_for_provider(self, provider_id: UUID, reason: str) -> int:
+        """Every connection of ``provider_id`` that could still be refreshed now needs its end user again (its
+        refresh token belongs to a server connvault no longer calls); how many."""
+        result = self._session.execute(
+            update(ConnectionRow)
+            .where(
+                ConnectionRow.provider_id == provider_id,
+                ConnectionRow.status.in_(_REFRESHABLE),
+            )
+            .values(status=ConnectionStatus.NEEDS_REAUTH.value, last_error_code=reason, updated_at=func.now())
+        )
+        return int(result.rowcount or 0)
 
     # -- the refresh lease -------------------------------------------------------------------------------
 
@@ -539,19 +560,39 @@ def holds_refresh_token(credentials: Credentials) -> bool:
     return isinstance(credentials, OAuth2Credentials) and credentials.refresh_token is not None
 
 
+PAGE_BYTES = 1_048_576
+"""What one list page's items may carry: a Lambda response holds 6 MB, and a page of 100 connections with full
+metadata (16 KiB of the tenant's, 4 KiB of the provider's) would pass 2 MB; a page past the budget ends early."""
+ITEM_BYTES = 1024
+"""A connection's response without its metadata, generously."""
+
+_REFRESHABLE = (ConnectionStatus.ACTIVE.value, ConnectionStatus.EXPIRED.value, ConnectionStatus.ERROR.value)
+
+_CURSOR_YEARS = (2000, 9998)
+"""Rows are created now; a time outside these years in a cursor was not written by ``encode_cursor``."""
+
+
 def encode_cursor(created_at: datetime, connection_id: UUID) -> str:
-    raw = f"{created_at.isoformat()}|{connection_id}".encode()
+    raw = f"{created_at.astimezone(UTC).isoformat()}|{connection_id}".encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
-    """Parse a cursor from ``encode_cursor``; anything else is a 400, not a 500."""
+    """Parse a cursor from ``encode_cursor``; anything else is a 400, not a 500, before any SQL.
+
+    Only what ``encode_cursor`` writes is accepted: a UTC time within the years a row can have been created in
+    and a canonical uuid, which must re-encode to the very same cursor. (An offset such as
+    ``0001-01-01T00:00:00+01:00`` used to reach the driver, which overflowed converting it mid-statement.)
+    """
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
         created, _, ident = raw.partition("|")
         when = datetime.fromisoformat(created)
-        if when.tzinfo is None:
-            raise ValueError(created)
-        return when, UUID(ident)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
+        if when.utcoffset() != timedelta(0) or not _CURSOR_YEARS[0] <= when.year <= _CURSOR_YEARS[1]:
+            raise ValueError("cursor time")
+        connection_id = UUID(ident)
+        if encode_cursor(when, connection_id) != cursor:
+            raise ValueError("not canonical")
+        return when, connection_id
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
         raise InvalidInput("cursor is not valid", field="cursor") from None

@@ -18,7 +18,15 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from connvault.config import get_settings
-from connvault.db.target import connect_with, connection_lost, session_setup
+from connvault.db.target import (
+    DatabaseTarget,
+    StatementLimits,
+    connect_with,
+    connection_lost,
+    session_setup,
+    timed_out,
+)
+from connvault.errors import DatabaseBusy
 
 PING_AFTER_IDLE_SECONDS = 30.0
 
@@ -64,11 +72,19 @@ def get_engine() -> Engine:
         pool_use_lifo=True,  # reuse the warmest connection; the others may idle out and be pinged
         pool_timeout=settings.db_connect_timeout_seconds * 2,
     )
-    setup = session_setup(settings.db_app_role, settings.db_statement_timeout_ms)
+    limits = StatementLimits.from_settings(settings)
+    setup = session_setup(settings.db_app_role, limits)
+
+    dialect_connect = engine.dialect.loaded_dbapi.connect
+
+    def connect(target: DatabaseTarget) -> Any:
+        connection = dialect_connect(**target.pg8000_kwargs())
+        target.end_connect_timeout(connection, limits)
+        return connection
 
     @event.listens_for(engine, "do_connect")
-    def _connect(dialect: Any, _record: Any, _cargs: Any, _cparams: Any) -> Any:
-        return connect_with(lambda target: dialect.loaded_dbapi.connect(**target.pg8000_kwargs()))
+    def _connect(_dialect: Any, _record: Any, _cargs: Any, _cparams: Any) -> Any:
+        return connect_with(connect)
 
     @event.listens_for(engine, "checkin")
     def _idle_from(_dbapi_connection: Any, record: Any) -> None:
@@ -86,12 +102,19 @@ def get_engine() -> Engine:
             raise DisconnectionError from exc  # the pool drops it and checks out another (or a new one)
 
     @event.listens_for(engine, "handle_error")
-    def _drop_lost_connections(context: ExceptionContext) -> None:
-        # pg8000's dialect recognises a closed socket but not a server that ended the session (a failover's
-        # admin_shutdown) or one that now answers as a reader: marked as a disconnect, the connection and the
-        # pool's others (same server) are discarded instead of reused.
-        if connection_lost(context.original_exception):
-            context.is_disconnect = True
+    def _discard_interrupted(context: ExceptionContext) -> Exception | None:
+        # Any exception inside a statement (a driver-side conversion error, a timeout, an interrupt, a server
+        # error) may leave the statement's replies unread on the wire, and the next statement on that
+        # connection would read them as its own: another tenant's rows. So the connection is never reused.
+        # The pool's other connections (same server) go too only when the connection was lost: pg8000's dialect
+        # recognises a closed socket but not a server that ended the session (a failover's admin_shutdown) or
+        # one that now answers as a reader.
+        lost = context.is_disconnect or connection_lost(context.original_exception)
+        context.invalidate_pool_on_disconnect = lost
+        context.is_disconnect = True
+        if timed_out(context.original_exception):
+            return DatabaseBusy("the database did not answer in time; retry shortly")
+        return None
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -22,8 +22,15 @@ from uuid import UUID
 from pg8000.exceptions import DatabaseError, InterfaceError
 
 from connvault.config import get_settings
-from connvault.db.target import REFUSED_SQLSTATES, connect_with, database_unavailable, sqlstate
-from connvault.errors import DatabaseUnavailable
+from connvault.db.target import (
+    REFUSED_SQLSTATES,
+    StatementLimits,
+    connect_with,
+    database_unavailable,
+    sqlstate,
+    timed_out,
+)
+from connvault.errors import DatabaseBusy, DatabaseUnavailable
 from connvault.models import ConnectionStatus
 
 if TYPE_CHECKING:
@@ -122,19 +129,25 @@ class FastReads:
     def _run(self, sql: str, **params: Any) -> list[list[Any]]:
         """Run a prepared statement; a connection that died while the Lambda was frozen is replaced once.
 
-        A connection that saw any error is dropped, never reused. The database refusing a new connection (too
-        many clients, a failover in progress) or losing this one twice is ``DatabaseUnavailable``: the caller
-        answers "retry shortly" instead of failing."""
+        A connection that saw any exception inside a statement is dropped, never reused: its replies may still be
+        unread on the wire, and the next read would take them for its own (another tenant's row). The database
+        refusing a new connection (too many clients, a failover in progress) or losing this one twice is
+        ``DatabaseUnavailable``: the caller answers "retry shortly" instead of failing."""
         with self._lock:
             for attempt in (1, 2):
                 try:
                     return self._prepared(sql).run(**params)
                 except (InterfaceError, OSError, DatabaseError) as exc:
                     self._drop()
+                    if timed_out(exc):
+                        raise DatabaseBusy("the database did not answer in time; retry shortly") from None
                     if isinstance(exc, DatabaseError) and not database_unavailable(exc):
                         raise
                     if attempt == 2 or sqlstate(exc) in REFUSED_SQLSTATES:
                         raise DatabaseUnavailable("the database is unavailable; retry shortly") from None
+                except BaseException:
+                    self._drop()
+                    raise
         raise AssertionError("unreachable")
 
     def _prepared(self, sql: str) -> Any:
@@ -147,7 +160,7 @@ class FastReads:
 
     def _drop(self) -> None:
         if self._connection is not None:
-            with contextlib.suppress(InterfaceError, OSError):
+            with contextlib.suppress(Exception):  # a connection interrupted mid-statement may fail any way
                 self._connection.close()
         self._connection = None
         self._statements.clear()
@@ -164,9 +177,7 @@ def get_fast_reads() -> FastReads:
 
     def connect() -> pg8000.native.Connection:
         return connect_with(
-            lambda target: target.connect(
-                role=settings.db_app_role, statement_timeout_ms=settings.db_statement_timeout_ms
-            )
+            lambda target: target.connect(role=settings.db_app_role, limits=StatementLimits.from_settings(settings))
         )
 
     return FastReads(connect)

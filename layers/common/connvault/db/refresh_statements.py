@@ -30,8 +30,8 @@ from pg8000.exceptions import DatabaseError, InterfaceError
 
 from connvault.config import get_settings
 from connvault.db.connections import Claim, Lease, holds_refresh_token, seal_credentials, to_connection
-from connvault.db.target import connect_with
-from connvault.errors import DatabaseUnavailable, GrantSuperseded, NotFound
+from connvault.db.target import StatementLimits, connect_with, timed_out
+from connvault.errors import DatabaseBusy, DatabaseUnavailable, GrantSuperseded, NotFound
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -193,8 +193,10 @@ class RefreshStatements:
                 self._drop()
                 if attempt == 2:
                     raise DatabaseUnavailable("the database is unavailable; retry shortly") from None
-            except DatabaseError:
+            except DatabaseError as exc:
                 self._drop()
+                if timed_out(exc):
+                    raise DatabaseBusy("a refresh statement ran past its time; retry shortly") from None
                 raise DatabaseUnavailable("the database failed a refresh statement; retry shortly") from None
             except BaseException:
                 self._drop()
@@ -249,9 +251,7 @@ def get_refresh_statements() -> RefreshStatements:
 
     def connect() -> pg8000.native.Connection:
         return connect_with(
-            lambda target: target.connect(
-                role=settings.db_app_role, statement_timeout_ms=settings.db_statement_timeout_ms
-            )
+            lambda target: target.connect(role=settings.db_app_role, limits=StatementLimits.from_settings(settings))
         )
 
     return RefreshStatements(connect)

@@ -61,22 +61,60 @@ class DatabaseTarget:
             kwargs["ssl_context"] = True
         return kwargs
 
-    def connect(self, *, role: str | None = None, statement_timeout_ms: int | None = None) -> pg8000.native.Connection:
+    def connect(self, *, role: str | None = None, limits: StatementLimits | None = None) -> pg8000.native.Connection:
         """A plain pg8000 connection (migrations, the token-fetch read path)."""
         connection = pg8000.native.Connection(**self.pg8000_kwargs())
-        for statement in session_setup(role, statement_timeout_ms):
+        self.end_connect_timeout(connection, limits)
+        for statement in session_setup(role, limits):
             connection.run(statement)
         return connection
 
+    def end_connect_timeout(self, connection: Any, limits: StatementLimits | None) -> None:
+        """pg8000 keeps its ``timeout`` as the socket's timeout for the connection's whole life, so a statement
+        waiting on a lock for longer than the *connect* timeout failed on the client while the server went on
+        (and the connection was left mid-statement). Once connected, the server's own limits bound statements;
+        the socket keeps only a backstop past them, for a server that stopped answering at all (none for the
+        migration runner, which sets its own limits and runs under the custom resource's timeout)."""
+        backstop = None if limits is None else limits.backstop_seconds(self.connect_timeout)
+        connection._usock.settimeout(backstop)
 
-def session_setup(role: str | None, statement_timeout_ms: int | None) -> list[str]:
+
+@dataclass(frozen=True, slots=True)
+class StatementLimits:
+    """How long one statement may run, and wait for a row or advisory lock, before the server cancels it with a
+    typed error (``57014`` / ``55P03``: ``DatabaseBusy``). Sized per job through the settings (the template
+    gives token fetch and the authorizer short ones); the migration runner sets its own, long ones."""
+
+    statement_timeout_ms: int
+    lock_timeout_ms: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> StatementLimits:
+        return cls(settings.db_statement_timeout_ms, settings.db_lock_timeout_ms)
+
+    def backstop_seconds(self, connect_timeout: float) -> float:
+        return self.statement_timeout_ms / 1000 + connect_timeout
+
+
+def session_setup(role: str | None, limits: StatementLimits | None) -> list[str]:
     """Statements run once on every new application connection."""
     statements = []
     if role:
         statements.append(f"SET ROLE {quote_identifier(role)}")
-    if statement_timeout_ms:
-        statements.append(f"SET statement_timeout = {int(statement_timeout_ms)}")
+    if limits is not None:
+        statements.append(f"SET statement_timeout = {int(limits.statement_timeout_ms)}")
+        statements.append(f"SET lock_timeout = {int(limits.lock_timeout_ms)}")
     return statements
+
+
+TIMED_OUT_SQLSTATES = frozenset({"57014", "55P03"})
+"""query_canceled (``statement_timeout``) and lock_not_available (``lock_timeout``): the database was too busy
+for this statement; retrying later may work."""
+
+
+def timed_out(error: BaseException) -> bool:
+    """Whether ``error`` (pg8000's, or SQLAlchemy's wrapper of one) is the server cancelling a statement for time."""
+    return sqlstate(error) in TIMED_OUT_SQLSTATES
 
 
 def quote_identifier(name: str) -> str:

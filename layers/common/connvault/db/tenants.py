@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Select, delete, func, select, update
 
 from connvault.db.engine import get_engine
-from connvault.db.rows import TenantApiKeyRow, TenantRow
+from connvault.db.rows import ConnectionRow, IntegrationRow, OAuthSessionRow, ProviderRow, TenantApiKeyRow, TenantRow
 from connvault.errors import NotFound
 
 if TYPE_CHECKING:
@@ -65,6 +66,9 @@ class TenantRepository:
         self._session.refresh(row)
         return _api_key(row)
 
+    def usage(self, resource: Resource, now: datetime) -> int:
+        return int(self._session.scalar(usage_query(resource, now)) or 0)
+
     def revoke_api_key(self, key_id: str, now: datetime) -> ApiKeyRecord:
         row = self._session.scalars(
             update(TenantApiKeyRow)
@@ -85,6 +89,31 @@ def tenant_key_salt(tenant_id: UUID) -> UUID:
     if salt is None:
         raise NotFound(f"tenant {tenant_id} not found")
     return salt if isinstance(salt, UUID) else UUID(str(salt))
+
+
+class Resource(StrEnum):
+    """What a tenant holds that counts against its quota (``CONNVAULT_QUOTA_<NAME>``)."""
+
+    CONNECTIONS = "connections"
+    CUSTOM_PROVIDERS = "custom_providers"
+    INTEGRATIONS = "integrations"
+    API_KEYS = "api_keys"
+    CONNECT_SESSIONS = "connect_sessions"
+
+
+def usage_query(resource: Resource, now: datetime) -> Select[tuple[int]]:
+    """How many of ``resource`` the unit of work's tenant holds (RLS confines the count to it): live API keys
+    and unexpired connect sessions only, every row of the others."""
+    count = select(func.count())
+    if resource is Resource.CONNECTIONS:
+        return count.select_from(ConnectionRow)
+    if resource is Resource.CUSTOM_PROVIDERS:
+        return count.select_from(ProviderRow).where(ProviderRow.tenant_id.is_not(None))
+    if resource is Resource.INTEGRATIONS:
+        return count.select_from(IntegrationRow)
+    if resource is Resource.API_KEYS:
+        return count.select_from(TenantApiKeyRow).where(TenantApiKeyRow.revoked_at.is_(None))
+    return count.select_from(OAuthSessionRow).where(OAuthSessionRow.expires_at > now)
 
 
 def _api_key(row: TenantApiKeyRow) -> ApiKeyRecord:

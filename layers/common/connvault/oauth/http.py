@@ -1,28 +1,42 @@
-"""A deliberately small HTTP transport for provider calls, on the urllib3 that already ships with botocore.
+"""A deliberately small HTTP transport for calls to tenant-influenced URLs, on the urllib3 that already ships
+with botocore, with every connection made through the egress guard (``connvault.egress``).
 
 Why not requests/httpx: they add cold-start import time for nothing we need. What this adds on top of
-urllib3 is policy: a timeout on every call, no retries and no redirects (a retried token request can burn
-a rotating refresh token; a redirected one can send credentials elsewhere), a cap on the body we read,
-and failures turned into ``ProviderUnavailable`` whose messages name the host only, never a URL's query
-or a body.
+urllib3 is policy: the egress guard (public addresses only, resolved once), one total deadline per call however
+slowly the bytes arrive, no retries and no redirects (a retried token request can burn a rotating refresh
+token; a redirected one can send credentials elsewhere), a cap on the body we read, and failures turned into
+``ProviderUnavailable`` whose message is "blocked address" or "could not reach the provider", never which
+network condition it was (no port-scan oracle), never a URL or a body.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import urllib3
-from urllib3.exceptions import HTTPError, NewConnectionError
-from urllib3.exceptions import TimeoutError as Urllib3Timeout
+from urllib3.exceptions import HTTPError
 
+from connvault.egress import (
+    BLOCKED_MESSAGE,
+    UNREACHABLE_MESSAGE,
+    BlockedAddress,
+    EgressPolicy,
+    Unreachable,
+    check_url,
+    deadline,
+    guarded_pool_manager,
+)
 from connvault.errors import ProviderUnavailable
 
 MAX_BODY_BYTES = 1024 * 1024
 """A token response is a few KiB; anything past this is not one, and is not worth buffering."""
 
 DEFAULT_POOL_SIZE = 10
+UNREACHABLE_REASON = "unreachable"
+"""Timed out, refused, reset, TLS failed: one reason, as the message is one (see ``connvault.egress``). A call
+that ended so may have been answered by the provider after all (a rotated refresh token that never arrived)."""
 _USER_AGENT = "connvault/0.1"
 
 
@@ -39,24 +53,30 @@ class HttpResponse:
 class HttpTransport:
     """One connection pool per instance; share an instance between threads, not between processes.
 
+    ``deadline_seconds`` bounds a whole call (connect, TLS, send, headers, body); ``CONNVAULT_HTTP_TIMEOUT_SECONDS``
+    is that deadline in production, and the refresh lease must outlast it (checked in config).
     ``maxsize`` is the number of connections kept per host; the scheduler sets it to its thread count
     so that concurrent refreshes against one provider do not open and drop connections.
     """
 
     def __init__(
         self,
-        timeout_seconds: float,
+        deadline_seconds: float,
         *,
         connect_timeout_seconds: float | None = None,
         maxsize: int = DEFAULT_POOL_SIZE,
         max_body_bytes: int = MAX_BODY_BYTES,
+        policy: EgressPolicy | None = None,
+        ca_certs: str | None = None,
     ) -> None:
+        self._deadline = deadline_seconds
         self._timeout = urllib3.Timeout(
-            connect=connect_timeout_seconds if connect_timeout_seconds is not None else timeout_seconds,
-            read=timeout_seconds,
+            connect=connect_timeout_seconds if connect_timeout_seconds is not None else deadline_seconds,
+            read=deadline_seconds,
         )
         self._max_body_bytes = max_body_bytes
-        self._pool = urllib3.PoolManager(maxsize=maxsize, retries=False, timeout=self._timeout)
+        self._policy = policy or EgressPolicy.from_settings()
+        self._pool = guarded_pool_manager(self._policy, maxsize=maxsize, timeout=self._timeout, ca_certs=ca_certs)
 
     def post_form(self, url: str, fields: Mapping[str, str], headers: Mapping[str, str] | None = None) -> HttpResponse:
         """POST ``fields`` as ``application/x-www-form-urlencoded``, the only body OAuth endpoints take."""
@@ -66,40 +86,43 @@ class HttpTransport:
     def request(
         self, method: str, url: str, *, body: bytes | None = None, headers: Mapping[str, str] | None = None
     ) -> HttpResponse:
-        """Send one request and read its answer; any status is returned, only transport failures raise.
+        """Send one request and read its answer within the deadline; any status is returned, only transport
+        failures raise.
 
-        Raises ``ProviderUnavailable`` with reason ``timeout``, ``connection_error`` or
+        Raises ``ProviderUnavailable`` with reason ``blocked_address``, ``unreachable`` or
         ``response_too_large``. The cause is dropped (``from None``) because urllib3's messages quote the
-        full URL, and tracebacks end up in logs.
+        full URL and the network condition, and tracebacks end up in logs.
         """
-        host = urlsplit(url).hostname or "provider"
         try:
-            response = self._pool.request(
-                method,
-                url,
-                body=body,
-                headers={"User-Agent": _USER_AGENT, **(headers or {})},
-                redirect=False,
-                retries=False,
-                timeout=self._timeout,
-                preload_content=False,
-            )
-            try:
-                data = response.read(amt=self._max_body_bytes + 1)
-                too_large = len(data) > self._max_body_bytes
-                if too_large:
-                    # Unread bytes remain: the connection cannot go back to the pool in a usable state.
-                    response.close()
-            finally:
-                response.release_conn()
-        except NewConnectionError:  # before the timeout clause: urllib3 makes it a ConnectTimeoutError
-            raise ProviderUnavailable(f"could not connect to {host}", reason="connection_error") from None
-        except Urllib3Timeout:
-            raise ProviderUnavailable(f"{host} did not answer in time", reason="timeout") from None
-        except (HTTPError, OSError):
-            raise ProviderUnavailable(f"connection to {host} failed", reason="connection_error") from None
+            check_url(url, self._policy)
+            with deadline(self._deadline):
+                response = self._pool.request(
+                    method,
+                    url,
+                    body=body,
+                    headers={"User-Agent": _USER_AGENT, **(headers or {})},
+                    redirect=False,
+                    retries=False,
+                    timeout=self._timeout,
+                    preload_content=False,
+                )
+                try:
+                    data = response.read(amt=self._max_body_bytes + 1)
+                    too_large = len(data) > self._max_body_bytes
+                    if too_large:
+                        # Unread bytes remain: the connection cannot go back to the pool in a usable state.
+                        response.close()
+                except BaseException:
+                    response.close()  # a half-read answer leaves the connection unusable
+                    raise
+                finally:
+                    response.release_conn()
+        except BlockedAddress:
+            raise ProviderUnavailable(BLOCKED_MESSAGE, reason="blocked_address") from None
+        except (Unreachable, HTTPError, OSError):
+            raise ProviderUnavailable(UNREACHABLE_MESSAGE, reason=UNREACHABLE_REASON) from None
         if too_large:
-            raise ProviderUnavailable(f"{host} sent an oversized response", reason="response_too_large")
+            raise ProviderUnavailable("the provider sent an oversized response", reason="response_too_large")
         return HttpResponse(
             status=response.status,
             content_type=response.headers.get("Content-Type", ""),

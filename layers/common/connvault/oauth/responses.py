@@ -40,8 +40,13 @@ _MAX_ID_TOKEN_PAYLOAD = 16_384
 _SECRET_KEY = re.compile(r"token|secret|code|password|key|signature|webhook", re.IGNORECASE)
 _PARSED_KEYS = frozenset({"expires_in", "scope"})
 _MAX_EXTRA_KEYS = 32
+MAX_EXTRA_BYTES = 4096
+"""The provider's fields kept with a connection (``metadata.provider``), as JSON: the tenant's own metadata has
+``MAX_METADATA_BYTES`` (16 KiB), so a stored connection's metadata never passes 20 KiB whatever its source."""
 _MAX_EXTRA_KEY_LENGTH = 64
 _MAX_EXTRA_STRING_LENGTH = 1024
+_MAX_EXTRA_INTEGER = 10**18
+"""Larger integers are not ids or counts any client reads; their JSON text would only fill the metadata."""
 _TOKEN_TYPE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 _DELAY = re.compile(r"\s*\d{1,10}\s*")
 _SCOPE_SEPARATORS = re.compile(r"[\s,+]+")
@@ -224,7 +229,20 @@ _SHAPES: Mapping[TokenResponseShape, Callable[[Document, datetime], OAuth2Tokens
 
 
 def _secret(value: object) -> Redacted[str] | None:
-    return Redacted(value) if isinstance(value, str) and value else None
+    """A token as sent; one that could not be stored and sent back as it came (NUL, a lone surrogate) is none."""
+    return Redacted(value) if isinstance(value, str) and value and is_storable_text(value) else None
+
+
+def is_storable_text(value: str) -> bool:
+    """Text PostgreSQL can store and UTF-8 can carry: no U+0000 (text and jsonb refuse it) and no lone
+    UTF-16 surrogate (JSON lets ``"\ud800"`` through; it has no UTF-8 form)."""
+    if "\x00" in value:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _token_type(value: object) -> str:
@@ -249,25 +267,33 @@ def _expires_at(value: object, now: datetime) -> datetime | None:
 def _scopes(value: object) -> tuple[str, ...] | None:
     """The granted scopes; None when the provider did not say (then the requested scopes apply)."""
     if isinstance(value, str):
-        return tuple(scope for scope in _SCOPE_SEPARATORS.split(value) if scope)
+        return tuple(scope for scope in _SCOPE_SEPARATORS.split(value) if scope and is_storable_text(scope))
     if isinstance(value, list):
-        return tuple(scope for scope in value if isinstance(scope, str) and scope)
+        return tuple(scope for scope in value if isinstance(scope, str) and scope and is_storable_text(scope))
     return None
 
 
 def _extra(document: Document, *, depth: int) -> dict[str, Any]:
-    """The non-secret, JSON-safe simple fields: scalars and (one level of) objects of scalars."""
+    """The non-secret, JSON-safe simple fields: scalars and (one level of) objects of scalars, in the order sent,
+    as many as fit ``MAX_EXTRA_BYTES`` of JSON. Without that bound a provider could make connvault store a
+    megabyte per connection (32 keys of 32 keys of 1 KiB strings), and every list page carry it."""
     kept: dict[str, Any] = {}
+    size = 2  # "{}"
     for key, value in document.items():
         if len(kept) >= _MAX_EXTRA_KEYS:
             break
         if not _is_safe_key(key):
             continue
         if isinstance(value, dict):
-            if depth > 0 and (nested := _extra(value, depth=depth - 1)):
-                kept[key] = nested
-        elif _is_simple(value):
-            kept[key] = value
+            if depth <= 0 or not (value := _extra(value, depth=depth - 1)):
+                continue
+        elif not _is_simple(value):
+            continue
+        entry = len(json.dumps({key: value}, ensure_ascii=False).encode("utf-8"))  # the pair plus "{}"
+        if size + entry - 1 > MAX_EXTRA_BYTES:
+            continue
+        kept[key] = value
+        size += entry - 1
     return kept
 
 
@@ -277,12 +303,17 @@ def _is_safe_key(key: object) -> bool:
         and 0 < len(key) <= _MAX_EXTRA_KEY_LENGTH
         and key not in _PARSED_KEYS
         and not _SECRET_KEY.search(key)
+        and is_storable_text(key)
     )
 
 
 def _is_simple(value: object) -> bool:
-    if value is None or isinstance(value, bool | int):
+    """A scalar jsonb stores as it came. Others are dropped at parsing, not stored: a field with U+0000 or a lone
+    surrogate (a ``team_name`` say) once made the callback's write fail after the provider had granted access."""
+    if value is None or isinstance(value, bool):
         return True
+    if isinstance(value, int):
+        return abs(value) < _MAX_EXTRA_INTEGER
     if isinstance(value, float):
         return math.isfinite(value)  # NaN and Infinity are not JSON and Postgres' jsonb refuses them
-    return isinstance(value, str) and len(value) <= _MAX_EXTRA_STRING_LENGTH
+    return isinstance(value, str) and len(value) <= _MAX_EXTRA_STRING_LENGTH and is_storable_text(value)

@@ -19,27 +19,31 @@ from connvault import wiring
 from connvault.clock import Clock, utcnow
 from connvault.config import get_settings
 from connvault.db.connections import NewCredentials
+from connvault.db.tenants import Resource
 from connvault.db.uow import UnitOfWork
 from connvault.errors import (
+    DatabaseUnavailable,
     InvalidInput,
     NotFound,
     ProviderRejected,
     ProviderUnavailable,
+    QuotaExceeded,
     ReauthRequired,
 )
 from connvault.models import AuthType, OAuth2Credentials, PendingConnect
 from connvault.oauth.outcomes import sanitize_reason
 from connvault.oauth.pkce import code_challenge_s256, new_code_verifier, new_state, state_digest
+from connvault.observability import MetricName, logger, metrics
 from connvault.redacted import Redacted
-from connvault.services import custom_providers
-from connvault.validation import require_scopes, require_text
+from connvault.services import custom_providers, quotas
+from connvault.validation import ascii_url, require_return_url, require_scopes, require_text
 
 if TYPE_CHECKING:
     from uuid import UUID
 
     from connvault.crypto.sealer import Sealer
     from connvault.db.connect_confirmations import ParkedGrant
-    from connvault.models import Connection, Provider
+    from connvault.models import ClientCredentials, Connection, Provider
     from connvault.oauth.client import OAuthClient
 
 MAX_STATE_LENGTH = 512
@@ -140,7 +144,8 @@ def create_connect_session(
         integration = uow.integrations.find(provider.id)
         if integration is None:
             raise InvalidInput(f"configure the integration for {provider.slug!r} first", field="provider")
-        if request.return_url is not None and request.return_url not in integration.allowed_return_urls:
+        return_url = None if request.return_url is None else require_return_url(request.return_url, "return_url")
+        if return_url is not None and return_url not in {ascii_url(url) for url in integration.allowed_return_urls}:
             raise InvalidInput("return_url is not in the integration's allowed_return_urls", field="return_url")
         scopes = requested_scopes if requested_scopes is not None else (integration.scopes or provider.default_scopes)
         verifier = new_code_verifier() if provider.pkce else None
@@ -152,7 +157,7 @@ def create_connect_session(
             alias=alias,
             scopes=tuple(scopes),
             code_verifier=Redacted(verifier) if verifier else None,
-            return_url=request.return_url,
+            return_url=return_url,
             expires_at=expires_at,
             require_confirmation=request.require_confirmation,
             connect_link_id=request.connect_link_id,
@@ -160,6 +165,7 @@ def create_connect_session(
         # Abandoned attempts (the end user never came back) hold a sealed verifier; they go with the next start
         # (and with the scheduled housekeeping, for tenants that start none).
         uow.oauth_sessions.purge_expired(uow.tenant, started)
+        quotas.require_room(uow, Resource.CONNECT_SESSIONS, now=now)
         uow.oauth_sessions.add(pending, state_digest(state))
         uow.commit()
     url = (oauth or wiring.get_oauth_client()).authorize_url(
@@ -228,20 +234,46 @@ def complete_connect(
         return fail(exc.reason or exc.code)
     except ProviderUnavailable:
         return fail("provider_unavailable")
-    grant = NewCredentials(
-        credentials=OAuth2Credentials(tokens.access_token, tokens.refresh_token, tokens.id_token),
-        token_type=tokens.token_type,
-        scopes=tokens.scopes if tokens.scopes is not None else pending.scopes,
-        expires_at=tokens.expires_at,
-        provider_account_id=tokens.provider_account_id,
-    )
-    metadata = {"provider": dict(tokens.extra)} if tokens.extra else {}
-    if pending.require_confirmation:
-        parked = park_grant(pending, grant, metadata, sealer=sealer)
-        return CallbackResult(pending.return_url, tenant_id=tenant_id, confirmation=parked)
-    connection = _save_grant(pending, grant, metadata, sealer=sealer, now=now)
+    credentials = OAuth2Credentials(tokens.access_token, tokens.refresh_token, tokens.id_token)
+    try:
+        grant = NewCredentials(
+            credentials=credentials,
+            token_type=tokens.token_type,
+            scopes=tokens.scopes if tokens.scopes is not None else pending.scopes,
+            expires_at=tokens.expires_at,
+            provider_account_id=tokens.provider_account_id,
+        )
+        metadata = {"provider": dict(tokens.extra)} if tokens.extra else {}
+        if pending.require_confirmation:
+            parked = park_grant(pending, grant, metadata, sealer=sealer)
+            return CallbackResult(pending.return_url, tenant_id=tenant_id, confirmation=parked)
+        connection = _save_grant(pending, grant, metadata, sealer=sealer, now=now)
+    except Exception as exc:  # whatever failed, the provider's grant must not outlive it
+        _revoke_orphaned_grant(oauth, provider, integration.client, credentials, exc)
+        return fail(exc.code if isinstance(exc, QuotaExceeded) else "server_error")
     return CallbackResult(
         pending.return_url, connection_id=connection.id, tenant_id=tenant_id, connect_link_id=pending.connect_link_id
+    )
+
+
+def _revoke_orphaned_grant(
+    oauth: OAuthClient | None,
+    provider: Provider,
+    client: ClientCredentials,
+    credentials: OAuth2Credentials,
+    error: Exception,
+) -> None:
+    """The provider granted access but nothing was stored to point at it: take the grant back (best effort) so
+    no live grant is left that connvault cannot see, refresh or delete. Logged with the error's type only."""
+    token, hint = credentials.revocation_target()
+    revoked = (oauth or wiring.get_oauth_client()).revoke(provider, client, token.reveal(), hint)
+    if not revoked:
+        metrics.add_metric(name=MetricName.REVOCATION_FAILED, unit="Count", value=1)
+    logger.error(
+        "connect failed after the code exchange; the new grant was revoked"
+        if revoked
+        else "connect failed after the code exchange; the new grant could not be revoked",
+        extra={"provider": provider.slug, "error_type": type(error).__name__, "revoked": revoked},
     )
 
 
@@ -255,7 +287,7 @@ def _save_grant(
                 connection = store_grant(uow, pending, grant, metadata, now())
                 uow.commit()
             return connection
-        except DBAPIError:
+        except (DBAPIError, DatabaseUnavailable):
             if attempt == 2:
                 raise
     raise AssertionError("unreachable")
@@ -275,7 +307,10 @@ def park_grant(
 def store_grant(
     uow: UnitOfWork, owner: PendingConnect | ParkedGrant, grant: NewCredentials, metadata: dict, granted_at: datetime
 ) -> Connection:
-    """The connection for a grant: new, or the end user's existing one with its tokens replaced."""
+    """The connection for a grant: new (within the tenant's quota), or the end user's existing one with its tokens
+    replaced."""
+    if uow.connections.find_by_unique(owner.provider_id, owner.end_user_id, owner.alias) is None:
+        quotas.require_room(uow, Resource.CONNECTIONS, now=lambda: granted_at)
     return uow.connections.save_grant(
         owner.tenant_id,
         owner.provider_id,

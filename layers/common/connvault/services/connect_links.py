@@ -35,7 +35,7 @@ from connvault.oauth.pkce import new_state, state_digest
 from connvault.observability import MetricName, logger, metrics
 from connvault.redacted import Redacted
 from connvault.services import connect
-from connvault.validation import require_scopes, require_text
+from connvault.validation import ascii_url, require_return_url, require_scopes, require_text
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -101,14 +101,15 @@ def create_link(uow: UnitOfWork, request: LinkRequest, *, page_url: str, now: Cl
                 )
         if scopes is not None and (len(providers) != 1 or not oauth):
             raise InvalidInput("scopes apply to a link for one OAuth provider", field="scopes")
-        if request.return_url is not None:
-            allowed = set(uow.connect_settings.get(uow.tenant).allowed_return_urls)
+        return_url = None if request.return_url is None else require_return_url(request.return_url, "return_url")
+        if return_url is not None:
+            allowed = {ascii_url(url) for url in uow.connect_settings.get(uow.tenant).allowed_return_urls}
             everywhere = all(
-                request.return_url in integration.allowed_return_urls
+                return_url in {ascii_url(url) for url in integration.allowed_return_urls}
                 for integration in integrations.values()
                 if integration is not None
             )
-            if request.return_url not in allowed and not (everywhere and len(oauth) == len(providers)):
+            if return_url not in allowed and not (everywhere and len(oauth) == len(providers)):
                 raise InvalidInput(
                     "return_url is not in the connect settings' allowed_return_urls (or, for OAuth providers "
                     "only, in every integration's)",
@@ -121,7 +122,7 @@ def create_link(uow: UnitOfWork, request: LinkRequest, *, page_url: str, now: Cl
             end_user_id=end_user_id,
             alias=alias,
             scopes=scopes,
-            return_url=request.return_url,
+            return_url=return_url,
             expires_at=expires_at,
         )
         uow.connect_links.purge_expired(started)

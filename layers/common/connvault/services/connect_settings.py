@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from connvault.db.connect_settings import ConnectSettings
 from connvault.errors import InvalidInput
-from connvault.validation import LOOPBACK_HOSTS, require_text, require_url
+from connvault.validation import LOOPBACK_HOSTS, require_return_url, require_text
 
 if TYPE_CHECKING:
     from connvault.db.uow import UnitOfWork
@@ -40,7 +40,7 @@ def save_settings(uow: UnitOfWork, settings: ConnectSettings) -> ConnectSettings
         display_name=display_name,
         frame_ancestors=tuple(dict.fromkeys(embedding_origin(origin) for origin in settings.frame_ancestors)),
         allowed_return_urls=tuple(
-            dict.fromkeys(require_url(url, "allowed_return_urls") for url in settings.allowed_return_urls)
+            dict.fromkeys(require_return_url(url, "allowed_return_urls") for url in settings.allowed_return_urls)
         ),
     )
     with uow:

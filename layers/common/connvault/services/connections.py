@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from connvault import wiring
 from connvault.clock import Clock, utcnow
 from connvault.db.connections import NewCredentials, Page
+from connvault.db.tenants import Resource
 from connvault.errors import InvalidInput, NotFound, ProviderUnavailable
 from connvault.models import (
     ApiKeyCredentials,
@@ -21,6 +22,7 @@ from connvault.models import (
     OAuth2Credentials,
 )
 from connvault.observability import MetricName, logger, metrics
+from connvault.services import quotas
 from connvault.validation import require_text
 
 if TYPE_CHECKING:
@@ -137,6 +139,7 @@ def create_static_connection(uow: UnitOfWork, data: StaticCredentialsInput, *, n
     if data.provider_account_id is not None:
         require_provider_id(data.provider_account_id.reveal(), "provider_account_id")
     with uow:
+        quotas.require_room(uow, Resource.CONNECTIONS, now=now)
         try:
             provider = uow.providers.get_by_slug(data.provider)
         except NotFound:
@@ -238,9 +241,11 @@ def check_metadata(metadata: Mapping[str, Any]) -> None:
     """Metadata that PostgreSQL can store and the API can answer with: bounded in size and depth (a deeper
     document is stored but then fails every response that shows it), and no U+0000 (jsonb refuses it)."""
     try:
-        size = len(json.dumps(metadata))
-    except (TypeError, ValueError, RecursionError):
-        raise InvalidInput("metadata must be a JSON object", field="metadata") from None
+        size = len(json.dumps(metadata, allow_nan=False, ensure_ascii=False).encode("utf-8"))
+    except (TypeError, ValueError, RecursionError):  # UnicodeEncodeError (a lone surrogate) is a ValueError
+        raise InvalidInput(
+            "metadata must be a JSON object of finite numbers and Unicode text", field="metadata"
+        ) from None
     if size > MAX_METADATA_BYTES:
         raise InvalidInput(f"metadata must be at most {MAX_METADATA_BYTES} bytes of JSON", field="metadata")
     pending: list[tuple[Any, int]] = [(metadata, 1)]

@@ -17,27 +17,33 @@ result written in a new transaction.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from connvault.clock import Clock, utcnow
 from connvault.config import get_settings
-from connvault.errors import Conflict, InvalidInput, NotFound, ProviderUnavailable
+from connvault.errors import Conflict, DiscoveryFailed, InvalidInput, NotFound, ProviderUnavailable
 from connvault.models import AuthType, Provider, TokenEndpointAuthMethod
 from connvault.oauth import discovery
 from connvault.observability import logger
-from connvault.validation import require_text, require_url
+from connvault.validation import require_outbound_url, require_text
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterator, Mapping
     from datetime import datetime
 
     from connvault.db.uow import UnitOfWork
     from connvault.oauth.http import HttpTransport
 
 SCOPE_SEPARATORS = frozenset({" ", ",", "+"})
+SECRET_DESTINATIONS = ("authorization_url", "token_url", "revocation_url", "issuer")
+"""Without discovery, the fields that decide where the client secret and refresh tokens are sent (the
+authorization endpoint receives the client id and the end user; the issuer decides which ``iss`` is trusted)."""
+TOKEN_ENDPOINT_MOVED = "token_endpoint_moved"
 MAX_AUTHORIZE_PARAMS = 20
 MAX_REFRESH_MARGIN_SECONDS = 86_400
 _METADATA_DECIDES = (
@@ -95,6 +101,14 @@ def prepare_custom_provider(
         _refuse_global(uow, slug)
         existing = uow.providers.find_custom(slug)
         integration = None if existing is None else uow.integrations.find(existing.id)
+    if existing is not None and integration is not None and integration.has_client_secret and not sends_client_secret:
+        moved = _moved_destination(existing, definition)
+        if moved is not None:
+            raise Conflict(
+                f"changing custom_provider.{moved} would send the stored client secret and refresh tokens to "
+                "another server; send client_secret again in the same request",
+                field=f"custom_provider.{moved}",
+            )
     provider = Provider(
         id=existing.id if existing is not None else uuid.uuid4(),
         slug=slug,
@@ -123,16 +137,26 @@ def prepare_custom_provider(
     if definition.discovery_url is None:
         return provider
     has_secret = sends_client_secret or (integration is not None and integration.has_client_secret)
-    metadata = discovery.fetch_metadata(
-        definition.discovery_url, expected_issuer=definition.issuer, transport=transport
-    )
-    return with_metadata(provider, metadata, has_client_secret=has_secret, fetched_at=now())
+    with _as_discovery_failure():
+        metadata = discovery.fetch_metadata(
+            definition.discovery_url, expected_issuer=definition.issuer, transport=transport
+        )
+        return with_metadata(provider, metadata, has_client_secret=has_secret, fetched_at=now())
 
 
 def store_custom_provider(uow: UnitOfWork, provider: Provider) -> Provider:
-    """Write a prepared provider inside the caller's open transaction (the slug is checked again there)."""
+    """Write a prepared provider inside the caller's open transaction (the slug is checked again there).
+
+    When the token endpoint moves to another origin (scheme, host, port), the provider's connections need their
+    end users again (``needs_reauth``, reason ``token_endpoint_moved``): their refresh tokens were issued by the
+    old server and are never sent to the new one. A move within one origin keeps them working.
+    """
     _refuse_global(uow, provider.slug)
-    return uow.providers.save_custom(provider)
+    previous = uow.providers.find_custom(provider.slug)
+    stored = uow.providers.save_custom(provider)
+    if previous is not None and _origin(previous.token_url) != _origin(stored.token_url):
+        uow.connections.require_reauth_for_provider(stored.id, TOKEN_ENDPOINT_MOVED)
+    return stored
 
 
 def refresh_metadata(
@@ -210,6 +234,46 @@ def _refresh(
     return saved
 
 
+@contextlib.contextmanager
+def _as_discovery_failure() -> Iterator[None]:
+    """Metadata a definition needs that could not be had is the tenant's to act on: 422 ``discovery_failed``, whether
+    the server was unreachable, blocked, or served something unusable. The message says which, never how the
+    network failed (see ``connvault.egress``), and never quotes the document."""
+    try:
+        yield
+    except ProviderUnavailable as exc:
+        raise DiscoveryFailed(f"discovery failed: {exc.message}", field="custom_provider.discovery_url") from None
+    except DiscoveryFailed:
+        raise
+    except InvalidInput as exc:
+        raise DiscoveryFailed(f"discovery failed: {exc.message}", field=exc.field) from None
+
+
+def _moved_destination(existing: Provider, definition: CustomProviderInput) -> str | None:
+    """The first field of ``definition`` that changes where the provider's secrets go, or None.
+
+    With discovery, the discovery URL and a given issuer decide: the same server's metadata may move its own
+    endpoints. Without it, each endpoint (and the issuer ``iss`` is checked against) counts.
+    """
+    if definition.discovery_url is not None or existing.discovery_url is not None:
+        if definition.discovery_url != existing.discovery_url:
+            return "discovery_url"
+        if definition.issuer is not None and definition.issuer != existing.issuer:
+            return "issuer"
+        return None
+    for name in SECRET_DESTINATIONS:
+        if getattr(definition, name) != getattr(existing, name):
+            return name
+    return None
+
+
+def _origin(url: str | None) -> tuple[str, str | None, int | None] | None:
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+
+
 def _is_stale(provider: Provider, now: datetime, max_age: timedelta) -> bool:
     if provider.discovery_url is None:
         return False
@@ -231,9 +295,15 @@ def _check(slug: str, definition: CustomProviderInput) -> None:
     if definition.display_name is not None:
         require_text(definition.display_name, "custom_provider.display_name", max_length=200)
     if definition.issuer is not None:
-        require_url(definition.issuer, "custom_provider.issuer", allow_query=False)
+        require_outbound_url(definition.issuer, "custom_provider.issuer", allow_query=False)
     if definition.discovery_url is not None:
-        require_url(definition.discovery_url, "custom_provider.discovery_url", allow_query=False)
+        require_outbound_url(definition.discovery_url, "custom_provider.discovery_url", allow_query=False)
+        if definition.issuer is None and discovery.issuer_of(definition.discovery_url) is None:
+            raise InvalidInput(
+                "discovery_url is not a /.well-known/openid-configuration or /.well-known/oauth-authorization-server "
+                "URL; give the issuer too",
+                field="custom_provider.discovery_url",
+            )
         for name in _METADATA_DECIDES:
             if getattr(definition, name) is not None:
                 raise InvalidInput(
@@ -247,10 +317,10 @@ def _check(slug: str, definition: CustomProviderInput) -> None:
                     f"a custom provider needs discovery_url, or authorization_url and token_url; {name} is missing",
                     field=f"custom_provider.{name}",
                 )
-        require_url(definition.authorization_url or "", "custom_provider.authorization_url")
-        require_url(definition.token_url or "", "custom_provider.token_url")
+        require_outbound_url(definition.authorization_url or "", "custom_provider.authorization_url")
+        require_outbound_url(definition.token_url or "", "custom_provider.token_url")
         if definition.revocation_url is not None:
-            require_url(definition.revocation_url, "custom_provider.revocation_url")
+            require_outbound_url(definition.revocation_url, "custom_provider.revocation_url")
         if definition.require_iss and definition.issuer is None:
             raise InvalidInput("require_iss needs the issuer", field="custom_provider.issuer")
     if definition.scope_separator not in SCOPE_SEPARATORS:

@@ -89,12 +89,24 @@ class DueMessage:
 
     @classmethod
     def from_body(cls, body: str) -> DueMessage:
+        """Exactly what ``to_body`` writes, types checked exactly (``{"v": true}`` is not version 1); anything else,
+        a body nested past the parser's depth included, is ``InvalidInput`` for this message alone."""
         try:
             document = json.loads(body)
-            if document.get("v") != MESSAGE_VERSION:
-                raise ValueError("version")
-            return cls(UUID(document["connection_id"]), UUID(document["tenant_id"]), bool(document.get("stale")))
-        except (ValueError, KeyError, TypeError, AttributeError):
+        except (ValueError, RecursionError):
+            raise InvalidInput("refresh message is malformed", field="body") from None
+        if (
+            type(document) is not dict
+            or type(document.get("v")) is not int
+            or document["v"] != MESSAGE_VERSION
+            or type(document.get("connection_id")) is not str
+            or type(document.get("tenant_id")) is not str
+            or type(document.get("stale", False)) is not bool
+        ):
+            raise InvalidInput("refresh message is malformed", field="body")
+        try:
+            return cls(UUID(document["connection_id"]), UUID(document["tenant_id"]), document.get("stale", False))
+        except ValueError:
             raise InvalidInput("refresh message is malformed", field="body") from None
 
 

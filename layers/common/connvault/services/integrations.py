@@ -11,14 +11,16 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from connvault.clock import Clock, utcnow
+from connvault.db.tenants import Resource
 from connvault.errors import InvalidInput, NotFound
 from connvault.models import AuthType, Integration
+from connvault.services import quotas
 from connvault.services.custom_providers import (
     CustomProviderInput,
     prepare_custom_provider,
     store_custom_provider,
 )
-from connvault.validation import require_scopes, require_text, require_url
+from connvault.validation import require_return_url, require_scopes, require_text
 
 if TYPE_CHECKING:
     from connvault.db.uow import UnitOfWork
@@ -62,7 +64,9 @@ def save_integration(
     scopes = require_scopes(data.scopes)
     if len(data.allowed_return_urls) > MAX_RETURN_URLS:
         raise InvalidInput(f"at most {MAX_RETURN_URLS} allowed_return_urls", field="allowed_return_urls")
-    return_urls = tuple(dict.fromkeys(require_url(url, "allowed_return_urls") for url in data.allowed_return_urls))
+    return_urls = tuple(
+        dict.fromkeys(require_return_url(url, "allowed_return_urls") for url in data.allowed_return_urls)
+    )
     custom = None
     if data.custom_provider is not None:
         custom = prepare_custom_provider(
@@ -76,6 +80,8 @@ def save_integration(
         )
     with uow:
         if custom is not None:
+            if uow.providers.find_custom(custom.slug) is None:
+                quotas.require_room(uow, Resource.CUSTOM_PROVIDERS, now=now)
             provider = store_custom_provider(uow, custom)
         else:
             try:
@@ -88,6 +94,8 @@ def save_integration(
             raise InvalidInput(
                 f"provider {provider_slug!r} does not use OAuth; no integration needed", field="provider"
             )
+        if uow.integrations.find(provider.id) is None:
+            quotas.require_room(uow, Resource.INTEGRATIONS, now=now)
         integration = uow.integrations.save(
             uow.tenant,
             provider,

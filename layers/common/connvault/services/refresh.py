@@ -31,6 +31,7 @@ from connvault.errors import (
     ReauthRequired,
 )
 from connvault.models import ConnectionStatus, OAuth2Credentials, needs_refresh
+from connvault.oauth.http import UNREACHABLE_REASON
 from connvault.services import leases
 
 if TYPE_CHECKING:
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
     from connvault.oauth.client import OAuthClient
     from connvault.services.leases import ProviderApp
 
-_ANSWER_MAY_HAVE_BEEN_LOST = frozenset({"timeout", "connection_error"})
+_ANSWER_MAY_HAVE_BEEN_LOST = frozenset({UNREACHABLE_REASON})
 STALE_LEASE_REASON = "refresh_interrupted"
 """Error code when a refresh token was refused right after a refresh that died mid-way: the provider had
 probably rotated the token and the process stopped before storing the new one."""

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from connvault import api_keys, wiring
 from connvault.clock import Clock, utcnow
+from connvault.db.tenants import Resource
 from connvault.db.uow import UnitOfWork
-from connvault.errors import InvalidInput
+from connvault.errors import InvalidInput, NotFound
+from connvault.services import connections, quotas
+from connvault.validation import require_text
 
 if TYPE_CHECKING:
     from uuid import UUID
 
     from connvault.crypto.sealer import Sealer
     from connvault.db.tenants import ApiKeyRecord, Tenant
+    from connvault.oauth.client import OAuthClient
     from connvault.redacted import Redacted
 
 
@@ -26,9 +31,11 @@ class IssuedKey:
 
 
 def create_tenant(name: str, *, sealer: Sealer | None = None) -> Tenant:
+    """A new tenant; its name is one line of text (it shows in operators' listings and terminals)."""
     name = name.strip()
     if not 1 <= len(name) <= 200:
         raise InvalidInput("tenant name must be 1 to 200 characters", field="name")
+    require_text(name, "name", max_length=200)
     tenant_id = uuid.uuid4()
     with UnitOfWork(tenant_id, sealer=sealer) as uow:
         tenant = uow.tenants.add(tenant_id, name)
@@ -40,6 +47,7 @@ def create_api_key(tenant_id: UUID, *, sealer: Sealer | None = None) -> IssuedKe
     minted = api_keys.mint()
     with UnitOfWork(tenant_id, sealer=sealer) as uow:
         uow.tenants.get(tenant_id)
+        quotas.require_room(uow, Resource.API_KEYS)
         record = uow.tenants.add_api_key(tenant_id, minted.key_id, minted.secret_sha256)
         uow.commit()
     return IssuedKey(record, minted.plaintext)
@@ -52,9 +60,23 @@ def revoke_api_key(tenant_id: UUID, key_id: str, *, now: Clock = utcnow, sealer:
     return record
 
 
-def delete_tenant(tenant_id: UUID, *, sealer: Sealer | None = None) -> bool:
+def delete_tenant(tenant_id: UUID, *, sealer: Sealer | None = None, oauth: OAuthClient | None = None) -> bool:
     """Delete the tenant and all it owns. Its key salt goes with the row, so copies of its envelopes
-    (backups, logs, a stolen dump) can no longer be opened through KMS."""
+    (backups, logs, a stolen dump) can no longer be opened through KMS.
+
+    Each connection goes first the way ``DELETE /connections/{id}`` takes it: its grant revoked at the provider
+    (best effort, counted when refused), so no live grant outlives the tenant that held it.
+    """
+    uow = UnitOfWork(tenant_id, sealer=sealer)
+    cursor: str | None = None
+    while True:
+        with uow:
+            page = uow.connections.list_by_tenant(cursor=cursor, limit=100)
+        for connection in page.items:
+            with contextlib.suppress(NotFound):  # deleted meanwhile
+                connections.delete_connection(uow, connection.id, oauth=oauth)
+        if (cursor := page.next_cursor) is None:
+            break
     with UnitOfWork(tenant_id, sealer=sealer) as uow:
         deleted = uow.tenants.delete(tenant_id)
         uow.commit()

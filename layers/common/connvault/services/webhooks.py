@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from connvault.clock import Clock, utcnow
 from connvault.config import get_settings
 from connvault.errors import Conflict, InvalidInput
-from connvault.validation import require_text, require_url
+from connvault.validation import require_outbound_url, require_text
 from connvault.webhooks.model import EventType, NewEndpoint
 from connvault.webhooks.signing import new_secret
 
@@ -141,7 +141,7 @@ def redeliver(uow: UnitOfWork, endpoint_id: UUID, delivery_id: UUID, *, now: Clo
 
 
 def _url(url: str) -> str:
-    return require_url(url, "url")
+    return require_outbound_url(url, "url")  # refused here what the egress guard would refuse at call time
 
 
 def _event_types(kinds: Sequence[str]) -> tuple[EventType, ...]:

@@ -1,0 +1,71 @@
+"""What a request body may be: JSON, strictly. The resolver's defaults let through what the stores then choke on.
+
+Python's ``json`` accepts ``NaN`` and ``Infinity``, turns ``1e400`` into infinity, keeps the last of duplicate
+keys, decodes ``"\\ud800"`` into a lone surrogate that has no UTF-8 form, and raises a bare ``ValueError`` (not
+a decode error) on an integer of more than 4,300 digits. Each of those later became a 500 (jsonb refuses NaN and
+surrogates, a secret with a surrogate cannot be sealed) or, for duplicate keys, an ambiguity an attacker picks.
+Here each is a 400 ``validation_error`` on ``body`` whose message names the rule, never the input.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from aws_lambda_powertools.event_handler.middlewares.openapi_validation import OpenAPIRequestValidationMiddleware
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType
+
+from connvault.errors import InvalidInput
+
+JSON_MEDIA_TYPE = "application/json"
+
+
+def strict_json(text: str) -> Any:
+    """Decode a request body; raises ``InvalidInput`` (field ``body``) for anything but plain, finite JSON."""
+    try:
+        value = json.loads(text, object_pairs_hook=_object, parse_constant=_constant, parse_float=_finite)
+    except RecursionError:
+        raise InvalidInput("the request body nests too deeply", field="body") from None
+    except json.JSONDecodeError:
+        raise  # the resolver reports it as ``body``
+    except ValueError:  # an integer literal past Python's digit limit
+        raise InvalidInput("the request body holds a number too large", field="body") from None
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput("the request body holds a lone UTF-16 surrogate", field="body") from None
+    return value
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        raise InvalidInput("the request body repeats a key in one object", field="body")
+    return document
+
+
+def _constant(_name: str) -> Any:
+    raise InvalidInput("the request body holds NaN or Infinity, which JSON does not have", field="body")
+
+
+def _finite(literal: str) -> float:
+    number = float(literal)
+    if not math.isfinite(number):
+        raise InvalidInput("the request body holds a number too large", field="body")
+    return number
+
+
+class JsonOnlyValidation(OpenAPIRequestValidationMiddleware):
+    """The resolver's request validation, for JSON bodies only.
+
+    The parent also reads form and multipart bodies: their field names are the client's own text (which then
+    reached error messages, secrets included), and a multipart type without a boundary raised a bare
+    ``ValueError`` (a 500). The API takes JSON; anything else is 415 before any parsing.
+    """
+
+    def _get_body(self, app: Any) -> dict[str, Any]:
+        content_type = app.current_event.headers.get("content-type") or ""
+        if content_type.split(";", 1)[0].strip().lower() not in ("", JSON_MEDIA_TYPE):
+            raise RequestUnsupportedContentType("Unsupported content type", errors=[])
+        return super()._get_body(app)

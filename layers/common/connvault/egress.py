@@ -1,0 +1,361 @@
+"""The one egress guard: every outbound call to a URL a tenant can influence connects through here.
+
+Tenants name URLs connvault calls (discovery, token, revocation endpoints; later webhooks and the proxy). Without
+a guard such a URL reaches whatever it names: the instance metadata service, the Lambda Runtime API on
+127.0.0.1:9001, the database, anything in the VPC. The guard refuses those by *address*, not by spelling:
+
+- statically (``check_url``, also used at registration by ``validation.require_outbound_url``): https only,
+  no userinfo, no trailing dot, no IPv4 spelled as an integer / octal / hex, and an IP literal must be a
+  public address;
+- at connect time (``guarded_pool_manager``'s connections): the host is resolved *once*, every address it
+  resolves to must be public (one private answer refuses the whole name, so mixed answers cannot be
+  raced), and the socket connects to a vetted address. TLS then runs over that socket with SNI and the
+  certificate checked for the hostname, so nothing resolves the name a second time (no DNS rebinding
+  between the check and the connect). Redirects are never followed: the transport turns them off.
+
+"Public" means ``is_global`` and none of loopback, private, link-local, CGNAT, multicast, reserved or
+unspecified; an IPv6 address that embeds an IPv4 one (IPv4-mapped, IPv4-compatible, NAT64 ``64:ff9b::/96``
+and ``64:ff9b:1::/48``, 6to4 ``2002::/16``) is judged by the IPv4 address it carries as well.
+
+Loopback (and plain http to it) is allowed only when the policy says so: ``CONNVAULT_ALLOW_INSECURE_LOOPBACK_URLS``,
+which ``make run`` and the tests set and ``template.yaml`` never does.
+
+Errors say "blocked address" or "could not reach the provider" and nothing else: a caller must not be able to
+tell a refused port from a timeout from a TLS failure (that would make connvault a port scanner).
+
+The total deadline: a socket timeout bounds each read, so a server trickling one byte every 0.25 s holds a
+10-second-timeout call for ever. Inside ``deadline(seconds)`` every socket operation of a guarded connection
+(connect, TLS handshake, send, each receive) is given only the time left, and fails once none is.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import ipaddress
+import re
+import socket
+import ssl
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import SplitResult, urlsplit
+
+import urllib3
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.util.ssl_ import create_urllib3_context
+
+BLOCKED_MESSAGE = "blocked address"
+UNREACHABLE_MESSAGE = "could not reach the provider"
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], Sequence[str]]
+"""``(host, port)`` → the addresses the name resolves to, as strings. Tests fake it; nothing else may."""
+
+_NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
+_NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
+_OCTET = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_CANONICAL_IPV4 = re.compile(rf"^{_OCTET}(\.{_OCTET}){{3}}$")
+_HOST_LABEL = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?$")
+
+
+class BlockedAddress(Exception):
+    """The URL names, or its host resolves to, an address the policy refuses. Its text is always the same."""
+
+    def __init__(self) -> None:
+        super().__init__(BLOCKED_MESSAGE)
+
+
+class Unreachable(Exception):
+    """Name resolution, connecting, TLS or the deadline failed; which one is deliberately not said."""
+
+    def __init__(self) -> None:
+        super().__init__(UNREACHABLE_MESSAGE)
+
+
+def system_resolver(host: str, port: int) -> list[str]:
+    """The system's answer for ``host``, TCP only; an unknown name is ``Unreachable``, not a leak of why."""
+    try:
+        answers = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    except (OSError, UnicodeError):
+        raise Unreachable from None
+    return [str(answer[4][0]) for answer in answers]
+
+
+@dataclass(frozen=True, slots=True)
+class EgressPolicy:
+    """What the guard lets through. The default refuses loopback; only local development widens it."""
+
+    allow_insecure_loopback: bool = False
+    resolve: Resolver = field(default=system_resolver, compare=False)
+
+    @classmethod
+    def from_settings(cls) -> EgressPolicy:
+        from connvault.config import get_settings
+
+        return cls(allow_insecure_loopback=get_settings().allow_insecure_loopback_urls)
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """A URL that passed the static checks: its scheme, its (lower-case, ASCII) host and port."""
+
+    scheme: str
+    host: str
+    port: int
+    parts: SplitResult
+
+
+def check_url(url: str, policy: EgressPolicy) -> Destination:
+    """The static half of the guard: everything that can be refused without a DNS answer.
+
+    Raises ``BlockedAddress`` for a scheme, spelling or literal address the policy refuses.
+    """
+    try:
+        parts = urlsplit(url)
+        raw_host = parts.hostname
+        port = parts.port
+    except ValueError:
+        raise BlockedAddress from None
+    if not raw_host or "@" in parts.netloc or parts.scheme not in ("https", "http"):
+        raise BlockedAddress
+    host = _ascii_host(raw_host)
+    literal = _literal_address(host)
+    loopback = literal.is_loopback if literal is not None else host == "localhost"
+    if parts.scheme == "http" and not (policy.allow_insecure_loopback and loopback):
+        raise BlockedAddress
+    if literal is not None:
+        vet_address(literal, policy)
+    elif host == "localhost" and not policy.allow_insecure_loopback:
+        raise BlockedAddress
+    return Destination(parts.scheme, host, port or (443 if parts.scheme == "https" else 80), parts)
+
+
+def vet_address(address: IPAddress, policy: EgressPolicy) -> None:
+    """Refuse an address that is not public (see the module docstring), in any of its IPv6 disguises."""
+    if address.is_loopback:
+        if policy.allow_insecure_loopback:
+            return
+        raise BlockedAddress
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = _embedded_ipv4(address)
+        if embedded is not None:
+            vet_address(embedded, policy)
+            if address.ipv4_mapped is not None or int(address) >> 32 == 0:
+                return  # a plain IPv4 address written as IPv6: judged by the IPv4 address alone
+    if not _is_public(address):
+        raise BlockedAddress
+
+
+def resolve_vetted(host: str, port: int, policy: EgressPolicy) -> list[IPAddress]:
+    """Resolve ``host`` once and vet every answer; one refused answer refuses the name."""
+    host = _ascii_host(host)
+    literal = _literal_address(host)
+    if literal is not None:
+        vet_address(literal, policy)
+        return [literal]
+    if host == "localhost" and not policy.allow_insecure_loopback:
+        raise BlockedAddress
+    answers = policy.resolve(host, port)
+    addresses: list[IPAddress] = []
+    for answer in answers:
+        try:
+            address = ipaddress.ip_address(answer.split("%", 1)[0])
+        except ValueError:
+            raise BlockedAddress from None
+        vet_address(address, policy)
+        addresses.append(address)
+    if not addresses:
+        raise Unreachable
+    return addresses
+
+
+def _ascii_host(host: str) -> str:
+    """The host as it will be resolved: lower case, IDNA-encoded; refused with a trailing dot or odd labels.
+
+    A trailing dot and numeric spellings (``2852039166``, ``0xa9fea9fe``, ``0251.0376.0251.0376``,
+    ``127.1``) are refused outright rather than interpreted: the WHATWG URL parser, glibc's ``inet_aton`` and
+    Python's ``ipaddress`` disagree on them, and no provider needs them.
+    """
+    host = host.strip("[]").lower()
+    if not host or host.endswith("."):
+        raise BlockedAddress
+    if ":" in host:
+        return host  # an IPv6 literal; ``_literal_address`` parses it
+    try:
+        host = host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise BlockedAddress from None
+    labels = host.split(".")
+    if _NUMERIC_LABEL.match(labels[-1]) and not _CANONICAL_IPV4.match(host):
+        raise BlockedAddress
+    if not all(_HOST_LABEL.match(label) for label in labels):
+        raise BlockedAddress
+    return host
+
+
+def _literal_address(host: str) -> IPAddress | None:
+    if "%" in host:
+        raise BlockedAddress  # an IPv6 zone: a link-local interface, never a provider
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        if ":" in host:
+            raise BlockedAddress from None
+        return None
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if any(address in network for network in _NAT64) or int(address) >> 32 == 0:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def _is_public(address: IPAddress) -> bool:
+    return address.is_global and not (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+        or (isinstance(address, ipaddress.IPv6Address) and (address.is_site_local or address.teredo is not None))
+    )
+
+
+# ---- the total deadline -------------------------------------------------------------------------------------
+
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("connvault_egress_deadline", default=None)
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    """Bound every socket operation of guarded connections inside the block by one monotonic deadline."""
+    token = _DEADLINE.set(time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _time_left(cap: float | None = None) -> float | None:
+    """Seconds left before the current deadline (``cap`` if smaller); raises once it has passed."""
+    end = _DEADLINE.get()
+    if end is None:
+        return cap
+    left = end - time.monotonic()
+    if left <= 0:
+        raise TimeoutError("deadline")
+    return left if cap is None else min(cap, left)
+
+
+class _DeadlineMixin:
+    """Re-arms the socket's timeout with the time left before each operation http.client and ssl make."""
+
+    def _arm(self) -> None:
+        left = _time_left()
+        if left is not None:
+            self.settimeout(left)  # type: ignore[attr-defined]
+
+    def recv(self, *args: Any) -> bytes:
+        self._arm()
+        return super().recv(*args)  # type: ignore[misc]
+
+    def recv_into(self, *args: Any) -> int:
+        self._arm()
+        return super().recv_into(*args)  # type: ignore[misc]
+
+    def send(self, *args: Any) -> int:
+        self._arm()
+        return super().send(*args)  # type: ignore[misc]
+
+    def sendall(self, *args: Any) -> None:
+        self._arm()
+        return super().sendall(*args)  # type: ignore[misc]
+
+
+class _DeadlineSocket(_DeadlineMixin, socket.socket):
+    pass
+
+
+class _DeadlineSSLSocket(_DeadlineMixin, ssl.SSLSocket):
+    def do_handshake(self, *args: Any) -> None:
+        self._arm()
+        super().do_handshake(*args)
+
+
+def _connect_vetted(host: str, port: int, policy: EgressPolicy, connect_timeout: float | None) -> socket.socket:
+    """A TCP socket to the first vetted address of ``host`` that accepts, within the deadline."""
+    for address in resolve_vetted(host, port, policy):
+        family = socket.AF_INET6 if address.version == 6 else socket.AF_INET
+        sock = _DeadlineSocket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(_time_left(connect_timeout))
+            sock.connect((str(address), port))
+        except OSError:
+            sock.close()
+            continue
+        return sock
+    raise Unreachable
+
+
+class _GuardedConnect:
+    """``_new_conn`` for urllib3's connections: vet, then connect to the vetted address, never re-resolve."""
+
+    egress_policy: EgressPolicy
+    _dns_host: str
+    port: int
+    timeout: Any
+
+    def _new_conn(self) -> socket.socket:
+        timeout = self.timeout if isinstance(self.timeout, int | float) else None
+        # ``_dns_host``, not ``host``: urllib3's ``host`` drops a trailing dot, which the guard refuses.
+        return _connect_vetted(self._dns_host, self.port, self.egress_policy, timeout)
+
+
+class _GuardedHTTPConnection(_GuardedConnect, HTTPConnection):
+    pass
+
+
+class _GuardedHTTPSConnection(_GuardedConnect, HTTPSConnection):
+    pass
+
+
+def guarded_pool_manager(
+    policy: EgressPolicy,
+    *,
+    maxsize: int,
+    timeout: urllib3.Timeout,
+    ca_certs: str | None = None,
+) -> urllib3.PoolManager:
+    """A urllib3 ``PoolManager`` whose every connection goes through the guard (no retries, no redirects).
+
+    ``ca_certs`` replaces the system trust store (tests use a local CA); certificates are always verified
+    against the URL's hostname.
+    """
+    context = create_urllib3_context()
+    context.sslsocket_class = _DeadlineSSLSocket
+    if ca_certs is None:
+        context.load_default_certs()
+    http_connection = type("GuardedHTTPConnection", (_GuardedHTTPConnection,), {"egress_policy": policy})
+    https_connection = type("GuardedHTTPSConnection", (_GuardedHTTPSConnection,), {"egress_policy": policy})
+    manager = urllib3.PoolManager(
+        maxsize=maxsize,
+        retries=False,
+        timeout=timeout,
+        ssl_context=context,
+        ca_certs=ca_certs,
+        cert_reqs="CERT_REQUIRED",
+    )
+    manager.pool_classes_by_scheme = {
+        "http": type("GuardedHTTPPool", (HTTPConnectionPool,), {"ConnectionCls": http_connection}),
+        "https": type("GuardedHTTPSPool", (HTTPSConnectionPool,), {"ConnectionCls": https_connection}),
+    }
+    return manager

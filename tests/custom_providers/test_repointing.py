@@ -1,0 +1,108 @@
+"""Re-pointing a custom provider (issue 13.3): changing where the stored client secret and refresh tokens would
+go needs the client secret again, and connections whose token endpoint moved to another server need their end
+users again; nothing of theirs is ever sent to the new server."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from devserver.provider import DemoProvider
+from tests.custom_providers.conftest import SLUG, Api, connect, define
+
+
+@pytest.fixture
+def elsewhere(secrets: Any) -> Iterator[DemoProvider]:
+    """Another server (another origin) a stolen API key would like the secrets sent to."""
+    with DemoProvider() as provider:
+        yield provider
+        stats = provider.stats()
+        secrets.add(*stats.access_tokens, *stats.live_refresh_tokens)
+
+
+def explicit(idp: DemoProvider, **changes: Any) -> dict[str, Any]:
+    endpoints = {
+        "discovery_url": None,
+        "issuer": idp.issuer,
+        "authorization_url": f"{idp.base_url}/authorize",
+        "token_url": f"{idp.base_url}/token",
+        "revocation_url": f"{idp.base_url}/revoke",
+    }
+    return {**endpoints, **changes}
+
+
+def status_of(api: Api, connection_id: str) -> tuple[str, str | None]:
+    connection = api.call("GET", f"/connections/{connection_id}").json()
+    return connection["status"], connection.get("last_error_code")
+
+
+@pytest.mark.parametrize("field", ["token_url", "revocation_url", "authorization_url", "issuer"])
+def test_moving_an_endpoint_without_the_secret_is_a_conflict_naming_it_and_changes_nothing(
+    tenant_a: Api, idp: DemoProvider, elsewhere: DemoProvider, field: str
+) -> None:
+    assert define(tenant_a, idp, **explicit(idp)).status == 200
+    connection_id = connect(tenant_a)
+    before = tenant_a.call("GET", f"/integrations/{SLUG}").json()
+    moved = elsewhere.issuer if field == "issuer" else f"{elsewhere.base_url}/{field}"
+
+    answer = define(tenant_a, idp, client_secret=False, **explicit(idp, **{field: moved}))
+
+    assert answer.status == 409, answer.body
+    error = answer.json()["error"]
+    assert (error["code"], error["field"]) == ("conflict", f"custom_provider.{field}")
+    assert elsewhere.base_url not in answer.body
+    assert tenant_a.call("GET", f"/integrations/{SLUG}").json() == before
+    forced = tenant_a.call("GET", f"/connections/{connection_id}/token", query={"force_refresh": "true"})
+    assert forced.status == 200, forced.body
+    assert elsewhere.stats().token_calls == {}
+
+
+def test_moving_the_discovery_url_without_the_secret_is_a_conflict_before_any_fetch(
+    tenant_a: Api, idp: DemoProvider, elsewhere: DemoProvider
+) -> None:
+    assert define(tenant_a, idp).status == 200
+
+    answer = define(
+        tenant_a, idp, client_secret=False, discovery_url=f"{elsewhere.base_url}/.well-known/openid-configuration"
+    )
+
+    assert answer.status == 409, answer.body
+    assert answer.json()["error"]["field"] == "custom_provider.discovery_url"
+
+
+def test_a_change_that_moves_no_secret_needs_no_secret(tenant_a: Api, idp: DemoProvider) -> None:
+    assert define(tenant_a, idp, **explicit(idp)).status == 200
+    renamed = define(tenant_a, idp, client_secret=False, **explicit(idp, display_name="Renamed"))
+    assert renamed.status == 200, renamed.body
+    assert define(tenant_a, idp, "by-discovery").status == 200
+    # With discovery, the same discovery URL is the same server, whose metadata decides its own endpoints.
+    assert define(tenant_a, idp, "by-discovery", client_secret=False, display_name="Again").status == 200
+
+
+def test_with_the_secret_a_token_endpoint_on_another_server_sends_existing_connections_to_reauth(
+    tenant_a: Api, idp: DemoProvider, elsewhere: DemoProvider
+) -> None:
+    assert define(tenant_a, idp, **explicit(idp)).status == 200
+    connection_id = connect(tenant_a)
+
+    answer = define(tenant_a, idp, **explicit(idp, token_url=f"{elsewhere.base_url}/token"))
+
+    assert answer.status == 200, answer.body
+    assert status_of(tenant_a, connection_id) == ("needs_reauth", "token_endpoint_moved")
+    fetched = tenant_a.call("GET", f"/connections/{connection_id}/token", query={"force_refresh": "true"})
+    assert (fetched.status, fetched.json()["error"]["code"]) == (409, "needs_reauth")
+    assert elsewhere.stats().token_calls == {}
+
+
+def test_with_the_secret_a_token_endpoint_moved_on_the_same_server_keeps_connections_working(
+    tenant_a: Api, idp: DemoProvider
+) -> None:
+    assert define(tenant_a, idp, **explicit(idp)).status == 200
+    connection_id = connect(tenant_a)
+
+    answer = define(tenant_a, idp, **explicit(idp, token_url=f"{idp.base_url}/token?v=2"))
+
+    assert answer.status == 200, answer.body
+    assert status_of(tenant_a, connection_id)[0] == "active"

@@ -1,0 +1,402 @@
+"""The egress guard (issue 13.2) and the total deadline of a provider call (13.4).
+
+Name resolution is faked in-process and every connect attempt is recorded, so the refusals are proven to
+happen before any packet is sent; the only sockets that do open are to servers this test runs on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import datetime
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from connvault import egress
+from connvault.egress import BLOCKED_MESSAGE, UNREACHABLE_MESSAGE, BlockedAddress, EgressPolicy, check_url
+from connvault.errors import InvalidInput, ProviderUnavailable
+from connvault.oauth.http import HttpTransport
+from connvault.validation import require_outbound_url
+
+ROOT = Path(__file__).resolve().parents[2]
+
+BLOCKED_URLS = [
+    # the issue's list
+    "https://169.254.169.254/latest/meta-data/",
+    "https://10.0.0.5/",
+    "https://[fd00::1]/",
+    "https://[::ffff:169.254.169.254]/",
+    "https://2852039166/",
+    "https://0xa9fea9fe/",
+    "https://0.0.0.0/",
+    "http://127.0.0.1:9001/2018-06-01/runtime/invocation/next",
+    "http://localhost:5432/",
+    # the same families in other spellings
+    "https://127.0.0.1/",
+    "https://localhost/",
+    "https://[::1]/",
+    "https://[::]/",
+    "https://127.1/",
+    "https://0251.0376.0251.0376/",
+    "https://0xa9.0xfe.0xa9.0xfe/",
+    "https://169.254.169.254./",
+    "https://example.com./",
+    "https://user:pw@example.com/",
+    "https://example.com@169.254.169.254/",
+    "https://[::ffff:a9fe:a9fe]/",
+    "https://[::ffff:10.0.0.1]/",
+    "https://[::169.254.169.254]/",
+    "https://[64:ff9b::169.254.169.254]/",
+    "https://[64:ff9b:1::a00:1]/",
+    "https://[2002:a9fe:a9fe::1]/",
+    "https://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",  # Teredo
+    "https://[fe80::1]/",
+    "https://[fe80::1%25eth0]/",
+    "https://[fec0::1]/",
+    "https://[ff02::1]/",
+    "https://172.16.0.1/",
+    "https://192.168.1.1/",
+    "https://100.64.0.1/",
+    "https://100.127.255.254/",
+    "https://192.0.0.1/",
+    "https://198.18.0.1/",
+    "https://224.0.0.1/",
+    "https://239.255.255.250/",
+    "https://240.0.0.1/",
+    "https://255.255.255.255/",
+    "ftp://example.com/",
+    "http://example.com/",
+    "file:///etc/passwd",
+]
+
+PRIVATE_ANSWERS = [
+    "169.254.169.254",
+    "10.0.0.5",
+    "fd00::1",
+    "::ffff:169.254.169.254",
+    "0.0.0.0",
+    "127.0.0.1",
+    "::1",
+    "100.64.0.1",
+    "64:ff9b::a9fe:a9fe",
+    "2002:a00:1::1",
+    "fe80::1%2",
+    "224.0.0.1",
+    "192.168.0.10",
+]
+"""What a tenant's DNS name may resolve to; each one refuses the name."""
+
+
+@dataclass
+class FakeNetwork:
+    """A resolver answering from a table, and a record of every connect the guard attempted."""
+
+    answers: dict[str, list[str]] = field(default_factory=dict)
+    lookups: list[str] = field(default_factory=list)
+    connects: list[tuple[str, int]] = field(default_factory=list)
+
+    def resolve(self, host: str, _port: int) -> Sequence[str]:
+        self.lookups.append(host)
+        return self.answers.get(host, [])
+
+    def policy(self, *, allow_insecure_loopback: bool = False) -> EgressPolicy:
+        return EgressPolicy(allow_insecure_loopback=allow_insecure_loopback, resolve=self.resolve)
+
+
+@pytest.fixture
+def network(monkeypatch: pytest.MonkeyPatch) -> FakeNetwork:
+    fake = FakeNetwork()
+    real_connect = egress._DeadlineSocket.connect
+
+    def recording_connect(sock: socket.socket, address: tuple[str, int]) -> None:
+        fake.connects.append(address)
+        real_connect(sock, address)
+
+    monkeypatch.setattr(egress._DeadlineSocket, "connect", recording_connect)
+    return fake
+
+
+@pytest.mark.parametrize("url", BLOCKED_URLS)
+def test_every_internal_address_and_odd_spelling_is_refused_before_any_connect(url: str, network: FakeNetwork) -> None:
+    with pytest.raises(BlockedAddress):
+        check_url(url, network.policy())
+    transport = HttpTransport(2.0, policy=network.policy())
+    with pytest.raises(ProviderUnavailable) as caught:
+        transport.request("GET", url)
+    assert (caught.value.message, caught.value.reason) == (BLOCKED_MESSAGE, "blocked_address")
+    assert network.connects == []
+
+
+@pytest.mark.parametrize("answer", PRIVATE_ANSWERS)
+def test_a_dns_name_resolving_to_an_internal_address_is_refused_before_any_connect(
+    answer: str, network: FakeNetwork
+) -> None:
+    network.answers["innocent.example"] = [answer]
+    transport = HttpTransport(2.0, policy=network.policy())
+
+    with pytest.raises(ProviderUnavailable) as caught:
+        transport.post_form("https://innocent.example/token", {"grant_type": "refresh_token"})
+
+    assert caught.value.message == BLOCKED_MESSAGE
+    assert network.lookups == ["innocent.example"]
+    assert network.connects == []
+
+
+def test_one_internal_answer_among_public_ones_refuses_the_name(network: FakeNetwork) -> None:
+    network.answers["mixed.example"] = ["93.184.216.34", "169.254.169.254"]
+
+    with pytest.raises(ProviderUnavailable) as caught:
+        HttpTransport(2.0, policy=network.policy()).request("GET", "https://mixed.example/")
+
+    assert caught.value.message == BLOCKED_MESSAGE
+    assert network.connects == []
+
+
+def test_loopback_is_allowed_only_by_the_development_setting(network: FakeNetwork) -> None:
+    allowed = network.policy(allow_insecure_loopback=True)
+    assert check_url("http://127.0.0.1:8080/token", allowed).port == 8080
+    assert check_url("http://localhost:8080/token", allowed).host == "localhost"
+    # but the setting widens loopback only: the rest stays refused
+    for url in ("http://10.0.0.5/", "https://169.254.169.254/", "http://example.com/", "https://[fd00::1]/"):
+        with pytest.raises(BlockedAddress):
+            check_url(url, allowed)
+
+
+def test_public_hosts_pass_the_static_check(network: FakeNetwork) -> None:
+    policy = network.policy()
+    assert check_url("https://oauth2.googleapis.com/token", policy).host == "oauth2.googleapis.com"
+    assert check_url("https://8.8.8.8/", policy).port == 443
+    assert check_url("https://[2606:4700:4700::1111]:8443/", policy).port == 8443
+    assert check_url("https://bücher.example/", policy).host == "xn--bcher-kva.example"
+
+
+@pytest.mark.parametrize("url", BLOCKED_URLS[:9])
+def test_registration_refuses_what_the_guard_would_refuse(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(EgressPolicy, "from_settings", classmethod(lambda cls: cls()))
+
+    with pytest.raises(InvalidInput) as caught:
+        require_outbound_url(url, "custom_provider.token_url")
+
+    assert caught.value.field == "custom_provider.token_url"
+    assert url not in caught.value.message
+
+
+def test_the_template_never_allows_loopback_urls() -> None:
+    template = (ROOT / "template.yaml").read_text()
+    assert "ALLOW_INSECURE_LOOPBACK" not in template
+
+
+# ---- one resolution, TLS checked for the hostname ------------------------------------------------------------
+
+
+@dataclass
+class TlsServer:
+    port: int
+    ca_file: str
+    server_names: list[str | None]
+
+
+def _certificate(tmp: Path, name: str) -> tuple[Path, Path, Path]:
+    """A CA and a leaf certificate for ``name`` signed by it: (ca.pem, leaf.pem, leaf.key)."""
+    now = datetime.datetime.now(datetime.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "connvault test CA")])
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_path, leaf_path, key_path = tmp / "ca.pem", tmp / "leaf.pem", tmp / "leaf.key"
+    ca_path.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    leaf_path.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return ca_path, leaf_path, key_path
+
+
+@pytest.fixture
+def tls_server(tmp_path: Path) -> Iterator[TlsServer]:
+    """An https server on 127.0.0.1 whose certificate names ``provider.test``; it records each SNI it is sent."""
+    ca, leaf, key = _certificate(tmp_path, "provider.test")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(leaf, key)
+    names: list[str | None] = []
+    context.sni_callback = lambda _sock, name, _ctx: names.append(name)  # type: ignore[assignment,func-returns-value]
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                raw, _ = listener.accept()
+            except TimeoutError:
+                continue
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            raw.settimeout(2)
+            try:
+                with context.wrap_socket(raw, server_side=True) as conn:
+                    conn.recv(65536)
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+            except (OSError, ssl.SSLError):
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield TlsServer(listener.getsockname()[1], str(ca), names)
+    stop.set()
+    thread.join(5)
+    listener.close()
+
+
+def test_a_name_is_resolved_once_and_tls_is_checked_for_the_name_not_the_address(
+    tls_server: TlsServer, network: FakeNetwork
+) -> None:
+    network.answers["provider.test"] = ["127.0.0.1"]
+    transport = HttpTransport(5.0, policy=network.policy(allow_insecure_loopback=True), ca_certs=tls_server.ca_file)
+
+    response = transport.request("GET", f"https://provider.test:{tls_server.port}/.well-known/openid-configuration")
+
+    assert response.status == 200
+    assert network.lookups == ["provider.test"]
+    assert network.connects == [("127.0.0.1", tls_server.port)]
+    assert tls_server.server_names == ["provider.test"]
+    transport.close()
+
+
+def test_a_certificate_for_another_name_is_unreachable(tls_server: TlsServer, network: FakeNetwork) -> None:
+    network.answers["impostor.test"] = ["127.0.0.1"]
+    transport = HttpTransport(5.0, policy=network.policy(allow_insecure_loopback=True), ca_certs=tls_server.ca_file)
+
+    with pytest.raises(ProviderUnavailable) as caught:
+        transport.request("GET", f"https://impostor.test:{tls_server.port}/")
+
+    assert caught.value.message == UNREACHABLE_MESSAGE
+
+
+# ---- no port-scan oracle ---------------------------------------------------------------------------------------
+
+
+def test_refused_silent_and_non_tls_ports_fail_with_one_message(network: FakeNetwork) -> None:
+    """Whatever listens (or not) at a port, the caller learns only that the provider could not be reached."""
+    closed = socket.create_server(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    silent = socket.create_server(("127.0.0.1", 0))  # accepts (backlog) and never answers
+    plain = socket.create_server(("127.0.0.1", 0))  # answers plain text to a TLS hello
+    stop = threading.Event()
+
+    def answer_plain() -> None:
+        plain.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = plain.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+    thread = threading.Thread(target=answer_plain, daemon=True)
+    thread.start()
+    policy = network.policy(allow_insecure_loopback=True)
+    transport = HttpTransport(0.5, policy=policy)
+    messages = set()
+    try:
+        for port in (closed_port, silent.getsockname()[1], plain.getsockname()[1]):
+            with pytest.raises(ProviderUnavailable) as caught:
+                transport.request("GET", f"https://127.0.0.1:{port}/")
+            messages.add((caught.value.message, caught.value.reason, str(caught.value)))
+    finally:
+        stop.set()
+        thread.join(5)
+        silent.close()
+        plain.close()
+    assert messages == {(UNREACHABLE_MESSAGE, "unreachable", UNREACHABLE_MESSAGE)}
+
+
+# ---- the total deadline (13.4) ---------------------------------------------------------------------------------
+
+
+def _trickling_server(payload: bytes, interval: float, stop: threading.Event) -> socket.socket:
+    """A server that reads the request and sends ``payload`` one byte every ``interval`` seconds."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                conn.recv(65536)
+                for byte in payload:
+                    if stop.wait(interval):
+                        return
+                    try:
+                        conn.sendall(bytes([byte]))
+                    except OSError:
+                        break
+
+    threading.Thread(target=serve, daemon=True).start()
+    return listener
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 40\r\n\r\n" + b" " * 40,
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n" + b"X-Pad: a\r\n" * 40,
+    ],
+    ids=["trickled_body", "trickled_headers"],
+)
+def test_a_trickling_provider_is_cut_off_at_the_total_deadline(payload: bytes) -> None:
+    stop = threading.Event()
+    listener = _trickling_server(payload, 0.25, stop)
+    transport = HttpTransport(1.0)
+    try:
+        started = time.monotonic()
+        with pytest.raises(ProviderUnavailable) as caught:
+            transport.post_form(f"http://127.0.0.1:{listener.getsockname()[1]}/token", {"grant_type": "x"})
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        listener.close()
+        transport.close()
+    assert caught.value.message == UNREACHABLE_MESSAGE
+    # The deadline is 1 s; each byte arrives well within any per-read timeout, so only a total deadline stops it.
+    assert 0.9 <= elapsed < 2.0
