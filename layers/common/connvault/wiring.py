@@ -23,6 +23,7 @@ from connvault.db.fast_reads import reset_fast_reads
 from connvault.errors import NotFound
 from connvault.oauth.client import OAuthClient
 from connvault.oauth.http import HttpTransport
+from connvault.services.rate_limits import reset_rate_limiter
 
 get_session_factory = engine.get_session_factory
 WEBHOOK_ANSWER_BYTES = 64 * 1024
@@ -89,6 +90,7 @@ def reset() -> None:
     get_kms_client.cache_clear()
     engine.reset()
     reset_fast_reads()
+    reset_rate_limiter()
     get_settings.cache_clear()
 
 
