@@ -38,6 +38,7 @@ def install_demo_provider(
     require_iss: bool = False,
     max_concurrent_refreshes: int | None = None,
     account_id_fields: tuple[str, ...] = (),
+    revocation_scope: str = "token",
 ) -> UUID:
     """Upsert a global catalog row pointing at ``provider`` (as the owner: the app role cannot write it)."""
     settings = provider.settings
@@ -49,9 +50,10 @@ def install_demo_provider(
             """
             INSERT INTO providers (slug, display_name, auth_type, authorization_url, token_url, revocation_url,
                 default_scopes, pkce, token_endpoint_auth_method, rotates_refresh_tokens, refresh_margin_seconds,
-                authorize_params, issuer, require_iss, max_concurrent_refreshes, account_id_fields)
+                authorize_params, issuer, require_iss, max_concurrent_refreshes, account_id_fields, revocation_scope)
             VALUES (:slug, 'Demo provider', 'oauth2', :auth, :token, :revoke, ARRAY['read', 'write'], :pkce,
-                :method, :rotates, :margin, CAST(:params AS jsonb), :issuer, :require_iss, :cap, :account_id_fields)
+                :method, :rotates, :margin, CAST(:params AS jsonb), :issuer, :require_iss, :cap, :account_id_fields,
+                :revocation_scope)
             ON CONFLICT (slug) WHERE tenant_id IS NULL DO UPDATE SET
                 authorization_url = EXCLUDED.authorization_url, token_url = EXCLUDED.token_url,
                 revocation_url = EXCLUDED.revocation_url, pkce = EXCLUDED.pkce,
@@ -59,7 +61,7 @@ def install_demo_provider(
                 rotates_refresh_tokens = EXCLUDED.rotates_refresh_tokens,
                 refresh_margin_seconds = EXCLUDED.refresh_margin_seconds, issuer = EXCLUDED.issuer,
                 require_iss = EXCLUDED.require_iss, max_concurrent_refreshes = EXCLUDED.max_concurrent_refreshes,
-                account_id_fields = EXCLUDED.account_id_fields
+                account_id_fields = EXCLUDED.account_id_fields, revocation_scope = EXCLUDED.revocation_scope
             RETURNING id
             """,
             slug=slug,
@@ -75,6 +77,7 @@ def install_demo_provider(
             require_iss=require_iss,
             cap=max_concurrent_refreshes,
             account_id_fields=list(account_id_fields),
+            revocation_scope=revocation_scope,
         )
     finally:
         connection.close()

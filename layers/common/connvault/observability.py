@@ -88,6 +88,8 @@ class MetricName:
     ACCOUNTS_PURGED = "AccountsPurged"
     """Soft-deleted accounts past their retention, deleted by the scheduled purge."""
     AUTH_DENIED = "AuthDenied"
+    RATE_LIMITED = "RateLimited"
+    """A request refused with 429 because its tenant was over its request rate."""
     CLIENT_ERROR = "ClientError"
     SERVER_ERROR = "ServerError"
     DATABASE_UNAVAILABLE = "DatabaseUnavailable"

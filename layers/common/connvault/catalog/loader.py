@@ -26,6 +26,7 @@ from connvault.models import (
     AuthType,
     CredentialCheck,
     CredentialForm,
+    RevocationScope,
     ScopeParameter,
     TokenEndpointAuthMethod,
     TokenResponseShape,
@@ -63,6 +64,7 @@ class CatalogEntry:
     authorization_url: str | None = None
     token_url: str | None = None
     revocation_url: str | None = None
+    revocation_scope: RevocationScope = RevocationScope.TOKEN
     default_scopes: tuple[str, ...] = ()
     scope_separator: str = " "
     scope_parameter: ScopeParameter = ScopeParameter.SCOPE
@@ -190,6 +192,7 @@ _FIELDS: dict[str, Callable[[object], Any]] = {
     "authorization_url": _https_url,
     "token_url": _https_url,
     "revocation_url": _optional(_https_url),
+    "revocation_scope": _choice(RevocationScope),
     "default_scopes": _scopes,
     "scope_separator": _separator,
     "scope_parameter": _choice(ScopeParameter),

@@ -60,6 +60,18 @@ class NewCredentials:
 
 
 @dataclass(frozen=True, slots=True)
+class SavedGrant:
+    """A stored grant, and what it replaced: the caller revokes that at the provider (``services/revocation.py``)."""
+
+    connection: Connection
+    replaced: Credentials | None = None
+    """The credentials a reconnect overwrote, opened just before; None for a new connection or an unreadable one."""
+    replaced_unreadable: bool = False
+    """The overwritten envelope could not be opened (its key is gone or KMS is down): a reconnect is how such a
+    connection is repaired, so it goes ahead, and what it replaced cannot be revoked."""
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     items: list[Connection]
     next_cursor: str | None
@@ -134,6 +146,8 @@ class ConnectionRepository:
         return self._to_domain(*found, open_credentials=open_credentials)
 
     def find_by_unique(self, provider_id: UUID, end_user_id: str, alias: str) -> Connection | None:
+        """The connection with this key, its credentials left sealed (``None``): whether it exists is the question,
+        and a reconnect must get past an envelope that no longer opens."""
         found = self._session.execute(
             self._select().where(
                 ConnectionRow.provider_id == provider_id,
@@ -141,7 +155,7 @@ class ConnectionRepository:
                 ConnectionRow.alias == alias,
             )
         ).one_or_none()
-        return None if found is None else self._to_domain(*found)
+        return None if found is None else self._to_domain(*found, open_credentials=False)
 
     def list_by_tenant(
         self,
@@ -229,8 +243,9 @@ class ConnectionRepository:
         grant: NewCredentials,
         granted_at: datetime,
         metadata: Mapping[str, Any],
-    ) -> Connection:
-        """Store a fresh OAuth grant: a reconnect replaces the existing connection's tokens, never duplicates it."""
+    ) -> SavedGrant:
+        """Store a fresh grant: a reconnect replaces the existing connection's credentials (and says which they
+        were), never duplicates the connection."""
         row = self._session.scalars(
             select(ConnectionRow)
             .where(
@@ -241,19 +256,27 @@ class ConnectionRepository:
             .with_for_update()
         ).one_or_none()
         if row is None:
-            return self.add(
-                tenant_id,
-                provider_id,
-                end_user_id=end_user_id,
-                alias=alias,
-                grant=grant,
-                granted_at=granted_at,
-                metadata=metadata,
+            return SavedGrant(
+                self.add(
+                    tenant_id,
+                    provider_id,
+                    end_user_id=end_user_id,
+                    alias=alias,
+                    grant=grant,
+                    granted_at=granted_at,
+                    metadata=metadata,
+                )
             )
+        try:
+            replaced = self._open_credentials(row)
+        except (DecryptionFailed, KeyServiceUnavailable):
+            replaced, unreadable = None, True
+        else:
+            unreadable = False
         self._apply_grant(row, grant, granted_at)
         row.metadata_ = {**row.metadata_, **metadata}
         self._session.flush()
-        return self.get(row.id)
+        return SavedGrant(self.get(row.id), replaced, unreadable)
 
     def update_details(
         self,
@@ -497,6 +520,11 @@ class ConnectionRepository:
 
     def _seal(self, tenant_id: UUID, connection_id: UUID, credentials: Credentials) -> bytes:
         return seal_credentials(self._sealer, tenant_id, connection_id, credentials)
+
+    def _open_credentials(self, row: ConnectionRow) -> Credentials | None:
+        if row.credentials is None:
+            return None
+        return open_sealed_credentials(self._sealer, row.tenant_id, row.id, row.credentials)
 
     def _to_domain(self, row: ConnectionRow, provider_slug: str, *, open_credentials: bool = True) -> Connection:
         return to_connection(row, provider_slug, self._sealer, open_credentials=open_credentials)

@@ -10,7 +10,14 @@ from sqlalchemy.exc import IntegrityError
 from connvault.catalog.forms import parse_credential_check, parse_credential_form
 from connvault.db.rows import ProviderRow
 from connvault.errors import Conflict, NotFound
-from connvault.models import AuthType, Provider, ScopeParameter, TokenEndpointAuthMethod, TokenResponseShape
+from connvault.models import (
+    AuthType,
+    Provider,
+    RevocationScope,
+    ScopeParameter,
+    TokenEndpointAuthMethod,
+    TokenResponseShape,
+)
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -76,6 +83,7 @@ class ProviderRepository:
         row.authorize_params = dict(provider.authorize_params)
         row.refresh_margin_seconds = provider.refresh_margin_seconds
         row.discovery_url = provider.discovery_url
+        row.revocation_scope = provider.revocation_scope.value
         row.account_id_fields = list(provider.account_id_fields)
         _write_endpoints(row, provider)
         return self._flush(row, provider.slug)
@@ -132,6 +140,7 @@ def to_provider(row: ProviderRow) -> Provider:
         authorization_url=row.authorization_url,
         token_url=row.token_url,
         revocation_url=row.revocation_url,
+        revocation_scope=RevocationScope(row.revocation_scope),
         default_scopes=tuple(row.default_scopes),
         scope_separator=row.scope_separator,
         scope_parameter=ScopeParameter(row.scope_parameter),

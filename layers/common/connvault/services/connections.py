@@ -21,8 +21,8 @@ from connvault.models import (
     ConnectionStatus,
     OAuth2Credentials,
 )
-from connvault.observability import MetricName, logger, metrics
 from connvault.services import quotas
+from connvault.services.revocation import revoke_grant
 from connvault.validation import require_text
 
 if TYPE_CHECKING:
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from connvault.db.uow import UnitOfWork
-    from connvault.models import Integration, Provider
     from connvault.oauth.client import OAuthClient
     from connvault.redacted import Redacted
 
@@ -187,28 +186,14 @@ def delete_connection(uow: UnitOfWork, connection_id: UUID, *, oauth: OAuthClien
         credentials = connection.credentials
         if isinstance(credentials, OAuth2Credentials) and provider.revocation_url and integration is not None:
             attempted = True
-            revoked = _revoke(oauth or wiring.get_oauth_client(), provider, integration, credentials, connection_id)
+            client = oauth or wiring.get_oauth_client()
+            revoked = revoke_grant(client, provider, integration.client, credentials, connection_id)
         with uow:
             if uow.connections.delete(connection_id, token_version=connection.token_version):
                 uow.commit()
                 return Deletion(connection_id, attempted, revoked)
             uow.connections.get(connection_id)  # NotFound when someone else deleted it meanwhile
     raise ProviderUnavailable("the connection is being refreshed; retry the deletion", retry_after=1, reason="busy")
-
-
-def _revoke(
-    client: OAuthClient,
-    provider: Provider,
-    integration: Integration,
-    credentials: OAuth2Credentials,
-    connection_id: UUID,
-) -> bool:
-    token, hint = credentials.revocation_target()
-    revoked = client.revoke(provider, integration.client, token.reveal(), hint)
-    if not revoked:
-        metrics.add_metric(name=MetricName.REVOCATION_FAILED, unit="Count", value=1)
-        logger.info("revocation failed", extra={"connection_id": str(connection_id), "provider": provider.slug})
-    return revoked
 
 
 def _static_credentials(auth_type: AuthType, data: StaticCredentialsInput) -> ApiKeyCredentials | BasicCredentials:
