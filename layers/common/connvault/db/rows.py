@@ -249,6 +249,7 @@ class ConnectConfirmationRow(Base):
     token_expires_at: Mapped[datetime | None]
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", server_default=text("'{}'"))
     confirm_by: Mapped[datetime]
+    provider_account_id: Mapped[bytes | None]
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
 
 
