@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from connvault.crypto.sealer import Sealer
     from connvault.db.connect_confirmations import ParkedGrant
     from connvault.db.connections import SavedGrant
-    from connvault.models import ClientCredentials, Provider
+    from connvault.models import ClientCredentials, Integration, Provider
     from connvault.oauth.client import OAuthClient
 
 MAX_STATE_LENGTH = 512
@@ -147,8 +147,11 @@ def create_connect_session(
         if integration is None:
             raise InvalidInput(f"configure the integration for {provider.slug!r} first", field="provider")
         return_url = None if request.return_url is None else require_return_url(request.return_url, "return_url")
-        if return_url is not None and return_url not in {ascii_url(url) for url in integration.allowed_return_urls}:
-            raise InvalidInput("return_url is not in the integration's allowed_return_urls", field="return_url")
+        if return_url is not None and not _registered_return_url(uow, integration, return_url):
+            raise InvalidInput(
+                "return_url is in neither the integration's nor the connect settings' allowed_return_urls",
+                field="return_url",
+            )
         scopes = requested_scopes if requested_scopes is not None else (integration.scopes or provider.default_scopes)
         verifier = new_code_verifier() if provider.pkce else None
         pending = PendingConnect(
@@ -326,6 +329,15 @@ def store_grant(
         granted_at=granted_at,
         metadata=metadata,
     )
+
+
+def _registered_return_url(uow: UnitOfWork, integration: Integration, return_url: str) -> bool:
+    """Whether the tenant registered ``return_url``: for this integration, or for its connect links and sessions in
+    the connect settings. Both lists are the tenant's own; a session for one provider accepts what a link for the
+    same provider would."""
+    if return_url in {ascii_url(url) for url in integration.allowed_return_urls}:
+        return True
+    return return_url in {ascii_url(url) for url in uow.connect_settings.get(uow.tenant).allowed_return_urls}
 
 
 def _oauth_provider(uow: UnitOfWork, slug: str) -> Provider:
