@@ -8,7 +8,9 @@ from uuid import UUID
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
+from connvault.api import new_connections
 from connvault.api.app import callback_url, json_response, tenant_id
+from connvault.api.new_connections import secret
 from connvault.api.pages import connect_page_url
 from connvault.api.schemas import (
     ConfirmConnectSessionRequest,
@@ -18,28 +20,31 @@ from connvault.api.schemas import (
     ConnectSessionResponse,
     ConnectSettingsRequest,
     ConnectSettingsResponse,
-    CreateConnectionRequest,
     CustomProviderRequest,
     CustomProviderResponse,
     DeleteConnectionResponse,
     ErrorResponse,
+    ImportConnectionsRequest,
+    ImportConnectionsResponse,
     IntegrationListResponse,
     IntegrationRequest,
     IntegrationResponse,
+    NewConnectionRequest,
     ProviderListResponse,
     ProviderResponse,
     UpdateConnectionRequest,
 )
+from connvault.config import get_settings
 from connvault.db.connect_settings import ConnectSettings
 from connvault.db.uow import UnitOfWork
 from connvault.models import ConnectionStatus
-from connvault.redacted import Redacted
 from connvault.services import (
     connect_confirmation,
     connect_links,
     connect_settings,
     connections,
     custom_providers,
+    imports,
     integrations,
 )
 
@@ -54,15 +59,16 @@ DISCOVERY_FAILED = {
     "description": "The custom provider's discovery metadata could not be fetched or used",
     "content": {"application/json": {"model": ErrorResponse}},
 }
+CREDENTIALS_REFUSED = {
+    "description": "The provider refused the credentials; nothing was stored",
+    "content": {"application/json": {"model": ErrorResponse}},
+}
+IMPORT_STORE_MARGIN_MS = 3000
+"""Time kept, past one provider call, to store what an import call verified before the function times out."""
 PROVIDER_DOWN = {
     "description": "The provider did not answer",
     "content": {"application/json": {"model": ErrorResponse}},
 }
-
-
-def secret(value: object) -> Redacted[str] | None:
-    """A request's ``SecretStr`` as the ``Redacted`` the services take (None stays None)."""
-    return None if value is None else Redacted(value.get_secret_value())  # type: ignore[attr-defined]
 
 
 def _custom_provider(body: CustomProviderRequest | None) -> custom_providers.CustomProviderInput | None:
@@ -237,20 +243,40 @@ def register(app: APIGatewayHttpResolver) -> None:
         )
         return ConnectionListResponse.of(connections.list_connections(uow(), query))
 
-    @app.post("/connections", summary="Store API-key or basic credentials", tags=["connections"], responses=ERRORS)
-    def create_connection(body: CreateConnectionRequest) -> Response[ConnectionResponse]:
-        data = connections.StaticCredentialsInput(
-            provider=body.provider,
-            end_user_id=body.end_user_id,
-            alias=body.alias,
-            api_key=secret(body.api_key),
-            username=body.username,
-            password=secret(body.password),
-            metadata=body.metadata,
-            provider_account_id=secret(body.provider_account_id),
-        )
-        created = connections.create_static_connection(uow(), data)
-        return json_response(HTTPStatus.CREATED, ConnectionResponse.of(created))
+    @app.post(
+        "/connections",
+        summary="Make a connection from credentials you hand over",
+        description=(
+            "By `kind`: `api_key` or `basic` (or no kind) stores a provider's static credentials as given; "
+            "`imported` takes over an OAuth grant made elsewhere (verified by a refresh unless `verify` is false); "
+            "`client_credentials` connects a client to an API on its own behalf (RFC 6749 §4.4); `jwt_bearer` "
+            "holds a service account's key and buys tokens with signed assertions (RFC 7523). Credentials the "
+            "provider refuses at creation are 422 `credentials_refused` with the `field` at fault, and nothing is "
+            "stored; a provider that does not answer is 503 `provider_unavailable`."
+        ),
+        tags=["connections"],
+        responses={**ERRORS, 422: CREDENTIALS_REFUSED, 503: PROVIDER_DOWN},
+    )
+    def create_connection(body: NewConnectionRequest) -> Response[ConnectionResponse]:
+        return json_response(HTTPStatus.CREATED, ConnectionResponse.of(new_connections.create(uow(), body)))
+
+    @app.post(
+        "/connections/import",
+        summary="Import up to 1,000 OAuth grants made elsewhere, each answered on its own",
+        description=(
+            "For migrations. Idempotent per provider, end_user_id and alias: an account that has a connection is "
+            "answered `exists` and left unchanged, so a batch can be sent again after any failure. Items the call "
+            "had no time for are `deferred`, items whose provider failed `unavailable`: send those again. "
+            "`python -m connvault.admin import` streams a JSONL file of any size through the same path."
+        ),
+        tags=["connections"],
+        responses=ERRORS,
+    )
+    def import_connections(body: ImportConnectionsRequest) -> ImportConnectionsResponse:
+        margin_ms = int(get_settings().http_timeout_seconds * 1000) + IMPORT_STORE_MARGIN_MS
+        stop = imports.deadline_from(app.lambda_context.get_remaining_time_in_millis, margin_ms)
+        items = new_connections.import_items(body.items)
+        return ImportConnectionsResponse.of(imports.import_grants(uow(), items, verify=body.verify, stop=stop))
 
     @app.get(
         "/connections/<connection_id>",

@@ -121,6 +121,7 @@ class ConnectionRow(Base):
     end_user_id: Mapped[str]
     alias: Mapped[str] = mapped_column(server_default=text("''"))
     credential_type: Mapped[str]
+    kind: Mapped[str | None]
     status: Mapped[str] = mapped_column(server_default=text("'pending'"))
     credentials: Mapped[bytes | None]
     has_refresh_token: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
