@@ -13,6 +13,7 @@ from connvault.services.scheduler import SchedulerConfig, refresh_due
 from connvault.services.tokens import IssuedCredential, get_token
 from devserver.provider import PRIVATE_KEY_JWT, DemoProvider, Fault
 from tests.api.conftest import Answer, Api, db_state, stored_connection
+from tests.api.test_token_fetch import fetch, set_expiry
 from tests.support.factories import owner
 from tests.support.keys import KeyPair, ec_key, rsa_key
 
@@ -29,21 +30,8 @@ def create(api: Api, **fields: Any) -> Answer:
     return api.call("POST", "/connections", body=body)
 
 
-def fetch(api: Api, connection_id: str, **query: str) -> Answer:
-    return api.call("GET", f"/connections/{connection_id}/token", query=query)
-
-
 def machine_calls(provider: DemoProvider) -> int:
     return provider.stats().token_calls.get("client_credentials", 0)
-
-
-def set_expiry(db, connection_id: str, seconds_from_now: int) -> None:
-    with owner(db) as connection:
-        connection.run(
-            "UPDATE connections SET expires_at = now() + make_interval(secs => :s) WHERE id = CAST(:i AS uuid)",
-            s=seconds_from_now,
-            i=connection_id,
-        )
 
 
 def connection_count(db) -> int:

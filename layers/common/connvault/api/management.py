@@ -255,7 +255,12 @@ def register(app: APIGatewayHttpResolver) -> None:
             "stored; a provider that does not answer is 503 `provider_unavailable`."
         ),
         tags=["connections"],
-        responses={**ERRORS, 422: CREDENTIALS_REFUSED, 503: PROVIDER_DOWN},
+        responses={
+            201: {"description": "The connection", "content": {"application/json": {"model": ConnectionResponse}}},
+            **ERRORS,
+            422: CREDENTIALS_REFUSED,
+            503: PROVIDER_DOWN,
+        },
     )
     def create_connection(body: NewConnectionRequest) -> Response[ConnectionResponse]:
         return json_response(HTTPStatus.CREATED, ConnectionResponse.of(new_connections.create(uow(), body)))
