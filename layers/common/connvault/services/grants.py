@@ -234,6 +234,7 @@ def new_row(prepared: Prepared, app: ProviderApp, renewal: Renewal | None, at: d
             token_type=tokens.token_type,
             scopes=tokens.scopes if tokens.scopes is not None else prepared.scopes,
             expires_at=tokens.expires_at,
+            provider_account_id=tokens.provider_account_id,
         )
     return NewConnection(
         provider_id=app.provider.id,
