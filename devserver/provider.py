@@ -15,6 +15,12 @@ It implements just enough of RFC 6749, 7636 (PKCE S256), 7009 (revocation), 8414
   assertion's signature (RS256, ES256), ``iss``, ``aud``, ``exp`` and ``iat`` are checked as a real server
   does, and ``machine_grants`` in ``stats()`` records what each such request asked for. A client
   assertion's ``jti`` works once.
+* ``POST /device_authorization`` starts a device flow (RFC 8628): a device code, a user code and
+  ``/device`` to enter it at, where ``GET /device?user_code=...`` approves at once (``&deny=1`` denies), as
+  ``approve_device`` and ``deny_device`` do for tests. Polls of ``/token`` with the device code answer
+  ``authorization_pending``, ``slow_down`` (a poll sooner than the interval since the last one, which also adds
+  five seconds to it, as RFC 8628 §3.5 says; counted as ``device_polls_too_early``), ``access_denied``,
+  ``expired_token``, or the tokens, once.
 * ``POST /revoke`` records revoked tokens (with ``revoke_whole_authorization``, every token issued so far); a
   revoked refresh token then gets ``invalid_grant``.
 * ``GET /userinfo`` accepts a live access token, so the demo can show a token works.
@@ -54,6 +60,7 @@ CLIENT_SECRET_BASIC = "client_secret_basic"
 CLIENT_SECRET_POST = "client_secret_post"
 PRIVATE_KEY_JWT = "private_key_jwt"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_ASSERTION_LIFETIME_SECONDS = 3600
 CLOCK_SKEW_SECONDS = 60
@@ -98,6 +105,10 @@ class DemoSettings:
     demo has one user); otherwise a revoked token takes only itself (RFC 7009's reading)."""
     api_keys: tuple[str, ...] = ("dk_demo_0123456789abcdef",)
     """API keys ``GET /api/me`` accepts as a bearer token: the demo API-key provider's keys."""
+    device_interval_seconds: int = 5
+    device_code_ttl_seconds: int = 600
+    device_verification_uri_complete: bool = True
+    """Offer ``verification_uri_complete`` (Google's device flow does not)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +217,9 @@ class DemoStats:
     authorizations: tuple[AuthorizationRecord, ...] = field(repr=False)
     machine_grants: tuple[MachineGrant, ...] = ()
     """Every client-credentials and JWT-bearer token issued, with what was asked for."""
+    device_polls: Mapping[str, tuple[float, ...]] = field(default_factory=dict, repr=False)
+    """Per user code, when (``time.monotonic()``) each poll of its device code arrived."""
+    device_polls_too_early: int = 0
 
 
 @dataclass(slots=True)
@@ -214,6 +228,18 @@ class _Grant:
     scope: str
     code_challenge: str | None
     expires_at: float
+
+
+@dataclass(slots=True)
+class _DeviceGrant:
+    user_code: str
+    scope: str
+    client_id: str
+    expires_at: float
+    interval: int
+    state: str = "pending"
+    """pending, approved, denied, or issued (the tokens went out: the device code is spent)."""
+    last_poll: float | None = None
 
 
 @dataclass(slots=True)
@@ -257,6 +283,9 @@ class DemoProvider:
         self._service_accounts: dict[str, _ServiceAccount] = {}
         self._machine_grants: list[MachineGrant] = []
         self._used_jtis: set[str] = set()
+        self._device_grants: dict[str, _DeviceGrant] = {}
+        self._device_polls: dict[str, list[float]] = {}
+        self._device_polls_too_early = 0
 
     # lifecycle ---------------------------------------------------------------------------------
 
@@ -334,6 +363,73 @@ class DemoProvider:
         with self._lock:
             self._service_accounts[issuer] = _ServiceAccount(key, key_id)
 
+    def approve_device(self, user_code: str) -> bool:
+        """The end user entered ``user_code`` and approved; False for an unknown code."""
+        return self._decide_device(user_code, "approved")
+
+    def deny_device(self, user_code: str) -> bool:
+        return self._decide_device(user_code, "denied")
+
+    def _decide_device(self, user_code: str, decision: str) -> bool:
+        with self._lock:
+            for grant in self._device_grants.values():
+                if grant.user_code == user_code and grant.state == "pending":
+                    grant.state = decision
+                    return True
+        return False
+
+    def device_authorization(self, form: Mapping[str, str], authorization: str | None) -> dict[str, Any]:
+        """RFC 8628 §3.1-3.2: a device code for the client, and a user code for the end user."""
+        settings = self.settings
+        client_id, _ = self._authenticate_any_client(settings, form, authorization)
+        device_code = "dc_" + secrets.token_urlsafe(24)
+        alphabet = "BCDFGHJKLMNPQRSTVWXZ"  # RFC 8628 §6.1: no vowels, no look-alikes
+        letters = "".join(secrets.choice(alphabet) for _ in range(8))
+        user_code = f"{letters[:4]}-{letters[4:]}"
+        grant = _DeviceGrant(
+            user_code,
+            form.get("scope", ""),
+            client_id,
+            time.monotonic() + settings.device_code_ttl_seconds,
+            settings.device_interval_seconds,
+        )
+        with self._lock:
+            self._device_grants[device_code] = grant
+        base = self.base_url
+        document = {
+            "device_code": device_code,
+            "user_code": user_code,
+            "verification_uri": f"{base}/device",
+            "expires_in": settings.device_code_ttl_seconds,
+            "interval": settings.device_interval_seconds,
+        }
+        if settings.device_verification_uri_complete:
+            document["verification_uri_complete"] = f"{base}/device?user_code={user_code}"
+        return document
+
+    def _poll_device(self, settings: DemoSettings, form: Mapping[str, str], client_id: str) -> dict[str, Any]:
+        """RFC 8628 §3.4-3.5, as a server keeps a device code's state."""
+        now = time.monotonic()
+        with self._lock:
+            grant = self._device_grants.get(form.get("device_code", ""))
+            if grant is None or grant.client_id != client_id or grant.state == "issued":
+                raise _TokenError("invalid_grant")
+            self._device_polls.setdefault(grant.user_code, []).append(now)
+            early = grant.last_poll is not None and now - grant.last_poll < grant.interval
+            grant.last_poll = now
+            if grant.expires_at <= now:
+                raise _TokenError("expired_token")
+            if early:
+                self._device_polls_too_early += 1
+                grant.interval += 5
+                raise _TokenError("slow_down")
+            if grant.state == "denied":
+                raise _TokenError("access_denied")
+            if grant.state == "pending":
+                raise _TokenError("authorization_pending")
+            grant.state = "issued"
+        return self._issue(settings, grant.scope, with_refresh_token=settings.issue_refresh_tokens)
+
     def remove_service_account(self, issuer: str) -> None:
         """The key is deleted (as in Google's console): the next assertion is ``invalid_grant``."""
         with self._lock:
@@ -356,6 +452,8 @@ class DemoProvider:
                 ),
                 authorizations=tuple(self._authorizations),
                 machine_grants=tuple(self._machine_grants),
+                device_polls={code: tuple(times) for code, times in self._device_polls.items()},
+                device_polls_too_early=self._device_polls_too_early,
             )
 
     def access_token_is_active(self, token: str) -> bool:
@@ -371,6 +469,7 @@ class DemoProvider:
             "authorization_endpoint": f"{base}/authorize",
             "token_endpoint": f"{base}/token",
             "revocation_endpoint": f"{base}/revoke",
+            "device_authorization_endpoint": f"{base}/device_authorization",
             "userinfo_endpoint": f"{base}/userinfo",
             "response_types_supported": ["code"],
             "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", JWT_BEARER],
@@ -426,6 +525,8 @@ class DemoProvider:
         client_id, method = self._authenticate_any_client(settings, form, authorization)
         if grant_type == "client_credentials":
             return self._client_credentials(settings, form, client_id, method)
+        if grant_type == DEVICE_CODE:
+            return self._poll_device(settings, form, client_id)
         if client_id != settings.client_id:
             raise _TokenError("unauthorized_client")
         if grant_type == "authorization_code":
@@ -695,6 +796,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(HTTPStatus.UNAUTHORIZED, {"error": "invalid_api_key"})
             else:
                 self._send_json(HTTPStatus.OK, owner)
+        elif url.path == "/device":
+            decide = self.provider.deny_device if params.get("deny") == "1" else self.provider.approve_device
+            if decide(params.get("user_code", "")):
+                self._send(HTTPStatus.OK, b"done: you can close this page", "text/plain")
+            else:
+                self._send(HTTPStatus.BAD_REQUEST, b"unknown or used code", "text/plain")
         elif url.path == "/userinfo":
             info = self.provider.userinfo(self.headers.get("Authorization"))
             if info is None:
@@ -713,6 +820,8 @@ class _Handler(BaseHTTPRequestHandler):
         form = self._read_form()
         if path == "/token":
             self._token(form)
+        elif path == "/device_authorization":
+            self._device_authorization(form)
         elif path == "/revoke":
             self._revoke(form)
         else:
@@ -744,6 +853,20 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             provider._leave_token_call()
         answer()
+
+    def _device_authorization(self, form: Mapping[str, str] | None) -> None:
+        fault = self.provider._take_fault("/device_authorization")
+        if fault is not None:
+            self._send_fault(fault)
+            return
+        try:
+            if form is None:
+                raise _TokenError("invalid_request")
+            document = self.provider.device_authorization(form, self.headers.get("Authorization"))
+        except _TokenError as error:
+            self._send_json(error.status, {"error": error.code})
+        else:
+            self._send_json(HTTPStatus.OK, document)
 
     def _revoke(self, form: Mapping[str, str] | None) -> None:
         fault = self.provider._take_fault("/revoke")

@@ -189,6 +189,8 @@ class Provider:
     """Where a token response names the connected account (see ``oauth.responses.account_id``)."""
     credential_form: CredentialForm | None = None
     credential_check: CredentialCheck | None = None
+    device_authorization_url: str | None = None
+    """RFC 8628 device authorization endpoint; None when the provider has no device flow."""
 
     @property
     def is_custom(self) -> bool:
@@ -634,3 +636,44 @@ class PendingConnect:
     """Park the grant until the tenant confirms it (``services/connect_confirmation.py``)."""
     connect_link_id: UUID | None = None
     """Set when the connect page started this attempt: the callback then shows the page's result."""
+
+
+class DeviceSessionStatus(StrEnum):
+    PENDING = "pending"
+    COMPLETED = "completed"
+    DENIED = "denied"
+    EXPIRED = "expired"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceCodes:
+    """A device session's secrets: the device code buys the tokens, and the user code (and the complete URI
+    that carries it) lets whoever holds it approve the session with their own account."""
+
+    device_code: Redacted[str]
+    user_code: Redacted[str]
+    verification_uri_complete: Redacted[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceSession:
+    """A device connect session (RFC 8628) and where its polling stands; ``codes`` is None once it has ended."""
+
+    id: UUID
+    tenant_id: UUID
+    provider_id: UUID
+    provider_slug: str
+    end_user_id: str
+    alias: str
+    scopes: tuple[str, ...]
+    verification_uri: str
+    status: DeviceSessionStatus
+    interval_seconds: int
+    next_poll_at: datetime
+    poll_failures: int
+    expires_at: datetime
+    created_at: datetime
+    connection_id: UUID | None = None
+    error_code: str | None = None
+    codes: DeviceCodes | None = None

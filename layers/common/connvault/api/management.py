@@ -9,8 +9,8 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from connvault.api import new_connections
-from connvault.api.app import callback_url, json_response, tenant_id
-from connvault.api.new_connections import secret
+from connvault.api.app import NO_STORE, callback_url, json_response, tenant_id
+from connvault.api.new_connections import device_request, secret
 from connvault.api.pages import connect_page_url
 from connvault.api.schemas import (
     ConfirmConnectSessionRequest,
@@ -23,6 +23,7 @@ from connvault.api.schemas import (
     CustomProviderRequest,
     CustomProviderResponse,
     DeleteConnectionResponse,
+    DeviceSessionResponse,
     ErrorResponse,
     ImportConnectionsRequest,
     ImportConnectionsResponse,
@@ -34,6 +35,7 @@ from connvault.api.schemas import (
     ProviderResponse,
     UpdateConnectionRequest,
 )
+from connvault.clock import utcnow
 from connvault.config import get_settings
 from connvault.db.connect_settings import ConnectSettings
 from connvault.db.uow import UnitOfWork
@@ -44,6 +46,7 @@ from connvault.services import (
     connect_settings,
     connections,
     custom_providers,
+    device,
     imports,
     integrations,
 )
@@ -82,6 +85,7 @@ def _custom_provider(body: CustomProviderRequest | None) -> custom_providers.Cus
         token_url=body.token_url,
         revocation_url=body.revocation_url,
         revocation_scope=body.revocation_scope,
+        device_authorization_url=body.device_authorization_url,
         require_iss=body.require_iss,
         pkce=body.pkce,
         token_endpoint_auth_method=body.token_endpoint_auth_method,
@@ -102,12 +106,30 @@ def register(app: APIGatewayHttpResolver) -> None:
             "Answers a `connect_url`, the hosted connect page to send the end user to: it lists the integrations "
             "the session names, runs the OAuth redirect or shows the provider's API-key form, and returns the end "
             "user to `return_url` with `connection_id` or `error`. A session naming one OAuth provider also "
-            "answers that provider's `authorize_url`, for tenants that send the end user there directly."
+            "answers that provider's `authorize_url`, for tenants that send the end user there directly. With "
+            "`flow: device` (one provider offering RFC 8628) it answers a `user_code` and `verification_uri` to show "
+            "on a device without a browser instead; follow it with GET /connect-sessions/{id}."
         ),
         tags=["connect"],
-        responses=ERRORS,
+        responses={
+            201: {
+                "description": "The session: connect_url and authorize_url, or user_code and verification_uri for a "
+                "device session (flow device)",
+                "content": {"application/json": {"model": ConnectSessionResponse | DeviceSessionResponse}},
+            },
+            **ERRORS,
+            422: CREDENTIALS_REFUSED,
+            503: PROVIDER_DOWN,
+        },
     )
-    def create_connect_session(body: ConnectSessionRequest) -> Response[ConnectSessionResponse]:
+    def create_connect_session(
+        body: ConnectSessionRequest,
+    ) -> Response[ConnectSessionResponse | DeviceSessionResponse]:
+        if body.flow == "device":
+            started_device = device.start_device_session(uow(), device_request(body))
+            return json_response(
+                HTTPStatus.CREATED, DeviceSessionResponse.of(started_device, utcnow()), headers=NO_STORE
+            )
         started = connect_links.start_connect_session(
             uow(),
             connect_links.LinkRequest(
@@ -125,6 +147,23 @@ def register(app: APIGatewayHttpResolver) -> None:
         return json_response(
             HTTPStatus.CREATED, ConnectSessionResponse.of(started), headers={"Cache-Control": "no-store"}
         )
+
+    @app.get(
+        "/connect-sessions/<session_id>",
+        summary="Where a device connect session stands (polling the provider first when a poll is due)",
+        tags=["connect"],
+        responses={
+            200: {
+                "description": "The device session",
+                "content": {"application/json": {"model": DeviceSessionResponse}},
+            },
+            **ERRORS,
+            503: PROVIDER_DOWN,
+        },
+    )
+    def get_connect_session(session_id: UUID) -> Response[DeviceSessionResponse]:
+        session = device.get_device_session(uow(), session_id)
+        return json_response(HTTPStatus.OK, DeviceSessionResponse.of(session, utcnow()), headers=NO_STORE)
 
     @app.post(
         "/connect-sessions/<session_id>/confirm",

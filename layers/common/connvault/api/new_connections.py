@@ -1,6 +1,7 @@
-"""From the bodies of ``POST /connections`` and ``POST /connections/import`` to the services that make each kind
-of connection: static credentials (``services/connections``), imported grants, client credentials and service
-accounts (``services/grants``), bulk imports (``services/imports``)."""
+"""From the bodies of ``POST /connections``, ``POST /connections/import`` and a device ``POST /connect-sessions``
+to the services that make each kind of connection: static credentials (``services/connections``), imported
+grants, client credentials and service accounts (``services/grants``), bulk imports (``services/imports``),
+device sessions (``services/device``)."""
 
 from __future__ import annotations
 
@@ -10,13 +11,15 @@ from pydantic import SecretStr, TypeAdapter, ValidationError
 
 from connvault.api.schemas import (
     ClientCredentialsConnectionRequest,
+    ConnectSessionRequest,
     CreateConnectionRequest,
     ImportedConnectionRequest,
     ImportedGrant,
     JwtBearerConnectionRequest,
 )
+from connvault.errors import InvalidInput
 from connvault.redacted import Redacted
-from connvault.services import connections, grants
+from connvault.services import connections, device, grants
 from connvault.services.imports import InvalidItem
 
 if TYPE_CHECKING:
@@ -76,6 +79,18 @@ def grant_input(
         scopes=tuple(body.scopes),
         token_url=body.token_url,
     )
+
+
+def device_request(body: ConnectSessionRequest) -> device.DeviceRequest:
+    """A device session: what the redirect flow needs (a return URL, a confirmation) has no place in it."""
+    if body.provider is None:
+        raise InvalidInput("a device session names one provider", field="providers")
+    if body.return_url is not None:
+        raise InvalidInput("a device session has no return_url: the end user never comes back", field="return_url")
+    if body.require_confirmation:
+        raise InvalidInput("a device session cannot require confirmation", field="require_confirmation")
+    scopes = None if body.scopes is None else tuple(body.scopes)
+    return device.DeviceRequest(body.provider, body.end_user_id, body.alias, scopes)
 
 
 def import_items(raw_items: Sequence[dict[str, Any]]) -> list[grants.ImportedGrantInput | InvalidItem]:

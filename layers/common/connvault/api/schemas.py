@@ -22,6 +22,8 @@ from connvault.models import (
     Connection,
     ConnectionKind,
     ConnectionStatus,
+    DeviceSession,
+    DeviceSessionStatus,
     Integration,
     IntegrationStatus,
     OAuth2Credentials,
@@ -96,6 +98,13 @@ class ConnectSessionRequest(Strict):
         "you started the session for, then POST /connect-sessions/{id}/confirm. Unconfirmed grants are revoked "
         "at the provider once the session expires. For one OAuth provider only; the answer then has no "
         "connect_url (the connect page does not offer confirmation).",
+    )
+    flow: Literal["redirect", "device"] = Field(
+        default="redirect",
+        description="redirect: the end user's browser goes to connect_url or authorize_url. device (RFC 8628, for "
+        "a CLI, a TV, an agent; one provider that offers a device flow): the answer is a user_code and a "
+        "verification_uri to show the end user, who approves on any other device; follow the session with "
+        "GET /connect-sessions/{id}.",
     )
 
     @model_validator(mode="after")
@@ -179,6 +188,52 @@ class ConnectSettingsResponse(Strict):
         )
 
 
+class DeviceSessionResponse(Strict):
+    """A device connect session (RFC 8628). Show ``user_code`` and ``verification_uri`` to the end user (or
+    ``verification_uri_complete`` as a link or QR code, when the provider gives one); they approve on any device.
+
+    connvault polls the provider itself, never faster than ``interval`` (raised when the provider says
+    ``slow_down``), whether or not you ask: ``GET /connect-sessions/{id}`` says ``pending``, then ``completed``
+    with ``connection_id``, or ``denied``, ``expired`` or ``failed`` with ``error``. The codes are shown only while
+    the session is pending; treat them as secrets (whoever enters the user code approves with their own account).
+    """
+
+    id: UUID
+    flow: Literal["device"] = "device"
+    status: DeviceSessionStatus
+    provider: str
+    end_user_id: str
+    alias: str
+    user_code: str | None = Field(description="While pending: the code the end user enters.")
+    verification_uri: str
+    verification_uri_complete: str | None = Field(description="While pending, if the provider gives one.")
+    expires_in: int = Field(description="Seconds left before the codes expire (0 once they have).")
+    interval: int = Field(description="Seconds between polls of the provider (asking more often changes nothing).")
+    expires_at: datetime
+    connection_id: UUID | None = Field(description="When completed: the connection made (or reconnected).")
+    error: str | None = Field(description="When denied, expired or failed: the provider's code, e.g. access_denied.")
+
+    @classmethod
+    def of(cls, session: DeviceSession, now: datetime) -> DeviceSessionResponse:
+        codes = session.codes if session.status is DeviceSessionStatus.PENDING else None
+        complete = None if codes is None else codes.verification_uri_complete
+        return cls(
+            id=session.id,
+            status=session.status,
+            provider=session.provider_slug,
+            end_user_id=session.end_user_id,
+            alias=session.alias,
+            user_code=None if codes is None else codes.user_code.reveal(),
+            verification_uri=session.verification_uri,
+            verification_uri_complete=None if complete is None else complete.reveal(),
+            expires_in=max(0, int((session.expires_at - now).total_seconds())),
+            interval=session.interval_seconds,
+            expires_at=session.expires_at,
+            connection_id=session.connection_id,
+            error=session.error_code,
+        )
+
+
 class ProviderResponse(Strict):
     slug: str
     display_name: str
@@ -186,6 +241,7 @@ class ProviderResponse(Strict):
     default_scopes: list[str]
     custom: bool
     docs_url: str | None
+    device_flow: bool = Field(description="Whether connect sessions with flow device work for this provider.")
 
     @classmethod
     def of(cls, provider: Provider) -> ProviderResponse:
@@ -196,6 +252,7 @@ class ProviderResponse(Strict):
             default_scopes=list(provider.default_scopes),
             custom=provider.is_custom,
             docs_url=provider.docs_url,
+            device_flow=provider.device_authorization_url is not None,
         )
 
 
@@ -232,6 +289,9 @@ class CustomProviderRequest(Strict):
         description="What revoking one token ends at the provider: `token`, only its own grant (RFC 7009), or "
         "`authorization`, every grant of this client for the user (as Google does). A reconnect revokes the grant "
         "it replaces only for `token`.",
+    )
+    device_authorization_url: Url | None = Field(
+        default=None, description="Without discovery_url only: the RFC 8628 device authorization endpoint."
     )
     require_iss: bool | None = Field(
         default=None, description="Without discovery_url only: the callback must carry iss equal to issuer."
@@ -275,6 +335,7 @@ class CustomProviderResponse(Strict):
     token_url: str | None
     revocation_url: str | None
     revocation_scope: RevocationScope
+    device_authorization_url: str | None
     pkce: bool
     token_endpoint_auth_method: TokenEndpointAuthMethod
     scope_separator: str
@@ -294,6 +355,7 @@ class CustomProviderResponse(Strict):
             token_url=provider.token_url,
             revocation_url=provider.revocation_url,
             revocation_scope=provider.revocation_scope,
+            device_authorization_url=provider.device_authorization_url,
             pkce=provider.pkce,
             token_endpoint_auth_method=provider.token_endpoint_auth_method,
             scope_separator=provider.scope_separator,

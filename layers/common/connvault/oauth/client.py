@@ -25,6 +25,7 @@ from connvault.models import (
     Provider,
 )
 from connvault.oauth.assertions import CLIENT_ASSERTION_TYPE, JWT_BEARER_GRANT_TYPE, client_assertion, grant_assertion
+from connvault.oauth.device import DEVICE_CODE_GRANT_TYPE, DeviceAuthorization, parse_device_authorization
 from connvault.oauth.http import HttpResponse, HttpTransport
 from connvault.oauth.responses import parse_token_response
 
@@ -124,6 +125,25 @@ class OAuthClient:
             fields["scope"] = scope
         response = self._transport.post_form(url, fields, _ACCEPT_JSON)
         return _parse(provider, response, now)
+
+    def device_authorization(
+        self, provider: Provider, client: ClientCredentials, scopes: Sequence[str], now: datetime
+    ) -> DeviceAuthorization:
+        """Start a device flow (RFC 8628 §3.1): a device code to poll with, a user code for the end user.
+        Raises ``ReauthRequired`` (client refused), ``ProviderRejected``, ``ProviderUnavailable``."""
+        url = _endpoint(provider.device_authorization_url, "device_authorization_url")
+        fields = {"client_id": client.client_id}
+        if scopes:
+            fields["scope"] = provider.scope_separator.join(scopes)
+        return parse_device_authorization(self._post(url, provider, client, fields, now), now)
+
+    def poll_device(
+        self, provider: Provider, client: ClientCredentials, device_code: str, now: datetime
+    ) -> OAuth2Tokens:
+        """One poll of the token endpoint for a device code (RFC 8628 §3.4). A refusal's ``reason`` says what it
+        means (``authorization_pending``, ``slow_down``...; see ``oauth.device.poll_outcome``)."""
+        fields = {"grant_type": DEVICE_CODE_GRANT_TYPE, "device_code": device_code}
+        return self._token_request(provider, client, fields, now)
 
     def revoke(self, provider: Provider, client: ClientCredentials, token: str, token_type_hint: str) -> bool:
         """Ask the provider to revoke ``token`` (RFC 7009); True only when it answered 200.
