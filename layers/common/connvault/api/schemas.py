@@ -479,8 +479,9 @@ class ClientCredentialsConnectionRequest(Strict):
     metadata: dict[str, Any] | None = None
 
 
-class ServiceAccountKey(BaseModel):
-    """A Google service-account JSON key file as downloaded; fields other than these are ignored."""
+class ServiceAccountKey(Strict):
+    """A Google service-account JSON key file as downloaded; fields other than these are ignored (a ``Strict``
+    model all the same, so that errors may name its fields)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
