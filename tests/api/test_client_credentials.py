@@ -263,6 +263,7 @@ def test_a_second_connection_for_the_same_account_is_409(api: Api, provider) -> 
         ({"resource": "ftp://files.example.com"}, "resource"),
         ({"token_endpoint_auth_method": "tls_client_auth"}, "body.token_endpoint_auth_method"),
         ({"client_id": "reporting", "client_secret": OWN_SECRET, "token_url": "http://10.0.0.1/token"}, "token_url"),
+        ({"client_id": "reporting", "client_secret": OWN_SECRET, "token_url": "https://169.254.169.254"}, "token_url"),
         ({"surprise": True}, "body"),  # an unknown key is never named by its own text
         ({"kind": "password"}, "body.kind"),
     ],

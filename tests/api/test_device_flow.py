@@ -335,3 +335,31 @@ def test_custom_providers_from_discovery_pick_up_the_device_endpoint(api: Api, d
     device.approve_device(body["user_code"])
 
     assert poll_until(api, body["id"], "completed")["connection_id"]
+
+
+def test_device_sessions_count_against_the_quota_of_live_connect_sessions(api: Api, device, reconfigure) -> None:
+    reconfigure(quota_connect_sessions=1)
+    assert start(api).status == 201
+    device_codes(device, api)
+    issued = len(device._device_grants)
+
+    refused = start(api, end_user_id="another")
+
+    assert refused.status == 409 and refused.json()["error"]["code"] == "quota_exceeded"
+    assert len(device._device_grants) == issued  # refused before the provider was asked
+
+
+def test_a_session_completing_past_the_quota_of_connections_fails_and_its_grant_is_revoked(
+    api: Api, device, reconfigure
+) -> None:
+    body = start(api).json()
+    device_codes(device, api)
+    reconfigure(quota_connections=0)
+    device.approve_device(body["user_code"])
+
+    ended = poll_until(api, body["id"], "failed")
+
+    assert (ended["error"], ended["connection_id"]) == ("quota_exceeded", None)
+    assert api.call("GET", "/connections").json()["items"] == []
+    assert device.stats().live_refresh_tokens == set()
+    api.secrets.add(*device.stats().access_tokens)

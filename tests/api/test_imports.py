@@ -260,3 +260,23 @@ def test_a_bulk_import_is_the_tenants_own(api: Api, provider, db) -> None:
     with owner(db) as connection:
         (tenant,) = connection.run("SELECT DISTINCT tenant_id FROM connections")[0]
     assert tenant == api.tenant.tenant_id
+
+
+def test_imports_past_the_tenants_quota_of_connections_store_nothing_and_call_no_provider(
+    api: Api, provider, db, reconfigure
+) -> None:
+    reconfigure(quota_connections=2)
+    items = [{"provider": "demo", "end_user_id": f"u{n}", "refresh_token": f"rt-quota-{n}"} for n in range(3)]
+    api.secrets.add(*(item["refresh_token"] for item in items))
+
+    answer = bulk(api, items, verify=False).json()
+
+    assert [item["status"] for item in answer["items"]] == ["created", "created", "quota_exceeded"]
+    assert answer["items"][2]["error"]["code"] == "quota_exceeded"
+    before = db_state(db)
+    refused = create(api, end_user_id="u9", refresh_token="rt-quota-9")
+    assert refused.status == 409 and refused.json()["error"]["code"] == "quota_exceeded"
+    assert db_state(db) == before
+    assert refresh_calls(provider) == 0
+    again = bulk(api, items, verify=False).json()  # what exists needs no room
+    assert [item["status"] for item in again["items"]] == ["exists", "exists", "quota_exceeded"]

@@ -119,7 +119,7 @@ def import_file(
             for line, result in zip(batch, results, strict=True):
                 outcome = (
                     result.status.value
-                    if result.status in DONE | {ItemStatus.INVALID, ItemStatus.REFUSED}
+                    if result.status in DONE | {ItemStatus.INVALID, ItemStatus.REFUSED, ItemStatus.QUOTA_EXCEEDED}
                     else "failed"
                 )
                 progress.counts[outcome] += 1

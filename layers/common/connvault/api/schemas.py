@@ -556,10 +556,11 @@ class ImportConnectionsRequest(Strict):
 
 class ImportItemResponse(Strict):
     index: int = Field(description="The item's position in the request, from 0.")
-    status: Literal["created", "exists", "invalid", "refused", "unavailable", "deferred"] = Field(
+    status: Literal["created", "exists", "invalid", "refused", "unavailable", "deferred", "quota_exceeded"] = Field(
         description="created; exists (the account had a connection: connection_id, left unchanged); invalid (fix "
         "field); refused (the provider refused the refresh token); unavailable (the provider failed: send it again "
-        "later); deferred (not attempted in this call's time: send it again)."
+        "later); deferred (not attempted in this call's time: send it again); quota_exceeded (the tenant holds its "
+        "quota of connections: nothing stored)."
     )
     connection_id: UUID | None = None
     error: ErrorBody | None = None

@@ -30,14 +30,17 @@ from connvault import wiring
 from connvault.clock import Clock, utcnow
 from connvault.config import get_settings
 from connvault.db.connections import NewCredentials
+from connvault.db.tenants import Resource
 from connvault.db.uow import UnitOfWork
 from connvault.errors import (
     ConnvaultError,
     CredentialsRefused,
+    DatabaseUnavailable,
     InvalidInput,
     NotFound,
     ProviderRejected,
     ProviderUnavailable,
+    QuotaExceeded,
     ReauthRequired,
 )
 from connvault.models import (
@@ -50,7 +53,9 @@ from connvault.models import (
 )
 from connvault.oauth.device import SLOW_DOWN_SECONDS, PollOutcome, poll_outcome
 from connvault.observability import MetricName, logger, metrics
-from connvault.services import custom_providers
+from connvault.services import custom_providers, quotas
+from connvault.services.connect import revoke_orphaned_grant, store_grant
+from connvault.services.revocation import retire_replaced_grant
 from connvault.validation import require_scopes, require_text
 
 if TYPE_CHECKING:
@@ -58,8 +63,9 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from connvault.crypto.sealer import Sealer
+    from connvault.db.connections import SavedGrant
     from connvault.db.device_sessions import DueSession, PollLease
-    from connvault.models import OAuth2Tokens, Provider
+    from connvault.models import Integration, OAuth2Tokens, Provider
     from connvault.oauth.client import OAuthClient
 
 ENDED_SESSION_RETENTION = timedelta(days=1)
@@ -69,6 +75,7 @@ POLL_BATCH = 50
 POLL_CONCURRENCY = 2
 """Polls in flight in one poller run; its database pool is sized for these threads and the claim (template)."""
 IDLE_WAIT_SECONDS = 1.0
+STORE_ATTEMPTS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +106,8 @@ def start_device_session(
     """Start connecting an end user's account with the device flow; the session carries the codes to show.
 
     Raises InvalidInput (the provider has no device flow, no integration...), CredentialsRefused (the provider
-    refused the integration's client), ProviderUnavailable.
+    refused the integration's client), QuotaExceeded (the tenant holds its quota of live connect sessions),
+    ProviderUnavailable.
     """
     end_user_id = require_text(request.end_user_id, "end_user_id", max_length=255)
     alias = require_text(request.alias, "alias", max_length=100, min_length=0)
@@ -110,6 +118,7 @@ def start_device_session(
         integration = uow.integrations.find(provider.id)
         if integration is None:
             raise InvalidInput("configure the provider's integration first", field="provider")
+        quotas.require_room(uow, Resource.CONNECT_SESSIONS, now=now)
     scopes = requested if requested is not None else (integration.scopes or provider.default_scopes)
     started = now()
     try:
@@ -224,7 +233,7 @@ def poll(lease: PollLease, *, oauth: OAuthClient, sealer: Sealer | None, now: Cl
         tokens = oauth.poll_device(provider, integration.client, session.codes.device_code.reveal(), now())
     except (ReauthRequired, ProviderRejected, ProviderUnavailable) as exc:
         return _after_refusal(lease, poll_outcome(exc), exc, sealer=sealer, now=now)
-    return _complete(lease, provider, tokens, sealer=sealer, now=now)
+    return _complete(lease, provider, integration, tokens, oauth=oauth, sealer=sealer, now=now)
 
 
 def _poll_due(due: DueSession, oauth: OAuthClient, sealer: Sealer | None, now: Clock) -> DeviceSessionStatus | None:
@@ -282,45 +291,61 @@ def _after_refusal(
 
 
 def _complete(
-    lease: PollLease, provider: Provider, tokens: OAuth2Tokens, *, sealer: Sealer | None, now: Clock
+    lease: PollLease,
+    provider: Provider,
+    integration: Integration,
+    tokens: OAuth2Tokens,
+    *,
+    oauth: OAuthClient,
+    sealer: Sealer | None,
+    now: Clock,
 ) -> DeviceSessionStatus:
     """Store the grant and end the session in one transaction, retried on a database error: the device code
-    is spent, so these tokens exist nowhere else."""
+    is spent, so these tokens exist nowhere else. A grant that cannot be stored (the tenant's quota of
+    connections is full, the database stays down) is revoked at the provider and the session fails. A reconnect
+    retires the grant it replaced, as the redirect flow's does (``services/revocation.py``)."""
     session = lease.session
+    credentials = OAuth2Credentials(tokens.access_token, tokens.refresh_token, tokens.id_token)
     grant = NewCredentials(
-        credentials=OAuth2Credentials(tokens.access_token, tokens.refresh_token, tokens.id_token),
+        credentials=credentials,
         token_type=tokens.token_type,
         scopes=tokens.scopes if tokens.scopes is not None else session.scopes,
         expires_at=tokens.expires_at,
         provider_account_id=tokens.provider_account_id,
     )
     metadata = {"provider": dict(tokens.extra)} if tokens.extra else {}
-    for attempt in (1, 2, 3):
-        try:
-            with UnitOfWork(session.tenant_id, sealer=sealer) as uow:
-                connection = uow.connections.save_grant(
-                    session.tenant_id,
-                    provider.id,
-                    end_user_id=session.end_user_id,
-                    alias=session.alias,
-                    grant=grant,
-                    granted_at=now(),
-                    metadata=metadata,
-                    kind=ConnectionKind.DEVICE_CODE,
-                ).connection
-                uow.device_sessions.finish(session.id, None, DeviceSessionStatus.COMPLETED, connection_id=connection.id)
-                uow.commit()
-            break
-        except DBAPIError:
-            if attempt == 3:
-                raise
-            time.sleep(0.2 * attempt)
+    try:
+        saved = _store(session, grant, metadata, sealer=sealer, now=now)
+    except Exception as exc:  # whatever failed, the provider's grant must not outlive it
+        revoke_orphaned_grant(oauth, provider, integration.client, credentials, exc)
+        code = exc.code if isinstance(exc, QuotaExceeded) else "server_error"
+        return _end(lease, DeviceSessionStatus.FAILED, code, sealer=sealer)
+    retire_replaced_grant(oauth, provider, integration, saved)
+    connection = saved.connection
     metrics.add_metric(name=MetricName.CONNECT_COMPLETED, unit="Count", value=1)
     logger.info(
         "device session completed",
         extra={"connect_session_id": str(session.id), "connection_id": str(connection.id), "provider": provider.slug},
     )
     return DeviceSessionStatus.COMPLETED
+
+
+def _store(
+    session: DeviceSession, grant: NewCredentials, metadata: dict, *, sealer: Sealer | None, now: Clock
+) -> SavedGrant:
+    for attempt in range(1, STORE_ATTEMPTS + 1):
+        try:
+            with UnitOfWork(session.tenant_id, sealer=sealer) as uow:
+                saved = store_grant(uow, session, grant, metadata, now(), kind=ConnectionKind.DEVICE_CODE)
+                connection_id = saved.connection.id
+                uow.device_sessions.finish(session.id, None, DeviceSessionStatus.COMPLETED, connection_id=connection_id)
+                uow.commit()
+            return saved
+        except (DBAPIError, DatabaseUnavailable):
+            if attempt == STORE_ATTEMPTS:
+                raise
+            time.sleep(0.2 * attempt)
+    raise AssertionError("unreachable")
 
 
 def _end(lease: PollLease, status: DeviceSessionStatus, code: str, *, sealer: Sealer | None) -> DeviceSessionStatus:

@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from connvault import wiring
 from connvault.clock import Clock, utcnow
 from connvault.db.connections import NewConnection, NewCredentials
+from connvault.db.tenants import Resource
 from connvault.errors import Conflict, CredentialsRefused, InvalidInput, NotFound, ProviderRejected, ReauthRequired
 from connvault.models import (
     AuthType,
@@ -37,10 +38,11 @@ from connvault.models import (
 )
 from connvault.oauth.assertions import parse_signing_key
 from connvault.observability import MetricName, logger, metrics
+from connvault.services import quotas
 from connvault.services.connections import check_metadata
 from connvault.services.leases import ProviderApp
 from connvault.services.renewal import Renewal, renew, revoking_client
-from connvault.validation import require_scopes, require_text, require_url
+from connvault.validation import require_outbound_url, require_scopes, require_text, require_url
 
 if TYPE_CHECKING:
     from connvault.db.uow import UnitOfWork
@@ -140,14 +142,15 @@ def create_connection(
     """Check ``data`` with the provider and store the connection it makes.
 
     Raises InvalidInput (the field at fault), CredentialsRefused (the provider refused the credentials),
-    Conflict (the provider, end user and alias have a connection already), ProviderUnavailable (retry later;
-    nothing stored).
+    Conflict (the provider, end user and alias have a connection already), QuotaExceeded (the tenant holds its
+    quota of connections; checked before any provider call), ProviderUnavailable (retry later; nothing stored).
     """
     prepared = prepare(data, now())
     with uow:
         app = resolve(uow, prepared)
         if uow.connections.find_by_unique(app.provider.id, *_account(prepared)) is not None:
             raise Conflict("a connection for this provider, end_user_id and alias exists already")
+        quotas.require_room(uow, Resource.CONNECTIONS, now=now)
     client = oauth or wiring.get_oauth_client()
     renewal = try_at_provider(prepared, app, client, now())
     row = new_row(prepared, app, renewal, now())
@@ -319,7 +322,7 @@ def _prepare_client_credentials(data: ClientCredentialsInput, target: Target) ->
         scopes=require_scopes(data.scopes),
         audience=_optional_text(data.audience, "audience", MAX_AUDIENCE_LENGTH),
         resource=None if data.resource is None else require_url(data.resource, "resource"),
-        token_url=None if data.token_url is None else require_url(data.token_url, "token_url"),
+        token_url=None if data.token_url is None else require_outbound_url(data.token_url, "token_url"),
     )
     blamed = "client_secret"
     if client is not None and client.private_key is not None:
@@ -393,7 +396,7 @@ def _service_account_identity(data: ServiceAccountInput) -> tuple[str, SigningKe
         raise InvalidInput("give service_account_key, or issuer and private_key", field="private_key")
     issuer = require_text(data.issuer, "issuer", max_length=MAX_NAME_LENGTH)
     key = parse_signing_key(data.private_key.reveal(), "private_key", key_id=data.key_id)
-    token_url = None if data.token_url is None else require_url(data.token_url, "token_url")
+    token_url = None if data.token_url is None else require_outbound_url(data.token_url, "token_url")
     return issuer, key, token_url
 
 
@@ -423,7 +426,7 @@ def _from_key_file(document: Mapping[str, Any], token_url: str | None) -> tuple[
         raise InvalidInput("token_url and the key's token_uri differ; give one", field="token_url")
     chosen = token_url or named
     field_name = "token_url" if token_url is not None else f"{prefix}.token_uri"
-    return issuer, key, None if chosen is None else require_url(chosen, field_name)
+    return issuer, key, None if chosen is None else require_outbound_url(chosen, field_name)
 
 
 def _secret_text(value: Redacted[str] | None, name: str, max_length: int) -> Redacted[str]:

@@ -23,7 +23,9 @@ from typing import TYPE_CHECKING
 
 from connvault import wiring
 from connvault.clock import Clock, utcnow
-from connvault.errors import CredentialsRefused, InvalidInput, ProviderUnavailable
+from connvault.config import get_settings
+from connvault.db.tenants import Resource
+from connvault.errors import CredentialsRefused, InvalidInput, ProviderUnavailable, QuotaExceeded
 from connvault.observability import MetricName, logger, metrics
 from connvault.services.grants import (
     ImportedGrantInput,
@@ -62,6 +64,8 @@ class ItemStatus(StrEnum):
     """The provider failed in a retryable way; send the item again later."""
     DEFERRED = "deferred"
     """Not attempted before the call's deadline; send the item again."""
+    QUOTA_EXCEEDED = "quota_exceeded"
+    """The tenant would hold more connections than its quota; nothing was stored, no provider called."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,7 +120,7 @@ def import_grants(
             prepared[index] = prepare(replace(item, verify=verify), now())
         except InvalidInput as exc:
             results[index] = _invalid(index, exc)
-    pending = _against_existing(uow, prepared, results)
+    pending = _against_existing(uow, prepared, results, now)
     client = oauth or wiring.get_oauth_client()
     verified = _verify(pending, client, stop, concurrency, now, results)
     _store(uow, verified, client, now, results)
@@ -125,8 +129,12 @@ def import_grants(
     return answered
 
 
-def _against_existing(uow: UnitOfWork, prepared: dict[int, Prepared], results: dict[int, ItemResult]) -> list[_Pending]:
-    """Resolve each item's provider (once per slug), answer the accounts that exist or repeat, keep the rest."""
+def _against_existing(
+    uow: UnitOfWork, prepared: dict[int, Prepared], results: dict[int, ItemResult], now: Clock
+) -> list[_Pending]:
+    """Resolve each item's provider (once per slug), answer the accounts that exist or repeat, and the new ones
+    past the tenant's quota of connections (counted once per call, as ``services/quotas.py`` counts); keep the
+    rest."""
     pending: list[_Pending] = []
     with uow:
         apps: dict[str, ProviderApp | InvalidInput] = {}
@@ -144,6 +152,7 @@ def _against_existing(uow: UnitOfWork, prepared: dict[int, Prepared], results: d
                 pending.append(_Pending(index, item, found))
         keys = [_key(item) for item in pending]
         existing = uow.connections.find_ids(keys)
+        room = get_settings().quota_connections - uow.tenants.usage(Resource.CONNECTIONS, now())
     kept: list[_Pending] = []
     seen: set[tuple[UUID, str, str]] = set()
     for item in pending:
@@ -154,6 +163,11 @@ def _against_existing(uow: UnitOfWork, prepared: dict[int, Prepared], results: d
             message = "another item of this call has the same provider, end_user_id and alias"
             results[item.index] = ItemResult(
                 item.index, ItemStatus.INVALID, code=InvalidInput.code, field="alias", message=message
+            )
+        elif len(kept) >= room:
+            message = "the tenant holds its quota of connections"
+            results[item.index] = ItemResult(
+                item.index, ItemStatus.QUOTA_EXCEEDED, code=QuotaExceeded.code, message=message
             )
         else:
             seen.add(key)
