@@ -143,6 +143,23 @@ def test_a_provider_down_when_renewing_serves_the_current_token_while_it_lasts(a
     assert fetch(api, connection_id).json()["access_token"] == current
 
 
+def test_the_integrations_client_refused_while_renewing_is_the_integrations_fault(api: Api, provider, db) -> None:
+    connection_id = create(api).json()["id"]
+    set_expiry(db, connection_id, -1)
+    api.secrets.add("demo-secret-rotated-at-the-provider")
+    provider.configure(client_secret="demo-secret-rotated-at-the-provider")
+
+    refused = fetch(api, connection_id)
+
+    assert refused.status == 409, refused.body
+    assert refused.json()["error"]["code"] == "integration_invalid_credentials"
+    assert api.call("GET", "/integrations/demo").json()["status"] == "invalid_credentials"
+    assert api.call("GET", f"/connections/{connection_id}").json()["status"] == "active"  # its grant is sound
+    calls = machine_calls(provider)
+    assert fetch(api, connection_id).status == 409
+    assert machine_calls(provider) == calls  # nobody asks the provider again until the secret is replaced
+
+
 # -- the connection's own client ----------------------------------------------------------------------------------
 
 

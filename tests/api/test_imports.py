@@ -75,6 +75,19 @@ def test_a_dead_grant_is_422_on_refresh_token_and_stores_nothing(api: Api, provi
     assert db_state(db) == before
 
 
+def test_the_integrations_client_refused_is_422_on_provider_not_on_the_grant(api: Api, provider, db) -> None:
+    grant = grant_from(provider, api)
+    api.secrets.add("demo-secret-rotated-at-the-provider")
+    provider.configure(client_secret="demo-secret-rotated-at-the-provider")
+    before = db_state(db)
+
+    refused = create(api, **grant)
+
+    assert refused.status == 422
+    assert (refused.json()["error"]["code"], refused.json()["error"]["field"]) == ("credentials_refused", "provider")
+    assert db_state(db) == before
+
+
 def test_verify_false_stores_the_grant_as_given(api: Api, provider, db) -> None:
     grant = grant_from(provider, api)
     expires = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)

@@ -26,7 +26,15 @@ from connvault import wiring
 from connvault.clock import Clock, utcnow
 from connvault.db.connections import NewConnection, NewCredentials
 from connvault.db.tenants import Resource
-from connvault.errors import Conflict, CredentialsRefused, InvalidInput, NotFound, ProviderRejected, ReauthRequired
+from connvault.errors import (
+    ClientRejected,
+    Conflict,
+    CredentialsRefused,
+    InvalidInput,
+    NotFound,
+    ProviderRejected,
+    ReauthRequired,
+)
 from connvault.models import (
     AuthType,
     ClientAuthMethod,
@@ -213,10 +221,11 @@ def try_at_provider(prepared: Prepared, app: ProviderApp, oauth: OAuthClient, no
     except (ReauthRequired, ProviderRejected) as exc:
         metrics.add_metric(name=MetricName.CREDENTIALS_REFUSED, unit="Count", value=1)
         reason = exc.reason or exc.code
+        # ``ClientRejected``: the integration's client, not what this request brought (``renewal.renew``).
+        refused = "provider" if isinstance(exc, ClientRejected) else prepared.refused_field
+        what = "integration's client" if isinstance(exc, ClientRejected) else prepared.refused_field
         raise CredentialsRefused(
-            f"the provider refused the {prepared.refused_field} ({reason}); nothing was stored",
-            field=prepared.refused_field,
-            reason=reason,
+            f"the provider refused the {what} ({reason}); nothing was stored", field=refused, reason=reason
         ) from None
 
 
