@@ -50,10 +50,11 @@ def install_demo_provider(
             """
             INSERT INTO providers (slug, display_name, auth_type, authorization_url, token_url, revocation_url,
                 default_scopes, pkce, token_endpoint_auth_method, rotates_refresh_tokens, refresh_margin_seconds,
-                authorize_params, issuer, require_iss, max_concurrent_refreshes, account_id_fields, revocation_scope)
+                authorize_params, issuer, require_iss, max_concurrent_refreshes, account_id_fields, revocation_scope,
+                device_authorization_url)
             VALUES (:slug, 'Demo provider', 'oauth2', :auth, :token, :revoke, ARRAY['read', 'write'], :pkce,
                 :method, :rotates, :margin, CAST(:params AS jsonb), :issuer, :require_iss, :cap, :account_id_fields,
-                :revocation_scope)
+                :revocation_scope, :device)
             ON CONFLICT (slug) WHERE tenant_id IS NULL DO UPDATE SET
                 authorization_url = EXCLUDED.authorization_url, token_url = EXCLUDED.token_url,
                 revocation_url = EXCLUDED.revocation_url, pkce = EXCLUDED.pkce,
@@ -61,7 +62,8 @@ def install_demo_provider(
                 rotates_refresh_tokens = EXCLUDED.rotates_refresh_tokens,
                 refresh_margin_seconds = EXCLUDED.refresh_margin_seconds, issuer = EXCLUDED.issuer,
                 require_iss = EXCLUDED.require_iss, max_concurrent_refreshes = EXCLUDED.max_concurrent_refreshes,
-                account_id_fields = EXCLUDED.account_id_fields, revocation_scope = EXCLUDED.revocation_scope
+                account_id_fields = EXCLUDED.account_id_fields, revocation_scope = EXCLUDED.revocation_scope,
+                device_authorization_url = EXCLUDED.device_authorization_url
             RETURNING id
             """,
             slug=slug,
@@ -78,6 +80,7 @@ def install_demo_provider(
             cap=max_concurrent_refreshes,
             account_id_fields=list(account_id_fields),
             revocation_scope=revocation_scope,
+            device=f"{base}/device_authorization",
         )
     finally:
         connection.close()

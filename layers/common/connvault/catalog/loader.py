@@ -81,6 +81,7 @@ class CatalogEntry:
     account_id_fields: tuple[str, ...] = ()
     credential_form: CredentialForm | None = None
     credential_check: CredentialCheck | None = None
+    device_authorization_url: str | None = None
 
 
 class _Problem(Exception):
@@ -207,6 +208,7 @@ _FIELDS: dict[str, Callable[[object], Any]] = {
     "discovery_url": _optional(_https_url),
     "max_concurrent_refreshes": _optional(_integer(1, None)),
     "account_id_fields": _account_id_fields,
+    "device_authorization_url": _optional(_https_url),
 }
 _REQUIRED = ("slug", "display_name", "auth_type", "docs_url")
 # Stated explicitly on every OAuth entry: a silent default for these would be a wrong guess about the provider.

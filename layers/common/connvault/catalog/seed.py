@@ -44,6 +44,7 @@ CATALOG_COLUMNS: tuple[tuple[str, str], ...] = (
     ("account_id_fields", "text[]"),
     ("credential_form", "jsonb"),
     ("credential_check", "jsonb"),
+    ("device_authorization_url", "text"),
 )
 _NAMES = [name for name, _ in CATALOG_COLUMNS]
 _UPSERT = f"""
@@ -89,6 +90,7 @@ def catalog_record(entry: CatalogEntry) -> dict[str, Any]:
         "account_id_fields": list(entry.account_id_fields),
         "credential_form": form_record(entry.credential_form) if entry.credential_form else None,
         "credential_check": check_record(entry.credential_check) if entry.credential_check else None,
+        "device_authorization_url": entry.device_authorization_url,
     }
 
 

@@ -128,6 +128,7 @@ def _write_endpoints(row: ProviderRow, provider: Provider) -> None:
     row.require_iss = provider.require_iss
     row.pkce = provider.pkce
     row.token_endpoint_auth_method = provider.token_endpoint_auth_method.value
+    row.device_authorization_url = provider.device_authorization_url
     row.metadata_fetched_at = provider.metadata_fetched_at
 
 
@@ -159,6 +160,7 @@ def to_provider(row: ProviderRow) -> Provider:
         tenant_id=row.tenant_id,
         account_id_fields=tuple(row.account_id_fields),
         **_connect_page_fields(row),
+        device_authorization_url=row.device_authorization_url,
     )
 
 

@@ -91,6 +91,7 @@ class ProviderRow(Base):
     account_id_fields: Mapped[list[str]] = mapped_column(server_default=text("'{}'"))
     credential_form: Mapped[dict[str, Any] | None]
     credential_check: Mapped[dict[str, Any] | None]
+    device_authorization_url: Mapped[str | None]
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
     updated_at: Mapped[datetime] = mapped_column(**_UPDATED_AT)
 
@@ -121,6 +122,7 @@ class ConnectionRow(Base):
     end_user_id: Mapped[str]
     alias: Mapped[str] = mapped_column(server_default=text("''"))
     credential_type: Mapped[str]
+    kind: Mapped[str | None]
     status: Mapped[str] = mapped_column(server_default=text("'pending'"))
     credentials: Mapped[bytes | None]
     has_refresh_token: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
@@ -280,3 +282,27 @@ class ConnectLinkRow(Base):
     connection_id: Mapped[UUID | None] = mapped_column(ForeignKey("connections.id", ondelete="SET NULL"))
     completed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
+
+
+class DeviceSessionRow(Base):
+    __tablename__ = "device_sessions"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True, server_default=_NEW_ID)
+    tenant_id: Mapped[UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    provider_id: Mapped[UUID] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"))
+    end_user_id: Mapped[str]
+    alias: Mapped[str] = mapped_column(server_default=text("''"))
+    scopes: Mapped[list[str]] = mapped_column(server_default=text("'{}'"))
+    codes: Mapped[bytes | None]
+    verification_uri: Mapped[str]
+    status: Mapped[str] = mapped_column(server_default=text("'pending'"))
+    interval_seconds: Mapped[int] = mapped_column(Integer)
+    next_poll_at: Mapped[datetime]
+    poll_failures: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    poll_lease_until: Mapped[datetime | None]
+    poll_lease_owner: Mapped[UUID | None]
+    expires_at: Mapped[datetime]
+    connection_id: Mapped[UUID | None] = mapped_column(ForeignKey("connections.id", ondelete="SET NULL"))
+    error_code: Mapped[str | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
+    updated_at: Mapped[datetime] = mapped_column(**_UPDATED_AT)

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from connvault.crypto.sealer import Sealer
     from connvault.db.connect_confirmations import ParkedGrant
     from connvault.db.connections import SavedGrant
-    from connvault.models import ClientCredentials, Integration, Provider
+    from connvault.models import ClientCredentials, ConnectionKind, DeviceSession, Integration, Provider
     from connvault.oauth.client import OAuthClient
 
 MAX_STATE_LENGTH = 512
@@ -254,7 +254,7 @@ def complete_connect(
             return CallbackResult(pending.return_url, tenant_id=tenant_id, confirmation=parked)
         saved = _save_grant(pending, grant, metadata, sealer=sealer, now=now)
     except Exception as exc:  # whatever failed, the provider's grant must not outlive it
-        _revoke_orphaned_grant(oauth, provider, integration.client, credentials, exc)
+        revoke_orphaned_grant(oauth, provider, integration.client, credentials, exc)
         return fail(exc.code if isinstance(exc, QuotaExceeded) else "server_error")
     retire_replaced_grant(oauth or wiring.get_oauth_client(), provider, integration, saved)
     return CallbackResult(
@@ -265,7 +265,7 @@ def complete_connect(
     )
 
 
-def _revoke_orphaned_grant(
+def revoke_orphaned_grant(
     oauth: OAuthClient | None,
     provider: Provider,
     client: ClientCredentials,
@@ -314,10 +314,17 @@ def park_grant(
 
 
 def store_grant(
-    uow: UnitOfWork, owner: PendingConnect | ParkedGrant, grant: NewCredentials, metadata: dict, granted_at: datetime
+    uow: UnitOfWork,
+    owner: PendingConnect | ParkedGrant | DeviceSession,
+    grant: NewCredentials,
+    metadata: dict,
+    granted_at: datetime,
+    *,
+    kind: ConnectionKind | None = None,
 ) -> SavedGrant:
     """The connection for a grant: new (within the tenant's quota), or the end user's existing one with its tokens
-    replaced; the caller retires the replaced grant once this committed (``services/revocation.py``)."""
+    replaced; the caller retires the replaced grant once this committed (``services/revocation.py``). ``kind``
+    None is the connect flow's authorization code."""
     if uow.connections.find_by_unique(owner.provider_id, owner.end_user_id, owner.alias) is None:
         quotas.require_room(uow, Resource.CONNECTIONS, now=lambda: granted_at)
     return uow.connections.save_grant(
@@ -328,6 +335,7 @@ def store_grant(
         grant=grant,
         granted_at=granted_at,
         metadata=metadata,
+        kind=kind,
     )
 
 
