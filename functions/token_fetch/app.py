@@ -1,8 +1,5 @@
-"""Token fetch, ``GET /connections/{id}/token``: the hot path, in a function of its own."""
+"""Token fetch, ``GET /connections/{id}/token``: the hot path, in a function of its own, without the resolver."""
 
-from connvault.api import token
-from connvault.api.app import lambda_handler, new_http_app
+from connvault.api.token_route import new_handler
 
-app = new_http_app()
-token.register(app)
-handler = lambda_handler(app)
+handler = new_handler()

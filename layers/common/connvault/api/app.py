@@ -1,14 +1,11 @@
 """``new_http_app()``: the resolver every HTTP handler uses, with one error shape and the tenant context.
 
-HTTP statuses live here and nowhere else: a table from error class to status, walked along the MRO, so a new
-``ConnvaultError`` subclass is mapped by its family. Error bodies carry the error's code and its message,
-which by construction names fields and ids, never values.
+Statuses and error bodies come from ``api/answers.py`` (shared with the token function's lean route); here they
+are wired to the resolver's exception handlers.
 """
 
 from __future__ import annotations
 
-import json
-import traceback
 from collections.abc import Callable
 from functools import cache
 from http import HTTPStatus
@@ -25,77 +22,37 @@ from pg8000.exceptions import DatabaseError as DriverDatabaseError
 from pg8000.exceptions import InterfaceError as DriverInterfaceError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from connvault.api.answers import (
+    Answer,
+    authorizer_context,
+    before_routes,
+    database_error_answer,
+    domain_error_answer,
+    error_answer,
+    invalid_request_answer,
+    no_route_answer,
+    unexpected_answer,
+)
 from connvault.api.body import JsonOnlyValidation, strict_json
 from connvault.config import get_settings
 from connvault.db.target import database_unavailable
-from connvault.errors import Conflict as ConflictError
-from connvault.errors import (
-    ConnectionRevoked,
-    ConnvaultError,
-    CredentialsExpired,
-    CredentialsRefused,
-    DatabaseUnavailable,
-    DecryptionFailed,
-    DiscoveryFailed,
-    IntegrationCredentialsInvalid,
-    InvalidInput,
-    KeyServiceUnavailable,
-    NotFound,
-    ProviderRejected,
-    ProviderUnavailable,
-    RateLimited,
-    ReauthRequired,
-    Unauthorized,
-)
+from connvault.errors import ConnvaultError, InvalidInput, Unauthorized
 from connvault.observability import MetricName, get_tracer, logger, metrics, tracing_enabled
-from connvault.services.auth import UNCHECKED_CONTEXT_KEY
-from connvault.services.rate_limits import get_rate_limiter
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-STATUS_BY_ERROR: dict[type[ConnvaultError], HTTPStatus] = {
-    InvalidInput: HTTPStatus.BAD_REQUEST,
-    DiscoveryFailed: HTTPStatus.UNPROCESSABLE_ENTITY,
-    CredentialsRefused: HTTPStatus.UNPROCESSABLE_ENTITY,
-    Unauthorized: HTTPStatus.UNAUTHORIZED,
-    NotFound: HTTPStatus.NOT_FOUND,
-    ConflictError: HTTPStatus.CONFLICT,
-    ReauthRequired: HTTPStatus.CONFLICT,
-    IntegrationCredentialsInvalid: HTTPStatus.CONFLICT,
-    ConnectionRevoked: HTTPStatus.CONFLICT,
-    CredentialsExpired: HTTPStatus.CONFLICT,
-    ProviderRejected: HTTPStatus.BAD_GATEWAY,
-    ProviderUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
-    KeyServiceUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
-    DatabaseUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
-    RateLimited: HTTPStatus.TOO_MANY_REQUESTS,
-    DecryptionFailed: HTTPStatus.INTERNAL_SERVER_ERROR,
-}
-NO_STORE = {"Cache-Control": "no-store"}
 DATABASE_DOWN: list[type[Exception]] = [OperationalError, InterfaceError, DriverInterfaceError]
 """Driver errors that mean the database is unreachable or dropped the connection, not that a statement is wrong:
 the SQLAlchemy wrappers (sessions) and pg8000's own (the prepared reads of the authorizer and token fetch)."""
 
 
-def status_for(error: ConnvaultError) -> HTTPStatus:
-    for klass in type(error).__mro__:
-        if klass in STATUS_BY_ERROR:
-            return STATUS_BY_ERROR[klass]
-    return HTTPStatus.INTERNAL_SERVER_ERROR
-
-
-def error_response(
-    status: HTTPStatus, code: str, message: str, *, field: str | None = None, headers: dict[str, str] | None = None
-) -> Response:
-    body: dict[str, Any] = {"code": code, "message": message}
-    if field:
-        body["field"] = field
+def response_of(answer: Answer) -> Response:
     return Response(
-        status_code=status.value,
+        status_code=answer.status.value,
         content_type=content_types.APPLICATION_JSON,
-        body={"error": body},
-        headers={**NO_STORE, **(headers or {})},
+        body=answer.body,
+        headers=answer.headers,
     )
 
 
@@ -114,85 +71,52 @@ def new_http_app() -> APIGatewayHttpResolver:
 
     @app.exception_handler(ConnvaultError)
     def _domain_error(error: ConnvaultError) -> Response:
-        status = status_for(error)
-        headers = {}
-        if isinstance(error, ProviderUnavailable | KeyServiceUnavailable | DatabaseUnavailable):
-            retry_after = getattr(error, "retry_after", None) or 1
-            headers["Retry-After"] = str(max(1, round(retry_after)))
-        if isinstance(error, DatabaseUnavailable):
-            count_database_unavailable()
-        elif status >= HTTPStatus.INTERNAL_SERVER_ERROR and status != HTTPStatus.SERVICE_UNAVAILABLE:
-            logger.error("request failed", extra={"error_code": error.code})
-            metrics.add_metric(name=MetricName.SERVER_ERROR, unit="Count", value=1)
-        else:
-            logger.info("request refused", extra={"error_code": error.code, "status": status.value})
-            metrics.add_metric(name=MetricName.CLIENT_ERROR, unit="Count", value=1)
-        return error_response(status, error.code, error.message, field=getattr(error, "field", None), headers=headers)
+        return response_of(domain_error_answer(error))
 
     @app.exception_handler(RequestValidationError)
     def _invalid_request(error: RequestValidationError) -> Response:
         # Only the locations of the bad fields: pydantic's own messages may quote the rejected input.
-        fields = sorted({_field_of(item) for item in error.errors()})
-        metrics.add_metric(name=MetricName.CLIENT_ERROR, unit="Count", value=1)
-        return error_response(
-            HTTPStatus.BAD_REQUEST,
-            InvalidInput.code,
-            "invalid request: " + ", ".join(fields)[:500],
-            field=fields[0] if fields else None,
-        )
+        return response_of(invalid_request_answer(sorted({_field_of(item) for item in error.errors()})))
 
     @app.exception_handler([*DATABASE_DOWN, DBAPIError, DriverDatabaseError])
     def _database_error(error: Exception) -> Response:
         if not isinstance(error, tuple(DATABASE_DOWN)) and not database_unavailable(error):
             return _unexpected(error)
-        # Ours to fix, so logged as an error; the driver's message names hosts and statements, so only its type.
-        logger.error("database unavailable", extra={"error_type": type(error).__name__, "stack": stack_of(error)})
-        return database_unavailable_response()
+        return response_of(database_error_answer(error))
 
     @app.exception_handler([UnicodeDecodeError, RecursionError])
     def _unreadable_body(_error: Exception) -> Response:
         # Raised while the resolver decodes the body, before any route runs: bytes that are not UTF-8, or JSON
         # nested deeper than Python's parser goes. Either way the client sent something unreadable.
         metrics.add_metric(name=MetricName.CLIENT_ERROR, unit="Count", value=1)
-        return error_response(
-            HTTPStatus.BAD_REQUEST, InvalidInput.code, "the request body is not readable JSON", field="body"
+        return response_of(
+            error_answer(
+                HTTPStatus.BAD_REQUEST, InvalidInput.code, "the request body is not readable JSON", field="body"
+            )
         )
 
     @app.exception_handler(RequestUnsupportedContentType)
     def _unsupported_media_type(_error: RequestUnsupportedContentType) -> Response:
         # The resolver refuses to read a body of a type it does not know; the API speaks JSON only.
         metrics.add_metric(name=MetricName.CLIENT_ERROR, unit="Count", value=1)
-        return error_response(
-            HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "send the body as application/json",
-            field="headers.content-type",
+        return response_of(
+            error_answer(
+                HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as application/json",
+                field="headers.content-type",
+            )
         )
 
     @app.not_found
     def _no_route(_error: Exception) -> Response:
-        return error_response(HTTPStatus.NOT_FOUND, NotFound.code, "no such route")
+        return response_of(no_route_answer())
 
     @app.exception_handler(Exception)
     def _unexpected(error: Exception) -> Response:
-        # The type only: a driver's or HTTP library's message can hold row values or URLs.
-        logger.error("unexpected error", extra={"error_type": type(error).__name__, "stack": stack_of(error)})
-        metrics.add_metric(name=MetricName.SERVER_ERROR, unit="Count", value=1)
-        return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "an unexpected error occurred")
+        return response_of(unexpected_answer(error))
 
     return app
-
-
-def count_database_unavailable() -> None:
-    metrics.add_metric(name=MetricName.SERVER_ERROR, unit="Count", value=1)
-    metrics.add_metric(name=MetricName.DATABASE_UNAVAILABLE, unit="Count", value=1)
-
-
-def database_unavailable_response() -> Response:
-    """503 with ``Retry-After``: the database refused us (too many connections, a failover) or is unreachable."""
-    count_database_unavailable()
-    unavailable = DatabaseUnavailable("the database is unavailable; retry shortly")
-    return error_response(status_for(unavailable), unavailable.code, unavailable.message, headers={"Retry-After": "1"})
 
 
 def _field_of(problem: dict[str, Any]) -> str:
@@ -238,12 +162,6 @@ def body_union_tags() -> frozenset[str]:
     return frozenset(NEW_CONNECTION_KINDS)
 
 
-def stack_of(error: BaseException) -> list[str]:
-    """Where an error was raised, as ``file:line function`` frames: enough to debug, no message, no values."""
-    frames = traceback.extract_tb(error.__traceback__)
-    return [f"{frame.filename.rsplit('/', 2)[-1]}:{frame.lineno} {frame.name}" for frame in frames[-8:]]
-
-
 def tenant_id(app: APIGatewayHttpResolver) -> UUID:
     """The tenant the authorizer vouched for; the only source of tenant identity a handler trusts."""
     authorizer = app.current_event.request_context.authorizer
@@ -271,15 +189,9 @@ def lambda_handler(app: APIGatewayHttpResolver) -> Callable[[dict[str, Any], Lam
     when tracing is off (see ``observability.tracing_enabled``)."""
 
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        authorizer = _authorizer_context(event)
-        if authorizer.get(UNCHECKED_CONTEXT_KEY) is not None:
-            # The authorizer could not reach the database to check the key, and let the request through only
-            # so that it can be answered 503 here: no route runs for it.
-            logger.warning("request not authorized: the database is unavailable")
-            return _lambda_answer(database_unavailable_response())
-        refused = _over_rate(authorizer.get("tenant_id"))
-        if refused is not None:
-            return _lambda_answer(refused)
+        early = before_routes(authorizer_context(event))
+        if early is not None:
+            return early.for_lambda()
         return app.resolve(event, context)
 
     if tracing_enabled():
@@ -288,37 +200,3 @@ def lambda_handler(app: APIGatewayHttpResolver) -> Callable[[dict[str, Any], Lam
         correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False, clear_state=True
     )
     return logged(metrics.log_metrics(handler))
-
-
-def _authorizer_context(event: dict[str, Any]) -> dict[str, Any]:
-    context = (event.get("requestContext") or {}).get("authorizer") or {}
-    return context.get("lambda") or {}
-
-
-def _over_rate(tenant: object) -> Response | None:
-    """429 with ``Retry-After`` when the tenant the authorizer named is over its request rate, before any route
-    runs; None to go on (public routes name no tenant, and a malformed one is the route's to refuse)."""
-    try:
-        tenant_id = UUID(str(tenant)) if tenant is not None else None
-    except ValueError:
-        return None
-    if tenant_id is None:
-        return None
-    try:
-        get_rate_limiter().admit(tenant_id)
-    except RateLimited as refused:
-        logger.info("request refused", extra={"tenant_id": str(tenant_id), "error_code": refused.code, "status": 429})
-        return error_response(
-            status_for(refused), refused.code, refused.message, headers={"Retry-After": str(int(refused.retry_after))}
-        )
-    return None
-
-
-def _lambda_answer(answer: Response) -> dict[str, Any]:
-    """A response built before the resolver runs, as the Lambda returns it."""
-    return {
-        "statusCode": answer.status_code,
-        "headers": answer.headers,
-        "body": json.dumps(answer.body, separators=(",", ":")),
-        "isBase64Encoded": False,
-    }

@@ -16,7 +16,8 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from pg8000.exceptions import DatabaseError as DriverDatabaseError
 from sqlalchemy.exc import DBAPIError
 
-from connvault.api.app import DATABASE_DOWN, callback_url, count_database_unavailable, stack_of
+from connvault.api.answers import count_database_unavailable, stack_of
+from connvault.api.app import DATABASE_DOWN, callback_url
 from connvault.api.pages import COOKIE, PAGE_PATH, error_page, render
 from connvault.db.target import database_unavailable
 from connvault.errors import ConnvaultError, DatabaseUnavailable, KeyServiceUnavailable

@@ -7,7 +7,8 @@ from uuid import UUID
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from connvault.api.app import NO_STORE, json_response, tenant_id
+from connvault.api.answers import NO_STORE
+from connvault.api.app import json_response, tenant_id
 from connvault.api.schemas import ErrorResponse
 from connvault.api.webhook_schemas import (
     DeliveryListResponse,

@@ -1,0 +1,76 @@
+"""Cold import of the token fetch and authorizer handlers vs the libraries each truly needs, in the same run.
+
+Each measurement is a fresh interpreter (bytecode precompiled first, as the deployed layer ships it) importing one
+thing, with the function's own directory on the path as Lambda puts it, and tracing off as outside X-Ray. Rounds
+interleave the four imports, so a busy moment of the (shared) machine hits all of them alike; the figure is the
+median per import, minus an empty interpreter's start measured in the same rounds.
+
+The libraries each function truly needs at import (what its warm path calls):
+
+* token fetch: Powertools' logger and metrics, pg8000's native driver (the prepared read), ``cryptography``'s
+  AES-GCM (opening the envelope) and boto3 (KMS, for a data key not cached yet);
+* authorizer: Powertools' logger and metrics, and pg8000's native driver (the key lookup).
+
+Run: ``.venv/bin/python bench/cold_start_bench.py [--rounds 15]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LAYER = ROOT / "layers" / "common"
+POWERTOOLS = "import aws_lambda_powertools.logging, aws_lambda_powertools.metrics, pg8000.native"
+SUBJECTS = {
+    "token_fetch": ("token_fetch", f"{POWERTOOLS}, cryptography.hazmat.primitives.ciphers.aead, boto3"),
+    "authorizer": ("authorizer", POWERTOOLS),
+}
+
+
+def timed(code: str, function: str) -> float:
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{ROOT / 'functions' / function}:{LAYER}",
+        "LAMBDA_TASK_ROOT": str(ROOT / "functions" / function),
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+    env.pop("AWS_SAM_LOCAL", None)
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True)
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=15)
+    args = parser.parse_args()
+    compileall.compile_dir(LAYER, quiet=1)
+    compileall.compile_dir(ROOT / "functions", quiet=1)
+    runs: dict[str, list[float]] = {"empty": []}
+    for _ in range(args.rounds):
+        runs["empty"].append(timed("pass", "authorizer"))
+        for name, (function, libraries) in SUBJECTS.items():
+            runs.setdefault(f"{name} handler", []).append(timed("import app", function))
+            runs.setdefault(f"{name} libraries", []).append(timed(libraries, function))
+    empty = statistics.median(runs["empty"])
+    load = os.getloadavg()[0]
+    print(f"cold import, {args.rounds} interleaved rounds, median minus an empty interpreter ({empty * 1000:.0f} ms)")
+    print(f"  machine load (1 min) at the end: {load:.1f} on {os.cpu_count()} cores")
+    for name in SUBJECTS:
+        handler = statistics.median(runs[f"{name} handler"]) - empty
+        libraries = statistics.median(runs[f"{name} libraries"]) - empty
+        print(
+            f"  {name:12s} handler {handler * 1000:6.0f} ms  libraries {libraries * 1000:6.0f} ms  "
+            f"ratio {handler / libraries:.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,217 @@
+"""The token function's one route, ``GET /connections/{connection_id}/token``, served without the resolver.
+
+The function handles exactly this route, so routing, OpenAPI validation and the response builder are replaced by a
+hand parse of the path and the two query parameters, with the same strictness and the same answers, byte for byte,
+as the resolver gives for the route's declaration in ``api/token.py`` (which still documents it in the OpenAPI
+document): ``tests/api/test_token_route.py`` compares both over odd inputs. Logs keep the correlation id and
+structure; EMF is printed only when a metric was recorded; no tracer exists when tracing is off. Why this, and
+what it saves: docs/design.md.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from datetime import datetime
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+from aws_lambda_powertools.logging import correlation_paths
+from pg8000.exceptions import DatabaseError as DriverDatabaseError
+from pg8000.exceptions import InterfaceError as DriverInterfaceError
+
+from connvault.api.answers import (
+    NO_STORE,
+    Answer,
+    authorizer_context,
+    before_routes,
+    database_error_answer,
+    domain_error_answer,
+    invalid_request_answer,
+    no_route_answer,
+    unexpected_answer,
+)
+from connvault.db.target import database_unavailable
+from connvault.errors import ConnvaultError, Unauthorized
+from connvault.models import ApiKeyCredentials, BasicCredentials, OAuth2Credentials
+from connvault.observability import get_tracer, logger, metrics, tracing_enabled
+from connvault.services.tokens import get_token
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+    from connvault.services.tokens import IssuedCredential
+
+# The resolver's own pattern for a path parameter (RFC 3986's safe and unsafe characters, and word characters).
+_PATH = re.compile(r"^/connections/(?P<connection_id>[-._~()'!*:@,;=+&$%<> \[\]{}|^\w]+)/token$")
+# What pydantic takes as a UUID: hyphenated, simple, braced or URN, any case.
+_HEX = "[0-9a-fA-F]"
+_HYPHENATED = f"{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}"
+_UUID = re.compile(rf"^(?:{_HYPHENATED}|{_HEX}{{32}}|\{{{_HYPHENATED}\}}|urn:uuid:{_HYPHENATED})$")
+# What pydantic takes as an int from text: ASCII digits, single underscores between them, an optional sign, and a
+# fraction of zeros; surrounding Unicode white space is ignored.
+_INTEGER = re.compile(r"^[+-]?[0-9](?:_?[0-9])*(?:\.0+)?$")
+_WHITE_SPACE = "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B))) + "\u2028\u2029\u202f\u205f\u3000"
+_TRUE = frozenset({"1", "on", "t", "true", "y", "yes"})
+_FALSE = frozenset({"0", "off", "f", "false", "n", "no"})
+MAX_MIN_TTL = 86_400
+
+
+def new_handler() -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+    """The Lambda entry point: the correlation id and Lambda context in every log line, state cleared per request,
+    no event logged; a tracer only when tracing is on."""
+
+    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        try:
+            return _answer(event).for_lambda()
+        finally:
+            if metrics.metric_set:  # Powertools' log_metrics would warn on every request that recorded none
+                metrics.flush_metrics()
+
+    if tracing_enabled():
+        handler = get_tracer().capture_lambda_handler(capture_response=False, capture_error=False)(handler)
+    return logger.inject_lambda_context(
+        correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False, clear_state=True
+    )(handler)
+
+
+def _answer(event: dict[str, Any]) -> Answer:
+    authorizer = authorizer_context(event)
+    early = before_routes(authorizer)
+    if early is not None:
+        return early
+    try:
+        connection_id, min_ttl, force_refresh = _parse(event)
+    except _NoRoute:
+        return no_route_answer()
+    except _Invalid as invalid:
+        return invalid_request_answer(invalid.fields)
+    try:
+        issued = get_token(_tenant(authorizer), connection_id, min_ttl=min_ttl, force_refresh=force_refresh)
+    except ConnvaultError as error:
+        return domain_error_answer(error)
+    except Exception as error:  # the resolver's last handlers: the database's, then any other
+        return database_error_answer(error) if _database_down(error) else unexpected_answer(error)
+    return Answer(HTTPStatus.OK, token_body(issued), dict(NO_STORE))
+
+
+def _database_down(error: Exception) -> bool:
+    """What ``api.app``'s database handler takes: a lost or refused connection, from pg8000 or, once the refresh
+    path has loaded it, SQLAlchemy (whose errors cannot exist before it is imported, so it is not imported here)."""
+    orm_errors = sys.modules.get("sqlalchemy.exc")
+    if isinstance(error, DriverInterfaceError) or (
+        orm_errors is not None and isinstance(error, orm_errors.OperationalError | orm_errors.InterfaceError)
+    ):
+        return True
+    statement_errors: tuple[type[Exception], ...] = (DriverDatabaseError,)
+    if orm_errors is not None:
+        statement_errors += (orm_errors.DBAPIError,)
+    return isinstance(error, statement_errors) and database_unavailable(error)
+
+
+class _NoRoute(Exception):
+    pass
+
+
+class _Invalid(Exception):
+    def __init__(self, fields: list[str]) -> None:
+        super().__init__()
+        self.fields = fields
+
+
+def _parse(event: dict[str, Any]) -> tuple[UUID, int, bool]:
+    context = event.get("requestContext") or {}
+    path = event.get("rawPath") or ""
+    stage = context.get("stage")
+    if stage != "$default":
+        path = path[len("/" + str(stage)) :]
+    matched = _PATH.match(path)
+    if matched is None or str((context.get("http") or {}).get("method", "")).upper() != "GET":
+        raise _NoRoute
+    query = event.get("queryStringParameters") or {}
+    raw_id = matched["connection_id"]
+    connection_id = UUID(raw_id) if _UUID.match(raw_id) else None
+    min_ttl = _min_ttl(query.get("min_ttl"))
+    force_refresh = _boolean(query.get("force_refresh"))
+    invalid = [
+        name
+        for name, value in (
+            ("path.connection_id", connection_id),
+            ("query.force_refresh", force_refresh),
+            ("query.min_ttl", min_ttl),
+        )
+        if value is None
+    ]
+    if invalid or connection_id is None or min_ttl is None or force_refresh is None:
+        raise _Invalid(invalid)
+    return connection_id, min_ttl, force_refresh
+
+
+def _min_ttl(raw: str | None) -> int | None:
+    if raw is None:
+        return 0
+    text = raw.strip(_WHITE_SPACE)
+    if not _INTEGER.match(text):
+        return None
+    value = int(text.split(".")[0])
+    return value if 0 <= value <= MAX_MIN_TTL else None
+
+
+def _boolean(raw: str | None) -> bool | None:
+    if raw is None:
+        return False
+    lowered = raw.lower()
+    if lowered in _TRUE:
+        return True
+    return False if lowered in _FALSE else None
+
+
+def _tenant(authorizer: dict[str, Any]) -> UUID:
+    """The tenant the authorizer vouched for, as ``api.app.tenant_id`` reads it."""
+    try:
+        tenant = UUID(str(authorizer["tenant_id"]))
+    except (KeyError, ValueError):
+        raise Unauthorized("no tenant in the request context") from None
+    logger.append_keys(tenant_id=str(tenant))
+    return tenant
+
+
+def token_body(issued: IssuedCredential) -> dict[str, Any]:
+    """``TokenResponse`` as the resolver serialises it: every field, in the model's order."""
+    body: dict[str, Any] = {
+        "connection_id": str(issued.connection_id),
+        "credential_type": issued.credentials.type.value,
+        "access_token": None,
+        "token_type": None,
+        "expires_at": None,
+        "min_ttl_met": None,
+        "scopes": [],
+        "api_key": None,
+        "username": None,
+        "password": None,
+    }
+    match issued.credentials:
+        case OAuth2Credentials(access_token=token):
+            body.update(
+                access_token=token.reveal(),
+                token_type=issued.token_type or "Bearer",
+                expires_at=_instant(issued.expires_at),
+                min_ttl_met=issued.min_ttl_met,
+                scopes=list(issued.scopes),
+            )
+        case ApiKeyCredentials(api_key=key):
+            body["api_key"] = key.reveal()
+        case BasicCredentials(username=username, password=password):
+            body.update(username=username, password=password.reveal())
+    return body
+
+
+def _instant(moment: datetime | None) -> str | None:
+    """As pydantic writes an aware datetime in JSON: ISO 8601, ``Z`` for UTC."""
+    if moment is None:
+        return None
+    text = moment.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
