@@ -1,10 +1,13 @@
-"""Warm token fetch through the real handler vs the floor, measured in the same run.
+"""Warm token fetch through the real handler vs the floor, stage by stage, measured in the same run.
 
 Floor: one primary-key SELECT of the sealed credentials through a prepared pg8000 statement on a warm
-connection, plus one AES-GCM open of the same envelope. Measured: the same read through
-``services.tokens.get_token`` (the service) and through ``functions/token_fetch/app.handler`` (service +
-Powertools resolver, validation, logging, metrics). Also counts KMS calls once warm, and compares the
-handler's import time with the bare imports of its libraries.
+connection, plus one AES-GCM open of the same envelope. Then each stage of the lean route adds its part: the
+read under RLS (``FastReads.read_connection``), opening the envelope into credentials, the service
+(``services.tokens.get_token``: freshness, last use, access log), and the whole handler
+(``functions/token_fetch/app.handler``: parsing, logging context, rate limit, the JSON answer). The route as it
+was (the resolver behind the shared HTTP handler) is measured alongside. Rounds interleave the stages, so a busy
+moment of the shared machine hits them alike. Also counts KMS calls once warm. Cold imports:
+``bench/cold_start_bench.py``.
 
 Run: ``.venv/bin/python bench/token_fetch_bench.py [--iterations 3000]``
 """
@@ -13,10 +16,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -24,25 +24,18 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
 from database import bench_database  # noqa: E402 - bench/database.py, beside this script
-from timing import per_call_us  # noqa: E402 - bench/timing.py, beside this script
+from timing import ROUNDS, interleaved_per_call_us, per_call_us  # noqa: E402 - bench/timing.py, beside this script
 
 from devserver.local_env import LOCAL_ENV  # noqa: E402 - after the path is set
 
 os.environ.update(
-    LOCAL_ENV, POWERTOOLS_LOG_LEVEL="WARNING", CONNVAULT_CALLBACK_URL="http://127.0.0.1:3000/oauth/callback"
+    LOCAL_ENV,
+    POWERTOOLS_LOG_LEVEL="WARNING",
+    CONNVAULT_CALLBACK_URL="http://127.0.0.1:3000/oauth/callback",
+    # Limits that never refuse, so the limiter's own cost (and its shared count every N requests) is measured.
+    CONNVAULT_RATE_LIMIT_PER_SECOND="1000000000",
+    CONNVAULT_RATE_LIMIT_BURST="1000000000",
 )
-
-
-def import_seconds(code: str, env: dict[str, str]) -> float:
-    """Median wall time of a fresh interpreter importing ``code``, minus an empty interpreter's."""
-
-    def run(snippet: str) -> float:
-        started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", snippet], check=True, env=env, capture_output=True)
-        return time.perf_counter() - started
-
-    empty = statistics.median(run("pass") for _ in range(5))
-    return statistics.median(run(code) for _ in range(5)) - empty
 
 
 def main() -> None:
@@ -112,14 +105,27 @@ def run_bench(db: Any, iterations: int) -> None:
     def service() -> None:
         get_token(tenant.id, connection.id)
 
+    from connvault.api import token
+    from connvault.api.app import lambda_handler, new_http_app
+    from connvault.db.connections import credentials_from_bytes
     from connvault.db.fast_reads import get_fast_reads
 
     reads = get_fast_reads()
+    context = SealContext(tenant.id, CREDENTIALS_FIELD, connection.id)
 
     def read_only() -> None:
         reads.read_connection(tenant.id, connection.id)
 
+    def read_and_open() -> None:
+        snapshot = reads.read_connection(tenant.id, connection.id)
+        assert snapshot is not None
+        assert snapshot.credentials is not None
+        credentials_from_bytes(sealer.open(snapshot.credentials, context))
+
     handler = load_handler("token_fetch")
+    resolver_app = new_http_app()
+    token.register(resolver_app)
+    resolver_handler = lambda_handler(resolver_app)
     event = http_event(
         "GET",
         f"/connections/{connection.id}/token",
@@ -134,6 +140,10 @@ def run_bench(db: Any, iterations: int) -> None:
 
     def through_handler() -> None:
         answer = handler(event, Context())
+        assert answer["statusCode"] == 200
+
+    def through_resolver() -> None:
+        answer = resolver_handler(event, Context())
         assert answer["statusCode"] == 200
 
     if os.environ.get("BENCH_PROFILE"):
@@ -159,32 +169,30 @@ def run_bench(db: Any, iterations: int) -> None:
         kms_calls += 1
 
     wiring.get_kms_client().meta.events.register("before-call.kms.*", count)
-    for fn in (floor, service, through_handler):  # warm every path (and every cache) first
+    stages = {
+        "floor (prepared PK select + AES-GCM open)": floor,
+        "read under RLS (FastReads.read_connection)": read_only,
+        "read + open into credentials": read_and_open,
+        "services.tokens.get_token": service,
+        "functions/token_fetch handler (lean route)": through_handler,
+        "the route as it was (resolver handler)": through_resolver,
+    }
+    for fn in stages.values():  # warm every path (and every cache) first
         for _ in range(200):
             fn()
     kms_calls = 0
-    floor_us = per_call_us(floor, iterations)
-    service_us = per_call_us(service, iterations)
-    handler_us = per_call_us(through_handler, iterations)
-    warm_kms = kms_calls
-
-    print(f"token fetch, warm, {iterations} calls x 5 rounds (median of round means)")
-    print(f"  floor (prepared PK select + AES-GCM open): {floor_us:8.1f} us")
-    print(f"  services.tokens.get_token:                 {service_us:8.1f} us  ratio {service_us / floor_us:.2f}x")
-    print(f"  functions/token_fetch handler:             {handler_us:8.1f} us  ratio {handler_us / floor_us:.2f}x")
-    print(f"  KMS calls during the measured calls:       {warm_kms}")
-
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'functions' / 'token_fetch'}:{ROOT / 'layers' / 'common'}"}
-    bare = import_seconds(
-        "import boto3, sqlalchemy.orm, pg8000.native, cryptography.hazmat.primitives.ciphers.aead, pydantic, "
-        "aws_lambda_powertools.event_handler",
-        env,
-    )
-    handler_import = import_seconds("import app", env)
-    print(
-        f"import: handler module {handler_import * 1000:.0f} ms vs its libraries alone {bare * 1000:.0f} ms "
-        f"(ratio {handler_import / bare:.2f}x)"
-    )
+    timings = interleaved_per_call_us(stages, iterations)
+    floor_us = timings[next(iter(stages))]
+    load = os.getloadavg()[0]
+    print(f"token fetch, warm, {iterations} calls x {ROUNDS} interleaved rounds (median of round means)")
+    print(f"  machine load (1 min) at the end: {load:.1f} on {os.cpu_count()} cores")
+    previous = 0.0
+    for name, us in timings.items():
+        step = f"+{us - previous:6.1f}" if previous and "as it was" not in name else "       "
+        print(f"  {name:45s} {us:8.1f} us {step} us  ratio {us / floor_us:.2f}x")
+        if "as it was" not in name:
+            previous = us
+    print(f"  KMS calls during the measured calls: {kms_calls}")
 
 
 if __name__ == "__main__":

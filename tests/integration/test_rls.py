@@ -361,8 +361,8 @@ def test_the_token_read_and_touch_functions_reach_only_the_named_tenants_connect
     db: TestDatabase, world: World
 ) -> None:
     with as_tenant(db, None) as sql:
-        own = sql.run("SELECT status FROM connvault_read_connection(:t, :c)", t=world.a.id, c=world.a.connection)
-        other = sql.run("SELECT status FROM connvault_read_connection(:t, :c)", t=world.a.id, c=world.b.connection)
+        own = sql.run("SELECT status FROM connvault_token_read(:t, :c)", t=world.a.id, c=world.a.connection)
+        other = sql.run("SELECT status FROM connvault_token_read(:t, :c)", t=world.a.id, c=world.b.connection)
         sql.run("SELECT connvault_touch_connection(:t, :c, interval '0 seconds')", t=world.a.id, c=world.b.connection)
 
     with owner(db) as sql:
@@ -417,3 +417,20 @@ def test_the_account_purge_deletes_only_soft_deleted_rows_past_the_cutoff_and_an
 
     assert purged == 1
     assert left == [world.b.account]
+
+
+def test_the_token_read_is_an_invoker_function_whose_callers_search_path_cannot_redirect_it(
+    db: TestDatabase, world: World
+) -> None:
+    """Migration 0012's read has no ``SET search_path`` (the cost of a configuration change per call): safe only as
+    ``SECURITY INVOKER`` with every name schema-qualified, which an empty search path proves."""
+    with owner(db) as sql:
+        [[definer, config]] = sql.run("SELECT prosecdef, proconfig FROM pg_proc WHERE proname = 'connvault_token_read'")
+    with as_tenant(db, None) as sql:
+        sql.run("SET search_path = ''")
+        own = sql.run("SELECT status FROM public.connvault_token_read(:t, :c)", t=world.a.id, c=world.a.connection)
+        other = sql.run("SELECT status FROM public.connvault_token_read(:t, :c)", t=world.a.id, c=world.b.connection)
+
+    assert (definer, config) == (False, None)
+    assert own == [["active"]]
+    assert other == []

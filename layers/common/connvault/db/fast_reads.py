@@ -69,7 +69,7 @@ class ApiKeyLookup:
     revoked: bool
 
 
-_READ_CONNECTION = "SELECT * FROM connvault_read_connection(CAST(:tenant AS uuid), CAST(:id AS uuid))"
+_READ_CONNECTION = "SELECT * FROM connvault_token_read(CAST(:tenant AS uuid), CAST(:id AS uuid))"
 _TOUCH_CONNECTION = "SELECT connvault_touch_connection(CAST(:tenant AS uuid), CAST(:id AS uuid), :every)"
 _TOUCHED_MEMORY = 10_000
 _FIND_API_KEY = "SELECT tenant_id, secret_sha256, revoked_at FROM connvault_find_api_key(:key_id)"

@@ -1,0 +1,146 @@
+"""The token read's shapes, against the owner's primary-key read, measured in the same run (docs/design.md).
+
+Every variant returns the same columns for the same row, as a prepared pg8000 statement on a warm connection:
+
+* floor: the owner's ``SELECT … FROM connections JOIN providers WHERE id = $1`` (RLS does not bind the owner);
+* pinned: a plpgsql ``SECURITY INVOKER`` function that sets the tenant and selects in one statement, with
+  ``SET search_path`` (``connvault_read_connection`` as migration 0020 left it);
+* unpinned: the same function without ``SET search_path``, every name schema-qualified (as migration 0012 has it);
+* session: the app role's plain prepared SELECT that also filters ``tenant_id``, the tenant set for the session
+  by ``set_config`` only when it changes (same tenant every call, then alternating between two tenants).
+
+Run: ``.venv/bin/python bench/token_read_bench.py [--iterations 2000]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
+from database import bench_database  # noqa: E402 - bench/database.py, beside this script
+from timing import ROUNDS, interleaved_per_call_us  # noqa: E402 - bench/timing.py, beside this script
+
+from devserver.local_env import LOCAL_ENV  # noqa: E402 - after the path is set
+
+os.environ.update(LOCAL_ENV, POWERTOOLS_LOG_LEVEL="WARNING")
+
+COLUMNS = """c.status, c.credential_type, c.credentials, c.token_type, c.scopes,
+    extract(epoch FROM c.expires_at)::double precision, c.has_refresh_token, c.last_error_code,
+    p.refresh_margin_seconds, extract(epoch FROM greatest(c.granted_at, c.last_refresh_at))::double precision"""
+FUNCTION = """CREATE FUNCTION public.{name}(p_tenant uuid, p_id uuid)
+    RETURNS TABLE (status text, credential_type text, credentials bytea, token_type text, scopes text[],
+        expires_at_epoch double precision, has_refresh_token boolean, last_error_code text,
+        refresh_margin_seconds integer, issued_at_epoch double precision)
+    LANGUAGE plpgsql VOLATILE SECURITY INVOKER {pin}
+    AS $$
+    BEGIN
+        PERFORM pg_catalog.set_config('app.tenant_id', p_tenant::text, true);
+        RETURN QUERY SELECT {columns} FROM public.connections c JOIN public.providers p ON p.id = c.provider_id
+            WHERE c.id = p_id;
+    END
+    $$"""
+SESSION_READ = f"""SELECT {COLUMNS} FROM public.connections c JOIN public.providers p ON p.id = c.provider_id
+    WHERE c.id = CAST(:id AS uuid) AND c.tenant_id = CAST(:tenant AS uuid)"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=2000)
+    args = parser.parse_args()
+    with bench_database() as db:
+        run_bench(db, args.iterations)
+
+
+def run_bench(db: Any, iterations: int) -> None:
+    from connvault import wiring
+    from connvault.db.connections import NewCredentials
+    from connvault.db.uow import UnitOfWork
+    from connvault.migrations import migrate
+    from connvault.models import OAuth2Credentials
+    from connvault.redacted import Redacted
+    from connvault.services import tenants
+
+    migrate(db.owner_target)
+    os.environ["CONNVAULT_DATABASE_URL"] = db.app_url
+    wiring.reset()
+    rows = []
+    for name in ("bench-a", "bench-b"):
+        tenant = tenants.create_tenant(name)
+        with UnitOfWork(tenant.id) as uow:
+            provider = uow.providers.get_by_slug("github")
+            grant = NewCredentials(
+                OAuth2Credentials(Redacted("gho_" + "x" * 900), Redacted("ghr_" + "y" * 60)),
+                token_type="Bearer",
+                scopes=("repo",),
+                expires_at=datetime.now(UTC) + timedelta(days=30),
+            )
+            connection = uow.connections.add(
+                tenant.id,
+                provider.id,
+                end_user_id="b",
+                alias="",
+                grant=grant,
+                granted_at=datetime.now(UTC),
+                metadata={},
+            )
+            uow.commit()
+        rows.append((str(tenant.id), str(connection.id)))
+    (tenant_a, id_a), (tenant_b, id_b) = rows
+
+    owner = db.owner_target.connect()
+    for name, pin in (("bench_read_pinned", "SET search_path = pg_catalog, public"), ("bench_read_unpinned", "")):
+        owner.run(FUNCTION.format(name=name, pin=pin, columns=COLUMNS))
+    floor = owner.prepare(
+        f"SELECT {COLUMNS} FROM connections c JOIN providers p ON p.id = c.provider_id WHERE c.id = CAST(:id AS uuid)"
+    )
+    from connvault.db.fast_reads import get_fast_reads
+
+    reads = get_fast_reads()
+    reads.read_connection(tenant_a, id_a)  # opens the app role's connection
+    connection = reads._connection  # the same kind of connection token fetch uses
+    pinned = connection.prepare("SELECT * FROM bench_read_pinned(CAST(:tenant AS uuid), CAST(:id AS uuid))")
+    unpinned = connection.prepare("SELECT * FROM bench_read_unpinned(CAST(:tenant AS uuid), CAST(:id AS uuid))")
+    session = connection.prepare(SESSION_READ)
+    set_tenant = connection.prepare("SELECT pg_catalog.set_config('app.tenant_id', :tenant, false)")
+    current = {"tenant": ""}
+
+    def by_session(tenant: str, row: str) -> None:
+        if current["tenant"] != tenant:
+            set_tenant.run(tenant=tenant)
+            current["tenant"] = tenant
+        assert session.run(tenant=tenant, id=row)
+
+    alternate = [(tenant_a, id_a), (tenant_b, id_b)]
+    turn = {"i": 0}
+
+    def by_session_alternating() -> None:
+        turn["i"] ^= 1
+        by_session(*alternate[turn["i"]])
+
+    stages = {
+        "floor: owner's PK read": lambda: floor.run(id=id_a),
+        "pinned function (SET search_path)": lambda: pinned.run(tenant=tenant_a, id=id_a),
+        "unpinned function (qualified names)": lambda: unpinned.run(tenant=tenant_a, id=id_a),
+        "session tenant, same tenant": lambda: by_session(tenant_a, id_a),
+        "session tenant, alternating": by_session_alternating,
+    }
+    for fn in stages.values():
+        for _ in range(300):
+            fn()
+    timings = interleaved_per_call_us(stages, iterations)
+    floor_us = timings["floor: owner's PK read"]
+    print(f"token read, warm, {iterations} calls x {ROUNDS} interleaved rounds (median of round means)")
+    print(f"  machine load (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    for name, us in timings.items():
+        print(f"  {name:38s} {us:8.1f} us  ratio {us / floor_us:.2f}x")
+    owner.close()
+
+
+if __name__ == "__main__":
+    main()
