@@ -1,6 +1,7 @@
-"""What a cold start imports (issue 14.3, the part done): with tracing off no tracer is built, so neither the
-authorizer nor token fetch imports ``aws_xray_sdk`` (which builds a botocore client at import, ~200 ms); the
-authorizer imports neither SQLAlchemy's ORM nor pydantic. Each check runs in a fresh interpreter."""
+"""What a cold start imports and opens (issue 14.3): with tracing off no tracer is built, so no function imports
+``aws_xray_sdk`` (which builds a botocore client at import, ~200 ms); neither the authorizer nor token fetch imports
+SQLAlchemy's ORM or pydantic (token fetch's refresh path loads them when a refresh is due); and token fetch's first
+request opens one database connection. Imports are checked in fresh interpreters."""
 
 from __future__ import annotations
 
@@ -9,8 +10,16 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from pg8000.core import CoreConnection
+
+from connvault import wiring
+from tests.api.conftest import connect_account
+
+if TYPE_CHECKING:
+    from tests.api.conftest import Api
 
 REPO = Path(__file__).resolve().parents[2]
 HEAVY = ("aws_xray_sdk", "sqlalchemy.orm", "pydantic")
@@ -39,14 +48,38 @@ def imported_after_loading(job: str, *, tracing: bool) -> set[str]:
     return set(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
-def test_the_authorizer_imports_no_tracer_orm_or_pydantic_with_tracing_off() -> None:
-    assert imported_after_loading("authorizer", tracing=False) == set()
+@pytest.mark.parametrize("job", ["authorizer", "token_fetch"])
+def test_the_authorizer_and_token_fetch_import_no_tracer_orm_or_pydantic_with_tracing_off(job: str) -> None:
+    assert imported_after_loading(job, tracing=False) == set()
 
 
-@pytest.mark.parametrize("job", ["token_fetch", "api", "oauth_callback"])
+@pytest.mark.parametrize("job", ["api", "oauth_callback"])
 def test_http_functions_build_no_tracer_with_tracing_off(job: str) -> None:
     assert "aws_xray_sdk" not in imported_after_loading(job, tracing=False)
 
 
 def test_with_tracing_on_the_http_functions_are_traced() -> None:
     assert "aws_xray_sdk" in imported_after_loading("token_fetch", tracing=True)
+
+
+def test_the_first_token_fetch_of_a_process_opens_one_database_connection(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The salt of the tenant's key comes through the same prepared-statement connection as the read, not through a
+    second (SQLAlchemy) one."""
+    connection_id = connect_account(api)
+    wiring.reset()  # as a new process: no engine, no fast-read connection, no data keys, no salts
+    opened: list[str] = []
+    original = CoreConnection.__init__
+
+    def counting(self: CoreConnection, *args: Any, **kwargs: Any) -> None:
+        opened.append(type(self).__module__)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(CoreConnection, "__init__", counting)
+
+    answer = api.call("GET", f"/connections/{connection_id}/token")
+
+    assert answer.status == 200, answer.body
+    api.secrets.add(answer.json()["access_token"])
+    assert opened == ["pg8000.native"]
