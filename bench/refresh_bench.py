@@ -168,7 +168,7 @@ def seed(options: Options, providers: list[RemoteProvider], owner: Any) -> None:
     provider issued, sealed as connvault seals them, written in bulk (the repository's one-by-one insert would
     take longer than the run)."""
     from connvault import wiring
-    from connvault.db.connections import seal_credentials
+    from connvault.db.sealed_credentials import seal_credentials
     from connvault.models import OAuth2Credentials
     from connvault.redacted import Redacted
     from connvault.services import tenants

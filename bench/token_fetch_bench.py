@@ -93,7 +93,7 @@ def run_bench(db: Any, iterations: int) -> None:
     sealer = wiring.get_sealer()
     aead = sealer.data_keys.for_opening(tenant.id, envelope.key_id, envelope.wrapped_key)
     from connvault.crypto.envelope import SealContext
-    from connvault.db.connections import CREDENTIALS_FIELD
+    from connvault.db.sealed_credentials import CREDENTIALS_FIELD
 
     aad = SealContext(tenant.id, CREDENTIALS_FIELD, connection.id).associated_data()
     assert isinstance(aead, AESGCM)
@@ -107,11 +107,10 @@ def run_bench(db: Any, iterations: int) -> None:
 
     from connvault.api import token
     from connvault.api.app import lambda_handler, new_http_app
-    from connvault.db.connections import credentials_from_bytes
     from connvault.db.fast_reads import get_fast_reads
+    from connvault.db.sealed_credentials import open_sealed_credentials
 
     reads = get_fast_reads()
-    context = SealContext(tenant.id, CREDENTIALS_FIELD, connection.id)
 
     def read_only() -> None:
         reads.read_connection(tenant.id, connection.id)
@@ -120,7 +119,7 @@ def run_bench(db: Any, iterations: int) -> None:
         snapshot = reads.read_connection(tenant.id, connection.id)
         assert snapshot is not None
         assert snapshot.credentials is not None
-        credentials_from_bytes(sealer.open(snapshot.credentials, context))
+        open_sealed_credentials(sealer, tenant.id, connection.id, snapshot.credentials)
 
     handler = load_handler("token_fetch")
     resolver_app = new_http_app()

@@ -1,13 +1,14 @@
 """The process's shared collaborators, each built once on first use: engine, sealer, OAuth client.
 
 Services take these as keyword arguments whose ``None`` default means "the one from here". Tests call
-``reset()`` after changing the environment.
+``reset()`` after changing the environment. What only some functions use (SQLAlchemy's engine, the HTTP pools) is
+imported when first asked for: token fetch's cold start needs the sealer and nothing else from here.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from botocore.config import Config
@@ -16,15 +17,17 @@ from connvault.config import get_settings
 from connvault.crypto.blind_index import BlindIndexKeys
 from connvault.crypto.data_keys import DataKeys
 from connvault.crypto.sealer import Sealer
-from connvault.db import engine
-from connvault.db.fast_reads import reset_fast_reads
-from connvault.db.refresh_statements import reset_refresh_statements
-from connvault.db.tenants import tenant_key_salt
-from connvault.oauth.client import OAuthClient
-from connvault.oauth.http import HttpTransport
+from connvault.db.fast_reads import get_fast_reads, reset_fast_reads
 from connvault.services.rate_limits import reset_rate_limiter
 
-get_session_factory = engine.get_session_factory
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from sqlalchemy.orm import sessionmaker
+
+    from connvault.oauth.client import OAuthClient
+    from connvault.oauth.http import HttpTransport
+
 WEBHOOK_ANSWER_BYTES = 64 * 1024
 """A receiver's answer is read (to keep the connection reusable) and ignored; more than this is not read."""
 
@@ -37,9 +40,24 @@ def get_kms_client() -> Any:
     return boto3.client("kms", region_name=settings.region, config=config)
 
 
+def get_session_factory() -> sessionmaker:
+    """The process's SQLAlchemy sessions (``db/engine.py``)."""
+    from connvault.db import engine
+
+    return engine.get_session_factory()
+
+
+def tenant_key_salt(tenant_id: UUID) -> UUID:
+    """The salt in a tenant's KMS encryption context (the data-key cache's lookup on a miss), through the process's
+    prepared-statement connection: token fetch's first request opens that one connection and no other."""
+    return get_fast_reads().tenant_key_salt(tenant_id)
+
+
 @lru_cache(maxsize=1)
 def get_oauth_client() -> OAuthClient:
     """One HTTP pool per process for every provider call."""
+    from connvault.oauth.client import OAuthClient
+
     return OAuthClient()
 
 
@@ -47,6 +65,8 @@ def get_oauth_client() -> OAuthClient:
 def get_webhook_transport() -> HttpTransport:
     """The webhook sender's HTTP pool: the provider calls' transport (and so its egress guard), with the short
     webhook deadline and one connection per sending thread."""
+    from connvault.oauth.http import HttpTransport
+
     settings = get_settings()
     return HttpTransport(
         settings.webhook_deadline_seconds, maxsize=settings.webhook_concurrency, max_body_bytes=WEBHOOK_ANSWER_BYTES
@@ -56,6 +76,8 @@ def get_webhook_transport() -> HttpTransport:
 @lru_cache(maxsize=1)
 def get_http_transport() -> HttpTransport:
     """The pool for provider calls that are not OAuth's (the connect page's credential checks)."""
+    from connvault.oauth.http import HttpTransport
+
     return HttpTransport(get_settings().http_timeout_seconds)
 
 
@@ -72,6 +94,9 @@ def get_blind_index_keys() -> BlindIndexKeys:
 
 def reset() -> None:
     """Forget every cached collaborator and the settings they were built from."""
+    from connvault.db import engine
+    from connvault.db.refresh_statements import reset_refresh_statements
+
     get_sealer.cache_clear()
     get_blind_index_keys.cache_clear()
     get_oauth_client.cache_clear()

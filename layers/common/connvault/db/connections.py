@@ -1,9 +1,10 @@
 """Connections: the only place that reads or writes the ``connections`` table.
 
-Credentials are sealed here and opened here; no caller handles an envelope's format (token fetch's prepared read
-hands its envelope to ``open_sealed_credentials``). List queries, and reads that only show a connection, leave
-the credentials sealed (``credentials=None``): showing never needs a secret, and every open is a chance to leak.
-The provider's account id is sealed too, with a blind index beside it (``db.blind_index``) to find it by.
+Credentials are sealed and opened through ``db.sealed_credentials``; no caller handles an envelope's format (token
+fetch's prepared read hands its envelope to ``open_sealed_credentials`` too). List queries, and reads that only show
+a connection, leave the credentials sealed (``credentials=None``): showing never needs a secret, and every open is a
+chance to leak. The provider's account id is sealed too, with a blind index beside it (``db.blind_index``) to find
+it by.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 
 from connvault.crypto.envelope import SealContext
 from connvault.db.rows import ConnectionRow, ProviderRow
+from connvault.db.sealed_credentials import holds_refresh_token, open_sealed_credentials, seal_credentials
 from connvault.errors import Conflict, DecryptionFailed, InvalidInput, KeyServiceUnavailable, NotFound
 from connvault.models import (
     AuthType,
@@ -30,9 +32,6 @@ from connvault.models import (
     ConnectionKind,
     ConnectionStatus,
     Credentials,
-    OAuth2Credentials,
-    credentials_from_bytes,
-    credentials_to_bytes,
 )
 from connvault.observability import logger
 from connvault.redacted import Redacted
@@ -45,7 +44,6 @@ if TYPE_CHECKING:
     from connvault.crypto.sealer import Sealer
     from connvault.db.blind_index import BlindIndexer
 
-CREDENTIALS_FIELD = "connections.credentials"
 PROVIDER_ACCOUNT_ID_FIELD = "connections.provider_account_id"
 USUAL_KINDS = frozenset({ConnectionKind.AUTHORIZATION_CODE, ConnectionKind.API_KEY, ConnectionKind.BASIC})
 """Kinds stored as NULL in ``connections.kind``: what the credential type implies (see migration 0060)."""
@@ -643,23 +641,6 @@ def to_connection(row: Any, provider_slug: str, sealer: Sealer, *, open_credenti
         fault_count=row.fault_count,
         fault_code=row.fault_code,
     )
-
-
-def seal_credentials(sealer: Sealer, tenant_id: UUID, connection_id: UUID, credentials: Credentials) -> bytes:
-    """A connection's credentials in their envelope, bound to the tenant, the row and the column."""
-    return sealer.seal(credentials_to_bytes(credentials), SealContext(tenant_id, CREDENTIALS_FIELD, connection_id))
-
-
-def open_sealed_credentials(sealer: Sealer, tenant_id: UUID, connection_id: UUID, sealed: bytes) -> Credentials:
-    """A connection's credentials from their envelope: the one place that knows how they are sealed, for the
-    repository's reads and token fetch's prepared read alike."""
-    return credentials_from_bytes(sealer.open(sealed, SealContext(tenant_id, CREDENTIALS_FIELD, connection_id)))
-
-
-def holds_refresh_token(credentials: Credentials) -> bool:
-    """``has_refresh_token``: whether sealed ``credentials`` renew without the end user (a refresh token, or the
-    client or key of a grant that mints tokens), stored beside them so reads and claims need not open them."""
-    return isinstance(credentials, OAuth2Credentials) and credentials.renewable
 
 
 def _stored_kind(kind: ConnectionKind | None) -> str | None:

@@ -31,7 +31,7 @@ from connvault.db.target import (
     sqlstate,
     timed_out,
 )
-from connvault.errors import DatabaseBusy, DatabaseUnavailable
+from connvault.errors import DatabaseBusy, DatabaseUnavailable, NotFound
 from connvault.models import ConnectionStatus
 
 if TYPE_CHECKING:
@@ -73,6 +73,7 @@ _READ_CONNECTION = "SELECT * FROM connvault_token_read(CAST(:tenant AS uuid), CA
 _TOUCH_CONNECTION = "SELECT connvault_touch_connection(CAST(:tenant AS uuid), CAST(:id AS uuid), :every)"
 _TOUCHED_MEMORY = 10_000
 _FIND_API_KEY = "SELECT tenant_id, secret_sha256, revoked_at FROM connvault_find_api_key(:key_id)"
+_TENANT_KEY_SALT = "SELECT connvault_tenant_key_salt(CAST(:tenant AS uuid))"
 _COUNT_REQUESTS = "SELECT requests, window_left FROM connvault_count_requests(CAST(:tenant AS uuid), :added, :window)"
 
 
@@ -131,6 +132,14 @@ class FastReads:
             return None
         tenant_id, secret_sha256, revoked_at = rows[0]
         return ApiKeyLookup(_uuid(tenant_id), bytes(secret_sha256), revoked_at is not None)
+
+    def tenant_key_salt(self, tenant_id: UUID) -> UUID:
+        """The salt in the tenant's KMS encryption context (a SECURITY DEFINER function: read before any tenant is
+        bound); ``NotFound`` once the tenant is deleted."""
+        rows = self._run(_TENANT_KEY_SALT, tenant=str(tenant_id))
+        if not rows or rows[0][0] is None:
+            raise NotFound(f"tenant {tenant_id} not found")
+        return _uuid(rows[0][0])
 
     def count_requests(self, tenant_id: UUID, added: int, window_seconds: int) -> RequestWindow:
         """Add ``added`` admitted requests to the tenant's shared count; the window's total (0 for a tenant that

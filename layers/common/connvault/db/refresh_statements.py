@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 from pg8000.exceptions import DatabaseError, InterfaceError
 
 from connvault.config import get_settings
-from connvault.db.connections import Claim, Lease, holds_refresh_token, seal_credentials, to_connection
+from connvault.db.connections import Claim, Lease, to_connection
+from connvault.db.sealed_credentials import holds_refresh_token, seal_credentials
 from connvault.db.target import StatementLimits, connect_with, timed_out
 from connvault.errors import DatabaseBusy, DatabaseUnavailable, GrantSuperseded, NotFound
 

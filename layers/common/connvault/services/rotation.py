@@ -43,7 +43,7 @@ from connvault.crypto.envelope import Envelope, SealContext
 from connvault.db.accounts import BAAS_ID_FIELD, EXTERNAL_ID_FIELD
 from connvault.db.connect_confirmations import ACCOUNT_ID_FIELD as PARKED_ACCOUNT_ID_FIELD
 from connvault.db.connect_confirmations import GRANT_FIELD
-from connvault.db.connections import CREDENTIALS_FIELD, PROVIDER_ACCOUNT_ID_FIELD
+from connvault.db.connections import PROVIDER_ACCOUNT_ID_FIELD
 from connvault.db.device_sessions import CODES_FIELD
 from connvault.db.integrations import CLIENT_SECRET_FIELD
 from connvault.db.oauth_sessions import VERIFIER_FIELD
@@ -57,6 +57,7 @@ from connvault.db.rows import (
     TenantRow,
     WebhookEndpointRow,
 )
+from connvault.db.sealed_credentials import CREDENTIALS_FIELD
 from connvault.db.uow import UnitOfWork
 from connvault.db.webhooks import SECRET_FIELD as WEBHOOK_SECRET_FIELD
 from connvault.errors import ConnvaultError, DecryptionFailed, InvalidInput, KeyServiceUnavailable

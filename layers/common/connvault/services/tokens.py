@@ -15,13 +15,10 @@ from connvault import wiring
 from connvault.access_log import record_issued
 from connvault.clock import Clock, utcnow
 from connvault.config import get_settings
-from connvault.db.connections import open_sealed_credentials
 from connvault.db.fast_reads import get_fast_reads
-from connvault.db.uow import UnitOfWork
+from connvault.db.sealed_credentials import open_sealed_credentials
 from connvault.errors import CredentialsExpired, IntegrationCredentialsInvalid, NotFound, ProviderUnavailable
 from connvault.models import Credentials, OAuth2Credentials, needs_refresh, refresh_ttl
-from connvault.services import leases
-from connvault.services.refresh import RefreshPolicy, refresh_single_flight
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -29,6 +26,7 @@ if TYPE_CHECKING:
     from connvault.crypto.sealer import Sealer
     from connvault.db.fast_reads import FastReads
     from connvault.oauth.client import OAuthClient
+    from connvault.services.refresh import RefreshPolicy
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +97,12 @@ def _issue(
     still_valid = snapshot.status.serves_unexpired_token and not needs_refresh(snapshot.expires_at, moment, 0)
     if not force_refresh and still_valid and not needs_refresh(snapshot.expires_at, moment, ttl):
         return current
+    # The refresh path (SQLAlchemy's unit of work, the lease engine, the OAuth client) is imported when a fetch
+    # first needs it, not by the token function's cold start: a warm fetch of a valid token never does.
+    from connvault.db.uow import UnitOfWork
+    from connvault.services import leases
+    from connvault.services.refresh import RefreshPolicy, refresh_single_flight
+
     if not snapshot.has_refresh_token:
         if still_valid:
             return current
