@@ -28,6 +28,7 @@ from connvault.oauth.http import HttpTransport
 from connvault.services.fanout import enqueue_due
 from connvault.services.refresh import STALE_LEASE_REASON, RefreshPolicy
 from connvault.services.scheduler import refresh_due
+from devserver.demo_setup import install_demo_provider
 from devserver.events import http_event
 from devserver.provider import DemoProvider, Fault
 from tests.api.conftest import Api, connect_account
@@ -487,6 +488,32 @@ def test_a_reconnect_during_a_refresh_keeps_the_new_grant_and_revokes_the_refres
     assert set(provider.stats().live_refresh_tokens) - live_before == {stored}
     assert provider.access_token_is_active(answer.json()["access_token"])
     assert row(db, connection_id).status == "active"
+
+
+def test_a_reconnect_during_a_refresh_at_a_whole_authorization_provider_revokes_nothing(
+    api: Api, provider: DemoProvider, db: TestDatabase, connection_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where revoking one token ends every grant of the client for the user (issue 13.6), neither the reconnect nor
+    the superseded refresh may revoke: the new grant would end with what they revoke."""
+    # Given a Google-like provider, and an end user who connects again between a refresh's answer and its write
+    provider.configure(revoke_whole_authorization=True)
+    install_demo_provider(db.owner_target, provider, revocation_scope="authorization")
+    original = RefreshStatements.store
+
+    def reconnect_first(self: RefreshStatements, *args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(RefreshStatements, "store", original)
+        assert connect_account(api) == connection_id
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(RefreshStatements, "store", reconnect_first)
+
+    # When the refresh completes
+    answer = fetch(api, connection_id)
+
+    # Then nothing was revoked, and the new grant works
+    assert answer.status == 200, answer.body
+    assert provider.stats().revoked == frozenset()
+    assert provider.access_token_is_active(answer.json()["access_token"])
 
 
 def test_a_refresh_failing_after_a_reconnect_does_not_mark_the_new_grant(

@@ -30,7 +30,7 @@ from connvault.errors import (
     ProviderUnavailable,
     ReauthRequired,
 )
-from connvault.models import ConnectionStatus, needs_refresh
+from connvault.models import ConnectionStatus, RevocationScope, needs_refresh
 from connvault.oauth.http import UNREACHABLE_REASON
 from connvault.services import leases
 from connvault.services.renewal import renew, renews_with_refresh_token, revoking_client
@@ -135,9 +135,11 @@ def refresh_with_lease(
         return leases.store(uow, lease, grant, now=now(), attempts=policy.store_attempts)
     except (NotFound, GrantSuperseded) as exc:
         # Deleted, or connected again, while the provider answered: these tokens would stay live at the
-        # provider, owned by nothing.
+        # provider, owned by nothing. Unless connected again at a provider whose revocation ends every grant of
+        # the client for the user: the new grant would end with them (services/revocation.py).
         revoker = revoking_client(connection.credentials, app.credentials)
-        if revoker is not None:
+        kept = isinstance(exc, GrantSuperseded) and app.provider.revocation_scope is RevocationScope.AUTHORIZATION
+        if revoker is not None and not kept:
             oauth.revoke(
                 app.provider,
                 revoker,
