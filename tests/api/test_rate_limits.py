@@ -169,3 +169,11 @@ def test_a_rate_of_zero_turns_limiting_off(db: TestDatabase) -> None:
     process = limiter(FrozenClock(), per_second=0, burst=1, share_every=1)
 
     assert admitted(process, make_tenant(), 50) == 50
+
+
+def test_the_shared_count_skips_the_write_ahead_log(db: TestDatabase) -> None:
+    """A report is on the warm path every N requests: it must not wait for a WAL flush (migration 0013)."""
+    with owner(db) as sql:
+        [[persistence]] = sql.run("SELECT relpersistence FROM pg_class WHERE relname = 'tenant_request_counts'")
+
+    assert persistence == "u"
