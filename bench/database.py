@@ -7,8 +7,10 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 
 @contextlib.contextmanager
@@ -28,3 +30,43 @@ def bench_database(prefix: str = "connvault-bench-") -> Iterator[Any]:
             yield db
         finally:
             stop_database(workdir)
+
+
+def migrated(db: Any) -> None:
+    """Migrate the bench database and point connvault at it as the app role."""
+    from connvault import wiring
+    from connvault.migrations import migrate
+
+    migrate(db.owner_target)
+    os.environ["CONNVAULT_DATABASE_URL"] = db.app_url
+    wiring.reset()
+
+
+def oauth_connection(tenant_name: str) -> tuple[UUID, UUID]:
+    """A new tenant with one GitHub connection holding a 900-character access token good for 30 days: its ids."""
+    from connvault.db.connections import NewCredentials
+    from connvault.db.uow import UnitOfWork
+    from connvault.models import OAuth2Credentials
+    from connvault.redacted import Redacted
+    from connvault.services import tenants
+
+    tenant = tenants.create_tenant(tenant_name)
+    with UnitOfWork(tenant.id) as uow:
+        provider = uow.providers.get_by_slug("github")
+        grant = NewCredentials(
+            OAuth2Credentials(Redacted("gho_" + "x" * 900), Redacted("ghr_" + "y" * 60)),
+            token_type="Bearer",
+            scopes=("repo",),
+            expires_at=datetime.now(UTC) + timedelta(days=30),
+        )
+        connection = uow.connections.add(
+            tenant.id,
+            provider.id,
+            end_user_id="bench",
+            alias="",
+            grant=grant,
+            granted_at=datetime.now(UTC),
+            metadata={},
+        )
+        uow.commit()
+    return tenant.id, connection.id

@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
-from database import bench_database  # noqa: E402 - bench/database.py, beside this script
+from database import bench_database, migrated, oauth_connection  # noqa: E402 - bench/database.py, beside this script
 from timing import ROUNDS, interleaved_per_call_us, per_call_us  # noqa: E402 - bench/timing.py, beside this script
 
 from devserver.local_env import LOCAL_ENV  # noqa: E402 - after the path is set
@@ -52,58 +51,32 @@ def run_bench(db: Any, iterations: int) -> None:
 
     from connvault import wiring
     from connvault.crypto.envelope import Envelope
-    from connvault.db.connections import NewCredentials
-    from connvault.db.uow import UnitOfWork
-    from connvault.migrations import migrate
-    from connvault.models import OAuth2Credentials
-    from connvault.redacted import Redacted
-    from connvault.services import tenants
     from connvault.services.tokens import get_token
     from devserver.events import http_event
     from devserver.handlers import load_handler
 
-    migrate(db.owner_target)
-    os.environ["CONNVAULT_DATABASE_URL"] = db.app_url
-    wiring.reset()
-    tenant = tenants.create_tenant("bench")
-    with UnitOfWork(tenant.id) as uow:
-        provider = uow.providers.get_by_slug("github")
-        grant = NewCredentials(
-            OAuth2Credentials(Redacted("gho_" + "x" * 900), Redacted("ghr_" + "y" * 60)),
-            token_type="Bearer",
-            scopes=("repo",),
-            expires_at=datetime.now(UTC) + timedelta(days=30),
-        )
-        connection = uow.connections.add(
-            tenant.id,
-            provider.id,
-            end_user_id="bench",
-            alias="",
-            grant=grant,
-            granted_at=datetime.now(UTC),
-            metadata={},
-        )
-        uow.commit()
+    migrated(db)
+    tenant_id, connection_id = oauth_connection("bench")
 
     # The floor: a prepared PK read on a warm connection and one AES-GCM open of the same envelope.
     raw = db.owner_target.connect()
     floor_read = raw.prepare("SELECT credentials FROM connections WHERE id = CAST(:id AS uuid)")
-    blob = floor_read.run(id=str(connection.id))[0][0]
+    blob = floor_read.run(id=str(connection_id))[0][0]
     envelope = Envelope.from_bytes(blob)
     sealer = wiring.get_sealer()
-    aead = sealer.data_keys.for_opening(tenant.id, envelope.key_id, envelope.wrapped_key)
+    aead = sealer.data_keys.for_opening(tenant_id, envelope.key_id, envelope.wrapped_key)
     from connvault.crypto.envelope import SealContext
     from connvault.db.sealed_credentials import CREDENTIALS_FIELD
 
-    aad = SealContext(tenant.id, CREDENTIALS_FIELD, connection.id).associated_data()
+    aad = SealContext(tenant_id, CREDENTIALS_FIELD, connection_id).associated_data()
     assert isinstance(aead, AESGCM)
 
     def floor() -> None:
-        sealed = Envelope.from_bytes(floor_read.run(id=str(connection.id))[0][0])
+        sealed = Envelope.from_bytes(floor_read.run(id=str(connection_id))[0][0])
         aead.decrypt(sealed.nonce, sealed.ciphertext, aad)
 
     def service() -> None:
-        get_token(tenant.id, connection.id)
+        get_token(tenant_id, connection_id)
 
     from connvault.api import token
     from connvault.api.app import lambda_handler, new_http_app
@@ -113,13 +86,13 @@ def run_bench(db: Any, iterations: int) -> None:
     reads = get_fast_reads()
 
     def read_only() -> None:
-        reads.read_connection(tenant.id, connection.id)
+        reads.read_connection(tenant_id, connection_id)
 
     def read_and_open() -> None:
-        snapshot = reads.read_connection(tenant.id, connection.id)
+        snapshot = reads.read_connection(tenant_id, connection_id)
         assert snapshot is not None
         assert snapshot.credentials is not None
-        open_sealed_credentials(sealer, tenant.id, connection.id, snapshot.credentials)
+        open_sealed_credentials(sealer, tenant_id, connection_id, snapshot.credentials)
 
     handler = load_handler("token_fetch")
     resolver_app = new_http_app()
@@ -127,10 +100,10 @@ def run_bench(db: Any, iterations: int) -> None:
     resolver_handler = lambda_handler(resolver_app)
     event = http_event(
         "GET",
-        f"/connections/{connection.id}/token",
+        f"/connections/{connection_id}/token",
         route_key="GET /connections/{connection_id}/token",
-        tenant_id=str(tenant.id),
-        path_parameters={"connection_id": str(connection.id)},
+        tenant_id=str(tenant_id),
+        path_parameters={"connection_id": str(connection_id)},
     )
 
     class Context:

@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
-from database import bench_database  # noqa: E402 - bench/database.py, beside this script
+from database import bench_database, migrated, oauth_connection  # noqa: E402 - bench/database.py, beside this script
 from timing import ROUNDS, interleaved_per_call_us  # noqa: E402 - bench/timing.py, beside this script
 
 from devserver.local_env import LOCAL_ENV  # noqa: E402 - after the path is set
@@ -58,39 +57,8 @@ def main() -> None:
 
 
 def run_bench(db: Any, iterations: int) -> None:
-    from connvault import wiring
-    from connvault.db.connections import NewCredentials
-    from connvault.db.uow import UnitOfWork
-    from connvault.migrations import migrate
-    from connvault.models import OAuth2Credentials
-    from connvault.redacted import Redacted
-    from connvault.services import tenants
-
-    migrate(db.owner_target)
-    os.environ["CONNVAULT_DATABASE_URL"] = db.app_url
-    wiring.reset()
-    rows = []
-    for name in ("bench-a", "bench-b"):
-        tenant = tenants.create_tenant(name)
-        with UnitOfWork(tenant.id) as uow:
-            provider = uow.providers.get_by_slug("github")
-            grant = NewCredentials(
-                OAuth2Credentials(Redacted("gho_" + "x" * 900), Redacted("ghr_" + "y" * 60)),
-                token_type="Bearer",
-                scopes=("repo",),
-                expires_at=datetime.now(UTC) + timedelta(days=30),
-            )
-            connection = uow.connections.add(
-                tenant.id,
-                provider.id,
-                end_user_id="b",
-                alias="",
-                grant=grant,
-                granted_at=datetime.now(UTC),
-                metadata={},
-            )
-            uow.commit()
-        rows.append((str(tenant.id), str(connection.id)))
+    migrated(db)
+    rows = [tuple(map(str, oauth_connection(name))) for name in ("bench-a", "bench-b")]
     (tenant_a, id_a), (tenant_b, id_b) = rows
 
     owner = db.owner_target.connect()

@@ -465,10 +465,8 @@ def test_a_delete_completed_while_a_refresh_is_at_the_provider_leaves_no_live_gr
 # -- the end user connects again while a refresh is in flight ------------------------------------------------
 
 
-def test_a_reconnect_during_a_refresh_keeps_the_new_grant_and_revokes_the_refreshed_one(
-    api: Api, provider: DemoProvider, db: TestDatabase, connection_id: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Given an end user who connects again between the provider's refresh answer and its write
+def reconnect_before_the_store(api: Api, connection_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The end user connects again between the provider's refresh answer and its write (once)."""
     original = RefreshStatements.store
 
     def reconnect_first(self: RefreshStatements, *args: Any, **kwargs: Any) -> Any:
@@ -477,6 +475,13 @@ def test_a_reconnect_during_a_refresh_keeps_the_new_grant_and_revokes_the_refres
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(RefreshStatements, "store", reconnect_first)
+
+
+def test_a_reconnect_during_a_refresh_keeps_the_new_grant_and_revokes_the_refreshed_one(
+    api: Api, provider: DemoProvider, db: TestDatabase, connection_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an end user who connects again between the provider's refresh answer and its write
+    reconnect_before_the_store(api, connection_id, monkeypatch)
     live_before = set(provider.stats().live_refresh_tokens)
 
     # When the refresh completes
@@ -498,14 +503,7 @@ def test_a_reconnect_during_a_refresh_at_a_whole_authorization_provider_revokes_
     # Given a Google-like provider, and an end user who connects again between a refresh's answer and its write
     provider.configure(revoke_whole_authorization=True)
     install_demo_provider(db.owner_target, provider, revocation_scope="authorization")
-    original = RefreshStatements.store
-
-    def reconnect_first(self: RefreshStatements, *args: Any, **kwargs: Any) -> Any:
-        monkeypatch.setattr(RefreshStatements, "store", original)
-        assert connect_account(api) == connection_id
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(RefreshStatements, "store", reconnect_first)
+    reconnect_before_the_store(api, connection_id, monkeypatch)
 
     # When the refresh completes
     answer = fetch(api, connection_id)

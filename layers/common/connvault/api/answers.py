@@ -166,6 +166,16 @@ def authorizer_context(event: dict[str, Any]) -> dict[str, Any]:
     return context.get("lambda") or {}
 
 
+def tenant_from(authorizer: dict[str, Any]) -> UUID:
+    """The tenant the authorizer vouched for; the only source of tenant identity a handler trusts."""
+    try:
+        tenant = UUID(str(authorizer["tenant_id"]))
+    except (KeyError, ValueError):
+        raise Unauthorized("no tenant in the request context") from None
+    logger.append_keys(tenant_id=str(tenant))
+    return tenant
+
+
 def before_routes(authorizer: dict[str, Any]) -> Answer | None:
     """The answer a request gets before any route runs, or None to go on: 503 when the authorizer could not check
     the key (it lets such a request through only to be answered here), 429 when the tenant is over its rate."""

@@ -31,12 +31,13 @@ from connvault.api.answers import (
     error_answer,
     invalid_request_answer,
     no_route_answer,
+    tenant_from,
     unexpected_answer,
 )
 from connvault.api.body import JsonOnlyValidation, strict_json
 from connvault.config import get_settings
 from connvault.db.target import database_unavailable
-from connvault.errors import ConnvaultError, InvalidInput, Unauthorized
+from connvault.errors import ConnvaultError, InvalidInput
 from connvault.observability import MetricName, get_tracer, logger, metrics, tracing_enabled
 
 if TYPE_CHECKING:
@@ -163,15 +164,9 @@ def body_union_tags() -> frozenset[str]:
 
 
 def tenant_id(app: APIGatewayHttpResolver) -> UUID:
-    """The tenant the authorizer vouched for; the only source of tenant identity a handler trusts."""
+    """The tenant the authorizer vouched for (``answers.tenant_from``)."""
     authorizer = app.current_event.request_context.authorizer
-    context = (authorizer.get_lambda if authorizer else None) or {}
-    try:
-        tenant = UUID(str(context["tenant_id"]))
-    except (KeyError, ValueError):
-        raise Unauthorized("no tenant in the request context") from None
-    logger.append_keys(tenant_id=str(tenant))
-    return tenant
+    return tenant_from((authorizer.get_lambda if authorizer else None) or {})
 
 
 def callback_url(app: APIGatewayHttpResolver) -> str:

@@ -30,10 +30,11 @@ from connvault.api.answers import (
     domain_error_answer,
     invalid_request_answer,
     no_route_answer,
+    tenant_from,
     unexpected_answer,
 )
 from connvault.db.target import database_unavailable
-from connvault.errors import ConnvaultError, Unauthorized
+from connvault.errors import ConnvaultError
 from connvault.models import ApiKeyCredentials, BasicCredentials, OAuth2Credentials
 from connvault.observability import get_tracer, logger, metrics, tracing_enabled
 from connvault.services.tokens import get_token
@@ -90,7 +91,7 @@ def _answer(event: dict[str, Any]) -> Answer:
     except _Invalid as invalid:
         return invalid_request_answer(invalid.fields)
     try:
-        issued = get_token(_tenant(authorizer), connection_id, min_ttl=min_ttl, force_refresh=force_refresh)
+        issued = get_token(tenant_from(authorizer), connection_id, min_ttl=min_ttl, force_refresh=force_refresh)
     except ConnvaultError as error:
         return domain_error_answer(error)
     except Exception as error:  # the resolver's last handlers: the database's, then any other
@@ -167,16 +168,6 @@ def _boolean(raw: str | None) -> bool | None:
     if lowered in _TRUE:
         return True
     return False if lowered in _FALSE else None
-
-
-def _tenant(authorizer: dict[str, Any]) -> UUID:
-    """The tenant the authorizer vouched for, as ``api.app.tenant_id`` reads it."""
-    try:
-        tenant = UUID(str(authorizer["tenant_id"]))
-    except (KeyError, ValueError):
-        raise Unauthorized("no tenant in the request context") from None
-    logger.append_keys(tenant_id=str(tenant))
-    return tenant
 
 
 def token_body(issued: IssuedCredential) -> dict[str, Any]:
