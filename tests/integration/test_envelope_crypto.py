@@ -17,10 +17,10 @@ from botocore.stub import Stubber
 from connvault.crypto.data_keys import DataKeys
 from connvault.crypto.envelope import Envelope, SealContext
 from connvault.crypto.sealer import Sealer
-from connvault.db.tenants import tenant_key_salt
 from connvault.db.uow import UnitOfWork
 from connvault.errors import DecryptionFailed, KeyServiceUnavailable
 from connvault.services import leases, tenants
+from connvault.wiring import tenant_key_salt
 from tests.support.factories import make_connection, make_tenant, oauth_grant, owner
 
 if TYPE_CHECKING:

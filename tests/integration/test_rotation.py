@@ -16,11 +16,11 @@ from connvault import wiring
 from connvault.crypto.data_keys import DataKeys
 from connvault.crypto.envelope import Envelope
 from connvault.crypto.sealer import Sealer
-from connvault.db.tenants import tenant_key_salt
 from connvault.db.uow import UnitOfWork
 from connvault.errors import InvalidInput
 from connvault.services import leases, rotation
 from connvault.services.rotation import list_tenant_ids, rewrap_all
+from connvault.wiring import tenant_key_salt
 from tests.support.factories import (
     make_connection,
     make_integration,
