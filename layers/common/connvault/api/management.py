@@ -9,7 +9,8 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from connvault.api import new_connections
-from connvault.api.app import NO_STORE, callback_url, json_response, tenant_id
+from connvault.api.answers import NO_STORE
+from connvault.api.app import callback_url, json_response, tenant_id
 from connvault.api.new_connections import device_request, secret
 from connvault.api.pages import connect_page_url
 from connvault.api.schemas import (
