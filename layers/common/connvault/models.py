@@ -51,6 +51,39 @@ class TokenResponseShape(StrEnum):
     NESTED_AUTHED_USER = "nested_authed_user"
 
 
+class ConfigKind(StrEnum):
+    """What a connection configuration value may be; each kind fixes where its placeholder may stand in a URL
+    (see ``connvault.connection_config``)."""
+
+    SUBDOMAIN = "subdomain"
+    """One DNS label, filling a whole label left of a host's fixed domain: ``https://{shop}.myshopify.com``."""
+    ORIGIN = "origin"
+    """An https origin under one of the key's ``domains``, standing for a whole URL's start: ``{instance_url}/x``."""
+
+
+class ConfigSource(StrEnum):
+    """Who supplies a connection configuration value."""
+
+    TENANT = "tenant"
+    """The tenant, in ``connection_config`` when starting a connect session or creating a connection."""
+    TOKEN_RESPONSE = "token_response"
+    """The provider, as the same-named field of the code exchange's token response (Salesforce ``instance_url``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigKey:
+    """One per-connection value a provider's URLs need: its kind, who supplies it, and what else it must match."""
+
+    name: str
+    kind: ConfigKind
+    source: ConfigSource = ConfigSource.TENANT
+    pattern: str | None = None
+    """A further regular expression the whole value must match, on top of its kind's own rules."""
+    domains: tuple[str, ...] = ()
+    """``origin`` only: the registrable domains the origin's host must be, or be under."""
+    description: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class CredentialField:
     """One field of the connect page's form for an API-key or basic provider.
@@ -130,6 +163,12 @@ class Provider:
     """Where a token response names the connected account (see ``oauth.responses.account_id``)."""
     credential_form: CredentialForm | None = None
     credential_check: CredentialCheck | None = None
+    connection_config: tuple[ConfigKey, ...] = ()
+    """The per-connection values the URL placeholders (``{subdomain}``) need; empty for most providers."""
+    api_base_url: str | None = None
+    """Where the provider's API lives, possibly with placeholders; what the proxy prefixes paths with."""
+    token_params: Mapping[str, str] = field(default_factory=dict)
+    """Extra form fields for the code exchange (Shopify's ``expiring=1``)."""
 
     @property
     def is_custom(self) -> bool:
@@ -296,6 +335,8 @@ class Connection:
     than the one it read, whichever process wrote it."""
     refresh_started_at: datetime | None = None
     """When the refresh that produced the stored tokens took its lease (None: none since the grant)."""
+    connection_config: Mapping[str, str] = field(default_factory=dict)
+    """Values for the provider's URL placeholders; fixed for the life of a grant (see migration 0080)."""
 
     @property
     def refresh_token(self) -> Redacted[str] | None:
@@ -382,3 +423,5 @@ class PendingConnect:
     """Park the grant until the tenant confirms it (``services/connect_confirmation.py``)."""
     connect_link_id: UUID | None = None
     """Set when the connect page started this attempt: the callback then shows the page's result."""
+    connection_config: Mapping[str, str] = field(default_factory=dict)
+    """The tenant's values for the provider's URL placeholders; the callback adds the provider's own."""
