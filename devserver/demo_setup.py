@@ -6,8 +6,9 @@ Shared by ``make run`` and the tests, so both exercise the same rows the deploye
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from connvault.db.connect_settings import ConnectSettings
 from connvault.db.uow import UnitOfWork
@@ -38,8 +39,13 @@ def install_demo_provider(
     require_iss: bool = False,
     max_concurrent_refreshes: int | None = None,
     account_id_fields: tuple[str, ...] = (),
+    connection_config: Mapping[str, Any] | None = None,
+    api_base_url: str | None = None,
 ) -> UUID:
-    """Upsert a global catalog row pointing at ``provider`` (as the owner: the app role cannot write it)."""
+    """Upsert a global catalog row pointing at ``provider`` (as the owner: the app role cannot write it).
+
+    ``connection_config`` declares per-connection keys as the catalog does (``{"instance_url": {"kind":
+    "origin", "source": "token_response", "domains": [...]}}``); ``api_base_url`` defaults to the demo API."""
     settings = provider.settings
     rotates = settings.rotate_refresh_tokens if rotates_refresh_tokens is None else rotates_refresh_tokens
     base = provider.base_url
@@ -49,9 +55,11 @@ def install_demo_provider(
             """
             INSERT INTO providers (slug, display_name, auth_type, authorization_url, token_url, revocation_url,
                 default_scopes, pkce, token_endpoint_auth_method, rotates_refresh_tokens, refresh_margin_seconds,
-                authorize_params, issuer, require_iss, max_concurrent_refreshes, account_id_fields)
+                authorize_params, issuer, require_iss, max_concurrent_refreshes, account_id_fields,
+                connection_config, api_base_url)
             VALUES (:slug, 'Demo provider', 'oauth2', :auth, :token, :revoke, ARRAY['read', 'write'], :pkce,
-                :method, :rotates, :margin, CAST(:params AS jsonb), :issuer, :require_iss, :cap, :account_id_fields)
+                :method, :rotates, :margin, CAST(:params AS jsonb), :issuer, :require_iss, :cap, :account_id_fields,
+                CAST(:config AS jsonb), :api)
             ON CONFLICT (slug) WHERE tenant_id IS NULL DO UPDATE SET
                 authorization_url = EXCLUDED.authorization_url, token_url = EXCLUDED.token_url,
                 revocation_url = EXCLUDED.revocation_url, pkce = EXCLUDED.pkce,
@@ -59,7 +67,8 @@ def install_demo_provider(
                 rotates_refresh_tokens = EXCLUDED.rotates_refresh_tokens,
                 refresh_margin_seconds = EXCLUDED.refresh_margin_seconds, issuer = EXCLUDED.issuer,
                 require_iss = EXCLUDED.require_iss, max_concurrent_refreshes = EXCLUDED.max_concurrent_refreshes,
-                account_id_fields = EXCLUDED.account_id_fields
+                account_id_fields = EXCLUDED.account_id_fields, connection_config = EXCLUDED.connection_config,
+                api_base_url = EXCLUDED.api_base_url
             RETURNING id
             """,
             slug=slug,
@@ -75,6 +84,8 @@ def install_demo_provider(
             require_iss=require_iss,
             cap=max_concurrent_refreshes,
             account_id_fields=list(account_id_fields),
+            config=json.dumps(dict(connection_config or {})),
+            api=api_base_url if api_base_url is not None else f"{base}/api",
         )
     finally:
         connection.close()

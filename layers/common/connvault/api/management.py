@@ -81,6 +81,7 @@ def _custom_provider(body: CustomProviderRequest | None) -> custom_providers.Cus
         scope_separator=body.scope_separator,
         authorize_params=dict(body.authorize_params),
         refresh_margin_seconds=body.refresh_margin_seconds,
+        api_base_url=body.api_base_url,
     )
 
 
@@ -111,6 +112,7 @@ def register(app: APIGatewayHttpResolver) -> None:
                 scopes=tuple(body.scopes) if body.scopes is not None else None,
                 providers_field="provider" if body.provider is not None else "providers",
                 require_confirmation=body.require_confirmation,
+                connection_config=body.connection_config,
             ),
             callback_url=callback_url(app),
             page_url=connect_page_url(app),
@@ -247,6 +249,7 @@ def register(app: APIGatewayHttpResolver) -> None:
             password=secret(body.password),
             metadata=body.metadata,
             provider_account_id=secret(body.provider_account_id),
+            connection_config=body.connection_config,
         )
         created = connections.create_static_connection(uow(), data)
         return json_response(HTTPStatus.CREATED, ConnectionResponse.of(created))

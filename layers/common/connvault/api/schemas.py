@@ -17,6 +17,9 @@ from connvault.models import (
     ApiKeyCredentials,
     AuthType,
     BasicCredentials,
+    ConfigKey,
+    ConfigKind,
+    ConfigSource,
     Connection,
     ConnectionStatus,
     Integration,
@@ -45,6 +48,16 @@ ProviderAccountId = Annotated[
         min_length=1,
         max_length=255,
         description="The provider's id for the account. Sealed at rest like a secret, found by exact match.",
+    ),
+]
+ConnectionConfig = Annotated[
+    dict[str, Any],
+    Field(
+        max_length=8,
+        description='Values for the provider\'s URL placeholders, as strings, e.g. {"subdomain": "acme"}: '
+        "GET /providers lists the keys each provider takes (those with source tenant, all required). Fixed for "
+        "the connection's life; a new connect session (same end_user_id and alias) replaces it with the grant.",
+        examples=[{"subdomain": "acme"}],
     ),
 ]
 
@@ -91,6 +104,7 @@ class ConnectSessionRequest(Strict):
         "at the provider once the session expires. For one OAuth provider only; the answer then has no "
         "connect_url (the connect page does not offer confirmation).",
     )
+    connection_config: ConnectionConfig | None = None
 
     @model_validator(mode="after")
     def _one_way_to_name_providers(self) -> ConnectSessionRequest:
@@ -173,6 +187,24 @@ class ConnectSettingsResponse(Strict):
         )
 
 
+class ConfigKeyResponse(Strict):
+    """One value a provider's URLs need per connection."""
+
+    name: str = Field(examples=["subdomain"])
+    kind: ConfigKind = Field(
+        description="subdomain: one DNS label (lowercase letters, digits, inner hyphens); origin: https://host"
+    )
+    source: ConfigSource = Field(
+        description="tenant: send it in connection_config; token_response: the provider's token response gives it"
+    )
+    pattern: str | None = Field(description="A regular expression the whole value must also match")
+    description: str
+
+    @classmethod
+    def of(cls, key: ConfigKey) -> ConfigKeyResponse:
+        return cls(name=key.name, kind=key.kind, source=key.source, pattern=key.pattern, description=key.description)
+
+
 class ProviderResponse(Strict):
     slug: str
     display_name: str
@@ -180,6 +212,10 @@ class ProviderResponse(Strict):
     default_scopes: list[str]
     custom: bool
     docs_url: str | None
+    connection_config: list[ConfigKeyResponse] = Field(
+        description="The per-connection values this provider's URLs need; empty for most providers"
+    )
+    api_base_url: str | None = Field(description="Where the proxy sends requests; may hold placeholders")
 
     @classmethod
     def of(cls, provider: Provider) -> ProviderResponse:
@@ -190,6 +226,8 @@ class ProviderResponse(Strict):
             default_scopes=list(provider.default_scopes),
             custom=provider.is_custom,
             docs_url=provider.docs_url,
+            connection_config=[ConfigKeyResponse.of(key) for key in provider.connection_config],
+            api_base_url=provider.api_base_url,
         )
 
 
@@ -235,6 +273,11 @@ class CustomProviderRequest(Strict):
     refresh_margin_seconds: int | None = Field(
         default=None, ge=0, le=86400, description="Refresh tokens expiring within this many seconds."
     )
+    api_base_url: Url | None = Field(
+        default=None,
+        description="Where the proxy sends this provider's API calls (https; no query, no placeholders).",
+        examples=["https://api.example.com/v1"],
+    )
 
 
 class IntegrationRequest(Strict):
@@ -268,6 +311,7 @@ class CustomProviderResponse(Strict):
     authorize_params: dict[str, str]
     refresh_margin_seconds: int
     metadata_fetched_at: datetime | None
+    api_base_url: str | None
 
     @classmethod
     def of(cls, provider: Provider) -> CustomProviderResponse:
@@ -286,6 +330,7 @@ class CustomProviderResponse(Strict):
             authorize_params=dict(provider.authorize_params),
             refresh_margin_seconds=provider.refresh_margin_seconds,
             metadata_fetched_at=provider.metadata_fetched_at,
+            api_base_url=provider.api_base_url,
         )
 
 
@@ -331,6 +376,7 @@ class CreateConnectionRequest(Strict):
     password: SecretStr | None = Field(default=None, max_length=8192)
     metadata: dict[str, Any] | None = None
     provider_account_id: ProviderAccountId | None = None
+    connection_config: ConnectionConfig | None = None
 
 
 class UpdateConnectionRequest(Strict):
@@ -358,6 +404,7 @@ class ConnectionResponse(Strict):
     refresh_failures: int
     last_error_code: str | None
     metadata: dict[str, Any]
+    connection_config: dict[str, str] = Field(description="The values its provider's URL placeholders are filled with")
     created_at: datetime
     updated_at: datetime
     provider_account_id: str | None = Field(
@@ -383,6 +430,7 @@ class ConnectionResponse(Strict):
             refresh_failures=connection.refresh_failures,
             last_error_code=connection.last_error_code,
             metadata=dict(connection.metadata),
+            connection_config=dict(connection.connection_config),
             created_at=connection.created_at,
             updated_at=connection.updated_at,
             provider_account_id=_revealed(connection.provider_account_id),

@@ -65,6 +65,7 @@ class ConnectConfirmationRepository:
                 token_expires_at=grant.expires_at,
                 metadata_=metadata,
                 confirm_by=pending.expires_at,
+                connection_config=dict(grant.connection_config or {}),
             )
         )
         self._session.flush()
@@ -110,6 +111,7 @@ class ConnectConfirmationRepository:
                 token_type=row.token_type,
                 scopes=tuple(row.scopes),
                 expires_at=row.token_expires_at,
+                connection_config=dict(row.connection_config),
             ),
             metadata=dict(row.metadata_),
             confirm_by=row.confirm_by,

@@ -56,6 +56,9 @@ class NewCredentials:
     expires_at: datetime | None
     provider_account_id: Redacted[str] | None = None
     """The provider's id for the account, when the token response named it; None keeps the stored one."""
+    connection_config: Mapping[str, str] | None = None
+    """A grant's values for the provider's URL placeholders (they came with it and go with it); None for a
+    refresh, which keeps the stored ones."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +187,7 @@ class ConnectionRepository:
             alias=alias,
             credential_type=grant.credentials.type.value,
             metadata_=dict(metadata),
+            connection_config=dict(grant.connection_config or {}),
         )
         self._apply_grant(row, grant, granted_at)
         self._session.add(row)
@@ -204,7 +208,10 @@ class ConnectionRepository:
         granted_at: datetime,
         metadata: Mapping[str, Any],
     ) -> Connection:
-        """Store a fresh OAuth grant: a reconnect replaces the existing connection's tokens, never duplicates it."""
+        """Store a fresh OAuth grant: a reconnect replaces the existing connection's tokens, never duplicates it.
+
+        The grant's ``connection_config`` replaces the old one with it: the new tokens came from the hosts it
+        names."""
         row = self._session.scalars(
             select(ConnectionRow)
             .where(
@@ -226,6 +233,7 @@ class ConnectionRepository:
             )
         self._apply_grant(row, grant, granted_at)
         row.metadata_ = {**row.metadata_, **metadata}
+        row.connection_config = dict(grant.connection_config or {})
         self._session.flush()
         return self.get(row.id)
 
@@ -544,6 +552,7 @@ class ConnectionRepository:
             provider_account_id=account_id,
             token_version=row.token_version,
             refresh_started_at=row.refresh_started_at,
+            connection_config=dict(row.connection_config),
         )
 
 

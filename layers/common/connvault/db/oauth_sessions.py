@@ -48,6 +48,7 @@ class OAuthSessionRepository:
                 expires_at=pending.expires_at,
                 require_confirmation=pending.require_confirmation,
                 connect_link_id=pending.connect_link_id,
+                connection_config=dict(pending.connection_config),
             )
         )
         self._session.flush()
@@ -81,6 +82,7 @@ class OAuthSessionRepository:
             expires_at=row.expires_at,
             require_confirmation=row.require_confirmation,
             connect_link_id=row.connect_link_id,
+            connection_config=dict(row.connection_config),
         )
 
     def purge_expired(self, now: datetime) -> int:

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from connvault.catalog.forms import parse_credential_check, parse_credential_form
+from connvault.connection_config import parse_keys
 from connvault.db.rows import ProviderRow
 from connvault.errors import Conflict, NotFound
 from connvault.models import AuthType, Provider, ScopeParameter, TokenEndpointAuthMethod, TokenResponseShape
@@ -77,6 +78,7 @@ class ProviderRepository:
         row.refresh_margin_seconds = provider.refresh_margin_seconds
         row.discovery_url = provider.discovery_url
         row.account_id_fields = list(provider.account_id_fields)
+        row.api_base_url = provider.api_base_url
         _write_endpoints(row, provider)
         return self._flush(row, provider.slug)
 
@@ -150,6 +152,9 @@ def to_provider(row: ProviderRow) -> Provider:
         tenant_id=row.tenant_id,
         account_id_fields=tuple(row.account_id_fields),
         **_connect_page_fields(row),
+        connection_config=parse_keys(row.connection_config),
+        api_base_url=row.api_base_url,
+        token_params=dict(row.token_params),
     )
 
 

@@ -92,6 +92,9 @@ class ProviderRow(Base):
     credential_check: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
     updated_at: Mapped[datetime] = mapped_column(**_UPDATED_AT)
+    connection_config: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
+    api_base_url: Mapped[str | None]
+    token_params: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
 
 
 class IntegrationRow(Base):
@@ -136,6 +139,7 @@ class ConnectionRow(Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", server_default=text("'{}'"))
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
     updated_at: Mapped[datetime] = mapped_column(**_UPDATED_AT)
+    connection_config: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
     provider_account_id: Mapped[bytes | None]
     provider_account_id_bidx: Mapped[bytes | None]
 
@@ -173,6 +177,7 @@ class OAuthSessionRow(Base):
     require_confirmation: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     connect_link_id: Mapped[UUID | None] = mapped_column(ForeignKey("connect_links.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
+    connection_config: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
 
 
 class WebhookEndpointRow(Base):
@@ -244,6 +249,7 @@ class ConnectConfirmationRow(Base):
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", server_default=text("'{}'"))
     confirm_by: Mapped[datetime]
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
+    connection_config: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
 
 
 class ConnectSettingsRow(Base):

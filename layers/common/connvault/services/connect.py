@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy.exc import DBAPIError
 
-from connvault import wiring
+from connvault import connection_config, wiring
 from connvault.clock import Clock, utcnow
 from connvault.config import get_settings
 from connvault.db.connections import NewCredentials
@@ -39,6 +39,7 @@ from connvault.services import custom_providers, quotas
 from connvault.validation import ascii_url, require_return_url, require_scopes, require_text
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from uuid import UUID
 
     from connvault.crypto.sealer import Sealer
@@ -60,6 +61,8 @@ class ConnectRequest:
     require_confirmation: bool = False
     connect_link_id: UUID | None = None
     """The connect link whose page starts this attempt (see services/connect_links.py)."""
+    connection_config: Mapping[str, object] | None = None
+    """Values for the provider's URL placeholders (``{"subdomain": "acme"}``), as the tenant sent them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +144,7 @@ def create_connect_session(
     custom_providers.refresh_stale_metadata(uow, request.provider, now=now)
     with uow:
         provider = _oauth_provider(uow, request.provider)
+        config = connection_config.tenant_config(provider, request.connection_config)
         integration = uow.integrations.find(provider.id)
         if integration is None:
             raise InvalidInput(f"configure the integration for {provider.slug!r} first", field="provider")
@@ -161,6 +165,7 @@ def create_connect_session(
             expires_at=expires_at,
             require_confirmation=request.require_confirmation,
             connect_link_id=request.connect_link_id,
+            connection_config=config,
         )
         # Abandoned attempts (the end user never came back) hold a sealed verifier; they go with the next start.
         uow.oauth_sessions.purge_expired(started)
@@ -168,7 +173,7 @@ def create_connect_session(
         uow.oauth_sessions.add(pending, state_digest(state))
         uow.commit()
     url = (oauth or wiring.get_oauth_client()).authorize_url(
-        provider,
+        connection_config.configured(provider, config),
         integration.client_id,
         callback_url,
         scopes,
@@ -213,6 +218,11 @@ def complete_connect(
         return fail("expired_state")
     if params.error:
         return fail(sanitize_reason(params.error))
+    try:
+        # The endpoints (and issuer) of this connection: a shop's own host, checked when the session started.
+        provider = connection_config.configured(provider, pending.connection_config)
+    except (InvalidInput, connection_config.TemplateError):
+        return fail("invalid_connection_config")
     if not _issuer_ok(provider, params.iss):
         return fail("issuer_mismatch")
     code = params.code.reveal() if params.code else ""
@@ -220,8 +230,9 @@ def complete_connect(
         return fail("invalid_request")
     if integration is None:
         return fail("integration_missing")
+    client = oauth or wiring.get_oauth_client()
     try:
-        tokens = (oauth or wiring.get_oauth_client()).exchange_code(
+        tokens = client.exchange_code(
             provider,
             integration.client,
             code,
@@ -241,6 +252,11 @@ def complete_connect(
             scopes=tokens.scopes if tokens.scopes is not None else pending.scopes,
             expires_at=tokens.expires_at,
             provider_account_id=tokens.provider_account_id,
+            # A grant with no usable API host (Salesforce without instance_url) is InvalidInput: not kept.
+            connection_config={
+                **pending.connection_config,
+                **connection_config.token_response_config(provider, tokens.extra),
+            },
         )
         metadata = {"provider": dict(tokens.extra)} if tokens.extra else {}
         if pending.require_confirmation:
@@ -248,7 +264,9 @@ def complete_connect(
             return CallbackResult(pending.return_url, tenant_id=tenant_id, confirmation=parked)
         connection = _save_grant(pending, grant, metadata, sealer=sealer, now=now)
     except Exception as exc:  # whatever failed, the provider's grant must not outlive it
-        _revoke_orphaned_grant(oauth, provider, integration.client, credentials, exc)
+        _revoke_orphaned_grant(client, provider, integration.client, credentials, exc)
+        if isinstance(exc, InvalidInput):
+            return fail("invalid_token_response")
         return fail(exc.code if isinstance(exc, QuotaExceeded) else "server_error")
     return CallbackResult(
         pending.return_url, connection_id=connection.id, tenant_id=tenant_id, connect_link_id=pending.connect_link_id

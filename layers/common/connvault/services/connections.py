@@ -4,11 +4,11 @@ basic credentials. None of these hands out a secret; only ``services.tokens`` do
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from connvault import wiring
+from connvault import connection_config, wiring
 from connvault.clock import Clock, utcnow
 from connvault.db.connections import NewCredentials, Page
 from connvault.db.tenants import Resource
@@ -63,6 +63,8 @@ class StaticCredentialsInput:
     password: Redacted[str] | None = None
     metadata: Mapping[str, Any] | None = None
     provider_account_id: Redacted[str] | None = None
+    connection_config: Mapping[str, object] | None = None
+    """Values for the provider's URL placeholders (``{"subdomain": "acme"}``); fixed for the connection's life."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +146,7 @@ def create_static_connection(uow: UnitOfWork, data: StaticCredentialsInput, *, n
         except NotFound:
             raise InvalidInput(f"unknown provider {data.provider!r}", field="provider") from None
         credentials = _static_credentials(provider.auth_type, data)
+        config = connection_config.tenant_config(provider, data.connection_config)
         connection = uow.connections.add(
             uow.tenant,
             provider.id,
@@ -155,6 +158,7 @@ def create_static_connection(uow: UnitOfWork, data: StaticCredentialsInput, *, n
                 scopes=(),
                 expires_at=None,
                 provider_account_id=data.provider_account_id,
+                connection_config=config,
             ),
             granted_at=now(),
             metadata=metadata,
@@ -181,7 +185,7 @@ def delete_connection(uow: UnitOfWork, connection_id: UUID, *, oauth: OAuthClien
     for _ in range(DELETE_ATTEMPTS):
         with uow:
             connection = uow.connections.get(connection_id)
-            provider = uow.providers.get(connection.provider_id)
+            provider = _endpoints(uow.providers.get(connection.provider_id), connection)
             integration = uow.integrations.find(provider.id)
         credentials = connection.credentials
         if isinstance(credentials, OAuth2Credentials) and provider.revocation_url and integration is not None:
@@ -193,6 +197,15 @@ def delete_connection(uow: UnitOfWork, connection_id: UUID, *, oauth: OAuthClien
                 return Deletion(connection_id, attempted, revoked)
             uow.connections.get(connection_id)  # NotFound when someone else deleted it meanwhile
     raise ProviderUnavailable("the connection is being refreshed; retry the deletion", retry_after=1, reason="busy")
+
+
+def _endpoints(provider: Provider, connection: Connection) -> Provider:
+    """The provider with its URLs filled for this connection (its revocation endpoint is on the shop's own host);
+    a configuration that no longer fits leaves nowhere safe to revoke at, and the delete goes ahead without."""
+    try:
+        return connection_config.configured(provider, connection.connection_config)
+    except (InvalidInput, connection_config.TemplateError):
+        return replace(provider, revocation_url=None)
 
 
 def _revoke(

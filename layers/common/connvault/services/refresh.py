@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import DBAPIError
 
+from connvault import connection_config
 from connvault.clock import Clock, utcnow
 from connvault.config import Settings, get_settings
 from connvault.db.connections import Lease, NewCredentials
@@ -29,6 +30,7 @@ from connvault.errors import (
     CredentialsExpired,
     DatabaseUnavailable,
     GrantSuperseded,
+    InvalidInput,
     NotFound,
     ProviderRejected,
     ProviderUnavailable,
@@ -94,6 +96,16 @@ class RefreshClient:
         integration = uow.integrations.find(provider.id)
         return cls(provider, integration.client if integration is not None else None)
 
+    def endpoints(self, connection: Connection) -> Provider:
+        """The provider with its URLs filled for this connection (a shop's own host). A configuration that no
+        longer fits the provider (it gained a placeholder since) needs the end user to connect again."""
+        try:
+            return connection_config.configured(self.provider, connection.connection_config)
+        except (InvalidInput, connection_config.TemplateError):
+            raise ReauthRequired(
+                "the connection's configuration no longer fits its provider", reason="invalid_connection_config"
+            ) from None
+
 
 def refresh_with_lease(
     lease: Lease,
@@ -120,7 +132,7 @@ def refresh_with_lease(
         refresh_token = connection.refresh_token
         if refresh_token is None or not isinstance(connection.credentials, OAuth2Credentials):
             raise ReauthRequired("the connection has no refresh token", reason="no_refresh_token")
-        tokens = oauth.refresh(client.provider, client.client, refresh_token.reveal(), now())
+        tokens = oauth.refresh(client.endpoints(connection), client.client, refresh_token.reveal(), now())
     except (ReauthRequired, ProviderRejected) as exc:
         reason = STALE_LEASE_REASON if _may_have_lost_a_rotation(lease, client) else (exc.reason or exc.code)
         regranted = _record_failure(lease, ConnectionStatus.NEEDS_REAUTH, reason, None, sealer=sealer)
@@ -152,7 +164,7 @@ def refresh_with_lease(
         # Deleted, or connected again, while the provider answered: these tokens would stay live at the
         # provider, owned by nothing.
         oauth.revoke(
-            client.provider,
+            client.endpoints(connection),
             client.client,
             (tokens.refresh_token or tokens.access_token).reveal(),
             "refresh_token" if tokens.refresh_token else "access_token",
