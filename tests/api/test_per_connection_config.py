@@ -285,6 +285,24 @@ def test_the_instance_url_of_the_token_response_becomes_the_connections_configur
     assert shown["connection_config"] == {"instance_url": "https://acme.my.salesforce.com"}
 
 
+def test_a_confirmed_connect_session_keeps_the_configuration_until_the_grant_is_confirmed(
+    api: Api, provider: DemoProvider, salesforce_like: str
+) -> None:
+    provider.configure(extra_fields={"instance_url": "https://acme.my.salesforce.com"})
+    started = start_connect(api, provider=salesforce_like, require_confirmation=True)
+    assert started.status == 201, started.body
+    landed = api.callback(follow_authorize(started.json()["authorize_url"], api.secrets))
+    query = parse_qs(urlsplit(landed.headers["Location"]).query)
+    api.secrets.add(*query["confirmation"])
+
+    confirmed = api.call(
+        "POST", f"/connect-sessions/{started.json()['id']}/confirm", body={"confirmation": query["confirmation"][0]}
+    )
+
+    assert confirmed.status == 201, confirmed.body
+    assert confirmed.json()["connection_config"] == {"instance_url": "https://acme.my.salesforce.com"}
+
+
 @pytest.mark.parametrize(
     "instance_url",
     ["https://evil.com", "https://acme.salesforce.com.evil.com", "http://acme.my.salesforce.com", None],
