@@ -38,6 +38,7 @@ from tests.api.conftest import (
     start_connect,
     stored_connection,
 )
+from tests.api.test_connect_page import Browser, page_token
 from tests.support.factories import as_tenant, make_tenant, owner
 from tests.support.secrets import SecretRegistry
 
@@ -403,3 +404,38 @@ def test_another_tenant_sees_neither_the_connection_nor_its_configuration(api: A
     with as_tenant(db, api.tenant.tenant_id) as connection:
         rows = connection.run("SELECT connection_config FROM connections WHERE id = CAST(:i AS uuid)", i=created["id"])
         assert rows == [[{"subdomain": "acme"}]]
+
+
+# -- the hosted connect page --------------------------------------------------------------------------------
+
+
+def test_a_connect_link_carries_the_configuration_to_the_pages_oauth_attempt(api: Api) -> None:
+    shopify_integration(api)
+    started = start_connect(api, provider="shopify", connection_config={"subdomain": "acme"})
+    assert started.status == 201, started.body
+    link = urlsplit(started.json()["connect_url"])
+    api.secrets.add(*parse_qs(link.query)["token"])
+    browser = Browser(api)
+    page = browser.open(started.json()["connect_url"])
+
+    redirect = browser.post({"page_token": page_token(page, api), "step": "choose", "provider": "shopify"})
+
+    assert redirect.status == 303, redirect.body
+    authorize = urlsplit(redirect.headers["Location"])
+    assert (authorize.hostname, authorize.path) == ("acme.myshopify.com", "/admin/oauth/authorize")
+    api.secrets.add(*parse_qs(authorize.query)["state"], *pending_verifiers(api.tenant.tenant_id))
+
+
+def test_a_link_naming_a_provider_that_needs_configuration_beside_others_is_refused(api: Api, db) -> None:
+    shopify_integration(api)
+    before = db_state(db)
+
+    answer = api.call(
+        "POST",
+        "/connect-sessions",
+        body={"providers": ["shopify", "demo"], "end_user_id": "u", "return_url": DEMO_RETURN_URL},
+    )
+
+    assert answer.status == 400, answer.body
+    assert answer.json()["error"]["field"] == "providers"
+    assert db_state(db) == before

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from uuid import UUID
@@ -30,6 +31,8 @@ class ConnectLink:
     opened_at: datetime | None = None
     completed_at: datetime | None = None
     connection_id: UUID | None = None
+    connection_config: Mapping[str, str] = field(default_factory=dict)
+    """The tenant's values for the URL placeholders of the link's one provider, when it needs them."""
 
     def is_live(self, now: datetime) -> bool:
         return self.completed_at is None and self.expires_at > now
@@ -51,6 +54,7 @@ class ConnectLinkRepository:
                 scopes=None if link.scopes is None else list(link.scopes),
                 return_url=link.return_url,
                 expires_at=link.expires_at,
+                connection_config=dict(link.connection_config),
             )
         )
         self._session.flush()
@@ -127,4 +131,5 @@ def _to_domain(row: ConnectLinkRow) -> ConnectLink:
         opened_at=row.opened_at,
         completed_at=row.completed_at,
         connection_id=row.connection_id,
+        connection_config=dict(row.connection_config),
     )

@@ -279,3 +279,4 @@ class ConnectLinkRow(Base):
     connection_id: Mapped[UUID | None] = mapped_column(ForeignKey("connections.id", ondelete="SET NULL"))
     completed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
+    connection_config: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))

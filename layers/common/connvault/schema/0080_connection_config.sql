@@ -29,6 +29,13 @@ COMMENT ON COLUMN oauth_sessions.connection_config IS
     'The tenant''s values for the provider''s URL placeholders, checked when the session started; the callback '
     'exchanges the code at the URLs they fill.';
 
+ALTER TABLE connect_links
+    ADD COLUMN connection_config jsonb NOT NULL DEFAULT '{}'
+        CHECK (jsonb_typeof(connection_config) = 'object' AND length(connection_config::text) <= 4096);
+COMMENT ON COLUMN connect_links.connection_config IS
+    'The tenant''s values for the URL placeholders of the link''s one provider (a link needing them names one), '
+    'checked when the link was made; the page''s connect attempt carries them.';
+
 ALTER TABLE connect_confirmations
     ADD COLUMN connection_config jsonb NOT NULL DEFAULT '{}'
         CHECK (jsonb_typeof(connection_config) = 'object' AND length(connection_config::text) <= 4096);
