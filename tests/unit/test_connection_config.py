@@ -179,7 +179,7 @@ def test_a_catalog_pattern_narrows_a_kind_but_never_widens_it() -> None:
 
 @pytest.mark.parametrize("value", ["acme", "my-shop"])
 def test_filling_keeps_the_templates_host_path_and_scheme(value: str) -> None:
-    url = fill(SHOP.token_url or "", SHOP, {"subdomain": value})
+    url = fill(SHOP.token_url or "", SHOP.connection_config, {"subdomain": value})
 
     parts = urlsplit(url)
     assert (parts.scheme, parts.hostname, parts.path) == (
@@ -193,7 +193,7 @@ def test_filling_keeps_the_templates_host_path_and_scheme(value: str) -> None:
 @pytest.mark.parametrize("value", list(HOSTILE_SUBDOMAINS.values()), ids=list(HOSTILE_SUBDOMAINS))
 def test_filling_checks_each_value_again_so_a_stored_bad_value_never_reaches_a_url(value: str) -> None:
     with pytest.raises(InvalidInput):
-        fill(SHOP.api_base_url or "", SHOP, {"subdomain": value})
+        fill(SHOP.api_base_url or "", SHOP.connection_config, {"subdomain": value})
 
 
 def test_filling_without_the_value_names_the_missing_key() -> None:

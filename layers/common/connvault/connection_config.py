@@ -214,7 +214,7 @@ def token_response_config(provider: Provider, fields: Mapping[str, Any]) -> dict
 # -- filling ---------------------------------------------------------------------------------------------
 
 
-def fill(template: str, provider: Provider, config: Mapping[str, str]) -> str:
+def fill(template: str, keys: tuple[ConfigKey, ...], config: Mapping[str, str]) -> str:
     """``template`` with its placeholders replaced by ``config``'s values, each checked again here.
 
     Raises ``InvalidInput`` naming the key when the connection lacks a value (e.g. the provider gained a
@@ -223,8 +223,8 @@ def fill(template: str, provider: Provider, config: Mapping[str, str]) -> str:
     """
     if "{" not in template:
         return template
-    declared = {key.name: key for key in provider.connection_config}
-    check_template(template, provider.connection_config, sources=frozenset(ConfigSource))
+    declared = {key.name: key for key in keys}
+    check_template(template, keys, sources=frozenset(ConfigSource))
 
     def value_for(match: re.Match[str]) -> str:
         key = declared[match[1]]
@@ -253,7 +253,7 @@ def configured(provider: Provider, config: Mapping[str, str]) -> Provider:
     if not provider.connection_config:
         return provider
     filled = {
-        name: fill(getattr(provider, name), provider, config)
+        name: fill(getattr(provider, name), provider.connection_config, config)
         for name in OAUTH_TEMPLATED_FIELDS
         if getattr(provider, name) is not None
     }
@@ -264,4 +264,4 @@ def api_base_url(provider: Provider, config: Mapping[str, str]) -> str | None:
     """The provider's API base URL for one connection, placeholders filled; None when it declares none."""
     if provider.api_base_url is None:
         return None
-    return fill(provider.api_base_url, provider, config)
+    return fill(provider.api_base_url, provider.connection_config, config)

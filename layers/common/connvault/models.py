@@ -84,6 +84,24 @@ class ConfigKey:
     description: str = ""
 
 
+class ApiAuthStyle(StrEnum):
+    """How a provider's API takes the credential (see ``connvault.proxy.credentials``)."""
+
+    BEARER = "bearer"
+    HEADER = "header"
+    QUERY = "query"
+    BASIC = "basic"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiAuth:
+    """The catalog's ``api_auth``: a style, and for ``header``/``query`` the name (and a header's value prefix)."""
+
+    style: ApiAuthStyle
+    name: str | None = None
+    prefix: str = ""
+
+
 @dataclass(frozen=True, slots=True)
 class CredentialField:
     """One field of the connect page's form for an API-key or basic provider.
@@ -169,6 +187,8 @@ class Provider:
     """Where the provider's API lives, possibly with placeholders; what the proxy prefixes paths with."""
     token_params: Mapping[str, str] = field(default_factory=dict)
     """Extra form fields for the code exchange (Shopify's ``expiring=1``)."""
+    api_auth: ApiAuth | None = None
+    """How the API takes the credential; None means the usual for ``auth_type`` (bearer, or basic)."""
 
     @property
     def is_custom(self) -> bool:
