@@ -24,6 +24,7 @@ from connvault.catalog.forms import FormProblem, parse_credential_check, parse_c
 from connvault.connection_config import OAUTH_TEMPLATED_FIELDS, PLACEHOLDER, TemplateError, check_template, parse_keys
 from connvault.errors import InvalidInput
 from connvault.models import (
+    ApiAuth,
     AuthType,
     ConfigKey,
     ConfigSource,
@@ -33,6 +34,7 @@ from connvault.models import (
     TokenEndpointAuthMethod,
     TokenResponseShape,
 )
+from connvault.proxy.credentials import parse_api_auth
 
 CATALOG_PATH = Path(__file__).resolve().parent / "providers.yaml"
 
@@ -89,6 +91,7 @@ class CatalogEntry:
     connection_config: tuple[ConfigKey, ...] = ()
     api_base_url: str | None = None
     token_params: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    api_auth: ApiAuth | None = None
 
 
 class _Problem(Exception):
@@ -138,6 +141,13 @@ def _url_template(value: object) -> str:
 def _config_keys(value: object) -> tuple[ConfigKey, ...]:
     try:
         return parse_keys(value)
+    except ValueError as exc:
+        raise _Problem(str(exc)) from None
+
+
+def _api_auth(value: object) -> ApiAuth | None:
+    try:
+        return parse_api_auth(value)
     except ValueError as exc:
         raise _Problem(str(exc)) from None
 
@@ -238,10 +248,11 @@ _FIELDS: dict[str, Callable[[object], Any]] = {
     "connection_config": _config_keys,
     "api_base_url": _optional(_url_template),
     "token_params": _parameters(RESERVED_TOKEN_PARAMS),
+    "api_auth": _api_auth,
 }
 _REQUIRED = ("slug", "display_name", "auth_type", "docs_url")
 # Fields every kind of provider may carry (besides the required ones).
-_ANY_AUTH_TYPE = frozenset({"connection_config", "api_base_url"})
+_ANY_AUTH_TYPE = frozenset({"connection_config", "api_base_url", "api_auth"})
 # Stated explicitly on every OAuth entry: a silent default for these would be a wrong guess about the provider.
 _REQUIRED_FOR_OAUTH2 = (
     "authorization_url",

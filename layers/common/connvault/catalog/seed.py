@@ -15,6 +15,7 @@ from connvault.catalog.forms import check_record, form_record
 from connvault.catalog.loader import CatalogEntry, load_catalog
 from connvault.connection_config import keys_document
 from connvault.errors import InvalidInput, MigrationError
+from connvault.proxy.credentials import api_auth_document
 
 if TYPE_CHECKING:
     import pg8000.native
@@ -47,6 +48,7 @@ CATALOG_COLUMNS: tuple[tuple[str, str], ...] = (
     ("connection_config", "jsonb"),
     ("api_base_url", "text"),
     ("token_params", "jsonb"),
+    ("api_auth", "jsonb"),
 )
 _NAMES = [name for name, _ in CATALOG_COLUMNS]
 _UPSERT = f"""
@@ -94,6 +96,7 @@ def catalog_record(entry: CatalogEntry) -> dict[str, Any]:
         "connection_config": keys_document(entry.connection_config),
         "api_base_url": entry.api_base_url,
         "token_params": dict(entry.token_params),
+        "api_auth": api_auth_document(entry.api_auth),
     }
 
 

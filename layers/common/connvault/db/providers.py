@@ -12,6 +12,7 @@ from connvault.connection_config import parse_keys
 from connvault.db.rows import ProviderRow
 from connvault.errors import Conflict, NotFound
 from connvault.models import AuthType, Provider, ScopeParameter, TokenEndpointAuthMethod, TokenResponseShape
+from connvault.proxy.credentials import parse_api_auth
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -155,6 +156,7 @@ def to_provider(row: ProviderRow) -> Provider:
         connection_config=parse_keys(row.connection_config),
         api_base_url=row.api_base_url,
         token_params=dict(row.token_params),
+        api_auth=parse_api_auth(row.api_auth),
     )
 
 

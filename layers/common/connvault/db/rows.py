@@ -95,6 +95,7 @@ class ProviderRow(Base):
     connection_config: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
     api_base_url: Mapped[str | None]
     token_params: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
+    api_auth: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
 
 
 class IntegrationRow(Base):

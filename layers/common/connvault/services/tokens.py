@@ -68,11 +68,15 @@ def get_token(
     sealer: Sealer | None = None,
     policy: RefreshPolicy | None = None,
     now: Clock = utcnow,
+    snapshot: ConnectionSnapshot | None = None,
 ) -> IssuedCredential:
     """A usable credential. Raises NotFound, ReauthRequired, ConnectionRevoked, CredentialsExpired,
-    ProviderUnavailable (with ``retry_after``). Only a fetch that hands out a credential counts as a use."""
+    ProviderUnavailable (with ``retry_after``). Only a fetch that hands out a credential counts as a use.
+
+    ``snapshot``: the connection as a caller just read it (the proxy reads it with its provider's API in the
+    same round trip), so it is not read again."""
     reads = reads or get_fast_reads()
-    issued = _issue(tenant_id, connection_id, min_ttl, force_refresh, reads, oauth, sealer, policy, now)
+    issued = _issue(tenant_id, connection_id, min_ttl, force_refresh, reads, oauth, sealer, policy, now, snapshot)
     reads.touch(tenant_id, connection_id, timedelta(seconds=get_settings().last_used_coalesce_seconds))
     record_issued(tenant_id, connection_id, issued.credentials.type.value, refreshed=issued.refreshed)
     return issued
@@ -88,11 +92,13 @@ def _issue(
     sealer: Sealer | None,
     policy: RefreshPolicy | None,
     now: Clock,
+    snapshot: ConnectionSnapshot | None,
 ) -> IssuedCredential:
     settings = get_settings()
     asked = now()
     sealer = sealer or wiring.get_sealer()
-    snapshot = reads.read_connection(tenant_id, connection_id)
+    if snapshot is None:
+        snapshot = reads.read_connection(tenant_id, connection_id)
     if snapshot is None:
         raise NotFound(f"connection {connection_id} not found")
     _raise_for_status(snapshot)
