@@ -20,6 +20,7 @@ from connvault.db.uow import UnitOfWork
 from connvault.models import Connection
 from devserver.demo_setup import DEMO_RETURN_URL, DemoTenant, create_demo_tenant, install_demo_provider
 from devserver.events import authorizer_event, http_event
+from devserver.gateway import RouteTable
 from devserver.handlers import load_handler
 from devserver.provider import DemoProvider
 from tests.support.database import TestDatabase
@@ -64,9 +65,8 @@ class Api:
         if not decision["isAuthorized"]:
             return Answer(401, {}, json.dumps({"message": "Unauthorized"}))
         tenant_id = decision["context"]["tenant_id"]
-        job = "token_fetch" if path.endswith("/token") else "api"
         event = http_event(method, path, query=query, body=body, tenant_id=tenant_id)
-        return self.invoke(job, event)
+        return self.invoke(job_for(method, path), event)
 
     def authorize(self, authorization: str | None, *, method: str = "GET", path: str = "/connections") -> Any:
         """The authorizer's decision for an ``Authorization`` header (``None``: no header at all)."""
@@ -89,6 +89,15 @@ class Api:
         if "Location" in answer.headers:
             self.secrets.check(answer.headers["Location"], "a Location header")
         return answer
+
+
+ROUTES = RouteTable.from_template()
+
+
+def job_for(method: str, path: str) -> str:
+    """The function the template routes ``method path`` to (``api`` for a path no route takes: its 404)."""
+    found = ROUTES.find(method, path)
+    return found[0].job if found is not None else "api"
 
 
 @pytest.fixture
@@ -202,6 +211,7 @@ __all__ = [
     "connect_account",
     "db_state",
     "follow_authorize",
+    "job_for",
     "load_handler",
     "pending_verifiers",
     "start_connect",

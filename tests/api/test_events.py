@@ -18,7 +18,7 @@ from tests.api.conftest import FakeLambdaContext, load_handler
 from tests.support.factories import owner
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
-HTTP_JOBS = ("api", "token_fetch", "oauth_callback", "connect_page")
+HTTP_JOBS = ("api", "token_fetch", "proxy", "oauth_callback", "connect_page")
 SECRET_FIELDS = frozenset({"authorization", "code", "state", "token", "api_key", "password"})
 
 

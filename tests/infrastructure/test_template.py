@@ -21,6 +21,7 @@ JOBS = {
     "ConnectPageFunction": "connect_page",
     "ApiFunction": "api",
     "TokenFetchFunction": "token_fetch",
+    "ProxyFunction": "proxy",
     "ScheduledRefreshFunction": "scheduled_refresh",
     "RefreshWorkerFunction": "refresh_worker",
     "MigrationsFunction": "migrations",
@@ -42,6 +43,7 @@ FUNCTION_OF_PATH = {
 # Who may unwrap data keys (read sealed credentials) and who may create them (seal new ones).
 KMS_DECRYPT = {
     "TokenFetchFunction",
+    "ProxyFunction",
     "ApiFunction",
     "OAuthCallbackFunction",
     "ConnectPageFunction",
@@ -49,7 +51,7 @@ KMS_DECRYPT = {
     "RefreshWorkerFunction",
     "WebhookDeliveryFunction",
 }
-KMS_GENERATE = KMS_DECRYPT - {"TokenFetchFunction", "WebhookDeliveryFunction"}
+KMS_GENERATE = KMS_DECRYPT - {"TokenFetchFunction", "ProxyFunction", "WebhookDeliveryFunction"}
 SENSITIVE_SERVICES = ("kms:", "secretsmanager:", "rds:", "rds-db:", "rds-data:")
 
 # Parametrization needs the function list at collection time; the fixture serves the tests themselves.
@@ -86,8 +88,8 @@ def test_each_function_handler_is_a_handler_defined_in_its_jobs_app_module(templ
 def test_every_documented_operation_is_routed_and_every_route_is_documented(template: Template) -> None:
     routes = template.routes()
     routed = {(r.method, r.path): r.function for r in routes}
-    assert set(routed) == set(DOCUMENTED)
-    assert routed == {key: FUNCTION_OF_PATH.get(key[1], "ApiFunction") for key in DOCUMENTED}
+    assert set(routed) == set(ROUTE_OF.values())
+    assert routed == {route: FUNCTION_OF_PATH.get(route[1], "ApiFunction") for route in ROUTE_OF.values()}
     assert len(routes) == len(routed), "a route is declared twice"
     for function in {r.function for r in routes}:
         for event in template.functions[function]["Properties"]["Events"].values():
@@ -168,8 +170,9 @@ def test_each_role_holds_exactly_the_kms_rights_of_its_job(template: Template, f
         assert not any(s.grants(action) for s in statements), f"{function} may {action}"
 
 
-def test_token_fetch_may_unwrap_data_keys_but_never_create_them(template: Template) -> None:
-    statements = template.role_statements("TokenFetchFunction")
+@pytest.mark.parametrize("function", ["TokenFetchFunction", "ProxyFunction"])
+def test_token_fetch_and_the_proxy_unwrap_data_keys_but_never_create_them(template: Template, function: str) -> None:
+    statements = template.role_statements(function)
     assert any(s.grants("kms:Decrypt") for s in statements)
     assert not any(s.grants("kms:GenerateDataKey") for s in statements)
     assert not any(s.grants("kms:GenerateDataKeyWithoutPlaintext") for s in statements)

@@ -88,6 +88,8 @@ CASES: dict[str, Case] = {
         "token_fetch",
         lambda event, s: at_connection(for_tenant(event, s.tenant_id), str(s.oauth_connection_id)),
     ),
+    # The sample names a connection the tenant does not have: the proxy answers for it without any provider call.
+    "proxy": Case("ProxyFunction", "proxy", lambda event, s: for_tenant(event, s.tenant_id)),
     "callback": Case("OAuthCallbackFunction", "oauth_callback", lambda event, s: event),
     "connect page": Case("ConnectPageFunction", "connect_page", lambda event, s: event),
     "scan": Case("ScheduledRefreshFunction", "scheduled_refresh", lambda event, s: event),
@@ -266,6 +268,13 @@ def test_the_token_route_hands_out_the_seeded_access_token(run: Run, secrets: Se
     assert (body["credential_type"], body["token_type"]) == ("oauth2", "Bearer")
     assert body["access_token"] == run.scene.access_token
     assert body["expires_at"]
+
+
+def test_the_proxy_answers_404_for_a_connection_the_tenant_does_not_have(run: Run, secrets: SecretRegistry) -> None:
+    answer = run.answer("proxy", secrets)
+
+    assert answer["statusCode"] == 404, answer
+    assert json.loads(answer["body"])["error"]["code"] == "not_found"
 
 
 def test_the_callback_answers_an_unknown_state_with_the_400_page(run: Run, secrets: SecretRegistry) -> None:

@@ -55,6 +55,11 @@ class Settings:
     timeout: the refresh lease must outlast it plus the commit."""
     allow_insecure_loopback_urls: bool = False
     """Let tenant URLs name loopback, over plain http too: local development and tests only, never deployed."""
+    proxy_deadline_seconds: float = 25.0
+    """Everything one proxied request may take (credential, provider calls, retries): under API Gateway's 30 s."""
+    proxy_refresh_cooldown_seconds: int = 30
+    """A 401 from a provider whose connection was refreshed this recently is passed on, not refreshed again: an
+    endpoint that always answers 401 must not turn every proxied call into a refresh."""
     default_refresh_margin_seconds: int = 300
     refresh_lease_seconds: int = 30
     refresh_wait_seconds: float = 8.0

@@ -115,6 +115,13 @@ class ProviderRejected(ConnvaultError):
         self.reason = reason
 
 
+class ResponseTooLarge(ConnvaultError):
+    """The provider's answer is larger than a response connvault can return (Lambda's payload limit); it is
+    refused whole rather than cut short."""
+
+    code = "response_too_large"
+
+
 class DecryptionFailed(ConnvaultError):
     """An envelope failed authentication: tampered, copied to another row, tenant or field, or shredded."""
 

@@ -23,6 +23,7 @@ from connvault.db.fast_reads import reset_fast_reads
 from connvault.errors import NotFound
 from connvault.oauth.client import OAuthClient
 from connvault.oauth.http import HttpTransport
+from connvault.proxy.limits import MAX_RESPONSE_BODY_BYTES
 
 get_session_factory = engine.get_session_factory
 WEBHOOK_ANSWER_BYTES = 64 * 1024
@@ -62,6 +63,12 @@ def get_webhook_transport() -> HttpTransport:
     )
 
 
+def get_proxy_transport() -> HttpTransport:
+    """The proxy's own pool: its calls may be large and slow, and must not hold the OAuth client's connections."""
+    settings = get_settings()
+    return HttpTransport(settings.proxy_deadline_seconds, max_body_bytes=MAX_RESPONSE_BODY_BYTES)
+
+
 @lru_cache(maxsize=1)
 def get_http_transport() -> HttpTransport:
     """The pool for provider calls that are not OAuth's (the connect page's credential checks)."""
@@ -86,6 +93,9 @@ def reset() -> None:
     get_oauth_client.cache_clear()
     get_webhook_transport.cache_clear()
     get_http_transport.cache_clear()
+    if get_proxy_transport.cache_info().currsize:
+        get_proxy_transport().close()
+    get_proxy_transport.cache_clear()
     get_kms_client.cache_clear()
     engine.reset()
     reset_fast_reads()
@@ -97,6 +107,7 @@ __all__ = [
     "get_http_transport",
     "get_kms_client",
     "get_oauth_client",
+    "get_proxy_transport",
     "get_sealer",
     "get_session_factory",
     "get_webhook_transport",

@@ -41,6 +41,7 @@ from connvault.errors import (
     ProviderRejected,
     ProviderUnavailable,
     ReauthRequired,
+    ResponseTooLarge,
     Unauthorized,
 )
 from connvault.observability import MetricName, get_tracer, logger, metrics, tracing_enabled
@@ -59,6 +60,7 @@ STATUS_BY_ERROR: dict[type[ConnvaultError], HTTPStatus] = {
     ConnectionRevoked: HTTPStatus.CONFLICT,
     CredentialsExpired: HTTPStatus.CONFLICT,
     ProviderRejected: HTTPStatus.BAD_GATEWAY,
+    ResponseTooLarge: HTTPStatus.BAD_GATEWAY,
     ProviderUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
     KeyServiceUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
     DatabaseUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,

@@ -1,8 +1,8 @@
 """The OpenAPI document of the whole HTTP API, built from the routes themselves.
 
-The management, token, callback and connect-page routes live in four functions; the document joins them so a
-tenant sees one API, and the template is checked against it (every operation routed, every route documented, the
-public ones marked ``security: []``).
+The management, token, callback, proxy and connect-page routes live in five functions; the document joins them so
+a tenant sees one API, and the template is checked against it (every operation routed, every route documented,
+the public ones marked ``security: []``).
 ``python -m connvault.api.openapi`` prints it (``make openapi`` writes ``docs/openapi.json``).
 """
 
@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from connvault import __version__
-from connvault.api import accounts, callback, management, token, webhooks
+from connvault.api import accounts, callback, management, proxy, token, webhooks
 from connvault.api.app import new_http_app
 from connvault.api.connect_page import new_page_app
 
@@ -30,6 +30,7 @@ def openapi_document() -> str:
     webhooks.register(app)
     token.register(app)
     callback.register(app)
+    proxy.register(app)
     register_document_route(app)
     document = json.loads(
         app.get_openapi_json_schema(
