@@ -63,6 +63,7 @@ def get_webhook_transport() -> HttpTransport:
     )
 
 
+@lru_cache(maxsize=1)
 def get_proxy_transport() -> HttpTransport:
     """The proxy's own pool: its calls may be large and slow, and must not hold the OAuth client's connections."""
     settings = get_settings()
