@@ -60,7 +60,7 @@ class RoutedTransport(HttpTransport):
     to the demo provider, and records every one. A URL with no route fails the test: nothing leaves 127.0.0.1."""
 
     def __init__(self, routes: Mapping[str, str]) -> None:
-        super().__init__(timeout_seconds=2.0)
+        super().__init__(deadline_seconds=2.0)
         self.routes = dict(routes)
         self.sent: list[Sent] = []
 

@@ -33,10 +33,16 @@ DOCUMENTED = {
     (method.upper(), path): operation for path, item in DOCUMENT["paths"].items() for method, operation in item.items()
 }
 """Every operation of the OpenAPI document (issue 13.11: the routes are derived from it, not written by hand)."""
+PROXY_DOCUMENTED = "/connections/{connection_id}/proxy/{path}"
+PROXY_ROUTE = ("ANY", "/connections/{connection_id}/proxy/{path+}")
+ROUTE_OF = {key: PROXY_ROUTE if key[1] == PROXY_DOCUMENTED else key for key in DOCUMENTED}
+"""The template route of each documented operation: the proxy is documented once per method it forwards, and API
+Gateway serves every method and depth of it with one greedy route."""
 FUNCTION_OF_PATH = {
     "/connections/{connection_id}/token": "TokenFetchFunction",
     "/oauth/callback": "OAuthCallbackFunction",
     "/connect": "ConnectPageFunction",
+    "/connections/{connection_id}/proxy/{path+}": "ProxyFunction",
 }
 """The routes served by a function of their own; every other one is the management ``ApiFunction``'s."""
 

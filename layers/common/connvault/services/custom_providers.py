@@ -327,7 +327,7 @@ def _check(slug: str, definition: CustomProviderInput) -> None:
         if definition.require_iss and definition.issuer is None:
             raise InvalidInput("require_iss needs the issuer", field="custom_provider.issuer")
     if definition.api_base_url is not None:
-        require_url(definition.api_base_url, "custom_provider.api_base_url", allow_query=False)
+        require_outbound_url(definition.api_base_url, "custom_provider.api_base_url", allow_query=False)
         if "{" in definition.api_base_url or "}" in definition.api_base_url:
             raise InvalidInput(
                 "a custom provider's api_base_url takes no placeholders", field="custom_provider.api_base_url"
