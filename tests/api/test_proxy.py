@@ -11,16 +11,24 @@ from __future__ import annotations
 import base64
 import json
 import threading
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 import pytest
 
+from connvault import wiring
+from connvault.config import get_settings
+from connvault.egress import BLOCKED_MESSAGE, EgressPolicy
+from connvault.oauth.http import HttpTransport
 from connvault.proxy.limits import MAX_RESPONSE_BODY_BYTES
 from devserver.events import http_event
 from devserver.provider import DemoProvider, Fault
 from tests.api.conftest import Answer, Api, connect_account, stored_connection
 from tests.support.factories import make_tenant, owner
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 QUERY_SECRET = "q-value-that-must-not-be-logged-9f2c"
 BODY_SECRET = "body-that-must-not-be-logged-71d3"
@@ -47,7 +55,10 @@ def proxy(
         headers={"authorization": f"Bearer {api.tenant.api_key.reveal()}", **(headers or {})},
         tenant_id=decision["context"]["tenant_id"],
     )
-    return api.invoke("proxy", event)
+    answer = api.invoke("proxy", event)
+    for name, value in answer.headers.items():
+        api.secrets.check(value, f"the proxied answer's {name} header")
+    return answer
 
 
 def content(answer: Answer) -> bytes:
@@ -384,6 +395,94 @@ def test_a_401_on_an_api_key_connection_is_passed_on(api: Api, provider: DemoPro
 
     assert answer.status == 401
     assert provider.stats().token_calls == {}
+
+
+def test_an_answer_header_echoing_the_credential_is_not_passed_back(api: Api, provider: DemoProvider, db) -> None:
+    # Given a provider that takes its key in the query and redirects with the request's URL in Location
+    key = "sk-demo-" + uuid4().hex
+    api.secrets.add(key)
+    provider.add_api_key(key)
+    install_static(db, provider, "demo-query", "api_key", {"style": "query", "name": "api_key"})
+    created = api.call("POST", "/connections", body={"provider": "demo-query", "end_user_id": "u", "api_key": key})
+    echoed = (
+        ("Location", f"{provider.base_url}/api/v2/me?api_key={key}"),
+        ("X-Request-Url", f"/api/me?x=1&api_key={key}"),
+        ("X-Kept", "no credential here"),
+    )
+    provider.inject(Fault(status=301, headers=echoed), path="/api/me")
+
+    # When the tenant calls it through the proxy
+    answer = proxy(api, created.json()["id"], "me", query="x=1")
+
+    # Then the redirect comes back unfollowed, less every header that holds the key
+    assert answer.status == 301
+    assert "location" not in answer.headers and "x-request-url" not in answer.headers
+    assert answer.headers["x-kept"] == "no credential here"
+
+
+# -- redirects, egress, time ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["{base}/api/echo", "http://169.254.169.254/latest/meta-data/", "https://elsewhere.example/api/me"],
+)
+def test_a_redirect_is_passed_back_and_never_followed(
+    api: Api, provider: DemoProvider, connection: str, location: str
+) -> None:
+    target = location.format(base=provider.base_url)
+    provider.inject(Fault(status=302, headers=(("Location", target),)), path="/api/me")
+
+    answer = proxy(api, connection, "me", headers={"connvault-proxy-retries": "3"})
+
+    assert answer.status == 302
+    assert answer.headers["location"] == target
+    assert answer.headers["connvault-upstream"] == "true"
+    assert api_calls(provider) == []  # not even the provider's own /api/echo was called
+
+
+def test_every_call_goes_through_the_egress_guard_and_a_blocked_address_is_not_retried(
+    api: Api, provider: DemoProvider, connection: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given the proxy's transport with the deployed policy: loopback (the demo provider) is not public
+    strict = HttpTransport(5.0, policy=EgressPolicy(allow_insecure_loopback=False))
+    monkeypatch.setattr(wiring, "get_proxy_transport", lambda: strict)
+
+    answer = proxy(api, connection, "me", headers={"connvault-proxy-retries": "3"})
+
+    assert answer.status == 503
+    assert answer.json()["error"]["message"] == BLOCKED_MESSAGE
+    assert "connvault-upstream" not in answer.headers
+    assert api_calls(provider) == []
+    (record,) = [r for r in caplog.records if r.getMessage() == "proxied"]
+    assert record.attempts == 1  # type: ignore[attr-defined]
+    strict.close()
+
+
+@pytest.fixture
+def one_second_deadline(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A proxy deadline of one second; the settings cache is cleared on the way in and out, so nobody else
+    reads it."""
+    monkeypatch.setenv("CONNVAULT_PROXY_DEADLINE_SECONDS", "1")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+@pytest.mark.usefixtures("one_second_deadline")
+def test_a_provider_slower_than_the_deadline_is_a_503_in_time(
+    api: Api, provider: DemoProvider, connection: str
+) -> None:
+    provider.inject(Fault.slow(5.0), path="/api/me")
+
+    started = time.monotonic()
+    answer = proxy(api, connection, "me", headers={"connvault-proxy-retries": "3"})
+    took = time.monotonic() - started
+
+    assert answer.status == 503
+    assert answer.json()["error"]["code"] == "provider_unavailable"
+    assert took < 3.0
 
 
 # -- what is refused --------------------------------------------------------------------------------------

@@ -186,10 +186,25 @@ def test_a_header_that_carries_credentials_or_framing_may_not_be_forwarded_even_
     assert caught.value.field == f"headers.{name}"
 
 
-@pytest.mark.parametrize("value", ["a\r\nInjected: 1", "a\nb", "a\x00b", "x" * 9000])
+@pytest.mark.parametrize("name", ["connvault-proxy-x y", "connvault-proxy-a:b", "connvault-proxy-caf\u00e9"])
+def test_a_deliberately_forwarded_name_must_be_a_header_name(name: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        headers.request_headers({name: "x"}, credential_header=None)
+
+    assert caught.value.field == f"headers.{name}"
+
+
+@pytest.mark.parametrize(
+    "value", ["a\r\nInjected: 1", "a\nb", "a\rb", "a\x00b", "a\x7fb", "a\x0bb", "text/\u2603", "x" * 9000]
+)
 def test_a_forwarded_header_value_cannot_inject_another_header(value: str) -> None:
     with pytest.raises(InvalidInput):
         headers.request_headers({"accept": value}, credential_header=None)
+
+
+def test_a_value_http_can_carry_is_forwarded_as_it_is() -> None:
+    value = "text/plain;\tq=0.5, caf\u00e9"
+    assert headers.request_headers({"accept": value}, credential_header=None) == {"accept": value}
 
 
 def test_responses_keep_everything_but_hop_by_hop_framing_cookies_and_origin_headers() -> None:
@@ -292,3 +307,32 @@ def test_a_malformed_api_auth_declaration_is_refused(document: object) -> None:
 def test_api_auth_declarations_round_trip() -> None:
     for auth in (ApiAuth(ApiAuthStyle.HEADER, "x-key", "Token "), ApiAuth(ApiAuthStyle.QUERY, "key"), None):
         assert credentials.parse_api_auth(credentials.api_auth_document(auth)) == auth
+
+
+@pytest.mark.parametrize(
+    ("auth", "held", "echoed"),
+    [
+        (ApiAuth(ApiAuthStyle.QUERY, "key"), OAuth2Credentials(Redacted("tok/en+1 2345")), "tok%2Fen%2B1%202345"),
+        (ApiAuth(ApiAuthStyle.QUERY, "key"), OAuth2Credentials(Redacted("tok/en+1 2345")), "tok%2Fen%2B1+2345"),
+        (ApiAuth(ApiAuthStyle.BEARER), OAuth2Credentials(Redacted("at-12345678")), "at-12345678"),
+        (ApiAuth(ApiAuthStyle.BASIC), BasicCredentials("me", Redacted("pa:ss-word")), "pa:ss-word"),
+        (ApiAuth(ApiAuthStyle.BASIC), BasicCredentials("me", Redacted("pa:ss-word")), "bWU6cGE6c3Mtd29yZA=="),
+        (ApiAuth(ApiAuthStyle.BASIC), ApiKeyCredentials(Redacted("sk-12345678")), "sk-12345678"),
+    ],
+)
+def test_an_answer_header_holding_the_credential_in_any_spelling_is_not_returned(
+    auth: ApiAuth, held: object, echoed: str
+) -> None:
+    injection = credentials.inject(auth, held)  # type: ignore[arg-type]
+    received = [("Location", f"https://api.example.com/next?key={echoed}"), ("X-Other", "fine")]
+
+    assert headers.response_headers(received, secrets=injection.marks) == {
+        "x-other": "fine",
+        "connvault-upstream": "true",
+    }
+
+
+def test_spellings_too_short_to_tell_from_ordinary_text_are_not_looked_for() -> None:
+    injection = credentials.inject(ApiAuth(ApiAuthStyle.BEARER), KEY)  # "sk-789"
+
+    assert injection.marks == frozenset()

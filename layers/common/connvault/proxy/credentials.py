@@ -14,7 +14,7 @@ import base64
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import quote
+from urllib.parse import quote, quote_plus
 
 from connvault.models import (
     ApiAuth,
@@ -80,6 +80,10 @@ def effective(auth: ApiAuth | None, auth_type: AuthType) -> ApiAuth:
     return ApiAuth(ApiAuthStyle.BASIC if auth_type is AuthType.BASIC else ApiAuthStyle.BEARER)
 
 
+MIN_MARK_LENGTH = 8
+"""Shorter secret spellings are not looked for in answers: they would match ordinary header text."""
+
+
 @dataclass(frozen=True, slots=True)
 class Injection:
     """Where the credential goes on one request. ``repr`` hides the value."""
@@ -87,6 +91,9 @@ class Injection:
     header: tuple[str, str] | None = None
     query: str | None = None
     """``name=value``, percent-encoded, to append to the query string."""
+    marks: frozenset[str] = frozenset()
+    """The spellings of the secret that went out (as is, percent-encoded, base64): an answer header holding one
+    echoes the credential (a redirect's ``Location`` with the query key in it) and is not passed back."""
 
     def __repr__(self) -> str:
         return "Injection(***)"
@@ -95,15 +102,26 @@ class Injection:
 def inject(auth: ApiAuth, credentials: Credentials) -> Injection:
     """The header or query parameter that carries ``credentials`` the way ``auth`` says."""
     secret = _secret_of(credentials, auth.style)
+    header: tuple[str, str] | None = None
+    query: str | None = None
     match auth.style:
         case ApiAuthStyle.BEARER:
-            return Injection(header=("authorization", f"Bearer {secret}"))
+            header = ("authorization", f"Bearer {secret}")
         case ApiAuthStyle.HEADER:
-            return Injection(header=(auth.name or "", f"{auth.prefix}{secret}"))
+            header = (auth.name or "", f"{auth.prefix}{secret}")
         case ApiAuthStyle.QUERY:
-            return Injection(query=f"{quote(auth.name or '', safe='')}={quote(secret, safe='')}")
+            query = f"{quote(auth.name or '', safe='')}={quote(secret, safe='')}"
         case ApiAuthStyle.BASIC:
-            return Injection(header=("authorization", "Basic " + base64.b64encode(secret.encode()).decode("ascii")))
+            encoded = base64.b64encode(secret.encode()).decode("ascii")
+            header = ("authorization", f"Basic {encoded}")
+            user, _, password = secret.partition(":")
+            return Injection(header=header, marks=_marks(password or user, encoded))
+    return Injection(header=header, query=query, marks=_marks(secret))
+
+
+def _marks(secret: str, *more: str) -> frozenset[str]:
+    spellings = {secret, quote(secret, safe=""), quote_plus(secret, safe=""), *more}
+    return frozenset(mark for mark in spellings if len(mark) >= MIN_MARK_LENGTH)
 
 
 def _secret_of(credentials: Credentials, style: ApiAuthStyle) -> str:

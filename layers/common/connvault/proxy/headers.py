@@ -9,11 +9,13 @@ never one that carries credentials, framing or hop-by-hop meaning, nor the heade
 
 Responses: everything but hop-by-hop headers (RFC 9110 §7.6.1, and any the ``Connection`` header names),
 framing (connvault's own response sets its length and encoding), cookies (the provider's session is not the
-tenant's), and headers about the provider's origin that would apply to connvault's (HSTS, Alt-Svc, CORS).
+tenant's), headers about the provider's origin that would apply to connvault's (HSTS, Alt-Svc, CORS), and any
+header that echoes the credential. Bodies are the provider's and pass as they are.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 
 from connvault.errors import InvalidInput
@@ -85,25 +87,31 @@ NEVER_RETURNED = frozenset(
 )
 NEVER_RETURNED_PREFIXES = ("access-control-", "x-amz", "connvault-")
 MAX_HEADER_VALUE_LENGTH = 8192
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
+"""A header name (RFC 9110 §5.1), lower-cased as connvault receives it."""
+_NOT_FIELD_VALUE = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
+"""Anything a field value may not hold (RFC 9110 §5.5): line breaks, NUL, other controls, and characters past
+Latin-1, which HTTP/1.1 cannot carry (the upstream request would fail to encode rather than be refused)."""
 
 
 def request_headers(received: Mapping[str, str], *, credential_header: str | None) -> dict[str, str]:
     """The headers to send upstream, from the (lower-cased) headers connvault received.
 
-    Raises ``InvalidInput`` (field ``headers.<name>``) for a deliberately forwarded header that may not be, and
-    for a value holding a line break or NUL (header injection).
+    Raises ``InvalidInput`` (field ``headers.<name>``) for a deliberately forwarded header that may not be or whose
+    name is not a header name, and for a value holding a line break, NUL or anything else a field value may not
+    (header injection).
     """
     chosen: dict[str, str] = {}
     for name, value in received.items():
         if name.startswith(PREFIX) and name != RETRIES_HEADER:
             target = name[len(PREFIX) :]
-            if _never_forwarded(target) or target == credential_header:
+            if _never_forwarded(target) or target == credential_header or not _TOKEN.fullmatch(target):
                 raise InvalidInput(f"{name} names a header connvault does not forward", field=f"headers.{name}")
         elif name in FORWARDED:
             target = name
         else:
             continue
-        if len(value) > MAX_HEADER_VALUE_LENGTH or any(char in value for char in "\r\n\x00"):
+        if len(value) > MAX_HEADER_VALUE_LENGTH or _NOT_FIELD_VALUE.search(value):
             raise InvalidInput(f"the value of {name} is not a valid header value", field=f"headers.{name}")
         chosen[target] = value
     return chosen
@@ -113,13 +121,16 @@ def _never_forwarded(name: str) -> bool:
     return not name or name in NEVER_FORWARDED or name.startswith(NEVER_FORWARDED_PREFIXES)
 
 
-def response_headers(received: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """The provider's response headers that go back to the tenant, lower-cased, repeated ones joined by ``, ``."""
+def response_headers(received: Iterable[tuple[str, str]], *, secrets: Iterable[str] = ()) -> dict[str, str]:
+    """The provider's response headers that go back to the tenant, lower-cased, repeated ones joined by ``, ``;
+    none whose value holds one of ``secrets`` (the credential sent, echoed back in a redirect's ``Location``)."""
     pairs = [(name.lower(), value) for name, value in received]
     hop_by_hop = {token.strip().lower() for name, value in pairs if name == "connection" for token in value.split(",")}
     kept: dict[str, str] = {}
     for name, value in pairs:
         if name in NEVER_RETURNED or name in hop_by_hop or name.startswith(NEVER_RETURNED_PREFIXES):
+            continue
+        if any(secret in value for secret in secrets):
             continue
         kept[name] = f"{kept[name]}, {value}" if name in kept else value
     kept[UPSTREAM_HEADER] = "true"

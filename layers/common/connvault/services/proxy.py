@@ -28,6 +28,7 @@ from connvault.connection_config import TemplateError, fill, parse_keys
 from connvault.db.fast_reads import get_fast_reads
 from connvault.errors import ConnvaultError, InvalidInput, NotFound, ProviderUnavailable, ResponseTooLarge
 from connvault.models import ApiAuthStyle, AuthType, OAuth2Credentials
+from connvault.oauth.http import UNREACHABLE_REASON
 from connvault.oauth.outcomes import parse_retry_after
 from connvault.observability import MetricName, logger, metrics
 from connvault.proxy import credentials, headers, paths
@@ -132,7 +133,7 @@ def forward(
         raise
     finally:
         _observe(target.provider_slug, method, status, error, started, call)
-    returned = headers.response_headers(answer.headers)
+    returned = headers.response_headers(answer.headers, secrets=call.marks)
     if sum(len(name) + len(value) for name, value in returned.items()) > MAX_RESPONSE_HEADER_BYTES:
         raise ResponseTooLarge("the provider's answer has more headers than the proxy can return")
     return ProxyResponse(answer.status, returned, answer.body)
@@ -156,6 +157,8 @@ class _Call:
     sleep: Callable[[float], None]
     attempts: int = 0
     refreshed: bool = False
+    marks: set[str] = field(default_factory=set)
+    """Every spelling of every credential sent (see ``credentials.Injection.marks``)."""
 
     def run(self, target: ProxyTarget, now: Clock) -> HttpResponse:
         credential = tokens.get_token(self.tenant_id, self.connection_id, snapshot=target.snapshot, **self.fetch)
@@ -165,7 +168,8 @@ class _Call:
             except ProviderUnavailable as exc:
                 if exc.reason == "response_too_large":
                     raise ResponseTooLarge("the provider's answer is larger than the proxy can return") from None
-                if self.may_retry(exc.retry_after):
+                # A blocked address stays blocked; only a call that could not get through may go again.
+                if exc.reason == UNREACHABLE_REASON and self.may_retry(exc.retry_after):
                     continue
                 raise
             if answer.status == 401 and not self.refreshed and _refreshable(credential, target, now):
@@ -189,6 +193,7 @@ class _Call:
                 "this connection's credential cannot be sent the way its provider's API takes it",
                 field="connection_id",
             ) from None
+        self.marks |= injection.marks
         url = self.url
         if injection.query is not None:
             url += ("&" if "?" in url else "?") + injection.query
