@@ -26,7 +26,7 @@ CREATE FUNCTION connvault_read_proxy_target(p_tenant uuid, p_id uuid)
                    p.slug, p.api_base_url, p.api_auth, p.connection_config,
                    c.connection_config, extract(epoch FROM c.last_refresh_at)::double precision
             FROM connections c JOIN providers p ON p.id = c.provider_id
-            WHERE c.id = p_id;
+            WHERE c.id = p_id AND c.tenant_id = p_tenant;  -- RLS decides; the filter says the same
     END
     $$;
 COMMENT ON FUNCTION connvault_read_proxy_target(uuid, uuid) IS
