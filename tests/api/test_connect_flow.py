@@ -9,13 +9,17 @@ from __future__ import annotations
 import hashlib
 import threading
 from base64 import urlsafe_b64encode
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from uuid import UUID
 
 import pytest
+from sqlalchemy import event
 
+from connvault.db import engine as db_engine
 from connvault.redacted import Redacted
 from connvault.services.connect import CallbackParams, complete_connect
+from connvault.services.scheduler import run_scheduled
 from devserver.demo_setup import install_demo_provider
 from devserver.provider import CLIENT_SECRET_POST, Fault
 from tests.api.conftest import (
@@ -421,6 +425,75 @@ def test_starting_a_connect_session_purges_the_tenants_abandoned_ones_and_no_one
     with owner(db) as sql:
         remaining = sql.run("SELECT tenant_id = :o, expires_at > now() FROM oauth_sessions ORDER BY 1", o=other)
     assert remaining == [[False, True], [True, False]]
+
+
+# -- one tenant's abandoned connect sessions do not slow everyone's (issue 23, item 6) ------------------------
+
+
+def test_the_scheduled_run_purges_expired_connect_sessions_of_every_tenant(api: Api, db, secrets) -> None:
+    # Given expired and live connect sessions of two tenants, neither of which starts another
+    with owner(db) as sql:
+        sql.run("DELETE FROM oauth_sessions")
+    other = make_tenant("Other")
+    for tenant in (other, api.tenant.tenant_id, other):
+        make_oauth_session(tenant, secrets)
+    with owner(db) as sql:
+        sql.run("UPDATE oauth_sessions SET expires_at = now() - interval '1 minute'")
+    live = make_oauth_session(other, secrets)[0].id
+
+    # When the scheduled function runs
+    run_scheduled(lambda: 600_000)
+
+    # Then only the live session is left
+    with owner(db) as sql:
+        assert sql.run("SELECT id FROM oauth_sessions") == [[live]]
+
+
+def test_a_tenants_purge_walks_its_own_expired_sessions_only(api: Api, db) -> None:
+    # Given twenty thousand expired sessions of another tenant
+    other = make_tenant("Other")
+    with owner(db) as sql:
+        provider_id = sql.run("SELECT id FROM providers WHERE slug = 'github' AND tenant_id IS NULL")[0][0]
+        sql.run(
+            "INSERT INTO oauth_sessions (tenant_id, provider_id, state_sha256, end_user_id, expires_at)"
+            " SELECT :t, :p, sha256(i::text::bytea), 'u', now() - interval '1 hour' FROM generate_series(1, 20000) i",
+            t=other,
+            p=provider_id,
+        )
+        sql.run("ANALYZE oauth_sessions")
+
+    # When this tenant starts a connect session (which purges its own expired ones)
+    statements: list[tuple[str, Any]] = []
+
+    def capture(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        statements.append((statement, parameters))
+
+    event.listen(db_engine.get_engine(), "before_cursor_execute", capture)
+    try:
+        assert start_connect(api).status == 201
+    finally:
+        event.remove(db_engine.get_engine(), "before_cursor_execute", capture)
+    purge, parameters = next(
+        (s, p) for s, p in statements if s.lstrip().upper().startswith("DELETE FROM OAUTH_SESSIONS")
+    )
+
+    # Then its purge statement, run again for this tenant and explained, reads none of the other tenant's rows
+    raw = db_engine.get_engine().raw_connection()
+    try:
+        cursor = raw.cursor()
+        cursor.execute("SELECT set_config('app.tenant_id', %s, true)", (str(api.tenant.tenant_id),))
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + purge, parameters)
+        plan = cursor.fetchone()[0][0]["Plan"]
+    finally:
+        raw.rollback()
+        raw.close()
+    assert _rows_removed(plan) < 100, plan
+
+
+def _rows_removed(plan: dict[str, Any]) -> int:
+    """Rows a plan read and then threw away, in all its nodes."""
+    own = plan.get("Rows Removed by Filter", 0) + plan.get("Rows Removed by Index Recheck", 0)
+    return own + sum(_rows_removed(child) for child in plan.get("Plans", []))
 
 
 # -- issue 13.7: a callback never orphans a grant ----------------------------------------------------------

@@ -15,7 +15,7 @@ import sys
 from typing import NoReturn
 from uuid import UUID
 
-from connvault.db.connections import ConnectionRepository
+from connvault.db.refresh_statements import RefreshStatements
 from connvault.services.tokens import get_token
 
 CRASH_EXIT = 9
@@ -26,7 +26,7 @@ def _die(*_args: object, **_kwargs: object) -> NoReturn:
 
 
 def main(tenant_id: str, connection_id: str) -> int:
-    ConnectionRepository.store_refresh = _die  # type: ignore[method-assign]
+    RefreshStatements.store = _die  # type: ignore[method-assign]
     get_token(UUID(tenant_id), UUID(connection_id), force_refresh=True)
     return 1  # not reached: the process dies when the provider's answer is in
 

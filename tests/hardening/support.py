@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 from connvault.oauth.client import OAuthClient
 from connvault.oauth.http import HttpTransport
 from connvault.services.refresh import RefreshPolicy
-from connvault.services.scheduler import SchedulerConfig, refresh_due
+from connvault.services.runner import SchedulerConfig
+from connvault.services.scheduler import refresh_due
 from tests.api.conftest import stored_connection
 from tests.support.factories import owner
 
@@ -38,6 +39,8 @@ class Row:
     lease_until: datetime | None
     lease_owner: Any
     credentials: bytes
+    fault_count: int
+    fault_code: str | None
 
     @property
     def leased(self) -> bool:
@@ -48,7 +51,7 @@ def row(db: TestDatabase, connection_id: str) -> Row:
     with owner(db) as sql:
         found = sql.run(
             "SELECT status, last_error_code, refresh_failures, next_refresh_at, refresh_lease_until,"
-            " refresh_lease_owner, credentials FROM connections WHERE id = CAST(:i AS uuid)",
+            " refresh_lease_owner, credentials, fault_count, fault_code FROM connections WHERE id = CAST(:i AS uuid)",
             i=connection_id,
         )
     return Row(*found[0])

@@ -10,20 +10,22 @@ Both refresh paths are driven: token fetch (``force_refresh``, through the handl
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
-from sqlalchemy.exc import OperationalError
 
 from connvault import wiring
-from connvault.db.connections import ConnectionRepository
+from connvault.db.refresh_statements import RefreshStatements
 from connvault.db.uow import UnitOfWork
-from connvault.errors import NotFound
+from connvault.errors import DatabaseUnavailable, NotFound
 from connvault.oauth.client import OAuthClient
 from connvault.oauth.http import HttpTransport
+from connvault.services.fanout import enqueue_due
 from connvault.services.refresh import STALE_LEASE_REASON, RefreshPolicy
 from connvault.services.scheduler import refresh_due
 from devserver.events import http_event
@@ -41,6 +43,7 @@ from tests.hardening.support import (
     stored_refresh_token,
 )
 from tests.scheduler import support as grants
+from tests.support.factories import owner
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -172,18 +175,18 @@ def test_tokens_living_shorter_than_the_horizon_are_refreshed_once_per_run_not_i
 
 
 def failing_store(monkeypatch: pytest.MonkeyPatch, failures: int) -> list[int]:
-    """``store_refresh`` writes and then fails at commit time, ``failures`` times; returns the attempt log."""
-    real = ConnectionRepository.store_refresh
+    """The store of a refresh fails in the database (nothing written), ``failures`` times; returns the attempt
+    log."""
+    real = RefreshStatements.store
     attempts: list[int] = []
 
-    def store_refresh(self: ConnectionRepository, *args: Any, **kwargs: Any) -> Any:
+    def store(self: RefreshStatements, *args: Any, **kwargs: Any) -> Any:
         attempts.append(len(attempts) + 1)
-        stored = real(self, *args, **kwargs)
         if len(attempts) <= failures:
-            raise OperationalError("COMMIT", {}, ConnectionResetError("the server closed the connection"))
-        return stored
+            raise DatabaseUnavailable("the database failed a refresh statement; retry shortly")
+        return real(self, *args, **kwargs)
 
-    monkeypatch.setattr(ConnectionRepository, "store_refresh", store_refresh)
+    monkeypatch.setattr(RefreshStatements, "store", store)
     return attempts
 
 
@@ -325,20 +328,82 @@ def test_kms_throttling_during_a_scheduler_run_pushes_the_connection_back_with_i
 
     assert report.errors == 1
     after = row(db, connection_id)
-    assert (after.status, after.last_error_code) == ("active", "key_service_unavailable")
+    assert (after.status, after.fault_code) == ("active", "key_service_unavailable")
+    assert (after.last_error_code, after.refresh_failures) == (None, 0)  # the provider's record is untouched
     assert after.next_refresh_at is not None and after.next_refresh_at > datetime.now(UTC)
     assert not after.leased
     assert after.credentials == before.credentials
+
+
+def test_our_own_faults_never_spend_the_providers_failure_budget(
+    provider: DemoProvider, db: TestDatabase, connection_id: str, reconfigure: Callable[..., None], oauth: OAuthClient
+) -> None:
+    # Given nine scheduled runs of a fresh process during a KMS outage
+    make_due(db, connection_id)
+    reconfigure(http_timeout_seconds=TIMEOUT)
+    throttle_kms("Decrypt")
+    throttle_kms("GenerateDataKey")
+    for _ in range(9):
+        assert run_scheduler(oauth).errors == 1
+        with owner(db) as sql:  # the next run comes after the backoff
+            sql.run("UPDATE connections SET next_refresh_at = NULL WHERE id = CAST(:i AS uuid)", i=connection_id)
+    during = row(db, connection_id)
+
+    # When KMS is back and the provider then fails once
+    reconfigure(http_timeout_seconds=TIMEOUT)
+    provider.inject(Fault.server_error())
+    before = datetime.now(UTC)
+    report = run_scheduler(oauth)
+
+    # Then the outage was counted as ours, and the provider's single failure costs one failure's backoff
+    assert (during.status, during.refresh_failures, during.fault_count) == ("active", 0, 9)
+    assert report.transient_failures == 1
+    after = row(db, connection_id)
+    assert (after.status, after.refresh_failures, after.last_error_code) == ("active", 1, "server_error")
+    assert after.next_refresh_at is not None
+    assert (after.next_refresh_at - before).total_seconds() <= POLICY.backoff_base_seconds + 5
+    assert after.fault_count == 0
+
+
+def test_a_row_failing_the_same_way_on_our_side_is_parked_visibly_and_no_longer_claimed_or_enqueued(
+    api: Api, db: TestDatabase, connection_id: str, oauth: OAuthClient
+) -> None:
+    # Given a due connection whose envelope no longer opens
+    make_due(db, connection_id)
+    with owner(db) as sql:
+        sql.run("UPDATE connections SET credentials = 'junk'::bytea WHERE id = CAST(:i AS uuid)", i=connection_id)
+
+    # When scheduled runs keep meeting it, each after the backoff
+    reports = []
+    for _ in range(4):
+        reports.append(run_scheduler(oauth))
+        with owner(db) as sql:
+            sql.run("UPDATE connections SET next_refresh_at = NULL WHERE id = CAST(:i AS uuid)", i=connection_id)
+
+    # Then the third fault parks it, with its reason, in the API and the run's count, and no run claims it again
+    assert [(r.claimed, r.errors, r.parked) for r in reports] == [(1, 1, 0), (1, 1, 0), (1, 0, 1), (0, 0, 0)]
+    after = row(db, connection_id)
+    assert (after.status, after.last_error_code, after.refresh_failures) == ("parked", "decryption_failed", 0)
+    assert not after.leased
+    for shown in (api.call("GET", f"/connections/{connection_id}"), api.call("GET", "/connections")):
+        assert shown.status == 200, shown.body
+        (listed,) = shown.json()["items"] if "items" in shown.json() else [shown.json()]
+        assert (listed["status"], listed["last_error_code"]) == ("parked", "decryption_failed")
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName=f"parked-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+    scan = enqueue_due(queue_url=url, remaining_ms=lambda: 600_000, config=RUN, sqs=sqs)
+    assert (scan.claimed, scan.enqueued) == (0, 0)
+    assert sqs.receive_message(QueueUrl=url).get("Messages", []) == []
 
 
 def test_a_connection_deleted_while_its_refresh_is_in_flight_leaves_no_live_grant_at_the_provider(
     api: Api, provider: DemoProvider, db: TestDatabase, connection_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a connection deleted between the provider's answer and the write of the new tokens
-    def deleted_meanwhile(self: ConnectionRepository, lease: Any, grant: Any, now: Any) -> Any:
+    def deleted_meanwhile(self: RefreshStatements, lease: Any, *_: Any, **__: Any) -> Any:
         raise NotFound(f"connection {lease.connection.id} not found")
 
-    monkeypatch.setattr(ConnectionRepository, "store_refresh", deleted_meanwhile)
+    monkeypatch.setattr(RefreshStatements, "store", deleted_meanwhile)
     live_before = set(provider.stats().live_refresh_tokens)
 
     # When the refresh completes at the provider
@@ -403,14 +468,14 @@ def test_a_reconnect_during_a_refresh_keeps_the_new_grant_and_revokes_the_refres
     api: Api, provider: DemoProvider, db: TestDatabase, connection_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given an end user who connects again between the provider's refresh answer and its write
-    original = ConnectionRepository.store_refresh
+    original = RefreshStatements.store
 
-    def reconnect_first(self: ConnectionRepository, lease: Any, grant: Any, now: Any) -> Any:
-        monkeypatch.setattr(ConnectionRepository, "store_refresh", original)
+    def reconnect_first(self: RefreshStatements, *args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(RefreshStatements, "store", original)
         assert connect_account(api) == connection_id
-        return original(self, lease, grant, now)
+        return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(ConnectionRepository, "store_refresh", reconnect_first)
+    monkeypatch.setattr(RefreshStatements, "store", reconnect_first)
     live_before = set(provider.stats().live_refresh_tokens)
 
     # When the refresh completes

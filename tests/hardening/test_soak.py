@@ -34,7 +34,8 @@ from connvault.oauth.http import HttpTransport
 from connvault.redacted import Redacted
 from connvault.services import connect, connections, tokens
 from connvault.services.refresh import RefreshPolicy
-from connvault.services.scheduler import SchedulerConfig, refresh_due
+from connvault.services.runner import SchedulerConfig
+from connvault.services.scheduler import refresh_due
 from devserver.demo_setup import DEMO_RETURN_URL
 from devserver.provider import DemoProvider
 from tests.api.conftest import Api, follow_authorize

@@ -57,7 +57,8 @@ KMS_DECRYPT = {
     "RefreshWorkerFunction",
     "WebhookDeliveryFunction",
 }
-KMS_GENERATE = KMS_DECRYPT - {"TokenFetchFunction", "ProxyFunction", "WebhookDeliveryFunction"}
+KMS_GENERATE = KMS_DECRYPT - {"WebhookDeliveryFunction"}
+"""Every function that writes tokens seals them under a fresh, counted data key, token fetch's refresh too."""
 SENSITIVE_SERVICES = ("kms:", "secretsmanager:", "rds:", "rds-db:", "rds-data:")
 
 # Parametrization needs the function list at collection time; the fixture serves the tests themselves.
@@ -177,11 +178,14 @@ def test_each_role_holds_exactly_the_kms_rights_of_its_job(template: Template, f
 
 
 @pytest.mark.parametrize("function", ["TokenFetchFunction", "ProxyFunction"])
-def test_token_fetch_and_the_proxy_unwrap_data_keys_but_never_create_them(template: Template, function: str) -> None:
+def test_token_fetch_and_the_proxy_may_unwrap_and_generate_data_keys_but_never_encrypt_or_re_encrypt(
+    template: Template, function: str
+) -> None:
     statements = template.role_statements(function)
     assert any(s.grants("kms:Decrypt") for s in statements)
-    assert not any(s.grants("kms:GenerateDataKey") for s in statements)
-    assert not any(s.grants("kms:GenerateDataKeyWithoutPlaintext") for s in statements)
+    assert any(s.grants("kms:GenerateDataKey") for s in statements)
+    for action in ("kms:GenerateDataKeyWithoutPlaintext", "kms:Encrypt", "kms:ReEncryptTo", "kms:ReEncryptFrom"):
+        assert not any(s.grants(action) for s in statements), action
 
 
 def test_kms_use_is_bound_to_the_key_and_to_a_tenant_encryption_context(template: Template) -> None:

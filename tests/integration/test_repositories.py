@@ -7,6 +7,7 @@ columns) it reads with raw SQL as the owner.
 from __future__ import annotations
 
 import base64
+import functools
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -14,11 +15,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 from connvault.db.connections import NewCredentials
+from connvault.db.refresh_statements import get_refresh_statements
 from connvault.db.uow import UnitOfWork
 from connvault.errors import Conflict, InvalidInput, NotFound
 from connvault.models import ConnectionStatus, OAuth2Credentials
 from connvault.redacted import Redacted
+from connvault.services import leases
 from tests.support.factories import (
+    APP_ROLE,
     global_provider_id,
     make_connection,
     make_custom_provider,
@@ -176,9 +180,11 @@ def test_listing_filters_by_end_user_provider_and_status(
     first = make_connection(tenant, secrets, end_user_id="alice")
     make_connection(tenant, secrets, end_user_id="alice", provider="google")
     make_connection(tenant, secrets, end_user_id="bob")
-    with UnitOfWork(tenant) as uow:
-        uow.connections.set_status(first.id, ConnectionStatus.NEEDS_REAUTH, error_code="invalid_grant")
-        uow.commit()
+    with owner(db) as sql:
+        sql.run(
+            "UPDATE connections SET status = 'needs_reauth', last_error_code = 'invalid_grant' WHERE id = :i",
+            i=first.id,
+        )
     google = global_provider_id(db, "google")
 
     with UnitOfWork(tenant) as uow:
@@ -326,9 +332,7 @@ def test_a_stored_refresh_replaces_the_credentials_and_ends_the_lease(
         uow.commit()
     assert lease is not None
 
-    with UnitOfWork(tenant) as uow:
-        connection = uow.connections.store_refresh(lease, refreshed, now)
-        uow.commit()
+    connection = leases.store(UnitOfWork(tenant), lease, refreshed, now=now)
     raw = stored(db, "SELECT credentials FROM connections WHERE id = :id", id=added.id)[0][0]
 
     assert connection.credentials == refreshed.credentials
@@ -386,15 +390,24 @@ def test_two_concurrent_claims_of_due_refreshes_take_disjoint_sets(secrets: Secr
     now = datetime.now(UTC)
     until = now + timedelta(seconds=60)
 
-    with UnitOfWork(None) as first, UnitOfWork(None) as second:
+    statements = get_refresh_statements()
+    claim = functools.partial(statements.claim, run_started=now, per_tenant=100, after_tenant=None, skip_providers=())
+    first = db.owner_target.connect(role=APP_ROLE)
+    try:
         # The first claim's row locks are still held (not committed) when the second claim runs.
-        first_claims = first.connections.claim_due(now, 900, 2, until)
-        second_claims = second.connections.claim_due(now, 900, 100, until)
-        first.commit()
-        second.commit()
-    with UnitOfWork(None) as third:
-        third_claims = third.connections.claim_due(now, 900, 100, until)
+        first.run("BEGIN")
+        first_rows = first.run(
+            "SELECT id FROM connvault_claim_due_refreshes(:n, 900, 2, gen_random_uuid(), :u, :n, 100, NULL, '{}')",
+            n=now,
+            u=until,
+        )
+        second_claims = claim(now, 900, 100, until)
+        first.run("COMMIT")
+    finally:
+        first.close()
+    third_claims = claim(now, 900, 100, until)
 
+    first_claims = [type("Claimed", (), {"connection_id": row[0]}) for row in first_rows]
     first_ids = {claim.connection_id for claim in first_claims}
     second_ids = {claim.connection_id for claim in second_claims}
     assert len(first_ids) == 2

@@ -288,6 +288,7 @@ def test_only_the_known_functions_run_as_definer_and_each_pins_its_search_path(d
         "connvault_find_api_key",
         "connvault_oauth_session_tenant",
         "connvault_purge_deleted_accounts",
+        "connvault_purge_expired_sessions",
         "connvault_purge_webhook_history",
         "connvault_tenant_key_salt",
         "connvault_unconfirmed_grants",
@@ -338,7 +339,7 @@ def test_the_refresh_claim_leases_due_rows_of_every_tenant_and_returns_ids_only(
     with as_tenant(db, None) as sql:
         backlog = sql.run("SELECT connvault_due_backlog(:n, 300)", n=now)[0][0]
         claimed = sql.run(
-            "SELECT * FROM connvault_claim_due_refreshes(:n, 300, 10, :o, :u, :n)",
+            "SELECT * FROM connvault_claim_due_refreshes(:n, 300, 10, :o, :u, :n, 10, NULL, '{}')",
             n=now,
             o=owner_id,
             u=now + timedelta(seconds=30),
@@ -347,7 +348,7 @@ def test_the_refresh_claim_leases_due_rows_of_every_tenant_and_returns_ids_only(
         backlog_after = sql.run("SELECT connvault_due_backlog(:n, 300)", n=now)[0][0]
 
     assert backlog == 2
-    assert columns == ["id", "tenant_id", "stale"]
+    assert columns == ["id", "tenant_id", "provider_id", "stale"]
     assert sorted((row[0], row[1]) for row in claimed) == sorted(
         [(world.a.connection, world.a.id), (world.b.connection, world.b.id)]
     )

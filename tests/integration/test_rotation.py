@@ -5,18 +5,21 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
+from sqlalchemy import text
 
 from connvault import wiring
 from connvault.crypto.data_keys import DataKeys
 from connvault.crypto.envelope import Envelope
 from connvault.crypto.sealer import Sealer
+from connvault.db.tenants import tenant_key_salt
 from connvault.db.uow import UnitOfWork
 from connvault.errors import InvalidInput
-from connvault.services import rotation
+from connvault.services import leases, rotation
 from connvault.services.rotation import list_tenant_ids, rewrap_all
 from tests.support.factories import (
     make_connection,
@@ -47,7 +50,7 @@ class Keys:
 
     def sealer(self, key: str, **options: Any) -> Sealer:
         """A sealer with an empty cache, as in a freshly started process configured with ``key``."""
-        return Sealer(DataKeys(self.kms, key, wiring.tenant_key_salt, **options))
+        return Sealer(DataKeys(self.kms, key, tenant_key_salt, **options))
 
 
 @pytest.fixture
@@ -242,3 +245,83 @@ def test_rotation_knows_every_envelope_column_in_the_schema(db: TestDatabase) ->
     assert {(table, column) for table, column in binary} == {
         (sealed.row.__tablename__, sealed.column) for sealed in rotation.SEALED_COLUMNS
     }
+
+
+# -- rotation and live refreshes (issue 13, item 9; issue 23, item 4) -----------------------------------------
+
+
+def test_a_refresh_that_read_its_row_before_rotation_stores_under_the_new_key_and_rotation_ends_with_none_left(
+    db: TestDatabase, keys: Keys, sealed_under_a: Sealed, secrets: SecretRegistry
+) -> None:
+    # Given a refresh that took its lease (and read its row) while everything was under key A
+    tenant = sealed_under_a.tenants[0]
+    connection_id = next(c.id for c in sealed_under_a.connections.values() if c.tenant_id == tenant)
+    deployed = keys.sealer(keys.b)  # the deployment after step 2: it seals under B
+    now = datetime.now(UTC)
+    with UnitOfWork(tenant, sealer=deployed) as uow:
+        lease = uow.connections.acquire_lease(connection_id, now, now + timedelta(seconds=30))
+        uow.commit()
+    assert lease is not None
+
+    # When rotation runs while the provider answers, and the refresh stores its tokens afterwards
+    report = rewrap_all(keys.b, list_tenant_ids(db.owner_target), sealer=deployed, kms=keys.kms)
+    leases.store(UnitOfWork(tenant, sealer=deployed), lease, oauth_grant(secrets), now=datetime.now(UTC))
+
+    # Then nothing is under key A, so A can be disabled; a second run finds nothing left to do
+    assert report.left_under_old_keys == 0
+    assert {Envelope.from_bytes(blob).key_id for blob in all_envelopes(db).values()} == {keys.b}
+    again = rewrap_all(keys.b, list_tenant_ids(db.owner_target), sealer=deployed, kms=keys.kms)
+    assert (again.envelopes_rewrapped, again.left_under_old_keys) == (0, 0)
+
+
+class _StoreDuringReEncrypt:
+    """A KMS client that, the first time rotation asks it to re-wrap, lets a refresh write the row meanwhile
+    (with a short lock timeout: it must not wait for rotation)."""
+
+    def __init__(self, kms: Any, write: Callable[[], None]) -> None:
+        self._kms = kms
+        self._write = write
+        self.wrote = False
+
+    def re_encrypt(self, **kwargs: Any) -> Any:
+        if not self.wrote:
+            self.wrote = True
+            self._write()
+        return self._kms.re_encrypt(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._kms, name)
+
+
+def test_rotation_holds_no_row_lock_while_kms_re_wraps_and_keeps_what_a_refresh_stored_meanwhile(
+    db: TestDatabase, keys: Keys, sealed_under_a: Sealed, secrets: SecretRegistry
+) -> None:
+    # Given a refresh that stores new tokens while rotation is inside its first KMS call, for the row that call
+    # is for (rotation walks tenants and rows by id)
+    tenant = min(sealed_under_a.tenants)
+    connection_id = min(c.id for c in sealed_under_a.connections.values() if c.tenant_id == tenant)
+    deployed = keys.sealer(keys.b)
+    stored: list[bytes] = []
+
+    def refresh_meanwhile() -> None:
+        now = datetime.now(UTC)
+        with UnitOfWork(tenant, sealer=deployed) as uow:
+            uow.session.execute(text("SET LOCAL lock_timeout = '500ms'"))
+            lease = uow.connections.acquire_lease(connection_id, now, now + timedelta(seconds=30))
+            assert lease is not None
+            uow.commit()
+        leases.store(UnitOfWork(tenant, sealer=deployed), lease, oauth_grant(secrets), now=now)
+        with owner(db) as sql:
+            stored.append(sql.run("SELECT credentials FROM connections WHERE id = :i", i=connection_id)[0][0])
+
+    slow_kms = _StoreDuringReEncrypt(keys.kms, refresh_meanwhile)
+    rotating = Sealer(DataKeys(slow_kms, keys.b, tenant_key_salt))
+
+    # When rotation runs
+    report = rewrap_all(keys.b, list_tenant_ids(db.owner_target), sealer=rotating, kms=keys.kms)
+
+    # Then the refresh was not blocked, its tokens were kept, and nothing is left under key A
+    assert slow_kms.wrote and stored
+    assert all_envelopes(db)[("connections", connection_id)] == stored[0]
+    assert report.left_under_old_keys == 0
+    assert {Envelope.from_bytes(blob).key_id for blob in all_envelopes(db).values()} == {keys.b}

@@ -19,7 +19,7 @@ from connvault.models import Connection, Provider
 from connvault.oauth.client import OAuthClient
 from connvault.oauth.http import HttpTransport
 from connvault.services.refresh import RefreshPolicy
-from connvault.services.scheduler import SchedulerConfig
+from connvault.services.runner import SchedulerConfig
 from devserver.provider import DemoProvider, DemoSettings
 from tests.scheduler import support
 from tests.support.database import TestDatabase

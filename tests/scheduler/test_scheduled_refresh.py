@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 from connvault.db.uow import UnitOfWork
 from connvault.models import ConnectionStatus, OAuth2Credentials
 from connvault.oauth.client import OAuthClient
-from connvault.services.scheduler import RunReport, due_backlog, refresh_due
+from connvault.services.claims import due_backlog
+from connvault.services.runner import RunReport
+from connvault.services.scheduler import refresh_due
 from connvault.services.tokens import get_token
 from tests.scheduler.conftest import FAST, POLICY, Site, forever, held_leases, load, set_columns
 

@@ -8,7 +8,7 @@ from email.utils import format_datetime
 
 import pytest
 
-from connvault.errors import ProviderRejected, ProviderUnavailable, ReauthRequired
+from connvault.errors import ClientRejected, ProviderRejected, ProviderUnavailable, ReauthRequired
 from connvault.oauth.outcomes import (
     MAX_RETRY_AFTER_SECONDS,
     UNKNOWN_REASON,
@@ -24,8 +24,8 @@ NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
     ("status", "code", "kind", "reason"),
     [
         (400, "invalid_grant", ReauthRequired, "invalid_grant"),
-        (401, "invalid_client", ReauthRequired, "invalid_client"),
-        (400, "unauthorized_client", ReauthRequired, "unauthorized_client"),
+        (401, "invalid_client", ClientRejected, "invalid_client"),
+        (400, "unauthorized_client", ClientRejected, "unauthorized_client"),
         (400, "access_denied", ReauthRequired, "access_denied"),
         (400, "INVALID_GRANT", ReauthRequired, "invalid_grant"),
         (400, "invalid_request", ProviderRejected, "invalid_request"),
@@ -41,7 +41,7 @@ NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
         (500, None, ProviderUnavailable, "server_error"),
         (503, "invalid_grant", ProviderUnavailable, "server_error"),
         (408, None, ProviderUnavailable, "timeout"),
-        (401, None, ReauthRequired, "invalid_client"),
+        (401, None, ClientRejected, "invalid_client"),
         (403, None, ProviderRejected, "http_403"),
         (404, None, ProviderRejected, "http_404"),
         (302, None, ProviderUnavailable, "unexpected_status"),

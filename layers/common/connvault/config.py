@@ -45,6 +45,7 @@ class Settings:
     region: str = "us-east-1"
     data_key_max_age_seconds: int = 300
     data_key_max_uses: int = 100_000
+    data_key_cache_size: int = 16_384
     callback_url: str | None = None
     connect_session_ttl_seconds: int = 600
     connect_link_ttl_seconds: int = 1800
@@ -67,11 +68,13 @@ class Settings:
     refresh_batch_size: int = 100
     refresh_concurrency: int = 16
     refresh_per_provider_concurrency: int = 8
+    refresh_tenant_share: int = 8
     refresh_max_failures: int = 8
     refresh_backoff_base_seconds: int = 30
     refresh_backoff_cap_seconds: int = 3600
     refresh_deadline_margin_ms: int = 15_000
     refresh_jitter_seconds: float = 0.25
+    refresh_park_after_faults: int = 3
     refresh_queue_url: str | None = None
     last_used_coalesce_seconds: int = 60
     webhook_deadline_seconds: float = 5.0

@@ -75,6 +75,20 @@ class ReauthRequired(ConnvaultError):
         self.reason = reason
 
 
+class ClientRejected(ReauthRequired):
+    """The provider refused the tenant's app itself (``invalid_client``, ``unauthorized_client``): a fault of the
+    integration's credentials, not of any one end user's grant."""
+
+    code = "invalid_client"
+
+
+class IntegrationCredentialsInvalid(ConnvaultError):
+    """The provider refused the integration's client credentials; refreshes wait until the tenant replaces them
+    (``PUT /integrations/{provider}`` with a new client secret). Connections keep their grants meanwhile."""
+
+    code = "integration_invalid_credentials"
+
+
 class ConnectionRevoked(ConnvaultError):
     """The connection was revoked and can no longer hand out credentials."""
 

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from connvault.errors import DecryptionFailed
+from connvault.errors import ConnectionRevoked, CredentialsExpired, DecryptionFailed, ReauthRequired
 from connvault.redacted import Redacted
 
 
@@ -30,6 +30,28 @@ class ConnectionStatus(StrEnum):
     NEEDS_REAUTH = "needs_reauth"
     REVOKED = "revoked"
     ERROR = "error"
+    PARKED = "parked"
+    """Its refresh kept failing the same way on connvault's side (``last_error_code`` says how): the scheduler
+    leaves it alone. A refresh that works (on fetch) or a reconnect makes it active again."""
+
+    @property
+    def serves_unexpired_token(self) -> bool:
+        """Whether a token that has not run out may be handed out: ``error`` (refreshes keep failing, the token
+        still works) and ``parked`` (the scheduler stopped trying) may, like ``active``."""
+        return self in (ConnectionStatus.ACTIVE, ConnectionStatus.ERROR, ConnectionStatus.PARKED)
+
+    def ensure_servable(
+        self, connection_id: UUID, *, has_refresh_token: bool, reason: str | None, refreshing: bool = False
+    ) -> None:
+        """Raise for a connection that can neither hand out its token nor be refreshed into one: ``needs_reauth``
+        (``ReauthRequired``), ``revoked`` (``ConnectionRevoked``), or without a refresh token when ``expired`` or
+        about to be ``refreshing`` (``CredentialsExpired``)."""
+        if self is ConnectionStatus.NEEDS_REAUTH:
+            raise ReauthRequired("the connection needs to be connected again", reason=reason)
+        if self is ConnectionStatus.REVOKED:
+            raise ConnectionRevoked(f"connection {connection_id} was revoked")
+        if not has_refresh_token and (refreshing or self is ConnectionStatus.EXPIRED):
+            raise CredentialsExpired(f"connection {connection_id} expired and has no refresh token")
 
 
 class TokenEndpointAuthMethod(StrEnum):
@@ -204,6 +226,12 @@ class ClientCredentials:
     client_secret: Redacted[str] | None
 
 
+class IntegrationStatus(StrEnum):
+    ACTIVE = "active"
+    INVALID_CREDENTIALS = "invalid_credentials"
+    """The provider refused the client id or secret: refreshes wait for the tenant to replace them."""
+
+
 @dataclass(frozen=True, slots=True)
 class Integration:
     """A tenant's OAuth app for one provider."""
@@ -217,6 +245,10 @@ class Integration:
     allowed_return_urls: tuple[str, ...]
     created_at: datetime
     updated_at: datetime
+    status: IntegrationStatus = IntegrationStatus.ACTIVE
+    status_reason: str | None = None
+    """The provider's error code that set the status (e.g. ``invalid_client``)."""
+    status_since: datetime | None = None
 
     @property
     def client(self) -> ClientCredentials:
@@ -350,6 +382,8 @@ class Connection:
     updated_at: datetime
     refresh_lease_until: datetime | None = None
     provider_account_id: Redacted[str] | None = None
+    has_refresh_token: bool = False
+    """Whether the sealed credentials hold a refresh token (known without opening them)."""
     token_version: int = 0
     """Counts every change of the stored tokens (refresh or new grant): a waiter accepts any version newer
     than the one it read, whichever process wrote it."""
@@ -357,10 +391,38 @@ class Connection:
     """When the refresh that produced the stored tokens took its lease (None: none since the grant)."""
     connection_config: Mapping[str, str] = field(default_factory=dict)
     """Values for the provider's URL placeholders; fixed for the life of a grant (see migration 0080)."""
+    fault_count: int = 0
+    """Consecutive refresh attempts that failed on our side (KMS, database, an unreadable row)."""
+    fault_code: str | None = None
 
     @property
     def refresh_token(self) -> Redacted[str] | None:
         return self.credentials.refresh_token if isinstance(self.credentials, OAuth2Credentials) else None
+
+    def ensure_servable(self, *, refreshing: bool = False) -> None:
+        """See ``ConnectionStatus.ensure_servable``."""
+        self.status.ensure_servable(
+            self.id, has_refresh_token=self.has_refresh_token, reason=self.last_error_code, refreshing=refreshing
+        )
+
+    def leased(self, now: datetime) -> bool:
+        """Whether someone holds a live refresh lease on it."""
+        return self.refresh_lease_until is not None and self.refresh_lease_until > now
+
+    def is_due(self, now: datetime, horizon_seconds: int) -> bool:
+        """The scheduler's claim condition (``connvault_claim_due_refreshes``), for a connection in hand."""
+        return (
+            self.status is ConnectionStatus.ACTIVE
+            and self.has_refresh_token
+            and needs_refresh(self.expires_at, now, horizon_seconds)
+            and (self.next_refresh_at is None or self.next_refresh_at <= now)
+        )
+
+    def may_expire(self, now: datetime) -> bool:
+        """Whether its token has run out while it still counts as serving one: a candidate for ``expired``
+        (``leases.expire`` checks again, with the lease, in the database)."""
+        lapsed = self.expires_at is not None and self.expires_at <= now
+        return lapsed and self.status in (ConnectionStatus.ACTIVE, ConnectionStatus.ERROR)
 
     @property
     def issued_at(self) -> datetime | None:

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 from functools import lru_cache
 from typing import Any
-from uuid import UUID
 
 import boto3
 from botocore.config import Config
-from sqlalchemy import func, select
 
 from connvault.config import get_settings
 from connvault.crypto.blind_index import BlindIndexKeys
@@ -20,7 +18,8 @@ from connvault.crypto.data_keys import DataKeys
 from connvault.crypto.sealer import Sealer
 from connvault.db import engine
 from connvault.db.fast_reads import reset_fast_reads
-from connvault.errors import NotFound
+from connvault.db.refresh_statements import reset_refresh_statements
+from connvault.db.tenants import tenant_key_salt
 from connvault.oauth.client import OAuthClient
 from connvault.oauth.http import HttpTransport
 from connvault.proxy.limits import MAX_RESPONSE_BODY_BYTES
@@ -36,15 +35,6 @@ def get_kms_client() -> Any:
     settings = get_settings()
     config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"})
     return boto3.client("kms", region_name=settings.region, config=config)
-
-
-def tenant_key_salt(tenant_id: UUID) -> UUID:
-    """The salt in a tenant's KMS encryption context; ``NotFound`` once the tenant is deleted."""
-    with engine.get_engine().connect() as connection:
-        salt = connection.scalar(select(func.connvault_tenant_key_salt(tenant_id)))
-    if salt is None:
-        raise NotFound(f"tenant {tenant_id} not found")
-    return salt if isinstance(salt, UUID) else UUID(str(salt))
 
 
 @lru_cache(maxsize=1)
@@ -100,6 +90,7 @@ def reset() -> None:
     get_kms_client.cache_clear()
     engine.reset()
     reset_fast_reads()
+    reset_refresh_statements()
     get_settings.cache_clear()
 
 

@@ -23,6 +23,7 @@ from connvault.models import (
     Connection,
     ConnectionStatus,
     Integration,
+    IntegrationStatus,
     OAuth2Credentials,
     Provider,
     TokenEndpointAuthMethod,
@@ -340,6 +341,12 @@ class IntegrationResponse(Strict):
     has_client_secret: bool
     scopes: list[str]
     allowed_return_urls: list[str]
+    status: IntegrationStatus = Field(
+        description="invalid_credentials: the provider refused the client id or secret; connections keep their "
+        "grants, and refreshes wait until new credentials are sent (PUT with client_secret)."
+    )
+    status_reason: str | None = Field(default=None, description="The provider's error code, e.g. invalid_client.")
+    status_since: datetime | None = None
     created_at: datetime
     updated_at: datetime
     custom_provider: CustomProviderResponse | None = Field(
@@ -355,6 +362,9 @@ class IntegrationResponse(Strict):
             has_client_secret=integration.has_client_secret,
             scopes=list(integration.scopes),
             allowed_return_urls=list(integration.allowed_return_urls),
+            status=integration.status,
+            status_reason=integration.status_reason,
+            status_since=integration.status_since,
             created_at=integration.created_at,
             updated_at=integration.updated_at,
             custom_provider=CustomProviderResponse.of(provider) if provider.is_custom else None,

@@ -72,13 +72,9 @@ class BlindIndexKeys:
         return key
 
     @staticmethod
-    def seal_new(sealer: Sealer, tenant_id: UUID, *, like: bytes | None = None) -> bytes:
-        """A new random key, sealed. With ``like`` (an envelope of the same tenant), under that envelope's data key:
-        a writer holding only ``kms:Decrypt`` (token fetch refreshing a token) can then make one too."""
-        key = os.urandom(KEY_BYTES)
-        if like is not None:
-            return sealer.reseal(key, key_context(tenant_id), like)
-        return sealer.seal(key, key_context(tenant_id))
+    def seal_new(sealer: Sealer, tenant_id: UUID) -> bytes:
+        """A new random key, sealed like every other secret (under the tenant's current, counted data key)."""
+        return sealer.seal(os.urandom(KEY_BYTES), key_context(tenant_id))
 
     def forget_tenant(self, tenant_id: UUID) -> None:
         """Drop the tenant's opened keys (its row is gone: nothing may be indexed or found under them again)."""

@@ -45,7 +45,7 @@ class _EncryptionKey:
     key_id: str
     wrapped: bytes
     aead: AESGCM
-    born: float
+    expires: float
     uses: int = 0
 
 
@@ -58,11 +58,25 @@ class DataKey:
     aead: AESGCM
 
 
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """A tenant's KMS encryption context, and until when what is derived from it may be kept."""
+
+    value: dict[str, str]
+    expires: float
+
+
 class DataKeys:
     """Generates, unwraps and caches data keys. Thread-safe; one per process (see ``sealer.get_sealer``).
 
-    Plaintext keys stay in memory for at most ``max_age`` seconds; an encryption key also retires after
-    ``max_uses`` seals, bounding how much data one key protects and how many random nonces it sees.
+    Every seal takes the tenant's current encryption key, which retires after ``max_uses`` seals (bounding how
+    many random nonces one key sees, far below AES-GCM's 2^32) or ``max_age`` seconds. Unwrapped keys are kept
+    for at most ``max_age`` seconds, ``max_cached_keys`` of them (least recently used first out): sized for
+    the distinct data keys a warm process meets, so warm reads make no KMS call (``bench/crypto_bench.py``).
+
+    Crypto-shredding bound: a tenant's salt is kept for ``max_age`` seconds after it was read from the
+    database, and every key unwrapped or generated with it expires no later than the salt does. Once a tenant
+    is deleted, no process can open or seal its envelopes more than ``max_age`` seconds later.
     """
 
     def __init__(
@@ -73,7 +87,7 @@ class DataKeys:
         *,
         max_age_seconds: float = 300,
         max_uses: int = 100_000,
-        max_cached_keys: int = 1024,
+        max_cached_keys: int = 16_384,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._kms = kms
@@ -88,7 +102,9 @@ class DataKeys:
         # Keyed by (key id, wrapped key), not the wrapped key alone: the envelope's key id is not in the
         # associated data, so a cache hit must not vouch for a key id that KMS never confirmed.
         self._decryption: OrderedDict[tuple[str, bytes], tuple[AESGCM, float]] = OrderedDict()
-        self._salt_cache: dict[UUID, UUID] = {}
+        self._contexts: dict[UUID, _Context] = {}
+        self.generated = 0
+        """GenerateDataKey calls made: each is a data key retired and replaced (a figure for tests and bench)."""
 
     @classmethod
     def from_settings(cls, settings: Settings, kms: Any, salts: SaltSource) -> DataKeys:
@@ -99,25 +115,28 @@ class DataKeys:
             salts,
             max_age_seconds=settings.data_key_max_age_seconds,
             max_uses=settings.data_key_max_uses,
+            max_cached_keys=settings.data_key_cache_size,
         )
 
     def for_sealing(self, tenant_id: UUID) -> DataKey:
-        """The tenant's current encryption key, generating a new one when the cached one retired."""
+        """The tenant's current encryption key, counted; a new one when the cached one is spent or too old."""
         now = self._monotonic()
         with self._lock:
             key = self._encryption.get(tenant_id)
-            if key is not None and now - key.born < self._max_age and key.uses < self._max_uses:
+            if key is not None and now < key.expires and key.uses < self._max_uses:
                 key.uses += 1
                 return DataKey(key.key_id, key.wrapped, key.aead)
         if not self.key_id:
             raise KeyServiceUnavailable("CONNVAULT_KMS_KEY_ID is not set")
-        context = self._context(tenant_id)
-        answer = self._call("generate_data_key", KeyId=self.key_id, KeySpec="AES_256", EncryptionContext=context)
+        context = self._context(tenant_id, now)
+        answer = self._call("generate_data_key", KeyId=self.key_id, KeySpec="AES_256", EncryptionContext=context.value)
         aead = AESGCM(answer["Plaintext"])
-        fresh = _EncryptionKey(answer["KeyId"], answer["CiphertextBlob"], aead, now, uses=1)
+        expires = min(now + self._max_age, context.expires)
+        fresh = _EncryptionKey(answer["KeyId"], answer["CiphertextBlob"], aead, expires, uses=1)
         with self._lock:
+            self.generated += 1
             self._encryption[tenant_id] = fresh
-            self._remember((fresh.key_id, fresh.wrapped), aead, now)
+            self._remember((fresh.key_id, fresh.wrapped), aead, expires)
         return DataKey(fresh.key_id, fresh.wrapped, aead)
 
     def for_opening(self, tenant_id: UUID, key_id: str, wrapped: bytes) -> AESGCM:
@@ -130,20 +149,21 @@ class DataKeys:
         cache_key = (key_id, wrapped)
         with self._lock:
             hit = self._decryption.get(cache_key)
-            if hit is not None and now - hit[1] < self._max_age:
+            if hit is not None and now < hit[1]:
                 self._decryption.move_to_end(cache_key)
                 return hit[0]
-        answer = self._call("decrypt", CiphertextBlob=wrapped, KeyId=key_id, EncryptionContext=self._context(tenant_id))
+        context = self._context(tenant_id, now)
+        answer = self._call("decrypt", CiphertextBlob=wrapped, KeyId=key_id, EncryptionContext=context.value)
         if answer.get("KeyId") != key_id:
             raise DecryptionFailed("the envelope's key id is not the key that wrapped its data key")
         aead = AESGCM(answer["Plaintext"])
         with self._lock:
-            self._remember(cache_key, aead, now)
+            self._remember(cache_key, aead, min(now + self._max_age, context.expires))
         return aead
 
     def rewrap(self, tenant_id: UUID, key_id: str, wrapped: bytes, new_key_id: str) -> tuple[str, bytes]:
         """Re-encrypt a wrapped data key under another KMS key; the plaintext key never leaves KMS."""
-        context = self._context(tenant_id)
+        context = self._context(tenant_id, self._monotonic()).value
         answer = self._call(
             "re_encrypt",
             CiphertextBlob=wrapped,
@@ -158,23 +178,25 @@ class DataKeys:
         """Drop everything cached for a tenant (called when the tenant is deleted)."""
         with self._lock:
             self._encryption.pop(tenant_id, None)
-            self._salt_cache.pop(tenant_id, None)
+            self._contexts.pop(tenant_id, None)
             self._decryption.clear()
 
-    def _context(self, tenant_id: UUID) -> dict[str, str]:
+    def _context(self, tenant_id: UUID, now: float) -> _Context:
         with self._lock:
-            salt = self._salt_cache.get(tenant_id)
-        if salt is None:
-            try:
-                salt = self._salts(tenant_id)
-            except NotFound:
-                raise DecryptionFailed("the tenant's keys are gone") from None
-            with self._lock:
-                self._salt_cache[tenant_id] = salt
-        return {"tenant_id": str(tenant_id), "tenant_key_salt": str(salt)}
+            context = self._contexts.get(tenant_id)
+        if context is not None and now < context.expires:
+            return context
+        try:
+            salt = self._salts(tenant_id)
+        except NotFound:
+            raise DecryptionFailed("the tenant's keys are gone") from None
+        context = _Context({"tenant_id": str(tenant_id), "tenant_key_salt": str(salt)}, now + self._max_age)
+        with self._lock:
+            self._contexts[tenant_id] = context
+        return context
 
-    def _remember(self, cache_key: tuple[str, bytes], aead: AESGCM, now: float) -> None:
-        self._decryption[cache_key] = (aead, now)
+    def _remember(self, cache_key: tuple[str, bytes], aead: AESGCM, expires: float) -> None:
+        self._decryption[cache_key] = (aead, expires)
         self._decryption.move_to_end(cache_key)
         while len(self._decryption) > self._max_cached:
             self._decryption.popitem(last=False)

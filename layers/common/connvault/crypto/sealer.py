@@ -15,6 +15,8 @@ from connvault.crypto.envelope import NONCE_BYTES, Envelope, SealContext
 from connvault.errors import DecryptionFailed
 
 if TYPE_CHECKING:
+    from uuid import UUID
+
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     from connvault.crypto.data_keys import DataKeys
@@ -25,19 +27,17 @@ class Sealer:
         self.data_keys = data_keys
 
     def seal(self, plaintext: bytes, context: SealContext) -> bytes:
+        """Seal under the tenant's current data key, under the configured KMS key. Every write goes through
+        here, a refresh's included: each seal counts against the data key's uses, so keys retire everywhere
+        (and a refresh during a key rotation never writes under the old KMS key)."""
         key = self.data_keys.for_sealing(context.tenant_id)
         return _sealed(key.aead, key.key_id, key.wrapped, plaintext, context)
 
-    def reseal(self, plaintext: bytes, context: SealContext, previous: bytes) -> bytes:
-        """Seal under the data key of ``previous``, the envelope being replaced, with a fresh nonce.
-
-        Refreshing a token rewrites its envelope many times over the connection's life; reusing the data key
-        that already protects the row means the writer needs only ``kms:Decrypt`` (token fetch, the most
-        exposed function, can never mint data keys), and the key is already in the cache.
-        """
-        envelope = Envelope.from_bytes(previous)
-        aead = self.data_keys.for_opening(context.tenant_id, envelope.key_id, envelope.wrapped_key)
-        return _sealed(aead, envelope.key_id, envelope.wrapped_key, plaintext, context)
+    def ready_to_seal(self, tenant_id: UUID) -> None:
+        """Make sure the tenant's current data key is at hand, so that a seal made soon after costs no KMS call.
+        A refresh calls this before asking the provider: a KMS failure then costs nothing, whereas after a
+        rotating provider answered it would put the only live refresh token at risk."""
+        self.data_keys.for_sealing(tenant_id)
 
     def open(self, blob: bytes, context: SealContext) -> bytes:
         envelope = Envelope.from_bytes(blob)

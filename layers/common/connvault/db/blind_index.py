@@ -34,15 +34,11 @@ class BlindIndexer:
     def tenant_id(self) -> UUID:
         return self._tenant_id
 
-    def index(self, field: str, value: str, *, seal_like: bytes | None = None) -> bytes:
-        """The index to store with ``value``; makes the tenant's key on first use.
-
-        ``seal_like``: an envelope of this tenant whose data key seals a new key, for writers without
-        ``kms:GenerateDataKey`` (see ``BlindIndexKeys.seal_new``).
-        """
+    def index(self, field: str, value: str) -> bytes:
+        """The index to store with ``value``; makes the tenant's key on first use."""
         sealed = self._sealed_key()
         if sealed is None:
-            sealed = self._store_key(BlindIndexKeys.seal_new(self._sealer, self._tenant_id, like=seal_like))
+            sealed = self._store_key(BlindIndexKeys.seal_new(self._sealer, self._tenant_id))
         return blind_index(self._keys.open(self._sealer, self._tenant_id, sealed), field, value)
 
     def lookup(self, field: str, value: str) -> bytes | None:

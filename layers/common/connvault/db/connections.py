@@ -1,7 +1,8 @@
 """Connections: the only place that reads or writes the ``connections`` table.
 
-Credentials are sealed here and opened here; no caller ever sees an envelope. List queries leave the
-credentials sealed (``credentials=None``): listing never needs a secret, and every open is a chance to leak.
+Credentials are sealed here and opened here; no caller handles an envelope's format (token fetch's prepared read
+hands its envelope to ``open_sealed_credentials``). List queries, and reads that only show a connection, leave
+the credentials sealed (``credentials=None``): showing never needs a secret, and every open is a chance to leak.
 The provider's account id is sealed too, with a blind index beside it (``db.blind_index``) to find it by.
 """
 
@@ -11,17 +12,17 @@ import base64
 import binascii
 import json
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from sqlalchemy import case, delete, func, select, tuple_, update
+from sqlalchemy import case, delete, false, func, or_, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 
 from connvault.crypto.envelope import SealContext
 from connvault.db.rows import ConnectionRow, ProviderRow
-from connvault.errors import Conflict, DecryptionFailed, GrantSuperseded, InvalidInput, KeyServiceUnavailable, NotFound
+from connvault.errors import Conflict, DecryptionFailed, InvalidInput, KeyServiceUnavailable, NotFound
 from connvault.models import (
     AuthType,
     Connection,
@@ -77,8 +78,30 @@ class Lease:
     taken_at: datetime
     stale: bool = False
     """The previous holder's lease ran out unreleased: it may have died after the provider rotated the token."""
-    sealed: bytes | None = field(default=None, repr=False)
-    """The envelope the refresh will replace, read with the lease: its data key seals the new tokens."""
+
+    def stored(self, grant: NewCredentials, *, version: int, now: datetime) -> Connection:
+        """The connection as a store of ``grant`` left it: what was written, without reading it back (and opening
+        the envelope again)."""
+        return replace(
+            self.connection,
+            credentials=grant.credentials,
+            token_type=grant.token_type,
+            scopes=tuple(grant.scopes),
+            expires_at=grant.expires_at,
+            status=ConnectionStatus.ACTIVE,
+            last_refresh_at=now,
+            refresh_failures=0,
+            last_error_code=None,
+            fault_count=0,
+            fault_code=None,
+            next_refresh_at=None,
+            refresh_lease_until=None,
+            has_refresh_token=holds_refresh_token(grant.credentials),
+            token_version=version,
+            refresh_started_at=self.taken_at,
+            updated_at=now,
+            provider_account_id=grant.provider_account_id or self.connection.provider_account_id,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +110,7 @@ class Claim:
 
     connection_id: UUID
     tenant_id: UUID
+    provider_id: UUID
     owner: UUID
     taken_at: datetime
     until: datetime
@@ -101,14 +125,16 @@ class ConnectionRepository:
 
     # -- reads -------------------------------------------------------------------------------------------
 
-    def get(self, connection_id: UUID, *, for_update: bool = False) -> Connection:
+    def get(self, connection_id: UUID, *, for_update: bool = False, open_credentials: bool = True) -> Connection:
+        """The connection; with ``open_credentials=False`` its envelope stays sealed (``credentials=None``), for
+        callers that show a connection rather than use it."""
         query = self._select().where(ConnectionRow.id == connection_id)
         if for_update:
             query = query.with_for_update(of=ConnectionRow)
         found = self._session.execute(query).one_or_none()
         if found is None:
             raise NotFound(f"connection {connection_id} not found")
-        return self._to_domain(*found)
+        return self._to_domain(*found, open_credentials=open_credentials)
 
     def find_by_unique(self, provider_id: UUID, end_user_id: str, alias: str) -> Connection | None:
         found = self._session.execute(
@@ -272,12 +298,23 @@ class ConnectionRepository:
             query = query.where(ConnectionRow.token_version == token_version)
         return bool(self._session.execute(query).rowcount)
 
-    def set_status(self, connection_id: UUID, status: ConnectionStatus, *, error_code: str | None = None) -> None:
-        self._session.execute(
+    def expire_if_lapsed(self, connection_id: UUID, now: datetime, *, error_code: str | None) -> bool:
+        """Status ``expired`` if the token has run out, no live lease is held and the status is ``active`` or
+        ``error``, all checked in the one statement that writes it; ``error_code`` None keeps the last one."""
+        result = self._session.execute(
             update(ConnectionRow)
-            .where(ConnectionRow.id == connection_id)
-            .values(status=status.value, last_error_code=error_code)
+            .where(
+                ConnectionRow.id == connection_id,
+                ConnectionRow.expires_at <= now,
+                ConnectionRow.status.in_((ConnectionStatus.ACTIVE.value, ConnectionStatus.ERROR.value)),
+                or_(ConnectionRow.refresh_lease_until.is_(None), ConnectionRow.refresh_lease_until <= now),
+            )
+            .values(
+                status=ConnectionStatus.EXPIRED.value,
+                last_error_code=func.coalesce(error_code, ConnectionRow.last_error_code),
+            )
         )
+        return bool(result.rowcount)
 
     def require_reauth_for_provider(self, provider_id: UUID, reason: str) -> int:
         """Every connection of ``provider_id`` that could still be refreshed now needs its end user again (its
@@ -295,12 +332,21 @@ class ConnectionRepository:
     # -- the refresh lease -------------------------------------------------------------------------------
 
     def acquire_lease(self, connection_id: UUID, now: datetime, until: datetime) -> Lease | None:
-        """Take the refresh lease unless someone holds a live one (then ``None``).
+        """Take the refresh lease unless someone holds a live one (then ``None``), and read the connection.
 
         A lease, not a row lock, guards the provider call: the transaction that takes it commits at once, so
-        no row lock is held while a slow provider answers, and a crashed holder's lease simply runs out. The
-        short ``FOR UPDATE`` here only makes the check-and-set atomic.
+        no row lock is held while a slow provider answers, and a crashed holder's lease simply runs out.
         """
+        taken = self.take_lease(connection_id, now, until)
+        if taken is None:
+            return None
+        owner, stale = taken
+        return self._leased(connection_id, owner, now, until, stale=stale)
+
+    def take_lease(self, connection_id: UUID, now: datetime, until: datetime) -> tuple[UUID, bool] | None:
+        """The compare-and-set of ``acquire_lease`` alone, reading nothing sealed: the new owner and whether a
+        previous holder's lease ran out unreleased, or None while someone holds a live one. The short
+        ``FOR UPDATE`` only makes the check-and-set atomic."""
         current = self._session.execute(
             select(ConnectionRow.refresh_lease_until, ConnectionRow.refresh_lease_owner)
             .where(ConnectionRow.id == connection_id)
@@ -316,94 +362,20 @@ class ConnectionRepository:
             .where(ConnectionRow.id == connection_id)
             .values(refresh_lease_until=until, refresh_lease_owner=owner)
         )
-        return self._leased(connection_id, owner, now, until, stale=current.refresh_lease_owner is not None)
-
-    def lease_from_claim(self, claim: Claim) -> Lease:
-        """The lease a scheduler claim took for this connection, with the connection as it is now."""
-        return self._leased(claim.connection_id, claim.owner, claim.taken_at, claim.until, stale=claim.stale)
+        return owner, current.refresh_lease_owner is not None
 
     def _leased(self, connection_id: UUID, owner: UUID, taken_at: datetime, until: datetime, *, stale: bool) -> Lease:
         found = self._session.execute(self._select().where(ConnectionRow.id == connection_id)).one_or_none()
         if found is None:
             raise NotFound(f"connection {connection_id} not found")
         row, slug = found
-        return Lease(self._to_domain(row, slug), owner, until, taken_at, stale=stale, sealed=row.credentials)
+        return Lease(self._to_domain(row, slug), owner, until, taken_at, stale=stale)
 
     def release_lease(self, connection_id: UUID, owner: UUID) -> None:
         self._session.execute(
             update(ConnectionRow)
             .where(ConnectionRow.id == connection_id, ConnectionRow.refresh_lease_owner == owner)
             .values(refresh_lease_until=None, refresh_lease_owner=None)
-        )
-
-    def store_refresh(self, lease: Lease, grant: NewCredentials, now: datetime) -> Connection:
-        """Store what a refresh returned and end the lease.
-
-        The new credentials are sealed under the data key of the envelope they replace (``Sealer.reseal``),
-        so a refresh needs no new data key from KMS.
-
-        Deliberately not conditional on still holding the lease: the provider has answered, and with rotation
-        the old refresh token is already dead, so these tokens are the only good ones. Dropping them because a
-        lease ran out would lose the connection. Conditional only on the grant: if the end user connected again
-        meanwhile (``granted_at`` moved), these tokens belong to the replaced grant and ``GrantSuperseded``
-        says so.
-        """
-        connection_id = lease.connection.id
-        mine = ConnectionRow.refresh_lease_owner == lease.owner
-        previous = lease.sealed or self._session.scalar(
-            select(ConnectionRow.credentials).where(ConnectionRow.id == connection_id)
-        )
-        if previous is None:
-            raise NotFound(f"connection {connection_id} not found")
-        context = SealContext(lease.connection.tenant_id, CREDENTIALS_FIELD, connection_id)
-        sealed = self._sealer.reseal(credentials_to_bytes(grant.credentials), context, previous)
-        result = self._session.execute(
-            update(ConnectionRow)
-            .where(
-                ConnectionRow.id == connection_id,
-                ConnectionRow.granted_at.is_not_distinct_from(lease.connection.granted_at),
-            )
-            .values(
-                credentials=sealed,
-                has_refresh_token=_has_refresh_token(grant.credentials),
-                token_type=grant.token_type,
-                scopes=list(grant.scopes),
-                expires_at=grant.expires_at,
-                status=ConnectionStatus.ACTIVE.value,
-                last_refresh_at=now,
-                refresh_failures=0,
-                last_error_code=None,
-                next_refresh_at=None,
-                refresh_lease_until=case((mine, None), else_=ConnectionRow.refresh_lease_until),
-                refresh_lease_owner=case((mine, None), else_=ConnectionRow.refresh_lease_owner),
-                **self._refreshed_account_id(lease.connection, grant.provider_account_id, previous),
-                token_version=ConnectionRow.token_version + 1,
-                refresh_started_at=lease.taken_at,
-            )
-            .returning(ConnectionRow.token_version)
-        )
-        version = result.scalar_one_or_none()
-        if version is None:
-            if self._session.scalar(select(ConnectionRow.id).where(ConnectionRow.id == connection_id)) is None:
-                raise NotFound(f"connection {connection_id} not found")
-            raise GrantSuperseded(f"connection {connection_id} was connected again during its refresh")
-        # What was just written, without reading it back (and opening the envelope again).
-        return replace(
-            lease.connection,
-            credentials=grant.credentials,
-            token_type=grant.token_type,
-            scopes=tuple(grant.scopes),
-            expires_at=grant.expires_at,
-            status=ConnectionStatus.ACTIVE,
-            last_refresh_at=now,
-            refresh_failures=0,
-            last_error_code=None,
-            next_refresh_at=None,
-            refresh_lease_until=None,
-            token_version=version,
-            refresh_started_at=lease.taken_at,
-            updated_at=now,
-            provider_account_id=grant.provider_account_id or lease.connection.provider_account_id,
         )
 
     def record_refresh_failure(
@@ -427,6 +399,7 @@ class ConnectionRepository:
                 status=status.value,
                 last_error_code=error_code,
                 refresh_failures=ConnectionRow.refresh_failures + 1,
+                fault_count=0,
                 next_refresh_at=next_refresh_at,
                 refresh_lease_until=None,
                 refresh_lease_owner=None,
@@ -434,18 +407,43 @@ class ConnectionRepository:
         )
         return bool(result.rowcount)
 
-    def claim_due(
-        self, now: datetime, horizon_seconds: int, limit: int, until: datetime, *, run_started: datetime | None = None
-    ) -> list[Claim]:
-        """Lease up to ``limit`` due connections across tenants in one statement (``FOR UPDATE SKIP LOCKED``
-        inside a SECURITY DEFINER function), so overlapping scheduler runs take disjoint sets. Connections
-        refreshed since ``run_started`` (default: ``now``) are left alone: one refresh per connection per run."""
-        owner = uuid.uuid4()
-        claimed = func.connvault_claim_due_refreshes(
-            now, horizon_seconds, limit, owner, until, run_started or now
-        ).table_valued("id", "tenant_id", "stale")
-        rows = self._session.execute(select(claimed.c.id, claimed.c.tenant_id, claimed.c.stale)).all()
-        return [Claim(row.id, row.tenant_id, owner, now, until, row.stale) for row in rows]
+    def record_own_fault(
+        self,
+        connection_id: UUID,
+        owner: UUID,
+        *,
+        code: str,
+        next_refresh_at: datetime,
+        park_after: int | None,
+    ) -> ConnectionStatus | None:
+        """Record a refresh that failed on our side and end the lease, only if the lease is still ours; the
+        status the connection is left in (None when the lease was not ours).
+
+        Counted in ``fault_count``, never in the provider's ``refresh_failures``: an outage of ours must not move
+        a connection towards ``error`` or lengthen its provider backoff. With ``park_after``, the
+        ``park_after``-th fault in a row with the same code parks the connection (a row-specific fault such as
+        an envelope that does not open); outages pass None and are never parked.
+        """
+        same = ConnectionRow.fault_code == code
+        count = case((same, ConnectionRow.fault_count + 1), else_=1)
+        parks = (count >= park_after) if park_after is not None else false()
+        status = case((parks, ConnectionStatus.PARKED.value), else_=ConnectionRow.status)
+        result = self._session.execute(
+            update(ConnectionRow)
+            .where(ConnectionRow.id == connection_id, ConnectionRow.refresh_lease_owner == owner)
+            .values(
+                fault_count=count,
+                fault_code=code,
+                status=status,
+                last_error_code=case((parks, code), else_=ConnectionRow.last_error_code),
+                next_refresh_at=next_refresh_at,
+                refresh_lease_until=None,
+                refresh_lease_owner=None,
+            )
+            .returning(ConnectionRow.status)
+        )
+        found = result.scalar_one_or_none()
+        return None if found is None else ConnectionStatus(found)
 
     def due_backlog(self, now: datetime, horizon_seconds: int) -> int:
         return int(self._session.scalar(select(func.connvault_due_backlog(now, horizon_seconds))) or 0)
@@ -458,7 +456,7 @@ class ConnectionRepository:
     def _apply_grant(self, row: ConnectionRow, grant: NewCredentials, granted_at: datetime) -> None:
         row.credentials = self._seal(row.tenant_id, row.id, grant.credentials)
         row.credential_type = grant.credentials.type.value
-        row.has_refresh_token = _has_refresh_token(grant.credentials)
+        row.has_refresh_token = holds_refresh_token(grant.credentials)
         row.token_type = grant.token_type
         row.scopes = list(grant.scopes)
         row.expires_at = grant.expires_at
@@ -466,6 +464,8 @@ class ConnectionRepository:
         row.granted_at = granted_at
         row.refresh_failures = 0
         row.last_error_code = None
+        row.fault_count = 0
+        row.fault_code = None
         row.next_refresh_at = None
         # A new grant supersedes a refresh of the old one in flight: its failure must not mark this grant.
         row.refresh_lease_until = None
@@ -480,31 +480,22 @@ class ConnectionRepository:
         return self._index
 
     def _account_id_columns(
-        self, tenant_id: UUID, connection_id: UUID, value: Redacted[str] | None, *, like: bytes | None = None
+        self, tenant_id: UUID, connection_id: UUID, value: Redacted[str] | None
     ) -> dict[str, bytes]:
-        """The sealed provider account id and its blind index, or nothing to write for ``None``.
-
-        ``like``: seal under that envelope's data key (as a refresh seals its tokens), and make a missing
-        blind-index key the same way: the writer then needs ``kms:Decrypt`` only.
-        """
+        """The sealed provider account id and its blind index, or nothing to write for ``None``."""
         if value is None:
             return {}
         plaintext = value.reveal()
         context = SealContext(tenant_id, PROVIDER_ACCOUNT_ID_FIELD, connection_id)
-        if like is None:
-            sealed = self._sealer.seal(plaintext.encode(), context)
-        else:
-            sealed = self._sealer.reseal(plaintext.encode(), context, like)
-        index = self._indexer().index(PROVIDER_ACCOUNT_ID_FIELD, plaintext, seal_like=like)
+        sealed = self._sealer.seal(plaintext.encode(), context)
+        index = self._indexer().index(PROVIDER_ACCOUNT_ID_FIELD, plaintext)
         return {"provider_account_id": sealed, "provider_account_id_bidx": index}
 
-    def _refreshed_account_id(
-        self, connection: Connection, value: Redacted[str] | None, previous: bytes
-    ) -> dict[str, bytes]:
+    def refreshed_account_id(self, connection: Connection, value: Redacted[str] | None) -> dict[str, bytes]:
         """What a refresh writes of the account id it saw. A key-service failure here drops the id, not the
         tokens: with rotation they are the only live ones, and the next refresh captures the id again."""
         try:
-            return self._account_id_columns(connection.tenant_id, connection.id, value, like=previous)
+            return self._account_id_columns(connection.tenant_id, connection.id, value)
         except (DecryptionFailed, KeyServiceUnavailable) as exc:
             logger.warning(
                 "provider account id not stored with refreshed tokens",
@@ -513,50 +504,68 @@ class ConnectionRepository:
             return {}
 
     def _seal(self, tenant_id: UUID, connection_id: UUID, credentials: Credentials) -> bytes:
-        context = SealContext(tenant_id, CREDENTIALS_FIELD, connection_id)
-        return self._sealer.seal(credentials_to_bytes(credentials), context)
+        return seal_credentials(self._sealer, tenant_id, connection_id, credentials)
 
     def _to_domain(self, row: ConnectionRow, provider_slug: str, *, open_credentials: bool = True) -> Connection:
-        credentials = None
-        if open_credentials and row.credentials is not None:
-            credentials = credentials_from_bytes(
-                self._sealer.open(row.credentials, SealContext(row.tenant_id, CREDENTIALS_FIELD, row.id))
-            )
-        account_id = None
-        if row.provider_account_id is not None:
-            context = SealContext(row.tenant_id, PROVIDER_ACCOUNT_ID_FIELD, row.id)
-            account_id = Redacted(self._sealer.open(row.provider_account_id, context).decode())
-        return Connection(
-            id=row.id,
-            tenant_id=row.tenant_id,
-            provider_id=row.provider_id,
-            provider_slug=provider_slug,
-            end_user_id=row.end_user_id,
-            alias=row.alias,
-            credential_type=AuthType(row.credential_type),
-            status=ConnectionStatus(row.status),
-            credentials=credentials,
-            token_type=row.token_type,
-            scopes=tuple(row.scopes),
-            expires_at=row.expires_at,
-            granted_at=row.granted_at,
-            last_refresh_at=row.last_refresh_at,
-            last_used_at=row.last_used_at,
-            refresh_failures=row.refresh_failures,
-            last_error_code=row.last_error_code,
-            next_refresh_at=row.next_refresh_at,
-            metadata=dict(row.metadata_),
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            refresh_lease_until=row.refresh_lease_until,
-            provider_account_id=account_id,
-            token_version=row.token_version,
-            refresh_started_at=row.refresh_started_at,
-            connection_config=dict(row.connection_config),
-        )
+        return to_connection(row, provider_slug, self._sealer, open_credentials=open_credentials)
 
 
-def _has_refresh_token(credentials: Credentials) -> bool:
+def to_connection(row: Any, provider_slug: str, sealer: Sealer, *, open_credentials: bool = True) -> Connection:
+    """The domain object for a connections row (a ``ConnectionRow``, or anything with its attribute names: the
+    prepared refresh read builds one); ``open_credentials=False`` leaves the envelope sealed."""
+    credentials = None
+    if open_credentials and row.credentials is not None:
+        credentials = open_sealed_credentials(sealer, row.tenant_id, row.id, row.credentials)
+    account_id = None
+    if row.provider_account_id is not None:
+        context = SealContext(row.tenant_id, PROVIDER_ACCOUNT_ID_FIELD, row.id)
+        account_id = Redacted(sealer.open(row.provider_account_id, context).decode())
+    return Connection(
+        id=row.id,
+        tenant_id=row.tenant_id,
+        provider_id=row.provider_id,
+        provider_slug=provider_slug,
+        end_user_id=row.end_user_id,
+        alias=row.alias,
+        credential_type=AuthType(row.credential_type),
+        status=ConnectionStatus(row.status),
+        credentials=credentials,
+        token_type=row.token_type,
+        scopes=tuple(row.scopes),
+        expires_at=row.expires_at,
+        granted_at=row.granted_at,
+        last_refresh_at=row.last_refresh_at,
+        last_used_at=row.last_used_at,
+        refresh_failures=row.refresh_failures,
+        last_error_code=row.last_error_code,
+        next_refresh_at=row.next_refresh_at,
+        metadata=dict(row.metadata_),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        refresh_lease_until=row.refresh_lease_until,
+        provider_account_id=account_id,
+        has_refresh_token=row.has_refresh_token,
+        token_version=row.token_version,
+        refresh_started_at=row.refresh_started_at,
+        fault_count=row.fault_count,
+        fault_code=row.fault_code,
+        connection_config=dict(row.connection_config),
+    )
+
+
+def seal_credentials(sealer: Sealer, tenant_id: UUID, connection_id: UUID, credentials: Credentials) -> bytes:
+    """A connection's credentials in their envelope, bound to the tenant, the row and the column."""
+    return sealer.seal(credentials_to_bytes(credentials), SealContext(tenant_id, CREDENTIALS_FIELD, connection_id))
+
+
+def open_sealed_credentials(sealer: Sealer, tenant_id: UUID, connection_id: UUID, sealed: bytes) -> Credentials:
+    """A connection's credentials from their envelope: the one place that knows how they are sealed, for the
+    repository's reads and token fetch's prepared read alike."""
+    return credentials_from_bytes(sealer.open(sealed, SealContext(tenant_id, CREDENTIALS_FIELD, connection_id)))
+
+
+def holds_refresh_token(credentials: Credentials) -> bool:
+    """Whether sealed ``credentials`` will hold a refresh token (stored beside them, so reads need not open them)."""
     return isinstance(credentials, OAuth2Credentials) and credentials.refresh_token is not None
 
 

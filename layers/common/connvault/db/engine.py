@@ -11,6 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 import pg8000.dbapi
+import pg8000.legacy
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, ExceptionContext
 from sqlalchemy.exc import DisconnectionError
@@ -46,7 +47,9 @@ def convert_paramstyle_once(style: str, query: str, args: Any) -> tuple[str, Any
     return _convert_paramstyle(style, query, args)
 
 
-pg8000.dbapi.convert_paramstyle = convert_paramstyle_once
+# SQLAlchemy drives pg8000 through ``pg8000.legacy``, which imported the function into its own namespace: that
+# is the name its cursors call (patching ``pg8000.dbapi`` alone, as an earlier version did, changed nothing).
+pg8000.legacy.convert_paramstyle = convert_paramstyle_once
 
 
 @lru_cache(maxsize=1)

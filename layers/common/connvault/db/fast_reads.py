@@ -31,6 +31,7 @@ from connvault.db.target import (
     timed_out,
 )
 from connvault.errors import DatabaseBusy, DatabaseUnavailable
+from connvault.models import ConnectionStatus
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -43,7 +44,7 @@ class ConnectionSnapshot:
     """What token fetch needs of a connection; ``credentials`` is still sealed."""
 
     id: UUID
-    status: str
+    status: ConnectionStatus
     credential_type: str
     credentials: bytes | None
     token_type: str | None
@@ -54,6 +55,10 @@ class ConnectionSnapshot:
     refresh_margin_seconds: int
     issued_at: datetime | None
     """When the current token was issued (grant or last refresh): with ``expires_at``, its lifetime."""
+
+    def ensure_servable(self) -> None:
+        """See ``ConnectionStatus.ensure_servable``."""
+        self.status.ensure_servable(self.id, has_refresh_token=self.has_refresh_token, reason=self.last_error_code)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +120,7 @@ class FastReads:
             None if refreshed_epoch is None else datetime.fromtimestamp(refreshed_epoch, UTC),
         )
 
-    def touch(self, tenant_id: UUID, connection_id: UUID, every: timedelta) -> None:
+    def record_use(self, tenant_id: UUID, connection_id: UUID, every: timedelta) -> None:
         """Record a use: at most once per ``every`` from this process (the database keeps it to once per
         interval across processes)."""
         now = time.monotonic()
@@ -183,7 +188,7 @@ def _snapshot(connection_id: UUID, row: list[Any]) -> ConnectionSnapshot:
     status, kind, sealed, token_type, scopes, expires_epoch, has_refresh, error, margin, issued_epoch = row
     return ConnectionSnapshot(
         id=connection_id,
-        status=status,
+        status=ConnectionStatus(status),
         credential_type=kind,
         credentials=sealed,
         token_type=token_type,

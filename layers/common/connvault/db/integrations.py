@@ -5,18 +5,19 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from connvault.crypto.envelope import SealContext
 from connvault.db.providers import to_provider
 from connvault.db.rows import IntegrationRow, ProviderRow
 from connvault.errors import Conflict, NotFound
-from connvault.models import Integration, Provider
+from connvault.models import Integration, IntegrationStatus, Provider
 from connvault.redacted import Redacted
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from datetime import datetime
     from uuid import UUID
 
     from sqlalchemy.orm import Session
@@ -67,7 +68,8 @@ class IntegrationRepository:
         """Create or replace the tenant's integration for ``provider``.
 
         ``keep_client_secret`` leaves a stored secret as it is, so a tenant can change scopes or return URLs
-        without sending the secret again.
+        without sending the secret again. New client credentials (another secret or client id) clear an
+        ``invalid_credentials`` status: refreshes resume with them.
         """
         row = self._session.scalars(
             select(IntegrationRow).where(IntegrationRow.provider_id == provider.id).with_for_update()
@@ -75,6 +77,8 @@ class IntegrationRepository:
         if row is None:
             row = IntegrationRow(id=uuid.uuid4(), tenant_id=tenant_id, provider_id=provider.id)
             self._session.add(row)
+        if not keep_client_secret or row.client_id != client_id:
+            row.status, row.status_reason, row.status_since = IntegrationStatus.ACTIVE.value, None, func.now()
         row.client_id = client_id
         row.scopes = list(scopes)
         row.allowed_return_urls = list(allowed_return_urls)
@@ -92,6 +96,21 @@ class IntegrationRepository:
             raise Conflict(f"integration for provider {provider.slug!r} was created concurrently") from None
         self._session.refresh(row)
         return self._to_domain(row, provider)
+
+    def mark_credentials_invalid(self, provider_id: UUID, *, seen_updated_at: datetime, reason: str) -> bool:
+        """Mark the integration ``invalid_credentials`` after the provider refused its client credentials,
+        unless it changed since the refresh read it (``seen_updated_at``): then the tenant has just sent new
+        credentials, and a refusal of the old ones says nothing about them."""
+        result = self._session.execute(
+            update(IntegrationRow)
+            .where(
+                IntegrationRow.provider_id == provider_id,
+                IntegrationRow.updated_at == seen_updated_at,
+                IntegrationRow.status == IntegrationStatus.ACTIVE.value,
+            )
+            .values(status=IntegrationStatus.INVALID_CREDENTIALS.value, status_reason=reason, status_since=func.now())
+        )
+        return bool(result.rowcount)
 
     def delete(self, provider_id: UUID) -> bool:
         result = self._session.execute(delete(IntegrationRow).where(IntegrationRow.provider_id == provider_id))
@@ -112,4 +131,7 @@ class IntegrationRepository:
             allowed_return_urls=tuple(row.allowed_return_urls),
             created_at=row.created_at,
             updated_at=row.updated_at,
+            status=IntegrationStatus(row.status),
+            status_reason=row.status_reason,
+            status_since=row.status_since,
         )

@@ -85,6 +85,19 @@ class OAuthSessionRepository:
             connection_config=dict(row.connection_config),
         )
 
-    def purge_expired(self, now: datetime) -> int:
-        result = self._session.execute(delete(OAuthSessionRow).where(OAuthSessionRow.expires_at < now))
+    def purge_expired(self, tenant_id: UUID, now: datetime, *, limit: int = 100) -> int:
+        """Delete up to ``limit`` of the tenant's expired sessions. Filtered by tenant as well as by RLS, so the
+        statement walks this tenant's rows only (``oauth_sessions_tenant_expires_idx``), however many expired
+        sessions other tenants left behind."""
+        expired = (
+            select(OAuthSessionRow.id)
+            .where(OAuthSessionRow.tenant_id == tenant_id, OAuthSessionRow.expires_at < now)
+            .limit(limit)
+        )
+        result = self._session.execute(delete(OAuthSessionRow).where(OAuthSessionRow.id.in_(expired.scalar_subquery())))
         return int(result.rowcount)
+
+    def purge_all_expired(self, now: datetime, *, limit: int) -> int:
+        """Delete up to ``limit`` expired sessions of every tenant (a SECURITY DEFINER function: housekeeping
+        runs before any tenant is known)."""
+        return int(self._session.scalar(select(func.connvault_purge_expired_sessions(now, limit))) or 0)

@@ -108,6 +108,9 @@ class IntegrationRow(Base):
     client_secret: Mapped[bytes | None]
     scopes: Mapped[list[str]] = mapped_column(server_default=text("'{}'"))
     allowed_return_urls: Mapped[list[str]] = mapped_column(server_default=text("'{}'"))
+    status: Mapped[str] = mapped_column(server_default=text("'active'"))
+    status_reason: Mapped[str | None]
+    status_since: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
     updated_at: Mapped[datetime] = mapped_column(**_UPDATED_AT)
 
@@ -137,6 +140,8 @@ class ConnectionRow(Base):
     refresh_lease_owner: Mapped[UUID | None]
     token_version: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
     refresh_started_at: Mapped[datetime | None]
+    fault_count: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    fault_code: Mapped[str | None]
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", server_default=text("'{}'"))
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
     updated_at: Mapped[datetime] = mapped_column(**_UPDATED_AT)

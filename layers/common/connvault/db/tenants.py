@@ -10,6 +10,7 @@ from uuid import UUID
 
 from sqlalchemy import Select, delete, func, select, update
 
+from connvault.db.engine import get_engine
 from connvault.db.rows import ConnectionRow, IntegrationRow, OAuthSessionRow, ProviderRow, TenantApiKeyRow, TenantRow
 from connvault.errors import NotFound
 
@@ -78,6 +79,16 @@ class TenantRepository:
         if row is None:
             raise NotFound(f"API key {key_id} not found")
         return _api_key(row)
+
+
+def tenant_key_salt(tenant_id: UUID) -> UUID:
+    """The salt in a tenant's KMS encryption context, read before any tenant is bound (a SECURITY DEFINER
+    function); ``NotFound`` once the tenant is deleted. The data-key cache's lookup on a miss."""
+    with get_engine().connect() as connection:
+        salt = connection.scalar(select(func.connvault_tenant_key_salt(tenant_id)))
+    if salt is None:
+        raise NotFound(f"tenant {tenant_id} not found")
+    return salt if isinstance(salt, UUID) else UUID(str(salt))
 
 
 class Resource(StrEnum):

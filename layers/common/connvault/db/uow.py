@@ -50,7 +50,6 @@ class UnitOfWork:
     providers: ProviderRepository
     tenants: TenantRepository
     webhooks: WebhookRepository
-    sealer: Sealer
 
     def __init__(
         self,
@@ -74,6 +73,11 @@ class UnitOfWork:
         return self.tenant_id
 
     @property
+    def sealer(self) -> Sealer:
+        """The sealer this unit of work's repositories seal and open with (usable outside the with-block)."""
+        return self._sealer or wiring.get_sealer()
+
+    @property
     def session(self) -> Session:
         if self._session is None:
             raise RuntimeError("UnitOfWork used outside its with-block")
@@ -81,8 +85,7 @@ class UnitOfWork:
 
     def __enter__(self) -> Self:
         factory = self._session_factory or wiring.get_session_factory()
-        sealer = self._sealer or wiring.get_sealer()
-        self.sealer = sealer
+        sealer = self.sealer
         session = factory()
         if self.tenant_id is not None:
             # Every transaction of this session, including those after a commit, is bound to the tenant.

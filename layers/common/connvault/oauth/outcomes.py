@@ -2,8 +2,9 @@
 
 Three outcomes, three exception types:
 
-* ``ReauthRequired``: the grant, refresh token or client is dead; retrying cannot help and the end user
-  must connect again.
+* ``ReauthRequired``: the grant or refresh token is dead; retrying cannot help and the end user must connect
+  again. Its subclass ``ClientRejected``: the tenant's app (client id or secret) was refused, which no end
+  user can fix; the integration is at fault.
 * ``ProviderRejected``: the provider refused this request for good (bad request, bad scope...), but
   nothing says the connection itself is dead.
 * ``ProviderUnavailable``: worth retrying later (429, 5xx, the provider's own "try again" codes).
@@ -21,10 +22,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
-from connvault.errors import ProviderRejected, ProviderUnavailable, ReauthRequired
+from connvault.errors import ClientRejected, ProviderRejected, ProviderUnavailable, ReauthRequired
 
 type Failure = ReauthRequired | ProviderRejected | ProviderUnavailable
-type FailureKind = type[ReauthRequired] | type[ProviderRejected] | type[ProviderUnavailable]
+type FailureKind = type[ReauthRequired] | type[ClientRejected] | type[ProviderRejected] | type[ProviderUnavailable]
 
 UNKNOWN_REASON = "provider_error"
 MAX_RETRY_AFTER_SECONDS = 86_400.0
@@ -34,8 +35,8 @@ _DELAY_SECONDS = re.compile(r"\d{1,10}(\.\d{1,6})?")
 ERROR_CODES: Mapping[str, FailureKind] = {
     # RFC 6749 §5.2: the grant or the client is dead.
     "invalid_grant": ReauthRequired,
-    "invalid_client": ReauthRequired,
-    "unauthorized_client": ReauthRequired,
+    "invalid_client": ClientRejected,
+    "unauthorized_client": ClientRejected,
     "access_denied": ReauthRequired,
     # RFC 6749 §4.1.2.1 and RFC 8628: the provider asks us to come back later.
     "server_error": ProviderUnavailable,
@@ -44,14 +45,14 @@ ERROR_CODES: Mapping[str, FailureKind] = {
     # GitHub's dialect (sent with HTTP 200).
     "bad_verification_code": ReauthRequired,
     "bad_refresh_token": ReauthRequired,
-    "incorrect_client_credentials": ReauthRequired,
+    "incorrect_client_credentials": ClientRejected,
     # Slack's dialect (sent with HTTP 200 and "ok": false).
     "invalid_code": ReauthRequired,
     "invalid_refresh_token": ReauthRequired,
     "token_revoked": ReauthRequired,
     "token_expired": ReauthRequired,
-    "invalid_client_id": ReauthRequired,
-    "bad_client_secret": ReauthRequired,
+    "invalid_client_id": ClientRejected,
+    "bad_client_secret": ClientRejected,
     "ratelimited": ProviderUnavailable,
 }
 """Error codes whose meaning is not "this request was refused": every other code is ``ProviderRejected``."""
@@ -59,11 +60,12 @@ ERROR_CODES: Mapping[str, FailureKind] = {
 TRANSIENT_STATUSES: Mapping[int, str] = {408: "timeout", 425: "too_early", 429: "rate_limited"}
 """Statuses that are transient whatever the body says; 5xx are added by range as ``server_error``."""
 
-CODELESS_STATUSES: Mapping[int, tuple[FailureKind, str]] = {401: (ReauthRequired, "invalid_client")}
+CODELESS_STATUSES: Mapping[int, tuple[FailureKind, str]] = {401: (ClientRejected, "invalid_client")}
 """Statuses with a meaning of their own when the body names no error code."""
 
 _MESSAGES: Mapping[FailureKind, str] = {
-    ReauthRequired: "the provider refused the grant or the client ({reason}); the user must reconnect",
+    ReauthRequired: "the provider refused the grant ({reason}); the user must reconnect",
+    ClientRejected: "the provider refused the integration's client credentials ({reason})",
     ProviderRejected: "the provider rejected the request ({reason})",
     ProviderUnavailable: "the provider is unavailable ({reason}); retry later",
 }

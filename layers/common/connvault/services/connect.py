@@ -167,8 +167,9 @@ def create_connect_session(
             connect_link_id=request.connect_link_id,
             connection_config=config,
         )
-        # Abandoned attempts (the end user never came back) hold a sealed verifier; they go with the next start.
-        uow.oauth_sessions.purge_expired(started)
+        # Abandoned attempts (the end user never came back) hold a sealed verifier; they go with the next start
+        # (and with the scheduled housekeeping, for tenants that start none).
+        uow.oauth_sessions.purge_expired(uow.tenant, started)
         quotas.require_room(uow, Resource.CONNECT_SESSIONS, now=now)
         uow.oauth_sessions.add(pending, state_digest(state))
         uow.commit()

@@ -104,8 +104,9 @@ def list_connections(uow: UnitOfWork, query: ConnectionFilter) -> Page:
 
 
 def get_connection(uow: UnitOfWork, connection_id: UUID) -> Connection:
+    """The connection as the API shows it: its credentials stay sealed (showing one never needs a secret)."""
     with uow:
-        return uow.connections.get(connection_id)
+        return uow.connections.get(connection_id, open_credentials=False)
 
 
 def update_connection(

@@ -5,7 +5,7 @@ For more due connections than one invocation gets through before its deadline. T
 
 Leases are not handed over the queue. The scan claims due rows (the same ``FOR UPDATE SKIP LOCKED`` claim,
 only to walk the due set in disjoint batches), releases them at once, then sends the ids. The worker takes
-each connection's lease itself with ``acquire_lease`` under the message's tenant and refreshes only if the
+each connection's lease itself (``leases.acquire``) under the message's tenant and refreshes only if the
 connection is still due. So a message that arrives late, twice (SQS delivers at least once), or after
 token fetch already refreshed the connection costs nothing, and no two callers ever hold one lease. The
 claim's ``stale`` flag (a previous holder died mid-refresh) travels in the message, since releasing clears
@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -28,20 +26,20 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from connvault.clock import Clock, utcnow
 from connvault.config import get_settings
-from connvault.db.uow import UnitOfWork
 from connvault.errors import InvalidInput
 from connvault.observability import logger
+from connvault.services import leases
+from connvault.services.claims import Claimer, due_backlog
 from connvault.services.refresh import RefreshPolicy
-from connvault.services.scheduler import (
+from connvault.services.runner import (
     Deadline,
     Job,
     Outcome,
     Runner,
     RunReport,
     SchedulerConfig,
-    due_backlog,
     publish,
-    scheduler_oauth_client,
+    refresh_oauth_client,
 )
 
 if TYPE_CHECKING:
@@ -56,7 +54,16 @@ SQS_BATCH = 10
 
 MESSAGE_VERSION = 1
 
-DONE = frozenset({Outcome.REFRESHED, Outcome.PERMANENT, Outcome.TRANSIENT, Outcome.SKIPPED})
+DONE = frozenset(
+    {
+        Outcome.REFRESHED,
+        Outcome.PERMANENT,
+        Outcome.TRANSIENT,
+        Outcome.SKIPPED,
+        Outcome.INTEGRATION_REFUSED,
+        Outcome.PARKED,
+    }
+)
 """Worker outcomes that consume the message. A transient provider failure is done too: its retry is the
 backoff in ``next_refresh_at``, which the next scan honours; redelivering the message would not."""
 
@@ -129,7 +136,7 @@ def enqueue_due(
     config = config or SchedulerConfig.from_settings()
     deadline = Deadline(remaining_ms, config.deadline_margin_ms)
     claims = _claim_all(config, deadline, sealer=sealer, now=now)
-    _release(claims, sealer=sealer)
+    leases.release_claims(claims, sealer=sealer)
     sent = _send(sqs or boto3.client("sqs", region_name=get_settings().region), queue_url, claims, config)
     report = RunReport(
         claimed=len(claims),
@@ -158,7 +165,7 @@ def refresh_messages(
     started = time.monotonic()
     config = config or SchedulerConfig.from_settings()
     policy = policy or RefreshPolicy.from_settings()
-    oauth = oauth or scheduler_oauth_client(config.concurrency, config.http_timeout_seconds)
+    oauth = oauth or refresh_oauth_client(config.concurrency, config.http_timeout_seconds)
     jobs: list[Job] = []
     unreadable: list[str] = []
     for record in records:
@@ -174,7 +181,7 @@ def refresh_messages(
         config, policy, oauth, sealer=sealer, now=now, deadline=Deadline(remaining_ms, config.deadline_margin_ms)
     )
     pending = [jobs]
-    runner.drive(lambda _room: pending.pop() if pending else [])
+    runner.drive(lambda _room, _saturated: pending.pop() if pending else [])
     outcomes = runner.outcomes
     failed = unreadable + [job.ref for job in jobs if job.ref is not None and outcomes.get(job.ref) not in DONE]
     report = runner.report(due_backlog=None, started=started)
@@ -187,34 +194,13 @@ def refresh_messages(
 def _claim_all(config: SchedulerConfig, deadline: Deadline, *, sealer: Sealer | None, now: Clock) -> list[Claim]:
     claims: list[Claim] = []
     stop_claiming = time.monotonic() + config.lease_seconds / 2
-    run_started = now()
+    claimer = Claimer(config, now=now)
     while not deadline.passed() and time.monotonic() < stop_claiming:
-        moment = now()
-        with UnitOfWork(None, sealer=sealer) as uow:
-            batch = uow.connections.claim_due(
-                moment,
-                config.horizon_seconds,
-                config.batch_size,
-                moment + timedelta(seconds=config.lease_seconds),
-                run_started=run_started,
-            )
-            uow.commit()
+        batch = claimer.claim(config.batch_size)
         if not batch:
             break
         claims.extend(batch)
     return claims
-
-
-def _release(claims: Sequence[Claim], *, sealer: Sealer | None) -> None:
-    """Give the claims' leases back, one transaction per tenant (row-level security binds each to one)."""
-    by_tenant: dict[UUID, list[Claim]] = defaultdict(list)
-    for claim in claims:
-        by_tenant[claim.tenant_id].append(claim)
-    for tenant_id, group in by_tenant.items():
-        with UnitOfWork(tenant_id, sealer=sealer) as uow:
-            for claim in group:
-                uow.connections.release_lease(claim.connection_id, claim.owner)
-            uow.commit()
 
 
 def _send(sqs: Any, queue_url: str, claims: Sequence[Claim], config: SchedulerConfig) -> int:

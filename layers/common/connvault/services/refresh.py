@@ -2,7 +2,7 @@
 
 Single flight: whoever holds the connection's refresh lease is the only caller of the provider; see
 ``docs/refresh.md`` for why a lease and not a row lock. The order of events is what keeps a rotated refresh
-token from ever being lost:
+token from ever being lost, each step a transition of ``services/leases.py``:
 
 1. take the lease (own short transaction, committed);
 2. call the provider with no transaction open;
@@ -18,34 +18,31 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import DBAPIError
-
-from connvault import connection_config
 from connvault.clock import Clock, utcnow
 from connvault.config import Settings, get_settings
-from connvault.db.connections import Lease, NewCredentials
-from connvault.db.uow import UnitOfWork
+from connvault.db.connections import NewCredentials
 from connvault.errors import (
-    ConnectionRevoked,
-    CredentialsExpired,
-    DatabaseUnavailable,
+    ClientRejected,
     GrantSuperseded,
-    InvalidInput,
+    IntegrationCredentialsInvalid,
     NotFound,
     ProviderRejected,
     ProviderUnavailable,
     ReauthRequired,
 )
-from connvault.models import Connection, ConnectionStatus, OAuth2Credentials, needs_refresh
+from connvault.models import ConnectionStatus, OAuth2Credentials, needs_refresh
 from connvault.oauth.http import UNREACHABLE_REASON
+from connvault.services import leases
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from uuid import UUID
 
-    from connvault.crypto.sealer import Sealer
-    from connvault.models import ClientCredentials, Provider
+    from connvault.db.connections import Lease
+    from connvault.db.uow import UnitOfWork
+    from connvault.models import Connection
     from connvault.oauth.client import OAuthClient
+    from connvault.services.leases import ProviderApp
 
 _ANSWER_MAY_HAVE_BEEN_LOST = frozenset({UNREACHABLE_REASON})
 STALE_LEASE_REASON = "refresh_interrupted"
@@ -61,7 +58,7 @@ class RefreshPolicy:
     max_failures: int = 8
     backoff_base_seconds: int = 30
     backoff_cap_seconds: int = 3600
-    store_attempts: int = 5
+    store_attempts: int = leases.STORE_ATTEMPTS
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> RefreshPolicy:
@@ -82,60 +79,40 @@ def backoff_seconds(failures: int, policy: RefreshPolicy, *, retry_after: float 
     return max(delay, retry_after or 0.0)
 
 
-@dataclass(frozen=True, slots=True)
-class RefreshClient:
-    """Who to ask and as whom: the provider, and the tenant's app there (None once the integration is gone)."""
-
-    provider: Provider
-    client: ClientCredentials | None
-
-    @classmethod
-    def load(cls, uow: UnitOfWork, provider_id: UUID) -> RefreshClient:
-        """Read inside the caller's transaction, so a refresh costs no transaction of its own for this."""
-        provider = uow.providers.get(provider_id)
-        integration = uow.integrations.find(provider.id)
-        return cls(provider, integration.client if integration is not None else None)
-
-    def endpoints(self, connection: Connection) -> Provider:
-        """The provider with its URLs filled for this connection (a shop's own host). A configuration that no
-        longer fits the provider (it gained a placeholder since) needs the end user to connect again."""
-        try:
-            return connection_config.configured(self.provider, connection.connection_config)
-        except (InvalidInput, connection_config.TemplateError):
-            raise ReauthRequired(
-                "the connection's configuration no longer fits its provider", reason="invalid_connection_config"
-            ) from None
-
-
 def refresh_with_lease(
+    uow: UnitOfWork,
     lease: Lease,
+    app: ProviderApp,
     *,
     oauth: OAuthClient,
     policy: RefreshPolicy,
-    sealer: Sealer | None = None,
     now: Clock = utcnow,
-    client: RefreshClient | None = None,
 ) -> Connection:
-    """Refresh a connection whose lease the caller holds; ends the lease either way.
+    """Refresh a connection whose lease the caller holds, at ``app``; ends the lease either way.
 
-    ``client`` is read here when the caller did not load it with the lease. Raises ``ReauthRequired``
-    (connection now ``needs_reauth``) or ``ProviderUnavailable`` (failure counted, next attempt scheduled
-    with backoff).
+    Raises ``ReauthRequired`` (connection now ``needs_reauth``), ``IntegrationCredentialsInvalid`` (the app was
+    refused: the integration is marked, the connection left as it was) or ``ProviderUnavailable`` (failure
+    counted, next attempt scheduled with backoff).
     """
     connection = lease.connection
     try:
-        if client is None:
-            with UnitOfWork(connection.tenant_id, sealer=sealer) as uow:
-                client = RefreshClient.load(uow, connection.provider_id)
-        if client.client is None:
+        if app.credentials is None:
             raise ReauthRequired("the provider's integration was deleted", reason="integration_missing")
+        if app.refused:
+            raise IntegrationCredentialsInvalid("the provider refused the integration's client credentials")
         refresh_token = connection.refresh_token
         if refresh_token is None or not isinstance(connection.credentials, OAuth2Credentials):
             raise ReauthRequired("the connection has no refresh token", reason="no_refresh_token")
-        tokens = oauth.refresh(client.endpoints(connection), client.client, refresh_token.reveal(), now())
+        uow.sealer.ready_to_seal(connection.tenant_id)
+        tokens = oauth.refresh(app.endpoints(connection), app.credentials, refresh_token.reveal(), now())
+    except ClientRejected as exc:
+        # The tenant's app was refused, not this end user's grant: the integration carries the failure, the
+        # connection keeps its grant and status, and refreshes wait for new client credentials.
+        leases.refuse_app(uow, lease, app, reason=exc.reason or exc.code)
+        raise IntegrationCredentialsInvalid("the provider refused the integration's client credentials") from None
     except (ReauthRequired, ProviderRejected) as exc:
-        reason = STALE_LEASE_REASON if _may_have_lost_a_rotation(lease, client) else (exc.reason or exc.code)
-        regranted = _record_failure(lease, ConnectionStatus.NEEDS_REAUTH, reason, None, sealer=sealer)
+        reason = STALE_LEASE_REASON if _may_have_lost_a_rotation(lease, app) else (exc.reason or exc.code)
+        regranted = leases.fail(uow, lease, status=ConnectionStatus.NEEDS_REAUTH, reason=reason, retry_at=None)
         if regranted is not None:
             return regranted
         raise ReauthRequired("the provider refused the refresh token; connect again", reason=reason) from None
@@ -143,13 +120,13 @@ def refresh_with_lease(
         failures = connection.refresh_failures + 1
         status = ConnectionStatus.ERROR if failures >= policy.max_failures else ConnectionStatus.ACTIVE
         retry_at = now() + timedelta(seconds=backoff_seconds(failures, policy, retry_after=exc.retry_after))
-        regranted = _record_failure(lease, status, exc.reason or exc.code, retry_at, sealer=sealer)
+        regranted = leases.fail(uow, lease, status=status, reason=exc.reason or exc.code, retry_at=retry_at)
         if regranted is not None:
             return regranted
         raise
     except BaseException:
         # Anything else (a bug, a KMS outage): give the lease back so the next caller need not wait it out.
-        _release(lease, sealer=sealer)
+        leases.release(uow, [(connection.id, lease.owner)])
         raise
     grant = NewCredentials(
         credentials=connection.credentials.with_refreshed(tokens),
@@ -159,73 +136,33 @@ def refresh_with_lease(
         provider_account_id=tokens.provider_account_id,
     )
     try:
-        return _store(lease, grant, policy, sealer=sealer, now=now)
+        return leases.store(uow, lease, grant, now=now(), attempts=policy.store_attempts)
     except (NotFound, GrantSuperseded) as exc:
         # Deleted, or connected again, while the provider answered: these tokens would stay live at the
         # provider, owned by nothing.
         oauth.revoke(
-            client.endpoints(connection),
-            client.client,
+            app.endpoints(connection),
+            app.credentials,
             (tokens.refresh_token or tokens.access_token).reveal(),
             "refresh_token" if tokens.refresh_token else "access_token",
         )
         if isinstance(exc, NotFound):
             raise
-    with UnitOfWork(connection.tenant_id, sealer=sealer) as uow:
+    with uow:
         return uow.connections.get(connection.id)  # as the new grant left it
 
 
-def _may_have_lost_a_rotation(lease: Lease, client: RefreshClient | None) -> bool:
+def _may_have_lost_a_rotation(lease: Lease, app: ProviderApp) -> bool:
     """Whether a refused refresh token was probably rotated by an earlier attempt whose answer never got
     stored: the previous holder died with the lease, or our last call timed out after the provider may have
     rotated. Then the connection needs a reconnect for a reason the tenant should hear about."""
     if lease.stale:
         return True
-    rotating = client is not None and client.provider.rotates_refresh_tokens
-    return rotating and lease.connection.last_error_code in _ANSWER_MAY_HAVE_BEEN_LOST
-
-
-def _store(
-    lease: Lease, grant: NewCredentials, policy: RefreshPolicy, *, sealer: Sealer | None, now: Clock
-) -> Connection:
-    """Persist a refresh's tokens, retrying a failed write: with rotation these are the only live tokens."""
-    for attempt in range(1, policy.store_attempts + 1):
-        try:
-            with UnitOfWork(lease.connection.tenant_id, sealer=sealer) as uow:
-                stored = uow.connections.store_refresh(lease, grant, now())
-                uow.commit()
-            return stored
-        except (DBAPIError, DatabaseUnavailable):  # a timed-out store is DatabaseBusy, and worth the retry too
-            if attempt == policy.store_attempts:
-                raise
-            time.sleep(min(0.1 * 2**attempt, 2.0))
-    raise AssertionError("unreachable")
-
-
-def _record_failure(
-    lease: Lease, status: ConnectionStatus, reason: str, retry_at: datetime | None, *, sealer: Sealer | None
-) -> Connection | None:
-    """Record the failure while the lease is still ours. If it is not because the end user connected again
-    meanwhile, the failure belongs to the replaced grant: return the connection as the new grant left it."""
-    with UnitOfWork(lease.connection.tenant_id, sealer=sealer) as uow:
-        recorded = uow.connections.record_refresh_failure(
-            lease.connection.id, lease.owner, status=status, error_code=reason, next_refresh_at=retry_at
-        )
-        uow.commit()
-        if recorded:
-            return None
-        current = uow.connections.get(lease.connection.id)
-    return current if current.granted_at != lease.connection.granted_at else None
-
-
-def _release(lease: Lease, *, sealer: Sealer | None) -> None:
-    with UnitOfWork(lease.connection.tenant_id, sealer=sealer) as uow:
-        uow.connections.release_lease(lease.connection.id, lease.owner)
-        uow.commit()
+    return app.provider.rotates_refresh_tokens and lease.connection.last_error_code in _ANSWER_MAY_HAVE_BEEN_LOST
 
 
 def refresh_single_flight(
-    tenant_id: UUID,
+    uow: UnitOfWork,
     connection_id: UUID,
     *,
     min_ttl: int = 0,
@@ -234,7 +171,6 @@ def refresh_single_flight(
     asked: datetime | None = None,
     oauth: OAuthClient,
     policy: RefreshPolicy,
-    sealer: Sealer | None = None,
     now: Clock = utcnow,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Connection:
@@ -248,73 +184,64 @@ def refresh_single_flight(
     next one is, so a burst of forced calls costs the provider at most two calls. A waiter whose refresh
     failed does not try again itself: it reports that failure, so an outage costs the provider one call, not
     one per caller. A lease given back with no failure recorded (a scheduler that ran out of time) is simply
-    taken over.
+    taken over. Polls read the row with its envelope sealed; the credentials are opened once, when returned.
     """
     asked = asked or now()
     deadline = time.monotonic() + policy.wait_seconds
     read_version: int | None = None
     seen: tuple[int, int] | None = None
     while True:
-        with UnitOfWork(tenant_id, sealer=sealer) as uow:
-            current = uow.connections.get(connection_id)
+        with uow:
+            current = uow.connections.get(connection_id, open_credentials=False)
             moment = now()
-            leased_by_other = current.refresh_lease_until is not None and current.refresh_lease_until > moment
-            if read_version is None:
-                read_version = current.token_version
-            if force:
-                done = current.tokens_requested_since(asked)
-            else:
-                done = current.token_version > read_version or (
-                    current.status is ConnectionStatus.ACTIVE
-                    and not needs_refresh(current.expires_at, moment, current.refresh_ttl(min_ttl, margin))
-                )
-            if done:
-                return current
-            _raise_for_status(current)
-            if (
-                seen is not None
-                and not leased_by_other
-                and current.token_version == seen[0]
-                and current.refresh_failures != seen[1]
+            read_version = current.token_version if read_version is None else read_version
+            if _accepts(current, force=force, asked=asked, read_version=read_version) or (
+                not force
+                and current.status is ConnectionStatus.ACTIVE
+                and not needs_refresh(current.expires_at, moment, current.refresh_ttl(min_ttl, margin))
             ):
-                raise ProviderUnavailable(
-                    "the provider failed to refresh this connection",
-                    retry_after=_retry_in(current, moment),
-                    reason=current.last_error_code,
-                )
-            if not force and current.next_refresh_at is not None and current.next_refresh_at > moment:
-                raise ProviderUnavailable(
-                    "the provider failed recently; retrying later",
-                    retry_after=_retry_in(current, moment),
-                    reason=current.last_error_code,
-                )
-            lease = client = None
-            if not leased_by_other:
-                lease = uow.connections.acquire_lease(
-                    connection_id, moment, moment + timedelta(seconds=policy.lease_seconds)
-                )
-                if lease is not None:
-                    client = RefreshClient.load(uow, current.provider_id)
-                uow.commit()
-        if lease is not None:
-            return refresh_with_lease(lease, oauth=oauth, policy=policy, sealer=sealer, now=now, client=client)
+                return uow.connections.get(connection_id)
+        current.ensure_servable(refreshing=True)
+        leased_by_other = current.leased(moment)
+        if (
+            seen is not None
+            and not leased_by_other
+            and current.token_version == seen[0]
+            and current.refresh_failures != seen[1]
+        ):
+            raise ProviderUnavailable(
+                "the provider failed to refresh this connection",
+                retry_after=_retry_in(current, moment),
+                reason=current.last_error_code,
+            )
+        if not force and current.next_refresh_at is not None and current.next_refresh_at > moment:
+            raise ProviderUnavailable(
+                "the provider failed recently; retrying later",
+                retry_after=_retry_in(current, moment),
+                reason=current.last_error_code,
+            )
+        taken = (
+            None if leased_by_other else leases.acquire(uow, connection_id, now=moment, seconds=policy.lease_seconds)
+        )
+        if taken is not None:
+            lease, app = taken
+            if _accepts(lease.connection, force=force, asked=asked, read_version=read_version):
+                leases.release(uow, [(connection_id, lease.owner)])  # refreshed between our read and our lease
+                return lease.connection
+            return refresh_with_lease(uow, lease, app, oauth=oauth, policy=policy, now=now)
         seen = (current.token_version, current.refresh_failures)
         if time.monotonic() >= deadline:
             raise ProviderUnavailable("a refresh of this connection is still in progress", retry_after=1, reason="busy")
         sleep(policy.poll_seconds)
 
 
+def _accepts(connection: Connection, *, force: bool, asked: datetime, read_version: int) -> bool:
+    """Whether the stored tokens are a refresh this caller can take as its own: for a forced caller, one begun
+    after it asked; for a plain one, any version newer than the one it read first."""
+    return connection.tokens_requested_since(asked) if force else connection.token_version > read_version
+
+
 def _retry_in(connection: Connection, moment: datetime) -> float:
     if connection.next_refresh_at is None:
         return 1.0
     return max(1.0, (connection.next_refresh_at - moment).total_seconds())
-
-
-def _raise_for_status(connection: Connection) -> None:
-    """Statuses that no refresh can fix."""
-    if connection.status is ConnectionStatus.NEEDS_REAUTH:
-        raise ReauthRequired("the connection needs to be connected again", reason=connection.last_error_code)
-    if connection.status is ConnectionStatus.REVOKED:
-        raise ConnectionRevoked(f"connection {connection.id} was revoked")
-    if connection.refresh_token is None:
-        raise CredentialsExpired(f"connection {connection.id} has no refresh token")

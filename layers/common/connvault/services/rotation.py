@@ -15,8 +15,15 @@ Rotating a deployment, in this order:
 3. Run ``python -m connvault.services.rotation NEW_KEY_ARN`` with the deployment's environment. It commits
    per batch and is idempotent (envelopes already under the new key cost nothing), so after an interruption
    or a KMS error just run it again.
-4. When a run reports ``rewrapped=0`` and ``unreadable=0``, disable the old key; schedule its deletion only
-   after backups made before the rotation have expired.
+4. When a run reports ``left_under_old_keys=0``, disable the old key; schedule its deletion only after
+   backups made before the rotation have expired.
+
+Rotation and live traffic do not wait on each other. KMS is called with no transaction open and no row
+locked: a batch is read, its data keys re-wrapped, then each row is written back with a compare-and-set
+(only if it still holds the envelope that was read). A row a refresh rewrote meanwhile is read again; the
+refresh itself sealed under the configured key, so that row is usually current already. The run ends with
+a count of every envelope not under the new key, and walks again (up to ``MAX_PASSES``) while writers of
+an older deployment still put some back.
 """
 
 from __future__ import annotations
@@ -93,6 +100,13 @@ SEALED_COLUMNS = (
 """Every envelope column in the schema; a new one must be added here or rotation leaves it behind."""
 
 
+MAX_PASSES = 3
+"""Walks of the whole data while the final count still finds envelopes under an old key."""
+
+CAS_ATTEMPTS = 3
+"""Tries per row whose compare-and-set lost to a concurrent write, before leaving it to the next pass."""
+
+
 @dataclass(frozen=True, slots=True)
 class RotationReport:
     tenants: int
@@ -103,6 +117,10 @@ class RotationReport:
     distinct_data_keys: int
     """Distinct data keys among the re-wrapped envelopes."""
     reencrypt_calls: int
+    left_under_old_keys: int = 0
+    """Envelopes still not under the new key when the run ended (the unreadable ones among them): the old key
+    may be disabled only when this is 0."""
+    passes: int = 1
 
 
 @dataclass(slots=True)
@@ -123,13 +141,15 @@ def rewrap_all(
     session_factory: sessionmaker[Any] | None = None,
     batch_size: int = 500,
 ) -> RotationReport:
-    """Re-wrap every envelope of every tenant in ``tenant_ids`` under ``new_kms_key_id``.
+    """Re-wrap every envelope of every tenant in ``tenant_ids`` under ``new_kms_key_id``, until none is left
+    under another key (or ``MAX_PASSES`` walks).
 
-    Each tenant is walked under its own ``UnitOfWork`` (RLS in force), one committed transaction per batch
-    of ``batch_size`` rows per column, rows locked while they are rewritten so a concurrent refresh is not
-    overwritten. Raises ``InvalidInput`` when the new key is unusable or is not the configured sealing key,
-    ``KeyServiceUnavailable`` when KMS fails (batches already committed stay done; run again). ``kms``
-    (default: the process's client) resolves key ids and aliases to the ARNs that envelopes record.
+    Each tenant is walked under its own ``UnitOfWork`` (RLS in force), in batches of ``batch_size`` rows per
+    column; KMS is called outside any transaction and rows are written back by compare-and-set, so a
+    concurrent refresh is neither overwritten nor blocked. Raises ``InvalidInput`` when the new key is
+    unusable or is not the configured sealing key, ``KeyServiceUnavailable`` when KMS fails (batches already
+    committed stay done; run again). ``kms`` (default: the process's client) resolves key ids and aliases to
+    the ARNs that envelopes record.
     """
     if batch_size < 1:
         raise InvalidInput("batch_size must be positive", field="batch_size")
@@ -140,68 +160,148 @@ def rewrap_all(
         raise InvalidInput(
             "CONNVAULT_KMS_KEY_ID must name the new key before rotating (deploy that first)", field="kms_key_id"
         )
-    tally, tenants = _Tally(), 0
-    for tenant_id in tenant_ids:
-        tenants += 1
-        uow = UnitOfWork(tenant_id, sealer=sealer, session_factory=session_factory)
-        # Per tenant: data keys are bound to one tenant's context, so the memo never helps across tenants.
-        memo: dict[bytes, tuple[str, bytes]] = {}
-        rewrapped_keys: set[bytes] = set()
-        for sealed in SEALED_COLUMNS:
-            _rewrap_column(uow, sealed, new_arn, memo, rewrapped_keys, batch_size, tally)
-        tally.data_keys += len(rewrapped_keys)
-        tally.reencrypt_calls += len(memo)
+    tenants = list(tenant_ids)
+    units = [UnitOfWork(tenant_id, sealer=sealer, session_factory=session_factory) for tenant_id in tenants]
+    tally = _Tally()
+    passes, left = 0, 0
+    while passes < MAX_PASSES:
+        passes += 1
+        walk = _Tally()
+        for uow in units:
+            _rewrap_tenant(uow, new_arn, batch_size, walk)
+        tally.rewrapped += walk.rewrapped
+        tally.data_keys += walk.data_keys
+        tally.reencrypt_calls += walk.reencrypt_calls
+        if passes == 1:
+            tally.current, tally.unreadable = walk.current, walk.unreadable
+        left = sum(_count_not_under(uow, new_arn) for uow in units)
+        if left <= walk.unreadable:
+            break
     return RotationReport(
-        tenants=tenants,
+        tenants=len(tenants),
         envelopes_rewrapped=tally.rewrapped,
         envelopes_already_current=tally.current,
         envelopes_unreadable=tally.unreadable,
         distinct_data_keys=tally.data_keys,
         reencrypt_calls=tally.reencrypt_calls,
+        left_under_old_keys=left,
+        passes=passes,
     )
 
 
-def _rewrap_column(
+def _rewrap_tenant(uow: UnitOfWork, new_arn: str, batch_size: int, tally: _Tally) -> None:
+    # Per tenant: data keys are bound to one tenant's context, so the memo never helps across tenants.
+    memo: dict[bytes, tuple[str, bytes]] = {}
+    rewrapped_keys: set[bytes] = set()
+    for sealed in SEALED_COLUMNS:
+        after: UUID | None = None
+        while True:
+            batch = _read_batch(uow, sealed, after, batch_size)
+            _rewrap_batch(uow, sealed, batch, new_arn, memo, rewrapped_keys, tally)
+            if len(batch) < batch_size:
+                break
+            after = batch[-1][0]
+    tally.data_keys += len(rewrapped_keys)
+    tally.reencrypt_calls += len(memo)
+
+
+def _read_batch(uow: UnitOfWork, sealed: SealedColumn, after: UUID | None, batch_size: int) -> list[Any]:
+    """The next rows by id, read without locking them."""
+    row_id, column = sealed.row.id, getattr(sealed.row, sealed.column)
+    query = select(row_id, column).where(column.is_not(None)).order_by(row_id).limit(batch_size)
+    if after is not None:
+        query = query.where(row_id > after)
+    with uow:
+        return list(uow.session.execute(query).all())
+
+
+def _rewrap_batch(
     uow: UnitOfWork,
     sealed: SealedColumn,
+    batch: list[Any],
     new_arn: str,
     memo: dict[bytes, tuple[str, bytes]],
     rewrapped_keys: set[bytes],
-    batch_size: int,
     tally: _Tally,
 ) -> None:
-    """Keyset-walk one column of one tenant by id, one committed transaction per batch."""
+    """Re-wrap a batch (KMS, nothing locked), then write it back by compare-and-set in one short transaction;
+    rows that changed meanwhile are read and tried again on their own."""
+    pending = [(ident, blob) for ident, blob in batch]
+    for _ in range(CAS_ATTEMPTS):
+        writes = []
+        for ident, blob in pending:
+            rewrapped = _rewrapped(uow, sealed, ident, blob, new_arn, memo, tally)
+            if rewrapped is not None:
+                writes.append((ident, blob, rewrapped))
+        lost = []
+        with uow:
+            for ident, blob, rewrapped in writes:
+                if _compare_and_set(uow, sealed, ident, blob, rewrapped):
+                    rewrapped_keys.add(Envelope.from_bytes(blob).wrapped_key)
+                    tally.rewrapped += 1
+                else:
+                    lost.append(ident)
+            uow.commit()
+        if not lost:
+            return
+        pending = _reread(uow, sealed, lost)
+
+
+def _rewrapped(
+    uow: UnitOfWork,
+    sealed: SealedColumn,
+    ident: UUID,
+    blob: bytes,
+    new_arn: str,
+    memo: dict[bytes, tuple[str, bytes]],
+    tally: _Tally,
+) -> bytes | None:
+    """The envelope under ``new_arn``, or None when there is nothing to write (current or unreadable)."""
     from connvault.observability import logger
 
+    try:
+        rewrapped = uow.sealer.rewrap(blob, SealContext(uow.tenant, sealed.field, ident), new_arn, memo)
+    except DecryptionFailed:
+        tally.unreadable += 1
+        logger.warning(
+            "rotation: envelope not re-wrapped",
+            extra={"tenant_id": str(uow.tenant), "field": sealed.field, "row_id": str(ident)},
+        )
+        return None
+    if rewrapped == blob:
+        tally.current += 1
+        return None
+    return rewrapped
+
+
+def _compare_and_set(uow: UnitOfWork, sealed: SealedColumn, ident: UUID, old: bytes, new: bytes) -> bool:
+    column = getattr(sealed.row, sealed.column)
+    result = uow.session.execute(
+        update(sealed.row).where(sealed.row.id == ident, column == old).values({sealed.column: new})
+    )
+    return bool(result.rowcount)
+
+
+def _reread(uow: UnitOfWork, sealed: SealedColumn, idents: list[UUID]) -> list[tuple[UUID, bytes]]:
+    """Rows whose compare-and-set lost, as they are now (deleted ones drop out)."""
     row_id, column = sealed.row.id, getattr(sealed.row, sealed.column)
-    after: UUID | None = None
-    while True:
-        with uow:
-            query = select(row_id, column).where(column.is_not(None)).order_by(row_id).limit(batch_size)
-            if after is not None:
-                query = query.where(row_id > after)
-            batch = uow.session.execute(query.with_for_update()).all()
-            for ident, blob in batch:
-                context = SealContext(uow.tenant, sealed.field, ident)
+    with uow:
+        rows = uow.session.execute(select(row_id, column).where(row_id.in_(idents), column.is_not(None))).all()
+    return [(ident, blob) for ident, blob in rows]
+
+
+def _count_not_under(uow: UnitOfWork, new_arn: str) -> int:
+    """Envelopes of the tenant whose header names another KMS key (read only: no KMS call)."""
+    left = 0
+    with uow:
+        for sealed in SEALED_COLUMNS:
+            column = getattr(sealed.row, sealed.column)
+            for (blob,) in uow.session.execute(select(column).where(column.is_not(None))):
                 try:
-                    rewrapped = uow.sealer.rewrap(blob, context, new_arn, memo)
+                    left += Envelope.from_bytes(blob).key_id != new_arn
                 except DecryptionFailed:
-                    tally.unreadable += 1
-                    logger.warning(
-                        "rotation: envelope not re-wrapped",
-                        extra={"tenant_id": str(uow.tenant), "field": sealed.field, "row_id": str(ident)},
-                    )
-                    continue
-                if rewrapped == blob:
-                    tally.current += 1
-                    continue
-                rewrapped_keys.add(Envelope.from_bytes(blob).wrapped_key)
-                uow.session.execute(update(sealed.row).where(row_id == ident).values({sealed.column: rewrapped}))
-                tally.rewrapped += 1
-            uow.commit()
-        if len(batch) < batch_size:
-            return
-        after = batch[-1][0]
+                    left += 1
+    return left
 
 
 def _usable_key_arn(kms: Any, key_id: str) -> str:
@@ -249,9 +349,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"tenants={report.tenants} rewrapped={report.envelopes_rewrapped} "
         f"already_current={report.envelopes_already_current} unreadable={report.envelopes_unreadable} "
-        f"data_keys={report.distinct_data_keys} reencrypt_calls={report.reencrypt_calls}"
+        f"data_keys={report.distinct_data_keys} reencrypt_calls={report.reencrypt_calls} "
+        f"left_under_old_keys={report.left_under_old_keys} passes={report.passes}"
     )
-    return 0 if report.envelopes_unreadable == 0 else 2
+    return 0 if report.left_under_old_keys == 0 else 2
 
 
 if __name__ == "__main__":

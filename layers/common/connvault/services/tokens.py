@@ -15,19 +15,12 @@ from connvault import wiring
 from connvault.access_log import record_issued
 from connvault.clock import Clock, utcnow
 from connvault.config import get_settings
-from connvault.crypto.envelope import SealContext
-from connvault.db.connections import CREDENTIALS_FIELD
+from connvault.db.connections import open_sealed_credentials
 from connvault.db.fast_reads import get_fast_reads
 from connvault.db.uow import UnitOfWork
-from connvault.errors import ConnectionRevoked, CredentialsExpired, NotFound, ProviderUnavailable, ReauthRequired
-from connvault.models import (
-    ConnectionStatus,
-    Credentials,
-    OAuth2Credentials,
-    credentials_from_bytes,
-    needs_refresh,
-    refresh_ttl,
-)
+from connvault.errors import CredentialsExpired, IntegrationCredentialsInvalid, NotFound, ProviderUnavailable
+from connvault.models import Credentials, OAuth2Credentials, needs_refresh, refresh_ttl
+from connvault.services import leases
 from connvault.services.refresh import RefreshPolicy, refresh_single_flight
 
 if TYPE_CHECKING:
@@ -36,9 +29,6 @@ if TYPE_CHECKING:
     from connvault.crypto.sealer import Sealer
     from connvault.db.fast_reads import ConnectionSnapshot, FastReads
     from connvault.oauth.client import OAuthClient
-
-USABLE = frozenset({ConnectionStatus.ACTIVE.value, ConnectionStatus.ERROR.value})
-"""Statuses whose unexpired token may be handed out (``error``: refreshes keep failing, the token still works)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +67,7 @@ def get_token(
     same round trip), so it is not read again."""
     reads = reads or get_fast_reads()
     issued = _issue(tenant_id, connection_id, min_ttl, force_refresh, reads, oauth, sealer, policy, now, snapshot)
-    reads.touch(tenant_id, connection_id, timedelta(seconds=get_settings().last_used_coalesce_seconds))
+    reads.record_use(tenant_id, connection_id, timedelta(seconds=get_settings().last_used_coalesce_seconds))
     record_issued(tenant_id, connection_id, issued.credentials.type.value, refreshed=issued.refreshed)
     return issued
 
@@ -101,12 +91,10 @@ def _issue(
         snapshot = reads.read_connection(tenant_id, connection_id)
     if snapshot is None:
         raise NotFound(f"connection {connection_id} not found")
-    _raise_for_status(snapshot)
+    snapshot.ensure_servable()
     if snapshot.credentials is None:
         raise CredentialsExpired(f"connection {connection_id} holds no credentials")
-    credentials = credentials_from_bytes(
-        sealer.open(snapshot.credentials, SealContext(tenant_id, CREDENTIALS_FIELD, connection_id))
-    )
+    credentials = open_sealed_credentials(sealer, tenant_id, connection_id, snapshot.credentials)
     moment = asked
     current = _issued(
         connection_id, credentials, snapshot.token_type, snapshot.expires_at, snapshot.scopes, min_ttl, moment
@@ -114,17 +102,17 @@ def _issue(
     if not isinstance(credentials, OAuth2Credentials):
         return current
     ttl = refresh_ttl(min_ttl, snapshot.refresh_margin_seconds, snapshot.issued_at, snapshot.expires_at)
-    still_valid = snapshot.status in USABLE and not needs_refresh(snapshot.expires_at, moment, 0)
+    still_valid = snapshot.status.serves_unexpired_token and not needs_refresh(snapshot.expires_at, moment, 0)
     if not force_refresh and still_valid and not needs_refresh(snapshot.expires_at, moment, ttl):
         return current
     if not snapshot.has_refresh_token:
         if still_valid:
             return current
-        _mark_expired(tenant_id, connection_id, sealer)
+        leases.expire(UnitOfWork(tenant_id, sealer=sealer), connection_id, now=moment, error_code="token_expired")
         raise CredentialsExpired(f"connection {connection_id} expired and has no refresh token")
     try:
         refreshed = refresh_single_flight(
-            tenant_id,
+            UnitOfWork(tenant_id, sealer=sealer),
             connection_id,
             min_ttl=min_ttl,
             margin=snapshot.refresh_margin_seconds,
@@ -132,10 +120,9 @@ def _issue(
             asked=asked,
             oauth=oauth or wiring.get_oauth_client(),
             policy=policy or RefreshPolicy.from_settings(settings),
-            sealer=sealer,
             now=now,
         )
-    except ProviderUnavailable:
+    except (ProviderUnavailable, IntegrationCredentialsInvalid):
         if still_valid and not force_refresh:
             return current
         raise
@@ -168,18 +155,3 @@ def _issued(
     return IssuedCredential(
         connection_id, credentials, token_type, expires_at, scopes, refreshed=refreshed, min_ttl_met=met
     )
-
-
-def _raise_for_status(snapshot: ConnectionSnapshot) -> None:
-    if snapshot.status == ConnectionStatus.NEEDS_REAUTH:
-        raise ReauthRequired("the connection needs to be connected again", reason=snapshot.last_error_code)
-    if snapshot.status == ConnectionStatus.REVOKED:
-        raise ConnectionRevoked(f"connection {snapshot.id} was revoked")
-    if snapshot.status == ConnectionStatus.EXPIRED and not snapshot.has_refresh_token:
-        raise CredentialsExpired(f"connection {snapshot.id} expired and has no refresh token")
-
-
-def _mark_expired(tenant_id: UUID, connection_id: UUID, sealer: Sealer) -> None:
-    with UnitOfWork(tenant_id, sealer=sealer) as uow:
-        uow.connections.set_status(connection_id, ConnectionStatus.EXPIRED, error_code="token_expired")
-        uow.commit()

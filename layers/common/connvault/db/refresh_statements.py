@@ -1,0 +1,264 @@
+"""A refresh's statements as pg8000 native prepared statements: one round trip each, no SQLAlchemy.
+
+Through SQLAlchemy and pg8000's DB-API a scheduled refresh cost eight statements and twenty round trips (each
+unnamed statement is three: parse, describe, bind and execute). Here a claimed refresh costs two, each one
+round trip on a connection that prepared it once:
+
+* ``leased``: the connection, only while the caller's lease is on it (``connvault_leased_connection``);
+* ``store``: the refresh's answer, conditional on the grant, clearing the lease if still ours, answering stored,
+  superseded or gone (``connvault_store_refresh``);
+
+and a run's claims, a batch at a time, are a third (``connvault_claim_due_refreshes``). Each function sets the
+tenant inside its own statement, so row-level security holds without a transaction of our own.
+
+One connection per thread (a run refreshes on many): a connection that saw any exception inside a statement is
+dropped, never reused, since its replies may be unread on the wire. Driver failures leave this module as
+``DatabaseUnavailable``: retryable, and nothing above ``db/`` sees a driver's exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from pg8000.exceptions import DatabaseError, InterfaceError
+
+from connvault.config import get_settings
+from connvault.db.connections import Claim, Lease, holds_refresh_token, seal_credentials, to_connection
+from connvault.db.target import StatementLimits, connect_with, timed_out
+from connvault.errors import DatabaseBusy, DatabaseUnavailable, GrantSuperseded, NotFound
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from uuid import UUID
+
+    import pg8000.native
+
+    from connvault.crypto.sealer import Sealer
+    from connvault.db.connections import NewCredentials
+    from connvault.models import Connection
+
+_CLAIM = (
+    "SELECT id, tenant_id, provider_id, stale FROM connvault_claim_due_refreshes(:now, :horizon, :limit,"
+    " CAST(:owner AS uuid), :until, :run_started, :per_tenant, CAST(:after AS uuid), CAST(:skip AS uuid[]))"
+)
+_LEASED = "SELECT * FROM connvault_leased_connection(CAST(:tenant AS uuid), CAST(:id AS uuid), CAST(:owner AS uuid))"
+_STORE = (
+    "SELECT outcome, token_version FROM connvault_store_refresh(CAST(:tenant AS uuid), CAST(:id AS uuid),"
+    " CAST(:owner AS uuid), :granted_at, :credentials, :has_refresh_token, :token_type, CAST(:scopes AS text[]),"
+    " :expires_at, :now, :started_at, :account_id, :account_id_bidx)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """A leased row's columns, by the names ``to_connection`` reads from a ``ConnectionRow``."""
+
+    id: UUID
+    tenant_id: UUID
+    provider_id: UUID
+    end_user_id: str
+    alias: str
+    credential_type: str
+    status: str
+    credentials: bytes | None
+    has_refresh_token: bool
+    token_type: str | None
+    scopes: list[str]
+    expires_at: datetime | None
+    granted_at: datetime | None
+    last_refresh_at: datetime | None
+    last_used_at: datetime | None
+    refresh_failures: int
+    last_error_code: str | None
+    next_refresh_at: datetime | None
+    refresh_lease_until: datetime | None
+    token_version: int
+    refresh_started_at: datetime | None
+    fault_count: int
+    fault_code: str | None
+    metadata_: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+    provider_account_id: bytes | None
+    connection_config: dict[str, str]
+
+
+class RefreshStatements:
+    def __init__(self, connect: Callable[[], pg8000.native.Connection]) -> None:
+        self._connect = connect
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: set[pg8000.native.Connection] = set()
+
+    def claim(
+        self,
+        now: datetime,
+        horizon_seconds: int,
+        limit: int,
+        until: datetime,
+        *,
+        run_started: datetime,
+        per_tenant: int,
+        after_tenant: UUID | None,
+        skip_providers: Sequence[UUID],
+    ) -> list[Claim]:
+        """Lease up to ``limit`` due connections across tenants in one statement (``FOR UPDATE SKIP LOCKED``
+        inside a SECURITY DEFINER function), so overlapping runs take disjoint sets.
+
+        Fair: tenants are walked round robin from the one after ``after_tenant``, each giving at most
+        ``per_tenant`` rows, and providers in ``skip_providers`` (whose queue in the run is full) give none.
+        Connections refreshed since ``run_started`` are left alone (one refresh per connection per run), and so
+        are those of integrations whose credentials were refused."""
+        owner = uuid.uuid4()
+        rows = self._run(
+            _CLAIM,
+            now=now,
+            horizon=horizon_seconds,
+            limit=limit,
+            owner=str(owner),
+            until=until,
+            run_started=run_started,
+            per_tenant=per_tenant,
+            after=None if after_tenant is None else str(after_tenant),
+            skip=[str(provider) for provider in skip_providers],
+        )
+        return [Claim(_uuid(i), _uuid(t), _uuid(p), owner, now, until, stale) for i, t, p, stale in rows]
+
+    def leased(self, claim: Claim, sealer: Sealer) -> Lease:
+        """The claim's lease with the connection as it is now, its credentials opened; ``NotFound`` if the row is
+        gone or the lease is no longer the claim's."""
+        rows = self._run(_LEASED, tenant=str(claim.tenant_id), id=str(claim.connection_id), owner=str(claim.owner))
+        if not rows:
+            raise NotFound(f"connection {claim.connection_id} not found")
+        (provider_id, slug, *values) = rows[0]
+        row = _Row(claim.connection_id, claim.tenant_id, _uuid(provider_id), *_times(values))
+        connection = to_connection(row, slug, sealer)
+        return Lease(connection, claim.owner, claim.until, claim.taken_at, stale=claim.stale)
+
+    def store(
+        self,
+        lease: Lease,
+        grant: NewCredentials,
+        now: datetime,
+        sealer: Sealer,
+        *,
+        account: dict[str, bytes],
+    ) -> Connection:
+        """``ConnectionRepository``'s store of a refresh in one round trip: the new tokens (and the account id
+        columns in ``account``, when the refresh saw one), whatever the lease, only while the grant is the one
+        refreshed. Raises ``GrantSuperseded`` (connected again meanwhile) or ``NotFound`` (deleted)."""
+        connection = lease.connection
+        [[outcome, version]] = self._run(
+            _STORE,
+            tenant=str(connection.tenant_id),
+            id=str(connection.id),
+            owner=str(lease.owner),
+            granted_at=connection.granted_at,
+            credentials=seal_credentials(sealer, connection.tenant_id, connection.id, grant.credentials),
+            has_refresh_token=holds_refresh_token(grant.credentials),
+            token_type=grant.token_type,
+            scopes=list(grant.scopes),
+            expires_at=grant.expires_at,
+            now=now,
+            started_at=lease.taken_at,
+            account_id=account.get("provider_account_id"),
+            account_id_bidx=account.get("provider_account_id_bidx"),
+        )
+        if outcome == "gone":
+            raise NotFound(f"connection {connection.id} not found")
+        if outcome == "superseded":
+            raise GrantSuperseded(f"connection {connection.id} was connected again during its refresh")
+        return lease.stored(grant, version=version, now=now)
+
+    def close(self) -> None:
+        with self._lock:
+            for connection in self._open:
+                with contextlib.suppress(Exception):
+                    connection.close()
+            self._open.clear()
+        self._local = threading.local()
+
+    def _run(self, sql: str, **params: Any) -> list[list[Any]]:
+        """Run a prepared statement on this thread's connection; a connection that died while idle (a frozen
+        Lambda) is replaced once. Any exception inside a statement drops the connection."""
+        for attempt in (1, 2):
+            try:
+                return self._prepared(sql).run(**params)
+            except (InterfaceError, OSError):
+                self._drop()
+                if attempt == 2:
+                    raise DatabaseUnavailable("the database is unavailable; retry shortly") from None
+            except DatabaseError as exc:
+                self._drop()
+                if timed_out(exc):
+                    raise DatabaseBusy("a refresh statement ran past its time; retry shortly") from None
+                raise DatabaseUnavailable("the database failed a refresh statement; retry shortly") from None
+            except BaseException:
+                self._drop()
+                raise
+        raise AssertionError("unreachable")
+
+    def _prepared(self, sql: str) -> Any:
+        local = self._local
+        if getattr(local, "connection", None) is None:
+            local.connection = self._connect()
+            local.statements = {}
+            with self._lock:
+                self._open.add(local.connection)
+        statement = local.statements.get(sql)
+        if statement is None:
+            statement = local.statements[sql] = local.connection.prepare(sql)
+        return statement
+
+    def _drop(self) -> None:
+        local = self._local
+        connection = getattr(local, "connection", None)
+        local.connection = None
+        local.statements = {}
+        if connection is not None:
+            with self._lock:
+                self._open.discard(connection)
+            with contextlib.suppress(Exception):
+                connection.close()
+
+
+def _uuid(value: Any) -> UUID:
+    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_TIME_COLUMNS = (8, 9, 10, 11, 14, 15, 17, 21, 22)
+"""Positions, after provider id and slug, of the times the read sends as epoch microseconds: exact (a grant time
+is compared for equality when storing) and far cheaper to decode than timestamptz text."""
+
+
+def _times(values: list[Any]) -> list[Any]:
+    return [
+        _EPOCH + timedelta(microseconds=value) if index in _TIME_COLUMNS and value is not None else value
+        for index, value in enumerate(values)
+    ]
+
+
+@lru_cache(maxsize=1)
+def get_refresh_statements() -> RefreshStatements:
+    """The process's ``RefreshStatements``, built on first use."""
+    settings = get_settings()
+
+    def connect() -> pg8000.native.Connection:
+        return connect_with(
+            lambda target: target.connect(role=settings.db_app_role, limits=StatementLimits.from_settings(settings))
+        )
+
+    return RefreshStatements(connect)
+
+
+def reset_refresh_statements() -> None:
+    if get_refresh_statements.cache_info().currsize:
+        get_refresh_statements().close()
+    get_refresh_statements.cache_clear()
