@@ -24,6 +24,7 @@ from connvault.oauth.http import HttpResponse, HttpTransport
 from connvault.redacted import Redacted
 from connvault.services import connections, integrations
 from connvault.services.connect import CallbackParams, ConnectRequest, complete_connect, create_connect_session
+from connvault.services.scheduler import refresh_due
 from connvault.services.tokens import get_token
 from devserver.demo_setup import install_demo_provider
 from devserver.provider import CLIENT_SECRET_POST, DemoProvider
@@ -39,6 +40,7 @@ from tests.api.conftest import (
     stored_connection,
 )
 from tests.api.test_connect_page import Browser, page_token
+from tests.hardening.support import POLICY, RUN, make_due
 from tests.support.factories import as_tenant, make_tenant, owner
 from tests.support.secrets import SecretRegistry
 
@@ -213,6 +215,26 @@ def test_exchange_refresh_and_revocation_all_go_to_the_connections_own_host(
         ("POST", "https://acme.okta.com/oauth2/v1/revoke", None),
     ]
     assert deletion.revoked
+    transport.close()
+
+
+def test_a_scheduled_refresh_goes_to_the_connections_own_host(
+    okta_tenant: UUID, provider: DemoProvider, secrets: SecretRegistry, db
+) -> None:
+    # Given an Okta connection on acme's host, due for a refresh
+    transport = okta_routes(provider, "acme")
+    oauth = OAuthClient(transport)
+    connection_id = connect_via_service(okta_tenant, oauth, secrets, "okta", {"subdomain": "acme"})
+    make_due(db, str(connection_id))
+
+    # When the scheduler's run refreshes it (the prepared lease read, not the unit of work)
+    report = refresh_due(remaining_ms=lambda: 600_000, config=RUN, policy=POLICY, oauth=oauth)
+
+    # Then the refresh went to acme's token URL
+    assert report.refreshed == 1, report.as_dict()
+    assert [(sent.url, sent.form.get("grant_type")) for sent in transport.sent][1:] == [
+        ("https://acme.okta.com/oauth2/v1/token", "refresh_token")
+    ]
     transport.close()
 
 

@@ -130,7 +130,7 @@ def test_the_built_proxy_calls_the_providers_api_with_the_connections_key(
             UnitOfWork(tenant.id),
             connections.StaticCredentialsInput(provider="artifact-api", end_user_id="u", api_key=Redacted(key)),
         )
-        event = at_connection(for_tenant(sample("proxy"), tenant), str(created.id))
+        event = at_connection(for_tenant(sample("proxy"), tenant.id), str(created.id))
         event["rawPath"] = event["requestContext"]["http"]["path"] = f"/connections/{created.id}/proxy/me"
 
         # When the built proxy handles the sample request for /me (loopback allowed, as in local development)
