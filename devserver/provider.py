@@ -9,7 +9,8 @@ It implements just enough of RFC 6749, 7636 (PKCE S256), 7009 (revocation), 8414
 * ``POST /token`` serves ``authorization_code`` (single-use codes, exact ``redirect_uri``, PKCE) and
   ``refresh_token`` (with or without rotation). Presenting an already-rotated refresh token is counted
   as ``refresh_token_reuse``: a race in the vault's refresh logic shows up there.
-* ``POST /revoke`` records revoked tokens; a revoked refresh token then gets ``invalid_grant``.
+* ``POST /revoke`` records revoked tokens (with ``revoke_whole_authorization``, every token issued so far); a
+  revoked refresh token then gets ``invalid_grant``.
 * ``GET /userinfo`` accepts a live access token, so the demo can show a token works.
 * ``GET /.well-known/openid-configuration`` and ``/.well-known/oauth-authorization-server``.
 * An API under ``/api/`` for the proxy: ``GET /api/me``, ``GET /api/items`` (paginated, with a ``Link``
@@ -93,6 +94,9 @@ class DemoSettings:
     """Slack v2: ``ok`` flags, and code exchanges put the user's token under ``authed_user``."""
     extra_fields: Mapping[str, Any] = field(default_factory=dict)
     """Merged into every successful token response (e.g. Salesforce's ``instance_url``)."""
+    revoke_whole_authorization: bool = False
+    """Revoking any token ends every token issued so far (Google: one authorization per client and user, and the
+    demo has one user); otherwise a revoked token takes only itself (RFC 7009's reading)."""
     api_keys: tuple[str, ...] = ("dk_demo_0123456789abcdef",)
     """API keys ``GET /api/me`` accepts as a bearer token: the demo API-key provider's keys."""
     api_latency_seconds: float = 0.0
@@ -473,6 +477,8 @@ class DemoProvider:
             raise _TokenError("invalid_request")
         with self._lock:
             self._revoked.add(token)
+            if self._settings.revoke_whole_authorization:
+                self._revoked.update(self._access_tokens, self._refresh_tokens)
 
     def userinfo(self, authorization: str | None) -> dict[str, Any] | None:
         scheme, _, token = (authorization or "").partition(" ")

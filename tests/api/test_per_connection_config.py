@@ -241,7 +241,8 @@ def test_a_scheduled_refresh_goes_to_the_connections_own_host(
 def test_the_connection_keeps_its_configuration_and_a_reconnect_replaces_it_with_the_new_grant(
     okta_tenant: UUID, provider: DemoProvider, secrets: SecretRegistry, db
 ) -> None:
-    oauth = OAuthClient(okta_routes(provider, "acme", "globex"))
+    transport = okta_routes(provider, "acme", "globex")
+    oauth = OAuthClient(transport)
 
     first = connect_via_service(okta_tenant, oauth, secrets, "okta", {"subdomain": "acme"})
     assert stored_connection(db, str(first)).connection_config == {"subdomain": "acme"}
@@ -249,6 +250,13 @@ def test_the_connection_keeps_its_configuration_and_a_reconnect_replaces_it_with
 
     assert again == first
     assert stored_connection(db, str(first)).connection_config == {"subdomain": "globex"}
+    # The replaced grant is revoked where its tokens came from, acme's host, never at globex's
+    assert [(sent.url, sent.form.get("grant_type")) for sent in transport.sent] == [
+        ("https://acme.okta.com/oauth2/v1/token", "authorization_code"),
+        ("https://globex.okta.com/oauth2/v1/token", "authorization_code"),
+        ("https://acme.okta.com/oauth2/v1/revoke", None),
+    ]
+    transport.close()
 
 
 def test_shopify_asks_for_an_expiring_offline_token_at_the_shops_token_url(

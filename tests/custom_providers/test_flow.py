@@ -92,6 +92,7 @@ def test_a_custom_provider_with_explicit_endpoints_connects_fetches_and_revokes(
     assert defined.status == 200, defined.body
     custom = defined.json()["custom_provider"]
     assert (custom["discovery_url"], custom["metadata_fetched_at"], custom["pkce"]) == (None, None, False)
+    assert custom["revocation_scope"] == "token"
 
     started = tenant_a.call(
         "POST",
@@ -192,3 +193,21 @@ def test_a_missing_iss_is_refused_when_the_server_promised_to_send_it(tenant_a: 
 
     assert parse_qs(urlsplit(landed.headers["Location"]).query) == {"error": ["issuer_mismatch"]}
     assert tenant_a.call("GET", "/connections").json()["items"] == []
+
+
+def test_a_custom_provider_declared_to_revoke_whole_authorizations_keeps_the_grant_a_reconnect_replaced(
+    tenant_a: Api, idp: DemoProvider
+) -> None:
+    """A tenant's own Google-like server (issue 13.6): revoking the old grant would end the new one too."""
+    idp.configure(revoke_whole_authorization=True)
+    defined = define(tenant_a, idp, revocation_scope="authorization")
+    assert defined.status == 200, defined.body
+    assert defined.json()["custom_provider"]["revocation_scope"] == "authorization"
+    first = connect(tenant_a)
+
+    second = connect(tenant_a)
+
+    assert second == first
+    assert idp.stats().revoked == frozenset()
+    refreshed = tenant_a.call("GET", f"/connections/{second}/token", query={"force_refresh": "true"})
+    assert refreshed.status == 200, refreshed.body

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from connvault.db.connections import NewCredentials
+from connvault.db.connections import NewCredentials, SavedGrant
 from connvault.db.refresh_statements import get_refresh_statements
 from connvault.db.uow import UnitOfWork
 from connvault.errors import Conflict, InvalidInput, NotFound
@@ -268,22 +268,24 @@ def test_reconnecting_replaces_the_tokens_of_the_same_connection(tenant: uuid.UU
     first_grant, second_grant = oauth_grant(secrets), oauth_grant(secrets, refresh=False)
     now = datetime.now(UTC)
 
-    def save(grant: NewCredentials, metadata: dict[str, str]) -> uuid.UUID:
+    def save(grant: NewCredentials, metadata: dict[str, str]) -> SavedGrant:
         with UnitOfWork(tenant) as uow:
             provider = uow.providers.get_by_slug("github")
-            connection = uow.connections.save_grant(
+            saved = uow.connections.save_grant(
                 tenant, provider.id, end_user_id="u1", alias="", grant=grant, granted_at=now, metadata=metadata
             )
             uow.commit()
-        return connection.id
+        return saved
 
     first = save(first_grant, {"login": "octocat"})
     second = save(second_grant, {"org": "acme"})
     with UnitOfWork(tenant) as uow:
-        connection = uow.connections.get(second)
+        connection = uow.connections.get(second.connection.id)
         count = len(uow.connections.list_by_tenant().items)
 
-    assert second == first
+    assert second.connection.id == first.connection.id
+    assert first.replaced is None
+    assert second.replaced == first_grant.credentials  # what the caller revokes at the provider
     assert count == 1
     assert connection.credentials == second_grant.credentials
     assert dict(connection.metadata) == {"login": "octocat", "org": "acme"}

@@ -13,7 +13,7 @@ import yaml
 
 from connvault.catalog.loader import CATALOG_PATH, CatalogEntry, load_catalog, parse_catalog
 from connvault.errors import InvalidInput
-from connvault.models import AuthType, ScopeParameter, TokenEndpointAuthMethod, TokenResponseShape
+from connvault.models import AuthType, RevocationScope, ScopeParameter, TokenEndpointAuthMethod, TokenResponseShape
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
@@ -102,6 +102,9 @@ def test_google_asks_for_offline_access_with_forced_consent_and_can_revoke(
     assert google.token_url == "https://oauth2.googleapis.com/token"
     assert google.rotates_refresh_tokens is False
     assert google.issuer == "https://accounts.google.com"
+    # Revoking one token ends the app's whole access for the user: a reconnect must not revoke the old grant.
+    assert google.revocation_scope is RevocationScope.AUTHORIZATION
+    assert catalog["salesforce"].revocation_scope is RevocationScope.TOKEN
 
 
 def test_github_refresh_tokens_rotate_and_there_is_no_rfc7009_revocation(
@@ -226,6 +229,7 @@ def test_a_duplicate_slug_is_rejected(raw_document: dict[str, Any]) -> None:
         ("max_concurrent_refreshes", 0),
         ("display_name", ""),
         ("auth_type", "saml"),
+        ("revocation_scope", "grant"),
     ],
 )
 def test_a_bad_field_is_rejected_naming_the_slug_and_field(

@@ -313,3 +313,32 @@ def test_finished_history_past_its_retention_is_purged_and_pending_deliveries_ar
     with owner(db) as sql:
         assert sql.run("SELECT status FROM webhook_deliveries") == [["pending"]]
         assert sql.run("SELECT count(*) FROM webhook_events")[0][0] == 1
+
+
+def test_a_refused_app_is_one_integration_event_however_many_connections_it_stops(
+    api: Api, provider: DemoProvider, db: TestDatabase, receiver: WebhookReceiver
+) -> None:
+    from tests.api.test_integration_status import run_scheduler, the_app_is_refused
+    from tests.hardening.support import make_due
+
+    # Given two due connections and an endpoint for integration events
+    for end_user in ("user-1", "user-2"):
+        make_due(db, connect_account(api, end_user_id=end_user))
+    _endpoint_id, secret = register(api, receiver.url, ["integration.credentials_invalid"])
+
+    # When the provider starts refusing the tenant's app and two scheduled runs meet the integration
+    the_app_is_refused(provider, api)
+    run_scheduler()
+    run_scheduler()
+    send()
+
+    # Then exactly one event says so, naming the integration and the provider's code, and nothing secret
+    (delivery,) = receiver.wait_for(1)
+    payload = verified(delivery, secret)
+    assert payload["type"] == "integration.credentials_invalid"
+    assert (payload["data"]["provider"], payload["data"]["status"]) == ("demo", "invalid_credentials")
+    assert payload["data"]["error_code"] == "invalid_client"
+    assert payload["data"]["since"] is not None
+    assert [kind for kind, _subject in events_in_outbox(db)] == ["integration.credentials_invalid"]
+    assert secret.encode() not in delivery.body
+    assert provider.settings.client_secret.encode() not in delivery.body

@@ -103,8 +103,20 @@ class Settings:
     quota_api_keys: int = 50
     quota_connect_sessions: int = 10_000
     """Per tenant: what one tenant may hold, so that it cannot use up a deployment shared with others."""
+    rate_limit_per_second: float = 100.0
+    """Per tenant: requests per second, sustained, across every process (0 turns rate limiting off)."""
+    rate_limit_burst: int = 200
+    """Per tenant: requests admitted at once above the sustained rate."""
+    rate_limit_share_every: int = 20
+    """Requests a process admits for a tenant before adding them to the tenant's shared count (one statement)."""
 
     def __post_init__(self) -> None:
+        if self.rate_limit_per_second < 0 or self.rate_limit_burst < 1 or self.rate_limit_share_every < 1:
+            raise InvalidInput(
+                f"settings {PREFIX}RATE_LIMIT_PER_SECOND must be 0 (off) or more, {PREFIX}RATE_LIMIT_BURST and "
+                f"{PREFIX}RATE_LIMIT_SHARE_EVERY at least 1",
+                field="rate_limit_per_second",
+            )
         if self.refresh_lease_seconds <= self.refresh_lease_floor_seconds:
             raise InvalidInput(
                 f"setting {PREFIX}REFRESH_LEASE_SECONDS must exceed one provider call's deadline plus the time to "

@@ -260,6 +260,16 @@ def configured(provider: Provider, config: Mapping[str, str]) -> Provider:
     return replace(provider, **filled)
 
 
+def for_revocation(provider: Provider, config: Mapping[str, str]) -> Provider:
+    """``configured`` for revoking a grant that was made with ``config`` (its tokens go back to the host that issued
+    them). A configuration that no longer fits the provider leaves nowhere safe to send a token: the result has no
+    revocation endpoint, so nothing is revoked."""
+    try:
+        return configured(provider, config)
+    except (InvalidInput, TemplateError):
+        return replace(provider, revocation_url=None)
+
+
 def api_base_url(provider: Provider, config: Mapping[str, str]) -> str | None:
     """The provider's API base URL for one connection, placeholders filled; None when it declares none."""
     if provider.api_base_url is None:

@@ -136,6 +136,16 @@ class ResponseTooLarge(ConnvaultError):
     code = "response_too_large"
 
 
+class RateLimited(ConnvaultError):
+    """The tenant sent more requests than its rate allows; ``retry_after`` says when one will be admitted."""
+
+    code = "rate_limited"
+
+    def __init__(self, message: str = "", *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class DecryptionFailed(ConnvaultError):
     """An envelope failed authentication: tampered, copied to another row, tenant or field, or shredded."""
 

@@ -66,6 +66,15 @@ class ScopeParameter(StrEnum):
     USER_SCOPE = "user_scope"
 
 
+class RevocationScope(StrEnum):
+    """What revoking one token takes with it at the provider (see ``services/revocation.py``)."""
+
+    TOKEN = "token"
+    """Only the grant the token belongs to (RFC 7009's reading): a replaced grant can be revoked safely."""
+    AUTHORIZATION = "authorization"
+    """Every grant of the client for that user (Google): revoking a replaced grant would end its successor."""
+
+
 class TokenResponseShape(StrEnum):
     """How a provider's token response is laid out (see ``connvault.oauth.responses``)."""
 
@@ -183,6 +192,7 @@ class Provider:
     authorization_url: str | None = None
     token_url: str | None = None
     revocation_url: str | None = None
+    revocation_scope: RevocationScope = RevocationScope.TOKEN
     default_scopes: tuple[str, ...] = ()
     scope_separator: str = " "
     scope_parameter: ScopeParameter = ScopeParameter.SCOPE

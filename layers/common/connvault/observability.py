@@ -92,6 +92,8 @@ class MetricName:
     PROXY_LATENCY = "ProxyLatency"
     PROXY_REFRESHED = "ProxyRefreshedOn401"
     AUTH_DENIED = "AuthDenied"
+    RATE_LIMITED = "RateLimited"
+    """A request refused with 429 because its tenant was over its request rate."""
     CLIENT_ERROR = "ClientError"
     SERVER_ERROR = "ServerError"
     DATABASE_UNAVAILABLE = "DatabaseUnavailable"

@@ -23,6 +23,7 @@ from connvault.db.tenants import tenant_key_salt
 from connvault.oauth.client import OAuthClient
 from connvault.oauth.http import HttpTransport
 from connvault.proxy.limits import MAX_RESPONSE_BODY_BYTES
+from connvault.services.rate_limits import reset_rate_limiter
 
 get_session_factory = engine.get_session_factory
 WEBHOOK_ANSWER_BYTES = 64 * 1024
@@ -91,6 +92,7 @@ def reset() -> None:
     engine.reset()
     reset_fast_reads()
     reset_refresh_statements()
+    reset_rate_limiter()
     get_settings.cache_clear()
 
 

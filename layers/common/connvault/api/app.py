@@ -41,12 +41,14 @@ from connvault.errors import (
     NotFound,
     ProviderRejected,
     ProviderUnavailable,
+    RateLimited,
     ReauthRequired,
     ResponseTooLarge,
     Unauthorized,
 )
 from connvault.observability import MetricName, get_tracer, logger, metrics, tracing_enabled
 from connvault.services.auth import UNCHECKED_CONTEXT_KEY
+from connvault.services.rate_limits import get_rate_limiter
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -66,6 +68,7 @@ STATUS_BY_ERROR: dict[type[ConnvaultError], HTTPStatus] = {
     ProviderUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
     KeyServiceUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
     DatabaseUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
+    RateLimited: HTTPStatus.TOO_MANY_REQUESTS,
     DecryptionFailed: HTTPStatus.INTERNAL_SERVER_ERROR,
 }
 NO_STORE = {"Cache-Control": "no-store"}
@@ -256,17 +259,15 @@ def lambda_handler(app: APIGatewayHttpResolver) -> Callable[[dict[str, Any], Lam
     when tracing is off (see ``observability.tracing_enabled``)."""
 
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        if _unchecked_by_the_authorizer(event):
+        authorizer = _authorizer_context(event)
+        if authorizer.get(UNCHECKED_CONTEXT_KEY) is not None:
             # The authorizer could not reach the database to check the key, and let the request through only
             # so that it can be answered 503 here: no route runs for it.
             logger.warning("request not authorized: the database is unavailable")
-            answer = database_unavailable_response()
-            return {
-                "statusCode": answer.status_code,
-                "headers": answer.headers,
-                "body": json.dumps(answer.body, separators=(",", ":")),
-                "isBase64Encoded": False,
-            }
+            return _lambda_answer(database_unavailable_response())
+        refused = _over_rate(authorizer.get("tenant_id"))
+        if refused is not None:
+            return _lambda_answer(refused)
         return app.resolve(event, context)
 
     if tracing_enabled():
@@ -277,6 +278,35 @@ def lambda_handler(app: APIGatewayHttpResolver) -> Callable[[dict[str, Any], Lam
     return logged(metrics.log_metrics(handler))
 
 
-def _unchecked_by_the_authorizer(event: dict[str, Any]) -> bool:
+def _authorizer_context(event: dict[str, Any]) -> dict[str, Any]:
     context = (event.get("requestContext") or {}).get("authorizer") or {}
-    return (context.get("lambda") or {}).get(UNCHECKED_CONTEXT_KEY) is not None
+    return context.get("lambda") or {}
+
+
+def _over_rate(tenant: object) -> Response | None:
+    """429 with ``Retry-After`` when the tenant the authorizer named is over its request rate, before any route
+    runs; None to go on (public routes name no tenant, and a malformed one is the route's to refuse)."""
+    try:
+        tenant_id = UUID(str(tenant)) if tenant is not None else None
+    except ValueError:
+        return None
+    if tenant_id is None:
+        return None
+    try:
+        get_rate_limiter().admit(tenant_id)
+    except RateLimited as refused:
+        logger.info("request refused", extra={"tenant_id": str(tenant_id), "error_code": refused.code, "status": 429})
+        return error_response(
+            status_for(refused), refused.code, refused.message, headers={"Retry-After": str(int(refused.retry_after))}
+        )
+    return None
+
+
+def _lambda_answer(answer: Response) -> dict[str, Any]:
+    """A response built before the resolver runs, as the Lambda returns it."""
+    return {
+        "statusCode": answer.status_code,
+        "headers": answer.headers,
+        "body": json.dumps(answer.body, separators=(",", ":")),
+        "isBase64Encoded": False,
+    }

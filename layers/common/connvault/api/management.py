@@ -75,6 +75,7 @@ def _custom_provider(body: CustomProviderRequest | None) -> custom_providers.Cus
         authorization_url=body.authorization_url,
         token_url=body.token_url,
         revocation_url=body.revocation_url,
+        revocation_scope=body.revocation_scope,
         require_iss=body.require_iss,
         pkce=body.pkce,
         token_endpoint_auth_method=body.token_endpoint_auth_method,

@@ -26,6 +26,7 @@ from connvault.models import (
     IntegrationStatus,
     OAuth2Credentials,
     Provider,
+    RevocationScope,
     TokenEndpointAuthMethod,
 )
 
@@ -260,6 +261,12 @@ class CustomProviderRequest(Strict):
     authorization_url: Url | None = Field(default=None, description="Without discovery_url only; required then.")
     token_url: Url | None = Field(default=None, description="Without discovery_url only; required then.")
     revocation_url: Url | None = Field(default=None, description="Without discovery_url only (RFC 7009).")
+    revocation_scope: RevocationScope = Field(
+        default=RevocationScope.TOKEN,
+        description="What revoking one token ends at the provider: `token`, only its own grant (RFC 7009), or "
+        "`authorization`, every grant of this client for the user (as Google does). A reconnect revokes the grant "
+        "it replaces only for `token`.",
+    )
     require_iss: bool | None = Field(
         default=None, description="Without discovery_url only: the callback must carry iss equal to issuer."
     )
@@ -306,6 +313,7 @@ class CustomProviderResponse(Strict):
     authorization_url: str | None
     token_url: str | None
     revocation_url: str | None
+    revocation_scope: RevocationScope
     pkce: bool
     token_endpoint_auth_method: TokenEndpointAuthMethod
     scope_separator: str
@@ -325,6 +333,7 @@ class CustomProviderResponse(Strict):
             authorization_url=provider.authorization_url,
             token_url=provider.token_url,
             revocation_url=provider.revocation_url,
+            revocation_scope=provider.revocation_scope,
             pkce=provider.pkce,
             token_endpoint_auth_method=provider.token_endpoint_auth_method,
             scope_separator=provider.scope_separator,

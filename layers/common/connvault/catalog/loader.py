@@ -30,6 +30,7 @@ from connvault.models import (
     ConfigSource,
     CredentialCheck,
     CredentialForm,
+    RevocationScope,
     ScopeParameter,
     TokenEndpointAuthMethod,
     TokenResponseShape,
@@ -72,6 +73,7 @@ class CatalogEntry:
     authorization_url: str | None = None
     token_url: str | None = None
     revocation_url: str | None = None
+    revocation_scope: RevocationScope = RevocationScope.TOKEN
     default_scopes: tuple[str, ...] = ()
     scope_separator: str = " "
     scope_parameter: ScopeParameter = ScopeParameter.SCOPE
@@ -231,6 +233,7 @@ _FIELDS: dict[str, Callable[[object], Any]] = {
     "authorization_url": _url_template,
     "token_url": _url_template,
     "revocation_url": _optional(_url_template),
+    "revocation_scope": _choice(RevocationScope),
     "default_scopes": _scopes,
     "scope_separator": _separator,
     "scope_parameter": _choice(ScopeParameter),

@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -60,6 +60,20 @@ class NewCredentials:
     connection_config: Mapping[str, str] | None = None
     """A grant's values for the provider's URL placeholders (they came with it and go with it); None for a
     refresh, which keeps the stored ones."""
+
+
+@dataclass(frozen=True, slots=True)
+class SavedGrant:
+    """A stored grant, and what it replaced: the caller revokes that at the provider (``services/revocation.py``)."""
+
+    connection: Connection
+    replaced: Credentials | None = None
+    """The credentials a reconnect overwrote, opened just before; None for a new connection or an unreadable one."""
+    replaced_unreadable: bool = False
+    """The overwritten envelope could not be opened (its key is gone or KMS is down): a reconnect is how such a
+    connection is repaired, so it goes ahead, and what it replaced cannot be revoked."""
+    replaced_config: Mapping[str, str] = field(default_factory=dict)
+    """The ``connection_config`` of the replaced grant: the hosts its tokens came from, and go back to."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +151,8 @@ class ConnectionRepository:
         return self._to_domain(*found, open_credentials=open_credentials)
 
     def find_by_unique(self, provider_id: UUID, end_user_id: str, alias: str) -> Connection | None:
+        """The connection with this key, its credentials left sealed (``None``): whether it exists is the question,
+        and a reconnect must get past an envelope that no longer opens."""
         found = self._session.execute(
             self._select().where(
                 ConnectionRow.provider_id == provider_id,
@@ -144,7 +160,7 @@ class ConnectionRepository:
                 ConnectionRow.alias == alias,
             )
         ).one_or_none()
-        return None if found is None else self._to_domain(*found)
+        return None if found is None else self._to_domain(*found, open_credentials=False)
 
     def list_by_tenant(
         self,
@@ -233,8 +249,9 @@ class ConnectionRepository:
         grant: NewCredentials,
         granted_at: datetime,
         metadata: Mapping[str, Any],
-    ) -> Connection:
-        """Store a fresh OAuth grant: a reconnect replaces the existing connection's tokens, never duplicates it.
+    ) -> SavedGrant:
+        """Store a fresh grant: a reconnect replaces the existing connection's credentials (and says which they
+        were, and on which hosts), never duplicates the connection.
 
         The grant's ``connection_config`` replaces the old one with it: the new tokens came from the hosts it
         names."""
@@ -248,20 +265,29 @@ class ConnectionRepository:
             .with_for_update()
         ).one_or_none()
         if row is None:
-            return self.add(
-                tenant_id,
-                provider_id,
-                end_user_id=end_user_id,
-                alias=alias,
-                grant=grant,
-                granted_at=granted_at,
-                metadata=metadata,
+            return SavedGrant(
+                self.add(
+                    tenant_id,
+                    provider_id,
+                    end_user_id=end_user_id,
+                    alias=alias,
+                    grant=grant,
+                    granted_at=granted_at,
+                    metadata=metadata,
+                )
             )
+        try:
+            replaced = self._open_credentials(row)
+        except (DecryptionFailed, KeyServiceUnavailable):
+            replaced, unreadable = None, True
+        else:
+            unreadable = False
+        replaced_config = dict(row.connection_config)
         self._apply_grant(row, grant, granted_at)
         row.metadata_ = {**row.metadata_, **metadata}
         row.connection_config = dict(grant.connection_config or {})
         self._session.flush()
-        return self.get(row.id)
+        return SavedGrant(self.get(row.id), replaced, unreadable, replaced_config)
 
     def update_details(
         self,
@@ -505,6 +531,11 @@ class ConnectionRepository:
 
     def _seal(self, tenant_id: UUID, connection_id: UUID, credentials: Credentials) -> bytes:
         return seal_credentials(self._sealer, tenant_id, connection_id, credentials)
+
+    def _open_credentials(self, row: ConnectionRow) -> Credentials | None:
+        if row.credentials is None:
+            return None
+        return open_sealed_credentials(self._sealer, row.tenant_id, row.id, row.credentials)
 
     def _to_domain(self, row: ConnectionRow, provider_slug: str, *, open_credentials: bool = True) -> Connection:
         return to_connection(row, provider_slug, self._sealer, open_credentials=open_credentials)

@@ -1,9 +1,10 @@
-"""The two reads on every request, over one plain pg8000 connection with prepared statements.
+"""The statements on every request, over one plain pg8000 connection with prepared statements.
 
 The authorizer (API key lookup) and token fetch (connection read) run on every API call. Through a SQLAlchemy
 session with a tenant transaction they cost ~4 round trips; here each is one: the connection read is a
 ``SECURITY INVOKER`` function that sets the tenant for its own statement, so RLS stays in force. The
-``last_used_at`` write is a separate call made at most once a minute per connection from each process.
+``last_used_at`` write is a separate call made at most once a minute per connection from each process, and the
+rate limiter's shared count one made every N requests of a tenant (``services/rate_limits.py``).
 One connection per process: a Lambda runs one request at a time.
 """
 
@@ -89,6 +90,15 @@ _READ_PROXY_TARGET = "SELECT * FROM connvault_read_proxy_target(CAST(:tenant AS 
 _TOUCH_CONNECTION = "SELECT connvault_touch_connection(CAST(:tenant AS uuid), CAST(:id AS uuid), :every)"
 _TOUCHED_MEMORY = 10_000
 _FIND_API_KEY = "SELECT tenant_id, secret_sha256, revoked_at FROM connvault_find_api_key(:key_id)"
+_COUNT_REQUESTS = "SELECT requests, window_left FROM connvault_count_requests(CAST(:tenant AS uuid), :added, :window)"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestWindow:
+    """A tenant's requests in the current rate-limit window, over every process, and the seconds left in it."""
+
+    requests: int
+    seconds_left: float
 
 
 class FastReads:
@@ -139,6 +149,15 @@ class FastReads:
             return None
         tenant_id, secret_sha256, revoked_at = rows[0]
         return ApiKeyLookup(_uuid(tenant_id), bytes(secret_sha256), revoked_at is not None)
+
+    def count_requests(self, tenant_id: UUID, added: int, window_seconds: int) -> RequestWindow:
+        """Add ``added`` admitted requests to the tenant's shared count; the window's total (0 for a tenant that
+        no longer exists)."""
+        rows = self._run(_COUNT_REQUESTS, tenant=str(tenant_id), added=added, window=window_seconds)
+        if not rows:
+            return RequestWindow(0, float(window_seconds))
+        requests, seconds_left = rows[0]
+        return RequestWindow(int(requests), float(seconds_left))
 
     def close(self) -> None:
         with self._lock:

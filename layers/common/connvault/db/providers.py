@@ -11,7 +11,14 @@ from connvault.catalog.forms import parse_credential_check, parse_credential_for
 from connvault.connection_config import parse_keys
 from connvault.db.rows import ProviderRow
 from connvault.errors import Conflict, NotFound
-from connvault.models import AuthType, Provider, ScopeParameter, TokenEndpointAuthMethod, TokenResponseShape
+from connvault.models import (
+    AuthType,
+    Provider,
+    RevocationScope,
+    ScopeParameter,
+    TokenEndpointAuthMethod,
+    TokenResponseShape,
+)
 from connvault.proxy.credentials import parse_api_auth
 
 if TYPE_CHECKING:
@@ -78,6 +85,7 @@ class ProviderRepository:
         row.authorize_params = dict(provider.authorize_params)
         row.refresh_margin_seconds = provider.refresh_margin_seconds
         row.discovery_url = provider.discovery_url
+        row.revocation_scope = provider.revocation_scope.value
         row.account_id_fields = list(provider.account_id_fields)
         row.api_base_url = provider.api_base_url
         _write_endpoints(row, provider)
@@ -135,6 +143,7 @@ def to_provider(row: ProviderRow) -> Provider:
         authorization_url=row.authorization_url,
         token_url=row.token_url,
         revocation_url=row.revocation_url,
+        revocation_scope=RevocationScope(row.revocation_scope),
         default_scopes=tuple(row.default_scopes),
         scope_separator=row.scope_separator,
         scope_parameter=ScopeParameter(row.scope_parameter),

@@ -72,6 +72,7 @@ class ProviderRow(Base):
     authorization_url: Mapped[str | None]
     token_url: Mapped[str | None]
     revocation_url: Mapped[str | None]
+    revocation_scope: Mapped[str] = mapped_column(server_default=text("'token'"))
     default_scopes: Mapped[list[str]] = mapped_column(server_default=text("'{}'"))
     scope_separator: Mapped[str] = mapped_column(server_default=text("' '"))
     scope_parameter: Mapped[str] = mapped_column(server_default=text("'scope'"))

@@ -36,6 +36,7 @@ from connvault.oauth.pkce import code_challenge_s256, new_code_verifier, new_sta
 from connvault.observability import MetricName, logger, metrics
 from connvault.redacted import Redacted
 from connvault.services import custom_providers, quotas
+from connvault.services.revocation import retire_replaced_grant
 from connvault.validation import ascii_url, require_return_url, require_scopes, require_text
 
 if TYPE_CHECKING:
@@ -44,7 +45,8 @@ if TYPE_CHECKING:
 
     from connvault.crypto.sealer import Sealer
     from connvault.db.connect_confirmations import ParkedGrant
-    from connvault.models import ClientCredentials, Connection, Provider
+    from connvault.db.connections import SavedGrant
+    from connvault.models import ClientCredentials, Provider
     from connvault.oauth.client import OAuthClient
 
 MAX_STATE_LENGTH = 512
@@ -207,8 +209,8 @@ def complete_connect(
         uow.commit()
         if pending is None:  # another callback with the same state won the race
             return CallbackResult(None, error="invalid_state", tenant_id=tenant_id)
-        provider = uow.providers.get(pending.provider_id)
-        integration = uow.integrations.find(provider.id)
+        catalog_provider = uow.providers.get(pending.provider_id)
+        integration = uow.integrations.find(catalog_provider.id)
 
     def fail(code: str) -> CallbackResult:
         return CallbackResult(
@@ -221,7 +223,7 @@ def complete_connect(
         return fail(sanitize_reason(params.error))
     try:
         # The endpoints (and issuer) of this connection: a shop's own host, checked when the session started.
-        provider = connection_config.configured(provider, pending.connection_config)
+        provider = connection_config.configured(catalog_provider, pending.connection_config)
     except (InvalidInput, connection_config.TemplateError):
         return fail("invalid_connection_config")
     if not _issuer_ok(provider, params.iss):
@@ -263,14 +265,18 @@ def complete_connect(
         if pending.require_confirmation:
             parked = park_grant(pending, grant, metadata, sealer=sealer)
             return CallbackResult(pending.return_url, tenant_id=tenant_id, confirmation=parked)
-        connection = _save_grant(pending, grant, metadata, sealer=sealer, now=now)
+        saved = _save_grant(pending, grant, metadata, sealer=sealer, now=now)
     except Exception as exc:  # whatever failed, the provider's grant must not outlive it
         _revoke_orphaned_grant(client, provider, integration.client, credentials, exc)
         if isinstance(exc, InvalidInput):
             return fail("invalid_token_response")
         return fail(exc.code if isinstance(exc, QuotaExceeded) else "server_error")
+    retire_replaced_grant(oauth or wiring.get_oauth_client(), catalog_provider, integration, saved)
     return CallbackResult(
-        pending.return_url, connection_id=connection.id, tenant_id=tenant_id, connect_link_id=pending.connect_link_id
+        pending.return_url,
+        connection_id=saved.connection.id,
+        tenant_id=tenant_id,
+        connect_link_id=pending.connect_link_id,
     )
 
 
@@ -297,14 +303,14 @@ def _revoke_orphaned_grant(
 
 def _save_grant(
     pending: PendingConnect, grant: NewCredentials, metadata: dict, *, sealer: Sealer | None, now: Clock
-) -> Connection:
+) -> SavedGrant:
     """Store the grant; one retry on a database error, since the code that produced it cannot be used again."""
     for attempt in (1, 2):
         try:
             with UnitOfWork(pending.tenant_id, sealer=sealer) as uow:
-                connection = store_grant(uow, pending, grant, metadata, now())
+                saved = store_grant(uow, pending, grant, metadata, now())
                 uow.commit()
-            return connection
+            return saved
         except (DBAPIError, DatabaseUnavailable):
             if attempt == 2:
                 raise
@@ -324,9 +330,9 @@ def park_grant(
 
 def store_grant(
     uow: UnitOfWork, owner: PendingConnect | ParkedGrant, grant: NewCredentials, metadata: dict, granted_at: datetime
-) -> Connection:
+) -> SavedGrant:
     """The connection for a grant: new (within the tenant's quota), or the end user's existing one with its tokens
-    replaced."""
+    replaced; the caller retires the replaced grant once this committed (``services/revocation.py``)."""
     if uow.connections.find_by_unique(owner.provider_id, owner.end_user_id, owner.alias) is None:
         quotas.require_room(uow, Resource.CONNECTIONS, now=lambda: granted_at)
     return uow.connections.save_grant(

@@ -14,13 +14,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from connvault import wiring
+from connvault import connection_config, wiring
 from connvault.clock import Clock, utcnow
 from connvault.db.uow import UnitOfWork
 from connvault.errors import InvalidInput, NotFound
 from connvault.oauth.pkce import state_digest
 from connvault.observability import MetricName, logger, metrics
 from connvault.services.connect import MAX_STATE_LENGTH, store_grant
+from connvault.services.revocation import retire_replaced_grant
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -42,9 +43,12 @@ class SweepReport:
     integration is gone, or the provider refused)."""
 
 
-def confirm(uow: UnitOfWork, session_id: UUID, code: Redacted[str], *, now: Clock = utcnow) -> Connection:
-    """Turn a parked grant into the connection. The code works once, for its session, before the session
-    expires; anything else is ``NotFound`` (which of those it was is not said)."""
+def confirm(
+    uow: UnitOfWork, session_id: UUID, code: Redacted[str], *, oauth: OAuthClient | None = None, now: Clock = utcnow
+) -> Connection:
+    """Turn a parked grant into the connection (revoking the grant it replaces, as a reconnect does). The code works
+    once, for its session, before the session expires; anything else is ``NotFound`` (which of those it was is not
+    said)."""
     presented = code.reveal()
     if not presented or len(presented) > MAX_STATE_LENGTH:
         raise InvalidInput("confirmation must be the code the return URL received", field="confirmation")
@@ -53,10 +57,13 @@ def confirm(uow: UnitOfWork, session_id: UUID, code: Redacted[str], *, now: Cloc
         parked = uow.connect_confirmations.consume(session_id, state_digest(presented), moment)
         if parked is None:
             raise NotFound(f"no connect session {session_id} is waiting for this confirmation")
-        connection = store_grant(uow, parked, parked.grant, parked.metadata, moment)
+        saved = store_grant(uow, parked, parked.grant, parked.metadata, moment)
+        provider = uow.providers.get(parked.provider_id)
+        integration = uow.integrations.find(parked.provider_id)
         uow.commit()
     metrics.add_metric(name=MetricName.CONNECT_CONFIRMED, unit="Count", value=1)
-    return connection
+    retire_replaced_grant(oauth or wiring.get_oauth_client(), provider, integration, saved)
+    return saved.connection
 
 
 def revoke_unconfirmed(
@@ -89,6 +96,7 @@ def revoke_unconfirmed(
 
 
 def _revoke(parked: ParkedGrant, provider: Provider, integration: Integration | None, oauth: OAuthClient) -> bool:
+    provider = connection_config.for_revocation(provider, parked.grant.connection_config or {})
     if provider.revocation_url is None or integration is None:
         return False
     token, hint = parked.credentials.revocation_target()

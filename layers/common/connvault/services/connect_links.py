@@ -419,7 +419,7 @@ def submit_credentials(
             ),
             granted_at=finished,
             metadata=details,
-        )
+        ).connection  # a key or password replaced has nothing to revoke
         work.connect_links.complete(link.id, connection.id, finished)
         work.commit()
     metrics.add_metric(name=MetricName.CONNECT_COMPLETED, unit="Count", value=1)

@@ -4,7 +4,7 @@ basic credentials. None of these hands out a secret; only ``services.tokens`` do
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +21,8 @@ from connvault.models import (
     ConnectionStatus,
     OAuth2Credentials,
 )
-from connvault.observability import MetricName, logger, metrics
 from connvault.services import quotas
+from connvault.services.revocation import revoke_grant
 from connvault.validation import require_text
 
 if TYPE_CHECKING:
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from connvault.db.uow import UnitOfWork
-    from connvault.models import Integration, Provider
     from connvault.oauth.client import OAuthClient
     from connvault.redacted import Redacted
 
@@ -186,42 +185,21 @@ def delete_connection(uow: UnitOfWork, connection_id: UUID, *, oauth: OAuthClien
     for _ in range(DELETE_ATTEMPTS):
         with uow:
             connection = uow.connections.get(connection_id)
-            provider = _endpoints(uow.providers.get(connection.provider_id), connection)
+            provider = connection_config.for_revocation(
+                uow.providers.get(connection.provider_id), connection.connection_config
+            )
             integration = uow.integrations.find(provider.id)
         credentials = connection.credentials
         if isinstance(credentials, OAuth2Credentials) and provider.revocation_url and integration is not None:
             attempted = True
-            revoked = _revoke(oauth or wiring.get_oauth_client(), provider, integration, credentials, connection_id)
+            client = oauth or wiring.get_oauth_client()
+            revoked = revoke_grant(client, provider, integration.client, credentials, connection_id)
         with uow:
             if uow.connections.delete(connection_id, token_version=connection.token_version):
                 uow.commit()
                 return Deletion(connection_id, attempted, revoked)
             uow.connections.get(connection_id)  # NotFound when someone else deleted it meanwhile
     raise ProviderUnavailable("the connection is being refreshed; retry the deletion", retry_after=1, reason="busy")
-
-
-def _endpoints(provider: Provider, connection: Connection) -> Provider:
-    """The provider with its URLs filled for this connection (its revocation endpoint is on the shop's own host);
-    a configuration that no longer fits leaves nowhere safe to revoke at, and the delete goes ahead without."""
-    try:
-        return connection_config.configured(provider, connection.connection_config)
-    except (InvalidInput, connection_config.TemplateError):
-        return replace(provider, revocation_url=None)
-
-
-def _revoke(
-    client: OAuthClient,
-    provider: Provider,
-    integration: Integration,
-    credentials: OAuth2Credentials,
-    connection_id: UUID,
-) -> bool:
-    token, hint = credentials.revocation_target()
-    revoked = client.revoke(provider, integration.client, token.reveal(), hint)
-    if not revoked:
-        metrics.add_metric(name=MetricName.REVOCATION_FAILED, unit="Count", value=1)
-        logger.info("revocation failed", extra={"connection_id": str(connection_id), "provider": provider.slug})
-    return revoked
 
 
 def _static_credentials(auth_type: AuthType, data: StaticCredentialsInput) -> ApiKeyCredentials | BasicCredentials:

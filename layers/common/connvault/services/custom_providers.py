@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from connvault.clock import Clock, utcnow
 from connvault.config import get_settings
 from connvault.errors import Conflict, DiscoveryFailed, InvalidInput, NotFound, ProviderUnavailable
-from connvault.models import AuthType, Provider, TokenEndpointAuthMethod
+from connvault.models import AuthType, Provider, RevocationScope, TokenEndpointAuthMethod
 from connvault.oauth import discovery
 from connvault.observability import logger
 from connvault.validation import require_outbound_url, require_text
@@ -71,6 +71,7 @@ class CustomProviderInput:
     authorization_url: str | None = None
     token_url: str | None = None
     revocation_url: str | None = None
+    revocation_scope: RevocationScope = RevocationScope.TOKEN
     require_iss: bool | None = None
     pkce: bool | None = None
     token_endpoint_auth_method: TokenEndpointAuthMethod | None = None
@@ -119,6 +120,7 @@ def prepare_custom_provider(
         authorization_url=definition.authorization_url,
         token_url=definition.token_url,
         revocation_url=definition.revocation_url,
+        revocation_scope=definition.revocation_scope,
         default_scopes=default_scopes,
         scope_separator=definition.scope_separator,
         pkce=True if definition.pkce is None else definition.pkce,

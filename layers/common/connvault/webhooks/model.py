@@ -19,8 +19,10 @@ SUCCESS_STAMP_EVERY = timedelta(seconds=10)
 
 
 class EventType(StrEnum):
-    """Every event a tenant can subscribe to. The connection events are written by the trigger of migration
-    0070, in the transaction of the change they report."""
+    """Every event a tenant can subscribe to, each written in the transaction of the change it reports."""
+
+    # Written by database triggers: the connection events by migration 0070's, integration.credentials_invalid
+    # by 0072's.
 
     CONNECTION_CREATED = "connection.created"
     CONNECTION_RECONNECTED = "connection.reconnected"

@@ -1,0 +1,140 @@
+"""Per-tenant request rate limits: one tenant cannot use up the capacity (function concurrency, database
+connections, provider calls) that a deployment shares with the others. Quotas bound what a tenant holds
+(``services/quotas.py``); this bounds how fast it asks.
+
+Two layers, neither of which adds a database round trip to an ordinary request (see docs/design.md):
+
+* a token bucket per tenant in each process, ``rate_limit_per_second`` refilling it up to ``rate_limit_burst``:
+  what one warm process admits, decided in memory (a single process can serve a few thousand token fetches a
+  second, so this is the layer that stops one hot process);
+* a shared count per tenant and window (``tenant_request_counts``): every ``rate_limit_share_every`` admitted
+  requests of a tenant, a process adds them to the tenant's count in one prepared statement that answers the
+  window's total. Past the window's allowance (rate times window, plus burst) that process refuses the tenant until the
+  window ends; the others learn it at their own next report. The count is coarse by design: a tenant may overshoot
+  by fewer than ``rate_limit_share_every`` requests per process per window.
+
+A refusal is ``RateLimited`` with the seconds until a request would be admitted (429 and ``Retry-After``). When
+the shared count cannot be written (the database is down) the process goes on with its own bucket: the request
+itself will meet the database soon enough, and rate limiting must not turn a blip into refusals.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from connvault.config import get_settings
+from connvault.db.fast_reads import get_fast_reads
+from connvault.errors import DatabaseUnavailable, RateLimited
+from connvault.observability import MetricName, logger, metrics
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from uuid import UUID
+
+    from connvault.db.fast_reads import RequestWindow
+
+WINDOW_SECONDS = 10
+"""The shared count's window: long enough that a process reporting every N requests reports within it."""
+MAX_TENANTS = 10_000
+"""Tenants whose buckets a process remembers; the least recently seen is forgotten (it starts full again)."""
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    refilled: float
+    unshared: int = 0
+    """Admitted here and not yet added to the shared count."""
+    blocked_until: float = 0.0
+    """Set when the shared count was over the allowance: refuse until then (monotonic clock)."""
+
+
+class RateLimiter:
+    def __init__(
+        self,
+        *,
+        per_second: float,
+        burst: int,
+        share_every: int,
+        share: Callable[[UUID, int, int], RequestWindow],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._per_second = per_second
+        self._burst = burst
+        self._share_every = share_every
+        self._share = share
+        self._clock = clock
+        self._allowance = math.ceil(per_second * WINDOW_SECONDS) + burst
+        self._buckets: OrderedDict[UUID, _Bucket] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def admit(self, tenant: UUID) -> None:
+        """Count one request of ``tenant``; ``RateLimited`` when it is over its rate."""
+        if self._per_second <= 0:
+            return
+        now = self._clock()
+        with self._lock:
+            bucket = self._bucket(tenant, now)
+            if now < bucket.blocked_until:
+                raise _refused(bucket.blocked_until - now)
+            bucket.tokens = min(self._burst, bucket.tokens + (now - bucket.refilled) * self._per_second)
+            bucket.refilled = now
+            if bucket.tokens < 1:
+                raise _refused((1 - bucket.tokens) / self._per_second)
+            bucket.tokens -= 1
+            bucket.unshared += 1
+            if bucket.unshared < self._share_every:
+                return
+            added, bucket.unshared = bucket.unshared, 0
+        # Outside the lock: other tenants' requests in this process do not wait for the database.
+        try:
+            window = self._share(tenant, added, WINDOW_SECONDS)
+        except DatabaseUnavailable:
+            logger.warning("request count not shared: the database is unavailable", extra={"tenant_id": str(tenant)})
+            with self._lock:
+                bucket.unshared += added
+            return
+        if window.requests > self._allowance:
+            with self._lock:
+                bucket.blocked_until = max(bucket.blocked_until, now + window.seconds_left)
+            raise _refused(window.seconds_left)
+
+    def _bucket(self, tenant: UUID, now: float) -> _Bucket:
+        bucket = self._buckets.get(tenant)
+        if bucket is None:
+            bucket = self._buckets[tenant] = _Bucket(float(self._burst), now)
+            while len(self._buckets) > MAX_TENANTS:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(tenant)
+        return bucket
+
+
+def _refused(wait_seconds: float) -> RateLimited:
+    metrics.add_metric(name=MetricName.RATE_LIMITED, unit="Count", value=1)
+    return RateLimited(
+        "the tenant is over its request rate; retry after Retry-After seconds",
+        retry_after=max(1, math.ceil(wait_seconds)),
+    )
+
+
+@lru_cache(maxsize=1)
+def get_rate_limiter() -> RateLimiter:
+    """The process's limiter, from the settings; its shared count goes through the process's prepared statements."""
+    settings = get_settings()
+    return RateLimiter(
+        per_second=settings.rate_limit_per_second,
+        burst=settings.rate_limit_burst,
+        share_every=settings.rate_limit_share_every,
+        share=lambda tenant, added, window: get_fast_reads().count_requests(tenant, added, window),
+    )
+
+
+def reset_rate_limiter() -> None:
+    get_rate_limiter.cache_clear()
