@@ -58,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
                 load_handler(job)
             serving = threading.Thread(target=gateway.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
             serving.start()
-            with _webhook_receiver(args.webhook_port) as receiver, LocalSchedule("webhook_delivery", every_seconds=1.0):
+            with (
+                _webhook_receiver(args.webhook_port) as receiver,
+                LocalSchedule("webhook_delivery", every_seconds=1.0),
+                LocalSchedule("device_poller", every_seconds=1.0),
+            ):
                 print(_banner(gateway, demo, receiver.url), flush=True)
                 print(
                     f"ready in {time.perf_counter() - started:.1f} s on {gateway.base_url} (Ctrl-C stops)", flush=True
@@ -159,6 +163,10 @@ Or without the page, straight to the demo provider:
     -d {session} {api}/connect-sessions
 Open the authorize_url it returns in a browser; you come back to {demo.return_url} with a connection id. Then:
   curl -s {auth} {api}/connections/<connection_id>/token
+
+Or from a device without a browser (RFC 8628): add "flow": "device" to the session (and drop return_url); open
+the verification_uri_complete it returns to approve, and follow the session (the poller advances it too):
+  curl -s {auth} {api}/connect-sessions/<id>
 
 Webhooks: a local receiver at {webhook_url} prints every delivery here (the sender runs every second).
 Point a webhook at it (the answer holds its whsec_ signing secret, shown once):

@@ -57,10 +57,10 @@ def install_demo_provider(
             INSERT INTO providers (slug, display_name, auth_type, authorization_url, token_url, revocation_url,
                 default_scopes, pkce, token_endpoint_auth_method, rotates_refresh_tokens, refresh_margin_seconds,
                 authorize_params, issuer, require_iss, max_concurrent_refreshes, account_id_fields,
-                connection_config, api_base_url, revocation_scope)
+                connection_config, api_base_url, revocation_scope, device_authorization_url)
             VALUES (:slug, 'Demo provider', 'oauth2', :auth, :token, :revoke, ARRAY['read', 'write'], :pkce,
                 :method, :rotates, :margin, CAST(:params AS jsonb), :issuer, :require_iss, :cap, :account_id_fields,
-                CAST(:config AS jsonb), :api, :revocation_scope)
+                CAST(:config AS jsonb), :api, :revocation_scope, :device)
             ON CONFLICT (slug) WHERE tenant_id IS NULL DO UPDATE SET
                 authorization_url = EXCLUDED.authorization_url, token_url = EXCLUDED.token_url,
                 revocation_url = EXCLUDED.revocation_url, pkce = EXCLUDED.pkce,
@@ -69,7 +69,8 @@ def install_demo_provider(
                 refresh_margin_seconds = EXCLUDED.refresh_margin_seconds, issuer = EXCLUDED.issuer,
                 require_iss = EXCLUDED.require_iss, max_concurrent_refreshes = EXCLUDED.max_concurrent_refreshes,
                 account_id_fields = EXCLUDED.account_id_fields, connection_config = EXCLUDED.connection_config,
-                api_base_url = EXCLUDED.api_base_url, revocation_scope = EXCLUDED.revocation_scope
+                api_base_url = EXCLUDED.api_base_url, revocation_scope = EXCLUDED.revocation_scope,
+                device_authorization_url = EXCLUDED.device_authorization_url
             RETURNING id
             """,
             slug=slug,
@@ -88,6 +89,7 @@ def install_demo_provider(
             config=json.dumps(dict(connection_config or {})),
             api=api_base_url if api_base_url is not None else f"{base}/api",
             revocation_scope=revocation_scope,
+            device=f"{base}/device_authorization",
         )
     finally:
         connection.close()

@@ -1,7 +1,7 @@
 """A fake OAuth 2 provider on a real local HTTP server, for the tests and for ``make run``.
 
-It implements just enough of RFC 6749, 7636 (PKCE S256), 7009 (revocation), 8414 (metadata) and 9207
-(``iss``) to exercise connvault end to end over real sockets:
+It implements just enough of RFC 6749, 7636 (PKCE S256), 7009 (revocation), 8414 (metadata), 9207
+(``iss``) and 7523 (JWT assertions) to exercise connvault end to end over real sockets:
 
 * ``GET /authorize`` approves at once and redirects to the client with ``code`` and ``state`` (or
   ``error=access_denied`` with ``?deny=1`` or ``deny_authorization``), so a browser or a test that
@@ -9,6 +9,18 @@ It implements just enough of RFC 6749, 7636 (PKCE S256), 7009 (revocation), 8414
 * ``POST /token`` serves ``authorization_code`` (single-use codes, exact ``redirect_uri``, PKCE) and
   ``refresh_token`` (with or without rotation). Presenting an already-rotated refresh token is counted
   as ``refresh_token_reuse``: a race in the vault's refresh logic shows up there.
+* ``POST /token`` also serves ``client_credentials`` (RFC 6749 §4.4) for the configured client and for
+  clients added with ``add_client`` (a secret, or a public key for ``private_key_jwt``, RFC 7523 §2.2), and
+  the JWT-bearer grant (RFC 7523 §2.1) for service accounts added with ``add_service_account``: the
+  assertion's signature (RS256, ES256), ``iss``, ``aud``, ``exp`` and ``iat`` are checked as a real server
+  does, and ``machine_grants`` in ``stats()`` records what each such request asked for. A client
+  assertion's ``jti`` works once.
+* ``POST /device_authorization`` starts a device flow (RFC 8628): a device code, a user code and
+  ``/device`` to enter it at, where ``GET /device?user_code=...`` approves at once (``&deny=1`` denies), as
+  ``approve_device`` and ``deny_device`` do for tests. Polls of ``/token`` with the device code answer
+  ``authorization_pending``, ``slow_down`` (a poll sooner than the interval since the last one, which also adds
+  five seconds to it, as RFC 8628 §3.5 says; counted as ``device_polls_too_early``), ``access_denied``,
+  ``expired_token``, or the tokens, once.
 * ``POST /revoke`` records revoked tokens (with ``revoke_whole_authorization``, every token issued so far); a
   revoked refresh token then gets ``invalid_grant``.
 * ``GET /userinfo`` accepts a live access token, so the demo can show a token works.
@@ -30,6 +42,7 @@ snapshot of the counters. Nothing is logged: requests carry codes, states and to
 from __future__ import annotations
 
 import base64
+import binascii
 import functools
 import hashlib
 import json
@@ -43,6 +56,11 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, cast
 from urllib.parse import parse_qsl, unquote_plus, urlencode, urlsplit, urlunsplit
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 CLIENT_SECRET_BASIC = "client_secret_basic"
 _API_ITEMS = 45
@@ -58,6 +76,12 @@ _HEADERS_A_PROXY_MUST_DROP = (
 )
 """On ``/api/echo``: cookies, a hop-by-hop header (named by ``Connection``), HSTS, and one that may cross."""
 CLIENT_SECRET_POST = "client_secret_post"
+PRIVATE_KEY_JWT = "private_key_jwt"
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+DEVICE_CODE = "urn:ietf:params:oauth:grant-type:device_code"
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+MAX_ASSERTION_LIFETIME_SECONDS = 3600
+CLOCK_SKEW_SECONDS = 60
 _MAX_REQUEST_BYTES = 64 * 1024
 
 
@@ -101,6 +125,10 @@ class DemoSettings:
     """API keys ``GET /api/me`` accepts as a bearer token: the demo API-key provider's keys."""
     api_latency_seconds: float = 0.0
     """Added to every ``/api/`` request (the proxy benchmark's slow upstream)."""
+    device_interval_seconds: int = 5
+    device_code_ttl_seconds: int = 600
+    device_verification_uri_complete: bool = True
+    """Offer ``verification_uri_complete`` (Google's device flow does not)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +204,34 @@ class ApiCall:
     credential: str | None = field(default=None, repr=False)
 
 
+class MachineGrant:
+    """One token issued without an end user: to whom, and with which parameters."""
+
+    grant_type: str
+    subject: str
+    """The client id (client credentials), or the assertion's ``iss`` (JWT bearer)."""
+    scope: str
+    audience: str | None = None
+    resource: str | None = None
+    acting_for: str | None = None
+    """The assertion's ``sub``, if any (Google's domain-wide delegation)."""
+    client_authentication: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Client:
+    """A client other than the configured one: a secret (basic or post), or a public key (private_key_jwt)."""
+
+    secret: str | None = None
+    public_key: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class _ServiceAccount:
+    public_key: Any
+    key_id: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class DemoStats:
     """A consistent snapshot of the counters, for assertions."""
@@ -194,6 +250,11 @@ class DemoStats:
     """Refresh tokens that would be accepted now."""
     authorizations: tuple[AuthorizationRecord, ...] = field(repr=False)
     api_calls: tuple[ApiCall, ...] = field(default=(), repr=False)
+    machine_grants: tuple[MachineGrant, ...] = ()
+    """Every client-credentials and JWT-bearer token issued, with what was asked for."""
+    device_polls: Mapping[str, tuple[float, ...]] = field(default_factory=dict, repr=False)
+    """Per user code, when (``time.monotonic()``) each poll of its device code arrived."""
+    device_polls_too_early: int = 0
 
 
 @dataclass(slots=True)
@@ -202,6 +263,18 @@ class _Grant:
     scope: str
     code_challenge: str | None
     expires_at: float
+
+
+@dataclass(slots=True)
+class _DeviceGrant:
+    user_code: str
+    scope: str
+    client_id: str
+    expires_at: float
+    interval: int
+    state: str = "pending"
+    """pending, approved, denied, or issued (the tokens went out: the device code is spent)."""
+    last_poll: float | None = None
 
 
 @dataclass(slots=True)
@@ -244,6 +317,13 @@ class DemoProvider:
         self._max_in_flight = 0
         self._refresh_token_reuse = 0
         self._code_reuse = 0
+        self._clients: dict[str, _Client] = {}
+        self._service_accounts: dict[str, _ServiceAccount] = {}
+        self._machine_grants: list[MachineGrant] = []
+        self._used_jtis: set[str] = set()
+        self._device_grants: dict[str, _DeviceGrant] = {}
+        self._device_polls: dict[str, list[float]] = {}
+        self._device_polls_too_early = 0
 
     # lifecycle ---------------------------------------------------------------------------------
 
@@ -304,6 +384,95 @@ class DemoProvider:
         with self._lock:
             self._faults.setdefault(path, deque()).extend(faults)
 
+    def add_client(self, client_id: str, *, secret: str | None = None, public_key_pem: str | None = None) -> None:
+        """Accept another client: with ``secret`` (basic or post) or a public key (``private_key_jwt``)."""
+        key = None if public_key_pem is None else serialization.load_pem_public_key(public_key_pem.encode())
+        with self._lock:
+            self._clients[client_id] = _Client(secret, key)
+
+    def remove_client(self, client_id: str) -> None:
+        """The client is deleted at the provider: its next request is ``invalid_client``."""
+        with self._lock:
+            self._clients.pop(client_id, None)
+
+    def add_service_account(self, issuer: str, public_key_pem: str, *, key_id: str | None = None) -> None:
+        """Accept JWT-bearer assertions whose ``iss`` is ``issuer``, signed by the key of ``public_key_pem``."""
+        key = serialization.load_pem_public_key(public_key_pem.encode())
+        with self._lock:
+            self._service_accounts[issuer] = _ServiceAccount(key, key_id)
+
+    def approve_device(self, user_code: str) -> bool:
+        """The end user entered ``user_code`` and approved; False for an unknown code."""
+        return self._decide_device(user_code, "approved")
+
+    def deny_device(self, user_code: str) -> bool:
+        return self._decide_device(user_code, "denied")
+
+    def _decide_device(self, user_code: str, decision: str) -> bool:
+        with self._lock:
+            for grant in self._device_grants.values():
+                if grant.user_code == user_code and grant.state == "pending":
+                    grant.state = decision
+                    return True
+        return False
+
+    def device_authorization(self, form: Mapping[str, str], authorization: str | None) -> dict[str, Any]:
+        """RFC 8628 §3.1-3.2: a device code for the client, and a user code for the end user."""
+        settings = self.settings
+        client_id, _ = self._authenticate_any_client(settings, form, authorization)
+        device_code = "dc_" + secrets.token_urlsafe(24)
+        alphabet = "BCDFGHJKLMNPQRSTVWXZ"  # RFC 8628 §6.1: no vowels, no look-alikes
+        letters = "".join(secrets.choice(alphabet) for _ in range(8))
+        user_code = f"{letters[:4]}-{letters[4:]}"
+        grant = _DeviceGrant(
+            user_code,
+            form.get("scope", ""),
+            client_id,
+            time.monotonic() + settings.device_code_ttl_seconds,
+            settings.device_interval_seconds,
+        )
+        with self._lock:
+            self._device_grants[device_code] = grant
+        base = self.base_url
+        document = {
+            "device_code": device_code,
+            "user_code": user_code,
+            "verification_uri": f"{base}/device",
+            "expires_in": settings.device_code_ttl_seconds,
+            "interval": settings.device_interval_seconds,
+        }
+        if settings.device_verification_uri_complete:
+            document["verification_uri_complete"] = f"{base}/device?user_code={user_code}"
+        return document
+
+    def _poll_device(self, settings: DemoSettings, form: Mapping[str, str], client_id: str) -> dict[str, Any]:
+        """RFC 8628 §3.4-3.5, as a server keeps a device code's state."""
+        now = time.monotonic()
+        with self._lock:
+            grant = self._device_grants.get(form.get("device_code", ""))
+            if grant is None or grant.client_id != client_id or grant.state == "issued":
+                raise _TokenError("invalid_grant")
+            self._device_polls.setdefault(grant.user_code, []).append(now)
+            early = grant.last_poll is not None and now - grant.last_poll < grant.interval
+            grant.last_poll = now
+            if grant.expires_at <= now:
+                raise _TokenError("expired_token")
+            if early:
+                self._device_polls_too_early += 1
+                grant.interval += 5
+                raise _TokenError("slow_down")
+            if grant.state == "denied":
+                raise _TokenError("access_denied")
+            if grant.state == "pending":
+                raise _TokenError("authorization_pending")
+            grant.state = "issued"
+        return self._issue(settings, grant.scope, with_refresh_token=settings.issue_refresh_tokens)
+
+    def remove_service_account(self, issuer: str) -> None:
+        """The key is deleted (as in Google's console): the next assertion is ``invalid_grant``."""
+        with self._lock:
+            self._service_accounts.pop(issuer, None)
+
     def stats(self) -> DemoStats:
         with self._lock:
             return DemoStats(
@@ -321,6 +490,9 @@ class DemoProvider:
                 ),
                 authorizations=tuple(self._authorizations),
                 api_calls=tuple(self._api_calls),
+                machine_grants=tuple(self._machine_grants),
+                device_polls={code: tuple(times) for code, times in self._device_polls.items()},
+                device_polls_too_early=self._device_polls_too_early,
             )
 
     def access_token_is_active(self, token: str) -> bool:
@@ -412,9 +584,10 @@ class DemoProvider:
             "authorization_endpoint": f"{base}/authorize",
             "token_endpoint": f"{base}/token",
             "revocation_endpoint": f"{base}/revoke",
+            "device_authorization_endpoint": f"{base}/device_authorization",
             "userinfo_endpoint": f"{base}/userinfo",
             "response_types_supported": ["code"],
-            "grant_types_supported": ["authorization_code", "refresh_token"],
+            "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials", JWT_BEARER],
             "token_endpoint_auth_methods_supported": [auth_method],
             "revocation_endpoint_auth_methods_supported": [auth_method],
             "code_challenge_methods_supported": ["S256"],
@@ -461,8 +634,16 @@ class DemoProvider:
     def token(self, form: Mapping[str, str], authorization: str | None) -> dict[str, Any]:
         """The success document for a token request; raises ``_TokenError`` for an OAuth error."""
         settings = self.settings
-        self._authenticate_client(settings, form, authorization)
         grant_type = form.get("grant_type")
+        if grant_type == JWT_BEARER:
+            return self._jwt_bearer(settings, form)  # the assertion is the credential: no client authentication
+        client_id, method = self._authenticate_any_client(settings, form, authorization)
+        if grant_type == "client_credentials":
+            return self._client_credentials(settings, form, client_id, method)
+        if grant_type == DEVICE_CODE:
+            return self._poll_device(settings, form, client_id)
+        if client_id != settings.client_id:
+            raise _TokenError("unauthorized_client")
         if grant_type == "authorization_code":
             return self._exchange_code(settings, form)
         if grant_type == "refresh_token":
@@ -471,7 +652,7 @@ class DemoProvider:
 
     def revoke(self, form: Mapping[str, str], authorization: str | None) -> None:
         """RFC 7009: unknown tokens are fine; the client must still authenticate."""
-        self._authenticate_client(self.settings, form, authorization)
+        self._authenticate_any_client(self.settings, form, authorization)
         token = form.get("token")
         if not token:
             raise _TokenError("invalid_request")
@@ -485,6 +666,93 @@ class DemoProvider:
         if scheme.lower() != "bearer" or not self.access_token_is_active(token):
             return None
         return {"sub": "demo-user", "name": "Demo User"}
+
+    def _authenticate_any_client(
+        self, settings: DemoSettings, form: Mapping[str, str], authorization: str | None
+    ) -> tuple[str, str]:
+        """``(client_id, method)`` of an authenticated client: the configured one, or one added with
+        ``add_client``; anything else is ``invalid_client``."""
+        if "client_assertion" in form or "client_assertion_type" in form:
+            return self._verify_client_assertion(form, authorization), PRIVATE_KEY_JWT
+        presented_id = form.get("client_id") or _basic_credentials(authorization)[0]
+        with self._lock:
+            extra = self._clients.get(presented_id) if presented_id else None
+        if extra is None or extra.secret is None:
+            self._authenticate_client(settings, form, authorization)
+            return settings.client_id, settings.token_endpoint_auth_method
+        if authorization is not None:
+            presented, method = _basic_credentials(authorization), CLIENT_SECRET_BASIC
+        else:
+            presented, method = (form.get("client_id"), form.get("client_secret")), CLIENT_SECRET_POST
+        if not _same(presented, (presented_id, extra.secret)):
+            raise _TokenError("invalid_client", HTTPStatus.UNAUTHORIZED)
+        return presented_id, method
+
+    def _verify_client_assertion(self, form: Mapping[str, str], authorization: str | None) -> str:
+        """RFC 7523 §3 as a server checks a ``private_key_jwt`` client assertion; the client id it proves."""
+        if authorization is not None or form.get("client_assertion_type") != CLIENT_ASSERTION_TYPE:
+            raise _TokenError("invalid_client", HTTPStatus.UNAUTHORIZED)
+        try:
+            header, claims = _jwt_parts(form.get("client_assertion", ""))
+            client_id = claims.get("iss")
+            with self._lock:
+                client = self._clients.get(client_id) if isinstance(client_id, str) else None
+            if client is None or client.public_key is None or claims.get("sub") != client_id:
+                raise ValueError("unknown client")
+            if form.get("client_id", client_id) != client_id:
+                raise ValueError("client_id mismatch")
+            _verify_jwt(form["client_assertion"], header, claims, client.public_key, self._endpoint_urls())
+            jti = claims.get("jti")
+            with self._lock:
+                if not isinstance(jti, str) or jti in self._used_jtis:
+                    raise ValueError("replayed assertion")
+                self._used_jtis.add(jti)
+        except (ValueError, KeyError):
+            raise _TokenError("invalid_client", HTTPStatus.UNAUTHORIZED) from None
+        return client_id
+
+    def _client_credentials(
+        self, settings: DemoSettings, form: Mapping[str, str], client_id: str, method: str
+    ) -> dict[str, Any]:
+        grant = MachineGrant(
+            "client_credentials",
+            client_id,
+            form.get("scope", ""),
+            audience=form.get("audience"),
+            resource=form.get("resource"),
+            client_authentication=method,
+        )
+        return self._issue_machine(settings, grant)
+
+    def _jwt_bearer(self, settings: DemoSettings, form: Mapping[str, str]) -> dict[str, Any]:
+        """RFC 7523 §2.1 and §3: a valid assertion from a known service account buys an access token."""
+        assertion = form.get("assertion", "")
+        try:
+            header, claims = _jwt_parts(assertion)
+            issuer = claims.get("iss")
+            with self._lock:
+                account = self._service_accounts.get(issuer) if isinstance(issuer, str) else None
+            if account is None:
+                raise ValueError("unknown issuer")
+            if account.key_id is not None and header.get("kid") != account.key_id:
+                raise ValueError("unknown key id")
+            _verify_jwt(assertion, header, claims, account.public_key, self._endpoint_urls())
+        except (ValueError, KeyError):
+            raise _TokenError("invalid_grant") from None
+        scope = form.get("scope") or str(claims.get("scope", ""))
+        subject = claims.get("sub")
+        grant = MachineGrant(JWT_BEARER, issuer, scope, acting_for=subject if isinstance(subject, str) else None)
+        return self._issue_machine(settings, grant)
+
+    def _issue_machine(self, settings: DemoSettings, grant: MachineGrant) -> dict[str, Any]:
+        with self._lock:
+            self._machine_grants.append(grant)
+        return self._issue(settings, grant.scope, with_refresh_token=False)
+
+    def _endpoint_urls(self) -> tuple[str, ...]:
+        """What an assertion's ``aud`` may name: this server's issuer, token or revocation endpoint."""
+        base = self.base_url
+        return (self.issuer, f"{base}/token", f"{base}/revoke")
 
     def _authenticate_client(self, settings: DemoSettings, form: Mapping[str, str], authorization: str | None) -> None:
         """Exactly the configured method: a client that authenticates another way is refused."""
@@ -641,6 +909,12 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(status, target.encode(), "text/plain")
         elif url.path in ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"):
             self._send_json(HTTPStatus.OK, self.provider.metadata())
+        elif url.path == "/device":
+            decide = self.provider.deny_device if params.get("deny") == "1" else self.provider.approve_device
+            if decide(params.get("user_code", "")):
+                self._send(HTTPStatus.OK, b"done: you can close this page", "text/plain")
+            else:
+                self._send(HTTPStatus.BAD_REQUEST, b"unknown or used code", "text/plain")
         elif url.path == "/userinfo":
             info = self.provider.userinfo(self.headers.get("Authorization"))
             if info is None:
@@ -666,6 +940,8 @@ class _Handler(BaseHTTPRequestHandler):
         form = self._read_form()
         if path == "/token":
             self._token(form)
+        elif path == "/device_authorization":
+            self._device_authorization(form)
         elif path == "/revoke":
             self._revoke(form)
         else:
@@ -733,6 +1009,20 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             provider._leave_token_call()
         answer()
+
+    def _device_authorization(self, form: Mapping[str, str] | None) -> None:
+        fault = self.provider._take_fault("/device_authorization")
+        if fault is not None:
+            self._send_fault(fault)
+            return
+        try:
+            if form is None:
+                raise _TokenError("invalid_request")
+            document = self.provider.device_authorization(form, self.headers.get("Authorization"))
+        except _TokenError as error:
+            self._send_json(error.status, {"error": error.code})
+        else:
+            self._send_json(HTTPStatus.OK, document)
 
     def _revoke(self, form: Mapping[str, str] | None) -> None:
         fault = self.provider._take_fault("/revoke")
@@ -853,3 +1143,52 @@ def _s256(verifier: str) -> str:
     """Written out here rather than imported from connvault, so a bug there cannot hide in both."""
     digest = hashlib.sha256(verifier.encode("ascii", "replace")).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def _jwt_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and claims of a compact JWS, unverified; ``ValueError`` if it is not one."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise ValueError("not a compact JWS")
+    header, claims = (json.loads(_b64url_decode(part)) for part in parts[:2])
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        raise ValueError("not JSON objects")
+    return header, claims
+
+
+def _verify_jwt(
+    token: str, header: Mapping[str, Any], claims: Mapping[str, Any], key: Any, audiences: tuple[str, ...]
+) -> None:
+    """Signature (RS256 with an RSA key, ES256 with a P-256 key), audience and times, as RFC 7523 §3 asks."""
+    signing_input, _, signature_part = token.rpartition(".")
+    signature = _b64url_decode(signature_part)
+    algorithm = header.get("alg")
+    try:
+        if algorithm == "RS256" and isinstance(key, rsa.RSAPublicKey):
+            key.verify(signature, signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+        elif algorithm == "ES256" and isinstance(key, ec.EllipticCurvePublicKey) and len(signature) == 64:
+            der = encode_dss_signature(int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big"))
+            key.verify(der, signing_input.encode(), ec.ECDSA(hashes.SHA256()))
+        else:
+            raise ValueError("unsupported algorithm for this key")
+    except InvalidSignature:
+        raise ValueError("bad signature") from None
+    audience = claims.get("aud")
+    named = audience if isinstance(audience, list) else [audience]
+    if not any(isinstance(value, str) and value in audiences for value in named):
+        raise ValueError("not for this server")
+    now = time.time()
+    expires, issued = claims.get("exp"), claims.get("iat")
+    if not isinstance(expires, int | float) or expires <= now - CLOCK_SKEW_SECONDS:
+        raise ValueError("expired")
+    if isinstance(issued, int | float) and (
+        issued > now + CLOCK_SKEW_SECONDS or expires - issued > MAX_ASSERTION_LIFETIME_SECONDS
+    ):
+        raise ValueError("issued in the future or lives too long")
+
+
+def _b64url_decode(part: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+    except (binascii.Error, ValueError):
+        raise ValueError("not base64url") from None

@@ -110,3 +110,26 @@ def test_without_the_option_the_flow_is_unchanged(api: Api) -> None:
     assert "connection_id" in query
     assert "confirmation" not in query
     assert started.json()["require_confirmation"] is False
+
+
+def test_the_confirmed_connection_keeps_the_account_id_the_provider_named(
+    api: Api, db: TestDatabase, provider: DemoProvider
+) -> None:
+    # Given a provider whose token responses name the account, as its catalog entry says
+    with owner(db) as sql:
+        sql.run("UPDATE providers SET account_id_fields = '{user.id}' WHERE slug = 'demo'")
+    account_id = "demo-account-7"
+    provider.configure(extra_fields={"user": {"id": account_id}})
+
+    # When the grant is parked for confirmation and then confirmed
+    session_id, code = park(api)
+    with owner(db) as sql:
+        (parked,) = sql.run("SELECT provider_account_id FROM connect_confirmations")[0]
+    confirmed = api.call("POST", f"/connect-sessions/{session_id}/confirm", body={"confirmation": code})
+
+    # Then the id waited sealed, and the connection carries it and is found by it
+    assert parked is not None and account_id.encode() not in bytes(parked)
+    assert confirmed.status == 201, confirmed.body
+    assert confirmed.json()["provider_account_id"] == account_id
+    found = api.call("GET", "/connections", query={"provider_account_id": account_id}).json()["items"]
+    assert [item["id"] for item in found] == [confirmed.json()["id"]]

@@ -253,7 +253,7 @@ def test_return_url_outside_the_allow_list_is_refused(api: Api, db) -> None:
     assert answer.status == 400
     assert answer.json()["error"] == {
         "code": "validation_error",
-        "message": "return_url is not in the integration's allowed_return_urls",
+        "message": "return_url is in neither the integration's nor the connect settings' allowed_return_urls",
         "field": "return_url",
     }
     assert db_state(db) == before

@@ -146,6 +146,23 @@ def test_an_api_key_link_needs_its_return_url_in_the_connect_settings(demo_api: 
     assert oauth_only.status == 201, "the integration's allow-list still covers OAuth-only links"
 
 
+def test_a_session_for_one_oauth_provider_accepts_a_return_url_of_the_connect_settings(demo_api: Api) -> None:
+    # Given a return URL the tenant registered for its connect links only, not for the integration
+    settings_only = "https://app.example.com/connected"
+    saved = demo_api.call("PUT", "/connect-settings", body={"allowed_return_urls": [settings_only]})
+    assert saved.status == 200, saved.body
+
+    # When a session for the one OAuth provider names it, and one names a URL registered nowhere
+    accepted = start(demo_api, providers=["demo"], return_url=settings_only)
+    refused = start(demo_api, providers=["demo"], return_url="https://elsewhere.example/back")
+
+    # Then the first starts (the link and the authorize URL both), the second is the tenant's to fix
+    assert accepted.status == 201, accepted.body
+    assert accepted.json()["authorize_url"]
+    assert refused.status == 400
+    assert refused.json()["error"]["field"] == "return_url"
+
+
 # -- opening the link ---------------------------------------------------------------------------------------
 
 

@@ -40,6 +40,7 @@ SMOKE_TESTED = {
     "ScheduledRefreshFunction",
     "RefreshWorkerFunction",
     "WebhookDeliveryFunction",
+    "DevicePollerFunction",
 }
 
 
@@ -205,6 +206,14 @@ def test_the_built_webhook_delivery_reports_an_empty_outbox(
     assert report["claimed"] == 0
     assert report["errors"] == 0
     assert report["unconfirmed_revoked"] == 0
+
+
+def test_the_built_device_poller_returns_at_once_with_nothing_pending(
+    built: BuiltFunctions, tenant: Tenant, secrets: SecretRegistry
+) -> None:
+    (report,) = answered(built.invoke("DevicePollerFunction", sample("device_poller")), secrets)
+
+    assert report == {"polled": 0, "completed": 0, "ended": 0, "errors": 0}
 
 
 def test_the_built_refresh_worker_consumes_a_message_and_returns_an_unreadable_one(

@@ -124,8 +124,18 @@ def test_a_body_that_is_not_a_small_json_object_is_refused(
         ({"token_endpoint_auth_methods_supported": "client_secret_basic"}, "token_endpoint_auth_methods_supported"),
         ({"authorization_response_iss_parameter_supported": "yes"}, "authorization_response_iss_parameter_supported"),
         ({"token_endpoint_auth_methods_supported": ["private_key_jwt"]}, "token_endpoint_auth_methods_supported"),
+        ({"device_authorization_endpoint": "http://idp.example/device"}, "device_authorization_endpoint"),
+        ({"device_authorization_endpoint": "https://169.254.169.254/device"}, "device_authorization_endpoint"),
     ],
-    ids=["plain-http-endpoint", "endpoint-not-a-string", "methods-not-a-list", "flag-not-a-bool", "no-secret-method"],
+    ids=[
+        "plain-http-endpoint",
+        "endpoint-not-a-string",
+        "methods-not-a-list",
+        "flag-not-a-bool",
+        "no-secret-method",
+        "plain-http-device-endpoint",
+        "device-endpoint-at-a-blocked-address",
+    ],
 )
 def test_members_of_the_wrong_kind_are_refused_by_name(
     tenant_a: Api, idp: DemoProvider, documents: DocumentServer, changes: dict[str, Any], field: str

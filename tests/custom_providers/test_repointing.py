@@ -38,7 +38,9 @@ def status_of(api: Api, connection_id: str) -> tuple[str, str | None]:
     return connection["status"], connection.get("last_error_code")
 
 
-@pytest.mark.parametrize("field", ["token_url", "revocation_url", "authorization_url", "issuer"])
+@pytest.mark.parametrize(
+    "field", ["token_url", "revocation_url", "authorization_url", "device_authorization_url", "issuer"]
+)
 def test_moving_an_endpoint_without_the_secret_is_a_conflict_naming_it_and_changes_nothing(
     tenant_a: Api, idp: DemoProvider, elsewhere: DemoProvider, field: str
 ) -> None:

@@ -316,6 +316,10 @@ JSON = st.recursive(
 REQUEST_MODELS = [
     schemas.ConnectSessionRequest,
     schemas.CreateConnectionRequest,
+    schemas.ImportedConnectionRequest,
+    schemas.ImportConnectionsRequest,
+    schemas.ClientCredentialsConnectionRequest,
+    schemas.JwtBearerConnectionRequest,
     schemas.CustomProviderRequest,
     schemas.IntegrationRequest,
     schemas.UpdateConnectionRequest,

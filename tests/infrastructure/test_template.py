@@ -26,6 +26,7 @@ JOBS = {
     "RefreshWorkerFunction": "refresh_worker",
     "MigrationsFunction": "migrations",
     "WebhookDeliveryFunction": "webhook_delivery",
+    "DevicePollerFunction": "device_poller",
 }
 
 DOCUMENT = json.loads((REPO / "docs" / "openapi.json").read_text())
@@ -56,6 +57,7 @@ KMS_DECRYPT = {
     "ScheduledRefreshFunction",
     "RefreshWorkerFunction",
     "WebhookDeliveryFunction",
+    "DevicePollerFunction",
 }
 KMS_GENERATE = KMS_DECRYPT - {"WebhookDeliveryFunction"}
 """Every function that writes tokens seals them under a fresh, counted data key, token fetch's refresh too."""

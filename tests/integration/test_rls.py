@@ -281,11 +281,13 @@ def test_only_the_known_functions_run_as_definer_and_each_pins_its_search_path(d
 
     assert sorted(name for name, _ in definers) == [
         "connvault_check_provider_owner",
+        "connvault_claim_device_polls",
         "connvault_claim_due_refreshes",
         "connvault_claim_webhook_deliveries",
         "connvault_connect_link_tenant",
         "connvault_due_backlog",
         "connvault_find_api_key",
+        "connvault_next_device_poll",
         "connvault_oauth_session_tenant",
         "connvault_purge_deleted_accounts",
         "connvault_purge_expired_sessions",

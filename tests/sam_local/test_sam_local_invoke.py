@@ -101,6 +101,7 @@ CASES: dict[str, Case] = {
         lambda event, s: event,
         env=lambda s: {"CONNVAULT_WEBHOOK_DRAIN_SECONDS": "0"},
     ),
+    "device poller": Case("DevicePollerFunction", "device_poller", lambda event, s: event),
     "migrations": Case(
         "MigrationsFunction",
         "migrations_create",
@@ -308,6 +309,10 @@ def test_the_webhook_delivery_finds_an_empty_outbox(run: Run, secrets: SecretReg
     report = run.answer("webhooks", secrets)
 
     assert (report["claimed"], report["errors"], report["unconfirmed_revoked"]) == (0, 0, 0)
+
+
+def test_the_device_poller_finds_nothing_pending(run: Run, secrets: SecretRegistry) -> None:
+    assert run.answer("device poller", secrets) == {"polled": 0, "completed": 0, "ended": 0, "errors": 0}
 
 
 def test_the_migrations_function_migrates_an_empty_database_and_answers_cloudformation(

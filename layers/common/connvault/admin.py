@@ -1,17 +1,20 @@
-"""Operator commands for tenants and their API keys: ``python -m connvault.admin <command> ...``.
+"""Operator commands for tenants, their API keys and migrations: ``python -m connvault.admin <command> ...``.
 
-Run with the deployment's ``CONNVAULT_*`` environment. None of these commands seals anything, so they make
-no KMS call. An API key is printed once, on stdout alone, so that ``KEY=$(python -m connvault.admin
-create-api-key ...)`` captures it and nothing else does; notes for the operator go to stderr.
+Run with the deployment's ``CONNVAULT_*`` environment. None of these commands but ``import`` seals anything,
+so they make no KMS call; ``import`` streams a file of grants into a tenant (``connvault/grant_file.py``). An
+API key is printed once, on stdout alone, so that ``KEY=$(python -m connvault.admin create-api-key ...)``
+captures it and nothing else does; notes for the operator go to stderr.
 
-Exit status: 0 on success, 1 when connvault refuses (the error's message, which names ids and fields only),
-2 for a malformed command line (argparse's own convention).
+Exit status: 0 on success (for ``import``: every line of the file was answered), 1 when connvault refuses (the
+error's message, which names ids and fields only) or an import stopped part-way (run it again to resume), 2 for
+a malformed command line (argparse's own convention).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 from uuid import UUID
 
@@ -51,6 +54,31 @@ def delete_tenant(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
     print(f"deleted tenant {args.tenant_id}", file=out)
 
 
+def import_grants(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
+    from connvault import grant_file
+    from connvault.api.new_connections import import_items
+
+    try:
+        progress = grant_file.import_file(
+            args.file,
+            args.tenant,
+            parse=import_items,
+            verify=not args.no_verify,
+            batch_size=args.batch_size,
+            retries=args.retries,
+            restart=args.restart,
+            err=err,
+        )
+    except grant_file.ProgressMismatch as exc:
+        raise _Refused(str(exc)) from None
+    except OSError as exc:  # the file cannot be read, or its progress or errors file cannot be written
+        raise _Refused(f"cannot read {args.file.name} or write beside it ({type(exc).__name__})") from None
+    except BaseException:
+        print("\nstopped; run the same command again to resume after the last finished batch", file=err)
+        raise
+    print(grant_file.summary(progress, args.file), file=out)
+
+
 class _Refused(Exception):
     """The command line asks for something that needs confirming first."""
 
@@ -74,6 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
     delete = command("delete-tenant", delete_tenant, "Delete a tenant and all it owns (crypto-shredding).")
     delete.add_argument("tenant_id", type=UUID, metavar="TENANT_ID")
     delete.add_argument("--yes", action="store_true", help="confirm the deletion")
+    grants = command(
+        "import", import_grants, "Import a JSONL file of OAuth grants into a tenant; resumable, idempotent."
+    )
+    grants.add_argument("file", type=Path, metavar="FILE.jsonl")
+    grants.add_argument("--tenant", type=UUID, required=True, metavar="TENANT_ID")
+    grants.add_argument("--no-verify", action="store_true", help="store each grant as given, without a refresh")
+    grants.add_argument("--batch-size", type=int, default=1000, help="grants per call (at most 1000)")
+    grants.add_argument("--retries", type=int, default=3, help="times to resend items whose provider failed")
+    grants.add_argument("--restart", action="store_true", help="ignore FILE.progress and start from the top")
     return parser
 
 

@@ -37,6 +37,17 @@ class DiscoveryFailed(InvalidInput):
     code = "discovery_failed"
 
 
+class CredentialsRefused(InvalidInput):
+    """The provider refused the credentials a new connection was made with (a dead refresh token, a client or a
+    key it does not accept): nothing was stored. ``field`` names the credential, ``reason`` the provider's code."""
+
+    code = "credentials_refused"
+
+    def __init__(self, message: str = "", *, field: str | None = None, reason: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.reason = reason
+
+
 class NotFound(ConnvaultError):
     """The resource does not exist, or belongs to another tenant (never said which)."""
 

@@ -91,6 +91,13 @@ class MetricName:
     """A proxied request that reached its end (any status, or an error), dimensioned by provider."""
     PROXY_LATENCY = "ProxyLatency"
     PROXY_REFRESHED = "ProxyRefreshedOn401"
+
+    CONNECTIONS_IMPORTED = "ConnectionsImported"
+    DEVICE_SESSION_STARTED = "DeviceSessionStarted"
+    DEVICE_POLLS = "DevicePolls"
+    """Polls of a token endpoint for device sessions made by one run of the scheduled poller."""
+    CREDENTIALS_REFUSED = "CredentialsRefused"
+    """A new connection's credentials (an imported grant, a client, a service-account key) refused at creation."""
     AUTH_DENIED = "AuthDenied"
     RATE_LIMITED = "RateLimited"
     """A request refused with 429 because its tenant was over its request rate."""

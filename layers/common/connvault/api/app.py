@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import traceback
 from collections.abc import Callable
+from functools import cache
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -32,6 +33,7 @@ from connvault.errors import (
     ConnectionRevoked,
     ConnvaultError,
     CredentialsExpired,
+    CredentialsRefused,
     DatabaseUnavailable,
     DecryptionFailed,
     DiscoveryFailed,
@@ -56,6 +58,7 @@ if TYPE_CHECKING:
 STATUS_BY_ERROR: dict[type[ConnvaultError], HTTPStatus] = {
     InvalidInput: HTTPStatus.BAD_REQUEST,
     DiscoveryFailed: HTTPStatus.UNPROCESSABLE_ENTITY,
+    CredentialsRefused: HTTPStatus.UNPROCESSABLE_ENTITY,
     Unauthorized: HTTPStatus.UNAUTHORIZED,
     NotFound: HTTPStatus.NOT_FOUND,
     ConflictError: HTTPStatus.CONFLICT,
@@ -197,14 +200,18 @@ def database_unavailable_response() -> Response:
 def _field_of(problem: dict[str, Any]) -> str:
     """``body.client_id``, ``query.min_ttl``…, named from the schema only: within a body the location stops at
     the first part that is not a field of a request model (an unknown key, a key of ``metadata``), since such
-    a part is the client's own text, a secret perhaps. A body that is not JSON at all is just ``body``."""
+    a part is the client's own text, a secret perhaps. A body that is not JSON at all is just ``body``. The tag
+    of a body that is one of several shapes (``POST /connections``'s kinds) is left out: ``body.client_secret``,
+    not ``body.client_credentials.client_secret``."""
     if problem.get("type") == "json_invalid":
         return "body"
-    location = [str(part) for part in problem.get("loc", ())]
+    location = list(problem.get("loc", ()))
     if location[:1] != ["body"]:
-        return ".".join(location)
+        return ".".join(str(part) for part in location)
+    if len(location) > 2 and location[1] in body_union_tags():
+        del location[1]
     named = ["body"]
-    for part in problem.get("loc", ())[1:]:
+    for part in location[1:]:
         if not (isinstance(part, int) or part in request_field_names()):
             break
         named.append(str(part))
@@ -224,6 +231,13 @@ def request_field_names() -> frozenset[str]:
         names.update(getattr(model, "model_fields", {}))
         pending.extend(model.__subclasses__())
     return frozenset(names)
+
+
+@cache
+def body_union_tags() -> frozenset[str]:
+    from connvault.api.schemas import NEW_CONNECTION_KINDS  # at first use: the token route needs no pydantic models
+
+    return frozenset(NEW_CONNECTION_KINDS)
 
 
 def stack_of(error: BaseException) -> list[str]:

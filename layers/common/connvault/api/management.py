@@ -8,7 +8,9 @@ from uuid import UUID
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
-from connvault.api.app import callback_url, json_response, tenant_id
+from connvault.api import new_connections
+from connvault.api.app import NO_STORE, callback_url, json_response, tenant_id
+from connvault.api.new_connections import device_request, secret
 from connvault.api.pages import connect_page_url
 from connvault.api.schemas import (
     ConfirmConnectSessionRequest,
@@ -18,28 +20,34 @@ from connvault.api.schemas import (
     ConnectSessionResponse,
     ConnectSettingsRequest,
     ConnectSettingsResponse,
-    CreateConnectionRequest,
     CustomProviderRequest,
     CustomProviderResponse,
     DeleteConnectionResponse,
+    DeviceSessionResponse,
     ErrorResponse,
+    ImportConnectionsRequest,
+    ImportConnectionsResponse,
     IntegrationListResponse,
     IntegrationRequest,
     IntegrationResponse,
+    NewConnectionRequest,
     ProviderListResponse,
     ProviderResponse,
     UpdateConnectionRequest,
 )
+from connvault.clock import utcnow
+from connvault.config import get_settings
 from connvault.db.connect_settings import ConnectSettings
 from connvault.db.uow import UnitOfWork
 from connvault.models import ConnectionStatus
-from connvault.redacted import Redacted
 from connvault.services import (
     connect_confirmation,
     connect_links,
     connect_settings,
     connections,
     custom_providers,
+    device,
+    imports,
     integrations,
 )
 
@@ -54,15 +62,16 @@ DISCOVERY_FAILED = {
     "description": "The custom provider's discovery metadata could not be fetched or used",
     "content": {"application/json": {"model": ErrorResponse}},
 }
+CREDENTIALS_REFUSED = {
+    "description": "The provider refused the credentials; nothing was stored",
+    "content": {"application/json": {"model": ErrorResponse}},
+}
+IMPORT_STORE_MARGIN_MS = 3000
+"""Time kept, past one provider call, to store what an import call verified before the function times out."""
 PROVIDER_DOWN = {
     "description": "The provider did not answer",
     "content": {"application/json": {"model": ErrorResponse}},
 }
-
-
-def secret(value: object) -> Redacted[str] | None:
-    """A request's ``SecretStr`` as the ``Redacted`` the services take (None stays None)."""
-    return None if value is None else Redacted(value.get_secret_value())  # type: ignore[attr-defined]
 
 
 def _custom_provider(body: CustomProviderRequest | None) -> custom_providers.CustomProviderInput | None:
@@ -76,6 +85,7 @@ def _custom_provider(body: CustomProviderRequest | None) -> custom_providers.Cus
         token_url=body.token_url,
         revocation_url=body.revocation_url,
         revocation_scope=body.revocation_scope,
+        device_authorization_url=body.device_authorization_url,
         require_iss=body.require_iss,
         pkce=body.pkce,
         token_endpoint_auth_method=body.token_endpoint_auth_method,
@@ -97,12 +107,30 @@ def register(app: APIGatewayHttpResolver) -> None:
             "Answers a `connect_url`, the hosted connect page to send the end user to: it lists the integrations "
             "the session names, runs the OAuth redirect or shows the provider's API-key form, and returns the end "
             "user to `return_url` with `connection_id` or `error`. A session naming one OAuth provider also "
-            "answers that provider's `authorize_url`, for tenants that send the end user there directly."
+            "answers that provider's `authorize_url`, for tenants that send the end user there directly. With "
+            "`flow: device` (one provider offering RFC 8628) it answers a `user_code` and `verification_uri` to show "
+            "on a device without a browser instead; follow it with GET /connect-sessions/{id}."
         ),
         tags=["connect"],
-        responses=ERRORS,
+        responses={
+            201: {
+                "description": "The session: connect_url and authorize_url, or user_code and verification_uri for a "
+                "device session (flow device)",
+                "content": {"application/json": {"model": ConnectSessionResponse | DeviceSessionResponse}},
+            },
+            **ERRORS,
+            422: CREDENTIALS_REFUSED,
+            503: PROVIDER_DOWN,
+        },
     )
-    def create_connect_session(body: ConnectSessionRequest) -> Response[ConnectSessionResponse]:
+    def create_connect_session(
+        body: ConnectSessionRequest,
+    ) -> Response[ConnectSessionResponse | DeviceSessionResponse]:
+        if body.flow == "device":
+            started_device = device.start_device_session(uow(), device_request(body))
+            return json_response(
+                HTTPStatus.CREATED, DeviceSessionResponse.of(started_device, utcnow()), headers=NO_STORE
+            )
         started = connect_links.start_connect_session(
             uow(),
             connect_links.LinkRequest(
@@ -121,6 +149,23 @@ def register(app: APIGatewayHttpResolver) -> None:
         return json_response(
             HTTPStatus.CREATED, ConnectSessionResponse.of(started), headers={"Cache-Control": "no-store"}
         )
+
+    @app.get(
+        "/connect-sessions/<session_id>",
+        summary="Where a device connect session stands (polling the provider first when a poll is due)",
+        tags=["connect"],
+        responses={
+            200: {
+                "description": "The device session",
+                "content": {"application/json": {"model": DeviceSessionResponse}},
+            },
+            **ERRORS,
+            503: PROVIDER_DOWN,
+        },
+    )
+    def get_connect_session(session_id: UUID) -> Response[DeviceSessionResponse]:
+        session = device.get_device_session(uow(), session_id)
+        return json_response(HTTPStatus.OK, DeviceSessionResponse.of(session, utcnow()), headers=NO_STORE)
 
     @app.post(
         "/connect-sessions/<session_id>/confirm",
@@ -239,21 +284,45 @@ def register(app: APIGatewayHttpResolver) -> None:
         )
         return ConnectionListResponse.of(connections.list_connections(uow(), query))
 
-    @app.post("/connections", summary="Store API-key or basic credentials", tags=["connections"], responses=ERRORS)
-    def create_connection(body: CreateConnectionRequest) -> Response[ConnectionResponse]:
-        data = connections.StaticCredentialsInput(
-            provider=body.provider,
-            end_user_id=body.end_user_id,
-            alias=body.alias,
-            api_key=secret(body.api_key),
-            username=body.username,
-            password=secret(body.password),
-            metadata=body.metadata,
-            provider_account_id=secret(body.provider_account_id),
-            connection_config=body.connection_config,
-        )
-        created = connections.create_static_connection(uow(), data)
-        return json_response(HTTPStatus.CREATED, ConnectionResponse.of(created))
+    @app.post(
+        "/connections",
+        summary="Make a connection from credentials you hand over",
+        description=(
+            "By `kind`: `api_key` or `basic` (or no kind) stores a provider's static credentials as given; "
+            "`imported` takes over an OAuth grant made elsewhere (verified by a refresh unless `verify` is false); "
+            "`client_credentials` connects a client to an API on its own behalf (RFC 6749 §4.4); `jwt_bearer` "
+            "holds a service account's key and buys tokens with signed assertions (RFC 7523). Credentials the "
+            "provider refuses at creation are 422 `credentials_refused` with the `field` at fault, and nothing is "
+            "stored; a provider that does not answer is 503 `provider_unavailable`."
+        ),
+        tags=["connections"],
+        responses={
+            201: {"description": "The connection", "content": {"application/json": {"model": ConnectionResponse}}},
+            **ERRORS,
+            422: CREDENTIALS_REFUSED,
+            503: PROVIDER_DOWN,
+        },
+    )
+    def create_connection(body: NewConnectionRequest) -> Response[ConnectionResponse]:
+        return json_response(HTTPStatus.CREATED, ConnectionResponse.of(new_connections.create(uow(), body)))
+
+    @app.post(
+        "/connections/import",
+        summary="Import up to 1,000 OAuth grants made elsewhere, each answered on its own",
+        description=(
+            "For migrations. Idempotent per provider, end_user_id and alias: an account that has a connection is "
+            "answered `exists` and left unchanged, so a batch can be sent again after any failure. Items the call "
+            "had no time for are `deferred`, items whose provider failed `unavailable`: send those again. "
+            "`python -m connvault.admin import` streams a JSONL file of any size through the same path."
+        ),
+        tags=["connections"],
+        responses=ERRORS,
+    )
+    def import_connections(body: ImportConnectionsRequest) -> ImportConnectionsResponse:
+        margin_ms = int(get_settings().http_timeout_seconds * 1000) + IMPORT_STORE_MARGIN_MS
+        stop = imports.deadline_from(app.lambda_context.get_remaining_time_in_millis, margin_ms)
+        items = new_connections.import_items(body.items)
+        return ImportConnectionsResponse.of(imports.import_grants(uow(), items, verify=body.verify, stop=stop))
 
     @app.get(
         "/connections/<connection_id>",

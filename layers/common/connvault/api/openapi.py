@@ -17,9 +17,15 @@ from connvault import __version__
 from connvault.api import accounts, callback, management, proxy, token, webhooks
 from connvault.api.app import new_http_app
 from connvault.api.connect_page import new_page_app
+from connvault.api.schemas import ImportedGrant
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+
+
+REFERENCED_ONLY = (ImportedGrant,)
+"""Models the routes validate item by item and the document names by reference only (``$ref``), so that one
+bad item of a bulk call does not refuse the whole call."""
 
 
 @lru_cache(maxsize=1)
@@ -43,6 +49,10 @@ def openapi_document() -> str:
             ),
         )
     )
+    for model in REFERENCED_ONLY:
+        document["components"]["schemas"][model.__name__] = model.model_json_schema(
+            ref_template="#/components/schemas/{model}"
+        )
     document["components"]["securitySchemes"] = {"tenantApiKey": {"type": "http", "scheme": "bearer"}}
     document["security"] = [{"tenantApiKey": []}]
     document["paths"][callback.CALLBACK_PATH]["get"]["security"] = []  # public: the providers' redirect target

@@ -10,18 +10,23 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, WithJsonSchema, model_validator
 
 from connvault.models import (
     Account,
     ApiKeyCredentials,
     AuthType,
     BasicCredentials,
+    ClientAuthMethod,
     ConfigKey,
     ConfigKind,
     ConfigSource,
     Connection,
+    ConnectionKind,
     ConnectionStatus,
+    DeviceSession,
+    DeviceSessionStatus,
     Integration,
     IntegrationStatus,
     OAuth2Credentials,
@@ -37,6 +42,7 @@ if TYPE_CHECKING:
     from connvault.redacted import Redacted
     from connvault.services.connect_links import StartedSession
     from connvault.services.connections import Deletion
+    from connvault.services.imports import ItemResult
     from connvault.services.tokens import IssuedCredential
 
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", examples=["google"])]
@@ -107,6 +113,13 @@ class ConnectSessionRequest(Strict):
         "connect_url (the connect page does not offer confirmation).",
     )
     connection_config: ConnectionConfig | None = None
+    flow: Literal["redirect", "device"] = Field(
+        default="redirect",
+        description="redirect: the end user's browser goes to connect_url or authorize_url. device (RFC 8628, for "
+        "a CLI, a TV, an agent; one provider that offers a device flow): the answer is a user_code and a "
+        "verification_uri to show the end user, who approves on any other device; follow the session with "
+        "GET /connect-sessions/{id}.",
+    )
 
     @model_validator(mode="after")
     def _one_way_to_name_providers(self) -> ConnectSessionRequest:
@@ -207,6 +220,52 @@ class ConfigKeyResponse(Strict):
         return cls(name=key.name, kind=key.kind, source=key.source, pattern=key.pattern, description=key.description)
 
 
+class DeviceSessionResponse(Strict):
+    """A device connect session (RFC 8628). Show ``user_code`` and ``verification_uri`` to the end user (or
+    ``verification_uri_complete`` as a link or QR code, when the provider gives one); they approve on any device.
+
+    connvault polls the provider itself, never faster than ``interval`` (raised when the provider says
+    ``slow_down``), whether or not you ask: ``GET /connect-sessions/{id}`` says ``pending``, then ``completed``
+    with ``connection_id``, or ``denied``, ``expired`` or ``failed`` with ``error``. The codes are shown only while
+    the session is pending; treat them as secrets (whoever enters the user code approves with their own account).
+    """
+
+    id: UUID
+    flow: Literal["device"] = "device"
+    status: DeviceSessionStatus
+    provider: str
+    end_user_id: str
+    alias: str
+    user_code: str | None = Field(description="While pending: the code the end user enters.")
+    verification_uri: str
+    verification_uri_complete: str | None = Field(description="While pending, if the provider gives one.")
+    expires_in: int = Field(description="Seconds left before the codes expire (0 once they have).")
+    interval: int = Field(description="Seconds between polls of the provider (asking more often changes nothing).")
+    expires_at: datetime
+    connection_id: UUID | None = Field(description="When completed: the connection made (or reconnected).")
+    error: str | None = Field(description="When denied, expired or failed: the provider's code, e.g. access_denied.")
+
+    @classmethod
+    def of(cls, session: DeviceSession, now: datetime) -> DeviceSessionResponse:
+        codes = session.codes if session.status is DeviceSessionStatus.PENDING else None
+        complete = None if codes is None else codes.verification_uri_complete
+        return cls(
+            id=session.id,
+            status=session.status,
+            provider=session.provider_slug,
+            end_user_id=session.end_user_id,
+            alias=session.alias,
+            user_code=None if codes is None else codes.user_code.reveal(),
+            verification_uri=session.verification_uri,
+            verification_uri_complete=None if complete is None else complete.reveal(),
+            expires_in=max(0, int((session.expires_at - now).total_seconds())),
+            interval=session.interval_seconds,
+            expires_at=session.expires_at,
+            connection_id=session.connection_id,
+            error=session.error_code,
+        )
+
+
 class ProviderResponse(Strict):
     slug: str
     display_name: str
@@ -218,6 +277,7 @@ class ProviderResponse(Strict):
         description="The per-connection values this provider's URLs need; empty for most providers"
     )
     api_base_url: str | None = Field(description="Where the proxy sends requests; may hold placeholders")
+    device_flow: bool = Field(description="Whether connect sessions with flow device work for this provider.")
 
     @classmethod
     def of(cls, provider: Provider) -> ProviderResponse:
@@ -230,6 +290,7 @@ class ProviderResponse(Strict):
             docs_url=provider.docs_url,
             connection_config=[ConfigKeyResponse.of(key) for key in provider.connection_config],
             api_base_url=provider.api_base_url,
+            device_flow=provider.device_authorization_url is not None,
         )
 
 
@@ -266,6 +327,9 @@ class CustomProviderRequest(Strict):
         description="What revoking one token ends at the provider: `token`, only its own grant (RFC 7009), or "
         "`authorization`, every grant of this client for the user (as Google does). A reconnect revokes the grant "
         "it replaces only for `token`.",
+    )
+    device_authorization_url: Url | None = Field(
+        default=None, description="Without discovery_url only: the RFC 8628 device authorization endpoint."
     )
     require_iss: bool | None = Field(
         default=None, description="Without discovery_url only: the callback must carry iss equal to issuer."
@@ -314,6 +378,7 @@ class CustomProviderResponse(Strict):
     token_url: str | None
     revocation_url: str | None
     revocation_scope: RevocationScope
+    device_authorization_url: str | None
     pkce: bool
     token_endpoint_auth_method: TokenEndpointAuthMethod
     scope_separator: str
@@ -334,6 +399,7 @@ class CustomProviderResponse(Strict):
             token_url=provider.token_url,
             revocation_url=provider.revocation_url,
             revocation_scope=provider.revocation_scope,
+            device_authorization_url=provider.device_authorization_url,
             pkce=provider.pkce,
             token_endpoint_auth_method=provider.token_endpoint_auth_method,
             scope_separator=provider.scope_separator,
@@ -385,8 +451,12 @@ class IntegrationListResponse(Strict):
 
 
 class CreateConnectionRequest(Strict):
-    """API-key or basic credentials; OAuth connections are made through a connect session."""
+    """API-key or basic credentials, stored as given (``kind`` may be left out: the provider's type decides).
 
+    Use it for providers whose auth_type is api_key or basic.
+    """
+
+    kind: Literal["api_key", "basic"] | None = None
     provider: Slug
     end_user_id: EndUserId
     alias: Alias = ""
@@ -396,6 +466,178 @@ class CreateConnectionRequest(Strict):
     metadata: dict[str, Any] | None = None
     provider_account_id: ProviderAccountId | None = None
     connection_config: ConnectionConfig | None = None
+
+
+class ImportedGrant(Strict):
+    """An OAuth 2 grant made elsewhere (another vault, your own code), taken over as it stands.
+
+    Without ``expires_at`` the access token counts as expired and the first token fetch refreshes it.
+    """
+
+    provider: Slug
+    end_user_id: EndUserId
+    alias: Alias = ""
+    refresh_token: SecretStr = Field(min_length=1, max_length=8192)
+    access_token: SecretStr | None = Field(default=None, min_length=1, max_length=8192)
+    expires_at: datetime | None = Field(default=None, description="When access_token expires (with a time zone).")
+    scopes: list[Scope] | None = Field(default=None, max_length=100, description="The scopes the grant holds.")
+    token_type: str | None = Field(default=None, min_length=1, max_length=64, examples=["Bearer"])
+    metadata: dict[str, Any] | None = None
+
+
+class ImportedConnectionRequest(ImportedGrant):
+    """Import one OAuth 2 grant; the provider's integration must be configured (refreshes use its client).
+
+    With ``verify`` (the default) the grant is refreshed at once: a dead refresh token is 422
+    ``credentials_refused`` and nothing is stored. At a provider that rotates refresh tokens this spends the
+    one you sent: stop using it elsewhere first, or send ``verify: false`` to store the grant as given.
+    """
+
+    kind: Literal["imported"]
+    verify: bool = True
+
+
+class ClientCredentialsConnectionRequest(Strict):
+    """A machine-to-machine connection (RFC 6749 §4.4): the token is the client's own, no end user involved.
+
+    The client is the provider's integration, or the connection's own: ``client_id`` with ``client_secret``
+    (authenticated as the provider says, or as ``token_endpoint_auth_method`` says) or with ``private_key``
+    (``private_key_jwt``, RFC 7523 §2.2: a PEM RSA or EC P-256 key, ``key_id`` its ``kid``). The first token
+    is requested at once: a refused client is 422 ``credentials_refused`` and nothing is stored. Later ones are
+    requested when the token is within the provider's margin (or ``min_ttl``), once however many callers ask.
+    """
+
+    kind: Literal["client_credentials"]
+    provider: Slug
+    end_user_id: EndUserId = Field(description="Your id for what the token acts for (a workspace, a service).")
+    alias: Alias = ""
+    client_id: str | None = Field(default=None, min_length=1, max_length=512)
+    client_secret: SecretStr | None = Field(default=None, min_length=1, max_length=4096)
+    private_key: SecretStr | None = Field(default=None, min_length=1, max_length=16384)
+    key_id: str | None = Field(default=None, min_length=1, max_length=256)
+    token_endpoint_auth_method: ClientAuthMethod | None = None
+    scopes: list[Scope] = Field(default_factory=list, max_length=100)
+    audience: str | None = Field(default=None, min_length=1, max_length=2048, description="e.g. an Auth0 API.")
+    resource: Url | None = Field(default=None, description="RFC 8707 resource indicator.")
+    token_url: Url | None = Field(
+        default=None, description="The token endpoint, if not the provider's; only with the connection's own client."
+    )
+    metadata: dict[str, Any] | None = None
+
+
+class ServiceAccountKey(Strict):
+    """A Google service-account JSON key file as downloaded; fields other than these are ignored (a ``Strict``
+    model all the same, so that errors may name its fields)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    type: str | None = None
+    client_email: str = Field(min_length=1, max_length=512)
+    private_key: SecretStr = Field(min_length=1, max_length=16384)
+    private_key_id: str | None = Field(default=None, min_length=1, max_length=256)
+    token_uri: Url | None = None
+
+
+class JwtBearerConnectionRequest(Strict):
+    """A service account (RFC 7523 §2.1): each access token is bought with an assertion signed by its key.
+
+    Give ``service_account_key`` (a Google JSON key), or ``issuer`` and ``private_key`` (PEM, RSA for RS256 or
+    EC P-256 for ES256) for any server taking JWT-bearer grants. ``subject`` is the assertion's ``sub`` (for
+    Google Workspace domain-wide delegation, the user acted as). The key is sealed and never leaves the vault:
+    the token route hands out access tokens only.
+    """
+
+    kind: Literal["jwt_bearer"]
+    provider: Slug
+    end_user_id: EndUserId
+    alias: Alias = ""
+    service_account_key: ServiceAccountKey | None = None
+    issuer: str | None = Field(default=None, min_length=1, max_length=512)
+    private_key: SecretStr | None = Field(default=None, min_length=1, max_length=16384)
+    key_id: str | None = Field(default=None, min_length=1, max_length=256)
+    subject: str | None = Field(default=None, min_length=1, max_length=512)
+    audience: str | None = Field(default=None, min_length=1, max_length=2048)
+    scopes: list[Scope] = Field(default_factory=list, max_length=100)
+    token_url: Url | None = None
+    metadata: dict[str, Any] | None = None
+
+
+NEW_CONNECTION_KINDS: dict[str, type[Strict]] = {
+    "static": CreateConnectionRequest,
+    "imported": ImportedConnectionRequest,
+    "client_credentials": ClientCredentialsConnectionRequest,
+    "jwt_bearer": JwtBearerConnectionRequest,
+}
+"""The body of POST /connections by tag. A ``kind`` that is absent, or that no tag names, is read as a static
+body, whose ``kind`` check then names the field."""
+
+
+def _kind_tag(body: object) -> str:
+    kind = body.get("kind") if isinstance(body, dict) else getattr(body, "kind", None)
+    return kind if isinstance(kind, str) and kind in NEW_CONNECTION_KINDS else "static"
+
+
+NewConnectionRequest = Annotated[
+    Annotated[CreateConnectionRequest, Tag("static")]
+    | Annotated[ImportedConnectionRequest, Tag("imported")]
+    | Annotated[ClientCredentialsConnectionRequest, Tag("client_credentials")]
+    | Annotated[JwtBearerConnectionRequest, Tag("jwt_bearer")],
+    Discriminator(_kind_tag),
+    Body(),
+]
+
+
+class ImportConnectionsRequest(Strict):
+    """Up to 1,000 grants (the fields of an ``imported`` connection, without ``kind``), each answered on its own.
+
+    An item is checked on its own too: a malformed one is answered ``invalid`` and the others go ahead.
+    """
+
+    verify: bool = Field(default=True, description="Refresh each grant at once, as a single import does.")
+    items: Annotated[
+        list[dict[str, Any]],
+        WithJsonSchema({"type": "array", "items": {"$ref": "#/components/schemas/ImportedGrant"}, "maxItems": 1000}),
+    ] = Field(min_length=1, max_length=1000)
+
+
+class ImportItemResponse(Strict):
+    index: int = Field(description="The item's position in the request, from 0.")
+    status: Literal["created", "exists", "invalid", "refused", "unavailable", "deferred", "quota_exceeded"] = Field(
+        description="created; exists (the account had a connection: connection_id, left unchanged); invalid (fix "
+        "field); refused (the provider refused the refresh token); unavailable (the provider failed: send it again "
+        "later); deferred (not attempted in this call's time: send it again); quota_exceeded (the tenant holds its "
+        "quota of connections: nothing stored)."
+    )
+    connection_id: UUID | None = None
+    error: ErrorBody | None = None
+    retry_after: float | None = Field(
+        default=None, description="With unavailable: seconds to wait, if the provider said."
+    )
+
+    @classmethod
+    def of(cls, result: ItemResult) -> ImportItemResponse:
+        error = None
+        if result.code is not None:
+            error = ErrorBody(code=result.code, message=result.message or result.code, field=result.field)
+        return cls(
+            index=result.index,
+            status=result.status.value,  # type: ignore[arg-type]
+            connection_id=result.connection_id,
+            error=error,
+            retry_after=result.retry_after,
+        )
+
+
+class ImportConnectionsResponse(Strict):
+    items: list[ImportItemResponse]
+    counts: dict[str, int] = Field(description="How many items ended in each status.")
+
+    @classmethod
+    def of(cls, results: list[ItemResult]) -> ImportConnectionsResponse:
+        counts: dict[str, int] = {}
+        for result in results:
+            counts[result.status.value] = counts.get(result.status.value, 0) + 1
+        return cls(items=[ImportItemResponse.of(result) for result in results], counts=counts)
 
 
 class UpdateConnectionRequest(Strict):
@@ -414,6 +656,11 @@ class ConnectionResponse(Strict):
     end_user_id: str
     alias: str
     credential_type: AuthType
+    kind: ConnectionKind = Field(
+        description="How the connection was made, and so how it renews: authorization_code, device_code and "
+        "imported hold a refresh token; client_credentials and jwt_bearer mint tokens on demand; api_key and basic "
+        "are stored as given."
+    )
     status: ConnectionStatus
     scopes: list[str]
     expires_at: datetime | None
@@ -440,6 +687,7 @@ class ConnectionResponse(Strict):
             end_user_id=connection.end_user_id,
             alias=connection.alias,
             credential_type=connection.credential_type,
+            kind=connection.kind,
             status=connection.status,
             scopes=list(connection.scopes),
             expires_at=connection.expires_at,
@@ -559,9 +807,11 @@ class TokenResponse(Strict):
         common = {"connection_id": issued.connection_id, "credential_type": credentials.type}
         match credentials:
             case OAuth2Credentials(access_token=token):
+                # Only the access token: what renews it (a refresh token, a client secret, a service
+                # account's key) never leaves the vault.
                 return cls(
                     **common,
-                    access_token=token.reveal(),
+                    access_token=token.reveal() if token is not None else None,
                     token_type=issued.token_type or "Bearer",
                     expires_at=issued.expires_at,
                     min_ttl_met=issued.min_ttl_met,

@@ -95,6 +95,8 @@ class CatalogEntry:
     token_params: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     api_auth: ApiAuth | None = None
 
+    device_authorization_url: str | None = None
+
 
 class _Problem(Exception):
     """What is wrong with one field's value; turned into ``InvalidInput`` naming the entry and field."""
@@ -252,6 +254,7 @@ _FIELDS: dict[str, Callable[[object], Any]] = {
     "api_base_url": _optional(_url_template),
     "token_params": _parameters(RESERVED_TOKEN_PARAMS),
     "api_auth": _api_auth,
+    "device_authorization_url": _optional(_https_url),
 }
 _REQUIRED = ("slug", "display_name", "auth_type", "docs_url")
 # Fields every kind of provider may carry (besides the required ones).

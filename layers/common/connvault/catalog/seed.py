@@ -50,6 +50,7 @@ CATALOG_COLUMNS: tuple[tuple[str, str], ...] = (
     ("api_base_url", "text"),
     ("token_params", "jsonb"),
     ("api_auth", "jsonb"),
+    ("device_authorization_url", "text"),
 )
 _NAMES = [name for name, _ in CATALOG_COLUMNS]
 _UPSERT = f"""
@@ -99,6 +100,7 @@ def catalog_record(entry: CatalogEntry) -> dict[str, Any]:
         "api_base_url": entry.api_base_url,
         "token_params": dict(entry.token_params),
         "api_auth": api_auth_document(entry.api_auth),
+        "device_authorization_url": entry.device_authorization_url,
     }
 
 

@@ -12,6 +12,7 @@ from connvault.crypto.envelope import SealContext
 from connvault.db.connections import NewCredentials
 from connvault.db.rows import ConnectConfirmationRow
 from connvault.models import OAuth2Credentials, credentials_from_bytes, credentials_to_bytes
+from connvault.redacted import Redacted
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from connvault.models import PendingConnect
 
 GRANT_FIELD = "connect_confirmations.credentials"
+ACCOUNT_ID_FIELD = "connect_confirmations.provider_account_id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +53,7 @@ class ConnectConfirmationRepository:
         self, pending: PendingConnect, grant: NewCredentials, metadata: dict[str, Any], confirmation_sha256: bytes
     ) -> None:
         context = SealContext(pending.tenant_id, GRANT_FIELD, pending.id)
+        account_id = grant.provider_account_id
         self._session.add(
             ConnectConfirmationRow(
                 id=pending.id,
@@ -66,6 +69,11 @@ class ConnectConfirmationRepository:
                 metadata_=metadata,
                 confirm_by=pending.expires_at,
                 connection_config=dict(grant.connection_config or {}),
+                provider_account_id=None
+                if account_id is None
+                else self._sealer.seal(
+                    account_id.reveal().encode(), SealContext(pending.tenant_id, ACCOUNT_ID_FIELD, pending.id)
+                ),
             )
         )
         self._session.flush()
@@ -100,6 +108,10 @@ class ConnectConfirmationRepository:
 
     def _to_domain(self, row: ConnectConfirmationRow) -> ParkedGrant:
         plaintext = self._sealer.open(row.credentials, SealContext(row.tenant_id, GRANT_FIELD, row.id))
+        account_id = None
+        if row.provider_account_id is not None:
+            opened = self._sealer.open(row.provider_account_id, SealContext(row.tenant_id, ACCOUNT_ID_FIELD, row.id))
+            account_id = Redacted(opened.decode())
         return ParkedGrant(
             id=row.id,
             tenant_id=row.tenant_id,
@@ -112,6 +124,7 @@ class ConnectConfirmationRepository:
                 scopes=tuple(row.scopes),
                 expires_at=row.token_expires_at,
                 connection_config=dict(row.connection_config),
+                provider_account_id=account_id,
             ),
             metadata=dict(row.metadata_),
             confirm_by=row.confirm_by,

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from sqlalchemy import case, delete, false, func, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
 from connvault.crypto.envelope import SealContext
@@ -26,6 +27,7 @@ from connvault.errors import Conflict, DecryptionFailed, InvalidInput, KeyServic
 from connvault.models import (
     AuthType,
     Connection,
+    ConnectionKind,
     ConnectionStatus,
     Credentials,
     OAuth2Credentials,
@@ -45,6 +47,10 @@ if TYPE_CHECKING:
 
 CREDENTIALS_FIELD = "connections.credentials"
 PROVIDER_ACCOUNT_ID_FIELD = "connections.provider_account_id"
+USUAL_KINDS = frozenset({ConnectionKind.AUTHORIZATION_CODE, ConnectionKind.API_KEY, ConnectionKind.BASIC})
+"""Kinds stored as NULL in ``connections.kind``: what the credential type implies (see migration 0060)."""
+MAX_ROWS_PER_INSERT = 500
+"""Rows per multi-row INSERT: each row binds 15 parameters, and PostgreSQL takes at most 65,535 per statement."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +80,20 @@ class SavedGrant:
     connection is repaired, so it goes ahead, and what it replaced cannot be revoked."""
     replaced_config: Mapping[str, str] = field(default_factory=dict)
     """The ``connection_config`` of the replaced grant: the hosts its tokens came from, and go back to."""
+
+
+@dataclass(frozen=True, slots=True)
+class NewConnection:
+    """One connection to insert with ``add_many``; ``id`` is chosen first because the envelope is bound to it."""
+
+    provider_id: UUID
+    end_user_id: str
+    alias: str
+    grant: NewCredentials
+    granted_at: datetime
+    metadata: Mapping[str, Any]
+    kind: ConnectionKind
+    id: UUID = field(default_factory=uuid.uuid4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +182,18 @@ class ConnectionRepository:
         ).one_or_none()
         return None if found is None else self._to_domain(*found, open_credentials=False)
 
+    def find_ids(self, keys: Sequence[tuple[UUID, str, str]]) -> dict[tuple[UUID, str, str], UUID]:
+        """The ids of the connections that exist among ``(provider_id, end_user_id, alias)`` keys, in one query."""
+        if not keys:
+            return {}
+        key = tuple_(ConnectionRow.provider_id, ConnectionRow.end_user_id, ConnectionRow.alias)
+        rows = self._session.execute(
+            select(ConnectionRow.provider_id, ConnectionRow.end_user_id, ConnectionRow.alias, ConnectionRow.id).where(
+                key.in_(list(keys))
+            )
+        ).all()
+        return {(row.provider_id, row.end_user_id, row.alias): row.id for row in rows}
+
     def list_by_tenant(
         self,
         *,
@@ -219,6 +251,7 @@ class ConnectionRepository:
         grant: NewCredentials,
         granted_at: datetime,
         metadata: Mapping[str, Any],
+        kind: ConnectionKind | None = None,
     ) -> Connection:
         """Insert an active connection; a duplicate (provider, end user, alias) is a ``Conflict``."""
         row = ConnectionRow(
@@ -231,7 +264,7 @@ class ConnectionRepository:
             metadata_=dict(metadata),
             connection_config=dict(grant.connection_config or {}),
         )
-        self._apply_grant(row, grant, granted_at)
+        self._apply_grant(row, grant, granted_at, kind)
         self._session.add(row)
         try:
             self._session.flush()
@@ -249,6 +282,7 @@ class ConnectionRepository:
         grant: NewCredentials,
         granted_at: datetime,
         metadata: Mapping[str, Any],
+        kind: ConnectionKind | None = None,
     ) -> SavedGrant:
         """Store a fresh grant: a reconnect replaces the existing connection's credentials (and says which they
         were, and on which hosts), never duplicates the connection.
@@ -274,6 +308,7 @@ class ConnectionRepository:
                     grant=grant,
                     granted_at=granted_at,
                     metadata=metadata,
+                    kind=kind,
                 )
             )
         try:
@@ -283,11 +318,32 @@ class ConnectionRepository:
         else:
             unreadable = False
         replaced_config = dict(row.connection_config)
-        self._apply_grant(row, grant, granted_at)
+        self._apply_grant(row, grant, granted_at, kind)
         row.metadata_ = {**row.metadata_, **metadata}
         row.connection_config = dict(grant.connection_config or {})
         self._session.flush()
         return SavedGrant(self.get(row.id), replaced, unreadable, replaced_config)
+
+    def add_many(self, tenant_id: UUID, connections: Sequence[NewConnection]) -> None:
+        """Insert active connections, skipping any whose (provider, end user, alias) or id exists, in one
+        statement per ``MAX_ROWS_PER_INSERT``. No read back and no envelope opened: a caller tells its rows by
+        their ids (``find_ids``), which also holds when a retry follows a commit whose answer was lost."""
+        for start in range(0, len(connections), MAX_ROWS_PER_INSERT):
+            chunk = connections[start : start + MAX_ROWS_PER_INSERT]
+            values = [self._new_row_values(tenant_id, item) for item in chunk]
+            self._session.execute(insert(ConnectionRow).values(values).on_conflict_do_nothing())
+
+    def _new_row_values(self, tenant_id: UUID, item: NewConnection) -> dict[str, Any]:
+        return {
+            "id": item.id,
+            "tenant_id": tenant_id,
+            "provider_id": item.provider_id,
+            "end_user_id": item.end_user_id,
+            "alias": item.alias,
+            "metadata_": dict(item.metadata),
+            "token_version": 1,
+            **self._grant_values(tenant_id, item.id, item.grant, item.granted_at, item.kind),
+        }
 
     def update_details(
         self,
@@ -479,26 +535,42 @@ class ConnectionRepository:
     def _select(self) -> Any:
         return select(ConnectionRow, ProviderRow.slug).join(ProviderRow, ProviderRow.id == ConnectionRow.provider_id)
 
-    def _apply_grant(self, row: ConnectionRow, grant: NewCredentials, granted_at: datetime) -> None:
-        row.credentials = self._seal(row.tenant_id, row.id, grant.credentials)
-        row.credential_type = grant.credentials.type.value
-        row.has_refresh_token = holds_refresh_token(grant.credentials)
-        row.token_type = grant.token_type
-        row.scopes = list(grant.scopes)
-        row.expires_at = grant.expires_at
-        row.status = ConnectionStatus.ACTIVE.value
-        row.granted_at = granted_at
-        row.refresh_failures = 0
-        row.last_error_code = None
-        row.fault_count = 0
-        row.fault_code = None
-        row.next_refresh_at = None
-        # A new grant supersedes a refresh of the old one in flight: its failure must not mark this grant.
-        row.refresh_lease_until = None
-        row.refresh_lease_owner = None
+    def _apply_grant(
+        self, row: ConnectionRow, grant: NewCredentials, granted_at: datetime, kind: ConnectionKind | None
+    ) -> None:
+        for name, value in self._grant_values(row.tenant_id, row.id, grant, granted_at, kind).items():
+            setattr(row, name, value)
         row.token_version = (row.token_version or 0) + 1
-        for column, value in self._account_id_columns(row.tenant_id, row.id, grant.provider_account_id).items():
-            setattr(row, column, value)
+
+    def _grant_values(
+        self,
+        tenant_id: UUID,
+        connection_id: UUID,
+        grant: NewCredentials,
+        granted_at: datetime,
+        kind: ConnectionKind | None,
+    ) -> dict[str, Any]:
+        """What a new grant sets, whatever the row held before."""
+        return {
+            "credentials": self._seal(tenant_id, connection_id, grant.credentials),
+            "credential_type": grant.credentials.type.value,
+            "kind": _stored_kind(kind),
+            "has_refresh_token": holds_refresh_token(grant.credentials),
+            "token_type": grant.token_type,
+            "scopes": list(grant.scopes),
+            "expires_at": grant.expires_at,
+            "status": ConnectionStatus.ACTIVE.value,
+            "granted_at": granted_at,
+            "refresh_failures": 0,
+            "last_error_code": None,
+            "fault_count": 0,
+            "fault_code": None,
+            "next_refresh_at": None,
+            # A new grant supersedes a refresh of the old one in flight: its failure must not mark this grant.
+            "refresh_lease_until": None,
+            "refresh_lease_owner": None,
+            **self._account_id_columns(tenant_id, connection_id, grant.provider_account_id),
+        }
 
     def _indexer(self) -> BlindIndexer:
         if self._index is None:
@@ -559,6 +631,7 @@ def to_connection(row: Any, provider_slug: str, sealer: Sealer, *, open_credenti
         end_user_id=row.end_user_id,
         alias=row.alias,
         credential_type=AuthType(row.credential_type),
+        kind=_kind_of(row),
         status=ConnectionStatus(row.status),
         credentials=credentials,
         token_type=row.token_type,
@@ -596,8 +669,21 @@ def open_sealed_credentials(sealer: Sealer, tenant_id: UUID, connection_id: UUID
 
 
 def holds_refresh_token(credentials: Credentials) -> bool:
-    """Whether sealed ``credentials`` will hold a refresh token (stored beside them, so reads need not open them)."""
-    return isinstance(credentials, OAuth2Credentials) and credentials.refresh_token is not None
+    """``has_refresh_token``: whether sealed ``credentials`` renew without the end user (a refresh token, or the
+    client or key of a grant that mints tokens), stored beside them so reads and claims need not open them."""
+    return isinstance(credentials, OAuth2Credentials) and credentials.renewable
+
+
+def _stored_kind(kind: ConnectionKind | None) -> str | None:
+    return None if kind is None or kind in USUAL_KINDS else kind.value
+
+
+def _kind_of(row: Any) -> ConnectionKind:
+    if row.kind is not None:
+        return ConnectionKind(row.kind)
+    if row.credential_type == AuthType.OAUTH2:
+        return ConnectionKind.AUTHORIZATION_CODE
+    return ConnectionKind(row.credential_type)
 
 
 PAGE_BYTES = 1_048_576

@@ -131,6 +131,7 @@ def _write_endpoints(row: ProviderRow, provider: Provider) -> None:
     row.require_iss = provider.require_iss
     row.pkce = provider.pkce
     row.token_endpoint_auth_method = provider.token_endpoint_auth_method.value
+    row.device_authorization_url = provider.device_authorization_url
     row.metadata_fetched_at = provider.metadata_fetched_at
 
 
@@ -166,6 +167,7 @@ def to_provider(row: ProviderRow) -> Provider:
         api_base_url=row.api_base_url,
         token_params=dict(row.token_params),
         api_auth=parse_api_auth(row.api_auth),
+        device_authorization_url=row.device_authorization_url,
     )
 
 

@@ -86,6 +86,7 @@ class _Row:
     created_at: datetime
     updated_at: datetime
     provider_account_id: bytes | None
+    kind: str | None
     connection_config: dict[str, str]
 
 

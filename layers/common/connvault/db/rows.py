@@ -91,6 +91,7 @@ class ProviderRow(Base):
     account_id_fields: Mapped[list[str]] = mapped_column(server_default=text("'{}'"))
     credential_form: Mapped[dict[str, Any] | None]
     credential_check: Mapped[dict[str, Any] | None]
+    device_authorization_url: Mapped[str | None]
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
     updated_at: Mapped[datetime] = mapped_column(**_UPDATED_AT)
     connection_config: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
@@ -125,6 +126,7 @@ class ConnectionRow(Base):
     end_user_id: Mapped[str]
     alias: Mapped[str] = mapped_column(server_default=text("''"))
     credential_type: Mapped[str]
+    kind: Mapped[str | None]
     status: Mapped[str] = mapped_column(server_default=text("'pending'"))
     credentials: Mapped[bytes | None]
     has_refresh_token: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
@@ -255,6 +257,7 @@ class ConnectConfirmationRow(Base):
     token_expires_at: Mapped[datetime | None]
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", server_default=text("'{}'"))
     confirm_by: Mapped[datetime]
+    provider_account_id: Mapped[bytes | None]
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
     connection_config: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
 
@@ -287,3 +290,27 @@ class ConnectLinkRow(Base):
     completed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
     connection_config: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
+
+
+class DeviceSessionRow(Base):
+    __tablename__ = "device_sessions"
+
+    id: Mapped[UUID] = mapped_column(primary_key=True, server_default=_NEW_ID)
+    tenant_id: Mapped[UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    provider_id: Mapped[UUID] = mapped_column(ForeignKey("providers.id", ondelete="CASCADE"))
+    end_user_id: Mapped[str]
+    alias: Mapped[str] = mapped_column(server_default=text("''"))
+    scopes: Mapped[list[str]] = mapped_column(server_default=text("'{}'"))
+    codes: Mapped[bytes | None]
+    verification_uri: Mapped[str]
+    status: Mapped[str] = mapped_column(server_default=text("'pending'"))
+    interval_seconds: Mapped[int] = mapped_column(Integer)
+    next_poll_at: Mapped[datetime]
+    poll_failures: Mapped[int] = mapped_column(Integer, server_default=text("0"))
+    poll_lease_until: Mapped[datetime | None]
+    poll_lease_owner: Mapped[UUID | None]
+    expires_at: Mapped[datetime]
+    connection_id: Mapped[UUID | None] = mapped_column(ForeignKey("connections.id", ondelete="SET NULL"))
+    error_code: Mapped[str | None]
+    created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
+    updated_at: Mapped[datetime] = mapped_column(**_UPDATED_AT)

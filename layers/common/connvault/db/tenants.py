@@ -11,7 +11,15 @@ from uuid import UUID
 from sqlalchemy import Select, delete, func, select, update
 
 from connvault.db.engine import get_engine
-from connvault.db.rows import ConnectionRow, IntegrationRow, OAuthSessionRow, ProviderRow, TenantApiKeyRow, TenantRow
+from connvault.db.rows import (
+    ConnectionRow,
+    DeviceSessionRow,
+    IntegrationRow,
+    OAuthSessionRow,
+    ProviderRow,
+    TenantApiKeyRow,
+    TenantRow,
+)
 from connvault.errors import NotFound
 
 if TYPE_CHECKING:
@@ -103,7 +111,8 @@ class Resource(StrEnum):
 
 def usage_query(resource: Resource, now: datetime) -> Select[tuple[int]]:
     """How many of ``resource`` the unit of work's tenant holds (RLS confines the count to it): live API keys
-    and unexpired connect sessions only, every row of the others."""
+    and unexpired connect sessions only (browser sessions, and device sessions still pending), every row of the
+    others."""
     count = select(func.count())
     if resource is Resource.CONNECTIONS:
         return count.select_from(ConnectionRow)
@@ -113,7 +122,13 @@ def usage_query(resource: Resource, now: datetime) -> Select[tuple[int]]:
         return count.select_from(IntegrationRow)
     if resource is Resource.API_KEYS:
         return count.select_from(TenantApiKeyRow).where(TenantApiKeyRow.revoked_at.is_(None))
-    return count.select_from(OAuthSessionRow).where(OAuthSessionRow.expires_at > now)
+    browser = count.select_from(OAuthSessionRow).where(OAuthSessionRow.expires_at > now).scalar_subquery()
+    device = (
+        count.select_from(DeviceSessionRow)
+        .where(DeviceSessionRow.status == "pending", DeviceSessionRow.expires_at > now)
+        .scalar_subquery()
+    )
+    return select(browser + device)
 
 
 def _api_key(row: TenantApiKeyRow) -> ApiKeyRecord:

@@ -20,6 +20,7 @@ from connvault.db.connect_confirmations import ConnectConfirmationRepository
 from connvault.db.connect_links import ConnectLinkRepository
 from connvault.db.connect_settings import ConnectSettingsRepository
 from connvault.db.connections import ConnectionRepository
+from connvault.db.device_sessions import DeviceSessionRepository
 from connvault.db.integrations import IntegrationRepository
 from connvault.db.oauth_sessions import OAuthSessionRepository
 from connvault.db.providers import ProviderRepository
@@ -45,6 +46,7 @@ class UnitOfWork:
     connect_links: ConnectLinkRepository
     connect_settings: ConnectSettingsRepository
     connections: ConnectionRepository
+    device_sessions: DeviceSessionRepository
     integrations: IntegrationRepository
     oauth_sessions: OAuthSessionRepository
     providers: ProviderRepository
@@ -107,6 +109,7 @@ class UnitOfWork:
         )
         self.accounts = AccountRepository(session, sealer, index)
         self.connections = ConnectionRepository(session, sealer, index)
+        self.device_sessions = DeviceSessionRepository(session, sealer)
         self.integrations = IntegrationRepository(session, sealer)
         self.oauth_sessions = OAuthSessionRepository(session, sealer)
         self.providers = ProviderRepository(session)

@@ -47,6 +47,8 @@ class ProviderMetadata:
     authorization_endpoint: str
     token_endpoint: str
     revocation_endpoint: str | None
+    device_authorization_endpoint: str | None
+    """RFC 8628 §4: where a device flow starts; None when the server offers none."""
     token_endpoint_auth_methods: tuple[str, ...]
     code_challenge_methods: tuple[str, ...]
     iss_parameter_supported: bool
@@ -134,11 +136,13 @@ def parse_metadata(document: dict[str, Any], accepted_issuers: tuple[str, ...]) 
         )
     require_outbound_url(issuer, "issuer", allow_query=False)
     revocation = document.get("revocation_endpoint")
+    device = document.get("device_authorization_endpoint")
     return ProviderMetadata(
         issuer=issuer,
         authorization_endpoint=_endpoint(document, "authorization_endpoint"),
         token_endpoint=_endpoint(document, "token_endpoint"),
         revocation_endpoint=None if revocation is None else _endpoint(document, "revocation_endpoint"),
+        device_authorization_endpoint=None if device is None else _endpoint(document, "device_authorization_endpoint"),
         token_endpoint_auth_methods=_strings(document, "token_endpoint_auth_methods_supported", _DEFAULT_AUTH_METHODS),
         code_challenge_methods=_strings(document, "code_challenge_methods_supported", ()),
         iss_parameter_supported=_flag(document, "authorization_response_iss_parameter_supported"),

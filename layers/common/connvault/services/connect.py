@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from connvault.crypto.sealer import Sealer
     from connvault.db.connect_confirmations import ParkedGrant
     from connvault.db.connections import SavedGrant
-    from connvault.models import ClientCredentials, Provider
+    from connvault.models import ClientCredentials, ConnectionKind, DeviceSession, Integration, Provider
     from connvault.oauth.client import OAuthClient
 
 MAX_STATE_LENGTH = 512
@@ -151,8 +151,11 @@ def create_connect_session(
         if integration is None:
             raise InvalidInput(f"configure the integration for {provider.slug!r} first", field="provider")
         return_url = None if request.return_url is None else require_return_url(request.return_url, "return_url")
-        if return_url is not None and return_url not in {ascii_url(url) for url in integration.allowed_return_urls}:
-            raise InvalidInput("return_url is not in the integration's allowed_return_urls", field="return_url")
+        if return_url is not None and not _registered_return_url(uow, integration, return_url):
+            raise InvalidInput(
+                "return_url is in neither the integration's nor the connect settings' allowed_return_urls",
+                field="return_url",
+            )
         scopes = requested_scopes if requested_scopes is not None else (integration.scopes or provider.default_scopes)
         verifier = new_code_verifier() if provider.pkce else None
         pending = PendingConnect(
@@ -267,7 +270,7 @@ def complete_connect(
             return CallbackResult(pending.return_url, tenant_id=tenant_id, confirmation=parked)
         saved = _save_grant(pending, grant, metadata, sealer=sealer, now=now)
     except Exception as exc:  # whatever failed, the provider's grant must not outlive it
-        _revoke_orphaned_grant(client, provider, integration.client, credentials, exc)
+        revoke_orphaned_grant(client, provider, integration.client, credentials, exc)
         if isinstance(exc, InvalidInput):
             return fail("invalid_token_response")
         return fail(exc.code if isinstance(exc, QuotaExceeded) else "server_error")
@@ -280,7 +283,7 @@ def complete_connect(
     )
 
 
-def _revoke_orphaned_grant(
+def revoke_orphaned_grant(
     oauth: OAuthClient | None,
     provider: Provider,
     client: ClientCredentials,
@@ -329,10 +332,17 @@ def park_grant(
 
 
 def store_grant(
-    uow: UnitOfWork, owner: PendingConnect | ParkedGrant, grant: NewCredentials, metadata: dict, granted_at: datetime
+    uow: UnitOfWork,
+    owner: PendingConnect | ParkedGrant | DeviceSession,
+    grant: NewCredentials,
+    metadata: dict,
+    granted_at: datetime,
+    *,
+    kind: ConnectionKind | None = None,
 ) -> SavedGrant:
     """The connection for a grant: new (within the tenant's quota), or the end user's existing one with its tokens
-    replaced; the caller retires the replaced grant once this committed (``services/revocation.py``)."""
+    replaced; the caller retires the replaced grant once this committed (``services/revocation.py``). ``kind``
+    None is the connect flow's authorization code."""
     if uow.connections.find_by_unique(owner.provider_id, owner.end_user_id, owner.alias) is None:
         quotas.require_room(uow, Resource.CONNECTIONS, now=lambda: granted_at)
     return uow.connections.save_grant(
@@ -343,7 +353,17 @@ def store_grant(
         grant=grant,
         granted_at=granted_at,
         metadata=metadata,
+        kind=kind,
     )
+
+
+def _registered_return_url(uow: UnitOfWork, integration: Integration, return_url: str) -> bool:
+    """Whether the tenant registered ``return_url``: for this integration, or for its connect links and sessions in
+    the connect settings. Both lists are the tenant's own; a session for one provider accepts what a link for the
+    same provider would."""
+    if return_url in {ascii_url(url) for url in integration.allowed_return_urls}:
+        return True
+    return return_url in {ascii_url(url) for url in uow.connect_settings.get(uow.tenant).allowed_return_urls}
 
 
 def _oauth_provider(uow: UnitOfWork, slug: str) -> Provider:

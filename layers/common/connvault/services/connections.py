@@ -22,6 +22,7 @@ from connvault.models import (
     OAuth2Credentials,
 )
 from connvault.services import quotas
+from connvault.services.renewal import revoking_client
 from connvault.services.revocation import revoke_grant
 from connvault.validation import require_text
 
@@ -64,6 +65,8 @@ class StaticCredentialsInput:
     provider_account_id: Redacted[str] | None = None
     connection_config: Mapping[str, object] | None = None
     """Values for the provider's URL placeholders (``{"subdomain": "acme"}``); fixed for the connection's life."""
+    kind: str | None = None
+    """``api_key`` or ``basic`` when the tenant said which; it must be the provider's type."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,10 +193,10 @@ def delete_connection(uow: UnitOfWork, connection_id: UUID, *, oauth: OAuthClien
             )
             integration = uow.integrations.find(provider.id)
         credentials = connection.credentials
-        if isinstance(credentials, OAuth2Credentials) and provider.revocation_url and integration is not None:
+        revoker = revoking_client(credentials, integration.client if integration is not None else None)
+        if isinstance(credentials, OAuth2Credentials) and provider.revocation_url and revoker is not None:
             attempted = True
-            client = oauth or wiring.get_oauth_client()
-            revoked = revoke_grant(client, provider, integration.client, credentials, connection_id)
+            revoked = revoke_grant(oauth or wiring.get_oauth_client(), provider, revoker, credentials, connection_id)
         with uow:
             if uow.connections.delete(connection_id, token_version=connection.token_version):
                 uow.commit()
@@ -203,18 +206,24 @@ def delete_connection(uow: UnitOfWork, connection_id: UUID, *, oauth: OAuthClien
 
 
 def _static_credentials(auth_type: AuthType, data: StaticCredentialsInput) -> ApiKeyCredentials | BasicCredentials:
+    if auth_type is AuthType.OAUTH2:
+        raise InvalidInput(
+            "an OAuth provider's connections come from a connect session, or from kind imported, "
+            "client_credentials or jwt_bearer",
+            field="provider",
+        )
+    if data.kind is not None and data.kind != auth_type:
+        raise InvalidInput("kind is not the provider's type (api_key or basic)", field="kind")
     if auth_type is AuthType.API_KEY:
         if data.api_key is None or data.username is not None or data.password is not None:
             raise InvalidInput("this provider takes api_key (and nothing else)", field="api_key")
         require_text(data.api_key.reveal(), "api_key", max_length=8192)
         return ApiKeyCredentials(data.api_key)
-    if auth_type is AuthType.BASIC:
-        if data.username is None or data.password is None or data.api_key is not None:
-            raise InvalidInput("this provider takes username and password", field="username")
-        require_text(data.username, "username", max_length=512)
-        require_text(data.password.reveal(), "password", max_length=8192)
-        return BasicCredentials(data.username, data.password)
-    raise InvalidInput("OAuth connections are made with a connect session", field="provider")
+    if data.username is None or data.password is None or data.api_key is not None:
+        raise InvalidInput("this provider takes username and password", field="username")
+    require_text(data.username, "username", max_length=512)
+    require_text(data.password.reveal(), "password", max_length=8192)
+    return BasicCredentials(data.username, data.password)
 
 
 def require_provider_id(value: str, field: str) -> str:

@@ -40,9 +40,10 @@ if TYPE_CHECKING:
     from connvault.oauth.http import HttpTransport
 
 SCOPE_SEPARATORS = frozenset({" ", ",", "+"})
-SECRET_DESTINATIONS = ("authorization_url", "token_url", "revocation_url", "issuer")
+SECRET_DESTINATIONS = ("authorization_url", "token_url", "revocation_url", "device_authorization_url", "issuer")
 """Without discovery, the fields that decide where the client secret and refresh tokens are sent (the
-authorization endpoint receives the client id and the end user; the issuer decides which ``iss`` is trusted)."""
+authorization endpoint receives the client id and the end user, the device authorization endpoint the client's
+authentication; the issuer decides which ``iss`` is trusted)."""
 TOKEN_ENDPOINT_MOVED = "token_endpoint_moved"
 MAX_AUTHORIZE_PARAMS = 20
 MAX_REFRESH_MARGIN_SECONDS = 86_400
@@ -50,6 +51,7 @@ _METADATA_DECIDES = (
     "authorization_url",
     "token_url",
     "revocation_url",
+    "device_authorization_url",
     "require_iss",
     "pkce",
     "token_endpoint_auth_method",
@@ -72,6 +74,7 @@ class CustomProviderInput:
     token_url: str | None = None
     revocation_url: str | None = None
     revocation_scope: RevocationScope = RevocationScope.TOKEN
+    device_authorization_url: str | None = None
     require_iss: bool | None = None
     pkce: bool | None = None
     token_endpoint_auth_method: TokenEndpointAuthMethod | None = None
@@ -121,6 +124,7 @@ def prepare_custom_provider(
         token_url=definition.token_url,
         revocation_url=definition.revocation_url,
         revocation_scope=definition.revocation_scope,
+        device_authorization_url=definition.device_authorization_url,
         default_scopes=default_scopes,
         scope_separator=definition.scope_separator,
         pkce=True if definition.pkce is None else definition.pkce,
@@ -215,6 +219,7 @@ def with_metadata(
         authorization_url=metadata.authorization_endpoint,
         token_url=metadata.token_endpoint,
         revocation_url=metadata.revocation_endpoint,
+        device_authorization_url=metadata.device_authorization_endpoint,
         issuer=metadata.issuer,
         require_iss=metadata.iss_parameter_supported,
         pkce=metadata.pkce,
@@ -324,8 +329,9 @@ def _check(slug: str, definition: CustomProviderInput) -> None:
                 )
         require_outbound_url(definition.authorization_url or "", "custom_provider.authorization_url")
         require_outbound_url(definition.token_url or "", "custom_provider.token_url")
-        if definition.revocation_url is not None:
-            require_outbound_url(definition.revocation_url, "custom_provider.revocation_url")
+        for name in ("revocation_url", "device_authorization_url"):
+            if getattr(definition, name) is not None:
+                require_outbound_url(getattr(definition, name), f"custom_provider.{name}")
         if definition.require_iss and definition.issuer is None:
             raise InvalidInput("require_iss needs the issuer", field="custom_provider.issuer")
     if definition.api_base_url is not None:

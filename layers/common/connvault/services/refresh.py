@@ -30,9 +30,10 @@ from connvault.errors import (
     ProviderUnavailable,
     ReauthRequired,
 )
-from connvault.models import ConnectionStatus, OAuth2Credentials, needs_refresh
+from connvault.models import ConnectionStatus, needs_refresh
 from connvault.oauth.http import UNREACHABLE_REASON
 from connvault.services import leases
+from connvault.services.renewal import renew, renews_with_refresh_token, revoking_client
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -96,18 +97,12 @@ def refresh_with_lease(
     """
     connection = lease.connection
     try:
-        if app.credentials is None:
-            raise ReauthRequired("the provider's integration was deleted", reason="integration_missing")
-        if app.refused:
-            raise IntegrationCredentialsInvalid("the provider refused the integration's client credentials")
-        refresh_token = connection.refresh_token
-        if refresh_token is None or not isinstance(connection.credentials, OAuth2Credentials):
-            raise ReauthRequired("the connection has no refresh token", reason="no_refresh_token")
         uow.sealer.ready_to_seal(connection.tenant_id)
-        tokens = oauth.refresh(app.endpoints(connection), app.credentials, refresh_token.reveal(), now())
+        renewal = renew(connection.credentials, app.endpoints(connection), app.integration, oauth, now())
     except ClientRejected as exc:
-        # The tenant's app was refused, not this end user's grant: the integration carries the failure, the
-        # connection keeps its grant and status, and refreshes wait for new client credentials.
+        # The tenant's app was refused, not this end user's grant (``renew`` raises ``ClientRejected`` only for
+        # the integration's client): the integration carries the failure, the connection keeps its grant and
+        # status, and refreshes wait for new client credentials.
         leases.refuse_app(uow, lease, app, reason=exc.reason or exc.code)
         raise IntegrationCredentialsInvalid("the provider refused the integration's client credentials") from None
     except (ReauthRequired, ProviderRejected) as exc:
@@ -128,8 +123,9 @@ def refresh_with_lease(
         # Anything else (a bug, a KMS outage): give the lease back so the next caller need not wait it out.
         leases.release(uow, [(connection.id, lease.owner)])
         raise
+    tokens = renewal.tokens
     grant = NewCredentials(
-        credentials=connection.credentials.with_refreshed(tokens),
+        credentials=renewal.credentials,
         token_type=tokens.token_type,
         scopes=tokens.scopes if tokens.scopes is not None else connection.scopes,
         expires_at=tokens.expires_at,
@@ -140,12 +136,14 @@ def refresh_with_lease(
     except (NotFound, GrantSuperseded) as exc:
         # Deleted, or connected again, while the provider answered: these tokens would stay live at the
         # provider, owned by nothing.
-        oauth.revoke(
-            app.endpoints(connection),
-            app.credentials,
-            (tokens.refresh_token or tokens.access_token).reveal(),
-            "refresh_token" if tokens.refresh_token else "access_token",
-        )
+        revoker = revoking_client(connection.credentials, app.credentials)
+        if revoker is not None:
+            oauth.revoke(
+                app.endpoints(connection),
+                revoker,
+                (tokens.refresh_token or tokens.access_token).reveal(),
+                "refresh_token" if tokens.refresh_token else "access_token",
+            )
         if isinstance(exc, NotFound):
             raise
     with uow:
@@ -156,6 +154,8 @@ def _may_have_lost_a_rotation(lease: Lease, app: ProviderApp) -> bool:
     """Whether a refused refresh token was probably rotated by an earlier attempt whose answer never got
     stored: the previous holder died with the lease, or our last call timed out after the provider may have
     rotated. Then the connection needs a reconnect for a reason the tenant should hear about."""
+    if not renews_with_refresh_token(lease.connection.credentials):
+        return False  # a grant presents the same client or key each time: an interrupted renewal spent nothing
     if lease.stale:
         return True
     return app.provider.rotates_refresh_tokens and lease.connection.last_error_code in _ANSWER_MAY_HAVE_BEEN_LOST

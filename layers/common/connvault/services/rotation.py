@@ -41,14 +41,17 @@ from connvault import wiring
 from connvault.crypto.blind_index import KEY_FIELD as BLIND_INDEX_KEY_FIELD
 from connvault.crypto.envelope import Envelope, SealContext
 from connvault.db.accounts import BAAS_ID_FIELD, EXTERNAL_ID_FIELD
+from connvault.db.connect_confirmations import ACCOUNT_ID_FIELD as PARKED_ACCOUNT_ID_FIELD
 from connvault.db.connect_confirmations import GRANT_FIELD
 from connvault.db.connections import CREDENTIALS_FIELD, PROVIDER_ACCOUNT_ID_FIELD
+from connvault.db.device_sessions import CODES_FIELD
 from connvault.db.integrations import CLIENT_SECRET_FIELD
 from connvault.db.oauth_sessions import VERIFIER_FIELD
 from connvault.db.rows import (
     AccountRow,
     ConnectConfirmationRow,
     ConnectionRow,
+    DeviceSessionRow,
     IntegrationRow,
     OAuthSessionRow,
     TenantRow,
@@ -91,6 +94,8 @@ SEALED_COLUMNS = (
     SealedColumn(WebhookEndpointRow, "secret", WEBHOOK_SECRET_FIELD),
     SealedColumn(WebhookEndpointRow, "previous_secret", WEBHOOK_SECRET_FIELD),
     SealedColumn(ConnectConfirmationRow, "credentials", GRANT_FIELD),
+    SealedColumn(ConnectConfirmationRow, "provider_account_id", PARKED_ACCOUNT_ID_FIELD),
+    SealedColumn(DeviceSessionRow, "codes", CODES_FIELD),
     SealedColumn(ConnectionRow, "provider_account_id", PROVIDER_ACCOUNT_ID_FIELD),
     SealedColumn(AccountRow, "external_id", EXTERNAL_ID_FIELD),
     SealedColumn(AccountRow, "baas_id", BAAS_ID_FIELD),

@@ -1,0 +1,132 @@
+"""JWT assertions signed with a private key (RFC 7523): the JWT-bearer grant of service accounts (§2.1) and
+``private_key_jwt`` client authentication (§2.2), as compact JWS (RFC 7515) with ``cryptography``.
+
+Two algorithms, the two that token endpoints ask for: ``RS256`` (an RSA key of at least 2048 bits, Google's
+service accounts) and ``ES256`` (an EC key on P-256). A key is checked once, when a tenant hands it over
+(``parse_signing_key``): a PEM that does not load, is encrypted, or is another kind of key is an
+``InvalidInput`` naming the request field, never quoting the PEM. What is stored is the key re-serialised as
+unencrypted PKCS#8, so that nothing but the key itself is kept.
+
+A JWT library would do the same in more code; the part used here is a header, a payload and one signature.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+from connvault.errors import InvalidInput
+from connvault.models import SigningKey
+from connvault.redacted import Redacted
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+RS256 = "RS256"
+ES256 = "ES256"
+MIN_RSA_BITS = 2048
+MAX_PEM_LENGTH = 16_384
+"""An RSA 8192-bit PKCS#8 PEM is about 6.5 KB; anything longer is not one key."""
+MAX_KEY_ID_LENGTH = 256
+ASSERTION_LIFETIME = timedelta(minutes=5)
+"""An assertion is presented at once; a short life limits what a copy of one is worth (RFC 7523 §3, item 4)."""
+JWT_BEARER_GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+
+def parse_signing_key(pem: str, field: str, *, key_id: str | None = None) -> SigningKey:
+    """The key in ``pem``, checked and normalised; ``InvalidInput`` on ``field`` for anything else."""
+    if not isinstance(pem, str) or not pem.strip() or len(pem) > MAX_PEM_LENGTH:
+        raise InvalidInput(f"{field} must be a PEM private key of at most {MAX_PEM_LENGTH} characters", field=field)
+    if key_id is not None and (not key_id or len(key_id) > MAX_KEY_ID_LENGTH or not key_id.isprintable()):
+        raise InvalidInput(f"the key id must be 1 to {MAX_KEY_ID_LENGTH} printable characters", field=field)
+    try:
+        key = serialization.load_pem_private_key(pem.encode(), password=None)
+    except TypeError:
+        raise InvalidInput(f"{field} is encrypted; give the key unencrypted", field=field) from None
+    except (ValueError, UnsupportedAlgorithm, UnicodeEncodeError):
+        # ``from None``: the parser's message may quote the input, which is a secret.
+        raise InvalidInput(f"{field} is not a PEM private key", field=field) from None
+    algorithm = _algorithm(key, field)
+    normalised = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    return SigningKey(Redacted(normalised), algorithm, key_id)
+
+
+def _algorithm(key: object, field: str) -> str:
+    if isinstance(key, rsa.RSAPrivateKey):
+        if key.key_size < MIN_RSA_BITS:
+            raise InvalidInput(f"{field} is an RSA key shorter than {MIN_RSA_BITS} bits", field=field)
+        return RS256
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        if not isinstance(key.curve, ec.SECP256R1):
+            raise InvalidInput(f"{field} is an EC key on a curve other than P-256", field=field)
+        return ES256
+    raise InvalidInput(f"{field} must be an RSA (RS256) or EC P-256 (ES256) private key", field=field)
+
+
+def sign(claims: Mapping[str, Any], key: SigningKey) -> str:
+    """``claims`` as a compact JWS signed with ``key``."""
+    header: dict[str, str] = {"alg": key.algorithm, "typ": "JWT"}
+    if key.key_id is not None:
+        header["kid"] = key.key_id
+    signing_input = f"{_segment(header)}.{_segment(claims)}".encode("ascii")
+    private = serialization.load_pem_private_key(key.pem.reveal().encode(), password=None)
+    if isinstance(private, rsa.RSAPrivateKey):
+        signature = private.sign(signing_input, padding.PKCS1v15(), hashes.SHA256())
+    elif isinstance(private, ec.EllipticCurvePrivateKey):
+        # JWS wants r || s, each 32 bytes for P-256 (RFC 7518 §3.4), not the DER that cryptography returns.
+        r, s = decode_dss_signature(private.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    else:  # parse_signing_key lets no other key in
+        raise TypeError("unsupported key type")
+    return f"{signing_input.decode('ascii')}.{_b64url(signature)}"
+
+
+def grant_assertion(
+    *,
+    issuer: str,
+    audience: str,
+    key: SigningKey,
+    now: datetime,
+    subject: str | None = None,
+    scope: str | None = None,
+) -> str:
+    """The assertion of a JWT-bearer grant (RFC 7523 §3): ``iss`` the service account, ``aud`` the token
+    endpoint (or the audience the server names), ``sub`` the user acted for, if any; Google reads ``scope``
+    from the assertion too."""
+    claims: dict[str, Any] = {"iss": issuer, "aud": audience, **_times(now), "jti": secrets.token_urlsafe(16)}
+    if subject is not None:
+        claims["sub"] = subject
+    if scope:
+        claims["scope"] = scope
+    return sign(claims, key)
+
+
+def client_assertion(*, client_id: str, audience: str, key: SigningKey, now: datetime) -> str:
+    """A ``private_key_jwt`` client assertion (RFC 7523 §3, OpenID Connect Core §9): issuer and subject the
+    client, audience the token endpoint, and a fresh ``jti`` so a server can refuse a replay."""
+    claims = {"iss": client_id, "sub": client_id, "aud": audience, **_times(now), "jti": secrets.token_urlsafe(16)}
+    return sign(claims, key)
+
+
+def _times(now: datetime) -> dict[str, int]:
+    issued = int(now.timestamp())
+    return {"iat": issued, "exp": issued + int(ASSERTION_LIFETIME.total_seconds())}
+
+
+def _segment(document: Mapping[str, Any]) -> str:
+    return _b64url(json.dumps(document, separators=(",", ":")).encode())
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")

@@ -1,0 +1,365 @@
+"""Device connect sessions (RFC 8628) through the real handlers against the demo provider, which keeps each
+device code's state as a real server does and counts every poll that came sooner than its interval."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from connvault.services.device import advance_device_sessions
+from devserver.handlers import InvocationContext, load_handler
+from devserver.provider import DEVICE_CODE, DemoProvider, Fault
+from tests.api.conftest import Answer, Api
+from tests.support.factories import owner
+
+INTERVAL = 1
+
+
+@pytest.fixture
+def device(api: Api, provider: DemoProvider) -> DemoProvider:
+    provider.configure(device_interval_seconds=INTERVAL)
+    return provider
+
+
+def start(api: Api, **fields: Any) -> Answer:
+    body = {"provider": "demo", "end_user_id": "tv-42", "flow": "device", **fields}
+    answer = api.call("POST", "/connect-sessions", body=body)
+    if answer.status == 201:
+        started = answer.json()
+        api.secrets.add(started["user_code"], started["verification_uri_complete"])
+    return answer
+
+
+def status_of(api: Api, session_id: str) -> Answer:
+    return api.call("GET", f"/connect-sessions/{session_id}")
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def device_codes(provider: DemoProvider, api: Api) -> None:
+    """Register the device codes the provider issued: they must never show anywhere."""
+    api.secrets.add(*(code for code in provider._device_grants))
+
+
+def device_polls(provider: DemoProvider) -> int:
+    return provider.stats().token_calls.get(DEVICE_CODE, 0)
+
+
+def poll_until(api: Api, session_id: str, wanted: str, timeout: float = 15.0) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+
+    def ended() -> bool:
+        found.update(status_of(api, session_id).json())
+        return found["status"] == wanted
+
+    wait_for(ended, timeout)
+    return found
+
+
+class Countdown:
+    """A Lambda context whose remaining time runs down for real."""
+
+    def __init__(self, seconds: float) -> None:
+        self._deadline = time.monotonic() + seconds
+
+    def __call__(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+# -- the flow ----------------------------------------------------------------------------------------------------
+
+
+def test_a_device_session_answers_codes_to_show_and_then_pending(api: Api, device) -> None:
+    started = start(api, scopes=["read"])
+
+    assert started.status == 201, started.body
+    assert started.headers["Cache-Control"] == "no-store"
+    body = started.json()
+    assert body["flow"] == "device"
+    assert body["status"] == "pending"
+    assert body["verification_uri"] == f"{device.base_url}/device"
+    assert body["verification_uri_complete"] == f"{device.base_url}/device?user_code={body['user_code']}"
+    assert body["interval"] == INTERVAL
+    assert 590 <= body["expires_in"] <= 600
+    assert body["connection_id"] is None and body["error"] is None
+    device_codes(device, api)
+    time.sleep(INTERVAL)
+    assert status_of(api, body["id"]).json()["status"] == "pending"
+    assert device_polls(device) == 1
+
+
+def test_an_approved_session_completes_with_a_device_code_connection(api: Api, device) -> None:
+    body = start(api).json()
+    device_codes(device, api)
+    assert device.approve_device(body["user_code"])
+
+    done = poll_until(api, body["id"], "completed")
+
+    assert done["user_code"] is None and done["verification_uri_complete"] is None
+    connection = api.call("GET", f"/connections/{done['connection_id']}").json()
+    assert (connection["kind"], connection["end_user_id"], connection["status"]) == ("device_code", "tv-42", "active")
+    token = api.call("GET", f"/connections/{done['connection_id']}/token").json()["access_token"]
+    assert device.access_token_is_active(token)
+    forced = api.call("GET", f"/connections/{done['connection_id']}/token", query={"force_refresh": "true"})
+    assert forced.status == 200 and forced.json()["access_token"] != token
+    assert device.stats().device_polls_too_early == 0
+
+
+def test_denied_and_expired_end_the_session(api: Api, device, db) -> None:
+    denied = start(api, end_user_id="a").json()
+    device.configure(device_code_ttl_seconds=1)
+    expired = start(api, end_user_id="b").json()
+    device_codes(device, api)
+    device.deny_device(denied["user_code"])
+    time.sleep(1.2)
+
+    assert poll_until(api, denied["id"], "denied")["error"] == "access_denied"
+    assert poll_until(api, expired["id"], "expired")["error"] == "expired_token"
+    with owner(db) as connection:
+        assert connection.run("SELECT count(*) FROM device_sessions WHERE codes IS NOT NULL") == [[0]]
+    assert api.call("GET", "/connections").json()["items"] == []
+
+
+def test_slow_down_adds_five_seconds_to_the_interval_for_good(api: Api, device, db) -> None:
+    body = start(api).json()
+    device_codes(device, api)
+    time.sleep(INTERVAL)
+    device.inject(Fault.error(400, "slow_down"))
+
+    after = status_of(api, body["id"]).json()
+
+    assert (after["status"], after["interval"]) == ("pending", INTERVAL + 5)
+    with owner(db) as connection:
+        (wait,) = connection.run(
+            "SELECT extract(epoch FROM next_poll_at - now()) FROM device_sessions WHERE id = CAST(:i AS uuid)",
+            i=body["id"],
+        )[0]
+    assert INTERVAL + 4 < wait <= INTERVAL + 5
+    calls = device_polls(device)
+    assert status_of(api, body["id"]).json()["status"] == "pending"
+    assert device_polls(device) == calls  # not due yet: asking changed nothing
+
+
+def test_a_provider_failing_while_polling_keeps_the_session_and_backs_off(api: Api, device, db) -> None:
+    body = start(api).json()
+    device_codes(device, api)
+    time.sleep(INTERVAL)
+    device.inject(Fault.server_error())
+
+    assert status_of(api, body["id"]).json()["status"] == "pending"
+
+    with owner(db) as connection:
+        (failures, wait) = connection.run(
+            "SELECT poll_failures, extract(epoch FROM next_poll_at - now()) FROM device_sessions"
+            " WHERE id = CAST(:i AS uuid)",
+            i=body["id"],
+        )[0]
+    assert failures == 1
+    assert 1 < wait <= 2 * INTERVAL
+
+
+def test_many_callers_never_poll_faster_than_the_interval(api: Api, device, reconfigure) -> None:
+    reconfigure(db_max_overflow=20)
+    body = start(api).json()
+    device_codes(device, api)
+    stop = time.monotonic() + 3.5
+
+    def hammer(_: int) -> int:
+        asked = 0
+        while time.monotonic() < stop:
+            assert status_of(api, body["id"]).status == 200
+            asked += 1
+        return asked
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        asked = sum(pool.map(hammer, range(8)))
+
+    polls = device.stats().device_polls[body["user_code"]]
+    assert asked > 5 * len(polls)
+    assert 2 <= len(polls) <= 4
+    assert all(later - earlier >= INTERVAL - 0.05 for earlier, later in itertools.pairwise(polls))
+    assert device.stats().device_polls_too_early == 0
+
+
+def test_the_scheduled_poller_completes_a_session_nobody_asks_about(api: Api, device, reconfigure) -> None:
+    reconfigure(http_timeout_seconds=1)
+    body = start(api).json()
+    device_codes(device, api)
+    device.approve_device(body["user_code"])
+
+    report = advance_device_sessions(remaining_ms=Countdown(8.0), margin_ms=1000)
+
+    assert report.completed == 1
+    assert status_of(api, body["id"]).json()["status"] == "completed"
+    assert device.stats().device_polls_too_early == 0
+
+
+def test_the_poller_function_polls_at_the_interval_and_stops_when_nothing_is_pending(
+    api: Api, device, reconfigure
+) -> None:
+    reconfigure(http_timeout_seconds=1)
+    body = start(api).json()
+    device_codes(device, api)
+    threading.Timer(2.5, device.approve_device, args=(body["user_code"],)).start()
+    context = InvocationContext(function_name="device_poller", aws_request_id="poll-1", deadline=time.monotonic() + 12)
+    began = time.monotonic()
+
+    report = load_handler("device_poller")({"source": "aws.events"}, context)
+
+    assert report["completed"] == 1
+    assert time.monotonic() - began < 6  # it stopped once nothing was pending, long before its deadline
+    polls = device.stats().device_polls[body["user_code"]]
+    assert len(polls) >= 3
+    assert device.stats().device_polls_too_early == 0
+
+
+def test_an_idle_poller_run_returns_at_once(api: Api, device) -> None:
+    began = time.monotonic()
+
+    report = advance_device_sessions(remaining_ms=Countdown(30.0), margin_ms=1000)
+
+    assert report.polled == 0
+    assert time.monotonic() - began < 2
+
+
+def test_a_session_past_its_expiry_reads_expired_without_waiting_for_its_next_poll(api: Api, device, db) -> None:
+    body = start(api).json()
+    device_codes(device, api)
+    with owner(db) as connection:
+        connection.run(
+            "UPDATE device_sessions"
+            " SET expires_at = now() - interval '1 second', next_poll_at = now() + interval '1 hour'"
+        )
+
+    ended = status_of(api, body["id"]).json()
+
+    assert (ended["status"], ended["error"], ended["user_code"]) == ("expired", "expired_token", None)
+    assert device_polls(device) == 0
+
+
+def test_the_catalog_says_which_providers_offer_a_device_flow(api: Api, device) -> None:
+    providers = {p["slug"]: p["device_flow"] for p in api.call("GET", "/providers").json()["items"]}
+
+    assert providers["demo"] is True
+    assert providers["github"] is True
+    assert providers["openai"] is False
+
+
+def test_a_device_session_of_an_existing_account_reconnects_it(api: Api, device) -> None:
+    first = start(api).json()
+    device_codes(device, api)
+    device.approve_device(first["user_code"])
+    connection_id = poll_until(api, first["id"], "completed")["connection_id"]
+
+    second = start(api).json()
+    device_codes(device, api)
+    device.approve_device(second["user_code"])
+
+    assert poll_until(api, second["id"], "completed")["connection_id"] == connection_id
+    assert len(api.call("GET", "/connections").json()["items"]) == 1
+
+
+# -- refusals ----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"return_url": "http://127.0.0.1:3000/demo/done"}, "return_url"),
+        ({"require_confirmation": True}, "require_confirmation"),
+        ({"provider": "openai"}, "provider"),
+        ({"provider": "slack"}, "provider"),
+        ({"flow": "telepathy"}, "body.flow"),
+    ],
+)
+def test_what_a_device_session_cannot_be_is_400_naming_the_field(api: Api, device, fields, field) -> None:
+    refused = start(api, **fields)
+
+    assert refused.status == 400, refused.body
+    assert refused.json()["error"]["field"] == field
+    assert device.stats().token_calls == {}
+
+
+def test_a_client_the_device_endpoint_refuses_is_422(api: Api, device) -> None:
+    device.inject(Fault.error(401, "invalid_client"), path="/device_authorization")
+
+    refused = start(api)
+
+    assert refused.status == 422
+    assert refused.json()["error"]["code"] == "credentials_refused"
+
+
+def test_a_device_endpoint_that_does_not_answer_is_503(api: Api, device) -> None:
+    device.inject(Fault.server_error(), path="/device_authorization")
+
+    assert start(api).status == 503
+
+
+def test_another_tenants_session_is_404(api: Api, device) -> None:
+    from devserver.demo_setup import create_demo_tenant
+
+    body = start(api).json()
+    other = create_demo_tenant(device, name="Other")
+    api.secrets.add(other.api_key.reveal())
+
+    assert api.call("GET", f"/connect-sessions/{body['id']}", key=other.api_key.reveal()).status == 404
+    assert status_of(api, "00000000-0000-0000-0000-000000000000").status == 404
+
+
+def test_custom_providers_from_discovery_pick_up_the_device_endpoint(api: Api, device) -> None:
+    defined = api.call(
+        "PUT",
+        "/integrations/acme-idp",
+        body={
+            "client_id": device.settings.client_id,
+            "client_secret": device.settings.client_secret,
+            "custom_provider": {"discovery_url": f"{device.base_url}/.well-known/openid-configuration"},
+        },
+    )
+    assert defined.status == 200, defined.body
+    assert defined.json()["custom_provider"]["device_authorization_url"] == f"{device.base_url}/device_authorization"
+
+    body = start(api, provider="acme-idp").json()
+    device_codes(device, api)
+    device.approve_device(body["user_code"])
+
+    assert poll_until(api, body["id"], "completed")["connection_id"]
+
+
+def test_device_sessions_count_against_the_quota_of_live_connect_sessions(api: Api, device, reconfigure) -> None:
+    reconfigure(quota_connect_sessions=1)
+    assert start(api).status == 201
+    device_codes(device, api)
+    issued = len(device._device_grants)
+
+    refused = start(api, end_user_id="another")
+
+    assert refused.status == 409 and refused.json()["error"]["code"] == "quota_exceeded"
+    assert len(device._device_grants) == issued  # refused before the provider was asked
+
+
+def test_a_session_completing_past_the_quota_of_connections_fails_and_its_grant_is_revoked(
+    api: Api, device, reconfigure
+) -> None:
+    body = start(api).json()
+    device_codes(device, api)
+    reconfigure(quota_connections=0)
+    device.approve_device(body["user_code"])
+
+    ended = poll_until(api, body["id"], "failed")
+
+    assert (ended["error"], ended["connection_id"]) == ("quota_exceeded", None)
+    assert api.call("GET", "/connections").json()["items"] == []
+    assert device.stats().live_refresh_tokens == set()
+    api.secrets.add(*device.stats().access_tokens)

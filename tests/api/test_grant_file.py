@@ -1,0 +1,185 @@
+"""``python -m connvault.admin import``: a JSONL file of grants streamed through the bulk import, with progress,
+counts, an errors file without secrets, retries, and resuming after a failure.
+
+``main`` runs in-process: the command seals what it stores, and moto's KMS lives in this process only.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connvault import grant_file
+from connvault.api.new_connections import import_items
+from connvault.db.uow import UnitOfWork
+from connvault.errors import DatabaseUnavailable
+from connvault.services.imports import import_grants
+from devserver.provider import Fault
+from tests.api.conftest import Api
+from tests.api.test_admin import run_main
+from tests.api.test_imports import grant_from
+from tests.support.factories import owner
+
+
+def write_lines(path: Path, lines: list[Any]) -> Path:
+    path.write_text("".join((line if isinstance(line, str) else json.dumps(line)) + "\n" for line in lines))
+    return path
+
+
+def stored_end_users(db) -> list[str]:
+    with owner(db) as connection:
+        return sorted(row[0] for row in connection.run("SELECT end_user_id FROM connections"))
+
+
+def test_a_file_is_imported_batch_by_batch_with_progress_counts_and_an_errors_file(
+    api: Api, provider, db, tmp_path
+) -> None:
+    live = [grant_from(provider, api) for _ in range(3)]
+    path = write_lines(
+        tmp_path / "grants.jsonl",
+        [
+            {"provider": "demo", "end_user_id": "u1", **live[0]},
+            "",
+            "{not json",
+            {"provider": "demo", "end_user_id": "u2", **live[1], "scopes": ["read"]},
+            {"provider": "demo", "end_user_id": "u3", "refresh_token": "rt-never-issued-0001"},
+            {"provider": "demo", "end_user_id": "u4", "access_token": "at-lonely-0001"},
+            {"provider": "demo", "end_user_id": "u5", **live[2]},
+        ],
+    )
+    api.secrets.add("rt-never-issued-0001", "at-lonely-0001")
+
+    code, out, err = run_main("import", str(path), "--tenant", str(api.tenant.tenant_id), "--batch-size", "2")
+
+    assert code == 0, err
+    assert out.strip() == "6 grants: created 3, exists 0, invalid 2, refused 1, failed 0; see grants.jsonl.errors"
+    assert "100.0%" in err
+    assert stored_end_users(db) == ["u1", "u2", "u5"]
+    errors = [json.loads(line) for line in (tmp_path / "grants.jsonl.errors").read_text().splitlines()]
+    assert [(e["line"], e["status"], e["field"]) for e in errors] == [
+        (3, "invalid", None),
+        (5, "refused", "refresh_token"),
+        (6, "invalid", "refresh_token"),
+    ]
+    assert provider.stats().refresh_token_reuse == 0
+
+
+def test_running_it_again_after_it_finished_changes_nothing(api: Api, provider, db, tmp_path) -> None:
+    path = write_lines(
+        tmp_path / "grants.jsonl", [{"provider": "demo", "end_user_id": "u1", **grant_from(provider, api)}]
+    )
+    tenant = str(api.tenant.tenant_id)
+    assert run_main("import", str(path), "--tenant", tenant)[0] == 0
+    calls = provider.stats().token_calls
+
+    code, out, _ = run_main("import", str(path), "--tenant", tenant)
+
+    assert code == 0
+    assert out.startswith("1 grants: created 1")
+    assert provider.stats().token_calls == calls
+    code, out, _ = run_main("import", str(path), "--tenant", tenant, "--restart")
+    assert out.startswith("1 grants: created 0, exists 1")
+    assert provider.stats().token_calls == calls
+
+
+def test_an_import_stopped_by_a_failure_resumes_after_the_last_finished_batch(api: Api, provider, db, tmp_path) -> None:
+    lines = [{"provider": "demo", "end_user_id": f"u{n}", **grant_from(provider, api)} for n in range(6)]
+    path = write_lines(tmp_path / "grants.jsonl", lines)
+    tenant = api.tenant.tenant_id
+    sent: list[int] = []
+
+    def failing_on_the_second_batch(items):
+        sent.append(len(items))
+        if len(sent) == 2:
+            raise DatabaseUnavailable("the database is unavailable; retry shortly")
+        return import_grants(UnitOfWork(tenant), items)
+
+    with pytest.raises(DatabaseUnavailable):
+        grant_file.import_file(
+            path, tenant, parse=import_items, batch_size=2, err=io.StringIO(), importer=failing_on_the_second_batch
+        )
+    assert stored_end_users(db) == ["u0", "u1"]
+    refreshes = provider.stats().token_calls["refresh_token"]
+
+    code, out, _ = run_main("import", str(path), "--tenant", str(tenant), "--batch-size", "2")
+
+    assert code == 0
+    assert out.strip() == "6 grants: created 6, exists 0, invalid 0, refused 0, failed 0"
+    assert stored_end_users(db) == [f"u{n}" for n in range(6)]
+    assert provider.stats().token_calls["refresh_token"] == refreshes + 4  # lines 1-2 were not sent again
+
+
+def test_items_whose_provider_failed_are_sent_again_before_they_count_as_failed(
+    api: Api, provider, db, tmp_path
+) -> None:
+    path = write_lines(
+        tmp_path / "grants.jsonl", [{"provider": "demo", "end_user_id": "u1", **grant_from(provider, api)}]
+    )
+    provider.inject(Fault.rate_limited("2"), Fault.server_error())
+    waits: list[float] = []
+
+    progress = grant_file.import_file(
+        path, api.tenant.tenant_id, parse=import_items, err=io.StringIO(), sleep=waits.append
+    )
+
+    assert progress.counts == {"created": 1}
+    assert waits == [2.0, 4.0]
+    path2 = write_lines(
+        tmp_path / "more.jsonl", [{"provider": "demo", "end_user_id": "u2", **grant_from(provider, api)}]
+    )
+    provider.inject(*[Fault.server_error()] * 3)
+    failed = grant_file.import_file(
+        path2, api.tenant.tenant_id, parse=import_items, retries=2, err=io.StringIO(), sleep=waits.append
+    )
+    assert failed.counts == {"failed": 1}
+    (error,) = [json.loads(line) for line in (tmp_path / "more.jsonl.errors").read_text().splitlines()]
+    assert (error["line"], error["status"], error["code"]) == (1, "failed", "provider_unavailable")
+
+
+def test_a_large_file_streams_through_in_batches_of_a_thousand(api: Api, provider, db, tmp_path) -> None:
+    path = tmp_path / "big.jsonl"
+    with path.open("w") as out:
+        for n in range(2500):
+            out.write(json.dumps({"provider": "demo", "end_user_id": f"u{n:05d}", "refresh_token": f"rt-big-{n:05d}"}))
+            out.write("\n")
+    api.secrets.add(*(f"rt-big-{n:05d}" for n in range(2500)))
+    batches: list[int] = []
+
+    def counting(items):
+        batches.append(len(items))
+        return import_grants(UnitOfWork(api.tenant.tenant_id), items, verify=False)
+
+    progress = grant_file.import_file(
+        path, api.tenant.tenant_id, parse=import_items, err=io.StringIO(), importer=counting
+    )
+
+    assert batches == [1000, 1000, 500]
+    assert progress.counts == {"created": 2500}
+    assert len(stored_end_users(db)) == 2500
+
+
+def test_a_progress_file_of_another_file_is_refused(api: Api, tmp_path) -> None:
+    path = write_lines(
+        tmp_path / "grants.jsonl", [{"provider": "demo", "end_user_id": "u1", "refresh_token": "rt-x-123456"}]
+    )
+    api.secrets.add("rt-x-123456")
+    (tmp_path / "grants.jsonl.progress").write_text(
+        json.dumps({"tenant_id": "x", "size": 1, "offset": 0, "line": 0, "counts": {}})
+    )
+
+    code, _, err = run_main("import", str(path), "--tenant", str(api.tenant.tenant_id), "--no-verify")
+
+    assert code == 1
+    assert "another import's progress; use --restart" in err
+    assert run_main("import", str(path), "--tenant", str(api.tenant.tenant_id), "--no-verify", "--restart")[0] == 0
+
+
+def test_a_missing_file_is_a_clean_error(api: Api, tmp_path) -> None:
+    code, _, err = run_main("import", str(tmp_path / "nope.jsonl"), "--tenant", str(api.tenant.tenant_id))
+
+    assert code == 1
+    assert err.startswith("error: cannot read nope.jsonl")

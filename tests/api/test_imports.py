@@ -1,0 +1,295 @@
+"""Importing OAuth grants made elsewhere: one at a time (``POST /connections``, kind ``imported``) and in bulk
+(``POST /connections/import``), through the real handlers against the demo provider."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from connvault.db.uow import UnitOfWork
+from connvault.redacted import Redacted
+from connvault.services import imports
+from connvault.services.grants import ImportedGrantInput, Target
+from devserver.provider import DemoProvider, Fault
+from tests.api.conftest import Answer, Api, db_state, stored_connection
+from tests.scheduler.support import mint_grants
+from tests.support.factories import owner
+
+
+def grant_from(provider: DemoProvider, api: Api) -> dict[str, str]:
+    """A live grant the demo provider issued (through its own authorization-code flow), as another vault holds it."""
+    with UnitOfWork(api.tenant.tenant_id) as uow:
+        catalog = uow.providers.get_by_slug("demo")
+    (tokens,) = mint_grants(provider, catalog, 1, register=api.secrets.add, threads=1)
+    return {"refresh_token": tokens.refresh_token.reveal(), "access_token": tokens.access_token.reveal()}
+
+
+def create(api: Api, **fields: Any) -> Answer:
+    body = {"kind": "imported", "provider": "demo", "end_user_id": "user-1", **fields}
+    return api.call("POST", "/connections", body=body)
+
+
+def bulk(api: Api, items: list[dict[str, Any]], **fields: Any) -> Answer:
+    return api.call("POST", "/connections/import", body={"items": items, **fields})
+
+
+def refresh_calls(provider: DemoProvider) -> int:
+    return provider.stats().token_calls.get("refresh_token", 0)
+
+
+# -- one grant ---------------------------------------------------------------------------------------------------
+
+
+def test_an_imported_grant_is_verified_by_a_refresh_and_its_rotated_token_kept(api: Api, provider, db) -> None:
+    grant = grant_from(provider, api)
+
+    created = create(api, **grant, scopes=["read"], metadata={"migrated_from": "old-vault"})
+
+    assert created.status == 201, created.body
+    body = created.json()
+    assert (body["kind"], body["credential_type"], body["status"]) == ("imported", "oauth2", "active")
+    assert body["metadata"] == {"migrated_from": "old-vault"}
+    stored = stored_connection(db, body["id"]).credentials
+    stats = provider.stats()
+    assert refresh_calls(provider) == 1
+    assert stored.refresh_token.reveal() in stats.live_refresh_tokens  # the rotated one, not the one sent
+    assert stored.refresh_token.reveal() != grant["refresh_token"]
+    served = api.call("GET", f"/connections/{body['id']}/token").json()["access_token"]
+    assert served == stored.access_token.reveal()
+    assert provider.access_token_is_active(served)
+    assert stats.refresh_token_reuse == 0
+
+
+def test_a_dead_grant_is_422_on_refresh_token_and_stores_nothing(api: Api, provider, db) -> None:
+    grant = grant_from(provider, api)
+    provider.inject(Fault.error(400, "invalid_grant"))
+    before = db_state(db)
+
+    refused = create(api, **grant)
+
+    assert refused.status == 422
+    assert refused.json()["error"]["code"] == "credentials_refused"
+    assert refused.json()["error"]["field"] == "refresh_token"
+    assert db_state(db) == before
+
+
+def test_the_integrations_client_refused_is_422_on_provider_not_on_the_grant(api: Api, provider, db) -> None:
+    grant = grant_from(provider, api)
+    api.secrets.add("demo-secret-rotated-at-the-provider")
+    provider.configure(client_secret="demo-secret-rotated-at-the-provider")
+    before = db_state(db)
+
+    refused = create(api, **grant)
+
+    assert refused.status == 422
+    assert (refused.json()["error"]["code"], refused.json()["error"]["field"]) == ("credentials_refused", "provider")
+    assert db_state(db) == before
+
+
+def test_verify_false_stores_the_grant_as_given(api: Api, provider, db) -> None:
+    grant = grant_from(provider, api)
+    expires = (datetime.now(UTC) + timedelta(hours=1)).replace(microsecond=0)
+
+    created = create(api, **grant, verify=False, expires_at=expires.isoformat(), token_type="bearer", scopes=["read"])
+
+    assert created.status == 201, created.body
+    assert refresh_calls(provider) == 0
+    body = created.json()
+    assert datetime.fromisoformat(body["expires_at"]) == expires
+    served = api.call("GET", f"/connections/{body['id']}/token").json()
+    assert served["access_token"] == grant["access_token"]
+    assert refresh_calls(provider) == 0
+
+
+def test_a_grant_stored_without_its_expiry_is_refreshed_by_the_first_fetch(api: Api, provider) -> None:
+    grant = grant_from(provider, api)
+    connection_id = create(api, refresh_token=grant["refresh_token"], verify=False).json()["id"]
+
+    served = api.call("GET", f"/connections/{connection_id}/token")
+
+    assert served.status == 200, served.body
+    assert refresh_calls(provider) == 1
+    assert provider.access_token_is_active(served.json()["access_token"])
+
+
+def test_importing_needs_the_integration(api: Api, provider) -> None:
+    api.call("DELETE", "/integrations/demo")
+
+    refused = create(api, refresh_token="rt-whatever-123456", verify=False)
+
+    assert refused.status == 400
+    assert refused.json()["error"]["field"] == "provider"
+
+
+def test_an_account_imported_twice_is_409_and_costs_no_refresh(api: Api, provider) -> None:
+    grant = grant_from(provider, api)
+    assert create(api, **grant).status == 201
+
+    again = create(api, **grant)
+
+    assert again.status == 409
+    assert refresh_calls(provider) == 1
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({}, "body.refresh_token"),
+        ({"refresh_token": ""}, "body.refresh_token"),
+        ({"refresh_token": "rt\x00nul-in-token"}, "refresh_token"),
+        ({"refresh_token": "rt-1234567890", "expires_at": "2030-01-01T00:00:00"}, "expires_at"),
+        ({"refresh_token": "rt-1234567890", "scopes": ["a b"]}, "scopes"),
+        ({"refresh_token": "rt-1234567890", "verify": "sometimes"}, "body.verify"),
+        ({"refresh_token": "rt-1234567890", "provider": "openai"}, "provider"),
+    ],
+)
+def test_a_malformed_import_is_400_naming_the_field(api: Api, provider, db, fields, field) -> None:
+    api.secrets.add("rt-1234567890", "rt\x00nul-in-token")
+
+    refused = create(api, **fields)
+
+    assert refused.status == 400, refused.body
+    assert refused.json()["error"]["field"] == field
+    assert provider.stats().token_calls == {}
+
+
+# -- in bulk -----------------------------------------------------------------------------------------------------
+
+
+def test_a_bulk_import_answers_each_item_on_its_own(api: Api, provider) -> None:
+    good, other, dead = (grant_from(provider, api) for _ in range(3))
+    existing = create(api, **grant_from(provider, api), end_user_id="already").json()["id"]
+    items = [
+        {"provider": "demo", "end_user_id": "a", **good},
+        {"provider": "demo", "end_user_id": "b"},  # no refresh token
+        {"provider": "demo", "end_user_id": "already", **other},
+        {"provider": "demo", "end_user_id": "c", "refresh_token": "rt-not-issued-by-demo"},
+        {"provider": "demo", "end_user_id": "a", **dead},  # the same account again
+        {"provider": "no-such-provider", "end_user_id": "d", **dead},
+        {"provider": "demo", "end_user_id": "e", **dead, "metadata": {"team": "x"}},
+    ]
+    api.secrets.add("rt-not-issued-by-demo")
+
+    answer = bulk(api, items)
+
+    assert answer.status == 200, answer.body
+    results = answer.json()["items"]
+    assert [result["status"] for result in results] == [
+        "created",
+        "invalid",
+        "exists",
+        "refused",
+        "invalid",
+        "invalid",
+        "created",
+    ]
+    assert results[1]["error"]["field"] == "refresh_token"
+    assert results[2]["connection_id"] == existing
+    assert results[3]["error"] == {
+        "code": "credentials_refused",
+        "message": "the provider refused the refresh_token (invalid_grant); nothing was stored",
+        "field": "refresh_token",
+    }
+    assert results[4]["error"]["field"] == "alias"
+    assert results[5]["error"]["field"] == "provider"
+    assert answer.json()["counts"] == {"created": 2, "invalid": 3, "exists": 1, "refused": 1}
+    listed = api.call("GET", "/connections").json()["items"]
+    assert {c["end_user_id"] for c in listed} == {"a", "already", "e"}
+    assert {c["kind"] for c in listed} == {"imported"}
+
+
+def test_sending_a_batch_again_changes_nothing_and_calls_no_provider(api: Api, provider, db) -> None:
+    items = [{"provider": "demo", "end_user_id": f"u{n}", **grant_from(provider, api)} for n in range(5)]
+    first = bulk(api, items)
+    assert [r["status"] for r in first.json()["items"]] == ["created"] * 5
+    calls = refresh_calls(provider)
+    before = db_state(db)
+
+    second = bulk(api, items)
+
+    assert [r["status"] for r in second.json()["items"]] == ["exists"] * 5
+    assert [r["connection_id"] for r in second.json()["items"]] == [r["connection_id"] for r in first.json()["items"]]
+    assert refresh_calls(provider) == calls
+    assert db_state(db) == before
+
+
+def test_a_provider_failing_answers_unavailable_and_the_rest_goes_ahead(api: Api, provider) -> None:
+    items = [{"provider": "demo", "end_user_id": f"u{n}", **grant_from(provider, api)} for n in range(3)]
+    provider.inject(Fault.rate_limited("30"))
+
+    results = bulk(api, items, verify=True).json()["items"]
+
+    statuses = sorted(result["status"] for result in results)
+    assert statuses == ["created", "created", "unavailable"]
+    (unavailable,) = (result for result in results if result["status"] == "unavailable")
+    assert unavailable["retry_after"] == 30
+    assert unavailable["error"]["code"] == "provider_unavailable"
+
+
+def test_verify_false_in_bulk_stores_every_grant_without_a_provider_call(api: Api, provider) -> None:
+    items = [{"provider": "demo", "end_user_id": f"u{n}", "refresh_token": f"rt-imported-{n:04d}"} for n in range(40)]
+    api.secrets.add(*(item["refresh_token"] for item in items))
+
+    answer = bulk(api, items, verify=False)
+
+    assert answer.json()["counts"] == {"created": 40}
+    assert provider.stats().token_calls == {}
+
+
+def test_a_bulk_call_takes_at_most_a_thousand_items(api: Api) -> None:
+    items = [{"provider": "demo", "end_user_id": f"u{n}", "refresh_token": "rt-1234567890"} for n in range(1001)]
+    api.secrets.add("rt-1234567890")
+
+    refused = bulk(api, items, verify=False)
+
+    assert refused.status == 400
+    assert refused.json()["error"]["field"] == "body.items"
+
+
+def test_items_not_attempted_before_the_deadline_are_deferred(api: Api, provider) -> None:
+    grants = [grant_from(provider, api) for _ in range(6)]
+    calls: list[int] = []
+
+    def stop() -> bool:
+        calls.append(1)
+        return len(calls) > 2
+
+    items = [
+        ImportedGrantInput(Target("demo", f"u{n}"), Redacted(grant["refresh_token"])) for n, grant in enumerate(grants)
+    ]
+    results = imports.import_grants(UnitOfWork(api.tenant.tenant_id), items, stop=stop, concurrency=1)
+
+    assert [result.status for result in results] == ["created"] * 2 + ["deferred"] * 4
+    assert refresh_calls(provider) == 2
+
+
+def test_a_bulk_import_is_the_tenants_own(api: Api, provider, db) -> None:
+    items = [{"provider": "demo", "end_user_id": "u1", "refresh_token": "rt-tenant-a-123"}]
+    api.secrets.add("rt-tenant-a-123")
+    assert bulk(api, items, verify=False).json()["counts"] == {"created": 1}
+
+    with owner(db) as connection:
+        (tenant,) = connection.run("SELECT DISTINCT tenant_id FROM connections")[0]
+    assert tenant == api.tenant.tenant_id
+
+
+def test_imports_past_the_tenants_quota_of_connections_store_nothing_and_call_no_provider(
+    api: Api, provider, db, reconfigure
+) -> None:
+    reconfigure(quota_connections=2)
+    items = [{"provider": "demo", "end_user_id": f"u{n}", "refresh_token": f"rt-quota-{n}"} for n in range(3)]
+    api.secrets.add(*(item["refresh_token"] for item in items))
+
+    answer = bulk(api, items, verify=False).json()
+
+    assert [item["status"] for item in answer["items"]] == ["created", "created", "quota_exceeded"]
+    assert answer["items"][2]["error"]["code"] == "quota_exceeded"
+    before = db_state(db)
+    refused = create(api, end_user_id="u9", refresh_token="rt-quota-9")
+    assert refused.status == 409 and refused.json()["error"]["code"] == "quota_exceeded"
+    assert db_state(db) == before
+    assert refresh_calls(provider) == 0
+    again = bulk(api, items, verify=False).json()  # what exists needs no room
+    assert [item["status"] for item in again["items"]] == ["exists", "exists", "quota_exceeded"]

@@ -1,0 +1,149 @@
+"""JWT assertions (``connvault.oauth.assertions``) checked by an independent verifier, and the sealed document
+of each connection kind read back as written."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from connvault.errors import InvalidInput
+from connvault.models import (
+    ClientAuthMethod,
+    ClientCredentials,
+    ClientCredentialsGrant,
+    JwtBearerGrant,
+    OAuth2Credentials,
+    credentials_from_bytes,
+    credentials_to_bytes,
+)
+from connvault.oauth.assertions import client_assertion, grant_assertion, parse_signing_key
+from connvault.redacted import Redacted
+from tests.support.keys import ec_key, rsa_key
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def decode(segment: str) -> dict:
+    return json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+
+
+def signature_of(token: str) -> bytes:
+    segment = token.rsplit(".", 1)[1]
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def test_an_rs256_grant_assertion_verifies_with_the_public_key() -> None:
+    pair = rsa_key()
+    key = parse_signing_key(pair.private_pem, "private_key", key_id="kid-1")
+
+    token = grant_assertion(
+        issuer="sa@x.iam", audience="https://idp/token", key=key, now=NOW, subject="ada@x", scope="a b"
+    )
+
+    header, claims, _ = token.split(".")
+    assert decode(header) == {"alg": "RS256", "typ": "JWT", "kid": "kid-1"}
+    body = decode(claims)
+    assert {k: body[k] for k in ("iss", "aud", "sub", "scope", "iat", "exp")} == {
+        "iss": "sa@x.iam",
+        "aud": "https://idp/token",
+        "sub": "ada@x",
+        "scope": "a b",
+        "iat": int(NOW.timestamp()),
+        "exp": int(NOW.timestamp()) + 300,
+    }
+    public = serialization.load_pem_public_key(pair.public_pem.encode())
+    public.verify(signature_of(token), token.rsplit(".", 1)[0].encode(), padding.PKCS1v15(), hashes.SHA256())
+
+
+def test_an_es256_client_assertion_is_a_raw_64_byte_signature_that_verifies() -> None:
+    pair = ec_key()
+    key = parse_signing_key(pair.private_pem, "private_key")
+
+    token = client_assertion(client_id="svc", audience="https://idp/token", key=key, now=NOW)
+
+    header, claims, _ = token.split(".")
+    assert decode(header) == {"alg": "ES256", "typ": "JWT"}
+    assert decode(claims)["iss"] == decode(claims)["sub"] == "svc"
+    raw = signature_of(token)
+    assert len(raw) == 64
+    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+    public = serialization.load_pem_public_key(pair.public_pem.encode())
+    public.verify(der, token.rsplit(".", 1)[0].encode(), ec.ECDSA(hashes.SHA256()))
+
+
+def test_each_assertion_has_its_own_jti() -> None:
+    key = parse_signing_key(ec_key().private_pem, "private_key")
+
+    tokens = {client_assertion(client_id="svc", audience="a", key=key, now=NOW) for _ in range(5)}
+
+    assert len({decode(token.split(".")[1])["jti"] for token in tokens}) == 5
+
+
+def test_a_traditional_rsa_pem_is_stored_as_pkcs8() -> None:
+    pair = rsa_key()
+    loaded = serialization.load_pem_private_key(pair.private_pem.encode(), password=None)
+    traditional = loaded.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()
+    ).decode()
+
+    key = parse_signing_key(traditional, "private_key")
+
+    assert key.pem.reveal().startswith("-----BEGIN PRIVATE KEY-----")
+
+
+@pytest.mark.parametrize(
+    "pem", ["", " ", "x" * 20_000, "-----BEGIN PRIVATE KEY-----\n\udc80\n-----END PRIVATE KEY-----"]
+)
+def test_what_is_not_a_key_is_refused_without_quoting_it(pem: str) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        parse_signing_key(pem, "service_account_key.private_key")
+
+    assert refused.value.field == "service_account_key.private_key"
+    assert pem.strip() == "" or pem[:30] not in refused.value.message
+
+
+def test_every_kind_reads_back_as_sealed() -> None:
+    rsa = parse_signing_key(rsa_key().private_pem, "private_key", key_id="k")
+    documents = [
+        OAuth2Credentials(Redacted("at"), Redacted("rt"), Redacted("id")),
+        OAuth2Credentials(None, Redacted("rt")),
+        OAuth2Credentials(Redacted("at"), grant=ClientCredentialsGrant(scopes=("a",), audience="aud")),
+        OAuth2Credentials(
+            Redacted("at"),
+            grant=ClientCredentialsGrant(
+                client=ClientCredentials("id", None, private_key=rsa, auth_method=ClientAuthMethod.PRIVATE_KEY_JWT),
+                resource="https://r",
+                token_url="https://t",
+            ),
+        ),
+        OAuth2Credentials(
+            Redacted("at"),
+            grant=ClientCredentialsGrant(
+                client=ClientCredentials("id", Redacted("s"), auth_method=ClientAuthMethod.CLIENT_SECRET_POST)
+            ),
+        ),
+        OAuth2Credentials(
+            None, grant=JwtBearerGrant("sa@x", rsa, subject="u", audience="a", scopes=("s",), token_url="https://t")
+        ),
+    ]
+
+    for credentials in documents:
+        assert credentials_from_bytes(credentials_to_bytes(credentials)) == credentials
+
+
+def test_a_grant_renewal_keeps_the_grant_and_drops_a_refresh_token_it_did_not_ask_for() -> None:
+    from connvault.models import OAuth2Tokens
+
+    grant = ClientCredentialsGrant(scopes=("a",))
+    held = OAuth2Credentials(Redacted("old"), grant=grant)
+
+    renewed = held.with_refreshed(OAuth2Tokens(Redacted("new"), refresh_token=Redacted("unwanted")))
+
+    assert renewed == OAuth2Credentials(Redacted("new"), grant=grant)
+    assert renewed.renewable
