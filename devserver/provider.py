@@ -204,6 +204,7 @@ class ApiCall:
     credential: str | None = field(default=None, repr=False)
 
 
+@dataclass(frozen=True, slots=True)
 class MachineGrant:
     """One token issued without an end user: to whom, and with which parameters."""
 
