@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
     from connvault.crypto.sealer import Sealer
     from connvault.db.blind_index import BlindIndexer
+    from connvault.models import OAuth2Tokens
 
 CREDENTIALS_FIELD = "connections.credentials"
 PROVIDER_ACCOUNT_ID_FIELD = "connections.provider_account_id"
@@ -63,6 +64,18 @@ class NewCredentials:
     expires_at: datetime | None
     provider_account_id: Redacted[str] | None = None
     """The provider's id for the account, when the token response named it; None keeps the stored one."""
+
+    @classmethod
+    def answered(cls, credentials: Credentials, tokens: OAuth2Tokens, scopes: Sequence[str]) -> NewCredentials:
+        """What to store from a token response (a code exchange, a refresh, a device poll, a grant's request):
+        ``credentials`` made from it, and ``scopes`` (those asked for, or held) where the provider named none."""
+        return cls(
+            credentials=credentials,
+            token_type=tokens.token_type,
+            scopes=tokens.scopes if tokens.scopes is not None else scopes,
+            expires_at=tokens.expires_at,
+            provider_account_id=tokens.provider_account_id,
+        )
 
 
 @dataclass(frozen=True, slots=True)

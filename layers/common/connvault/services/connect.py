@@ -241,13 +241,7 @@ def complete_connect(
         return fail("provider_unavailable")
     credentials = OAuth2Credentials(tokens.access_token, tokens.refresh_token, tokens.id_token)
     try:
-        grant = NewCredentials(
-            credentials=credentials,
-            token_type=tokens.token_type,
-            scopes=tokens.scopes if tokens.scopes is not None else pending.scopes,
-            expires_at=tokens.expires_at,
-            provider_account_id=tokens.provider_account_id,
-        )
+        grant = NewCredentials.answered(credentials, tokens, pending.scopes)
         metadata = {"provider": dict(tokens.extra)} if tokens.extra else {}
         if pending.require_confirmation:
             parked = park_grant(pending, grant, metadata, sealer=sealer)

@@ -306,13 +306,7 @@ def _complete(
     retires the grant it replaced, as the redirect flow's does (``services/revocation.py``)."""
     session = lease.session
     credentials = OAuth2Credentials(tokens.access_token, tokens.refresh_token, tokens.id_token)
-    grant = NewCredentials(
-        credentials=credentials,
-        token_type=tokens.token_type,
-        scopes=tokens.scopes if tokens.scopes is not None else session.scopes,
-        expires_at=tokens.expires_at,
-        provider_account_id=tokens.provider_account_id,
-    )
+    grant = NewCredentials.answered(credentials, tokens, session.scopes)
     metadata = {"provider": dict(tokens.extra)} if tokens.extra else {}
     try:
         saved = _store(session, grant, metadata, sealer=sealer, now=now)

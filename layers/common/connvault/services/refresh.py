@@ -124,13 +124,7 @@ def refresh_with_lease(
         leases.release(uow, [(connection.id, lease.owner)])
         raise
     tokens = renewal.tokens
-    grant = NewCredentials(
-        credentials=renewal.credentials,
-        token_type=tokens.token_type,
-        scopes=tokens.scopes if tokens.scopes is not None else connection.scopes,
-        expires_at=tokens.expires_at,
-        provider_account_id=tokens.provider_account_id,
-    )
+    grant = NewCredentials.answered(renewal.credentials, tokens, connection.scopes)
     try:
         return leases.store(uow, lease, grant, now=now(), attempts=policy.store_attempts)
     except (NotFound, GrantSuperseded) as exc:
