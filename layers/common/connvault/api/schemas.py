@@ -33,6 +33,8 @@ from connvault.models import (
 )
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+
     from connvault.db.accounts import AccountPage
     from connvault.db.connect_settings import ConnectSettings
     from connvault.db.connections import Page
@@ -69,6 +71,11 @@ class ErrorBody(Strict):
 
 class ErrorResponse(Strict):
     error: ErrorBody
+
+
+def error_response(description: str) -> OpenAPIResponse:
+    """An error status of a route's OpenAPI ``responses``: its description over the one error body."""
+    return {"description": description, "content": {"application/json": {"model": ErrorResponse}}}
 
 
 class ConnectSessionRequest(Strict):

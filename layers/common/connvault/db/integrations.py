@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from connvault.crypto.envelope import SealContext
 from connvault.db.providers import to_provider
+from connvault.db.rowcount import rows_changed
 from connvault.db.rows import IntegrationRow, ProviderRow
 from connvault.errors import Conflict, NotFound
 from connvault.models import Integration, IntegrationStatus, Provider
@@ -113,8 +114,8 @@ class IntegrationRepository:
         return bool(result.rowcount)
 
     def delete(self, provider_id: UUID) -> bool:
-        result = self._session.execute(delete(IntegrationRow).where(IntegrationRow.provider_id == provider_id))
-        return bool(result.rowcount)
+        changed = rows_changed(self._session, delete(IntegrationRow).where(IntegrationRow.provider_id == provider_id))
+        return changed > 0
 
     def _to_domain(self, row: IntegrationRow, provider: Provider | ProviderRow) -> Integration:
         secret = None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy.exc import DBAPIError
@@ -281,7 +281,7 @@ def revoke_orphaned_grant(
 
 
 def _save_grant(
-    pending: PendingConnect, grant: NewCredentials, metadata: dict, *, sealer: Sealer | None, now: Clock
+    pending: PendingConnect, grant: NewCredentials, metadata: dict[str, Any], *, sealer: Sealer | None, now: Clock
 ) -> SavedGrant:
     """Store the grant; one retry on a database error, since the code that produced it cannot be used again."""
     for attempt in (1, 2):
@@ -297,7 +297,7 @@ def _save_grant(
 
 
 def park_grant(
-    pending: PendingConnect, grant: NewCredentials, metadata: dict, *, sealer: Sealer | None
+    pending: PendingConnect, grant: NewCredentials, metadata: dict[str, Any], *, sealer: Sealer | None
 ) -> ParkedConfirmation:
     """Hold a grant, sealed, until the tenant confirms it; only the code's hash is kept."""
     code = new_state()
@@ -311,7 +311,7 @@ def store_grant(
     uow: UnitOfWork,
     owner: PendingConnect | ParkedGrant | DeviceSession,
     grant: NewCredentials,
-    metadata: dict,
+    metadata: dict[str, Any],
     granted_at: datetime,
     *,
     kind: ConnectionKind | None = None,
