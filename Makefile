@@ -1,4 +1,6 @@
 # Two commands for a fresh clone: `make run` and `make test`. Everything else they need is built here.
+# Layout note: ./schema is a symlink to layers/common/connvault/schema/, the numbered SQL migrations. Their one home
+# is inside the package, because the layer (sam-build below) ships the package as it is; the link is for reading.
 SHELL := /bin/bash
 PY312 ?= $(shell if [ -n "$$PYTHON312" ]; then echo "$$PYTHON312"; elif PYENV_VERSION=3.12.1 python3.12 --version >/dev/null 2>&1; then echo "env PYENV_VERSION=3.12.1 python3.12"; else echo python3.12; fi)
 VENV := .venv
