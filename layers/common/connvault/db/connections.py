@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
 from connvault.crypto.envelope import SealContext
+from connvault.db.rowcount import rows_changed
 from connvault.db.rows import ConnectionRow, ProviderRow
 from connvault.errors import Conflict, DecryptionFailed, InvalidInput, KeyServiceUnavailable, NotFound
 from connvault.models import (
@@ -365,12 +366,12 @@ class ConnectionRepository:
         if not values:
             return self.get(connection_id)
         try:
-            result = self._session.execute(
-                update(ConnectionRow).where(ConnectionRow.id == connection_id).values(values)
+            changed = rows_changed(
+                self._session, update(ConnectionRow).where(ConnectionRow.id == connection_id).values(values)
             )
         except IntegrityError:
             raise Conflict("another connection of this end user and provider has that alias") from None
-        if not result.rowcount:
+        if not changed:
             raise NotFound(f"connection {connection_id} not found")
         return self.get(connection_id)
 
@@ -380,7 +381,7 @@ class ConnectionRepository:
         query = delete(ConnectionRow).where(ConnectionRow.id == connection_id)
         if token_version is not None:
             query = query.where(ConnectionRow.token_version == token_version)
-        return bool(self._session.execute(query).rowcount)
+        return rows_changed(self._session, query) > 0
 
     def expire_if_lapsed(self, connection_id: UUID, now: datetime, *, error_code: str | None) -> bool:
         """Status ``expired`` if the token has run out, no live lease is held and the status is ``active`` or
@@ -403,15 +404,16 @@ class ConnectionRepository:
     def require_reauth_for_provider(self, provider_id: UUID, reason: str) -> int:
         """Every connection of ``provider_id`` that could still be refreshed now needs its end user again (its
         refresh token belongs to a server connvault no longer calls); how many."""
-        result = self._session.execute(
+        changed = rows_changed(
+            self._session,
             update(ConnectionRow)
             .where(
                 ConnectionRow.provider_id == provider_id,
                 ConnectionRow.status.in_(_REFRESHABLE),
             )
-            .values(status=ConnectionStatus.NEEDS_REAUTH.value, last_error_code=reason, updated_at=func.now())
+            .values(status=ConnectionStatus.NEEDS_REAUTH.value, last_error_code=reason, updated_at=func.now()),
         )
-        return int(result.rowcount or 0)
+        return changed
 
     # -- the refresh lease -------------------------------------------------------------------------------
 
@@ -476,7 +478,8 @@ class ConnectionRepository:
         If it is not, another caller took over and may already have stored newer tokens; a failure seen
         with the older ones must not overwrite that (e.g. mark a freshly refreshed connection needs_reauth).
         """
-        result = self._session.execute(
+        changed = rows_changed(
+            self._session,
             update(ConnectionRow)
             .where(ConnectionRow.id == connection_id, ConnectionRow.refresh_lease_owner == owner)
             .values(
@@ -487,9 +490,9 @@ class ConnectionRepository:
                 next_refresh_at=next_refresh_at,
                 refresh_lease_until=None,
                 refresh_lease_owner=None,
-            )
+            ),
         )
-        return bool(result.rowcount)
+        return changed > 0
 
     def record_own_fault(
         self,

@@ -17,7 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from pg8000.exceptions import DatabaseError, InterfaceError
@@ -39,11 +39,7 @@ if TYPE_CHECKING:
 
     import pg8000.native
 
-
-class _Prepared(Protocol):
-    """What is used of a pg8000 native prepared statement (pg8000 ships no types)."""
-
-    def run(self, **params: Any) -> list[list[Any]]: ...
+    from connvault.db.native import PreparedStatement
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +92,7 @@ class FastReads:
         self._touched: OrderedDict[UUID, float] = OrderedDict()
         self._lock = threading.Lock()
         self._connection: pg8000.native.Connection | None = None
-        self._statements: dict[str, _Prepared] = {}
+        self._statements: dict[str, PreparedStatement] = {}
 
     def read_connection(self, tenant_id: UUID, connection_id: UUID) -> ConnectionSnapshot | None:
         """The connection as token fetch needs it, read under the tenant's RLS."""
@@ -175,7 +171,7 @@ class FastReads:
                     raise
         raise AssertionError("unreachable")
 
-    def _prepared(self, sql: str) -> _Prepared:
+    def _prepared(self, sql: str) -> PreparedStatement:
         statement = self._statements.get(sql)
         if statement is None:
             if self._connection is None:

@@ -75,7 +75,7 @@ class RefreshPolicy:
 
 def backoff_seconds(failures: int, policy: RefreshPolicy, *, retry_after: float | None = None) -> float:
     """Exponential backoff with full jitter on the upper half, capped; a provider's Retry-After is a floor."""
-    ceiling = min(policy.backoff_cap_seconds, policy.backoff_base_seconds * 2 ** max(failures - 1, 0))
+    ceiling = min(policy.backoff_cap_seconds, policy.backoff_base_seconds * 2.0 ** max(failures - 1, 0))
     delay = ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not a secret
     return max(delay, retry_after or 0.0)
 

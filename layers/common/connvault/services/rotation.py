@@ -161,7 +161,8 @@ def rewrap_all(
     sealer = sealer or wiring.get_sealer()
     kms = kms or wiring.get_kms_client()
     new_arn = _usable_key_arn(kms, new_kms_key_id)
-    if _usable_key_arn(kms, sealer.data_keys.key_id) != new_arn:
+    configured = sealer.data_keys.key_id
+    if configured is None or _usable_key_arn(kms, configured) != new_arn:
         raise InvalidInput(
             "CONNVAULT_KMS_KEY_ID must name the new key before rotating (deploy that first)", field="kms_key_id"
         )
