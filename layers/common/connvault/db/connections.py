@@ -386,7 +386,8 @@ class ConnectionRepository:
     def expire_if_lapsed(self, connection_id: UUID, now: datetime, *, error_code: str | None) -> bool:
         """Status ``expired`` if the token has run out, no live lease is held and the status is ``active`` or
         ``error``, all checked in the one statement that writes it; ``error_code`` None keeps the last one."""
-        result = self._session.execute(
+        changed = rows_changed(
+            self._session,
             update(ConnectionRow)
             .where(
                 ConnectionRow.id == connection_id,
@@ -397,9 +398,9 @@ class ConnectionRepository:
             .values(
                 status=ConnectionStatus.EXPIRED.value,
                 last_error_code=func.coalesce(error_code, ConnectionRow.last_error_code),
-            )
+            ),
         )
-        return bool(result.rowcount)
+        return changed > 0
 
     def require_reauth_for_provider(self, provider_id: UUID, reason: str) -> int:
         """Every connection of ``provider_id`` that could still be refreshed now needs its end user again (its

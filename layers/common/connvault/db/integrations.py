@@ -102,16 +102,17 @@ class IntegrationRepository:
         """Mark the integration ``invalid_credentials`` after the provider refused its client credentials,
         unless it changed since the refresh read it (``seen_updated_at``): then the tenant has just sent new
         credentials, and a refusal of the old ones says nothing about them."""
-        result = self._session.execute(
+        changed = rows_changed(
+            self._session,
             update(IntegrationRow)
             .where(
                 IntegrationRow.provider_id == provider_id,
                 IntegrationRow.updated_at == seen_updated_at,
                 IntegrationRow.status == IntegrationStatus.ACTIVE.value,
             )
-            .values(status=IntegrationStatus.INVALID_CREDENTIALS.value, status_reason=reason, status_since=func.now())
+            .values(status=IntegrationStatus.INVALID_CREDENTIALS.value, status_reason=reason, status_since=func.now()),
         )
-        return bool(result.rowcount)
+        return changed > 0
 
     def delete(self, provider_id: UUID) -> bool:
         changed = rows_changed(self._session, delete(IntegrationRow).where(IntegrationRow.provider_id == provider_id))

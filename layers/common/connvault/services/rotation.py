@@ -47,6 +47,7 @@ from connvault.db.connections import CREDENTIALS_FIELD, PROVIDER_ACCOUNT_ID_FIEL
 from connvault.db.device_sessions import CODES_FIELD
 from connvault.db.integrations import CLIENT_SECRET_FIELD
 from connvault.db.oauth_sessions import VERIFIER_FIELD
+from connvault.db.rowcount import rows_changed
 from connvault.db.rows import (
     AccountRow,
     ConnectConfirmationRow,
@@ -282,10 +283,10 @@ def _rewrapped(
 
 def _compare_and_set(uow: UnitOfWork, sealed: SealedColumn, ident: UUID, old: bytes, new: bytes) -> bool:
     column = getattr(sealed.row, sealed.column)
-    result = uow.session.execute(
-        update(sealed.row).where(sealed.row.id == ident, column == old).values({sealed.column: new})
+    changed = rows_changed(
+        uow.session, update(sealed.row).where(sealed.row.id == ident, column == old).values({sealed.column: new})
     )
-    return bool(result.rowcount)
+    return changed > 0
 
 
 def _reread(uow: UnitOfWork, sealed: SealedColumn, idents: list[UUID]) -> list[tuple[UUID, bytes]]:
