@@ -582,7 +582,7 @@ class ImportItemResponse(Strict):
             error = ErrorBody(code=result.code, message=result.message or result.code, field=result.field)
         return cls(
             index=result.index,
-            status=result.status.value,  # type: ignore[arg-type]
+            status=result.status.value,
             connection_id=result.connection_id,
             error=error,
             retry_after=result.retry_after,

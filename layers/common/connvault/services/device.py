@@ -22,7 +22,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DBAPIError
 
@@ -325,7 +325,7 @@ def _complete(
 
 
 def _store(
-    session: DeviceSession, grant: NewCredentials, metadata: dict, *, sealer: Sealer | None, now: Clock
+    session: DeviceSession, grant: NewCredentials, metadata: dict[str, Any], *, sealer: Sealer | None, now: Clock
 ) -> SavedGrant:
     for attempt in range(1, STORE_ATTEMPTS + 1):
         try:

@@ -79,6 +79,7 @@ class SealedColumn:
         type[ConnectionRow]
         | type[IntegrationRow]
         | type[OAuthSessionRow]
+        | type[DeviceSessionRow]
         | type[WebhookEndpointRow]
         | type[ConnectConfirmationRow]
         | type[AccountRow]
