@@ -132,6 +132,7 @@ def start_device_session(
             field="provider",
             reason=reason,
         ) from None
+    codes = DeviceCodes(authorization.device_code, authorization.user_code, authorization.verification_uri_complete)
     session = DeviceSession(
         id=uuid.uuid4(),
         tenant_id=uow.tenant,
@@ -147,11 +148,11 @@ def start_device_session(
         poll_failures=0,
         expires_at=started + timedelta(seconds=authorization.expires_in),
         created_at=started,
-        codes=DeviceCodes(authorization.device_code, authorization.user_code, authorization.verification_uri_complete),
+        codes=codes,
     )
     with uow:
         uow.device_sessions.purge_ended(started - ENDED_SESSION_RETENTION)
-        uow.device_sessions.add(session, session.codes)  # type: ignore[arg-type]
+        uow.device_sessions.add(session, codes)
         uow.commit()
     metrics.add_metric(name=MetricName.DEVICE_SESSION_STARTED, unit="Count", value=1)
     logger.info("device session started", extra={"connect_session_id": str(session.id), "provider": provider.slug})
