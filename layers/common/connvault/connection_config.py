@@ -68,7 +68,7 @@ def _parse_key(name: object, spec: object) -> ConfigKey:
     if not isinstance(spec, Mapping) or not set(spec) <= {"kind", "source", "pattern", "domains", "description"}:
         raise ValueError(f"{name} must be a mapping of kind, source, pattern, domains and description")
     try:
-        kind = ConfigKind(spec.get("kind"))
+        kind = ConfigKind(str(spec.get("kind")))
         source = ConfigSource(spec.get("source", ConfigSource.TENANT))
     except ValueError:
         raise ValueError(f"{name} has an unknown kind or source") from None
@@ -252,7 +252,7 @@ def configured(provider: Provider, config: Mapping[str, str]) -> Provider:
     """``provider`` with the placeholders of its OAuth endpoints (and issuer) filled for one connection."""
     if not provider.connection_config:
         return provider
-    filled = {
+    filled: dict[str, Any] = {
         name: fill(getattr(provider, name), provider.connection_config, config)
         for name in OAUTH_TEMPLATED_FIELDS
         if getattr(provider, name) is not None

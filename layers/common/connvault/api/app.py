@@ -89,7 +89,7 @@ def status_for(error: ConnvaultError) -> HTTPStatus:
 
 def error_response(
     status: HTTPStatus, code: str, message: str, *, field: str | None = None, headers: dict[str, str] | None = None
-) -> Response:
+) -> Response[dict[str, Any]]:
     body: dict[str, Any] = {"code": code, "message": message}
     if field:
         body["field"] = field
@@ -101,7 +101,7 @@ def error_response(
     )
 
 
-def json_response(status: HTTPStatus, body: Any, *, headers: dict[str, str] | None = None) -> Response:
+def json_response(status: HTTPStatus, body: Any, *, headers: dict[str, str] | None = None) -> Response[Any]:
     """A model (or anything JSON-able) with the status and headers a route wants."""
     payload = body.model_dump(mode="json") if hasattr(body, "model_dump") else body
     return Response(
@@ -112,10 +112,12 @@ def json_response(status: HTTPStatus, body: Any, *, headers: dict[str, str] | No
 def new_http_app() -> APIGatewayHttpResolver:
     app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=strict_json)
     # Taken by the resolver in place of its own (it builds one only when the app has none): JSON bodies only.
-    app._request_validation_middleware = JsonOnlyValidation()  # type: ignore[attr-defined]
+    # Powertools leaves its middleware's __init__ unannotated.
+    app._request_validation_middleware = JsonOnlyValidation()  # type: ignore[no-untyped-call]
 
-    @app.exception_handler(ConnvaultError)
-    def _domain_error(error: ConnvaultError) -> Response:
+    # Powertools leaves exception_handler unannotated: each handler below is typed, its registration is not.
+    @app.exception_handler(ConnvaultError)  # type: ignore[untyped-decorator]
+    def _domain_error(error: ConnvaultError) -> Response[dict[str, Any]]:
         status = status_for(error)
         headers = {}
         if isinstance(error, ProviderUnavailable | KeyServiceUnavailable | DatabaseUnavailable):
@@ -131,8 +133,8 @@ def new_http_app() -> APIGatewayHttpResolver:
             metrics.add_metric(name=MetricName.CLIENT_ERROR, unit="Count", value=1)
         return error_response(status, error.code, error.message, field=getattr(error, "field", None), headers=headers)
 
-    @app.exception_handler(RequestValidationError)
-    def _invalid_request(error: RequestValidationError) -> Response:
+    @app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
+    def _invalid_request(error: RequestValidationError) -> Response[dict[str, Any]]:
         # Only the locations of the bad fields: pydantic's own messages may quote the rejected input.
         fields = sorted({_field_of(item) for item in error.errors()})
         metrics.add_metric(name=MetricName.CLIENT_ERROR, unit="Count", value=1)
@@ -143,16 +145,16 @@ def new_http_app() -> APIGatewayHttpResolver:
             field=fields[0] if fields else None,
         )
 
-    @app.exception_handler([*DATABASE_DOWN, DBAPIError, DriverDatabaseError])
-    def _database_error(error: Exception) -> Response:
+    @app.exception_handler([*DATABASE_DOWN, DBAPIError, DriverDatabaseError])  # type: ignore[untyped-decorator]
+    def _database_error(error: Exception) -> Response[dict[str, Any]]:
         if not isinstance(error, tuple(DATABASE_DOWN)) and not database_unavailable(error):
             return _unexpected(error)
         # Ours to fix, so logged as an error; the driver's message names hosts and statements, so only its type.
         logger.error("database unavailable", extra={"error_type": type(error).__name__, "stack": stack_of(error)})
         return database_unavailable_response()
 
-    @app.exception_handler([UnicodeDecodeError, RecursionError])
-    def _unreadable_body(_error: Exception) -> Response:
+    @app.exception_handler([UnicodeDecodeError, RecursionError])  # type: ignore[untyped-decorator]
+    def _unreadable_body(_error: Exception) -> Response[dict[str, Any]]:
         # Raised while the resolver decodes the body, before any route runs: bytes that are not UTF-8, or JSON
         # nested deeper than Python's parser goes. Either way the client sent something unreadable.
         metrics.add_metric(name=MetricName.CLIENT_ERROR, unit="Count", value=1)
@@ -160,8 +162,8 @@ def new_http_app() -> APIGatewayHttpResolver:
             HTTPStatus.BAD_REQUEST, InvalidInput.code, "the request body is not readable JSON", field="body"
         )
 
-    @app.exception_handler(RequestUnsupportedContentType)
-    def _unsupported_media_type(_error: RequestUnsupportedContentType) -> Response:
+    @app.exception_handler(RequestUnsupportedContentType)  # type: ignore[untyped-decorator]
+    def _unsupported_media_type(_error: RequestUnsupportedContentType) -> Response[dict[str, Any]]:
         # The resolver refuses to read a body of a type it does not know; the API speaks JSON only.
         metrics.add_metric(name=MetricName.CLIENT_ERROR, unit="Count", value=1)
         return error_response(
@@ -172,15 +174,18 @@ def new_http_app() -> APIGatewayHttpResolver:
         )
 
     @app.not_found
-    def _no_route(_error: Exception) -> Response:
+    def _no_route(_error: Exception) -> Response[dict[str, Any]]:
         return error_response(HTTPStatus.NOT_FOUND, NotFound.code, "no such route")
 
-    @app.exception_handler(Exception)
-    def _unexpected(error: Exception) -> Response:
+    def _unexpected(error: Exception) -> Response[dict[str, Any]]:
         # The type only: a driver's or HTTP library's message can hold row values or URLs.
         logger.error("unexpected error", extra={"error_type": type(error).__name__, "stack": stack_of(error)})
         metrics.add_metric(name=MetricName.SERVER_ERROR, unit="Count", value=1)
         return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "an unexpected error occurred")
+
+    # Registered by a call rather than as a decorator: the handlers above call it, and Powertools'
+    # unannotated decorator would leave the name untyped.
+    app.exception_handler(Exception)(_unexpected)
 
     return app
 
@@ -190,7 +195,7 @@ def count_database_unavailable() -> None:
     metrics.add_metric(name=MetricName.DATABASE_UNAVAILABLE, unit="Count", value=1)
 
 
-def database_unavailable_response() -> Response:
+def database_unavailable_response() -> Response[dict[str, Any]]:
     """503 with ``Retry-After``: the database refused us (too many connections, a failover) or is unreachable."""
     count_database_unavailable()
     unavailable = DatabaseUnavailable("the database is unavailable; retry shortly")
@@ -297,7 +302,7 @@ def _authorizer_context(event: dict[str, Any]) -> dict[str, Any]:
     return context.get("lambda") or {}
 
 
-def _over_rate(tenant: object) -> Response | None:
+def _over_rate(tenant: object) -> Response[dict[str, Any]] | None:
     """429 with ``Retry-After`` when the tenant the authorizer named is over its request rate, before any route
     runs; None to go on (public routes name no tenant, and a malformed one is the route's to refuse)."""
     try:
@@ -316,7 +321,7 @@ def _over_rate(tenant: object) -> Response | None:
     return None
 
 
-def _lambda_answer(answer: Response) -> dict[str, Any]:
+def _lambda_answer(answer: Response[dict[str, Any]]) -> dict[str, Any]:
     """A response built before the resolver runs, as the Lambda returns it."""
     return {
         "statusCode": answer.status_code,

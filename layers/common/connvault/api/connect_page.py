@@ -72,14 +72,15 @@ def new_page_app() -> APIGatewayHttpResolver:
             view = connect_links.show_choices(token)
         return _answer(view)
 
-    @app.exception_handler(UnreadableForm)
+    # Powertools leaves exception_handler unannotated: each handler below is typed, its registration is not.
+    @app.exception_handler(UnreadableForm)  # type: ignore[untyped-decorator]
     def _unreadable(_error: UnreadableForm) -> Response[str]:
         metrics.add_metric(name=MetricName.CLIENT_ERROR, unit="Count", value=1)
         return error_page(
             HTTPStatus.BAD_REQUEST, "This page could not read the form", "Go back to the link you were given."
         )
 
-    @app.exception_handler(
+    @app.exception_handler(  # type: ignore[untyped-decorator]
         [*DATABASE_DOWN, DBAPIError, DriverDatabaseError, DatabaseUnavailable, KeyServiceUnavailable]
     )
     def _unavailable(error: Exception) -> Response[str]:
@@ -101,7 +102,6 @@ def new_page_app() -> APIGatewayHttpResolver:
     def _no_route(_error: Exception) -> Response[str]:
         return error_page(HTTPStatus.NOT_FOUND, "Page not found", "Check the link you were given.")
 
-    @app.exception_handler(Exception)
     def _unexpected(error: Exception) -> Response[str]:
         # The type and frames only: a driver's or HTTP library's message can hold values.
         code = error.code if isinstance(error, ConnvaultError) else "internal_error"
@@ -113,6 +113,10 @@ def new_page_app() -> APIGatewayHttpResolver:
         return error_page(
             HTTPStatus.INTERNAL_SERVER_ERROR, "Something went wrong", "It was not your fault. Try the link again."
         )
+
+    # Registered by a call rather than as a decorator: the handlers above call it, and Powertools'
+    # unannotated decorator would leave the name untyped.
+    app.exception_handler(Exception)(_unexpected)
 
     return app
 

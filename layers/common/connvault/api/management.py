@@ -7,6 +7,7 @@ from uuid import UUID
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from connvault.api import new_connections
 from connvault.api.app import NO_STORE, callback_url, json_response, tenant_id
@@ -24,7 +25,6 @@ from connvault.api.schemas import (
     CustomProviderResponse,
     DeleteConnectionResponse,
     DeviceSessionResponse,
-    ErrorResponse,
     ImportConnectionsRequest,
     ImportConnectionsResponse,
     IntegrationListResponse,
@@ -34,6 +34,7 @@ from connvault.api.schemas import (
     ProviderListResponse,
     ProviderResponse,
     UpdateConnectionRequest,
+    error_response,
 )
 from connvault.clock import utcnow
 from connvault.config import get_settings
@@ -53,25 +54,16 @@ from connvault.services import (
 
 ProviderSlug = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", description="Provider slug")]
 
-ERRORS = {
-    400: {"description": "Invalid request", "content": {"application/json": {"model": ErrorResponse}}},
-    404: {"description": "Not found", "content": {"application/json": {"model": ErrorResponse}}},
-    409: {"description": "Conflict", "content": {"application/json": {"model": ErrorResponse}}},
+ERRORS: dict[int, OpenAPIResponse] = {
+    400: error_response("Invalid request"),
+    404: error_response("Not found"),
+    409: error_response("Conflict"),
 }
-DISCOVERY_FAILED = {
-    "description": "The custom provider's discovery metadata could not be fetched or used",
-    "content": {"application/json": {"model": ErrorResponse}},
-}
-CREDENTIALS_REFUSED = {
-    "description": "The provider refused the credentials; nothing was stored",
-    "content": {"application/json": {"model": ErrorResponse}},
-}
+DISCOVERY_FAILED = error_response("The custom provider's discovery metadata could not be fetched or used")
+CREDENTIALS_REFUSED = error_response("The provider refused the credentials; nothing was stored")
 IMPORT_STORE_MARGIN_MS = 3000
 """Time kept, past one provider call, to store what an import call verified before the function times out."""
-PROVIDER_DOWN = {
-    "description": "The provider did not answer",
-    "content": {"application/json": {"model": ErrorResponse}},
-}
+PROVIDER_DOWN = error_response("The provider did not answer")
 
 
 def _custom_provider(body: CustomProviderRequest | None) -> custom_providers.CustomProviderInput | None:
@@ -353,7 +345,7 @@ def register(app: APIGatewayHttpResolver) -> None:
         "/connections/<connection_id>",
         summary="Revoke at the provider, then delete",
         tags=["connections"],
-        responses={**ERRORS, 503: {**PROVIDER_DOWN, "description": "Refreshed again and again meanwhile; retry"}},
+        responses={**ERRORS, 503: error_response("Refreshed again and again meanwhile; retry")},
     )
     def delete_connection(connection_id: UUID) -> DeleteConnectionResponse:
         return DeleteConnectionResponse.of(connections.delete_connection(uow(), connection_id))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from connvault import __version__
 from connvault.api import accounts, callback, management, proxy, token, webhooks
@@ -64,8 +64,9 @@ def openapi_document() -> str:
 
 def register_document_route(app: APIGatewayHttpResolver) -> None:
     @app.get("/openapi.json", summary="This document", tags=["meta"])
-    def get_openapi() -> dict:
-        return json.loads(openapi_document())
+    def get_openapi() -> dict[str, Any]:
+        document: dict[str, Any] = json.loads(openapi_document())
+        return document
 
 
 if __name__ == "__main__":

@@ -15,9 +15,10 @@ from uuid import UUID
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Path
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from connvault.api.app import tenant_id
-from connvault.api.schemas import ErrorResponse
+from connvault.api.schemas import error_response
 from connvault.errors import InvalidInput
 from connvault.services.proxy import METHODS, ProxyRequest, forward
 
@@ -45,8 +46,8 @@ that could leave the API's base path (`..`, encoded slashes, `//`, backslashes..
 needs to be connected again, 502 `response_too_large` when the answer is larger than about 4.6 MB, 503 when the
 provider cannot be reached in time."""
 
-ERRORS = {
-    status: {"description": text, "content": {"application/json": {"model": ErrorResponse}}}
+ERRORS: dict[int, OpenAPIResponse] = {
+    status: error_response(text)
     for status, text in (
         (400, "A path, query or header connvault does not send on"),
         (404, "Unknown connection, or another tenant's"),

@@ -36,6 +36,8 @@ from connvault.models import (
 )
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+
     from connvault.db.accounts import AccountPage
     from connvault.db.connect_settings import ConnectSettings
     from connvault.db.connections import Page
@@ -82,6 +84,11 @@ class ErrorBody(Strict):
 
 class ErrorResponse(Strict):
     error: ErrorBody
+
+
+def error_response(description: str) -> OpenAPIResponse:
+    """An error status of a route's OpenAPI ``responses``: its description over the one error body."""
+    return {"description": description, "content": {"application/json": {"model": ErrorResponse}}}
 
 
 class ConnectSessionRequest(Strict):
@@ -621,7 +628,7 @@ class ImportItemResponse(Strict):
             error = ErrorBody(code=result.code, message=result.message or result.code, field=result.field)
         return cls(
             index=result.index,
-            status=result.status.value,  # type: ignore[arg-type]
+            status=result.status.value,
             connection_id=result.connection_id,
             error=error,
             retry_after=result.retry_after,

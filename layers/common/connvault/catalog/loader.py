@@ -177,10 +177,12 @@ def _choice(enum: type[StrEnum]) -> Callable[[object], Any]:
     allowed = ", ".join(member.value for member in enum)
 
     def parse(value: object) -> Any:
-        try:
-            return enum(value)
-        except ValueError:
-            raise _Problem(f"must be one of: {allowed}") from None
+        if isinstance(value, str):
+            try:
+                return enum(value)
+            except ValueError:
+                pass
+        raise _Problem(f"must be one of: {allowed}")
 
     return parse
 

@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 
 from connvault.crypto.envelope import SealContext
 from connvault.db.connections import decode_cursor, encode_cursor
+from connvault.db.rowcount import rows_changed
 from connvault.db.rows import AccountRow, ConnectionRow
 from connvault.errors import Conflict, NotFound
 from connvault.models import Account
@@ -136,14 +137,15 @@ class AccountRepository:
         return self._to_domain(row)
 
     def soft_delete(self, connection_id: UUID, account_id: UUID, now: datetime) -> bool:
-        result = self._session.execute(
+        changed = rows_changed(
+            self._session,
             update(AccountRow)
             .where(
                 AccountRow.id == account_id, AccountRow.connection_id == connection_id, AccountRow.deleted_at.is_(None)
             )
-            .values(deleted_at=now)
+            .values(deleted_at=now),
         )
-        return bool(result.rowcount)
+        return changed > 0
 
     def purge_deleted(self, deleted_before: datetime, limit: int) -> int:
         """Delete up to ``limit`` accounts of any tenant soft-deleted before ``deleted_before`` (a SECURITY

@@ -10,6 +10,7 @@ from uuid import UUID
 
 from sqlalchemy import delete, func, select, update
 
+from connvault.db.rowcount import rows_changed
 from connvault.db.rows import ConnectLinkRow
 
 if TYPE_CHECKING:
@@ -97,25 +98,27 @@ class ConnectLinkRepository:
 
     def replace_page_token(self, link_id: UUID, page_sha256: bytes) -> bool:
         """A new page token for a live link (after a failed OAuth attempt); the old one stops working."""
-        result = self._session.execute(
+        changed = rows_changed(
+            self._session,
             update(ConnectLinkRow)
             .where(ConnectLinkRow.id == link_id, ConnectLinkRow.completed_at.is_(None))
-            .values(page_sha256=page_sha256)
+            .values(page_sha256=page_sha256),
         )
-        return bool(result.rowcount)
+        return changed > 0
 
     def complete(self, link_id: UUID, connection_id: UUID, now: datetime) -> bool:
         """Record the connection the link made; its page token dies with it. False if it had made one already."""
-        result = self._session.execute(
+        changed = rows_changed(
+            self._session,
             update(ConnectLinkRow)
             .where(ConnectLinkRow.id == link_id, ConnectLinkRow.completed_at.is_(None))
-            .values(completed_at=now, connection_id=connection_id, page_sha256=None)
+            .values(completed_at=now, connection_id=connection_id, page_sha256=None),
         )
-        return bool(result.rowcount)
+        return changed > 0
 
     def purge_expired(self, now: datetime) -> int:
-        result = self._session.execute(delete(ConnectLinkRow).where(ConnectLinkRow.expires_at < now))
-        return int(result.rowcount)
+        changed = rows_changed(self._session, delete(ConnectLinkRow).where(ConnectLinkRow.expires_at < now))
+        return changed
 
 
 def _to_domain(row: ConnectLinkRow) -> ConnectLink:

@@ -22,6 +22,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
 from connvault.crypto.envelope import SealContext
+from connvault.db.rowcount import rows_changed
 from connvault.db.rows import ConnectionRow, ProviderRow
 from connvault.errors import Conflict, DecryptionFailed, InvalidInput, KeyServiceUnavailable, NotFound
 from connvault.models import (
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
     from connvault.crypto.sealer import Sealer
     from connvault.db.blind_index import BlindIndexer
+    from connvault.models import OAuth2Tokens
 
 CREDENTIALS_FIELD = "connections.credentials"
 PROVIDER_ACCOUNT_ID_FIELD = "connections.provider_account_id"
@@ -66,6 +68,18 @@ class NewCredentials:
     connection_config: Mapping[str, str] | None = None
     """A grant's values for the provider's URL placeholders (they came with it and go with it); None for a
     refresh, which keeps the stored ones."""
+
+    @classmethod
+    def answered(cls, credentials: Credentials, tokens: OAuth2Tokens, scopes: Sequence[str]) -> NewCredentials:
+        """What to store from a token response (a code exchange, a refresh, a device poll, a grant's request):
+        ``credentials`` made from it, and ``scopes`` (those asked for, or held) where the provider named none."""
+        return cls(
+            credentials=credentials,
+            token_type=tokens.token_type,
+            scopes=tokens.scopes if tokens.scopes is not None else scopes,
+            expires_at=tokens.expires_at,
+            provider_account_id=tokens.provider_account_id,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -363,12 +377,12 @@ class ConnectionRepository:
         if not values:
             return self.get(connection_id)
         try:
-            result = self._session.execute(
-                update(ConnectionRow).where(ConnectionRow.id == connection_id).values(values)
+            changed = rows_changed(
+                self._session, update(ConnectionRow).where(ConnectionRow.id == connection_id).values(values)
             )
         except IntegrityError:
             raise Conflict("another connection of this end user and provider has that alias") from None
-        if not result.rowcount:
+        if not changed:
             raise NotFound(f"connection {connection_id} not found")
         return self.get(connection_id)
 
@@ -378,12 +392,13 @@ class ConnectionRepository:
         query = delete(ConnectionRow).where(ConnectionRow.id == connection_id)
         if token_version is not None:
             query = query.where(ConnectionRow.token_version == token_version)
-        return bool(self._session.execute(query).rowcount)
+        return rows_changed(self._session, query) > 0
 
     def expire_if_lapsed(self, connection_id: UUID, now: datetime, *, error_code: str | None) -> bool:
         """Status ``expired`` if the token has run out, no live lease is held and the status is ``active`` or
         ``error``, all checked in the one statement that writes it; ``error_code`` None keeps the last one."""
-        result = self._session.execute(
+        changed = rows_changed(
+            self._session,
             update(ConnectionRow)
             .where(
                 ConnectionRow.id == connection_id,
@@ -394,22 +409,23 @@ class ConnectionRepository:
             .values(
                 status=ConnectionStatus.EXPIRED.value,
                 last_error_code=func.coalesce(error_code, ConnectionRow.last_error_code),
-            )
+            ),
         )
-        return bool(result.rowcount)
+        return changed > 0
 
     def require_reauth_for_provider(self, provider_id: UUID, reason: str) -> int:
         """Every connection of ``provider_id`` that could still be refreshed now needs its end user again (its
         refresh token belongs to a server connvault no longer calls); how many."""
-        result = self._session.execute(
+        changed = rows_changed(
+            self._session,
             update(ConnectionRow)
             .where(
                 ConnectionRow.provider_id == provider_id,
                 ConnectionRow.status.in_(_REFRESHABLE),
             )
-            .values(status=ConnectionStatus.NEEDS_REAUTH.value, last_error_code=reason, updated_at=func.now())
+            .values(status=ConnectionStatus.NEEDS_REAUTH.value, last_error_code=reason, updated_at=func.now()),
         )
-        return int(result.rowcount or 0)
+        return changed
 
     # -- the refresh lease -------------------------------------------------------------------------------
 
@@ -474,7 +490,8 @@ class ConnectionRepository:
         If it is not, another caller took over and may already have stored newer tokens; a failure seen
         with the older ones must not overwrite that (e.g. mark a freshly refreshed connection needs_reauth).
         """
-        result = self._session.execute(
+        changed = rows_changed(
+            self._session,
             update(ConnectionRow)
             .where(ConnectionRow.id == connection_id, ConnectionRow.refresh_lease_owner == owner)
             .values(
@@ -485,9 +502,9 @@ class ConnectionRepository:
                 next_refresh_at=next_refresh_at,
                 refresh_lease_until=None,
                 refresh_lease_owner=None,
-            )
+            ),
         )
-        return bool(result.rowcount)
+        return changed > 0
 
     def record_own_fault(
         self,

@@ -7,6 +7,7 @@ so row-level security applies to everything it does; the migration runner keeps 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -30,7 +31,7 @@ from connvault.errors import DatabaseBusy
 
 PING_AFTER_IDLE_SECONDS = 30.0
 
-_convert_paramstyle = pg8000.dbapi.convert_paramstyle
+_convert_paramstyle: Callable[[str, str, Any], tuple[str, Any]] = pg8000.dbapi.convert_paramstyle
 
 
 @lru_cache(maxsize=1024)

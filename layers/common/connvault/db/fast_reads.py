@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
     import pg8000.native
 
+    from connvault.db.native import PreparedStatement
+
 
 @dataclass(frozen=True, slots=True)
 class ConnectionSnapshot:
@@ -107,7 +109,7 @@ class FastReads:
         self._touched: OrderedDict[UUID, float] = OrderedDict()
         self._lock = threading.Lock()
         self._connection: pg8000.native.Connection | None = None
-        self._statements: dict[str, Any] = {}
+        self._statements: dict[str, PreparedStatement] = {}
 
     def read_connection(self, tenant_id: UUID, connection_id: UUID) -> ConnectionSnapshot | None:
         """The connection as token fetch needs it, read under the tenant's RLS."""
@@ -187,7 +189,7 @@ class FastReads:
                     raise
         raise AssertionError("unreachable")
 
-    def _prepared(self, sql: str) -> Any:
+    def _prepared(self, sql: str) -> PreparedStatement:
         statement = self._statements.get(sql)
         if statement is None:
             if self._connection is None:

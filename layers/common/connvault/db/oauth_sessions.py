@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, func, select
 
 from connvault.crypto.envelope import SealContext
+from connvault.db.rowcount import rows_changed
 from connvault.db.rows import OAuthSessionRow
 from connvault.models import PendingConnect
 from connvault.redacted import Redacted
@@ -94,8 +95,9 @@ class OAuthSessionRepository:
             .where(OAuthSessionRow.tenant_id == tenant_id, OAuthSessionRow.expires_at < now)
             .limit(limit)
         )
-        result = self._session.execute(delete(OAuthSessionRow).where(OAuthSessionRow.id.in_(expired.scalar_subquery())))
-        return int(result.rowcount)
+        return rows_changed(
+            self._session, delete(OAuthSessionRow).where(OAuthSessionRow.id.in_(expired.scalar_subquery()))
+        )
 
     def purge_all_expired(self, now: datetime, *, limit: int) -> int:
         """Delete up to ``limit`` expired sessions of every tenant (a SECURITY DEFINER function: housekeeping

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
 
     from connvault.crypto.sealer import Sealer
     from connvault.db.connections import NewCredentials
+    from connvault.db.native import PreparedStatement
     from connvault.models import Connection
 
 _CLAIM = (
@@ -205,14 +206,14 @@ class RefreshStatements:
                 raise
         raise AssertionError("unreachable")
 
-    def _prepared(self, sql: str) -> Any:
+    def _prepared(self, sql: str) -> PreparedStatement:
         local = self._local
         if getattr(local, "connection", None) is None:
             local.connection = self._connect()
             local.statements = {}
             with self._lock:
                 self._open.add(local.connection)
-        statement = local.statements.get(sql)
+        statement: PreparedStatement | None = local.statements.get(sql)
         if statement is None:
             statement = local.statements[sql] = local.connection.prepare(sql)
         return statement

@@ -44,7 +44,7 @@ def parse_api_auth(document: object) -> ApiAuth | None:
     if not isinstance(document, Mapping) or not set(document) <= {"style", "name", "prefix"}:
         raise ValueError("must be a mapping of style, name and prefix")
     try:
-        style = ApiAuthStyle(document.get("style"))
+        style = ApiAuthStyle(str(document.get("style")))
     except ValueError:
         raise ValueError("style must be one of: " + ", ".join(member.value for member in ApiAuthStyle)) from None
     name, prefix = document.get("name"), document.get("prefix", "")
@@ -130,6 +130,8 @@ def _secret_of(credentials: Credentials, style: ApiAuthStyle) -> str:
         case OAuth2Credentials(access_token=token):
             if style is ApiAuthStyle.BASIC:
                 raise CredentialMismatch("an OAuth token is not a username and password")
+            if token is None:  # an imported grant before its first refresh; the token route renews it first
+                raise CredentialMismatch("the connection holds no access token yet")
             return token.reveal()
         case ApiKeyCredentials(api_key=key):
             return f"{key.reveal()}:" if style is ApiAuthStyle.BASIC else key.reveal()

@@ -8,9 +8,9 @@ the provider has handed over tokens, and then in one transaction, so a failed ca
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy.exc import DBAPIError
@@ -252,13 +252,9 @@ def complete_connect(
         return fail("provider_unavailable")
     credentials = OAuth2Credentials(tokens.access_token, tokens.refresh_token, tokens.id_token)
     try:
-        grant = NewCredentials(
-            credentials=credentials,
-            token_type=tokens.token_type,
-            scopes=tokens.scopes if tokens.scopes is not None else pending.scopes,
-            expires_at=tokens.expires_at,
-            provider_account_id=tokens.provider_account_id,
-            # A grant with no usable API host (Salesforce without instance_url) is InvalidInput: not kept.
+        # A grant with no usable API host (Salesforce without instance_url) is InvalidInput: not kept.
+        grant = replace(
+            NewCredentials.answered(credentials, tokens, pending.scopes),
             connection_config={
                 **pending.connection_config,
                 **connection_config.token_response_config(provider, tokens.extra),
@@ -305,7 +301,7 @@ def revoke_orphaned_grant(
 
 
 def _save_grant(
-    pending: PendingConnect, grant: NewCredentials, metadata: dict, *, sealer: Sealer | None, now: Clock
+    pending: PendingConnect, grant: NewCredentials, metadata: dict[str, Any], *, sealer: Sealer | None, now: Clock
 ) -> SavedGrant:
     """Store the grant; one retry on a database error, since the code that produced it cannot be used again."""
     for attempt in (1, 2):
@@ -321,7 +317,7 @@ def _save_grant(
 
 
 def park_grant(
-    pending: PendingConnect, grant: NewCredentials, metadata: dict, *, sealer: Sealer | None
+    pending: PendingConnect, grant: NewCredentials, metadata: dict[str, Any], *, sealer: Sealer | None
 ) -> ParkedConfirmation:
     """Hold a grant, sealed, until the tenant confirms it; only the code's hash is kept."""
     code = new_state()
@@ -335,7 +331,7 @@ def store_grant(
     uow: UnitOfWork,
     owner: PendingConnect | ParkedGrant | DeviceSession,
     grant: NewCredentials,
-    metadata: dict,
+    metadata: dict[str, Any],
     granted_at: datetime,
     *,
     kind: ConnectionKind | None = None,

@@ -22,7 +22,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import DBAPIError
 
@@ -132,6 +132,7 @@ def start_device_session(
             field="provider",
             reason=reason,
         ) from None
+    codes = DeviceCodes(authorization.device_code, authorization.user_code, authorization.verification_uri_complete)
     session = DeviceSession(
         id=uuid.uuid4(),
         tenant_id=uow.tenant,
@@ -147,11 +148,11 @@ def start_device_session(
         poll_failures=0,
         expires_at=started + timedelta(seconds=authorization.expires_in),
         created_at=started,
-        codes=DeviceCodes(authorization.device_code, authorization.user_code, authorization.verification_uri_complete),
+        codes=codes,
     )
     with uow:
         uow.device_sessions.purge_ended(started - ENDED_SESSION_RETENTION)
-        uow.device_sessions.add(session, session.codes)  # type: ignore[arg-type]
+        uow.device_sessions.add(session, codes)
         uow.commit()
     metrics.add_metric(name=MetricName.DEVICE_SESSION_STARTED, unit="Count", value=1)
     logger.info("device session started", extra={"connect_session_id": str(session.id), "provider": provider.slug})
@@ -306,13 +307,7 @@ def _complete(
     retires the grant it replaced, as the redirect flow's does (``services/revocation.py``)."""
     session = lease.session
     credentials = OAuth2Credentials(tokens.access_token, tokens.refresh_token, tokens.id_token)
-    grant = NewCredentials(
-        credentials=credentials,
-        token_type=tokens.token_type,
-        scopes=tokens.scopes if tokens.scopes is not None else session.scopes,
-        expires_at=tokens.expires_at,
-        provider_account_id=tokens.provider_account_id,
-    )
+    grant = NewCredentials.answered(credentials, tokens, session.scopes)
     metadata = {"provider": dict(tokens.extra)} if tokens.extra else {}
     try:
         saved = _store(session, grant, metadata, sealer=sealer, now=now)
@@ -331,7 +326,7 @@ def _complete(
 
 
 def _store(
-    session: DeviceSession, grant: NewCredentials, metadata: dict, *, sealer: Sealer | None, now: Clock
+    session: DeviceSession, grant: NewCredentials, metadata: dict[str, Any], *, sealer: Sealer | None, now: Clock
 ) -> SavedGrant:
     for attempt in range(1, STORE_ATTEMPTS + 1):
         try:

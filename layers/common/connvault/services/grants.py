@@ -241,13 +241,7 @@ def new_row(prepared: Prepared, app: ProviderApp, renewal: Renewal | None, at: d
         )
     else:
         tokens = renewal.tokens
-        grant = NewCredentials(
-            credentials=renewal.credentials,
-            token_type=tokens.token_type,
-            scopes=tokens.scopes if tokens.scopes is not None else prepared.scopes,
-            expires_at=tokens.expires_at,
-            provider_account_id=tokens.provider_account_id,
-        )
+        grant = NewCredentials.answered(renewal.credentials, tokens, prepared.scopes)
     return NewConnection(
         provider_id=app.provider.id,
         end_user_id=prepared.target.end_user_id,

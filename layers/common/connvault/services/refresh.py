@@ -75,7 +75,7 @@ class RefreshPolicy:
 
 def backoff_seconds(failures: int, policy: RefreshPolicy, *, retry_after: float | None = None) -> float:
     """Exponential backoff with full jitter on the upper half, capped; a provider's Retry-After is a floor."""
-    ceiling = min(policy.backoff_cap_seconds, policy.backoff_base_seconds * 2 ** max(failures - 1, 0))
+    ceiling = min(policy.backoff_cap_seconds, policy.backoff_base_seconds * 2.0 ** max(failures - 1, 0))
     delay = ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not a secret
     return max(delay, retry_after or 0.0)
 
@@ -124,13 +124,7 @@ def refresh_with_lease(
         leases.release(uow, [(connection.id, lease.owner)])
         raise
     tokens = renewal.tokens
-    grant = NewCredentials(
-        credentials=renewal.credentials,
-        token_type=tokens.token_type,
-        scopes=tokens.scopes if tokens.scopes is not None else connection.scopes,
-        expires_at=tokens.expires_at,
-        provider_account_id=tokens.provider_account_id,
-    )
+    grant = NewCredentials.answered(renewal.credentials, tokens, connection.scopes)
     try:
         return leases.store(uow, lease, grant, now=now(), attempts=policy.store_attempts)
     except (NotFound, GrantSuperseded) as exc:

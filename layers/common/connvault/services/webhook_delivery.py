@@ -110,7 +110,7 @@ class DeliveryReport:
 
 def backoff_seconds(attempt: int, base: float, cap: float, *, floor: float = 0.0) -> float:
     """Exponential backoff with jitter on the upper half, capped; a receiver's Retry-After is a floor."""
-    ceiling = min(cap, base * 2 ** max(attempt - 1, 0))
+    ceiling = min(cap, base * 2.0 ** max(attempt - 1, 0))
     return max(ceiling / 2 + random.uniform(0, ceiling / 2), floor)  # noqa: S311 - jitter, not a secret
 
 
