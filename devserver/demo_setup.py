@@ -9,8 +9,8 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from connvault.db.connect_settings import ConnectSettings
 from connvault.db.uow import UnitOfWork
+from connvault.models import ConnectSettings
 from connvault.redacted import Redacted
 from connvault.services import connect_links, connect_settings, integrations, tenants
 

@@ -10,7 +10,7 @@ import pytest
 
 from connvault.config import Settings
 from connvault.db.fast_reads import FastReads, get_fast_reads
-from connvault.errors import InvalidInput, RateLimited
+from connvault.errors import ConfigurationError, RateLimited
 from connvault.services.rate_limits import WINDOW_SECONDS, RateLimiter
 from connvault.services.tenants import create_api_key, delete_tenant
 from tests.support.factories import as_tenant, make_tenant, owner
@@ -161,7 +161,7 @@ def test_without_the_database_a_process_goes_on_with_its_own_bucket(db: TestData
     "setting", [{"rate_limit_per_second": -1.0}, {"rate_limit_burst": 0}, {"rate_limit_share_every": 0}]
 )
 def test_rate_limit_settings_out_of_range_are_refused(setting: dict[str, float]) -> None:
-    with pytest.raises(InvalidInput):
+    with pytest.raises(ConfigurationError):
         Settings(**setting)  # type: ignore[arg-type]
 
 

@@ -18,9 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from sqlalchemy.exc import DBAPIError
-
-from connvault.errors import ConnvaultError, NotFound
+from connvault.errors import ConnvaultError, DatabaseUnavailable, NotFound
 from connvault.services import tenants
 
 if TYPE_CHECKING:
@@ -119,12 +117,15 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     args = build_parser().parse_args(argv)
     try:
         args.run(args, out, err)
+    except DatabaseUnavailable as exc:
+        print(f"error: database error ({exc})", file=err)
+        return 1
     except (ConnvaultError, _Refused) as exc:
         print(f"error: {exc}", file=err)
         return 1
-    except DBAPIError as exc:
-        # The driver's message can quote statement parameters; its type is enough to act on.
-        print(f"error: database error ({type(exc.orig).__name__})", file=err)
+    except Exception as exc:
+        # Anything else is a fault of ours; a library's message can quote statement parameters, so its type only.
+        print(f"error: unexpected error ({type(exc).__name__})", file=err)
         return 1
     return 0
 

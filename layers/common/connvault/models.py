@@ -605,6 +605,24 @@ def refresh_ttl(min_ttl: int, margin: int, issued_at: datetime | None, expires_a
 
 
 @dataclass(frozen=True, slots=True)
+class Page[T]:
+    """One page of a listing, and the cursor that continues it (None on the last page)."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectSettings:
+    """How a tenant's hosted connect page presents itself and where it may send end users back to."""
+
+    display_name: str | None = None
+    frame_ancestors: tuple[str, ...] = ()
+    allowed_return_urls: tuple[str, ...] = ()
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Account:
     """A provider-side account under a connection (e.g. one bank account behind a Plaid login)."""
 

@@ -35,9 +35,7 @@ from connvault.models import (
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
-    from connvault.db.accounts import AccountPage
-    from connvault.db.connect_settings import ConnectSettings
-    from connvault.db.connections import Page
+    from connvault.models import Account, Connection, ConnectSettings, Page
     from connvault.redacted import Redacted
     from connvault.services.connect_links import StartedSession
     from connvault.services.connections import Deletion
@@ -668,7 +666,7 @@ class ConnectionListResponse(Strict):
     next_cursor: str | None = Field(description="Pass as cursor to get the next page; null on the last page.")
 
     @classmethod
-    def of(cls, page: Page) -> ConnectionListResponse:
+    def of(cls, page: Page[Connection]) -> ConnectionListResponse:
         return cls(items=[ConnectionResponse.of(c) for c in page.items], next_cursor=page.next_cursor)
 
 
@@ -734,7 +732,7 @@ class AccountListResponse(Strict):
     next_cursor: str | None = Field(description="Pass as cursor to get the next page; null on the last page.")
 
     @classmethod
-    def of(cls, page: AccountPage) -> AccountListResponse:
+    def of(cls, page: Page[Account]) -> AccountListResponse:
         return cls(items=[AccountResponse.of(a) for a in page.items], next_cursor=page.next_cursor)
 
 

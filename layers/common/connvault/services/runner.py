@@ -33,8 +33,6 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import DBAPIError
-
 from connvault.config import Settings, get_settings
 from connvault.db.uow import UnitOfWork
 from connvault.errors import (
@@ -63,7 +61,7 @@ if TYPE_CHECKING:
     from connvault.db.connections import Claim, Lease
     from connvault.models import Connection, Provider
 
-OUTAGES = (KeyServiceUnavailable, DatabaseUnavailable, DBAPIError, OSError)
+OUTAGES = (KeyServiceUnavailable, DatabaseUnavailable, OSError)
 """Faults of ours that are outages, not the row's: they push a connection back but never park it."""
 
 
