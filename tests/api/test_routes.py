@@ -11,14 +11,13 @@ import pytest
 
 from connvault.services import tenants
 from devserver.events import authorizer_event, http_event
+from devserver.handlers import InvocationContext, load_handler
 from devserver.provider import Fault
 from tests.api.conftest import (
     Answer,
     Api,
-    FakeLambdaContext,
     connect_account,
     db_state,
-    load_handler,
     stored_connection,
 )
 from tests.support.factories import owner
@@ -156,7 +155,7 @@ def test_the_authorizer_reads_the_header_as_sam_local_spells_it(api: Api) -> Non
     event = authorizer_event(None)
     event["headers"]["Authorization"] = f"Bearer {api.tenant.api_key.reveal()}"
 
-    answer = load_handler("authorizer")(event, FakeLambdaContext())
+    answer = load_handler("authorizer")(event, InvocationContext())
 
     assert answer == {"isAuthorized": True, "context": {"tenant_id": str(api.tenant.tenant_id)}}
 

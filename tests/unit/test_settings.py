@@ -134,3 +134,14 @@ def test_the_default_lease_outlasts_a_provider_call_and_its_store() -> None:
         ).refresh_lease_seconds
         == 3
     )
+
+
+def test_what_is_built_from_settings_defaults_as_the_settings_do() -> None:
+    # Each default is declared once, in Settings (issue 15.4): a policy built without settings is the one built
+    # from none configured.
+    from connvault.services.refresh import RefreshPolicy
+    from connvault.services.runner import SchedulerConfig
+    from connvault.services.webhook_delivery import DeliveryConfig
+
+    for config in (RefreshPolicy, SchedulerConfig, DeliveryConfig):
+        assert config() == config.from_settings(Settings()), config.__name__

@@ -170,6 +170,11 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError(raw)
 
 
+DEFAULTS = Settings()
+"""The settings with nothing configured: what other objects built from settings take as their own defaults, so
+each default is declared once, here."""
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process's settings; cached because the environment does not change under a Lambda."""

@@ -16,6 +16,10 @@ from uuid import UUID
 from connvault.errors import ConnectionRevoked, CredentialsExpired, DecryptionFailed, ReauthRequired
 from connvault.redacted import Redacted
 
+PROVIDER_SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+"""What a provider's slug looks like, wherever one is read: the catalog, the API's paths and bodies, and the
+``providers.slug`` CHECK constraint (a test compares them)."""
+
 
 class AuthType(StrEnum):
     OAUTH2 = "oauth2"

@@ -39,7 +39,7 @@ from connvault.api.schemas import (
 from connvault.clock import utcnow
 from connvault.config import get_settings
 from connvault.db.uow import UnitOfWork
-from connvault.models import ConnectionStatus, ConnectSettings
+from connvault.models import PROVIDER_SLUG, ConnectionStatus, ConnectSettings
 from connvault.services import (
     connect_confirmation,
     connect_links,
@@ -52,7 +52,7 @@ from connvault.services import (
     providers,
 )
 
-ProviderSlug = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", description="Provider slug")]
+ProviderSlug = Annotated[str, Path(pattern=PROVIDER_SLUG, description="Provider slug")]
 
 ERRORS: dict[int, OpenAPIResponse] = {
     400: error_response("Invalid request"),

@@ -14,6 +14,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, WithJsonSchema, model_validator
 
 from connvault.models import (
+    PROVIDER_SLUG,
     Account,
     ApiKeyCredentials,
     AuthType,
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     from connvault.services.imports import ItemResult
     from connvault.services.tokens import IssuedCredential
 
-Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", examples=["google"])]
+Slug = Annotated[str, Field(pattern=PROVIDER_SLUG, examples=["google"])]
 EndUserId = Annotated[str, Field(min_length=1, max_length=255, examples=["user-42"])]
 Alias = Annotated[str, Field(max_length=100)]
 Scope = Annotated[str, Field(min_length=1, max_length=256)]

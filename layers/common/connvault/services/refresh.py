@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from connvault.clock import Clock, utcnow
-from connvault.config import Settings, get_settings
+from connvault.config import DEFAULTS, Settings, get_settings
 from connvault.db.connections import NewCredentials
 from connvault.errors import (
     ClientRejected,
@@ -53,12 +53,12 @@ probably rotated the token and the process stopped before storing the new one.""
 
 @dataclass(frozen=True, slots=True)
 class RefreshPolicy:
-    lease_seconds: int = 30
-    wait_seconds: float = 8.0
+    lease_seconds: int = DEFAULTS.refresh_lease_seconds
+    wait_seconds: float = DEFAULTS.refresh_wait_seconds
     poll_seconds: float = 0.05
-    max_failures: int = 8
-    backoff_base_seconds: int = 30
-    backoff_cap_seconds: int = 3600
+    max_failures: int = DEFAULTS.refresh_max_failures
+    backoff_base_seconds: int = DEFAULTS.refresh_backoff_base_seconds
+    backoff_cap_seconds: int = DEFAULTS.refresh_backoff_cap_seconds
     store_attempts: int = leases.STORE_ATTEMPTS
 
     @classmethod
