@@ -134,7 +134,7 @@ def create_demo_tenant(
     """A tenant with an API key, an integration holding the demo provider's client credentials, and connect page
     settings that name it and allow ``return_url`` for any connect link."""
     tenant = tenants.create_tenant(name)
-    key = tenants.create_api_key(tenant.id)
+    key = tenants.create_api_key(UnitOfWork(tenant.id))
     settings = provider.settings
     integrations.save_integration(
         UnitOfWork(tenant.id),

@@ -28,6 +28,7 @@ from sqlalchemy.exc import DBAPIError
 
 from connvault import wiring
 from connvault.db.target import DatabaseTarget, database_unavailable, sqlstate
+from connvault.db.uow import UnitOfWork
 from connvault.migrations import migrate
 from connvault.services import tenants
 from devserver.events import authorizer_event, http_event
@@ -116,7 +117,7 @@ def gateway(
     monkeypatch.setenv("CONNVAULT_KMS_KEY_ID", kms_key_id)
     wiring.reset()
     tenant = tenants.create_tenant("Busy tenant")
-    key = tenants.create_api_key(tenant.id).plaintext.reveal()
+    key = tenants.create_api_key(UnitOfWork(tenant.id)).plaintext.reveal()
     secrets.add(key, STORED_KEY)
     gateway = Gateway(str(tenant.id), key, "", secrets)
     created = gateway.call(

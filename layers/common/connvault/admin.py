@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from uuid import UUID
 
+from connvault.db.uow import UnitOfWork
 from connvault.errors import ConnvaultError, DatabaseUnavailable, NotFound
 from connvault.services import tenants
 
@@ -34,20 +35,20 @@ def create_tenant(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
 
 
 def create_api_key(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
-    issued = tenants.create_api_key(args.tenant_id)
+    issued = tenants.create_api_key(UnitOfWork(args.tenant_id))
     print(issued.plaintext.reveal(), file=out)
     print(f"key id {issued.record.key_id}: store the key now, it cannot be shown again", file=err)
 
 
 def revoke_api_key(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
-    record = tenants.revoke_api_key(args.tenant_id, args.key_id)
+    record = tenants.revoke_api_key(UnitOfWork(args.tenant_id), args.key_id)
     print(f"revoked key {record.key_id} (at {record.revoked_at.isoformat() if record.revoked_at else '?'})", file=out)
 
 
 def delete_tenant(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
     if not args.yes:
         raise _Refused("delete-tenant deletes the tenant and everything it owns, for good; add --yes to confirm")
-    if not tenants.delete_tenant(args.tenant_id):
+    if not tenants.delete_tenant(UnitOfWork(args.tenant_id)):
         raise NotFound(f"tenant {args.tenant_id} not found")
     print(f"deleted tenant {args.tenant_id}", file=out)
 

@@ -44,6 +44,12 @@ class ConnectionStatus(StrEnum):
         still works) and ``parked`` (the scheduler stopped trying) may, like ``active``."""
         return self in (ConnectionStatus.ACTIVE, ConnectionStatus.ERROR, ConnectionStatus.PARKED)
 
+    @staticmethod
+    def after_transient_failures(failures: int, limit: int) -> ConnectionStatus:
+        """Where a run of ``failures`` transient refresh failures in a row leaves a connection: ``error`` from
+        ``limit`` on (visible, the token still served while valid), else still ``active``."""
+        return ConnectionStatus.ERROR if failures >= limit else ConnectionStatus.ACTIVE
+
     def ensure_servable(
         self, connection_id: UUID, *, has_refresh_token: bool, reason: str | None, refreshing: bool = False
     ) -> None:
@@ -551,6 +557,13 @@ class Connection:
             and self.has_refresh_token
             and needs_refresh(self.expires_at, now, horizon_seconds)
             and (self.next_refresh_at is None or self.next_refresh_at <= now)
+        )
+
+    def has_fresh_token(self, now: datetime, min_ttl: int, margin: int) -> bool:
+        """Whether it is active with a token good for ``min_ttl`` and the provider's ``margin`` (see
+        ``refresh_ttl``): nothing to refresh for this caller."""
+        return self.status is ConnectionStatus.ACTIVE and not needs_refresh(
+            self.expires_at, now, self.refresh_ttl(min_ttl, margin)
         )
 
     def may_expire(self, now: datetime) -> bool:
