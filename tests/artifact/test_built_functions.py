@@ -12,6 +12,7 @@ from uuid import UUID
 import pytest
 
 from connvault import api_keys
+from connvault.db.uow import UnitOfWork
 from connvault.migrations import SCHEMA_DIR, load_migrations
 from connvault.services import tenants
 from tests.support.cloudformation import ResponseUrlServer, cfn_event
@@ -47,7 +48,7 @@ class Tenant:
 @pytest.fixture
 def tenant(db: TestDatabase, secrets: SecretRegistry) -> Tenant:
     created = tenants.create_tenant("Artifact tenant")
-    key = tenants.create_api_key(created.id).plaintext.reveal()
+    key = tenants.create_api_key(UnitOfWork(created.id)).plaintext.reveal()
     secrets.add(key)
     return Tenant(created.id, key)
 
