@@ -67,7 +67,7 @@ def run_bench(db: Any, iterations: int) -> None:
     from connvault.services import tenants
     from connvault.services.tokens import get_token
     from devserver.events import http_event
-    from devserver.handlers import load_handler
+    from devserver.handlers import InvocationContext, load_handler
 
     migrate(db.owner_target)
     os.environ["CONNVAULT_DATABASE_URL"] = db.app_url
@@ -128,12 +128,8 @@ def run_bench(db: Any, iterations: int) -> None:
         path_parameters={"connection_id": str(connection.id)},
     )
 
-    class Context:
-        function_name, memory_limit_in_mb, aws_request_id = "bench", 512, "bench"
-        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
-
     def through_handler() -> None:
-        answer = handler(event, Context())
+        answer = handler(event, InvocationContext(function_name="bench"))
         assert answer["statusCode"] == 200
 
     if os.environ.get("BENCH_PROFILE"):

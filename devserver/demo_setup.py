@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from connvault.db.connect_settings import ConnectSettings
 from connvault.db.uow import UnitOfWork
+from connvault.models import ConnectSettings
 from connvault.redacted import Redacted
 from connvault.services import connect_links, connect_settings, integrations, tenants
 
@@ -143,7 +143,7 @@ def create_demo_tenant(
     """A tenant with an API key, an integration holding the demo provider's client credentials, and connect page
     settings that name it and allow ``return_url`` for any connect link."""
     tenant = tenants.create_tenant(name)
-    key = tenants.create_api_key(tenant.id)
+    key = tenants.create_api_key(UnitOfWork(tenant.id))
     settings = provider.settings
     integrations.save_integration(
         UnitOfWork(tenant.id),

@@ -53,7 +53,7 @@ class Tenant:
 @pytest.fixture
 def tenant(db: TestDatabase, secrets: SecretRegistry) -> Tenant:
     created = tenants.create_tenant("Artifact tenant")
-    key = tenants.create_api_key(created.id).plaintext.reveal()
+    key = tenants.create_api_key(UnitOfWork(created.id)).plaintext.reveal()
     secrets.add(key)
     return Tenant(created.id, key)
 

@@ -167,7 +167,7 @@ def run(sam_local: SamLocal, database: TestDatabase, timings: dict[str, float]) 
     """Seeds the scene, then invokes every case at once; checks that need the database happen right after."""
     remove_tenants(database)
     tenant = tenants.create_tenant("sam local tenant")
-    api_key = tenants.create_api_key(tenant.id).plaintext.reveal()
+    api_key = tenants.create_api_key(UnitOfWork(tenant.id)).plaintext.reveal()
     stranger = api_keys.mint().plaintext.reveal()
     grant = oauth_grant(SecretRegistry())
     assert isinstance(grant.credentials, OAuth2Credentials) and grant.credentials.refresh_token

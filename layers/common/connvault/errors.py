@@ -181,6 +181,19 @@ class DatabaseBusy(DatabaseUnavailable):
     code = "database_busy"
 
 
+class ConfigurationError(ConnvaultError):
+    """The deployment is misconfigured (a setting missing, of the wrong type or unusable, a database target that
+    cannot work): the operator's to fix, not the caller's. The API answers it as any internal error, 500
+    ``internal_error``; the message, which names settings and never their values, goes to the log only."""
+
+    code = "configuration_error"
+
+    def __init__(self, message: str = "", *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        """The setting at fault (``db_port``, ``database_url``)."""
+
+
 class MigrationError(ConnvaultError):
     """A schema migration could not be applied."""
 

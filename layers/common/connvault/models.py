@@ -16,6 +16,10 @@ from uuid import UUID
 from connvault.errors import ConnectionRevoked, CredentialsExpired, DecryptionFailed, ReauthRequired
 from connvault.redacted import Redacted
 
+PROVIDER_SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+"""What a provider's slug looks like, wherever one is read: the catalog, the API's paths and bodies, and the
+``providers.slug`` CHECK constraint (a test compares them)."""
+
 
 class AuthType(StrEnum):
     OAUTH2 = "oauth2"
@@ -39,6 +43,12 @@ class ConnectionStatus(StrEnum):
         """Whether a token that has not run out may be handed out: ``error`` (refreshes keep failing, the token
         still works) and ``parked`` (the scheduler stopped trying) may, like ``active``."""
         return self in (ConnectionStatus.ACTIVE, ConnectionStatus.ERROR, ConnectionStatus.PARKED)
+
+    @staticmethod
+    def after_transient_failures(failures: int, limit: int) -> ConnectionStatus:
+        """Where a run of ``failures`` transient refresh failures in a row leaves a connection: ``error`` from
+        ``limit`` on (visible, the token still served while valid), else still ``active``."""
+        return ConnectionStatus.ERROR if failures >= limit else ConnectionStatus.ACTIVE
 
     def ensure_servable(
         self, connection_id: UUID, *, has_refresh_token: bool, reason: str | None, refreshing: bool = False
@@ -611,6 +621,13 @@ class Connection:
             and (self.next_refresh_at is None or self.next_refresh_at <= now)
         )
 
+    def has_fresh_token(self, now: datetime, min_ttl: int, margin: int) -> bool:
+        """Whether it is active with a token good for ``min_ttl`` and the provider's ``margin`` (see
+        ``refresh_ttl``): nothing to refresh for this caller."""
+        return self.status is ConnectionStatus.ACTIVE and not needs_refresh(
+            self.expires_at, now, self.refresh_ttl(min_ttl, margin)
+        )
+
     def may_expire(self, now: datetime) -> bool:
         """Whether its token has run out while it still counts as serving one: a candidate for ``expired``
         (``leases.expire`` checks again, with the lease, in the database)."""
@@ -664,6 +681,24 @@ def refresh_ttl(min_ttl: int, margin: int, issued_at: datetime | None, expires_a
     half = int(lifetime // 2)
     wanted = min_ttl if min_ttl <= lifetime * SATISFIABLE_SHARE else half
     return max(min(margin, half), wanted)
+
+
+@dataclass(frozen=True, slots=True)
+class Page[T]:
+    """One page of a listing, and the cursor that continues it (None on the last page)."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectSettings:
+    """How a tenant's hosted connect page presents itself and where it may send end users back to."""
+
+    display_name: str | None = None
+    frame_ancestors: tuple[str, ...] = ()
+    allowed_return_urls: tuple[str, ...] = ()
+    updated_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,22 +1,17 @@
 """The process's shared collaborators, each built once on first use: engine, sealer, OAuth client.
 
 Services take these as keyword arguments whose ``None`` default means "the one from here". Tests call
-``reset()`` after changing the environment.
+``reset()`` after changing the environment. The database's own (engine, sealer, blind-index keys) are built at
+their floor (``db/engine.py``, ``db/sealing.py``) and only named here, so ``db/`` never reaches back up.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
-
-import boto3
-from botocore.config import Config
 
 from connvault.config import get_settings
-from connvault.crypto.blind_index import BlindIndexKeys
-from connvault.crypto.data_keys import DataKeys
-from connvault.crypto.sealer import Sealer
-from connvault.db import engine
+from connvault.crypto.kms import get_kms_client
+from connvault.db import engine, sealing
 from connvault.db.fast_reads import reset_fast_reads
 from connvault.db.refresh_statements import reset_refresh_statements
 from connvault.db.tenants import tenant_key_salt
@@ -26,16 +21,10 @@ from connvault.proxy.limits import MAX_RESPONSE_BODY_BYTES
 from connvault.services.rate_limits import reset_rate_limiter
 
 get_session_factory = engine.get_session_factory
+get_sealer = sealing.get_sealer
+get_blind_index_keys = sealing.get_blind_index_keys
 WEBHOOK_ANSWER_BYTES = 64 * 1024
 """A receiver's answer is read (to keep the connection reusable) and ignored; more than this is not read."""
-
-
-@lru_cache(maxsize=1)
-def get_kms_client() -> Any:
-    """KMS with short timeouts and few retries: a stuck KMS must surface as a typed error, not a hung Lambda."""
-    settings = get_settings()
-    config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"})
-    return boto3.client("kms", region_name=settings.region, config=config)
 
 
 @lru_cache(maxsize=1)
@@ -67,28 +56,15 @@ def get_http_transport() -> HttpTransport:
     return HttpTransport(get_settings().http_timeout_seconds)
 
 
-@lru_cache(maxsize=1)
-def get_sealer() -> Sealer:
-    return Sealer(DataKeys.from_settings(get_settings(), get_kms_client(), tenant_key_salt))
-
-
-@lru_cache(maxsize=1)
-def get_blind_index_keys() -> BlindIndexKeys:
-    """The process's opened blind-index keys, kept as long as data keys are."""
-    return BlindIndexKeys(max_age_seconds=get_settings().data_key_max_age_seconds)
-
-
 def reset() -> None:
     """Forget every cached collaborator and the settings they were built from."""
-    get_sealer.cache_clear()
-    get_blind_index_keys.cache_clear()
+    sealing.reset()
     get_oauth_client.cache_clear()
     get_webhook_transport.cache_clear()
     get_http_transport.cache_clear()
     if get_proxy_transport.cache_info().currsize:
         get_proxy_transport().close()
     get_proxy_transport.cache_clear()
-    get_kms_client.cache_clear()
     engine.reset()
     reset_fast_reads()
     reset_refresh_statements()

@@ -21,15 +21,11 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 from aws_lambda_powertools.logging import correlation_paths
-from pg8000.exceptions import DatabaseError as DriverDatabaseError
-from pg8000.exceptions import InterfaceError as DriverInterfaceError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from connvault.api.body import JsonOnlyValidation, strict_json
 from connvault.config import get_settings
-from connvault.db.target import database_unavailable
-from connvault.errors import Conflict as ConflictError
 from connvault.errors import (
+    ConfigurationError,
     ConnectionRevoked,
     ConnvaultError,
     CredentialsExpired,
@@ -48,6 +44,7 @@ from connvault.errors import (
     ResponseTooLarge,
     Unauthorized,
 )
+from connvault.errors import Conflict as ConflictError
 from connvault.observability import MetricName, get_tracer, logger, metrics, tracing_enabled
 from connvault.services.auth import UNCHECKED_CONTEXT_KEY
 from connvault.services.rate_limits import get_rate_limiter
@@ -75,9 +72,6 @@ STATUS_BY_ERROR: dict[type[ConnvaultError], HTTPStatus] = {
     DecryptionFailed: HTTPStatus.INTERNAL_SERVER_ERROR,
 }
 NO_STORE = {"Cache-Control": "no-store"}
-DATABASE_DOWN: list[type[Exception]] = [OperationalError, InterfaceError, DriverInterfaceError]
-"""Driver errors that mean the database is unreachable or dropped the connection, not that a statement is wrong:
-the SQLAlchemy wrappers (sessions) and pg8000's own (the prepared reads of the authorizer and token fetch)."""
 
 
 def status_for(error: ConnvaultError) -> HTTPStatus:
@@ -118,12 +112,22 @@ def new_http_app() -> APIGatewayHttpResolver:
     # Powertools leaves exception_handler unannotated: each handler below is typed, its registration is not.
     @app.exception_handler(ConnvaultError)  # type: ignore[untyped-decorator]
     def _domain_error(error: ConnvaultError) -> Response[dict[str, Any]]:
+        if isinstance(error, ConfigurationError):
+            # The operator's to fix: the detail (which names settings, never their values) goes to the log only.
+            logger.error(
+                "deployment misconfigured",
+                extra={"error_code": error.code, "setting": error.field, "detail": error.message},
+            )
+            return _internal_error()
         status = status_for(error)
         headers = {}
         if isinstance(error, ProviderUnavailable | KeyServiceUnavailable | DatabaseUnavailable):
             retry_after = getattr(error, "retry_after", None) or 1
             headers["Retry-After"] = str(max(1, round(retry_after)))
         if isinstance(error, DatabaseUnavailable):
+            # Ours to fix, so logged as an error; ``db/`` translated the driver's error, whose message (hosts,
+            # statements) stays out of it.
+            logger.error("database unavailable", extra={"error_code": error.code, "stack": stack_of(error)})
             count_database_unavailable()
         elif status >= HTTPStatus.INTERNAL_SERVER_ERROR and status != HTTPStatus.SERVICE_UNAVAILABLE:
             logger.error("request failed", extra={"error_code": error.code})
@@ -145,18 +149,10 @@ def new_http_app() -> APIGatewayHttpResolver:
             field=fields[0] if fields else None,
         )
 
-    @app.exception_handler([*DATABASE_DOWN, DBAPIError, DriverDatabaseError])  # type: ignore[untyped-decorator]
-    def _database_error(error: Exception) -> Response[dict[str, Any]]:
-        if not isinstance(error, tuple(DATABASE_DOWN)) and not database_unavailable(error):
-            return _unexpected(error)
-        # Ours to fix, so logged as an error; the driver's message names hosts and statements, so only its type.
-        logger.error("database unavailable", extra={"error_type": type(error).__name__, "stack": stack_of(error)})
-        return database_unavailable_response()
-
-    @app.exception_handler([UnicodeDecodeError, RecursionError])  # type: ignore[untyped-decorator]
+    @app.exception_handler(UnicodeDecodeError)  # type: ignore[untyped-decorator]
     def _unreadable_body(_error: Exception) -> Response[dict[str, Any]]:
-        # Raised while the resolver decodes the body, before any route runs: bytes that are not UTF-8, or JSON
-        # nested deeper than Python's parser goes. Either way the client sent something unreadable.
+        # Raised while the resolver decodes the body, before any route runs: bytes that are not UTF-8. (JSON
+        # nested deeper than Python's parser goes is ``strict_json``'s to refuse, where the parser runs.)
         metrics.add_metric(name=MetricName.CLIENT_ERROR, unit="Count", value=1)
         return error_response(
             HTTPStatus.BAD_REQUEST, InvalidInput.code, "the request body is not readable JSON", field="body"
@@ -180,14 +176,19 @@ def new_http_app() -> APIGatewayHttpResolver:
     def _unexpected(error: Exception) -> Response[dict[str, Any]]:
         # The type only: a driver's or HTTP library's message can hold row values or URLs.
         logger.error("unexpected error", extra={"error_type": type(error).__name__, "stack": stack_of(error)})
-        metrics.add_metric(name=MetricName.SERVER_ERROR, unit="Count", value=1)
-        return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "an unexpected error occurred")
+        return _internal_error()
 
     # Registered by a call rather than as a decorator: the handlers above call it, and Powertools'
     # unannotated decorator would leave the name untyped.
     app.exception_handler(Exception)(_unexpected)
 
     return app
+
+
+def _internal_error() -> Response[dict[str, Any]]:
+    """500 ``internal_error``, saying nothing of what went wrong: the log says it."""
+    metrics.add_metric(name=MetricName.SERVER_ERROR, unit="Count", value=1)
+    return error_response(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "an unexpected error occurred")
 
 
 def count_database_unavailable() -> None:

@@ -13,12 +13,9 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from pg8000.exceptions import DatabaseError as DriverDatabaseError
-from sqlalchemy.exc import DBAPIError
 
-from connvault.api.app import DATABASE_DOWN, callback_url, count_database_unavailable, stack_of
+from connvault.api.app import callback_url, count_database_unavailable, stack_of
 from connvault.api.pages import COOKIE, PAGE_PATH, error_page, render
-from connvault.db.target import database_unavailable
 from connvault.errors import ConnvaultError, DatabaseUnavailable, KeyServiceUnavailable
 from connvault.observability import MetricName, logger, metrics
 from connvault.redacted import Redacted
@@ -80,15 +77,10 @@ def new_page_app() -> APIGatewayHttpResolver:
             HTTPStatus.BAD_REQUEST, "This page could not read the form", "Go back to the link you were given."
         )
 
-    @app.exception_handler(  # type: ignore[untyped-decorator]
-        [*DATABASE_DOWN, DBAPIError, DriverDatabaseError, DatabaseUnavailable, KeyServiceUnavailable]
-    )
-    def _unavailable(error: Exception) -> Response[str]:
-        down = isinstance(error, (*DATABASE_DOWN, DatabaseUnavailable)) or database_unavailable(error)
-        if not down and not isinstance(error, KeyServiceUnavailable):
-            return _unexpected(error)  # a statement that failed for another reason is ours to fix
+    @app.exception_handler([DatabaseUnavailable, KeyServiceUnavailable])  # type: ignore[untyped-decorator]
+    def _unavailable(error: DatabaseUnavailable | KeyServiceUnavailable) -> Response[str]:
         logger.error("connect page unavailable", extra={"error_type": type(error).__name__})
-        if down:
+        if isinstance(error, DatabaseUnavailable):
             count_database_unavailable()
         else:
             metrics.add_metric(name=MetricName.SERVER_ERROR, unit="Count", value=1)

@@ -38,9 +38,8 @@ from connvault.api.schemas import (
 )
 from connvault.clock import utcnow
 from connvault.config import get_settings
-from connvault.db.connect_settings import ConnectSettings
 from connvault.db.uow import UnitOfWork
-from connvault.models import ConnectionStatus
+from connvault.models import PROVIDER_SLUG, ConnectionStatus, ConnectSettings
 from connvault.services import (
     connect_confirmation,
     connect_links,
@@ -50,9 +49,10 @@ from connvault.services import (
     device,
     imports,
     integrations,
+    providers,
 )
 
-ProviderSlug = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", description="Provider slug")]
+ProviderSlug = Annotated[str, Path(pattern=PROVIDER_SLUG, description="Provider slug")]
 
 ERRORS: dict[int, OpenAPIResponse] = {
     400: error_response("Invalid request"),
@@ -196,9 +196,7 @@ def register(app: APIGatewayHttpResolver) -> None:
 
     @app.get("/providers", summary="List the providers this tenant can use", tags=["providers"])
     def list_providers() -> ProviderListResponse:
-        with uow() as work:
-            providers = work.providers.list_all()
-        return ProviderListResponse(items=[ProviderResponse.of(p) for p in providers])
+        return ProviderListResponse(items=[ProviderResponse.of(p) for p in providers.list_providers(uow())])
 
     @app.get("/integrations", summary="List the tenant's OAuth apps", tags=["integrations"])
     def list_integrations() -> IntegrationListResponse:

@@ -14,6 +14,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, WithJsonSchema, model_validator
 
 from connvault.models import (
+    PROVIDER_SLUG,
     Account,
     ApiKeyCredentials,
     AuthType,
@@ -38,16 +39,14 @@ from connvault.models import (
 if TYPE_CHECKING:
     from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
-    from connvault.db.accounts import AccountPage
-    from connvault.db.connect_settings import ConnectSettings
-    from connvault.db.connections import Page
+    from connvault.models import Account, Connection, ConnectSettings, Page
     from connvault.redacted import Redacted
     from connvault.services.connect_links import StartedSession
     from connvault.services.connections import Deletion
     from connvault.services.imports import ItemResult
     from connvault.services.tokens import IssuedCredential
 
-Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", examples=["google"])]
+Slug = Annotated[str, Field(pattern=PROVIDER_SLUG, examples=["google"])]
 EndUserId = Annotated[str, Field(min_length=1, max_length=255, examples=["user-42"])]
 Alias = Annotated[str, Field(max_length=100)]
 Scope = Annotated[str, Field(min_length=1, max_length=256)]
@@ -716,7 +715,7 @@ class ConnectionListResponse(Strict):
     next_cursor: str | None = Field(description="Pass as cursor to get the next page; null on the last page.")
 
     @classmethod
-    def of(cls, page: Page) -> ConnectionListResponse:
+    def of(cls, page: Page[Connection]) -> ConnectionListResponse:
         return cls(items=[ConnectionResponse.of(c) for c in page.items], next_cursor=page.next_cursor)
 
 
@@ -782,7 +781,7 @@ class AccountListResponse(Strict):
     next_cursor: str | None = Field(description="Pass as cursor to get the next page; null on the last page.")
 
     @classmethod
-    def of(cls, page: AccountPage) -> AccountListResponse:
+    def of(cls, page: Page[Account]) -> AccountListResponse:
         return cls(items=[AccountResponse.of(a) for a in page.items], next_cursor=page.next_cursor)
 
 

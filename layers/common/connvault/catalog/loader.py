@@ -24,6 +24,7 @@ from connvault.catalog.forms import FormProblem, parse_credential_check, parse_c
 from connvault.connection_config import OAUTH_TEMPLATED_FIELDS, PLACEHOLDER, TemplateError, check_template, parse_keys
 from connvault.errors import InvalidInput
 from connvault.models import (
+    PROVIDER_SLUG,
     ApiAuth,
     AuthType,
     ConfigKey,
@@ -40,7 +41,7 @@ from connvault.proxy.credentials import parse_api_auth
 CATALOG_PATH = Path(__file__).resolve().parent / "providers.yaml"
 
 # The same rules as the providers table's CHECK constraints.
-SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+SLUG_PATTERN = re.compile(PROVIDER_SLUG)
 SCOPE_SEPARATORS = frozenset({" ", ",", "+"})
 MAX_REFRESH_MARGIN_SECONDS = 86_400
 MAX_DISPLAY_NAME_LENGTH = 200
@@ -77,7 +78,7 @@ class CatalogEntry:
     default_scopes: tuple[str, ...] = ()
     scope_separator: str = " "
     scope_parameter: ScopeParameter = ScopeParameter.SCOPE
-    pkce: bool = False
+    pkce: bool = True
     token_endpoint_auth_method: TokenEndpointAuthMethod = TokenEndpointAuthMethod.CLIENT_SECRET_BASIC
     rotates_refresh_tokens: bool = False
     refresh_margin_seconds: int = 300
@@ -304,6 +305,7 @@ def _parse_entry(raw: object, position: int) -> CatalogEntry:
         stray = sorted(_OAUTH2_ONLY & values.keys())
         if stray:
             raise _invalid(entry, stray[0], "applies to oauth2 providers only")
+        values["pkce"] = False  # no OAuth flow, no PKCE (the default, like a Provider's, is for OAuth entries)
     if values.get("require_iss") and values.get("issuer") is None:
         raise _invalid(entry, "require_iss", "needs an issuer")
     separator = values.get("scope_separator", " ")

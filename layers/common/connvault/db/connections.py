@@ -32,6 +32,7 @@ from connvault.models import (
     ConnectionStatus,
     Credentials,
     OAuth2Credentials,
+    Page,
     credentials_from_bytes,
     credentials_to_bytes,
 )
@@ -108,12 +109,6 @@ class NewConnection:
     metadata: Mapping[str, Any]
     kind: ConnectionKind
     id: UUID = field(default_factory=uuid.uuid4)
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    items: list[Connection]
-    next_cursor: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +213,7 @@ class ConnectionRepository:
         limit: int = 50,
         unused_since: datetime | None = None,
         provider_account_id: str | None = None,
-    ) -> Page:
+    ) -> Page[Connection]:
         """Keyset pagination on (created_at, id): stable under concurrent inserts, no OFFSET scans.
 
         ``unused_since``: only connections that handed out no credential since then, or never (idle ones).

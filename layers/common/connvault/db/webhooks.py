@@ -17,6 +17,7 @@ from connvault.crypto.envelope import SealContext
 from connvault.db.rowcount import rows_changed
 from connvault.db.rows import WebhookDeliveryRow, WebhookEndpointRow, WebhookEventRow
 from connvault.errors import InvalidInput, NotFound
+from connvault.models import Page
 from connvault.redacted import Redacted
 from connvault.webhooks.model import (
     SUCCESS_STAMP_EVERY,
@@ -49,12 +50,6 @@ class DeliveryClaim:
     endpoint_id: UUID
     owner: UUID
     until: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryPage:
-    items: list[Delivery]
-    next_cursor: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +224,7 @@ class WebhookRepository:
 
     def list_deliveries(
         self, endpoint_id: UUID, *, status: DeliveryStatus | None, cursor: str | None, limit: int
-    ) -> DeliveryPage:
+    ) -> Page[Delivery]:
         """Newest first, keyset-paginated on ``seq``."""
         query = self._deliveries().where(WebhookDeliveryRow.endpoint_id == endpoint_id)
         if status is not None:
@@ -239,7 +234,7 @@ class WebhookRepository:
         rows = self._session.execute(query.order_by(WebhookDeliveryRow.seq.desc()).limit(limit + 1)).all()
         items = [_delivery(*row) for row in rows[:limit]]
         next_cursor = str(rows[limit - 1][0].seq) if len(rows) > limit else None
-        return DeliveryPage(items, next_cursor)
+        return Page(items, next_cursor)
 
     def record_delivered(self, claim: DeliveryClaim, now: datetime, status_code: int) -> bool:
         """Unconditional on the lease: the receiver has it, whoever else may be sending it again."""

@@ -13,8 +13,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from sqlalchemy.exc import DBAPIError
-
 from connvault import connection_config, wiring
 from connvault.clock import Clock, utcnow
 from connvault.config import get_settings
@@ -35,6 +33,7 @@ from connvault.oauth.outcomes import sanitize_reason
 from connvault.oauth.pkce import code_challenge_s256, new_code_verifier, new_state, state_digest
 from connvault.observability import MetricName, logger, metrics
 from connvault.redacted import Redacted
+from connvault.retry import retry
 from connvault.services import custom_providers, quotas
 from connvault.services.revocation import retire_replaced_grant
 from connvault.validation import ascii_url, require_return_url, require_scopes, require_text
@@ -304,16 +303,14 @@ def _save_grant(
     pending: PendingConnect, grant: NewCredentials, metadata: dict[str, Any], *, sealer: Sealer | None, now: Clock
 ) -> SavedGrant:
     """Store the grant; one retry on a database error, since the code that produced it cannot be used again."""
-    for attempt in (1, 2):
-        try:
-            with UnitOfWork(pending.tenant_id, sealer=sealer) as uow:
-                saved = store_grant(uow, pending, grant, metadata, now())
-                uow.commit()
-            return saved
-        except (DBAPIError, DatabaseUnavailable):
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+
+    def save() -> SavedGrant:
+        with UnitOfWork(pending.tenant_id, sealer=sealer) as uow:
+            saved = store_grant(uow, pending, grant, metadata, now())
+            uow.commit()
+        return saved
+
+    return retry(save, attempts=2, on=(DatabaseUnavailable,))
 
 
 def park_grant(

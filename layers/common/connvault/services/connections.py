@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from connvault import connection_config, wiring
 from connvault.clock import Clock, utcnow
-from connvault.db.connections import NewCredentials, Page
+from connvault.db.connections import NewCredentials
 from connvault.db.tenants import Resource
 from connvault.errors import InvalidInput, NotFound, ProviderUnavailable
 from connvault.models import (
@@ -20,6 +20,7 @@ from connvault.models import (
     Connection,
     ConnectionStatus,
     OAuth2Credentials,
+    Page,
 )
 from connvault.services import quotas
 from connvault.services.renewal import revoking_client
@@ -76,7 +77,7 @@ class Deletion:
     revoked: bool
 
 
-def list_connections(uow: UnitOfWork, query: ConnectionFilter) -> Page:
+def list_connections(uow: UnitOfWork, query: ConnectionFilter) -> Page[Connection]:
     if not 1 <= query.limit <= MAX_PAGE_SIZE:
         raise InvalidInput(f"limit must be 1 to {MAX_PAGE_SIZE}", field="limit")
     if query.provider is not None:

@@ -24,8 +24,6 @@ from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.exc import DBAPIError
-
 from connvault import wiring
 from connvault.clock import Clock, utcnow
 from connvault.config import get_settings
@@ -53,6 +51,7 @@ from connvault.models import (
 )
 from connvault.oauth.device import SLOW_DOWN_SECONDS, PollOutcome, poll_outcome
 from connvault.observability import MetricName, logger, metrics
+from connvault.retry import retry
 from connvault.services import custom_providers, quotas
 from connvault.services.connect import revoke_orphaned_grant, store_grant
 from connvault.services.revocation import retire_replaced_grant
@@ -328,19 +327,16 @@ def _complete(
 def _store(
     session: DeviceSession, grant: NewCredentials, metadata: dict[str, Any], *, sealer: Sealer | None, now: Clock
 ) -> SavedGrant:
-    for attempt in range(1, STORE_ATTEMPTS + 1):
-        try:
-            with UnitOfWork(session.tenant_id, sealer=sealer) as uow:
-                saved = store_grant(uow, session, grant, metadata, now(), kind=ConnectionKind.DEVICE_CODE)
-                connection_id = saved.connection.id
-                uow.device_sessions.finish(session.id, None, DeviceSessionStatus.COMPLETED, connection_id=connection_id)
-                uow.commit()
-            return saved
-        except (DBAPIError, DatabaseUnavailable):
-            if attempt == STORE_ATTEMPTS:
-                raise
-            time.sleep(0.2 * attempt)
-    raise AssertionError("unreachable")
+
+    def save() -> SavedGrant:
+        with UnitOfWork(session.tenant_id, sealer=sealer) as uow:
+            saved = store_grant(uow, session, grant, metadata, now(), kind=ConnectionKind.DEVICE_CODE)
+            connection_id = saved.connection.id
+            uow.device_sessions.finish(session.id, None, DeviceSessionStatus.COMPLETED, connection_id=connection_id)
+            uow.commit()
+        return saved
+
+    return retry(save, attempts=STORE_ATTEMPTS, on=(DatabaseUnavailable,), wait=lambda attempt: 0.2 * attempt)
 
 
 def _end(lease: PollLease, status: DeviceSessionStatus, code: str, *, sealer: Sealer | None) -> DeviceSessionStatus:

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from connvault.clock import Clock, utcnow
-from connvault.config import Settings, get_settings
+from connvault.config import DEFAULTS, Settings, get_settings
 from connvault.db.connections import NewCredentials
 from connvault.errors import (
     ClientRejected,
@@ -30,7 +30,7 @@ from connvault.errors import (
     ProviderUnavailable,
     ReauthRequired,
 )
-from connvault.models import ConnectionStatus, needs_refresh
+from connvault.models import ConnectionStatus
 from connvault.oauth.http import UNREACHABLE_REASON
 from connvault.services import leases
 from connvault.services.renewal import renew, renews_with_refresh_token, revoking_client
@@ -53,12 +53,12 @@ probably rotated the token and the process stopped before storing the new one.""
 
 @dataclass(frozen=True, slots=True)
 class RefreshPolicy:
-    lease_seconds: int = 30
-    wait_seconds: float = 8.0
+    lease_seconds: int = DEFAULTS.refresh_lease_seconds
+    wait_seconds: float = DEFAULTS.refresh_wait_seconds
     poll_seconds: float = 0.05
-    max_failures: int = 8
-    backoff_base_seconds: int = 30
-    backoff_cap_seconds: int = 3600
+    max_failures: int = DEFAULTS.refresh_max_failures
+    backoff_base_seconds: int = DEFAULTS.refresh_backoff_base_seconds
+    backoff_cap_seconds: int = DEFAULTS.refresh_backoff_cap_seconds
     store_attempts: int = leases.STORE_ATTEMPTS
 
     @classmethod
@@ -113,7 +113,7 @@ def refresh_with_lease(
         raise ReauthRequired("the provider refused the refresh token; connect again", reason=reason) from None
     except ProviderUnavailable as exc:
         failures = connection.refresh_failures + 1
-        status = ConnectionStatus.ERROR if failures >= policy.max_failures else ConnectionStatus.ACTIVE
+        status = ConnectionStatus.after_transient_failures(failures, policy.max_failures)
         retry_at = now() + timedelta(seconds=backoff_seconds(failures, policy, retry_after=exc.retry_after))
         regranted = leases.fail(uow, lease, status=status, reason=exc.reason or exc.code, retry_at=retry_at)
         if regranted is not None:
@@ -190,9 +190,7 @@ def refresh_single_flight(
             moment = now()
             read_version = current.token_version if read_version is None else read_version
             if _accepts(current, force=force, asked=asked, read_version=read_version) or (
-                not force
-                and current.status is ConnectionStatus.ACTIVE
-                and not needs_refresh(current.expires_at, moment, current.refresh_ttl(min_ttl, margin))
+                not force and current.has_fresh_token(moment, min_ttl, margin)
             ):
                 return uow.connections.get(connection_id)
         current.ensure_servable(refreshing=True)

@@ -33,9 +33,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import DBAPIError
-
-from connvault.config import Settings, get_settings
+from connvault.config import DEFAULTS, Settings, get_settings
 from connvault.db.uow import UnitOfWork
 from connvault.errors import (
     ConnvaultError,
@@ -63,7 +61,7 @@ if TYPE_CHECKING:
     from connvault.db.connections import Claim, Lease
     from connvault.models import Connection, Provider
 
-OUTAGES = (KeyServiceUnavailable, DatabaseUnavailable, DBAPIError, OSError)
+OUTAGES = (KeyServiceUnavailable, DatabaseUnavailable, OSError)
 """Faults of ours that are outages, not the row's: they push a connection back but never park it."""
 
 
@@ -92,18 +90,18 @@ class Outcome(StrEnum):
 class SchedulerConfig:
     """The knobs of a run, read from ``Settings`` once."""
 
-    horizon_seconds: int = 900
-    batch_size: int = 100
-    concurrency: int = 16
-    per_provider_concurrency: int = 8
-    tenant_share: int = 8
+    horizon_seconds: int = DEFAULTS.refresh_horizon_seconds
+    batch_size: int = DEFAULTS.refresh_batch_size
+    concurrency: int = DEFAULTS.refresh_concurrency
+    per_provider_concurrency: int = DEFAULTS.refresh_per_provider_concurrency
+    tenant_share: int = DEFAULTS.refresh_tenant_share
     """At most this many of one tenant's connections per claim; tenants take turns."""
-    lease_seconds: int = 30
-    deadline_margin_ms: int = 15_000
-    jitter_seconds: float = 0.25
-    park_after_faults: int = 3
-    http_timeout_seconds: float = 10.0
-    store_seconds: float = 10.0
+    lease_seconds: int = DEFAULTS.refresh_lease_seconds
+    deadline_margin_ms: int = DEFAULTS.refresh_deadline_margin_ms
+    jitter_seconds: float = DEFAULTS.refresh_jitter_seconds
+    park_after_faults: int = DEFAULTS.refresh_park_after_faults
+    http_timeout_seconds: float = DEFAULTS.provider_deadline_seconds
+    store_seconds: float = DEFAULTS.store_deadline_seconds
     """The longest storing a refresh's answer may take (the database's statement timeout)."""
 
     @classmethod
