@@ -41,6 +41,17 @@ def sql_literal(value: Any) -> str:
     return f"'{value}'::text"
 
 
+DOCUMENT_FIELDS = frozenset({"connection_config", "api_auth"})
+"""Structured catalog values the table keeps as a JSON document: the domain's empty value (no keys, no
+declaration) is the empty document."""
+
+
+def expected_default(name: str, value: Any) -> str:
+    if name in DOCUMENT_FIELDS and not value:
+        return "'{}'::jsonb"
+    return sql_literal(value)
+
+
 def test_the_catalog_declares_the_same_defaults_as_the_domain() -> None:
     provider, entry = defaults(Provider), defaults(CatalogEntry)
     shared = provider.keys() & entry.keys()
@@ -65,7 +76,7 @@ def test_the_table_and_its_row_default_as_the_domain_does(db: TestDatabase) -> N
         if name in compared
     }
 
-    assert compared == {name: sql_literal(provider[name]) for name in compared}
+    assert compared == {name: expected_default(name, provider[name]) for name in compared}
     assert orm == {name: re.sub(r"::\w+(\[\])?$", "", value) for name, value in compared.items()}
     assert {"pkce", "rotates_refresh_tokens", "refresh_margin_seconds", "token_endpoint_auth_method"} <= set(compared)
 

@@ -318,6 +318,7 @@ class Runner:
         self._changed = threading.Condition()
         self._outstanding = 0
         self._submitted = 0
+        self._resolved = 0
         self._counts: Counter[Outcome] = Counter()
         self._by_ref: dict[str, Outcome] = {}
         self._gates = _Gates(config.concurrency)
@@ -353,10 +354,11 @@ class Runner:
                 if self._deadline.passed():
                     self._stopped_by_deadline = True
                     break
+                resolved_before = self._resolved_so_far()
                 saturated = self._saturated()
                 jobs = next_jobs(room, saturated)
                 if not jobs:
-                    if saturated and self._wait_for_a_resolution():
+                    if saturated and self._wait_for_a_resolution(since=resolved_before):
                         continue
                     break
                 with self._changed:
@@ -411,15 +413,19 @@ class Runner:
         cap = self._gates.cap(provider_id)
         return cap if cap is not None else self._config.per_provider_concurrency
 
-    def _wait_for_a_resolution(self) -> bool:
-        """Wait until some job resolves (or the deadline passes); False if nothing is outstanding."""
+    def _wait_for_a_resolution(self, *, since: int) -> bool:
+        """Wait until a job has resolved since ``since`` (or the deadline passes); whether one has. Counted from
+        before the saturated providers were read, so jobs that all finish while the claim runs still count: the
+        run then claims again instead of ending with connections due (it used to see nothing outstanding and
+        stop)."""
         with self._changed:
-            outstanding = self._outstanding
-            if outstanding == 0:
-                return False
-            while self._outstanding == outstanding and not self._deadline.passed():
+            while self._resolved == since and self._outstanding > 0 and not self._deadline.passed():
                 self._changed.wait(0.1)
-            return True
+            return self._resolved != since
+
+    def _resolved_so_far(self) -> int:
+        with self._changed:
+            return self._resolved
 
     def _start(self, job: Job) -> None:
         if self._deadline.passed():
@@ -536,6 +542,7 @@ class Runner:
             if job.ref is not None:
                 self._by_ref[job.ref] = outcome
             self._outstanding -= 1
+            self._resolved += 1
             self._changed.notify_all()
 
     def _release(self, tenant_id: UUID, connection_id: UUID, owner: UUID) -> None:
