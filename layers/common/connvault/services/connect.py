@@ -36,7 +36,7 @@ from connvault.redacted import Redacted
 from connvault.retry import retry
 from connvault.services import custom_providers, quotas
 from connvault.services.revocation import retire_replaced_grant
-from connvault.validation import ascii_url, require_return_url, require_scopes, require_text
+from connvault.validation import is_listed, require_return_url, require_scopes, require_text
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -354,9 +354,9 @@ def _registered_return_url(uow: UnitOfWork, integration: Integration, return_url
     """Whether the tenant registered ``return_url``: for this integration, or for its connect links and sessions in
     the connect settings. Both lists are the tenant's own; a session for one provider accepts what a link for the
     same provider would."""
-    if return_url in {ascii_url(url) for url in integration.allowed_return_urls}:
-        return True
-    return return_url in {ascii_url(url) for url in uow.connect_settings.get(uow.tenant).allowed_return_urls}
+    return is_listed(return_url, integration.allowed_return_urls) or is_listed(
+        return_url, uow.connect_settings.get(uow.tenant).allowed_return_urls
+    )
 
 
 def _oauth_provider(uow: UnitOfWork, slug: str) -> Provider:

@@ -36,7 +36,7 @@ from connvault.oauth.pkce import new_state, state_digest
 from connvault.observability import MetricName, logger, metrics
 from connvault.redacted import Redacted
 from connvault.services import connect
-from connvault.validation import ascii_url, require_return_url, require_scopes, require_text
+from connvault.validation import is_listed, require_return_url, require_scopes, require_text
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -108,13 +108,13 @@ def create_link(uow: UnitOfWork, request: LinkRequest, *, page_url: str, now: Cl
         config = _link_config(providers, request)
         return_url = None if request.return_url is None else require_return_url(request.return_url, "return_url")
         if return_url is not None:
-            allowed = {ascii_url(url) for url in uow.connect_settings.get(uow.tenant).allowed_return_urls}
+            allowed = is_listed(return_url, uow.connect_settings.get(uow.tenant).allowed_return_urls)
             everywhere = all(
-                return_url in {ascii_url(url) for url in integration.allowed_return_urls}
+                is_listed(return_url, integration.allowed_return_urls)
                 for integration in integrations.values()
                 if integration is not None
             )
-            if return_url not in allowed and not (everywhere and len(oauth) == len(providers)):
+            if not allowed and not (everywhere and len(oauth) == len(providers)):
                 raise InvalidInput(
                     "return_url is not in the connect settings' allowed_return_urls (or, for OAuth providers "
                     "only, in every integration's)",
