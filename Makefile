@@ -1,11 +1,13 @@
 # Two commands for a fresh clone: `make run` and `make test`. Everything else they need is built here.
+# Layout note: ./schema is a symlink to layers/common/connvault/schema/, the numbered SQL migrations. Their one home
+# is inside the package, because the layer (sam-build below) ships the package as it is; the link is for reading.
 SHELL := /bin/bash
 PY312 ?= $(shell if [ -n "$$PYTHON312" ]; then echo "$$PYTHON312"; elif PYENV_VERSION=3.12.1 python3.12 --version >/dev/null 2>&1; then echo "env PYENV_VERSION=3.12.1 python3.12"; else echo python3.12; fi)
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv test test-long lint format run bench bench-multiplexer openapi clean browser-deps
+.PHONY: venv test test-long lint typecheck format run bench bench-multiplexer openapi clean browser-deps
 
 $(STAMP): requirements-dev.txt layers/common/requirements.txt
 	$(PY312) -m venv $(VENV)
@@ -19,13 +21,17 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# mypy --strict on the layer (package connvault) and the handlers; the settings are in pyproject.toml.
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
+
 format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
 # --dist loadgroup: tests marked with one xdist_group run on one worker (the browser tests, the timed soak, and
 # the sam-local invocations, once).
-test: $(STAMP) lint browser-deps
+test: $(STAMP) lint typecheck browser-deps
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
 # The browser tests (tests/browser) drive Debian's own chromium through its chromium-driver; nothing downloads a

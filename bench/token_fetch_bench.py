@@ -53,7 +53,7 @@ def run_bench(db: Any, iterations: int) -> None:
     from connvault.crypto.envelope import Envelope
     from connvault.services.tokens import get_token
     from devserver.events import http_event
-    from devserver.handlers import load_handler
+    from devserver.handlers import InvocationContext, load_handler
 
     migrated(db)
     tenant_id, connection_id = oauth_connection("bench")
@@ -106,16 +106,12 @@ def run_bench(db: Any, iterations: int) -> None:
         path_parameters={"connection_id": str(connection_id)},
     )
 
-    class Context:
-        function_name, memory_limit_in_mb, aws_request_id = "bench", 512, "bench"
-        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
-
     def through_handler() -> None:
-        answer = handler(event, Context())
+        answer = handler(event, InvocationContext(function_name="bench"))
         assert answer["statusCode"] == 200
 
     def through_resolver() -> None:
-        answer = resolver_handler(event, Context())
+        answer = resolver_handler(event, InvocationContext(function_name="bench"))
         assert answer["statusCode"] == 200
 
     if os.environ.get("BENCH_PROFILE"):

@@ -178,6 +178,13 @@ The demo provider names its user (demo-user-1): find the connection by it, and a
   curl -s -X POST {auth} -H 'Content-Type: application/json' \\
     -d '{{"external_id": "acct-1", "display_name": "Checking"}}' {api}/connections/<connection_id>/accounts
   curl -s {auth} '{api}/accounts?external_id=acct-1'
+
+Call the demo provider's API through the proxy (the token never leaves connvault):
+  curl -s {auth} {api}/connections/<connection_id>/proxy/me
+  curl -si {auth} '{api}/connections/<connection_id>/proxy/items?page=2&per_page=10'
+Make the provider refuse its access tokens; the next proxied call gets a 401, refreshes once and retries:
+  curl -s -X POST {demo.provider_url}/demo/expire-access-tokens
+  curl -s {demo.provider_url}/demo/stats
 """
 
 

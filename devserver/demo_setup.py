@@ -6,11 +6,12 @@ Shared by ``make run`` and the tests, so both exercise the same rows the deploye
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from connvault.db.connect_settings import ConnectSettings
 from connvault.db.uow import UnitOfWork
+from connvault.models import ConnectSettings
 from connvault.redacted import Redacted
 from connvault.services import connect_links, connect_settings, integrations, tenants
 
@@ -38,9 +39,14 @@ def install_demo_provider(
     require_iss: bool = False,
     max_concurrent_refreshes: int | None = None,
     account_id_fields: tuple[str, ...] = (),
+    connection_config: Mapping[str, Any] | None = None,
+    api_base_url: str | None = None,
     revocation_scope: str = "token",
 ) -> UUID:
-    """Upsert a global catalog row pointing at ``provider`` (as the owner: the app role cannot write it)."""
+    """Upsert a global catalog row pointing at ``provider`` (as the owner: the app role cannot write it).
+
+    ``connection_config`` declares per-connection keys as the catalog does (``{"instance_url": {"kind":
+    "origin", "source": "token_response", "domains": [...]}}``); ``api_base_url`` defaults to the demo API."""
     settings = provider.settings
     rotates = settings.rotate_refresh_tokens if rotates_refresh_tokens is None else rotates_refresh_tokens
     base = provider.base_url
@@ -50,11 +56,11 @@ def install_demo_provider(
             """
             INSERT INTO providers (slug, display_name, auth_type, authorization_url, token_url, revocation_url,
                 default_scopes, pkce, token_endpoint_auth_method, rotates_refresh_tokens, refresh_margin_seconds,
-                authorize_params, issuer, require_iss, max_concurrent_refreshes, account_id_fields, revocation_scope,
-                device_authorization_url)
+                authorize_params, issuer, require_iss, max_concurrent_refreshes, account_id_fields,
+                connection_config, api_base_url, revocation_scope, device_authorization_url)
             VALUES (:slug, 'Demo provider', 'oauth2', :auth, :token, :revoke, ARRAY['read', 'write'], :pkce,
                 :method, :rotates, :margin, CAST(:params AS jsonb), :issuer, :require_iss, :cap, :account_id_fields,
-                :revocation_scope, :device)
+                CAST(:config AS jsonb), :api, :revocation_scope, :device)
             ON CONFLICT (slug) WHERE tenant_id IS NULL DO UPDATE SET
                 authorization_url = EXCLUDED.authorization_url, token_url = EXCLUDED.token_url,
                 revocation_url = EXCLUDED.revocation_url, pkce = EXCLUDED.pkce,
@@ -62,7 +68,8 @@ def install_demo_provider(
                 rotates_refresh_tokens = EXCLUDED.rotates_refresh_tokens,
                 refresh_margin_seconds = EXCLUDED.refresh_margin_seconds, issuer = EXCLUDED.issuer,
                 require_iss = EXCLUDED.require_iss, max_concurrent_refreshes = EXCLUDED.max_concurrent_refreshes,
-                account_id_fields = EXCLUDED.account_id_fields, revocation_scope = EXCLUDED.revocation_scope,
+                account_id_fields = EXCLUDED.account_id_fields, connection_config = EXCLUDED.connection_config,
+                api_base_url = EXCLUDED.api_base_url, revocation_scope = EXCLUDED.revocation_scope,
                 device_authorization_url = EXCLUDED.device_authorization_url
             RETURNING id
             """,
@@ -79,6 +86,8 @@ def install_demo_provider(
             require_iss=require_iss,
             cap=max_concurrent_refreshes,
             account_id_fields=list(account_id_fields),
+            config=json.dumps(dict(connection_config or {})),
+            api=api_base_url if api_base_url is not None else f"{base}/api",
             revocation_scope=revocation_scope,
             device=f"{base}/device_authorization",
         )
@@ -134,7 +143,7 @@ def create_demo_tenant(
     """A tenant with an API key, an integration holding the demo provider's client credentials, and connect page
     settings that name it and allow ``return_url`` for any connect link."""
     tenant = tenants.create_tenant(name)
-    key = tenants.create_api_key(tenant.id)
+    key = tenants.create_api_key(UnitOfWork(tenant.id))
     settings = provider.settings
     integrations.save_integration(
         UnitOfWork(tenant.id),

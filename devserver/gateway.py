@@ -43,8 +43,9 @@ type Invoke = Callable[[str, dict[str, Any]], dict[str, Any]]
 @dataclass(frozen=True, slots=True)
 class Route:
     method: str
+    """An HTTP method, or ``ANY``."""
     path: str
-    """The template path, e.g. ``/connections/{connection_id}/token``."""
+    """The template path, e.g. ``/connections/{connection_id}/token``; a last ``{name+}`` takes the rest of the path."""
     job: str
     """The function's directory under ``functions/``."""
     authorized: bool
@@ -61,19 +62,27 @@ class Route:
 
     @property
     def specificity(self) -> tuple[int, ...]:
-        """Sorts literal segments before ``{parameters}``, position by position, as API Gateway prefers them."""
-        return tuple(1 if segment.startswith("{") else 0 for segment in self.segments)
+        """Sorts literal segments before ``{parameters}`` before a greedy ``{name+}``, position by position, and a
+        method before ``ANY``, as API Gateway prefers them."""
+        ranks = tuple(2 if s.endswith("+}") else 1 if s.startswith("{") else 0 for s in self.segments)
+        return (*ranks, int(self.method == "ANY"))
 
     def match(self, method: str, segments: tuple[str, ...]) -> dict[str, str] | None:
         """The path parameters when ``method`` and ``segments`` fall on this route, else None."""
-        if method != self.method or len(segments) != len(self.segments):
+        if method != self.method and self.method != "ANY":
+            return None
+        greedy = self.segments[-1].endswith("+}")
+        if greedy and len(segments) >= len(self.segments):
+            rest = "/".join(segments[len(self.segments) - 1 :])
+            segments = (*segments[: len(self.segments) - 1], rest)
+        if len(segments) != len(self.segments):
             return None
         parameters = {}
         for pattern, segment in zip(self.segments, segments, strict=True):
             if pattern.startswith("{"):
                 if not segment:
                     return None
-                parameters[pattern.strip("{}")] = unquote(segment)
+                parameters[pattern.strip("{}+")] = unquote(segment)
             elif pattern != segment:
                 return None
         return parameters
@@ -291,10 +300,12 @@ def demo_done_page(query: dict[str, list[str]], base_url: str) -> Reply:
     connection_id = _uuid_or_none((query.get("connection_id") or [""])[0])
     error = (query.get("error") or [""])[0][:100]
     if connection_id is not None:
-        curl = f'curl -s -H "Authorization: Bearer $CONNVAULT_API_KEY" {base_url}/connections/{connection_id}/token'
+        curl = f'curl -s -H "Authorization: Bearer $CONNVAULT_API_KEY" {base_url}/connections/{connection_id}'
         title = "Connected"
         content = (
-            f"<p>connection_id <code>{connection_id}</code></p><p>Fetch its access token:</p><pre>{escape(curl)}</pre>"
+            f"<p>connection_id <code>{connection_id}</code></p><p>Fetch its access token:</p>"
+            f"<pre>{escape(curl)}/token</pre><p>Call the provider's API with it, through the proxy:</p>"
+            f"<pre>{escape(curl)}/proxy/me</pre>"
         )
     elif error:
         title = "Connection failed"

@@ -47,12 +47,20 @@ def load_handler(job: str) -> Handler:
 
 @dataclass(frozen=True)
 class InvocationContext:
-    """The fields of Lambda's context object that Powertools and the handlers read."""
+    """The fields of Lambda's context object that Powertools and the handlers read; the remaining time counts
+    down for real. The one stand-in for the devserver, the tests and the benches."""
 
-    function_name: str
-    aws_request_id: str
+    function_name: str = "connvault-local"
+    aws_request_id: str = "local"
     memory_limit_in_mb: int = 512
-    deadline: float = field(default_factory=lambda: time.monotonic() + INTEGRATION_TIMEOUT_MS / 1000)
+    remaining_ms: int = INTEGRATION_TIMEOUT_MS
+    log_stream_name: str = "local"
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def deadline(self) -> float:
+        """``time.monotonic()`` at which Lambda would stop the function."""
+        return self.started_at + self.remaining_ms / 1000
 
     @property
     def invoked_function_arn(self) -> str:

@@ -24,9 +24,15 @@ It implements just enough of RFC 6749, 7636 (PKCE S256), 7009 (revocation), 8414
 * ``POST /revoke`` records revoked tokens (with ``revoke_whole_authorization``, every token issued so far); a
   revoked refresh token then gets ``invalid_grant``.
 * ``GET /userinfo`` accepts a live access token, so the demo can show a token works.
-* ``GET /api/me`` accepts one of ``DemoSettings.api_keys`` as a bearer token (401 otherwise): the demo API-key
-  provider, whose credential check the connect page calls.
 * ``GET /.well-known/openid-configuration`` and ``/.well-known/oauth-authorization-server``.
+* An API under ``/api/`` for the proxy: ``GET /api/me``, ``GET /api/items`` (paginated, with a ``Link``
+  header), ``/api/echo`` (any method: what the request looked like, credentials left out) and
+  ``GET /api/bytes?size=N``. It takes a live access token, one of ``DemoSettings.api_keys`` (the demo API-key
+  provider's, whose credential check the connect page calls on ``/api/me``) or a key given to ``add_api_key``
+  (a username and password to ``add_basic_user``) as a bearer token, in ``X-Demo-Key``, as ``?api_key=`` or as
+  HTTP Basic, answers 401 with ``WWW-Authenticate`` otherwise, and records every call (``stats().api_calls``).
+* ``POST /demo/expire-access-tokens`` makes every access token issued so far stale (the next API call with one
+  gets a 401), and ``GET /demo/stats`` shows the counters (no tokens): knobs for trying ``make run``.
 
 Realism knobs live in ``DemoSettings`` (changed at runtime with ``configure``); scripted failures
 (``Fault``) are queued per path with ``inject`` and consumed one per request; ``stats()`` returns a
@@ -57,6 +63,18 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 CLIENT_SECRET_BASIC = "client_secret_basic"
+_API_ITEMS = 45
+"""How many items ``GET /api/items`` pages through."""
+_MAX_API_BODY_BYTES = 8 * 1024 * 1024
+_INVALID_TOKEN = (("WWW-Authenticate", 'Bearer error="invalid_token"'),)
+_HEADERS_A_PROXY_MUST_DROP = (
+    ("Set-Cookie", "demo_session=1; HttpOnly"),
+    ("Connection", "X-Demo-Hop"),
+    ("X-Demo-Hop", "1"),
+    ("Strict-Transport-Security", "max-age=63072000"),
+    ("X-RateLimit-Remaining", "99"),
+)
+"""On ``/api/echo``: cookies, a hop-by-hop header (named by ``Connection``), HSTS, and one that may cross."""
 CLIENT_SECRET_POST = "client_secret_post"
 PRIVATE_KEY_JWT = "private_key_jwt"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -105,6 +123,8 @@ class DemoSettings:
     demo has one user); otherwise a revoked token takes only itself (RFC 7009's reading)."""
     api_keys: tuple[str, ...] = ("dk_demo_0123456789abcdef",)
     """API keys ``GET /api/me`` accepts as a bearer token: the demo API-key provider's keys."""
+    api_latency_seconds: float = 0.0
+    """Added to every ``/api/`` request (the proxy benchmark's slow upstream)."""
     device_interval_seconds: int = 5
     device_code_ttl_seconds: int = 600
     device_verification_uri_complete: bool = True
@@ -170,6 +190,21 @@ class AuthorizationRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiCall:
+    """One request to the demo API as the provider saw it; the credential stays out of the repr."""
+
+    method: str
+    path: str
+    query: str
+    headers: Mapping[str, str]
+    """Lower-cased names, without the ones that carry credentials (``authorization``, ``x-demo-key``)."""
+    body: bytes
+    credential_via: str | None
+    """``bearer``, ``header``, ``query`` or ``basic``; None when the request carried no credential."""
+    credential: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
 class MachineGrant:
     """One token issued without an end user: to whom, and with which parameters."""
 
@@ -215,6 +250,7 @@ class DemoStats:
     live_refresh_tokens: frozenset[str] = field(repr=False)
     """Refresh tokens that would be accepted now."""
     authorizations: tuple[AuthorizationRecord, ...] = field(repr=False)
+    api_calls: tuple[ApiCall, ...] = field(default=(), repr=False)
     machine_grants: tuple[MachineGrant, ...] = ()
     """Every client-credentials and JWT-bearer token issued, with what was asked for."""
     device_polls: Mapping[str, tuple[float, ...]] = field(default_factory=dict, repr=False)
@@ -274,6 +310,9 @@ class DemoProvider:
         self._refresh_tokens: dict[str, _RefreshToken] = {}
         self._revoked: set[str] = set()
         self._authorizations: list[AuthorizationRecord] = []
+        self._api_calls: list[ApiCall] = []
+        self._api_keys: set[str] = set()
+        self._basic_users: set[tuple[str, str]] = set()
         self._token_calls: Counter[str] = Counter()
         self._in_flight = 0
         self._max_in_flight = 0
@@ -451,6 +490,7 @@ class DemoProvider:
                     if not record.rotated and token not in self._revoked
                 ),
                 authorizations=tuple(self._authorizations),
+                api_calls=tuple(self._api_calls),
                 machine_grants=tuple(self._machine_grants),
                 device_polls={code: tuple(times) for code, times in self._device_polls.items()},
                 device_polls_too_early=self._device_polls_too_early,
@@ -459,6 +499,82 @@ class DemoProvider:
     def access_token_is_active(self, token: str) -> bool:
         with self._lock:
             return self._access_token_is_active(token)
+
+    def add_api_key(self, key: str) -> None:
+        """A static key the demo API takes, as an API-key provider's would."""
+        with self._lock:
+            self._api_keys.add(key)
+
+    def add_basic_user(self, username: str, password: str) -> None:
+        """A username and password the demo API takes over HTTP Basic."""
+        with self._lock:
+            self._basic_users.add((username, password))
+
+    def expire_access_tokens(self) -> None:
+        """Every access token issued so far stops working at the API, as a provider revoking them early would."""
+        with self._lock:
+            self._access_tokens = dict.fromkeys(self._access_tokens, 0.0)
+
+    def api(self, call: ApiCall) -> tuple[int, dict[str, Any] | bytes, _Headers]:
+        """The demo API's answer to one call: ``(status, JSON document or raw bytes, extra headers)``."""
+        with self._lock:
+            self._api_calls.append(call)
+            allowed = call.credential is not None and self._api_credential_ok(call.credential_via, call.credential)
+        if not allowed:
+            return HTTPStatus.UNAUTHORIZED, {"error": "invalid_token"}, _INVALID_TOKEN
+        params = dict(parse_qsl(call.query, keep_blank_values=True))
+        if call.path == "/api/me" and call.method in ("GET", "HEAD"):
+            return HTTPStatus.OK, self._owner(call.credential or ""), ()
+        if call.path == "/api/items" and call.method in ("GET", "HEAD"):
+            return self._items(params)
+        if call.path == "/api/echo":
+            echoed = {
+                "method": call.method,
+                "path": call.path,
+                "query": call.query,
+                "headers": dict(call.headers),
+                "body": call.body.decode("utf-8", "replace"),
+            }
+            return HTTPStatus.OK, echoed, _HEADERS_A_PROXY_MUST_DROP
+        if call.path == "/api/bytes" and call.method == "GET" and params.get("size", "").isdigit():
+            return HTTPStatus.OK, b"x" * int(params["size"]), ()
+        return HTTPStatus.NOT_FOUND, {"error": "not_found"}, ()
+
+    def _items(self, params: Mapping[str, str]) -> tuple[int, dict[str, Any], _Headers]:
+        """Items 1..``_API_ITEMS``, ``per_page`` (at most 50) at a time, with RFC 8288 ``next``/``prev`` links to
+        the provider's own URLs, as GitHub gives them."""
+        try:
+            page, per_page = int(params.get("page", "1")), min(int(params.get("per_page", "10")), 50)
+        except ValueError:
+            return HTTPStatus.BAD_REQUEST, {"error": "invalid_request"}, ()
+        if page < 1 or per_page < 1:
+            return HTTPStatus.BAD_REQUEST, {"error": "invalid_request"}, ()
+        first = (page - 1) * per_page
+        items = [{"id": n, "name": f"Item {n}"} for n in range(first + 1, min(first + per_page, _API_ITEMS) + 1)]
+        links, url = [], f"{self.base_url}/api/items?per_page={per_page}&page="
+        if first + per_page < _API_ITEMS:
+            links.append(f'<{url}{page + 1}>; rel="next"')
+        if page > 1:
+            links.append(f'<{url}{page - 1}>; rel="prev"')
+        document = {"items": items, "page": page, "next_page": page + 1 if first + per_page < _API_ITEMS else None}
+        return HTTPStatus.OK, document, (("Link", ", ".join(links)),) if links else ()
+
+    def _owner(self, credential: str) -> dict[str, Any]:
+        """Who the credential belongs to: the demo account for a static key, the demo user for a token."""
+        if self._access_token_is_active(credential):
+            return {"sub": "demo-user", "name": "Demo User"}
+        with self._lock:
+            self._token_calls["api_key_check"] += 1
+        return {"id": "demo-account", "name": "Demo account"}
+
+    def _api_credential_ok(self, via: str | None, credential: str) -> bool:
+        if via == "basic":
+            username, _, password = credential.partition(":")
+            return (username, password) in self._basic_users or (username in self._api_keys and not password)
+        known = credential in self._api_keys or any(
+            secrets.compare_digest(credential, key) for key in self._settings.api_keys
+        )
+        return known or self._access_token_is_active(credential)
 
     def metadata(self) -> dict[str, Any]:
         """RFC 8414 authorization server metadata (also served as OpenID configuration)."""
@@ -545,16 +661,6 @@ class DemoProvider:
             self._revoked.add(token)
             if self._settings.revoke_whole_authorization:
                 self._revoked.update(self._access_tokens, self._refresh_tokens)
-
-    def api_key_owner(self, authorization: str | None) -> dict[str, Any] | None:
-        """Who a presented API key belongs to, or None for a key this provider never issued."""
-        scheme, _, key = (authorization or "").partition(" ")
-        keys = self.settings.api_keys
-        if scheme.lower() != "bearer" or not any(secrets.compare_digest(key, known) for known in keys):
-            return None
-        with self._lock:
-            self._token_calls["api_key_check"] += 1
-        return {"id": "demo-account", "name": "Demo account"}
 
     def userinfo(self, authorization: str | None) -> dict[str, Any] | None:
         scheme, _, token = (authorization or "").partition(" ")
@@ -768,6 +874,7 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so the client's connection pool is exercised
+    disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms Nagle stall
     timeout = 10  # idle keep-alive connections give their thread back
     # Headers and body go out in two writes: with Nagle on, the client's delayed ACK adds ~40 ms to every answer.
     disable_nagle_algorithm = True
@@ -782,7 +889,20 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         params = dict(parse_qsl(url.query, keep_blank_values=True))
-        if url.path == "/authorize":
+        if url.path.startswith("/api/"):
+            self._api()
+        elif url.path == "/demo/stats":
+            stats = self.provider.stats()
+            self._send_json(
+                HTTPStatus.OK,
+                {
+                    "token_calls": dict(stats.token_calls),
+                    "refresh_token_reuse": stats.refresh_token_reuse,
+                    "code_reuse": stats.code_reuse,
+                    "api_calls": len(stats.api_calls),
+                },
+            )
+        elif url.path == "/authorize":
             status, target = self.provider.authorize(params)
             if status == HTTPStatus.FOUND:
                 self._send(status, b"", "text/plain", (("Location", target),))
@@ -790,12 +910,6 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(status, target.encode(), "text/plain")
         elif url.path in ("/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"):
             self._send_json(HTTPStatus.OK, self.provider.metadata())
-        elif url.path == "/api/me":
-            owner = self.provider.api_key_owner(self.headers.get("Authorization"))
-            if owner is None:
-                self._send_json(HTTPStatus.UNAUTHORIZED, {"error": "invalid_api_key"})
-            else:
-                self._send_json(HTTPStatus.OK, owner)
         elif url.path == "/device":
             decide = self.provider.deny_device if params.get("deny") == "1" else self.provider.approve_device
             if decide(params.get("user_code", "")):
@@ -817,6 +931,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = urlsplit(self.path).path
+        if path.startswith("/api/"):
+            self._api()
+            return
+        if path == "/demo/expire-access-tokens":
+            self.provider.expire_access_tokens()
+            self._send(HTTPStatus.NO_CONTENT, b"", "text/plain")
+            return
         form = self._read_form()
         if path == "/token":
             self._token(form)
@@ -826,6 +947,42 @@ class _Handler(BaseHTTPRequestHandler):
             self._revoke(form)
         else:
             self._send(HTTPStatus.NOT_FOUND, b"not found", "text/plain")
+
+    def _api(self) -> None:
+        """Any method under ``/api/``: faults first, then latency, then the provider's answer."""
+        url = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > _MAX_API_BODY_BYTES:
+            self.close_connection = True
+            self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, b"", "text/plain")
+            return
+        body = self.rfile.read(length) if length else b""
+        provider = self.provider
+        fault = provider._take_fault(url.path)
+        if not provider._sleep(provider.settings.api_latency_seconds + (fault.delay_seconds if fault else 0.0)):
+            self.close_connection = True
+            return
+        if fault is not None and (fault.drop_connection or fault.status is not None):
+            self._send_fault(fault)
+            return
+        headers = {name.lower(): value for name, value in self.headers.items()}
+        via, credential = _api_credential(headers, url.query)
+        call = ApiCall(
+            method=self.command,
+            path=url.path,
+            query=url.query,
+            headers={k: v for k, v in headers.items() if k not in ("authorization", "x-demo-key")},
+            body=body,
+            credential_via=via,
+            credential=credential,
+        )
+        status, document, extra = provider.api(call)
+        if isinstance(document, bytes):
+            self._send(status, document, "application/octet-stream", extra)
+        else:
+            self._send(status, json.dumps(document).encode(), "application/json", extra)
+
+    do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _api  # noqa: N815 - the API takes any method
 
     def _token(self, form: Mapping[str, str] | None) -> None:
         """The call counts as in flight until its answer is decided, not until it is written: a client that has
@@ -930,7 +1087,8 @@ class _Handler(BaseHTTPRequestHandler):
             for name, value in headers:
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client gave up (e.g. its read timeout fired)
 
@@ -942,6 +1100,23 @@ def _with_query(url: str, params: Mapping[str, str]) -> str:
     parts = urlsplit(url)
     query = "&".join(filter(None, (parts.query, urlencode(params))))
     return urlunsplit(parts._replace(query=query))
+
+
+def _api_credential(headers: Mapping[str, str], query: str) -> tuple[str | None, str | None]:
+    """Where a demo API request carries its credential and what it is: ``(via, credential)``, basic as
+    ``user:password``; the ``Authorization`` header first, then ``X-Demo-Key``, then ``?api_key=``."""
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value:
+        return "bearer", value
+    if scheme.lower() == "basic":
+        try:
+            return "basic", base64.b64decode(value, validate=True).decode("utf-8")
+        except ValueError:
+            return None, None
+    if headers.get("x-demo-key"):
+        return "header", headers["x-demo-key"]
+    key = dict(parse_qsl(query, keep_blank_values=True)).get("api_key")
+    return ("query", key) if key else (None, None)
 
 
 def _basic_credentials(authorization: str | None) -> tuple[str | None, str | None]:

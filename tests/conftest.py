@@ -1,6 +1,10 @@
 """The harness every test stands on: real PostgreSQL (migrated by the real runner), moto KMS, a clean
 database per test, and a guard that fails any test whose logs, captured output or failure shows a secret it
-registered (``tests/support/secrets.py``)."""
+registered (``tests/support/secrets.py``).
+
+The directories below are levels first (what a test runs against: ``unit``, ``integration``, ``api``, ``artifact``…),
+then features that need a harness of their own on one level (``webhooks``, ``scheduler``…); ``tests/README.md``
+lists them and says where a new test goes."""
 
 from __future__ import annotations
 

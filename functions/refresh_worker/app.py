@@ -10,7 +10,7 @@ from connvault.services.fanout import refresh_messages
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 @metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
+@tracer.capture_lambda_handler(capture_response=False)  # type: ignore[untyped-decorator]  # Powertools: Callable[..., Any]
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     result = refresh_messages(event.get("Records") or [], remaining_ms=context.get_remaining_time_in_millis)
     return {"batchItemFailures": [{"itemIdentifier": message_id} for message_id in result.failed_message_ids]}

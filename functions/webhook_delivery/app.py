@@ -11,6 +11,6 @@ from connvault.services.webhook_delivery import run_scheduled
 
 @logger.inject_lambda_context(log_event=False, clear_state=True)
 @metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
+@tracer.capture_lambda_handler(capture_response=False)  # type: ignore[untyped-decorator]  # Powertools: Callable[..., Any]
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return run_scheduled(context.get_remaining_time_in_millis)

@@ -20,23 +20,12 @@ from connvault.db.uow import UnitOfWork
 from connvault.models import Connection
 from devserver.demo_setup import DEMO_RETURN_URL, DemoTenant, create_demo_tenant, install_demo_provider
 from devserver.events import authorizer_event, http_event
-from devserver.handlers import load_handler
+from devserver.gateway import RouteTable
+from devserver.handlers import InvocationContext, load_handler
 from devserver.provider import DemoProvider
 from tests.support.database import TestDatabase
 from tests.support.factories import owner
 from tests.support.secrets import SecretRegistry
-
-
-class FakeLambdaContext:
-    """The attributes of a Lambda context that Powertools reads."""
-
-    function_name = "test"
-    memory_limit_in_mb = 256
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test"
-    aws_request_id = "req-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 @dataclass
@@ -64,21 +53,20 @@ class Api:
         if not decision["isAuthorized"]:
             return Answer(401, {}, json.dumps({"message": "Unauthorized"}))
         tenant_id = decision["context"]["tenant_id"]
-        job = "token_fetch" if path.endswith("/token") else "api"
         event = http_event(method, path, query=query, body=body, tenant_id=tenant_id)
-        return self.invoke(job, event)
+        return self.invoke(job_for(method, path), event)
 
     def authorize(self, authorization: str | None, *, method: str = "GET", path: str = "/connections") -> Any:
         """The authorizer's decision for an ``Authorization`` header (``None``: no header at all)."""
         event = authorizer_event(authorization, method=method, path=path)
-        return load_handler("authorizer")(event, FakeLambdaContext())
+        return load_handler("authorizer")(event, InvocationContext())
 
     def callback(self, query: str) -> Answer:
         return self.invoke("oauth_callback", http_event("GET", "/oauth/callback", query=query))
 
     def invoke_raw(self, job: str, event: dict[str, Any]) -> dict[str, Any]:
         """``functions/<job>``'s answer as the Lambda returns it (cookies included)."""
-        return load_handler(job)(event, FakeLambdaContext())
+        return load_handler(job)(event, InvocationContext())
 
     def invoke(self, job: str, event: dict[str, Any]) -> Answer:
         """Run ``functions/<job>``'s handler on an event as it stands (no authorizer in front)."""
@@ -89,6 +77,15 @@ class Api:
         if "Location" in answer.headers:
             self.secrets.check(answer.headers["Location"], "a Location header")
         return answer
+
+
+ROUTES = RouteTable.from_template()
+
+
+def job_for(method: str, path: str) -> str:
+    """The function the template routes ``method path`` to (``api`` for a path no route takes: its 404)."""
+    found = ROUTES.find(method, path)
+    return found[0].job if found is not None else "api"
 
 
 @pytest.fixture
@@ -198,10 +195,10 @@ __all__ = [
     "DEMO_RETURN_URL",
     "Answer",
     "Api",
-    "FakeLambdaContext",
     "connect_account",
     "db_state",
     "follow_authorize",
+    "job_for",
     "load_handler",
     "pending_verifiers",
     "start_connect",

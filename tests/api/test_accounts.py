@@ -47,7 +47,7 @@ def items(answer: Answer) -> list[dict[str, Any]]:
 
 def other_tenant_key(api: Api) -> str:
     tenant = tenants.create_tenant("Other")
-    key = tenants.create_api_key(tenant.id).plaintext.reveal()
+    key = tenants.create_api_key(UnitOfWork(tenant.id)).plaintext.reveal()
     api.secrets.add(key)
     return key
 

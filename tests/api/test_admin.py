@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from connvault.admin import main
+from connvault.db.uow import UnitOfWork
 from connvault.errors import Unauthorized
 from connvault.services.auth import authenticate
 from connvault.services.tenants import create_api_key, create_tenant
@@ -87,7 +88,7 @@ def test_unknown_tenant_or_key_is_a_clear_error(db) -> None:
 
 def test_a_tenant_cannot_revoke_another_tenants_key(db, secrets) -> None:
     mine, theirs = create_tenant("Mine").id, create_tenant("Theirs").id
-    key = create_api_key(theirs)
+    key = create_api_key(UnitOfWork(theirs))
     secrets.add(key.plaintext.reveal())
 
     code, _, err = run_main("revoke-api-key", str(mine), key.record.key_id)
@@ -159,7 +160,7 @@ def test_deleting_a_tenant_revokes_its_grants_at_the_providers(api, provider) ->
     connect_account(api, end_user_id="bob")
     assert len(provider.stats().live_refresh_tokens) == 2
 
-    assert delete_tenant(api.tenant.tenant_id)
+    assert delete_tenant(UnitOfWork(api.tenant.tenant_id))
 
     stats = provider.stats()
     assert stats.live_refresh_tokens == frozenset()

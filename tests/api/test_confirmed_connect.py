@@ -8,6 +8,7 @@ from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 from connvault.clock import utcnow
+from connvault.db.uow import UnitOfWork
 from connvault.services.connect_confirmation import revoke_unconfirmed
 from connvault.services.tenants import create_api_key, create_tenant
 from devserver.provider import DemoProvider
@@ -62,7 +63,7 @@ def test_a_wrong_code_is_refused_and_the_right_one_then_works_once(api: Api, db:
 def test_another_tenant_cannot_confirm(api: Api, db: TestDatabase) -> None:
     session_id, code = park(api)
     other = create_tenant("Other")
-    key = create_api_key(other.id).plaintext.reveal()
+    key = create_api_key(UnitOfWork(other.id)).plaintext.reveal()
     api.secrets.add(key)
 
     refused = api.call("POST", f"/connect-sessions/{session_id}/confirm", body={"confirmation": code}, key=key)

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from tests.api.conftest import FakeLambdaContext, load_handler
+from devserver.handlers import InvocationContext, load_handler
 from tests.support.factories import owner
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
-HTTP_JOBS = ("api", "token_fetch", "oauth_callback", "connect_page")
+HTTP_JOBS = ("api", "token_fetch", "proxy", "oauth_callback", "connect_page")
 SECRET_FIELDS = frozenset({"authorization", "code", "state", "token", "api_key", "password"})
 
 
@@ -78,7 +78,7 @@ def test_sample_event_gets_a_sensible_answer(path: Path, sample_tenant: str, sec
     secrets.add(*secret_values(event))
     job = job_of(path)
 
-    answer = load_handler(job)(event, FakeLambdaContext())
+    answer = load_handler(job)(event, InvocationContext())
 
     if job == "authorizer":
         assert answer == {"isAuthorized": True, "context": {"tenant_id": sample_tenant}}

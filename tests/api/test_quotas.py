@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from connvault.db.uow import UnitOfWork
 from connvault.errors import QuotaExceeded
 from connvault.services.tenants import create_api_key
 from tests.api.conftest import DEMO_RETURN_URL, Api, connect_account, db_state, follow_authorize, start_connect
@@ -66,4 +67,4 @@ def test_integrations_custom_providers_sessions_and_api_keys_have_quotas(
     assert start_connect(api).status == 201
     refused(start_connect(api))
     with pytest.raises(QuotaExceeded):
-        create_api_key(api.tenant.tenant_id)
+        create_api_key(UnitOfWork(api.tenant.tenant_id))

@@ -10,7 +10,8 @@ import pytest
 
 from connvault.config import Settings
 from connvault.db.fast_reads import FastReads, get_fast_reads
-from connvault.errors import InvalidInput, RateLimited
+from connvault.db.uow import UnitOfWork
+from connvault.errors import ConfigurationError, RateLimited
 from connvault.services.rate_limits import WINDOW_SECONDS, RateLimiter
 from connvault.services.tenants import create_api_key, delete_tenant
 from tests.support.factories import as_tenant, make_tenant, owner
@@ -64,7 +65,7 @@ def test_a_tenant_over_its_rate_gets_429_with_retry_after_and_another_tenant_is_
 ) -> None:
     reconfigure(rate_limit_per_second=0.5, rate_limit_burst=3)
     other = make_tenant("Other")
-    other_key = create_api_key(other).plaintext.reveal()
+    other_key = create_api_key(UnitOfWork(other)).plaintext.reveal()
     api.secrets.add(other_key)
 
     served = [api.call("GET", "/providers").status for _ in range(3)]
@@ -136,7 +137,7 @@ def test_the_count_is_the_tenants_own_under_rls_and_nothing_for_a_deleted_tenant
         assert sql.run("SELECT count(*) FROM tenant_request_counts")[0][0] == 0
     with as_tenant(db, tenant) as sql:
         assert sql.run("SELECT requests FROM tenant_request_counts")[0][0] == 5
-    delete_tenant(tenant)
+    delete_tenant(UnitOfWork(tenant))
     assert get_fast_reads().count_requests(tenant, 5, WINDOW_SECONDS).requests == 0
     assert shared_count(db, tenant) == 0
 
@@ -161,7 +162,7 @@ def test_without_the_database_a_process_goes_on_with_its_own_bucket(db: TestData
     "setting", [{"rate_limit_per_second": -1.0}, {"rate_limit_burst": 0}, {"rate_limit_share_every": 0}]
 )
 def test_rate_limit_settings_out_of_range_are_refused(setting: dict[str, float]) -> None:
-    with pytest.raises(InvalidInput):
+    with pytest.raises(ConfigurationError):
         Settings(**setting)  # type: ignore[arg-type]
 
 

@@ -9,16 +9,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from connvault.db.uow import UnitOfWork
 from connvault.services import tenants
 from devserver.events import authorizer_event, http_event
+from devserver.handlers import InvocationContext, load_handler
 from devserver.provider import Fault
 from tests.api.conftest import (
     Answer,
     Api,
-    FakeLambdaContext,
     connect_account,
     db_state,
-    load_handler,
     stored_connection,
 )
 from tests.support.factories import owner
@@ -145,7 +145,7 @@ def test_the_authorizer_refuses_missing_malformed_unknown_and_revoked_keys(api: 
     for header in (None, "", "Bearer", f"Basic {key}", "Bearer cv_short", f"Bearer {key}x", f"Bearer {unknown}"):
         assert api.authorize(header) == {"isAuthorized": False}, header
 
-    tenants.revoke_api_key(api.tenant.tenant_id, key_id)
+    tenants.revoke_api_key(UnitOfWork(api.tenant.tenant_id), key_id)
 
     assert api.authorize(f"Bearer {key}") == {"isAuthorized": False}
     assert api.call("GET", "/connections").status == 401
@@ -156,16 +156,16 @@ def test_the_authorizer_reads_the_header_as_sam_local_spells_it(api: Api) -> Non
     event = authorizer_event(None)
     event["headers"]["Authorization"] = f"Bearer {api.tenant.api_key.reveal()}"
 
-    answer = load_handler("authorizer")(event, FakeLambdaContext())
+    answer = load_handler("authorizer")(event, InvocationContext())
 
     assert answer == {"isAuthorized": True, "context": {"tenant_id": str(api.tenant.tenant_id)}}
 
 
 def test_a_second_key_keeps_working_when_the_first_is_revoked(api: Api, secrets) -> None:
-    second = tenants.create_api_key(api.tenant.tenant_id).plaintext.reveal()
+    second = tenants.create_api_key(UnitOfWork(api.tenant.tenant_id)).plaintext.reveal()
     secrets.add(second)
 
-    tenants.revoke_api_key(api.tenant.tenant_id, api.tenant.api_key.reveal().split("_")[1])
+    tenants.revoke_api_key(UnitOfWork(api.tenant.tenant_id), api.tenant.api_key.reveal().split("_")[1])
 
     assert api.call("GET", "/connections", key=second).status == 200
     assert api.call("GET", "/connections").status == 401

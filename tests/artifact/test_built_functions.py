@@ -4,17 +4,22 @@ moto KMS (as a server). The stand-in for ``sam local invoke``; see conftest.py."
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 
 from connvault import api_keys
+from connvault.db.uow import UnitOfWork
 from connvault.migrations import SCHEMA_DIR, load_migrations
-from connvault.services import tenants
+from connvault.redacted import Redacted
+from connvault.services import connections, tenants
+from devserver.provider import DemoProvider
 from tests.support.cloudformation import ResponseUrlServer, cfn_event
+from tests.support.factories import owner
 from tests.support.fresh_database import fresh_database
 from tests.support.sample_events import at_connection, for_tenant, sample, with_authorization
 
@@ -28,6 +33,7 @@ SMOKE_TESTED = {
     "AuthorizerFunction",
     "ApiFunction",
     "TokenFetchFunction",
+    "ProxyFunction",
     "OAuthCallbackFunction",
     "ConnectPageFunction",
     "MigrationsFunction",
@@ -47,7 +53,7 @@ class Tenant:
 @pytest.fixture
 def tenant(db: TestDatabase, secrets: SecretRegistry) -> Tenant:
     created = tenants.create_tenant("Artifact tenant")
-    key = tenants.create_api_key(created.id).plaintext.reveal()
+    key = tenants.create_api_key(UnitOfWork(created.id)).plaintext.reveal()
     secrets.add(key)
     return Tenant(created.id, key)
 
@@ -104,6 +110,39 @@ def test_the_built_api_seals_an_api_key_that_the_built_token_fetch_opens(
     (token,) = answered(built.invoke("TokenFetchFunction", fetch), secrets)
     assert token["statusCode"] == 200, token["statusCode"]
     assert json.loads(token["body"])["api_key"] == provider_key
+
+
+def test_the_built_proxy_calls_the_providers_api_with_the_connections_key(
+    built: BuiltFunctions, tenant: Tenant, db: TestDatabase, secrets: SecretRegistry
+) -> None:
+    # Given an API-key connection to a provider whose API is the demo provider's, on 127.0.0.1
+    key = f"sk-artifact-{uuid4().hex}"
+    secrets.add(key)
+    with DemoProvider() as provider:
+        provider.add_api_key(key)
+        with owner(db) as admin:
+            admin.run(
+                "INSERT INTO providers (slug, display_name, auth_type, api_base_url) VALUES"
+                " ('artifact-api', 'Artifact API', 'api_key', :url) ON CONFLICT (slug) WHERE tenant_id IS NULL"
+                " DO UPDATE SET api_base_url = EXCLUDED.api_base_url",
+                url=f"{provider.base_url}/api",
+            )
+        created = connections.create_static_connection(
+            UnitOfWork(tenant.id),
+            connections.StaticCredentialsInput(provider="artifact-api", end_user_id="u", api_key=Redacted(key)),
+        )
+        event = at_connection(for_tenant(sample("proxy"), tenant.id), str(created.id))
+        event["rawPath"] = event["requestContext"]["http"]["path"] = f"/connections/{created.id}/proxy/me"
+
+        # When the built proxy handles the sample request for /me (loopback allowed, as in local development)
+        (answer,) = answered(
+            built.invoke("ProxyFunction", event, env={"CONNVAULT_ALLOW_INSECURE_LOOPBACK_URLS": "true"}), secrets
+        )
+
+        # Then the provider saw the connection's key, and its answer came back whole
+        assert answer["statusCode"] == 200, answer
+        assert json.loads(base64.b64decode(answer["body"])) == {"id": "demo-account", "name": "Demo account"}
+        assert [call.credential for call in provider.stats().api_calls] == [key]
 
 
 def test_the_built_oauth_callback_turns_an_unknown_state_into_a_400_page(

@@ -15,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from connvault.db.uow import UnitOfWork
 from connvault.services import tenants
 from devserver.demo_setup import DEMO_RETURN_URL, DemoTenant
 from devserver.provider import DemoProvider
@@ -42,7 +43,7 @@ def new_tenant(db: TestDatabase, secrets: SecretRegistry) -> Callable[[str], Api
 
     def make(name: str) -> Api:
         tenant = tenants.create_tenant(name)
-        key = tenants.create_api_key(tenant.id).plaintext
+        key = tenants.create_api_key(UnitOfWork(tenant.id)).plaintext
         secrets.add(key.reveal())
         return Api(DemoTenant(tenant.id, key), secrets)
 

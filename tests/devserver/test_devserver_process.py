@@ -94,6 +94,7 @@ def test_the_devserver_goes_from_start_to_a_token_and_stops_cleanly(tmp_path: Pa
     data_dir = tmp_path / "data"
     process, output = start(data_dir)
     try:
+        provider = output.wait_for(r"demo provider\s+(http://127\.0\.0\.1:\d+)", START_TIMEOUT).group(1)
         api_key = output.wait_for(r"export CONNVAULT_API_KEY=(\S+)", START_TIMEOUT).group(1)
         api = output.wait_for(r"^ready in [\d.]+ s on (http://127\.0\.0\.1:\d+)", START_TIMEOUT).group(1)
         pgdata = data_dir / "postgres"
@@ -134,6 +135,20 @@ def test_the_devserver_goes_from_start_to_a_token_and_stops_cleanly(tmp_path: Pa
         token = http.request("GET", f"{api}/connections/{connection_id}/token", headers=auth)
         assert token.status == 200, token.data
         secrets.add(token.json()["access_token"], token.json().get("refresh_token"), "demo-secret")
+
+        # The proxy calls the demo provider's API with that token; when the provider stops taking it, the proxy
+        # refreshes once (the demo provider rotates refresh tokens strictly) and retries.
+        me = http.request("GET", f"{api}/connections/{connection_id}/proxy/me", headers=auth)
+        assert (me.status, me.json()) == (200, {"sub": "demo-user", "name": "Demo User"}), me.data
+        assert http.request("POST", f"{provider}/demo/expire-access-tokens").status == 204
+        again = http.request("GET", f"{api}/connections/{connection_id}/proxy/items?page=2", headers=auth)
+        assert again.status == 200, again.data
+        assert 'rel="next"' in again.headers["Link"]
+        stats = http.request("GET", f"{provider}/demo/stats").json()
+        assert (stats["token_calls"]["refresh_token"], stats["refresh_token_reuse"]) == (1, 0)
+        renewed = http.request("GET", f"{api}/connections/{connection_id}/token", headers=auth).json()
+        secrets.add(renewed["access_token"])
+        assert renewed["access_token"] != token.json()["access_token"]
 
         assert http.request("GET", f"{api}/connections").status == 401
         assert http.request("GET", f"{api}/connections", headers={"Authorization": "Bearer cv_nope"}).status == 403

@@ -100,6 +100,22 @@ def test_routes_match_by_method_and_segments_with_parameters() -> None:
     assert table.find("GET", "/nowhere") is None
 
 
+def test_a_greedy_parameter_takes_the_rest_of_the_path_for_any_method() -> None:
+    table = RouteTable.from_template()
+    for method in ("GET", "POST", "DELETE", "PATCH"):
+        found = table.find(method, "/connections/c1/proxy/v1/users/me")
+        assert found is not None
+        assert (found[0].job, found[0].key, found[1]) == (
+            "proxy",
+            "ANY /connections/{connection_id}/proxy/{path+}",
+            {"connection_id": "c1", "path": "v1/users/me"},
+        )
+    assert table.find("GET", "/connections/c1/proxy/") is None
+    assert table.find("GET", "/connections/c1/proxy") is None
+    token = table.find("GET", "/connections/c1/token")
+    assert token is not None and token[0].job == "token_fetch"
+
+
 def test_no_authorization_header_is_a_401_without_calling_the_authorizer(gateway, functions) -> None:
     answer = request(gateway, "GET", "/connections")
     assert (answer.status, answer.json()) == (401, {"message": "Unauthorized"})

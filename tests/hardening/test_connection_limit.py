@@ -28,11 +28,12 @@ from sqlalchemy.exc import DBAPIError
 
 from connvault import wiring
 from connvault.db.target import DatabaseTarget, database_unavailable, sqlstate
+from connvault.db.uow import UnitOfWork
 from connvault.migrations import migrate
 from connvault.services import tenants
 from devserver.events import authorizer_event, http_event
-from devserver.handlers import load_handler
-from tests.api.conftest import Answer, FakeLambdaContext
+from devserver.handlers import InvocationContext, load_handler
+from tests.api.conftest import Answer
 from tests.support.secrets import SecretRegistry
 
 LIMIT = 12
@@ -88,10 +89,10 @@ class Gateway:
     secrets: SecretRegistry
 
     def call(self, method: str, path: str, job: str, *, body: Any = None) -> Answer:
-        authorizer = load_handler("authorizer")(authorizer_event(f"Bearer {self.api_key}"), FakeLambdaContext())
+        authorizer = load_handler("authorizer")(authorizer_event(f"Bearer {self.api_key}"), InvocationContext())
         assert authorizer["isAuthorized"] is True, authorizer
         event = http_event(method, path.format(id=self.connection_id), body=body, authorizer=authorizer["context"])
-        raw = load_handler(job)(event, FakeLambdaContext())
+        raw = load_handler(job)(event, InvocationContext())
         answer = Answer(raw["statusCode"], raw.get("headers") or {}, raw.get("body") or "")
         self.secrets.check(answer.body if answer.status >= 400 else "", "an error body")
         return answer
@@ -100,7 +101,7 @@ class Gateway:
         """The function alone, as if the authorizer had admitted the request a moment earlier."""
         path = "/connections/{id}/token" if job == "token_fetch" else "/connections"
         event = http_event("GET", path.format(id=self.connection_id), tenant_id=self.tenant_id)
-        raw = load_handler(job)(event, FakeLambdaContext())
+        raw = load_handler(job)(event, InvocationContext())
         return Answer(raw["statusCode"], raw.get("headers") or {}, raw.get("body") or "")
 
     def every_route(self) -> list[Answer]:
@@ -116,7 +117,7 @@ def gateway(
     monkeypatch.setenv("CONNVAULT_KMS_KEY_ID", kms_key_id)
     wiring.reset()
     tenant = tenants.create_tenant("Busy tenant")
-    key = tenants.create_api_key(tenant.id).plaintext.reveal()
+    key = tenants.create_api_key(UnitOfWork(tenant.id)).plaintext.reveal()
     secrets.add(key, STORED_KEY)
     gateway = Gateway(str(tenant.id), key, "", secrets)
     created = gateway.call(

@@ -20,6 +20,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from connvault import wiring
+from connvault.api import app as http_app
 from connvault.db.refresh_statements import RefreshStatements
 from connvault.db.uow import UnitOfWork
 from connvault.errors import DatabaseUnavailable, NotFound
@@ -259,6 +260,36 @@ def test_an_unreachable_database_is_a_503_database_unavailable(
     assert answer.status == 503, answer.body
     assert answer.json()["error"]["code"] == "database_unavailable"
     assert int(answer.headers["Retry-After"]) >= 1
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("database_url", "mysql://operator:hunter2-password@db.internal/connvault"),
+        ("db_app_role", "app; DROP ROLE x"),
+    ],
+)
+def test_a_misconfigured_database_is_a_500_internal_error_with_the_detail_in_the_log_only(
+    api: Api,
+    connection_id: str,
+    reconfigure: Callable[..., None],
+    monkeypatch: pytest.MonkeyPatch,
+    setting: str,
+    value: str,
+) -> None:
+    # Given an operator's mistake in the deployment's settings (issue 15.3: it used to be a 400 naming them)
+    logged: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(http_app.logger, "error", lambda message, extra: logged.append((message, extra)))
+    reconfigure(**{setting: value})
+
+    answer = api.invoke("api", http_event("GET", "/connections", tenant_id=str(api.tenant.tenant_id)))
+
+    # the caller learns nothing about the deployment
+    assert answer.status == 500, answer.body
+    assert answer.json()["error"] == {"code": "internal_error", "message": "an unexpected error occurred"}
+    # and the operator finds the setting at fault in the log, never its value
+    assert [(message, extra["setting"]) for message, extra in logged] == [("deployment misconfigured", setting)]
+    assert "hunter2" not in str(logged)
 
 
 @pytest.mark.parametrize(("job", "path"), [("token_fetch", "/connections/{id}/token"), ("api", "/connections")])

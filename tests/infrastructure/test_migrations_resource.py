@@ -14,8 +14,8 @@ import pytest
 from connvault import wiring
 from connvault.custom_resource import DEADLINE_MARGIN_MS, MAX_REASON_LENGTH
 from connvault.migrations import ADVISORY_LOCK_KEY, SCHEMA_DIR, load_migrations
-from tests.api.conftest import load_handler
-from tests.support.cloudformation import LambdaContextStub, ResponseUrlServer, cfn_event
+from devserver.handlers import InvocationContext, load_handler
+from tests.support.cloudformation import ResponseUrlServer, cfn_event
 from tests.support.fresh_database import FreshDatabase, fresh_database
 
 if TYPE_CHECKING:
@@ -55,8 +55,8 @@ def fresh(database: TestDatabase, use_database: Callable[[str], None]) -> Iterat
         yield fresh
 
 
-def invoke(event: dict[str, object], context: LambdaContextStub | None = None) -> None:
-    load_handler("migrations")(event, context or LambdaContextStub())
+def invoke(event: dict[str, object], context: InvocationContext | None = None) -> None:
+    load_handler("migrations")(event, context or InvocationContext(remaining_ms=300_000))
 
 
 def test_create_applies_the_schema_and_answers_success_as_cloudformation_expects(
@@ -208,7 +208,7 @@ def test_the_watchdog_answers_failed_before_the_deadline_when_the_migrations_han
     # Given another runner holding the migration lock, and a Lambda with 1.5 s to spare beyond the margin
     holder = fresh.target.connect()
     holder.run("SELECT pg_advisory_lock(:key)", key=ADVISORY_LOCK_KEY)
-    context = LambdaContextStub(remaining_ms=DEADLINE_MARGIN_MS + 1500)
+    context = InvocationContext(remaining_ms=DEADLINE_MARGIN_MS + 1500)
     event = cfn_event("create", cfn)
     worker = threading.Thread(target=invoke, args=(event, context))
 

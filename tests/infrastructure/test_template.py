@@ -21,6 +21,7 @@ JOBS = {
     "ConnectPageFunction": "connect_page",
     "ApiFunction": "api",
     "TokenFetchFunction": "token_fetch",
+    "ProxyFunction": "proxy",
     "ScheduledRefreshFunction": "scheduled_refresh",
     "RefreshWorkerFunction": "refresh_worker",
     "MigrationsFunction": "migrations",
@@ -33,16 +34,23 @@ DOCUMENTED = {
     (method.upper(), path): operation for path, item in DOCUMENT["paths"].items() for method, operation in item.items()
 }
 """Every operation of the OpenAPI document (issue 13.11: the routes are derived from it, not written by hand)."""
+PROXY_DOCUMENTED = "/connections/{connection_id}/proxy/{path}"
+PROXY_ROUTE = ("ANY", "/connections/{connection_id}/proxy/{path+}")
+ROUTE_OF = {key: PROXY_ROUTE if key[1] == PROXY_DOCUMENTED else key for key in DOCUMENTED}
+"""The template route of each documented operation: the proxy is documented once per method it forwards, and API
+Gateway serves every method and depth of it with one greedy route."""
 FUNCTION_OF_PATH = {
     "/connections/{connection_id}/token": "TokenFetchFunction",
     "/oauth/callback": "OAuthCallbackFunction",
     "/connect": "ConnectPageFunction",
+    "/connections/{connection_id}/proxy/{path+}": "ProxyFunction",
 }
 """The routes served by a function of their own; every other one is the management ``ApiFunction``'s."""
 
 # Who may unwrap data keys (read sealed credentials) and who may create them (seal new ones).
 KMS_DECRYPT = {
     "TokenFetchFunction",
+    "ProxyFunction",
     "ApiFunction",
     "OAuthCallbackFunction",
     "ConnectPageFunction",
@@ -89,8 +97,8 @@ def test_each_function_handler_is_a_handler_defined_in_its_jobs_app_module(templ
 def test_every_documented_operation_is_routed_and_every_route_is_documented(template: Template) -> None:
     routes = template.routes()
     routed = {(r.method, r.path): r.function for r in routes}
-    assert set(routed) == set(DOCUMENTED)
-    assert routed == {key: FUNCTION_OF_PATH.get(key[1], "ApiFunction") for key in DOCUMENTED}
+    assert set(routed) == set(ROUTE_OF.values())
+    assert routed == {route: FUNCTION_OF_PATH.get(route[1], "ApiFunction") for route in ROUTE_OF.values()}
     assert len(routes) == len(routed), "a route is declared twice"
     for function in {r.function for r in routes}:
         for event in template.functions[function]["Properties"]["Events"].values():
@@ -171,8 +179,11 @@ def test_each_role_holds_exactly_the_kms_rights_of_its_job(template: Template, f
         assert not any(s.grants(action) for s in statements), f"{function} may {action}"
 
 
-def test_token_fetch_may_unwrap_and_generate_data_keys_but_never_encrypt_or_re_encrypt(template: Template) -> None:
-    statements = template.role_statements("TokenFetchFunction")
+@pytest.mark.parametrize("function", ["TokenFetchFunction", "ProxyFunction"])
+def test_token_fetch_and_the_proxy_may_unwrap_and_generate_data_keys_but_never_encrypt_or_re_encrypt(
+    template: Template, function: str
+) -> None:
+    statements = template.role_statements(function)
     assert any(s.grants("kms:Decrypt") for s in statements)
     assert any(s.grants("kms:GenerateDataKey") for s in statements)
     for action in ("kms:GenerateDataKeyWithoutPlaintext", "kms:Encrypt", "kms:ReEncryptTo", "kms:ReEncryptFrom"):

@@ -165,7 +165,7 @@ def test_deleting_the_tenant_shreds_its_blind_index_key(db: TestDatabase, secret
     copy = sealed_key(db, tenant)
     assert copy is not None
 
-    assert tenants.delete_tenant(tenant)
+    assert tenants.delete_tenant(UnitOfWork(tenant))
 
     # Neither this process (its cache was dropped) nor a new one can open a copy of the key kept elsewhere
     with pytest.raises(DecryptionFailed):

@@ -266,7 +266,7 @@ def test_once_its_tenant_is_deleted_no_new_process_can_open_its_envelopes(
     sealer = new_sealer()
     blob = sealer.seal(plaintext, here(tenant))
 
-    assert tenants.delete_tenant(tenant, sealer=sealer)
+    assert tenants.delete_tenant(UnitOfWork(tenant, sealer=sealer))
 
     with pytest.raises(DecryptionFailed):
         new_sealer().open(blob, here(tenant))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -524,3 +525,39 @@ def test_a_list_page_ends_early_at_its_byte_budget_and_the_cursor_walks_on(
 
     assert sizes == [2, 2, 1]
     assert sorted(seen) == sorted(c.id for c in made)
+
+
+def test_refresh_statements_from_threads_that_end_leave_no_connection_behind(db) -> None:
+    # A warm scheduled function runs every few minutes with a new pool of threads: connections kept per thread
+    # piled up, one set per run, until PostgreSQL refused everyone ("too many clients").
+    statements = get_refresh_statements()
+    now = datetime.now(UTC)
+
+    def claim_once() -> None:
+        until = now + timedelta(seconds=60)
+        statements.claim(now, 900, 1, until, run_started=now, per_tenant=1, after_tenant=None, skip_providers=())
+
+    def backends() -> int:
+        with owner(db) as sql:
+            return sql.run("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'")[0][0]
+
+    def run_with_new_threads(threads: int) -> None:
+        barrier = threading.Barrier(threads)
+
+        def work() -> None:
+            barrier.wait()  # all at once, so the run needs as many connections as threads
+            claim_once()
+
+        pool = [threading.Thread(target=work) for _ in range(threads)]
+        for thread in pool:
+            thread.start()
+        for thread in pool:
+            thread.join()
+
+    run_with_new_threads(8)
+    after_first_run = backends()
+    for _ in range(5):
+        run_with_new_threads(8)
+
+    # Other connections of this process may come and go meanwhile; a leak would add eight per run, forty here.
+    assert backends() < after_first_run + 8

@@ -373,6 +373,16 @@ def test_the_token_read_and_touch_functions_reach_only_the_named_tenants_connect
     assert untouched == [[None]]
 
 
+def test_the_proxy_read_reaches_only_the_named_tenants_connection(db: TestDatabase, world: World) -> None:
+    with as_tenant(db, None) as sql:
+        query = "SELECT status, provider_slug FROM connvault_read_proxy_target(:t, :c)"
+        own = sql.run(query, t=world.a.id, c=world.a.connection)
+        other = sql.run(query, t=world.a.id, c=world.b.connection)
+
+    assert [row[0] for row in own] == ["active"]
+    assert other == []
+
+
 def test_a_tenant_cannot_attach_a_connection_to_another_tenants_custom_provider(db: TestDatabase, world: World) -> None:
     with as_tenant(db, world.a.id) as sql, pytest.raises(DatabaseError):
         sql.run(

@@ -88,6 +88,8 @@ CASES: dict[str, Case] = {
         "token_fetch",
         lambda event, s: at_connection(for_tenant(event, s.tenant_id), str(s.oauth_connection_id)),
     ),
+    # The sample names a connection the tenant does not have: the proxy answers for it without any provider call.
+    "proxy": Case("ProxyFunction", "proxy", lambda event, s: for_tenant(event, s.tenant_id)),
     "callback": Case("OAuthCallbackFunction", "oauth_callback", lambda event, s: event),
     "connect page": Case("ConnectPageFunction", "connect_page", lambda event, s: event),
     "scan": Case("ScheduledRefreshFunction", "scheduled_refresh", lambda event, s: event),
@@ -165,7 +167,7 @@ def run(sam_local: SamLocal, database: TestDatabase, timings: dict[str, float]) 
     """Seeds the scene, then invokes every case at once; checks that need the database happen right after."""
     remove_tenants(database)
     tenant = tenants.create_tenant("sam local tenant")
-    api_key = tenants.create_api_key(tenant.id).plaintext.reveal()
+    api_key = tenants.create_api_key(UnitOfWork(tenant.id)).plaintext.reveal()
     stranger = api_keys.mint().plaintext.reveal()
     grant = oauth_grant(SecretRegistry())
     assert isinstance(grant.credentials, OAuth2Credentials) and grant.credentials.refresh_token
@@ -267,6 +269,13 @@ def test_the_token_route_hands_out_the_seeded_access_token(run: Run, secrets: Se
     assert (body["credential_type"], body["token_type"]) == ("oauth2", "Bearer")
     assert body["access_token"] == run.scene.access_token
     assert body["expires_at"]
+
+
+def test_the_proxy_answers_404_for_a_connection_the_tenant_does_not_have(run: Run, secrets: SecretRegistry) -> None:
+    answer = run.answer("proxy", secrets)
+
+    assert answer["statusCode"] == 404, answer
+    assert json.loads(answer["body"])["error"]["code"] == "not_found"
 
 
 def test_the_callback_answers_an_unknown_state_with_the_400_page(run: Run, secrets: SecretRegistry) -> None:

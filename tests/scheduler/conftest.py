@@ -3,8 +3,6 @@ connections holding tokens the demo really issued, created with a chosen expiry.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -133,30 +131,3 @@ def set_columns(db: TestDatabase, connection_id: uuid.UUID, **values: Any) -> No
 def held_leases(db: TestDatabase) -> int:
     with owner(db) as connection:
         return connection.run("SELECT count(*) FROM connections WHERE refresh_lease_owner IS NOT NULL")[0][0]
-
-
-class FakeContext:
-    """The parts of a Lambda context that Powertools and the handlers read."""
-
-    function_name = "test"
-    memory_limit_in_mb = 1024
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test"
-    aws_request_id = "req-scheduler"
-
-    def __init__(self, remaining_ms: int = 600_000) -> None:
-        self._remaining_ms = remaining_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self._remaining_ms
-
-
-def load_handler(job: str) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
-    """``functions/<job>/app.py``'s ``handler``, imported the way Lambda does (a module of its own)."""
-    name = f"connvault_fn_{job}"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, FUNCTIONS / job / "app.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name].handler

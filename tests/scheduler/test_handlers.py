@@ -12,7 +12,8 @@ import pytest
 
 from connvault import wiring
 from connvault.services.fanout import DueMessage
-from tests.scheduler.conftest import EVENTS, FakeContext, Site, held_leases, load_handler
+from devserver.handlers import InvocationContext, load_handler
+from tests.scheduler.conftest import EVENTS, Site, held_leases
 from tests.support.secrets import SecretRegistry
 
 if TYPE_CHECKING:
@@ -41,7 +42,7 @@ def test_scheduled_handler_refreshes_and_emits_metrics(
     site.connect(3)
 
     # When EventBridge invokes the scheduled function
-    answer = load_handler("scheduled_refresh")(event("scheduled_refresh.json"), FakeContext())
+    answer = load_handler("scheduled_refresh")(event("scheduled_refresh.json"), InvocationContext(remaining_ms=600_000))
 
     # Then it answers counts only, and flushed one EMF metric per outcome without a secret in sight
     assert (answer["claimed"], answer["refreshed"], answer["due_backlog"]) == (3, 3, 0)
@@ -71,7 +72,7 @@ def test_scheduled_handler_enqueues_in_fan_out_mode_and_the_worker_refreshes(
     ids = site.connect(2)
 
     # When the scheduled function runs, Then it only enqueues
-    answer = load_handler("scheduled_refresh")(event("scheduled_refresh.json"), FakeContext())
+    answer = load_handler("scheduled_refresh")(event("scheduled_refresh.json"), InvocationContext(remaining_ms=600_000))
     assert (answer["enqueued"], answer["refreshed"]) == (2, 0)
     messages = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
 
@@ -79,7 +80,7 @@ def test_scheduled_handler_enqueues_in_fan_out_mode_and_the_worker_refreshes(
     template = event("refresh_worker.json")["Records"][0]
     records = [{**template, "messageId": m["MessageId"], "body": m["Body"]} for m in messages]
     records.append({**template, "messageId": "unreadable", "body": "not json"})
-    answer = load_handler("refresh_worker")({"Records": records}, FakeContext(60_000))
+    answer = load_handler("refresh_worker")({"Records": records}, InvocationContext(remaining_ms=60_000))
 
     # Then both were refreshed and only the unreadable message goes back
     assert answer == {"batchItemFailures": [{"itemIdentifier": "unreadable"}]}

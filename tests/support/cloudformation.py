@@ -11,7 +11,7 @@ import secrets
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Self
@@ -77,27 +77,6 @@ class ResponseUrlServer:
             self._arrived.wait_for(lambda: len(self.answers) >= count, timeout=timeout)
             assert len(self.answers) >= count, f"expected {count} answers, got {len(self.answers)}"
             return list(self.answers[:count])
-
-
-@dataclass(frozen=True)
-class LambdaContextStub:
-    """The attributes of a Lambda context that Powertools and the custom resource read; the deadline is real."""
-
-    remaining_ms: int = 300_000
-    function_name: str = "connvault-dev-MigrationsFunction"
-    memory_limit_in_mb: int = 512
-    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:connvault-dev-MigrationsFunction"
-    aws_request_id: str = "c0ffee00-0000-4000-8000-000000000001"
-    log_stream_name: str = "2025/01/14/[$LATEST]0123456789abcdef0123456789abcdef"
-    started_at: float = field(default_factory=time.monotonic)
-
-    @property
-    def deadline(self) -> float:
-        """``time.monotonic()`` at which Lambda would stop the function."""
-        return self.started_at + self.remaining_ms / 1000
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.deadline - time.monotonic()) * 1000))
 
 
 def cfn_event(kind: str, server: ResponseUrlServer, **overrides: Any) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from connvault.config import Settings, get_settings
-from connvault.errors import InvalidInput
+from connvault.errors import ConfigurationError
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ def test_an_empty_value_means_the_default() -> None:
     ],
 )
 def test_a_value_of_the_wrong_type_names_the_variable_but_not_the_value(name: str, raw: str, field: str) -> None:
-    with pytest.raises(InvalidInput) as error:
+    with pytest.raises(ConfigurationError) as error:
         Settings.from_env({name: raw})
 
     assert name in str(error.value)
@@ -108,7 +108,7 @@ def test_a_refresh_lease_that_a_provider_call_and_its_store_could_outlast_is_ref
     lease: str, http_timeout: str, statement_timeout_ms: str
 ) -> None:
     # A lease that runs out mid-call lets a second caller present the refresh token the provider just rotated.
-    with pytest.raises(InvalidInput) as error:
+    with pytest.raises(ConfigurationError) as error:
         Settings.from_env(
             {
                 "CONNVAULT_REFRESH_LEASE_SECONDS": lease,
@@ -134,3 +134,14 @@ def test_the_default_lease_outlasts_a_provider_call_and_its_store() -> None:
         ).refresh_lease_seconds
         == 3
     )
+
+
+def test_what_is_built_from_settings_defaults_as_the_settings_do() -> None:
+    # Each default is declared once, in Settings (issue 15.4): a policy built without settings is the one built
+    # from none configured.
+    from connvault.services.refresh import RefreshPolicy
+    from connvault.services.runner import SchedulerConfig
+    from connvault.services.webhook_delivery import DeliveryConfig
+
+    for config in (RefreshPolicy, SchedulerConfig, DeliveryConfig):
+        assert config() == config.from_settings(Settings()), config.__name__

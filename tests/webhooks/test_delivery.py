@@ -283,13 +283,13 @@ def test_a_confirmed_session_emits_created_at_the_confirmation_not_at_the_callba
 def test_the_scheduled_handler_sends_with_its_sample_event(api: Api, receiver: WebhookReceiver) -> None:
     from pathlib import Path
 
-    from tests.api.conftest import FakeLambdaContext, load_handler
+    from devserver.handlers import InvocationContext, load_handler
 
     register(api, receiver.url, ["connection.created"])
     connect_account(api)
     sample = json.loads((Path(__file__).resolve().parents[2] / "events" / "webhook_delivery.json").read_text())
 
-    answer = load_handler("webhook_delivery")(sample, FakeLambdaContext())
+    answer = load_handler("webhook_delivery")(sample, InvocationContext())
 
     assert answer["delivered"] == 1
     assert answer["unconfirmed_revoked"] == 0

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from connvault.db.uow import UnitOfWork
 from connvault.services.tenants import create_api_key, create_tenant
 from tests.api.conftest import Api, connect_account
 from tests.support.factories import as_tenant, owner
@@ -45,7 +46,7 @@ def test_another_tenants_endpoint_and_deliveries_are_not_found(api: Api, receive
     connect_account(api)
     (delivery,) = api.call("GET", f"/webhooks/{endpoint_id}/deliveries").json()["items"]
     other = create_tenant("Other")
-    key = create_api_key(other.id).plaintext
+    key = create_api_key(UnitOfWork(other.id)).plaintext
     api.secrets.add(key.reveal())
 
     for method, path in (

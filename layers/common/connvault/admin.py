@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from sqlalchemy.exc import DBAPIError
-
-from connvault.errors import ConnvaultError, NotFound
+from connvault.db.uow import UnitOfWork
+from connvault.errors import ConnvaultError, DatabaseUnavailable, NotFound
 from connvault.services import tenants
 
 if TYPE_CHECKING:
@@ -36,20 +35,20 @@ def create_tenant(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
 
 
 def create_api_key(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
-    issued = tenants.create_api_key(args.tenant_id)
+    issued = tenants.create_api_key(UnitOfWork(args.tenant_id))
     print(issued.plaintext.reveal(), file=out)
     print(f"key id {issued.record.key_id}: store the key now, it cannot be shown again", file=err)
 
 
 def revoke_api_key(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
-    record = tenants.revoke_api_key(args.tenant_id, args.key_id)
+    record = tenants.revoke_api_key(UnitOfWork(args.tenant_id), args.key_id)
     print(f"revoked key {record.key_id} (at {record.revoked_at.isoformat() if record.revoked_at else '?'})", file=out)
 
 
 def delete_tenant(args: argparse.Namespace, out: TextIO, err: TextIO) -> None:
     if not args.yes:
         raise _Refused("delete-tenant deletes the tenant and everything it owns, for good; add --yes to confirm")
-    if not tenants.delete_tenant(args.tenant_id):
+    if not tenants.delete_tenant(UnitOfWork(args.tenant_id)):
         raise NotFound(f"tenant {args.tenant_id} not found")
     print(f"deleted tenant {args.tenant_id}", file=out)
 
@@ -119,12 +118,15 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: T
     args = build_parser().parse_args(argv)
     try:
         args.run(args, out, err)
+    except DatabaseUnavailable as exc:
+        print(f"error: database error ({exc})", file=err)
+        return 1
     except (ConnvaultError, _Refused) as exc:
         print(f"error: {exc}", file=err)
         return 1
-    except DBAPIError as exc:
-        # The driver's message can quote statement parameters; its type is enough to act on.
-        print(f"error: database error ({type(exc.orig).__name__})", file=err)
+    except Exception as exc:
+        # Anything else is a fault of ours; a library's message can quote statement parameters, so its type only.
+        print(f"error: unexpected error ({type(exc).__name__})", file=err)
         return 1
     return 0
 

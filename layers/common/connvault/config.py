@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 
-from connvault.errors import InvalidInput
+from connvault.errors import ConfigurationError
 
 PREFIX = "CONNVAULT_"
 
@@ -56,6 +56,11 @@ class Settings:
     timeout: the refresh lease must outlast it plus the commit."""
     allow_insecure_loopback_urls: bool = False
     """Let tenant URLs name loopback, over plain http too: local development and tests only, never deployed."""
+    proxy_deadline_seconds: float = 25.0
+    """Everything one proxied request may take (credential, provider calls, retries): under API Gateway's 30 s."""
+    proxy_refresh_cooldown_seconds: int = 30
+    """A 401 from a provider whose connection was refreshed this recently is passed on, not refreshed again: an
+    endpoint that always answers 401 must not turn every proxied call into a refresh."""
     default_refresh_margin_seconds: int = 300
     refresh_lease_seconds: int = 30
     refresh_wait_seconds: float = 8.0
@@ -107,13 +112,13 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.rate_limit_per_second < 0 or self.rate_limit_burst < 1 or self.rate_limit_share_every < 1:
-            raise InvalidInput(
+            raise ConfigurationError(
                 f"settings {PREFIX}RATE_LIMIT_PER_SECOND must be 0 (off) or more, {PREFIX}RATE_LIMIT_BURST and "
                 f"{PREFIX}RATE_LIMIT_SHARE_EVERY at least 1",
                 field="rate_limit_per_second",
             )
         if self.refresh_lease_seconds <= self.refresh_lease_floor_seconds:
-            raise InvalidInput(
+            raise ConfigurationError(
                 f"setting {PREFIX}REFRESH_LEASE_SECONDS must exceed one provider call's deadline plus the time to "
                 f"store its answer ({self.refresh_lease_floor_seconds:g} s with these settings)",
                 field="refresh_lease_seconds",
@@ -154,7 +159,7 @@ class Settings:
                 else:
                     values[name] = raw
             except ValueError:
-                raise InvalidInput(f"setting {PREFIX}{name.upper()} has the wrong type", field=name) from None
+                raise ConfigurationError(f"setting {PREFIX}{name.upper()} has the wrong type", field=name) from None
         region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
         if region and "region" not in values:
             values["region"] = region
@@ -168,6 +173,11 @@ def _parse_bool(raw: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ValueError(raw)
+
+
+DEFAULTS = Settings()
+"""The settings with nothing configured: what other objects built from settings take as their own defaults, so
+each default is declared once, here."""
 
 
 @lru_cache(maxsize=1)

@@ -39,7 +39,7 @@ import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import SplitResult, urlsplit
 
 import urllib3
@@ -255,29 +255,35 @@ def _time_left(cap: float | None = None) -> float | None:
     return left if cap is None else min(cap, left)
 
 
-class _DeadlineMixin:
+if TYPE_CHECKING:
+    _Socket = socket.socket
+else:
+    _Socket = object  # a mixin at run time: the socket class comes after it in each subclass's bases
+
+
+class _DeadlineMixin(_Socket):
     """Re-arms the socket's timeout with the time left before each operation http.client and ssl make."""
 
     def _arm(self) -> None:
         left = _time_left()
         if left is not None:
-            self.settimeout(left)  # type: ignore[attr-defined]
+            self.settimeout(left)
 
     def recv(self, *args: Any) -> bytes:
         self._arm()
-        return super().recv(*args)  # type: ignore[misc]
+        return super().recv(*args)
 
     def recv_into(self, *args: Any) -> int:
         self._arm()
-        return super().recv_into(*args)  # type: ignore[misc]
+        return super().recv_into(*args)
 
     def send(self, *args: Any) -> int:
         self._arm()
-        return super().send(*args)  # type: ignore[misc]
+        return super().send(*args)
 
     def sendall(self, *args: Any) -> None:
         self._arm()
-        return super().sendall(*args)  # type: ignore[misc]
+        return super().sendall(*args)
 
 
 class _DeadlineSocket(_DeadlineMixin, socket.socket):

@@ -140,6 +140,13 @@ class ProviderRejected(ConnvaultError):
         self.reason = reason
 
 
+class ResponseTooLarge(ConnvaultError):
+    """The provider's answer is larger than a response connvault can return (Lambda's payload limit); it is
+    refused whole rather than cut short."""
+
+    code = "response_too_large"
+
+
 class RateLimited(ConnvaultError):
     """The tenant sent more requests than its rate allows; ``retry_after`` says when one will be admitted."""
 
@@ -172,6 +179,19 @@ class DatabaseBusy(DatabaseUnavailable):
     """A statement ran past its time or waited too long for a lock; the operation can be retried shortly."""
 
     code = "database_busy"
+
+
+class ConfigurationError(ConnvaultError):
+    """The deployment is misconfigured (a setting missing, of the wrong type or unusable, a database target that
+    cannot work): the operator's to fix, not the caller's. The API answers it as any internal error, 500
+    ``internal_error``; the message, which names settings and never their values, goes to the log only."""
+
+    code = "configuration_error"
+
+    def __init__(self, message: str = "", *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        """The setting at fault (``db_port``, ``database_url``)."""
 
 
 class MigrationError(ConnvaultError):

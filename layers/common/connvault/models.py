@@ -16,6 +16,10 @@ from uuid import UUID
 from connvault.errors import ConnectionRevoked, CredentialsExpired, DecryptionFailed, ReauthRequired
 from connvault.redacted import Redacted
 
+PROVIDER_SLUG = r"^[a-z0-9][a-z0-9_-]{0,62}$"
+"""What a provider's slug looks like, wherever one is read: the catalog, the API's paths and bodies, and the
+``providers.slug`` CHECK constraint (a test compares them)."""
+
 
 class AuthType(StrEnum):
     OAUTH2 = "oauth2"
@@ -39,6 +43,12 @@ class ConnectionStatus(StrEnum):
         """Whether a token that has not run out may be handed out: ``error`` (refreshes keep failing, the token
         still works) and ``parked`` (the scheduler stopped trying) may, like ``active``."""
         return self in (ConnectionStatus.ACTIVE, ConnectionStatus.ERROR, ConnectionStatus.PARKED)
+
+    @staticmethod
+    def after_transient_failures(failures: int, limit: int) -> ConnectionStatus:
+        """Where a run of ``failures`` transient refresh failures in a row leaves a connection: ``error`` from
+        ``limit`` on (visible, the token still served while valid), else still ``active``."""
+        return ConnectionStatus.ERROR if failures >= limit else ConnectionStatus.ACTIVE
 
     def ensure_servable(
         self, connection_id: UUID, *, has_refresh_token: bool, reason: str | None, refreshing: bool = False
@@ -107,6 +117,57 @@ class TokenResponseShape(StrEnum):
 
     STANDARD = "standard"
     NESTED_AUTHED_USER = "nested_authed_user"
+
+
+class ConfigKind(StrEnum):
+    """What a connection configuration value may be; each kind fixes where its placeholder may stand in a URL
+    (see ``connvault.connection_config``)."""
+
+    SUBDOMAIN = "subdomain"
+    """One DNS label, filling a whole label left of a host's fixed domain: ``https://{shop}.myshopify.com``."""
+    ORIGIN = "origin"
+    """An https origin under one of the key's ``domains``, standing for a whole URL's start: ``{instance_url}/x``."""
+
+
+class ConfigSource(StrEnum):
+    """Who supplies a connection configuration value."""
+
+    TENANT = "tenant"
+    """The tenant, in ``connection_config`` when starting a connect session or creating a connection."""
+    TOKEN_RESPONSE = "token_response"
+    """The provider, as the same-named field of the code exchange's token response (Salesforce ``instance_url``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigKey:
+    """One per-connection value a provider's URLs need: its kind, who supplies it, and what else it must match."""
+
+    name: str
+    kind: ConfigKind
+    source: ConfigSource = ConfigSource.TENANT
+    pattern: str | None = None
+    """A further regular expression the whole value must match, on top of its kind's own rules."""
+    domains: tuple[str, ...] = ()
+    """``origin`` only: the registrable domains the origin's host must be, or be under."""
+    description: str = ""
+
+
+class ApiAuthStyle(StrEnum):
+    """How a provider's API takes the credential (see ``connvault.proxy.credentials``)."""
+
+    BEARER = "bearer"
+    HEADER = "header"
+    QUERY = "query"
+    BASIC = "basic"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiAuth:
+    """The catalog's ``api_auth``: a style, and for ``header``/``query`` the name (and a header's value prefix)."""
+
+    style: ApiAuthStyle
+    name: str | None = None
+    prefix: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +250,15 @@ class Provider:
     """Where a token response names the connected account (see ``oauth.responses.account_id``)."""
     credential_form: CredentialForm | None = None
     credential_check: CredentialCheck | None = None
+    connection_config: tuple[ConfigKey, ...] = ()
+    """The per-connection values the URL placeholders (``{subdomain}``) need; empty for most providers."""
+    api_base_url: str | None = None
+    """Where the provider's API lives, possibly with placeholders; what the proxy prefixes paths with."""
+    token_params: Mapping[str, str] = field(default_factory=dict)
+    """Extra form fields for the code exchange (Shopify's ``expiring=1``)."""
+    api_auth: ApiAuth | None = None
+    """How the API takes the credential; None means the usual for ``auth_type`` (bearer, or basic)."""
+
     device_authorization_url: str | None = None
     """RFC 8628 device authorization endpoint; None when the provider has no device flow."""
 
@@ -521,6 +591,8 @@ class Connection:
     than the one it read, whichever process wrote it."""
     refresh_started_at: datetime | None = None
     """When the refresh that produced the stored tokens took its lease (None: none since the grant)."""
+    connection_config: Mapping[str, str] = field(default_factory=dict)
+    """Values for the provider's URL placeholders; fixed for the life of a grant (see migration 0080)."""
     fault_count: int = 0
     """Consecutive refresh attempts that failed on our side (KMS, database, an unreadable row)."""
     fault_code: str | None = None
@@ -547,6 +619,13 @@ class Connection:
             and self.has_refresh_token
             and needs_refresh(self.expires_at, now, horizon_seconds)
             and (self.next_refresh_at is None or self.next_refresh_at <= now)
+        )
+
+    def has_fresh_token(self, now: datetime, min_ttl: int, margin: int) -> bool:
+        """Whether it is active with a token good for ``min_ttl`` and the provider's ``margin`` (see
+        ``refresh_ttl``): nothing to refresh for this caller."""
+        return self.status is ConnectionStatus.ACTIVE and not needs_refresh(
+            self.expires_at, now, self.refresh_ttl(min_ttl, margin)
         )
 
     def may_expire(self, now: datetime) -> bool:
@@ -605,6 +684,24 @@ def refresh_ttl(min_ttl: int, margin: int, issued_at: datetime | None, expires_a
 
 
 @dataclass(frozen=True, slots=True)
+class Page[T]:
+    """One page of a listing, and the cursor that continues it (None on the last page)."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectSettings:
+    """How a tenant's hosted connect page presents itself and where it may send end users back to."""
+
+    display_name: str | None = None
+    frame_ancestors: tuple[str, ...] = ()
+    allowed_return_urls: tuple[str, ...] = ()
+    updated_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Account:
     """A provider-side account under a connection (e.g. one bank account behind a Plaid login)."""
 
@@ -636,6 +733,8 @@ class PendingConnect:
     """Park the grant until the tenant confirms it (``services/connect_confirmation.py``)."""
     connect_link_id: UUID | None = None
     """Set when the connect page started this attempt: the callback then shows the page's result."""
+    connection_config: Mapping[str, str] = field(default_factory=dict)
+    """The tenant's values for the provider's URL placeholders; the callback adds the provider's own."""
 
 
 class DeviceSessionStatus(StrEnum):

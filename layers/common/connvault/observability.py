@@ -87,6 +87,11 @@ class MetricName:
     """Sending failed on our side (database, KMS); the lease runs out and the delivery is sent again."""
     ACCOUNTS_PURGED = "AccountsPurged"
     """Soft-deleted accounts past their retention, deleted by the scheduled purge."""
+    PROXY_REQUEST = "ProxyRequest"
+    """A proxied request that reached its end (any status, or an error), dimensioned by provider."""
+    PROXY_LATENCY = "ProxyLatency"
+    PROXY_REFRESHED = "ProxyRefreshedOn401"
+
     CONNECTIONS_IMPORTED = "ConnectionsImported"
     DEVICE_SESSION_STARTED = "DeviceSessionStarted"
     DEVICE_POLLS = "DevicePolls"

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from connvault.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 MAX_URL_LENGTH = 2048
@@ -41,6 +45,12 @@ def require_return_url(url: str, field: str) -> str:
     """A URL the end user's browser is sent back to, in its one ASCII spelling (``ascii_url``): registered and
     compared so, and so written into ``Location``, where raw non-ASCII text (``café``, U+2028) broke gateways."""
     return ascii_url(require_url(url, field), field)
+
+
+def is_listed(return_url: str, registered: Iterable[str]) -> bool:
+    """Whether ``return_url`` (already in its ASCII spelling) equals one of ``registered`` exactly, each compared
+    in the same spelling: the one matching rule of every return-URL allow-list."""
+    return return_url in {ascii_url(url) for url in registered}
 
 
 def ascii_url(url: str, field: str = "return_url") -> str:

@@ -1,56 +1,41 @@
 """The process's shared collaborators, each built once on first use: engine, sealer, OAuth client.
 
 Services take these as keyword arguments whose ``None`` default means "the one from here". Tests call
-``reset()`` after changing the environment. What only some functions use (SQLAlchemy's engine, the HTTP pools) is
-imported when first asked for: token fetch's cold start needs the sealer and nothing else from here.
+``reset()`` after changing the environment. The database's own (engine, sealer, blind-index keys) are built at
+their floor (``db/engine.py``, ``db/sealing.py``) and only named here, so ``db/`` never reaches back up. What only
+some functions use (SQLAlchemy's engine, the HTTP pools) is imported when first asked for: token fetch's cold start
+needs the sealer and nothing else from here.
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
-
-import boto3
-from botocore.config import Config
+from typing import TYPE_CHECKING
 
 from connvault.config import get_settings
-from connvault.crypto.blind_index import BlindIndexKeys
-from connvault.crypto.data_keys import DataKeys
-from connvault.crypto.sealer import Sealer
-from connvault.db.fast_reads import get_fast_reads, reset_fast_reads
+from connvault.crypto.kms import get_kms_client
+from connvault.db import sealing
+from connvault.db.fast_reads import reset_fast_reads
 from connvault.services.rate_limits import reset_rate_limiter
 
 if TYPE_CHECKING:
-    from uuid import UUID
-
-    from sqlalchemy.orm import sessionmaker
+    from sqlalchemy.orm import Session, sessionmaker
 
     from connvault.oauth.client import OAuthClient
     from connvault.oauth.http import HttpTransport
 
+get_sealer = sealing.get_sealer
+get_blind_index_keys = sealing.get_blind_index_keys
+tenant_key_salt = sealing.tenant_key_salt
 WEBHOOK_ANSWER_BYTES = 64 * 1024
 """A receiver's answer is read (to keep the connection reusable) and ignored; more than this is not read."""
 
 
-@lru_cache(maxsize=1)
-def get_kms_client() -> Any:
-    """KMS with short timeouts and few retries: a stuck KMS must surface as a typed error, not a hung Lambda."""
-    settings = get_settings()
-    config = Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"})
-    return boto3.client("kms", region_name=settings.region, config=config)
-
-
-def get_session_factory() -> sessionmaker:
-    """The process's SQLAlchemy sessions (``db/engine.py``)."""
+def get_session_factory() -> sessionmaker[Session]:
+    """The process's SQLAlchemy sessions (``db/engine.py``), imported on first use."""
     from connvault.db import engine
 
     return engine.get_session_factory()
-
-
-def tenant_key_salt(tenant_id: UUID) -> UUID:
-    """The salt in a tenant's KMS encryption context (the data-key cache's lookup on a miss), through the process's
-    prepared-statement connection: token fetch's first request opens that one connection and no other."""
-    return get_fast_reads().tenant_key_salt(tenant_id)
 
 
 @lru_cache(maxsize=1)
@@ -74,6 +59,16 @@ def get_webhook_transport() -> HttpTransport:
 
 
 @lru_cache(maxsize=1)
+def get_proxy_transport() -> HttpTransport:
+    """The proxy's own pool: its calls may be large and slow, and must not hold the OAuth client's connections."""
+    from connvault.oauth.http import HttpTransport
+    from connvault.proxy.limits import MAX_RESPONSE_BODY_BYTES
+
+    settings = get_settings()
+    return HttpTransport(settings.proxy_deadline_seconds, max_body_bytes=MAX_RESPONSE_BODY_BYTES)
+
+
+@lru_cache(maxsize=1)
 def get_http_transport() -> HttpTransport:
     """The pool for provider calls that are not OAuth's (the connect page's credential checks)."""
     from connvault.oauth.http import HttpTransport
@@ -81,28 +76,18 @@ def get_http_transport() -> HttpTransport:
     return HttpTransport(get_settings().http_timeout_seconds)
 
 
-@lru_cache(maxsize=1)
-def get_sealer() -> Sealer:
-    return Sealer(DataKeys.from_settings(get_settings(), get_kms_client(), tenant_key_salt))
-
-
-@lru_cache(maxsize=1)
-def get_blind_index_keys() -> BlindIndexKeys:
-    """The process's opened blind-index keys, kept as long as data keys are."""
-    return BlindIndexKeys(max_age_seconds=get_settings().data_key_max_age_seconds)
-
-
 def reset() -> None:
     """Forget every cached collaborator and the settings they were built from."""
     from connvault.db import engine
     from connvault.db.refresh_statements import reset_refresh_statements
 
-    get_sealer.cache_clear()
-    get_blind_index_keys.cache_clear()
+    sealing.reset()
     get_oauth_client.cache_clear()
     get_webhook_transport.cache_clear()
     get_http_transport.cache_clear()
-    get_kms_client.cache_clear()
+    if get_proxy_transport.cache_info().currsize:
+        get_proxy_transport().close()
+    get_proxy_transport.cache_clear()
     engine.reset()
     reset_fast_reads()
     reset_refresh_statements()
@@ -115,6 +100,7 @@ __all__ = [
     "get_http_transport",
     "get_kms_client",
     "get_oauth_client",
+    "get_proxy_transport",
     "get_sealer",
     "get_session_factory",
     "get_webhook_transport",

@@ -9,7 +9,8 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from connvault.api.app import json_response, tenant_id
-from connvault.api.management import ERRORS, secret
+from connvault.api.management import ERRORS
+from connvault.api.new_connections import secret
 from connvault.api.schemas import AccountListResponse, AccountRequest, AccountResponse, UpdateAccountRequest
 from connvault.db.uow import UnitOfWork
 from connvault.redacted import Redacted

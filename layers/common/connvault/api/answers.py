@@ -17,6 +17,7 @@ from typing import Any
 from uuid import UUID
 
 from connvault.errors import (
+    ConfigurationError,
     Conflict,
     ConnectionRevoked,
     ConnvaultError,
@@ -33,6 +34,7 @@ from connvault.errors import (
     ProviderUnavailable,
     RateLimited,
     ReauthRequired,
+    ResponseTooLarge,
     Unauthorized,
 )
 from connvault.observability import MetricName, logger, metrics
@@ -51,6 +53,7 @@ STATUS_BY_ERROR: dict[type[ConnvaultError], HTTPStatus] = {
     ConnectionRevoked: HTTPStatus.CONFLICT,
     CredentialsExpired: HTTPStatus.CONFLICT,
     ProviderRejected: HTTPStatus.BAD_GATEWAY,
+    ResponseTooLarge: HTTPStatus.BAD_GATEWAY,
     ProviderUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
     KeyServiceUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
     DatabaseUnavailable: HTTPStatus.SERVICE_UNAVAILABLE,
@@ -97,13 +100,24 @@ def error_answer(
 
 
 def domain_error_answer(error: ConnvaultError) -> Answer:
-    """A ``ConnvaultError`` as its status, logged and counted by who is to blame (the client, us, the database)."""
+    """A ``ConnvaultError`` as its status, logged and counted by who is to blame (the client, the operator, us, the
+    database)."""
+    if isinstance(error, ConfigurationError):
+        # The operator's to fix: the detail (which names settings, never their values) goes to the log only.
+        logger.error(
+            "deployment misconfigured",
+            extra={"error_code": error.code, "setting": error.field, "detail": error.message},
+        )
+        return internal_error_answer()
     status = status_for(error)
     headers = {}
     if isinstance(error, ProviderUnavailable | KeyServiceUnavailable | DatabaseUnavailable | RateLimited):
         retry_after = getattr(error, "retry_after", None) or 1
         headers["Retry-After"] = str(max(1, round(retry_after)))
     if isinstance(error, DatabaseUnavailable):
+        # Ours to fix, so logged as an error; ``db/`` translated the driver's error, whose message (hosts,
+        # statements) stays out of it.
+        logger.error("database unavailable", extra={"error_code": error.code, "stack": stack_of(error)})
         count_database_unavailable()
     elif status >= HTTPStatus.INTERNAL_SERVER_ERROR and status != HTTPStatus.SERVICE_UNAVAILABLE:
         logger.error("request failed", extra={"error_code": error.code})
@@ -141,15 +155,14 @@ def database_unavailable_answer() -> Answer:
     return error_answer(status_for(unavailable), unavailable.code, unavailable.message, headers={"Retry-After": "1"})
 
 
-def database_error_answer(error: Exception) -> Answer:
-    # Ours to fix, so logged as an error; the driver's message names hosts and statements, so only its type.
-    logger.error("database unavailable", extra={"error_type": type(error).__name__, "stack": stack_of(error)})
-    return database_unavailable_answer()
-
-
 def unexpected_answer(error: Exception) -> Answer:
     # The type only: a driver's or HTTP library's message can hold row values or URLs.
     logger.error("unexpected error", extra={"error_type": type(error).__name__, "stack": stack_of(error)})
+    return internal_error_answer()
+
+
+def internal_error_answer() -> Answer:
+    """500 ``internal_error``, saying nothing of what went wrong: the log says it."""
     metrics.add_metric(name=MetricName.SERVER_ERROR, unit="Count", value=1)
     return error_answer(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "an unexpected error occurred")
 

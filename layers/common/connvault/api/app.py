@@ -18,15 +18,11 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 from aws_lambda_powertools.logging import correlation_paths
-from pg8000.exceptions import DatabaseError as DriverDatabaseError
-from pg8000.exceptions import InterfaceError as DriverInterfaceError
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from connvault.api.answers import (
     Answer,
     authorizer_context,
     before_routes,
-    database_error_answer,
     domain_error_answer,
     error_answer,
     invalid_request_answer,
@@ -36,19 +32,14 @@ from connvault.api.answers import (
 )
 from connvault.api.body import JsonOnlyValidation, strict_json
 from connvault.config import get_settings
-from connvault.db.target import database_unavailable
 from connvault.errors import ConnvaultError, InvalidInput
 from connvault.observability import MetricName, get_tracer, logger, metrics, tracing_enabled
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-DATABASE_DOWN: list[type[Exception]] = [OperationalError, InterfaceError, DriverInterfaceError]
-"""Driver errors that mean the database is unreachable or dropped the connection, not that a statement is wrong:
-the SQLAlchemy wrappers (sessions) and pg8000's own (the prepared reads of the authorizer and token fetch)."""
 
-
-def response_of(answer: Answer) -> Response:
+def response_of(answer: Answer) -> Response[dict[str, Any]]:
     return Response(
         status_code=answer.status.value,
         content_type=content_types.APPLICATION_JSON,
@@ -57,7 +48,7 @@ def response_of(answer: Answer) -> Response:
     )
 
 
-def json_response(status: HTTPStatus, body: Any, *, headers: dict[str, str] | None = None) -> Response:
+def json_response(status: HTTPStatus, body: Any, *, headers: dict[str, str] | None = None) -> Response[Any]:
     """A model (or anything JSON-able) with the status and headers a route wants."""
     payload = body.model_dump(mode="json") if hasattr(body, "model_dump") else body
     return Response(
@@ -68,27 +59,23 @@ def json_response(status: HTTPStatus, body: Any, *, headers: dict[str, str] | No
 def new_http_app() -> APIGatewayHttpResolver:
     app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=strict_json)
     # Taken by the resolver in place of its own (it builds one only when the app has none): JSON bodies only.
-    app._request_validation_middleware = JsonOnlyValidation()  # type: ignore[attr-defined]
+    # Powertools leaves its middleware's __init__ unannotated.
+    app._request_validation_middleware = JsonOnlyValidation()  # type: ignore[no-untyped-call]
 
-    @app.exception_handler(ConnvaultError)
-    def _domain_error(error: ConnvaultError) -> Response:
+    # Powertools leaves exception_handler unannotated: each handler below is typed, its registration is not.
+    @app.exception_handler(ConnvaultError)  # type: ignore[untyped-decorator]
+    def _domain_error(error: ConnvaultError) -> Response[dict[str, Any]]:
         return response_of(domain_error_answer(error))
 
-    @app.exception_handler(RequestValidationError)
-    def _invalid_request(error: RequestValidationError) -> Response:
+    @app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
+    def _invalid_request(error: RequestValidationError) -> Response[dict[str, Any]]:
         # Only the locations of the bad fields: pydantic's own messages may quote the rejected input.
         return response_of(invalid_request_answer(sorted({_field_of(item) for item in error.errors()})))
 
-    @app.exception_handler([*DATABASE_DOWN, DBAPIError, DriverDatabaseError])
-    def _database_error(error: Exception) -> Response:
-        if not isinstance(error, tuple(DATABASE_DOWN)) and not database_unavailable(error):
-            return _unexpected(error)
-        return response_of(database_error_answer(error))
-
-    @app.exception_handler([UnicodeDecodeError, RecursionError])
-    def _unreadable_body(_error: Exception) -> Response:
-        # Raised while the resolver decodes the body, before any route runs: bytes that are not UTF-8, or JSON
-        # nested deeper than Python's parser goes. Either way the client sent something unreadable.
+    @app.exception_handler(UnicodeDecodeError)  # type: ignore[untyped-decorator]
+    def _unreadable_body(_error: Exception) -> Response[dict[str, Any]]:
+        # Raised while the resolver decodes the body, before any route runs: bytes that are not UTF-8. (JSON
+        # nested deeper than Python's parser goes is ``strict_json``'s to refuse, where the parser runs.)
         metrics.add_metric(name=MetricName.CLIENT_ERROR, unit="Count", value=1)
         return response_of(
             error_answer(
@@ -96,8 +83,8 @@ def new_http_app() -> APIGatewayHttpResolver:
             )
         )
 
-    @app.exception_handler(RequestUnsupportedContentType)
-    def _unsupported_media_type(_error: RequestUnsupportedContentType) -> Response:
+    @app.exception_handler(RequestUnsupportedContentType)  # type: ignore[untyped-decorator]
+    def _unsupported_media_type(_error: RequestUnsupportedContentType) -> Response[dict[str, Any]]:
         # The resolver refuses to read a body of a type it does not know; the API speaks JSON only.
         metrics.add_metric(name=MetricName.CLIENT_ERROR, unit="Count", value=1)
         return response_of(
@@ -110,12 +97,14 @@ def new_http_app() -> APIGatewayHttpResolver:
         )
 
     @app.not_found
-    def _no_route(_error: Exception) -> Response:
+    def _no_route(_error: Exception) -> Response[dict[str, Any]]:
         return response_of(no_route_answer())
 
-    @app.exception_handler(Exception)
-    def _unexpected(error: Exception) -> Response:
+    def _unexpected(error: Exception) -> Response[dict[str, Any]]:
         return response_of(unexpected_answer(error))
+
+    # Registered by a call rather than as a decorator: Powertools' unannotated decorator would leave it untyped.
+    app.exception_handler(Exception)(_unexpected)
 
     return app
 

@@ -7,6 +7,7 @@ from uuid import UUID
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Path, Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from connvault.api import new_connections
 from connvault.api.answers import NO_STORE
@@ -25,7 +26,6 @@ from connvault.api.schemas import (
     CustomProviderResponse,
     DeleteConnectionResponse,
     DeviceSessionResponse,
-    ErrorResponse,
     ImportConnectionsRequest,
     ImportConnectionsResponse,
     IntegrationListResponse,
@@ -35,12 +35,12 @@ from connvault.api.schemas import (
     ProviderListResponse,
     ProviderResponse,
     UpdateConnectionRequest,
+    error_response,
 )
 from connvault.clock import utcnow
 from connvault.config import get_settings
-from connvault.db.connect_settings import ConnectSettings
 from connvault.db.uow import UnitOfWork
-from connvault.models import ConnectionStatus
+from connvault.models import PROVIDER_SLUG, ConnectionStatus, ConnectSettings
 from connvault.services import (
     connect_confirmation,
     connect_links,
@@ -50,29 +50,21 @@ from connvault.services import (
     device,
     imports,
     integrations,
+    providers,
 )
 
-ProviderSlug = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", description="Provider slug")]
+ProviderSlug = Annotated[str, Path(pattern=PROVIDER_SLUG, description="Provider slug")]
 
-ERRORS = {
-    400: {"description": "Invalid request", "content": {"application/json": {"model": ErrorResponse}}},
-    404: {"description": "Not found", "content": {"application/json": {"model": ErrorResponse}}},
-    409: {"description": "Conflict", "content": {"application/json": {"model": ErrorResponse}}},
+ERRORS: dict[int, OpenAPIResponse] = {
+    400: error_response("Invalid request"),
+    404: error_response("Not found"),
+    409: error_response("Conflict"),
 }
-DISCOVERY_FAILED = {
-    "description": "The custom provider's discovery metadata could not be fetched or used",
-    "content": {"application/json": {"model": ErrorResponse}},
-}
-CREDENTIALS_REFUSED = {
-    "description": "The provider refused the credentials; nothing was stored",
-    "content": {"application/json": {"model": ErrorResponse}},
-}
+DISCOVERY_FAILED = error_response("The custom provider's discovery metadata could not be fetched or used")
+CREDENTIALS_REFUSED = error_response("The provider refused the credentials; nothing was stored")
 IMPORT_STORE_MARGIN_MS = 3000
 """Time kept, past one provider call, to store what an import call verified before the function times out."""
-PROVIDER_DOWN = {
-    "description": "The provider did not answer",
-    "content": {"application/json": {"model": ErrorResponse}},
-}
+PROVIDER_DOWN = error_response("The provider did not answer")
 
 
 def _custom_provider(body: CustomProviderRequest | None) -> custom_providers.CustomProviderInput | None:
@@ -93,6 +85,7 @@ def _custom_provider(body: CustomProviderRequest | None) -> custom_providers.Cus
         scope_separator=body.scope_separator,
         authorize_params=dict(body.authorize_params),
         refresh_margin_seconds=body.refresh_margin_seconds,
+        api_base_url=body.api_base_url,
     )
 
 
@@ -141,6 +134,7 @@ def register(app: APIGatewayHttpResolver) -> None:
                 scopes=tuple(body.scopes) if body.scopes is not None else None,
                 providers_field="provider" if body.provider is not None else "providers",
                 require_confirmation=body.require_confirmation,
+                connection_config=body.connection_config,
             ),
             callback_url=callback_url(app),
             page_url=connect_page_url(app),
@@ -203,9 +197,7 @@ def register(app: APIGatewayHttpResolver) -> None:
 
     @app.get("/providers", summary="List the providers this tenant can use", tags=["providers"])
     def list_providers() -> ProviderListResponse:
-        with uow() as work:
-            providers = work.providers.list_all()
-        return ProviderListResponse(items=[ProviderResponse.of(p) for p in providers])
+        return ProviderListResponse(items=[ProviderResponse.of(p) for p in providers.list_providers(uow())])
 
     @app.get("/integrations", summary="List the tenant's OAuth apps", tags=["integrations"])
     def list_integrations() -> IntegrationListResponse:
@@ -352,7 +344,7 @@ def register(app: APIGatewayHttpResolver) -> None:
         "/connections/<connection_id>",
         summary="Revoke at the provider, then delete",
         tags=["connections"],
-        responses={**ERRORS, 503: {**PROVIDER_DOWN, "description": "Refreshed again and again meanwhile; retry"}},
+        responses={**ERRORS, 503: error_response("Refreshed again and again meanwhile; retry")},
     )
     def delete_connection(connection_id: UUID) -> DeleteConnectionResponse:
         return DeleteConnectionResponse.of(connections.delete_connection(uow(), connection_id))

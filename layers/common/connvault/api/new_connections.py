@@ -5,7 +5,7 @@ device sessions (``services/device``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from pydantic import SecretStr, TypeAdapter, ValidationError
 
@@ -137,10 +137,15 @@ def _static(body: CreateConnectionRequest) -> connections.StaticCredentialsInput
         password=secret(body.password),
         metadata=body.metadata,
         provider_account_id=secret(body.provider_account_id),
+        connection_config=body.connection_config,
         kind=body.kind,
     )
 
 
+@overload
+def secret(value: SecretStr) -> Redacted[str]: ...
+@overload
+def secret(value: SecretStr | None) -> Redacted[str] | None: ...
 def secret(value: SecretStr | None) -> Redacted[str] | None:
-    """A request's secret field as the services take it."""
+    """A request's secret field as the services take it (None stays None)."""
     return None if value is None else Redacted(value.get_secret_value())

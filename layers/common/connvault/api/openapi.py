@@ -1,8 +1,8 @@
 """The OpenAPI document of the whole HTTP API, built from the routes themselves.
 
-The management, token, callback and connect-page routes live in four functions; the document joins them so a
-tenant sees one API, and the template is checked against it (every operation routed, every route documented, the
-public ones marked ``security: []``).
+The management, token, callback, proxy and connect-page routes live in five functions; the document joins them so
+a tenant sees one API, and the template is checked against it (every operation routed, every route documented,
+the public ones marked ``security: []``).
 ``python -m connvault.api.openapi`` prints it (``make openapi`` writes ``docs/openapi.json``).
 """
 
@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import sys
 from functools import lru_cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from connvault import __version__
-from connvault.api import accounts, callback, management, token, webhooks
+from connvault.api import accounts, callback, management, proxy, token, webhooks
 from connvault.api.app import new_http_app
 from connvault.api.connect_page import new_page_app
 from connvault.api.schemas import ImportedGrant
@@ -36,6 +36,7 @@ def openapi_document() -> str:
     webhooks.register(app)
     token.register(app)
     callback.register(app)
+    proxy.register(app)
     register_document_route(app)
     document = json.loads(
         app.get_openapi_json_schema(
@@ -63,8 +64,9 @@ def openapi_document() -> str:
 
 def register_document_route(app: APIGatewayHttpResolver) -> None:
     @app.get("/openapi.json", summary="This document", tags=["meta"])
-    def get_openapi() -> dict:
-        return json.loads(openapi_document())
+    def get_openapi() -> dict[str, Any]:
+        document: dict[str, Any] = json.loads(openapi_document())
+        return document
 
 
 if __name__ == "__main__":

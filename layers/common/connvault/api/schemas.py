@@ -14,11 +14,15 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, WithJsonSchema, model_validator
 
 from connvault.models import (
+    PROVIDER_SLUG,
     Account,
     ApiKeyCredentials,
     AuthType,
     BasicCredentials,
     ClientAuthMethod,
+    ConfigKey,
+    ConfigKind,
+    ConfigSource,
     Connection,
     ConnectionKind,
     ConnectionStatus,
@@ -33,16 +37,16 @@ from connvault.models import (
 )
 
 if TYPE_CHECKING:
-    from connvault.db.accounts import AccountPage
-    from connvault.db.connect_settings import ConnectSettings
-    from connvault.db.connections import Page
+    from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+
+    from connvault.models import Account, Connection, ConnectSettings, Page
     from connvault.redacted import Redacted
     from connvault.services.connect_links import StartedSession
     from connvault.services.connections import Deletion
     from connvault.services.imports import ItemResult
     from connvault.services.tokens import IssuedCredential
 
-Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$", examples=["google"])]
+Slug = Annotated[str, Field(pattern=PROVIDER_SLUG, examples=["google"])]
 EndUserId = Annotated[str, Field(min_length=1, max_length=255, examples=["user-42"])]
 Alias = Annotated[str, Field(max_length=100)]
 Scope = Annotated[str, Field(min_length=1, max_length=256)]
@@ -53,6 +57,16 @@ ProviderAccountId = Annotated[
         min_length=1,
         max_length=255,
         description="The provider's id for the account. Sealed at rest like a secret, found by exact match.",
+    ),
+]
+ConnectionConfig = Annotated[
+    dict[str, Any],
+    Field(
+        max_length=8,
+        description='Values for the provider\'s URL placeholders, as strings, e.g. {"subdomain": "acme"}: '
+        "GET /providers lists the keys each provider takes (those with source tenant, all required). Fixed for "
+        "the connection's life; a new connect session (same end_user_id and alias) replaces it with the grant.",
+        examples=[{"subdomain": "acme"}],
     ),
 ]
 
@@ -69,6 +83,11 @@ class ErrorBody(Strict):
 
 class ErrorResponse(Strict):
     error: ErrorBody
+
+
+def error_response(description: str) -> OpenAPIResponse:
+    """An error status of a route's OpenAPI ``responses``: its description over the one error body."""
+    return {"description": description, "content": {"application/json": {"model": ErrorResponse}}}
 
 
 class ConnectSessionRequest(Strict):
@@ -99,6 +118,7 @@ class ConnectSessionRequest(Strict):
         "at the provider once the session expires. For one OAuth provider only; the answer then has no "
         "connect_url (the connect page does not offer confirmation).",
     )
+    connection_config: ConnectionConfig | None = None
     flow: Literal["redirect", "device"] = Field(
         default="redirect",
         description="redirect: the end user's browser goes to connect_url or authorize_url. device (RFC 8628, for "
@@ -188,6 +208,24 @@ class ConnectSettingsResponse(Strict):
         )
 
 
+class ConfigKeyResponse(Strict):
+    """One value a provider's URLs need per connection."""
+
+    name: str = Field(examples=["subdomain"])
+    kind: ConfigKind = Field(
+        description="subdomain: one DNS label (lowercase letters, digits, inner hyphens); origin: https://host"
+    )
+    source: ConfigSource = Field(
+        description="tenant: send it in connection_config; token_response: the provider's token response gives it"
+    )
+    pattern: str | None = Field(description="A regular expression the whole value must also match")
+    description: str
+
+    @classmethod
+    def of(cls, key: ConfigKey) -> ConfigKeyResponse:
+        return cls(name=key.name, kind=key.kind, source=key.source, pattern=key.pattern, description=key.description)
+
+
 class DeviceSessionResponse(Strict):
     """A device connect session (RFC 8628). Show ``user_code`` and ``verification_uri`` to the end user (or
     ``verification_uri_complete`` as a link or QR code, when the provider gives one); they approve on any device.
@@ -241,6 +279,10 @@ class ProviderResponse(Strict):
     default_scopes: list[str]
     custom: bool
     docs_url: str | None
+    connection_config: list[ConfigKeyResponse] = Field(
+        description="The per-connection values this provider's URLs need; empty for most providers"
+    )
+    api_base_url: str | None = Field(description="Where the proxy sends requests; may hold placeholders")
     device_flow: bool = Field(description="Whether connect sessions with flow device work for this provider.")
 
     @classmethod
@@ -252,6 +294,8 @@ class ProviderResponse(Strict):
             default_scopes=list(provider.default_scopes),
             custom=provider.is_custom,
             docs_url=provider.docs_url,
+            connection_config=[ConfigKeyResponse.of(key) for key in provider.connection_config],
+            api_base_url=provider.api_base_url,
             device_flow=provider.device_authorization_url is not None,
         )
 
@@ -307,6 +351,11 @@ class CustomProviderRequest(Strict):
     refresh_margin_seconds: int | None = Field(
         default=None, ge=0, le=86400, description="Refresh tokens expiring within this many seconds."
     )
+    api_base_url: Url | None = Field(
+        default=None,
+        description="Where the proxy sends this provider's API calls (https; no query, no placeholders).",
+        examples=["https://api.example.com/v1"],
+    )
 
 
 class IntegrationRequest(Strict):
@@ -342,6 +391,7 @@ class CustomProviderResponse(Strict):
     authorize_params: dict[str, str]
     refresh_margin_seconds: int
     metadata_fetched_at: datetime | None
+    api_base_url: str | None
 
     @classmethod
     def of(cls, provider: Provider) -> CustomProviderResponse:
@@ -362,6 +412,7 @@ class CustomProviderResponse(Strict):
             authorize_params=dict(provider.authorize_params),
             refresh_margin_seconds=provider.refresh_margin_seconds,
             metadata_fetched_at=provider.metadata_fetched_at,
+            api_base_url=provider.api_base_url,
         )
 
 
@@ -420,6 +471,7 @@ class CreateConnectionRequest(Strict):
     password: SecretStr | None = Field(default=None, max_length=8192)
     metadata: dict[str, Any] | None = None
     provider_account_id: ProviderAccountId | None = None
+    connection_config: ConnectionConfig | None = None
 
 
 class ImportedGrant(Strict):
@@ -575,7 +627,7 @@ class ImportItemResponse(Strict):
             error = ErrorBody(code=result.code, message=result.message or result.code, field=result.field)
         return cls(
             index=result.index,
-            status=result.status.value,  # type: ignore[arg-type]
+            status=result.status.value,
             connection_id=result.connection_id,
             error=error,
             retry_after=result.retry_after,
@@ -624,6 +676,7 @@ class ConnectionResponse(Strict):
     refresh_failures: int
     last_error_code: str | None
     metadata: dict[str, Any]
+    connection_config: dict[str, str] = Field(description="The values its provider's URL placeholders are filled with")
     created_at: datetime
     updated_at: datetime
     provider_account_id: str | None = Field(
@@ -650,6 +703,7 @@ class ConnectionResponse(Strict):
             refresh_failures=connection.refresh_failures,
             last_error_code=connection.last_error_code,
             metadata=dict(connection.metadata),
+            connection_config=dict(connection.connection_config),
             created_at=connection.created_at,
             updated_at=connection.updated_at,
             provider_account_id=_revealed(connection.provider_account_id),
@@ -661,7 +715,7 @@ class ConnectionListResponse(Strict):
     next_cursor: str | None = Field(description="Pass as cursor to get the next page; null on the last page.")
 
     @classmethod
-    def of(cls, page: Page) -> ConnectionListResponse:
+    def of(cls, page: Page[Connection]) -> ConnectionListResponse:
         return cls(items=[ConnectionResponse.of(c) for c in page.items], next_cursor=page.next_cursor)
 
 
@@ -727,7 +781,7 @@ class AccountListResponse(Strict):
     next_cursor: str | None = Field(description="Pass as cursor to get the next page; null on the last page.")
 
     @classmethod
-    def of(cls, page: AccountPage) -> AccountListResponse:
+    def of(cls, page: Page[Account]) -> AccountListResponse:
         return cls(items=[AccountResponse.of(a) for a in page.items], next_cursor=page.next_cursor)
 
 

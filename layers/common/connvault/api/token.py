@@ -6,14 +6,15 @@ from uuid import UUID
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from connvault.api.answers import NO_STORE
 from connvault.api.app import json_response, tenant_id
-from connvault.api.schemas import ErrorResponse, TokenResponse
+from connvault.api.schemas import TokenResponse, error_response
 from connvault.services.tokens import get_token
 
-ERRORS = {
-    status: {"description": text, "content": {"application/json": {"model": ErrorResponse}}}
+ERRORS: dict[int, OpenAPIResponse] = {
+    status: error_response(text)
     for status, text in (
         (400, "Invalid request"),
         (404, "Unknown connection, or another tenant's"),

@@ -11,29 +11,24 @@ what it saves: docs/design.md.
 from __future__ import annotations
 
 import re
-import sys
 from datetime import datetime
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from aws_lambda_powertools.logging import correlation_paths
-from pg8000.exceptions import DatabaseError as DriverDatabaseError
-from pg8000.exceptions import InterfaceError as DriverInterfaceError
 
 from connvault.api.answers import (
     NO_STORE,
     Answer,
     authorizer_context,
     before_routes,
-    database_error_answer,
     domain_error_answer,
     invalid_request_answer,
     no_route_answer,
     tenant_from,
     unexpected_answer,
 )
-from connvault.db.target import database_unavailable
 from connvault.errors import ConnvaultError
 from connvault.models import ApiKeyCredentials, BasicCredentials, OAuth2Credentials
 from connvault.observability import get_tracer, logger, metrics, tracing_enabled
@@ -94,23 +89,9 @@ def _answer(event: dict[str, Any]) -> Answer:
         issued = get_token(tenant_from(authorizer), connection_id, min_ttl=min_ttl, force_refresh=force_refresh)
     except ConnvaultError as error:
         return domain_error_answer(error)
-    except Exception as error:  # the resolver's last handlers: the database's, then any other
-        return database_error_answer(error) if _database_down(error) else unexpected_answer(error)
+    except Exception as error:  # the resolver's last handler (``db/`` raises the database's own as ConnvaultError)
+        return unexpected_answer(error)
     return Answer(HTTPStatus.OK, token_body(issued), dict(NO_STORE))
-
-
-def _database_down(error: Exception) -> bool:
-    """What ``api.app``'s database handler takes: a lost or refused connection, from pg8000 or, once the refresh
-    path has loaded it, SQLAlchemy (whose errors cannot exist before it is imported, so it is not imported here)."""
-    orm_errors = sys.modules.get("sqlalchemy.exc")
-    if isinstance(error, DriverInterfaceError) or (
-        orm_errors is not None and isinstance(error, orm_errors.OperationalError | orm_errors.InterfaceError)
-    ):
-        return True
-    statement_errors: tuple[type[Exception], ...] = (DriverDatabaseError,)
-    if orm_errors is not None:
-        statement_errors += (orm_errors.DBAPIError,)
-    return isinstance(error, statement_errors) and database_unavailable(error)
 
 
 class _NoRoute(Exception):
@@ -187,7 +168,7 @@ def token_body(issued: IssuedCredential) -> dict[str, Any]:
     match issued.credentials:
         case OAuth2Credentials(access_token=token):
             body.update(
-                access_token=token.reveal(),
+                access_token=token.reveal() if token is not None else None,
                 token_type=issued.token_type or "Bearer",
                 expires_at=_instant(issued.expires_at),
                 min_ttl_met=issued.min_ttl_met,

@@ -12,7 +12,7 @@ from connvault.api.schemas import Strict, Url
 from connvault.webhooks.model import CircuitState, DeliveryStatus, EventType
 
 if TYPE_CHECKING:
-    from connvault.db.webhooks import DeliveryPage
+    from connvault.models import Page
     from connvault.services.webhooks import RotatedSecret
     from connvault.webhooks.model import Delivery, NewEndpoint, WebhookEndpoint
 
@@ -148,5 +148,5 @@ class DeliveryListResponse(Strict):
     next_cursor: str | None = Field(description="Pass as cursor for older deliveries; null on the last page.")
 
     @classmethod
-    def of(cls, page: DeliveryPage) -> DeliveryListResponse:
+    def of(cls, page: Page[Delivery]) -> DeliveryListResponse:
         return cls(items=[DeliveryResponse.of(d) for d in page.items], next_cursor=page.next_cursor)

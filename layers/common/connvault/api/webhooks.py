@@ -6,10 +6,11 @@ from uuid import UUID
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from connvault.api.answers import NO_STORE
 from connvault.api.app import json_response, tenant_id
-from connvault.api.schemas import ErrorResponse
+from connvault.api.schemas import error_response
 from connvault.api.webhook_schemas import (
     DeliveryListResponse,
     DeliveryResponse,
@@ -26,9 +27,8 @@ from connvault.db.uow import UnitOfWork
 from connvault.services import webhooks
 from connvault.webhooks.model import DeliveryStatus, WebhookEndpoint
 
-ERRORS = {
-    status: {"description": text, "content": {"application/json": {"model": ErrorResponse}}}
-    for status, text in ((400, "Invalid request"), (404, "Not found"), (409, "Conflict"))
+ERRORS: dict[int, OpenAPIResponse] = {
+    status: error_response(text) for status, text in ((400, "Invalid request"), (404, "Not found"), (409, "Conflict"))
 }
 
 

@@ -21,9 +21,14 @@ from urllib.parse import urlsplit
 import yaml
 
 from connvault.catalog.forms import FormProblem, parse_credential_check, parse_credential_form
+from connvault.connection_config import OAUTH_TEMPLATED_FIELDS, PLACEHOLDER, TemplateError, check_template, parse_keys
 from connvault.errors import InvalidInput
 from connvault.models import (
+    PROVIDER_SLUG,
+    ApiAuth,
     AuthType,
+    ConfigKey,
+    ConfigSource,
     CredentialCheck,
     CredentialForm,
     RevocationScope,
@@ -31,11 +36,12 @@ from connvault.models import (
     TokenEndpointAuthMethod,
     TokenResponseShape,
 )
+from connvault.proxy.credentials import parse_api_auth
 
 CATALOG_PATH = Path(__file__).resolve().parent / "providers.yaml"
 
 # The same rules as the providers table's CHECK constraints.
-SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+SLUG_PATTERN = re.compile(PROVIDER_SLUG)
 SCOPE_SEPARATORS = frozenset({" ", ",", "+"})
 MAX_REFRESH_MARGIN_SECONDS = 86_400
 MAX_DISPLAY_NAME_LENGTH = 200
@@ -48,6 +54,10 @@ MAX_ACCOUNT_ID_FIELDS = 4
 # The OAuth client sets these itself on every authorize URL; an entry overriding one would break the flow.
 RESERVED_AUTHORIZE_PARAMS = frozenset(
     {"client_id", "redirect_uri", "response_type", "state", "scope", "code_challenge", "code_challenge_method"}
+)
+# ... and these on every token request.
+RESERVED_TOKEN_PARAMS = frozenset(
+    {"grant_type", "code", "redirect_uri", "code_verifier", "client_id", "client_secret", "refresh_token"}
 )
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -68,7 +78,7 @@ class CatalogEntry:
     default_scopes: tuple[str, ...] = ()
     scope_separator: str = " "
     scope_parameter: ScopeParameter = ScopeParameter.SCOPE
-    pkce: bool = False
+    pkce: bool = True
     token_endpoint_auth_method: TokenEndpointAuthMethod = TokenEndpointAuthMethod.CLIENT_SECRET_BASIC
     rotates_refresh_tokens: bool = False
     refresh_margin_seconds: int = 300
@@ -81,6 +91,11 @@ class CatalogEntry:
     account_id_fields: tuple[str, ...] = ()
     credential_form: CredentialForm | None = None
     credential_check: CredentialCheck | None = None
+    connection_config: tuple[ConfigKey, ...] = ()
+    api_base_url: str | None = None
+    token_params: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    api_auth: ApiAuth | None = None
+
     device_authorization_url: str | None = None
 
 
@@ -117,6 +132,31 @@ def _https_url(value: object) -> str:
     return text
 
 
+def _url_template(value: object) -> str:
+    """An https URL, or a template whose placeholders the entry's connection_config must declare (checked
+    with the whole entry, in ``_check_templates``)."""
+    text = _text(value)
+    if PLACEHOLDER.match(text):
+        if len(text) > MAX_URL_LENGTH or any(char.isspace() for char in text):
+            raise _Problem("must be a URL template of at most 2048 characters without whitespace")
+        return text
+    return _https_url(text)
+
+
+def _config_keys(value: object) -> tuple[ConfigKey, ...]:
+    try:
+        return parse_keys(value)
+    except ValueError as exc:
+        raise _Problem(str(exc)) from None
+
+
+def _api_auth(value: object) -> ApiAuth | None:
+    try:
+        return parse_api_auth(value)
+    except ValueError as exc:
+        raise _Problem(str(exc)) from None
+
+
 def _boolean(value: object) -> bool:
     if not isinstance(value, bool):
         raise _Problem("must be true or false")
@@ -138,10 +178,12 @@ def _choice(enum: type[StrEnum]) -> Callable[[object], Any]:
     allowed = ", ".join(member.value for member in enum)
 
     def parse(value: object) -> Any:
-        try:
-            return enum(value)
-        except ValueError:
-            raise _Problem(f"must be one of: {allowed}") from None
+        if isinstance(value, str):
+            try:
+                return enum(value)
+            except ValueError:
+                pass
+        raise _Problem(f"must be one of: {allowed}")
 
     return parse
 
@@ -171,14 +213,17 @@ def _account_id_fields(value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
-def _params(value: object) -> Mapping[str, str]:
-    if not isinstance(value, dict):
-        raise _Problem("must be a mapping of parameter names to strings")
-    if not all(isinstance(key, str) and key and isinstance(item, str) for key, item in value.items()):
-        raise _Problem("must map non-empty names to strings (quote values such as true or 1)")
-    if RESERVED_AUTHORIZE_PARAMS & value.keys():
-        raise _Problem("must not set a parameter the OAuth client sets itself")
-    return MappingProxyType(dict(value))
+def _parameters(reserved: frozenset[str]) -> Callable[[object], Mapping[str, str]]:
+    def parse(value: object) -> Mapping[str, str]:
+        if not isinstance(value, dict):
+            raise _Problem("must be a mapping of parameter names to strings")
+        if not all(isinstance(key, str) and key and isinstance(item, str) for key, item in value.items()):
+            raise _Problem("must map non-empty names to strings (quote values such as true or 1)")
+        if reserved & value.keys():
+            raise _Problem("must not set a parameter the OAuth client sets itself")
+        return MappingProxyType(dict(value))
+
+    return parse
 
 
 def _optional(parse: Callable[[object], Any]) -> Callable[[object], Any]:
@@ -190,9 +235,9 @@ _FIELDS: dict[str, Callable[[object], Any]] = {
     "display_name": _display_name,
     "auth_type": _choice(AuthType),
     "docs_url": _https_url,
-    "authorization_url": _https_url,
-    "token_url": _https_url,
-    "revocation_url": _optional(_https_url),
+    "authorization_url": _url_template,
+    "token_url": _url_template,
+    "revocation_url": _optional(_url_template),
     "revocation_scope": _choice(RevocationScope),
     "default_scopes": _scopes,
     "scope_separator": _separator,
@@ -201,16 +246,22 @@ _FIELDS: dict[str, Callable[[object], Any]] = {
     "token_endpoint_auth_method": _choice(TokenEndpointAuthMethod),
     "rotates_refresh_tokens": _boolean,
     "refresh_margin_seconds": _integer(0, MAX_REFRESH_MARGIN_SECONDS),
-    "authorize_params": _params,
+    "authorize_params": _parameters(RESERVED_AUTHORIZE_PARAMS),
     "token_response_shape": _choice(TokenResponseShape),
-    "issuer": _optional(_https_url),
+    "issuer": _optional(_url_template),
     "require_iss": _boolean,
-    "discovery_url": _optional(_https_url),
+    "discovery_url": _optional(_url_template),
     "max_concurrent_refreshes": _optional(_integer(1, None)),
     "account_id_fields": _account_id_fields,
+    "connection_config": _config_keys,
+    "api_base_url": _optional(_url_template),
+    "token_params": _parameters(RESERVED_TOKEN_PARAMS),
+    "api_auth": _api_auth,
     "device_authorization_url": _optional(_https_url),
 }
 _REQUIRED = ("slug", "display_name", "auth_type", "docs_url")
+# Fields every kind of provider may carry (besides the required ones).
+_ANY_AUTH_TYPE = frozenset({"connection_config", "api_base_url", "api_auth"})
 # Stated explicitly on every OAuth entry: a silent default for these would be a wrong guess about the provider.
 _REQUIRED_FOR_OAUTH2 = (
     "authorization_url",
@@ -219,7 +270,7 @@ _REQUIRED_FOR_OAUTH2 = (
     "token_endpoint_auth_method",
     "rotates_refresh_tokens",
 )
-_OAUTH2_ONLY = frozenset(_FIELDS) - set(_REQUIRED)
+_OAUTH2_ONLY = frozenset(_FIELDS) - set(_REQUIRED) - _ANY_AUTH_TYPE
 # Parsed after the rest, since their rules depend on the auth type (see catalog/forms.py).
 _CONNECT_PAGE_FIELDS = frozenset({"credential_form", "credential_check"})
 
@@ -254,6 +305,7 @@ def _parse_entry(raw: object, position: int) -> CatalogEntry:
         stray = sorted(_OAUTH2_ONLY & values.keys())
         if stray:
             raise _invalid(entry, stray[0], "applies to oauth2 providers only")
+        values["pkce"] = False  # no OAuth flow, no PKCE (the default, like a Provider's, is for OAuth entries)
     if values.get("require_iss") and values.get("issuer") is None:
         raise _invalid(entry, "require_iss", "needs an issuer")
     separator = values.get("scope_separator", " ")
@@ -270,7 +322,30 @@ def _parse_entry(raw: object, position: int) -> CatalogEntry:
     except FormProblem as problem:
         member, _, text = str(problem).partition(": ")
         raise _invalid(entry, member, text) from None
+    _check_templates(entry, values)
     return CatalogEntry(**values)
+
+
+def _check_templates(entry: str, values: Mapping[str, Any]) -> None:
+    """Placeholders stand only where their kind allows, the OAuth endpoints use only keys the tenant gives
+    (there is no token response yet when they are needed), and every declared key is used somewhere."""
+    keys: tuple[ConfigKey, ...] = values.get("connection_config", ())
+    if values.get("auth_type") is not AuthType.OAUTH2 and any(k.source is not ConfigSource.TENANT for k in keys):
+        raise _invalid(entry, "connection_config", "takes values from a token response on oauth2 providers only")
+    used: set[str] = set()
+    for name in (*OAUTH_TEMPLATED_FIELDS, "api_base_url"):
+        template = values.get(name)
+        if template is None:
+            continue
+        sources = frozenset(ConfigSource) if name == "api_base_url" else frozenset({ConfigSource.TENANT})
+        try:
+            check_template(template, keys, sources=sources)
+        except TemplateError as exc:
+            raise _invalid(entry, name, str(exc)) from None
+        used.update(PLACEHOLDER.findall(template))
+    unused = sorted({key.name for key in keys} - used)
+    if unused:
+        raise _invalid(entry, "connection_config", f"declares {unused[0]}, which no URL uses")
 
 
 def parse_catalog(document: object) -> tuple[CatalogEntry, ...]:

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from connvault.catalog.forms import check_record, form_record
 from connvault.catalog.loader import CatalogEntry, load_catalog
+from connvault.connection_config import keys_document
 from connvault.errors import InvalidInput, MigrationError
+from connvault.proxy.credentials import api_auth_document
 
 if TYPE_CHECKING:
     import pg8000.native
@@ -44,6 +46,10 @@ CATALOG_COLUMNS: tuple[tuple[str, str], ...] = (
     ("account_id_fields", "text[]"),
     ("credential_form", "jsonb"),
     ("credential_check", "jsonb"),
+    ("connection_config", "jsonb"),
+    ("api_base_url", "text"),
+    ("token_params", "jsonb"),
+    ("api_auth", "jsonb"),
     ("device_authorization_url", "text"),
 )
 _NAMES = [name for name, _ in CATALOG_COLUMNS]
@@ -90,6 +96,10 @@ def catalog_record(entry: CatalogEntry) -> dict[str, Any]:
         "account_id_fields": list(entry.account_id_fields),
         "credential_form": form_record(entry.credential_form) if entry.credential_form else None,
         "credential_check": check_record(entry.credential_check) if entry.credential_check else None,
+        "connection_config": keys_document(entry.connection_config),
+        "api_base_url": entry.api_base_url,
+        "token_params": dict(entry.token_params),
+        "api_auth": api_auth_document(entry.api_auth),
         "device_authorization_url": entry.device_authorization_url,
     }
 

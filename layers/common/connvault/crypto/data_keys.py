@@ -204,7 +204,8 @@ class DataKeys:
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         """Call KMS, translating its failures; messages carry the operation and AWS error code only."""
         try:
-            return getattr(self._kms, operation)(**kwargs)
+            answer: dict[str, Any] = getattr(self._kms, operation)(**kwargs)
+            return answer
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "unknown")
             if code in _UNOPENABLE:

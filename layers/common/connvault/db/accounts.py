@@ -8,7 +8,6 @@ method but the purge.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, tuple_, update
@@ -16,9 +15,10 @@ from sqlalchemy.exc import DBAPIError
 
 from connvault.crypto.envelope import SealContext
 from connvault.db.connections import decode_cursor, encode_cursor
+from connvault.db.rowcount import rows_changed
 from connvault.db.rows import AccountRow, ConnectionRow
 from connvault.errors import Conflict, NotFound
-from connvault.models import Account
+from connvault.models import Account, Page
 from connvault.redacted import Redacted
 
 if TYPE_CHECKING:
@@ -38,12 +38,6 @@ _UNIQUE_VIOLATION = "23505"
 _INTEGRITY_CONSTRAINT_CLASS = "23"
 
 
-@dataclass(frozen=True, slots=True)
-class AccountPage:
-    items: list[Account]
-    next_cursor: str | None
-
-
 class AccountRepository:
     def __init__(self, session: Session, sealer: Sealer, index: BlindIndexer | None) -> None:
         self._session = session
@@ -60,13 +54,13 @@ class AccountRepository:
             raise NotFound(f"account {account_id} not found")
         return self._to_domain(row)
 
-    def list_by_connection(self, connection_id: UUID, *, cursor: str | None = None, limit: int = 50) -> AccountPage:
+    def list_by_connection(self, connection_id: UUID, *, cursor: str | None = None, limit: int = 50) -> Page[Account]:
         """Keyset pagination on (created_at, id), like connections."""
         return self._page(self._live().where(AccountRow.connection_id == connection_id), cursor, limit)
 
     def search(
         self, *, external_id: str | None = None, baas_id: str | None = None, cursor: str | None = None, limit: int = 50
-    ) -> AccountPage:
+    ) -> Page[Account]:
         """Live accounts whose ids equal the given ones exactly, by blind index: nothing else is opened."""
         query = self._live()
         for field, column, value in (
@@ -77,7 +71,7 @@ class AccountRepository:
                 continue
             wanted = self._indexer().lookup(field, value)
             if wanted is None:
-                return AccountPage([], None)
+                return Page([], None)
             query = query.where(column == wanted)
         return self._page(query, cursor, limit)
 
@@ -136,14 +130,15 @@ class AccountRepository:
         return self._to_domain(row)
 
     def soft_delete(self, connection_id: UUID, account_id: UUID, now: datetime) -> bool:
-        result = self._session.execute(
+        changed = rows_changed(
+            self._session,
             update(AccountRow)
             .where(
                 AccountRow.id == account_id, AccountRow.connection_id == connection_id, AccountRow.deleted_at.is_(None)
             )
-            .values(deleted_at=now)
+            .values(deleted_at=now),
         )
-        return bool(result.rowcount)
+        return changed > 0
 
     def purge_deleted(self, deleted_before: datetime, limit: int) -> int:
         """Delete up to ``limit`` accounts of any tenant soft-deleted before ``deleted_before`` (a SECURITY
@@ -160,14 +155,14 @@ class AccountRepository:
     def _live() -> Any:
         return select(AccountRow).where(AccountRow.deleted_at.is_(None))
 
-    def _page(self, query: Any, cursor: str | None, limit: int) -> AccountPage:
+    def _page(self, query: Any, cursor: str | None, limit: int) -> Page[Account]:
         if cursor:
             after_created, after_id = decode_cursor(cursor)
             query = query.where(tuple_(AccountRow.created_at, AccountRow.id) > tuple_(after_created, after_id))
         rows = list(self._session.scalars(query.order_by(AccountRow.created_at, AccountRow.id).limit(limit + 1)))
         items = [self._to_domain(row) for row in rows[:limit]]
         next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if len(rows) > limit else None
-        return AccountPage(items, next_cursor)
+        return Page(items, next_cursor)
 
     def _indexer(self) -> BlindIndexer:
         if self._index is None:

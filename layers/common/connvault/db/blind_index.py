@@ -62,7 +62,7 @@ class BlindIndexer:
 
         Under READ COMMITTED a second writer waits for the first one's row lock, finds the column set when that
         commits, updates nothing, and reads the winner's key with its next statement."""
-        stored = self._session.scalar(
+        stored: bytes | None = self._session.scalar(
             update(TenantRow)
             .where(TenantRow.id == self._tenant_id, TenantRow.blind_index_key.is_(None))
             .values(blind_index_key=candidate)

@@ -68,6 +68,7 @@ class ConnectConfirmationRepository:
                 token_expires_at=grant.expires_at,
                 metadata_=metadata,
                 confirm_by=pending.expires_at,
+                connection_config=dict(grant.connection_config or {}),
                 provider_account_id=None
                 if account_id is None
                 else self._sealer.seal(
@@ -122,6 +123,7 @@ class ConnectConfirmationRepository:
                 token_type=row.token_type,
                 scopes=tuple(row.scopes),
                 expires_at=row.token_expires_at,
+                connection_config=dict(row.connection_config),
                 provider_account_id=account_id,
             ),
             metadata=dict(row.metadata_),

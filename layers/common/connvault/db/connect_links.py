@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 from uuid import UUID
 
 from sqlalchemy import delete, func, select, update
 
+from connvault.db.rowcount import rows_changed
 from connvault.db.rows import ConnectLinkRow
 
 if TYPE_CHECKING:
@@ -30,6 +32,8 @@ class ConnectLink:
     opened_at: datetime | None = None
     completed_at: datetime | None = None
     connection_id: UUID | None = None
+    connection_config: Mapping[str, str] = field(default_factory=dict)
+    """The tenant's values for the URL placeholders of the link's one provider, when it needs them."""
 
     def is_live(self, now: datetime) -> bool:
         return self.completed_at is None and self.expires_at > now
@@ -51,6 +55,7 @@ class ConnectLinkRepository:
                 scopes=None if link.scopes is None else list(link.scopes),
                 return_url=link.return_url,
                 expires_at=link.expires_at,
+                connection_config=dict(link.connection_config),
             )
         )
         self._session.flush()
@@ -93,25 +98,27 @@ class ConnectLinkRepository:
 
     def replace_page_token(self, link_id: UUID, page_sha256: bytes) -> bool:
         """A new page token for a live link (after a failed OAuth attempt); the old one stops working."""
-        result = self._session.execute(
+        changed = rows_changed(
+            self._session,
             update(ConnectLinkRow)
             .where(ConnectLinkRow.id == link_id, ConnectLinkRow.completed_at.is_(None))
-            .values(page_sha256=page_sha256)
+            .values(page_sha256=page_sha256),
         )
-        return bool(result.rowcount)
+        return changed > 0
 
     def complete(self, link_id: UUID, connection_id: UUID, now: datetime) -> bool:
         """Record the connection the link made; its page token dies with it. False if it had made one already."""
-        result = self._session.execute(
+        changed = rows_changed(
+            self._session,
             update(ConnectLinkRow)
             .where(ConnectLinkRow.id == link_id, ConnectLinkRow.completed_at.is_(None))
-            .values(completed_at=now, connection_id=connection_id, page_sha256=None)
+            .values(completed_at=now, connection_id=connection_id, page_sha256=None),
         )
-        return bool(result.rowcount)
+        return changed > 0
 
     def purge_expired(self, now: datetime) -> int:
-        result = self._session.execute(delete(ConnectLinkRow).where(ConnectLinkRow.expires_at < now))
-        return int(result.rowcount)
+        changed = rows_changed(self._session, delete(ConnectLinkRow).where(ConnectLinkRow.expires_at < now))
+        return changed
 
 
 def _to_domain(row: ConnectLinkRow) -> ConnectLink:
@@ -127,4 +134,5 @@ def _to_domain(row: ConnectLinkRow) -> ConnectLink:
         opened_at=row.opened_at,
         completed_at=row.completed_at,
         connection_id=row.connection_id,
+        connection_config=dict(row.connection_config),
     )

@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy.dialects.postgresql import insert
 
 from connvault.db.rows import ConnectSettingsRow
+from connvault.models import ConnectSettings
 
 if TYPE_CHECKING:
     from uuid import UUID
 
     from sqlalchemy.orm import Session
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectSettings:
-    display_name: str | None = None
-    frame_ancestors: tuple[str, ...] = ()
-    allowed_return_urls: tuple[str, ...] = ()
-    updated_at: datetime | None = None
 
 
 class ConnectSettingsRepository:

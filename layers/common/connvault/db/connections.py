@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
 from connvault.crypto.envelope import SealContext
+from connvault.db.rowcount import rows_changed
 from connvault.db.rows import ConnectionRow, ProviderRow
 from connvault.db.sealed_credentials import holds_refresh_token, open_sealed_credentials, seal_credentials
 from connvault.errors import Conflict, DecryptionFailed, InvalidInput, KeyServiceUnavailable, NotFound
@@ -32,6 +33,7 @@ from connvault.models import (
     ConnectionKind,
     ConnectionStatus,
     Credentials,
+    Page,
 )
 from connvault.observability import logger
 from connvault.redacted import Redacted
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
 
     from connvault.crypto.sealer import Sealer
     from connvault.db.blind_index import BlindIndexer
+    from connvault.models import OAuth2Tokens
 
 PROVIDER_ACCOUNT_ID_FIELD = "connections.provider_account_id"
 USUAL_KINDS = frozenset({ConnectionKind.AUTHORIZATION_CODE, ConnectionKind.API_KEY, ConnectionKind.BASIC})
@@ -61,6 +64,21 @@ class NewCredentials:
     expires_at: datetime | None
     provider_account_id: Redacted[str] | None = None
     """The provider's id for the account, when the token response named it; None keeps the stored one."""
+    connection_config: Mapping[str, str] | None = None
+    """A grant's values for the provider's URL placeholders (they came with it and go with it); None for a
+    refresh, which keeps the stored ones."""
+
+    @classmethod
+    def answered(cls, credentials: Credentials, tokens: OAuth2Tokens, scopes: Sequence[str]) -> NewCredentials:
+        """What to store from a token response (a code exchange, a refresh, a device poll, a grant's request):
+        ``credentials`` made from it, and ``scopes`` (those asked for, or held) where the provider named none."""
+        return cls(
+            credentials=credentials,
+            token_type=tokens.token_type,
+            scopes=tokens.scopes if tokens.scopes is not None else scopes,
+            expires_at=tokens.expires_at,
+            provider_account_id=tokens.provider_account_id,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +91,8 @@ class SavedGrant:
     replaced_unreadable: bool = False
     """The overwritten envelope could not be opened (its key is gone or KMS is down): a reconnect is how such a
     connection is repaired, so it goes ahead, and what it replaced cannot be revoked."""
+    replaced_config: Mapping[str, str] = field(default_factory=dict)
+    """The ``connection_config`` of the replaced grant: the hosts its tokens came from, and go back to."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,12 +107,6 @@ class NewConnection:
     metadata: Mapping[str, Any]
     kind: ConnectionKind
     id: UUID = field(default_factory=uuid.uuid4)
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    items: list[Connection]
-    next_cursor: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +211,7 @@ class ConnectionRepository:
         limit: int = 50,
         unused_since: datetime | None = None,
         provider_account_id: str | None = None,
-    ) -> Page:
+    ) -> Page[Connection]:
         """Keyset pagination on (created_at, id): stable under concurrent inserts, no OFFSET scans.
 
         ``unused_since``: only connections that handed out no credential since then, or never (idle ones).
@@ -255,6 +269,7 @@ class ConnectionRepository:
             alias=alias,
             credential_type=grant.credentials.type.value,
             metadata_=dict(metadata),
+            connection_config=dict(grant.connection_config or {}),
         )
         self._apply_grant(row, grant, granted_at, kind)
         self._session.add(row)
@@ -277,7 +292,10 @@ class ConnectionRepository:
         kind: ConnectionKind | None = None,
     ) -> SavedGrant:
         """Store a fresh grant: a reconnect replaces the existing connection's credentials (and says which they
-        were), never duplicates the connection."""
+        were, and on which hosts), never duplicates the connection.
+
+        The grant's ``connection_config`` replaces the old one with it: the new tokens came from the hosts it
+        names."""
         row = self._session.scalars(
             select(ConnectionRow)
             .where(
@@ -306,10 +324,12 @@ class ConnectionRepository:
             replaced, unreadable = None, True
         else:
             unreadable = False
+        replaced_config = dict(row.connection_config)
         self._apply_grant(row, grant, granted_at, kind)
         row.metadata_ = {**row.metadata_, **metadata}
+        row.connection_config = dict(grant.connection_config or {})
         self._session.flush()
-        return SavedGrant(self.get(row.id), replaced, unreadable)
+        return SavedGrant(self.get(row.id), replaced, unreadable, replaced_config)
 
     def add_many(self, tenant_id: UUID, connections: Sequence[NewConnection]) -> None:
         """Insert active connections, skipping any whose (provider, end user, alias) or id exists, in one
@@ -350,12 +370,12 @@ class ConnectionRepository:
         if not values:
             return self.get(connection_id)
         try:
-            result = self._session.execute(
-                update(ConnectionRow).where(ConnectionRow.id == connection_id).values(values)
+            changed = rows_changed(
+                self._session, update(ConnectionRow).where(ConnectionRow.id == connection_id).values(values)
             )
         except IntegrityError:
             raise Conflict("another connection of this end user and provider has that alias") from None
-        if not result.rowcount:
+        if not changed:
             raise NotFound(f"connection {connection_id} not found")
         return self.get(connection_id)
 
@@ -365,12 +385,13 @@ class ConnectionRepository:
         query = delete(ConnectionRow).where(ConnectionRow.id == connection_id)
         if token_version is not None:
             query = query.where(ConnectionRow.token_version == token_version)
-        return bool(self._session.execute(query).rowcount)
+        return rows_changed(self._session, query) > 0
 
     def expire_if_lapsed(self, connection_id: UUID, now: datetime, *, error_code: str | None) -> bool:
         """Status ``expired`` if the token has run out, no live lease is held and the status is ``active`` or
         ``error``, all checked in the one statement that writes it; ``error_code`` None keeps the last one."""
-        result = self._session.execute(
+        changed = rows_changed(
+            self._session,
             update(ConnectionRow)
             .where(
                 ConnectionRow.id == connection_id,
@@ -381,22 +402,23 @@ class ConnectionRepository:
             .values(
                 status=ConnectionStatus.EXPIRED.value,
                 last_error_code=func.coalesce(error_code, ConnectionRow.last_error_code),
-            )
+            ),
         )
-        return bool(result.rowcount)
+        return changed > 0
 
     def require_reauth_for_provider(self, provider_id: UUID, reason: str) -> int:
         """Every connection of ``provider_id`` that could still be refreshed now needs its end user again (its
         refresh token belongs to a server connvault no longer calls); how many."""
-        result = self._session.execute(
+        changed = rows_changed(
+            self._session,
             update(ConnectionRow)
             .where(
                 ConnectionRow.provider_id == provider_id,
                 ConnectionRow.status.in_(_REFRESHABLE),
             )
-            .values(status=ConnectionStatus.NEEDS_REAUTH.value, last_error_code=reason, updated_at=func.now())
+            .values(status=ConnectionStatus.NEEDS_REAUTH.value, last_error_code=reason, updated_at=func.now()),
         )
-        return int(result.rowcount or 0)
+        return changed
 
     # -- the refresh lease -------------------------------------------------------------------------------
 
@@ -461,7 +483,8 @@ class ConnectionRepository:
         If it is not, another caller took over and may already have stored newer tokens; a failure seen
         with the older ones must not overwrite that (e.g. mark a freshly refreshed connection needs_reauth).
         """
-        result = self._session.execute(
+        changed = rows_changed(
+            self._session,
             update(ConnectionRow)
             .where(ConnectionRow.id == connection_id, ConnectionRow.refresh_lease_owner == owner)
             .values(
@@ -472,9 +495,9 @@ class ConnectionRepository:
                 next_refresh_at=next_refresh_at,
                 refresh_lease_until=None,
                 refresh_lease_owner=None,
-            )
+            ),
         )
-        return bool(result.rowcount)
+        return changed > 0
 
     def record_own_fault(
         self,
@@ -640,6 +663,7 @@ def to_connection(row: Any, provider_slug: str, sealer: Sealer, *, open_credenti
         refresh_started_at=row.refresh_started_at,
         fault_count=row.fault_count,
         fault_code=row.fault_code,
+        connection_config=dict(row.connection_config),
     )
 
 

@@ -17,9 +17,10 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import Select, delete, func, or_, select, update
 
 from connvault.crypto.envelope import SealContext
+from connvault.db.rowcount import rows_changed
 from connvault.db.rows import DeviceSessionRow, ProviderRow
 from connvault.errors import DecryptionFailed, NotFound
 from connvault.models import DeviceCodes, DeviceSession, DeviceSessionStatus
@@ -125,7 +126,8 @@ class DeviceSessionRepository:
         self, session_id: UUID, owner: UUID, *, interval_seconds: int, next_poll_at: datetime, poll_failures: int
     ) -> bool:
         """A poll that leaves the session pending: when to poll next, at what interval; ends the lease."""
-        result = self._session.execute(
+        changed = rows_changed(
+            self._session,
             update(DeviceSessionRow)
             .where(DeviceSessionRow.id == session_id, DeviceSessionRow.poll_lease_owner == owner)
             .values(
@@ -134,9 +136,9 @@ class DeviceSessionRepository:
                 poll_failures=poll_failures,
                 poll_lease_until=None,
                 poll_lease_owner=None,
-            )
+            ),
         )
-        return bool(result.rowcount)
+        return changed > 0
 
     def finish(
         self,
@@ -153,7 +155,8 @@ class DeviceSessionRepository:
         )
         if owner is not None:
             query = query.where(DeviceSessionRow.poll_lease_owner == owner)
-        result = self._session.execute(
+        changed = rows_changed(
+            self._session,
             query.values(
                 status=status.value,
                 error_code=error_code,
@@ -161,18 +164,18 @@ class DeviceSessionRepository:
                 codes=None,
                 poll_lease_until=None,
                 poll_lease_owner=None,
-            )
+            ),
         )
-        return bool(result.rowcount)
+        return changed > 0
 
     def purge_ended(self, before: datetime) -> int:
         """Delete the tenant's sessions that expired before ``before`` (a day ago: GET answers for that long)."""
-        result = self._session.execute(delete(DeviceSessionRow).where(DeviceSessionRow.expires_at < before))
-        return int(result.rowcount or 0)
+        changed = rows_changed(self._session, delete(DeviceSessionRow).where(DeviceSessionRow.expires_at < before))
+        return changed
 
     # -- mapping -----------------------------------------------------------------------------------------
 
-    def _select(self) -> object:
+    def _select(self) -> Select[DeviceSessionRow, str]:
         return select(DeviceSessionRow, ProviderRow.slug).join(
             ProviderRow, ProviderRow.id == DeviceSessionRow.provider_id
         )

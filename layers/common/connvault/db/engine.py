@@ -7,6 +7,7 @@ so row-level security applies to everything it does; the migration runner keeps 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -14,7 +15,7 @@ import pg8000.dbapi
 import pg8000.legacy
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Engine, ExceptionContext
-from sqlalchemy.exc import DisconnectionError
+from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from connvault.config import get_settings
@@ -23,14 +24,16 @@ from connvault.db.target import (
     StatementLimits,
     connect_with,
     connection_lost,
+    database_unavailable,
     session_setup,
     timed_out,
+    unreachable,
 )
-from connvault.errors import DatabaseBusy
+from connvault.errors import DatabaseBusy, DatabaseUnavailable
 
 PING_AFTER_IDLE_SECONDS = 30.0
 
-_convert_paramstyle = pg8000.dbapi.convert_paramstyle
+_convert_paramstyle: Callable[[str, str, Any], tuple[str, Any]] = pg8000.dbapi.convert_paramstyle
 
 
 @lru_cache(maxsize=1024)
@@ -109,11 +112,23 @@ def get_engine() -> Engine:
         # The pool's other connections (same server) go too only when the connection was lost: pg8000's dialect
         # recognises a closed socket but not a server that ended the session (a failover's admin_shutdown) or
         # one that now answers as a reader.
-        lost = context.is_disconnect or connection_lost(context.original_exception)
+        # What the error means is translated here, where the driver is known: nothing above ``db/`` sees a
+        # driver's or SQLAlchemy's exception for the database being down or busy, only ours.
+        original = context.original_exception
+        dropped = context.is_disconnect
+        lost = dropped or connection_lost(original)
         context.invalidate_pool_on_disconnect = lost
         context.is_disconnect = True
-        if timed_out(context.original_exception):
+        if timed_out(original):
             return DatabaseBusy("the database did not answer in time; retry shortly")
+        wrapped = context.sqlalchemy_exception
+        if (
+            dropped
+            or isinstance(wrapped, OperationalError | InterfaceError)
+            or unreachable(original)
+            or (database_unavailable(original))
+        ):
+            return DatabaseUnavailable("the database is unavailable; retry shortly")
         return None
 
     @event.listens_for(engine, "connect")

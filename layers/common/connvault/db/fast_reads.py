@@ -39,6 +39,8 @@ if TYPE_CHECKING:
 
     import pg8000.native
 
+    from connvault.db.native import PreparedStatement
+
 
 @dataclass(frozen=True, slots=True)
 class ConnectionSnapshot:
@@ -63,6 +65,22 @@ class ConnectionSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class ProxyTarget:
+    """What the proxy needs of a connection: token fetch's snapshot, and where and how to call its provider.
+
+    ``api_auth`` and ``config_keys`` are the provider's declarations as stored (parsed by the proxy);
+    ``connection_config`` the connection's own values."""
+
+    snapshot: ConnectionSnapshot
+    provider_slug: str
+    api_base_url: str | None
+    api_auth: dict[str, Any]
+    config_keys: dict[str, Any]
+    connection_config: dict[str, str]
+    last_refresh_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class ApiKeyLookup:
     tenant_id: UUID
     secret_sha256: bytes
@@ -70,6 +88,7 @@ class ApiKeyLookup:
 
 
 _READ_CONNECTION = "SELECT * FROM connvault_token_read(CAST(:tenant AS uuid), CAST(:id AS uuid))"
+_READ_PROXY_TARGET = "SELECT * FROM connvault_read_proxy_target(CAST(:tenant AS uuid), CAST(:id AS uuid))"
 _TOUCH_CONNECTION = "SELECT connvault_touch_connection(CAST(:tenant AS uuid), CAST(:id AS uuid), :every)"
 _TOUCHED_MEMORY = 10_000
 _FIND_API_KEY = "SELECT tenant_id, secret_sha256, revoked_at FROM connvault_find_api_key(:key_id)"
@@ -91,26 +110,27 @@ class FastReads:
         self._touched: OrderedDict[UUID, float] = OrderedDict()
         self._lock = threading.Lock()
         self._connection: pg8000.native.Connection | None = None
-        self._statements: dict[str, Any] = {}
+        self._statements: dict[str, PreparedStatement] = {}
 
     def read_connection(self, tenant_id: UUID, connection_id: UUID) -> ConnectionSnapshot | None:
         """The connection as token fetch needs it, read under the tenant's RLS."""
         rows = self._run(_READ_CONNECTION, tenant=str(tenant_id), id=str(connection_id))
+        return _snapshot(connection_id, rows[0]) if rows else None
+
+    def read_proxy_target(self, tenant_id: UUID, connection_id: UUID) -> ProxyTarget | None:
+        """The connection as the proxy needs it (token fetch's snapshot and its provider's API), under RLS."""
+        rows = self._run(_READ_PROXY_TARGET, tenant=str(tenant_id), id=str(connection_id))
         if not rows:
             return None
-        status, kind, sealed, token_type, scopes, expires_epoch, has_refresh, error, margin, issued_epoch = rows[0]
-        return ConnectionSnapshot(
-            id=connection_id,
-            status=ConnectionStatus(status),
-            credential_type=kind,
-            credentials=sealed,
-            token_type=token_type,
-            scopes=tuple(scopes or ()),
-            expires_at=None if expires_epoch is None else datetime.fromtimestamp(expires_epoch, UTC),
-            has_refresh_token=has_refresh,
-            last_error_code=error,
-            refresh_margin_seconds=margin,
-            issued_at=None if issued_epoch is None else datetime.fromtimestamp(issued_epoch, UTC),
+        slug, base_url, api_auth, config_keys, config, refreshed_epoch = rows[0][10:]
+        return ProxyTarget(
+            _snapshot(connection_id, rows[0][:10]),
+            slug,
+            base_url,
+            api_auth,
+            config_keys,
+            config,
+            None if refreshed_epoch is None else datetime.fromtimestamp(refreshed_epoch, UTC),
         )
 
     def record_use(self, tenant_id: UUID, connection_id: UUID, every: timedelta) -> None:
@@ -178,7 +198,7 @@ class FastReads:
                     raise
         raise AssertionError("unreachable")
 
-    def _prepared(self, sql: str) -> Any:
+    def _prepared(self, sql: str) -> PreparedStatement:
         statement = self._statements.get(sql)
         if statement is None:
             if self._connection is None:
@@ -192,6 +212,23 @@ class FastReads:
                 self._connection.close()
         self._connection = None
         self._statements.clear()
+
+
+def _snapshot(connection_id: UUID, row: list[Any]) -> ConnectionSnapshot:
+    status, kind, sealed, token_type, scopes, expires_epoch, has_refresh, error, margin, issued_epoch = row
+    return ConnectionSnapshot(
+        id=connection_id,
+        status=ConnectionStatus(status),
+        credential_type=kind,
+        credentials=sealed,
+        token_type=token_type,
+        scopes=tuple(scopes or ()),
+        expires_at=None if expires_epoch is None else datetime.fromtimestamp(expires_epoch, UTC),
+        has_refresh_token=has_refresh,
+        last_error_code=error,
+        refresh_margin_seconds=margin,
+        issued_at=None if issued_epoch is None else datetime.fromtimestamp(issued_epoch, UTC),
+    )
 
 
 def _uuid(value: Any) -> UUID:

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 
 from connvault.crypto.envelope import SealContext
 from connvault.db.providers import to_provider
+from connvault.db.rowcount import rows_changed
 from connvault.db.rows import IntegrationRow, ProviderRow
 from connvault.errors import Conflict, NotFound
 from connvault.models import Integration, IntegrationStatus, Provider
@@ -101,20 +102,21 @@ class IntegrationRepository:
         """Mark the integration ``invalid_credentials`` after the provider refused its client credentials,
         unless it changed since the refresh read it (``seen_updated_at``): then the tenant has just sent new
         credentials, and a refusal of the old ones says nothing about them."""
-        result = self._session.execute(
+        changed = rows_changed(
+            self._session,
             update(IntegrationRow)
             .where(
                 IntegrationRow.provider_id == provider_id,
                 IntegrationRow.updated_at == seen_updated_at,
                 IntegrationRow.status == IntegrationStatus.ACTIVE.value,
             )
-            .values(status=IntegrationStatus.INVALID_CREDENTIALS.value, status_reason=reason, status_since=func.now())
+            .values(status=IntegrationStatus.INVALID_CREDENTIALS.value, status_reason=reason, status_since=func.now()),
         )
-        return bool(result.rowcount)
+        return changed > 0
 
     def delete(self, provider_id: UUID) -> bool:
-        result = self._session.execute(delete(IntegrationRow).where(IntegrationRow.provider_id == provider_id))
-        return bool(result.rowcount)
+        changed = rows_changed(self._session, delete(IntegrationRow).where(IntegrationRow.provider_id == provider_id))
+        return changed > 0
 
     def _to_domain(self, row: IntegrationRow, provider: Provider | ProviderRow) -> Integration:
         secret = None

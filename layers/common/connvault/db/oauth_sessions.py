@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, func, select
 
 from connvault.crypto.envelope import SealContext
+from connvault.db.rowcount import rows_changed
 from connvault.db.rows import OAuthSessionRow
 from connvault.models import PendingConnect
 from connvault.redacted import Redacted
@@ -48,6 +49,7 @@ class OAuthSessionRepository:
                 expires_at=pending.expires_at,
                 require_confirmation=pending.require_confirmation,
                 connect_link_id=pending.connect_link_id,
+                connection_config=dict(pending.connection_config),
             )
         )
         self._session.flush()
@@ -81,6 +83,7 @@ class OAuthSessionRepository:
             expires_at=row.expires_at,
             require_confirmation=row.require_confirmation,
             connect_link_id=row.connect_link_id,
+            connection_config=dict(row.connection_config),
         )
 
     def purge_expired(self, tenant_id: UUID, now: datetime, *, limit: int = 100) -> int:
@@ -92,8 +95,9 @@ class OAuthSessionRepository:
             .where(OAuthSessionRow.tenant_id == tenant_id, OAuthSessionRow.expires_at < now)
             .limit(limit)
         )
-        result = self._session.execute(delete(OAuthSessionRow).where(OAuthSessionRow.id.in_(expired.scalar_subquery())))
-        return int(result.rowcount)
+        return rows_changed(
+            self._session, delete(OAuthSessionRow).where(OAuthSessionRow.id.in_(expired.scalar_subquery()))
+        )
 
     def purge_all_expired(self, now: datetime, *, limit: int) -> int:
         """Delete up to ``limit`` expired sessions of every tenant (a SECURITY DEFINER function: housekeeping

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from connvault.catalog.forms import parse_credential_check, parse_credential_form
+from connvault.connection_config import parse_keys
 from connvault.db.rows import ProviderRow
 from connvault.errors import Conflict, NotFound
 from connvault.models import (
@@ -18,6 +19,7 @@ from connvault.models import (
     TokenEndpointAuthMethod,
     TokenResponseShape,
 )
+from connvault.proxy.credentials import parse_api_auth
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -85,6 +87,7 @@ class ProviderRepository:
         row.discovery_url = provider.discovery_url
         row.revocation_scope = provider.revocation_scope.value
         row.account_id_fields = list(provider.account_id_fields)
+        row.api_base_url = provider.api_base_url
         _write_endpoints(row, provider)
         return self._flush(row, provider.slug)
 
@@ -160,6 +163,10 @@ def to_provider(row: ProviderRow) -> Provider:
         tenant_id=row.tenant_id,
         account_id_fields=tuple(row.account_id_fields),
         **_connect_page_fields(row),
+        connection_config=parse_keys(row.connection_config),
+        api_base_url=row.api_base_url,
+        token_params=dict(row.token_params),
+        api_auth=parse_api_auth(row.api_auth),
         device_authorization_url=row.device_authorization_url,
     )
 

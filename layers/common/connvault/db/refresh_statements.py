@@ -11,8 +11,11 @@ round trip on a connection that prepared it once:
 and a run's claims, a batch at a time, are a third (``connvault_claim_due_refreshes``). Each function sets the
 tenant inside its own statement, so row-level security holds without a transaction of our own.
 
-One connection per thread (a run refreshes on many): a connection that saw any exception inside a statement is
-dropped, never reused, since its replies may be unread on the wire. Driver failures leave this module as
+Connections are borrowed per statement from a small free list, not kept per thread: a run's threads end with
+the run, and a warm process runs again with new ones, so connections tied to threads would pile up, one set per
+invocation, until the database refused everyone. The list holds at most as many connections as statements ever
+ran at once (the run's threads). A connection that saw any exception inside a statement is closed, never
+returned, since its replies may be unread on the wire. Driver failures leave this module as
 ``DatabaseUnavailable``: retryable, and nothing above ``db/`` sees a driver's exception.
 """
 
@@ -42,6 +45,7 @@ if TYPE_CHECKING:
 
     from connvault.crypto.sealer import Sealer
     from connvault.db.connections import NewCredentials
+    from connvault.db.native import PreparedStatement
     from connvault.models import Connection
 
 _CLAIM = (
@@ -88,14 +92,15 @@ class _Row:
     updated_at: datetime
     provider_account_id: bytes | None
     kind: str | None
+    connection_config: dict[str, str]
 
 
 class RefreshStatements:
     def __init__(self, connect: Callable[[], pg8000.native.Connection]) -> None:
         self._connect = connect
-        self._local = threading.local()
         self._lock = threading.Lock()
-        self._open: set[pg8000.native.Connection] = set()
+        self._idle: list[_Pooled] = []
+        self._closed = False
 
     def claim(
         self,
@@ -178,55 +183,65 @@ class RefreshStatements:
         return lease.stored(grant, version=version, now=now)
 
     def close(self) -> None:
+        """Close the idle connections; one borrowed now is closed when it is given back."""
         with self._lock:
-            for connection in self._open:
-                with contextlib.suppress(Exception):
-                    connection.close()
-            self._open.clear()
-        self._local = threading.local()
+            idle, self._idle = self._idle, []
+            self._closed = True
+        for pooled in idle:
+            pooled.close()
 
     def _run(self, sql: str, **params: Any) -> list[list[Any]]:
-        """Run a prepared statement on this thread's connection; a connection that died while idle (a frozen
-        Lambda) is replaced once. Any exception inside a statement drops the connection."""
+        """Run a prepared statement on a borrowed connection; one that died while idle (a frozen Lambda) is
+        replaced once. Any exception inside a statement closes the connection instead of giving it back."""
         for attempt in (1, 2):
+            pooled = self._borrow()
             try:
-                return self._prepared(sql).run(**params)
+                rows = pooled.prepared(sql).run(**params)
             except (InterfaceError, OSError):
-                self._drop()
+                pooled.close()
                 if attempt == 2:
                     raise DatabaseUnavailable("the database is unavailable; retry shortly") from None
+                continue
             except DatabaseError as exc:
-                self._drop()
+                pooled.close()
                 if timed_out(exc):
                     raise DatabaseBusy("a refresh statement ran past its time; retry shortly") from None
                 raise DatabaseUnavailable("the database failed a refresh statement; retry shortly") from None
             except BaseException:
-                self._drop()
+                pooled.close()
                 raise
+            with self._lock:
+                keep = not self._closed
+                if keep:
+                    self._idle.append(pooled)
+            if not keep:
+                pooled.close()
+            return rows
         raise AssertionError("unreachable")
 
-    def _prepared(self, sql: str) -> Any:
-        local = self._local
-        if getattr(local, "connection", None) is None:
-            local.connection = self._connect()
-            local.statements = {}
-            with self._lock:
-                self._open.add(local.connection)
-        statement = local.statements.get(sql)
+    def _borrow(self) -> _Pooled:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()  # the most recently used: warm, its statements prepared
+        return _Pooled(self._connect())
+
+
+class _Pooled:
+    """A connection and the statements prepared on it, used by one statement at a time."""
+
+    def __init__(self, connection: pg8000.native.Connection) -> None:
+        self._connection = connection
+        self._statements: dict[str, PreparedStatement] = {}
+
+    def prepared(self, sql: str) -> PreparedStatement:
+        statement = self._statements.get(sql)
         if statement is None:
-            statement = local.statements[sql] = local.connection.prepare(sql)
+            statement = self._statements[sql] = self._connection.prepare(sql)
         return statement
 
-    def _drop(self) -> None:
-        local = self._local
-        connection = getattr(local, "connection", None)
-        local.connection = None
-        local.statements = {}
-        if connection is not None:
-            with self._lock:
-                self._open.discard(connection)
-            with contextlib.suppress(Exception):
-                connection.close()
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._connection.close()
 
 
 def _uuid(value: Any) -> UUID:

@@ -36,8 +36,12 @@ class Base(DeclarativeBase):
 
 _NOW = text("now()")
 _NEW_ID = text("gen_random_uuid()")
-# updated_at is kept by a trigger (connvault_set_updated_at): the ORM reloads it after every write, never sets it.
-_UPDATED_AT = {"server_default": _NOW, "server_onupdate": FetchedValue()}
+
+
+def _updated_at() -> Mapped[datetime]:
+    """updated_at is kept by a trigger (connvault_set_updated_at): the ORM reloads it after every write, never
+    sets it."""
+    return mapped_column(server_default=_NOW, server_onupdate=FetchedValue())
 
 
 class TenantRow(Base):
@@ -93,7 +97,11 @@ class ProviderRow(Base):
     credential_check: Mapped[dict[str, Any] | None]
     device_authorization_url: Mapped[str | None]
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
-    updated_at: Mapped[datetime] = mapped_column(**_UPDATED_AT)
+    updated_at: Mapped[datetime] = _updated_at()
+    connection_config: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
+    api_base_url: Mapped[str | None]
+    token_params: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
+    api_auth: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
 
 
 class IntegrationRow(Base):
@@ -110,7 +118,7 @@ class IntegrationRow(Base):
     status_reason: Mapped[str | None]
     status_since: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
-    updated_at: Mapped[datetime] = mapped_column(**_UPDATED_AT)
+    updated_at: Mapped[datetime] = _updated_at()
 
 
 class ConnectionRow(Base):
@@ -143,7 +151,8 @@ class ConnectionRow(Base):
     fault_code: Mapped[str | None]
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", server_default=text("'{}'"))
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
-    updated_at: Mapped[datetime] = mapped_column(**_UPDATED_AT)
+    updated_at: Mapped[datetime] = _updated_at()
+    connection_config: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
     provider_account_id: Mapped[bytes | None]
     provider_account_id_bidx: Mapped[bytes | None]
 
@@ -161,7 +170,7 @@ class AccountRow(Base):
     display_name: Mapped[str] = mapped_column(server_default=text("''"))
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", server_default=text("'{}'"))
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
-    updated_at: Mapped[datetime] = mapped_column(**_UPDATED_AT)
+    updated_at: Mapped[datetime] = _updated_at()
     deleted_at: Mapped[datetime | None]
 
 
@@ -181,6 +190,7 @@ class OAuthSessionRow(Base):
     require_confirmation: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     connect_link_id: Mapped[UUID | None] = mapped_column(ForeignKey("connect_links.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
+    connection_config: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
 
 
 class WebhookEndpointRow(Base):
@@ -253,6 +263,7 @@ class ConnectConfirmationRow(Base):
     confirm_by: Mapped[datetime]
     provider_account_id: Mapped[bytes | None]
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
+    connection_config: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
 
 
 class ConnectSettingsRow(Base):
@@ -262,7 +273,7 @@ class ConnectSettingsRow(Base):
     display_name: Mapped[str | None]
     frame_ancestors: Mapped[list[str]] = mapped_column(server_default=text("'{}'"))
     allowed_return_urls: Mapped[list[str]] = mapped_column(server_default=text("'{}'"))
-    updated_at: Mapped[datetime] = mapped_column(**_UPDATED_AT)
+    updated_at: Mapped[datetime] = _updated_at()
 
 
 class ConnectLinkRow(Base):
@@ -282,6 +293,7 @@ class ConnectLinkRow(Base):
     connection_id: Mapped[UUID | None] = mapped_column(ForeignKey("connections.id", ondelete="SET NULL"))
     completed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
+    connection_config: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
 
 
 class DeviceSessionRow(Base):
@@ -305,4 +317,4 @@ class DeviceSessionRow(Base):
     connection_id: Mapped[UUID | None] = mapped_column(ForeignKey("connections.id", ondelete="SET NULL"))
     error_code: Mapped[str | None]
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
-    updated_at: Mapped[datetime] = mapped_column(**_UPDATED_AT)
+    updated_at: Mapped[datetime] = _updated_at()

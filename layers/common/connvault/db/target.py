@@ -17,7 +17,7 @@ import pg8000.exceptions
 import pg8000.native
 
 from connvault.config import Settings, get_settings
-from connvault.errors import InvalidInput
+from connvault.errors import ConfigurationError
 from connvault.redacted import Redacted
 
 INVALID_PASSWORD = "28P01"
@@ -119,7 +119,7 @@ def timed_out(error: BaseException) -> bool:
 
 def quote_identifier(name: str) -> str:
     if not name.replace("_", "").isalnum() or not name[0].isalpha():
-        raise InvalidInput("database role name must be a plain identifier", field="db_app_role")
+        raise ConfigurationError("database role name must be a plain identifier", field="db_app_role")
     return f'"{name}"'
 
 
@@ -128,7 +128,7 @@ def database_target(settings: Settings, *, refresh: bool = False) -> DatabaseTar
     if settings.database_url:
         return _from_url(settings.database_url, settings)
     if not settings.db_host:
-        raise InvalidInput("set CONNVAULT_DATABASE_URL or CONNVAULT_DB_HOST", field="database_url")
+        raise ConfigurationError("set CONNVAULT_DATABASE_URL or CONNVAULT_DB_HOST", field="database_url")
     user, password = settings.db_user, None
     if settings.db_iam_auth:
         # No password anywhere: a token signed with the function's role, valid 15 minutes, made for each new
@@ -143,7 +143,7 @@ def database_target(settings: Settings, *, refresh: bool = False) -> DatabaseTar
         user = user or secret.get("username")
         password = Redacted(secret["password"]) if "password" in secret else None
     if not user:
-        raise InvalidInput("no database user configured", field="db_user")
+        raise ConfigurationError("no database user configured", field="db_user")
     return DatabaseTarget(
         user=user,
         password=password,
@@ -161,9 +161,9 @@ def _from_url(url: str, settings: Settings) -> DatabaseTarget:
         parts = urlsplit(url)
         port = parts.port
     except ValueError:
-        raise InvalidInput("CONNVAULT_DATABASE_URL is not a valid URL", field="database_url") from None
+        raise ConfigurationError("CONNVAULT_DATABASE_URL is not a valid URL", field="database_url") from None
     if not parts.scheme.startswith("postgresql"):
-        raise InvalidInput("CONNVAULT_DATABASE_URL must be a postgresql:// URL", field="database_url")
+        raise ConfigurationError("CONNVAULT_DATABASE_URL must be a postgresql:// URL", field="database_url")
     query = parse_qs(parts.query)
     return DatabaseTarget(
         user=unquote(parts.username or "postgres"),
@@ -193,9 +193,9 @@ def _read_secret(arn: str, *, refresh: bool) -> dict[str, Any]:
     try:
         secret = json.loads(raw if isinstance(raw, str) else raw.decode())
     except ValueError:
-        raise InvalidInput("the database secret is not JSON", field="db_secret_arn") from None
+        raise ConfigurationError("the database secret is not JSON", field="db_secret_arn") from None
     if not isinstance(secret, dict):
-        raise InvalidInput("the database secret is not a JSON object", field="db_secret_arn")
+        raise ConfigurationError("the database secret is not a JSON object", field="db_secret_arn")
     return secret
 
 
@@ -217,6 +217,13 @@ def connection_lost(error: BaseException) -> bool:
     """Whether the server ended or disowned the connection: it must be dropped, and the pool's others with it."""
     code = sqlstate(error)
     return code is not None and (code in LOST_SQLSTATES or code.startswith("08"))
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether the driver could not talk to the server at all (refused, reset, timed out on the socket): pg8000's
+    ``InterfaceError`` and socket errors, or SQLAlchemy's wrapper of one."""
+    original = getattr(error, "orig", None) or error
+    return isinstance(original, pg8000.exceptions.InterfaceError | OSError)
 
 
 def database_unavailable(error: BaseException) -> bool:

@@ -10,6 +10,7 @@ from uuid import UUID
 
 from sqlalchemy import Select, delete, func, select, update
 
+from connvault.db.rowcount import rows_changed
 from connvault.db.rows import (
     ConnectionRow,
     DeviceSessionRow,
@@ -63,8 +64,8 @@ class TenantRepository:
 
     def delete(self, tenant_id: UUID) -> bool:
         """Delete the tenant; every row it owns goes with it (ON DELETE CASCADE)."""
-        result = self._session.execute(delete(TenantRow).where(TenantRow.id == tenant_id))
-        return bool(result.rowcount)
+        changed = rows_changed(self._session, delete(TenantRow).where(TenantRow.id == tenant_id))
+        return changed > 0
 
     def add_api_key(self, tenant_id: UUID, key_id: str, secret_sha256: bytes) -> ApiKeyRecord:
         row = TenantApiKeyRow(tenant_id=tenant_id, key_id=key_id, secret_sha256=secret_sha256)
@@ -98,7 +99,7 @@ class Resource(StrEnum):
     CONNECT_SESSIONS = "connect_sessions"
 
 
-def usage_query(resource: Resource, now: datetime) -> Select[tuple[int]]:
+def usage_query(resource: Resource, now: datetime) -> Select[int]:
     """How many of ``resource`` the unit of work's tenant holds (RLS confines the count to it): live API keys
     and unexpired connect sessions only (browser sessions, and device sessions still pending), every row of the
     others."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from sqlalchemy import event, text
 
-from connvault import wiring
+from connvault.db import sealing
 from connvault.db.accounts import AccountRepository
 from connvault.db.blind_index import BlindIndexer
 from connvault.db.connect_confirmations import ConnectConfirmationRepository
@@ -21,6 +21,7 @@ from connvault.db.connect_links import ConnectLinkRepository
 from connvault.db.connect_settings import ConnectSettingsRepository
 from connvault.db.connections import ConnectionRepository
 from connvault.db.device_sessions import DeviceSessionRepository
+from connvault.db.engine import get_session_factory
 from connvault.db.integrations import IntegrationRepository
 from connvault.db.oauth_sessions import OAuthSessionRepository
 from connvault.db.providers import ProviderRepository
@@ -77,7 +78,7 @@ class UnitOfWork:
     @property
     def sealer(self) -> Sealer:
         """The sealer this unit of work's repositories seal and open with (usable outside the with-block)."""
-        return self._sealer or wiring.get_sealer()
+        return self._sealer or sealing.get_sealer()
 
     @property
     def session(self) -> Session:
@@ -86,7 +87,7 @@ class UnitOfWork:
         return self._session
 
     def __enter__(self) -> Self:
-        factory = self._session_factory or wiring.get_session_factory()
+        factory = self._session_factory or get_session_factory()
         sealer = self.sealer
         session = factory()
         if self.tenant_id is not None:
@@ -105,7 +106,7 @@ class UnitOfWork:
         index = (
             None
             if self.tenant_id is None
-            else BlindIndexer(session, self.tenant_id, sealer, wiring.get_blind_index_keys())
+            else BlindIndexer(session, self.tenant_id, sealer, sealing.get_blind_index_keys())
         )
         self.accounts = AccountRepository(session, sealer, index)
         self.connections = ConnectionRepository(session, sealer, index)

@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, or_, select, update
 
 from connvault.crypto.envelope import SealContext
+from connvault.db.rowcount import rows_changed
 from connvault.db.rows import WebhookDeliveryRow, WebhookEndpointRow, WebhookEventRow
 from connvault.errors import InvalidInput, NotFound
+from connvault.models import Page
 from connvault.redacted import Redacted
 from connvault.webhooks.model import (
     SUCCESS_STAMP_EVERY,
@@ -48,12 +50,6 @@ class DeliveryClaim:
     endpoint_id: UUID
     owner: UUID
     until: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryPage:
-    items: list[Delivery]
-    next_cursor: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,18 +117,19 @@ class WebhookRepository:
 
     def update(self, endpoint_id: UUID, values: dict[str, Any]) -> WebhookEndpoint:
         """Change the tenant's fields (url, description, event_types, enabled)."""
-        result = self._session.execute(
+        changed = rows_changed(
+            self._session,
             update(WebhookEndpointRow)
             .where(WebhookEndpointRow.id == endpoint_id)
-            .values({**values, "updated_at": func.now()})
+            .values({**values, "updated_at": func.now()}),
         )
-        if not result.rowcount:
+        if not changed:
             raise NotFound(f"webhook endpoint {endpoint_id} not found")
         return self.get(endpoint_id)
 
     def delete(self, endpoint_id: UUID) -> bool:
-        result = self._session.execute(delete(WebhookEndpointRow).where(WebhookEndpointRow.id == endpoint_id))
-        return bool(result.rowcount)
+        changed = rows_changed(self._session, delete(WebhookEndpointRow).where(WebhookEndpointRow.id == endpoint_id))
+        return changed > 0
 
     def rotate_secret(self, endpoint_id: UUID, secret: Redacted[str], previous_until: datetime) -> WebhookEndpoint:
         """The new secret signs from now on; the current one keeps signing until ``previous_until``."""
@@ -227,7 +224,7 @@ class WebhookRepository:
 
     def list_deliveries(
         self, endpoint_id: UUID, *, status: DeliveryStatus | None, cursor: str | None, limit: int
-    ) -> DeliveryPage:
+    ) -> Page[Delivery]:
         """Newest first, keyset-paginated on ``seq``."""
         query = self._deliveries().where(WebhookDeliveryRow.endpoint_id == endpoint_id)
         if status is not None:
@@ -237,11 +234,12 @@ class WebhookRepository:
         rows = self._session.execute(query.order_by(WebhookDeliveryRow.seq.desc()).limit(limit + 1)).all()
         items = [_delivery(*row) for row in rows[:limit]]
         next_cursor = str(rows[limit - 1][0].seq) if len(rows) > limit else None
-        return DeliveryPage(items, next_cursor)
+        return Page(items, next_cursor)
 
     def record_delivered(self, claim: DeliveryClaim, now: datetime, status_code: int) -> bool:
         """Unconditional on the lease: the receiver has it, whoever else may be sending it again."""
-        result = self._session.execute(
+        changed = rows_changed(
+            self._session,
             update(WebhookDeliveryRow)
             .where(WebhookDeliveryRow.id == claim.delivery_id, WebhookDeliveryRow.status == DeliveryStatus.PENDING)
             .values(
@@ -253,9 +251,9 @@ class WebhookRepository:
                 delivered_at=now,
                 lease_until=None,
                 lease_owner=None,
-            )
+            ),
         )
-        return bool(result.rowcount)
+        return changed > 0
 
     def record_failed_attempt(self, claim: DeliveryClaim, now: datetime, outcome: AttemptOutcome) -> bool:
         """Count a failed attempt and schedule the next one (or give up), only while the lease is ours."""
@@ -271,16 +269,17 @@ class WebhookRepository:
             values["status"] = DeliveryStatus.FAILED.value
         else:
             values["next_attempt_at"] = outcome.next_attempt_at
-        result = self._session.execute(
+        changed = rows_changed(
+            self._session,
             update(WebhookDeliveryRow)
             .where(
                 WebhookDeliveryRow.id == claim.delivery_id,
                 WebhookDeliveryRow.status == DeliveryStatus.PENDING,
                 WebhookDeliveryRow.lease_owner == claim.owner,
             )
-            .values(values)
+            .values(values),
         )
-        return bool(result.rowcount)
+        return changed > 0
 
     def release(self, claim: DeliveryClaim) -> None:
         self._session.execute(
@@ -292,7 +291,8 @@ class WebhookRepository:
     def fail_overdue(self, endpoint_id: UUID, retry_started_before: datetime) -> int:
         """Give up on the endpoint's pending deliveries whose retry window is over although the circuit kept
         them from being tried again (only those tried at least once: a new one gets its chance)."""
-        result = self._session.execute(
+        changed = rows_changed(
+            self._session,
             update(WebhookDeliveryRow)
             .where(
                 WebhookDeliveryRow.endpoint_id == endpoint_id,
@@ -301,13 +301,14 @@ class WebhookRepository:
                 WebhookDeliveryRow.retry_from < retry_started_before,
                 WebhookDeliveryRow.lease_owner.is_(None),
             )
-            .values(status=DeliveryStatus.FAILED.value)
+            .values(status=DeliveryStatus.FAILED.value),
         )
-        return int(result.rowcount)
+        return changed
 
     def redeliver(self, endpoint_id: UUID, delivery_id: UUID, now: datetime) -> Delivery:
         """Queue a delivery again, with a fresh retry window; same event, same ``webhook-id``."""
-        result = self._session.execute(
+        changed = rows_changed(
+            self._session,
             update(WebhookDeliveryRow)
             .where(WebhookDeliveryRow.id == delivery_id, WebhookDeliveryRow.endpoint_id == endpoint_id)
             .values(
@@ -316,9 +317,9 @@ class WebhookRepository:
                 next_attempt_at=now,
                 retry_from=now,
                 delivered_at=None,
-            )
+            ),
         )
-        if not result.rowcount:
+        if not changed:
             raise NotFound(f"delivery {delivery_id} not found")
         return self.get_delivery(delivery_id)
 

@@ -74,9 +74,15 @@ class OAuthClient:
     ) -> OAuth2Tokens:
         """Trade an authorization code for tokens (RFC 6749 §4.1.3).
 
+        The catalog's ``token_params`` go first, so they cannot override a protocol field.
         Raises ``ReauthRequired`` (code or client refused), ``ProviderRejected``, ``ProviderUnavailable``.
         """
-        fields = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
+        fields = {
+            **provider.token_params,
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": redirect_uri,
+        }
         if code_verifier is not None:
             fields["code_verifier"] = code_verifier
         return self._token_request(provider, client, fields, now)
@@ -155,7 +161,9 @@ class OAuthClient:
             return False
         fields = {"token": token, "token_type_hint": token_type_hint}
         try:
-            response = self._post(provider.revocation_url, provider, client, fields, datetime.now(UTC))
+            response = self._post(
+                _endpoint(provider.revocation_url, "revocation_url"), provider, client, fields, datetime.now(UTC)
+            )
         except ProviderUnavailable:
             return False
         return response.status == 200
@@ -217,4 +225,7 @@ def _authenticate(
 def _endpoint(url: str | None, field: str) -> str:
     if not url:
         raise InvalidInput(f"the provider has no {field}", field=field)
+    if "{" in url:
+        # A template whose placeholders nobody filled (``connection_config.configured`` does): never a request.
+        raise InvalidInput(f"the provider's {field} needs the connection's configuration", field="connection_config")
     return url

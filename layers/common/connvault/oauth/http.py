@@ -48,6 +48,8 @@ class HttpResponse:
     content_type: str
     retry_after: str | None
     body: bytes
+    headers: tuple[tuple[str, str], ...] = ()
+    """Every header as sent, a repeated one once per value (the proxy passes most of them on)."""
 
 
 class HttpTransport:
@@ -84,18 +86,27 @@ class HttpTransport:
         return self.request("POST", url, body=urlencode(fields).encode(), headers=all_headers)
 
     def request(
-        self, method: str, url: str, *, body: bytes | None = None, headers: Mapping[str, str] | None = None
+        self,
+        method: str,
+        url: str,
+        *,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        deadline_seconds: float | None = None,
+        decode_content: bool = True,
     ) -> HttpResponse:
         """Send one request and read its answer within the deadline; any status is returned, only transport
         failures raise.
 
+        ``deadline_seconds`` shortens this call's deadline (the proxy's time left); ``decode_content=False`` keeps
+        a compressed body as it came (the proxy passes it on with its ``Content-Encoding``).
         Raises ``ProviderUnavailable`` with reason ``blocked_address``, ``unreachable`` or
         ``response_too_large``. The cause is dropped (``from None``) because urllib3's messages quote the
         full URL and the network condition, and tracebacks end up in logs.
         """
         try:
             check_url(url, self._policy)
-            with deadline(self._deadline):
+            with deadline(self._deadline if deadline_seconds is None else min(deadline_seconds, self._deadline)):
                 response = self._pool.request(
                     method,
                     url,
@@ -107,7 +118,7 @@ class HttpTransport:
                     preload_content=False,
                 )
                 try:
-                    data = response.read(amt=self._max_body_bytes + 1)
+                    data = response.read(amt=self._max_body_bytes + 1, decode_content=decode_content)
                     too_large = len(data) > self._max_body_bytes
                     if too_large:
                         # Unread bytes remain: the connection cannot go back to the pool in a usable state.
@@ -128,6 +139,7 @@ class HttpTransport:
             content_type=response.headers.get("Content-Type", ""),
             retry_after=response.headers.get("Retry-After"),
             body=data,
+            headers=tuple(response.headers.iteritems()),
         )
 
     def close(self) -> None:

@@ -20,8 +20,7 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from connvault.crypto.sealer import Sealer
-    from connvault.db.accounts import AccountPage
-    from connvault.models import Account
+    from connvault.models import Account, Page
     from connvault.redacted import Redacted
 
 MAX_DISPLAY_NAME_LENGTH = 200
@@ -66,7 +65,7 @@ def create_account(uow: UnitOfWork, connection_id: UUID, data: AccountInput) -> 
     return account
 
 
-def list_accounts(uow: UnitOfWork, connection_id: UUID, *, cursor: str | None = None, limit: int = 50) -> AccountPage:
+def list_accounts(uow: UnitOfWork, connection_id: UUID, *, cursor: str | None = None, limit: int = 50) -> Page[Account]:
     _check_limit(limit)
     with uow:
         _require_connection(uow, connection_id)
@@ -101,7 +100,7 @@ def delete_account(uow: UnitOfWork, connection_id: UUID, account_id: UUID, *, no
         uow.commit()
 
 
-def search_accounts(uow: UnitOfWork, query: AccountSearch) -> AccountPage:
+def search_accounts(uow: UnitOfWork, query: AccountSearch) -> Page[Account]:
     """The tenant's live accounts with this exact id, across its connections: a blind-index lookup."""
     given = [name for name in ("external_id", "baas_id") if getattr(query, name) is not None]
     if len(given) != 1:

@@ -8,14 +8,12 @@ the provider has handed over tokens, and then in one transaction, so a failed ca
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from sqlalchemy.exc import DBAPIError
-
-from connvault import wiring
+from connvault import connection_config, wiring
 from connvault.clock import Clock, utcnow
 from connvault.config import get_settings
 from connvault.db.connections import NewCredentials
@@ -35,11 +33,13 @@ from connvault.oauth.outcomes import sanitize_reason
 from connvault.oauth.pkce import code_challenge_s256, new_code_verifier, new_state, state_digest
 from connvault.observability import MetricName, logger, metrics
 from connvault.redacted import Redacted
+from connvault.retry import retry
 from connvault.services import custom_providers, quotas
 from connvault.services.revocation import retire_replaced_grant
-from connvault.validation import ascii_url, require_return_url, require_scopes, require_text
+from connvault.validation import is_listed, require_return_url, require_scopes, require_text
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from uuid import UUID
 
     from connvault.crypto.sealer import Sealer
@@ -62,6 +62,8 @@ class ConnectRequest:
     require_confirmation: bool = False
     connect_link_id: UUID | None = None
     """The connect link whose page starts this attempt (see services/connect_links.py)."""
+    connection_config: Mapping[str, object] | None = None
+    """Values for the provider's URL placeholders (``{"subdomain": "acme"}``), as the tenant sent them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +145,7 @@ def create_connect_session(
     custom_providers.refresh_stale_metadata(uow, request.provider, now=now)
     with uow:
         provider = _oauth_provider(uow, request.provider)
+        config = connection_config.tenant_config(provider, request.connection_config)
         integration = uow.integrations.find(provider.id)
         if integration is None:
             raise InvalidInput(f"configure the integration for {provider.slug!r} first", field="provider")
@@ -166,6 +169,7 @@ def create_connect_session(
             expires_at=expires_at,
             require_confirmation=request.require_confirmation,
             connect_link_id=request.connect_link_id,
+            connection_config=config,
         )
         # Abandoned attempts (the end user never came back) hold a sealed verifier; they go with the next start
         # (and with the scheduled housekeeping, for tenants that start none).
@@ -174,7 +178,7 @@ def create_connect_session(
         uow.oauth_sessions.add(pending, state_digest(state))
         uow.commit()
     url = (oauth or wiring.get_oauth_client()).authorize_url(
-        provider,
+        connection_config.configured(provider, config),
         integration.client_id,
         callback_url,
         scopes,
@@ -207,8 +211,8 @@ def complete_connect(
         uow.commit()
         if pending is None:  # another callback with the same state won the race
             return CallbackResult(None, error="invalid_state", tenant_id=tenant_id)
-        provider = uow.providers.get(pending.provider_id)
-        integration = uow.integrations.find(provider.id)
+        catalog_provider = uow.providers.get(pending.provider_id)
+        integration = uow.integrations.find(catalog_provider.id)
 
     def fail(code: str) -> CallbackResult:
         return CallbackResult(
@@ -219,6 +223,11 @@ def complete_connect(
         return fail("expired_state")
     if params.error:
         return fail(sanitize_reason(params.error))
+    try:
+        # The endpoints (and issuer) of this connection: a shop's own host, checked when the session started.
+        provider = connection_config.configured(catalog_provider, pending.connection_config)
+    except (InvalidInput, connection_config.TemplateError):
+        return fail("invalid_connection_config")
     if not _issuer_ok(provider, params.iss):
         return fail("issuer_mismatch")
     code = params.code.reveal() if params.code else ""
@@ -226,8 +235,9 @@ def complete_connect(
         return fail("invalid_request")
     if integration is None:
         return fail("integration_missing")
+    client = oauth or wiring.get_oauth_client()
     try:
-        tokens = (oauth or wiring.get_oauth_client()).exchange_code(
+        tokens = client.exchange_code(
             provider,
             integration.client,
             code,
@@ -241,12 +251,13 @@ def complete_connect(
         return fail("provider_unavailable")
     credentials = OAuth2Credentials(tokens.access_token, tokens.refresh_token, tokens.id_token)
     try:
-        grant = NewCredentials(
-            credentials=credentials,
-            token_type=tokens.token_type,
-            scopes=tokens.scopes if tokens.scopes is not None else pending.scopes,
-            expires_at=tokens.expires_at,
-            provider_account_id=tokens.provider_account_id,
+        # A grant with no usable API host (Salesforce without instance_url) is InvalidInput: not kept.
+        grant = replace(
+            NewCredentials.answered(credentials, tokens, pending.scopes),
+            connection_config={
+                **pending.connection_config,
+                **connection_config.token_response_config(provider, tokens.extra),
+            },
         )
         metadata = {"provider": dict(tokens.extra)} if tokens.extra else {}
         if pending.require_confirmation:
@@ -254,9 +265,11 @@ def complete_connect(
             return CallbackResult(pending.return_url, tenant_id=tenant_id, confirmation=parked)
         saved = _save_grant(pending, grant, metadata, sealer=sealer, now=now)
     except Exception as exc:  # whatever failed, the provider's grant must not outlive it
-        revoke_orphaned_grant(oauth, provider, integration.client, credentials, exc)
+        revoke_orphaned_grant(client, provider, integration.client, credentials, exc)
+        if isinstance(exc, InvalidInput):
+            return fail("invalid_token_response")
         return fail(exc.code if isinstance(exc, QuotaExceeded) else "server_error")
-    retire_replaced_grant(oauth or wiring.get_oauth_client(), provider, integration, saved)
+    retire_replaced_grant(oauth or wiring.get_oauth_client(), catalog_provider, integration, saved)
     return CallbackResult(
         pending.return_url,
         connection_id=saved.connection.id,
@@ -287,23 +300,21 @@ def revoke_orphaned_grant(
 
 
 def _save_grant(
-    pending: PendingConnect, grant: NewCredentials, metadata: dict, *, sealer: Sealer | None, now: Clock
+    pending: PendingConnect, grant: NewCredentials, metadata: dict[str, Any], *, sealer: Sealer | None, now: Clock
 ) -> SavedGrant:
     """Store the grant; one retry on a database error, since the code that produced it cannot be used again."""
-    for attempt in (1, 2):
-        try:
-            with UnitOfWork(pending.tenant_id, sealer=sealer) as uow:
-                saved = store_grant(uow, pending, grant, metadata, now())
-                uow.commit()
-            return saved
-        except (DBAPIError, DatabaseUnavailable):
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+
+    def save() -> SavedGrant:
+        with UnitOfWork(pending.tenant_id, sealer=sealer) as uow:
+            saved = store_grant(uow, pending, grant, metadata, now())
+            uow.commit()
+        return saved
+
+    return retry(save, attempts=2, on=(DatabaseUnavailable,))
 
 
 def park_grant(
-    pending: PendingConnect, grant: NewCredentials, metadata: dict, *, sealer: Sealer | None
+    pending: PendingConnect, grant: NewCredentials, metadata: dict[str, Any], *, sealer: Sealer | None
 ) -> ParkedConfirmation:
     """Hold a grant, sealed, until the tenant confirms it; only the code's hash is kept."""
     code = new_state()
@@ -317,7 +328,7 @@ def store_grant(
     uow: UnitOfWork,
     owner: PendingConnect | ParkedGrant | DeviceSession,
     grant: NewCredentials,
-    metadata: dict,
+    metadata: dict[str, Any],
     granted_at: datetime,
     *,
     kind: ConnectionKind | None = None,
@@ -343,9 +354,9 @@ def _registered_return_url(uow: UnitOfWork, integration: Integration, return_url
     """Whether the tenant registered ``return_url``: for this integration, or for its connect links and sessions in
     the connect settings. Both lists are the tenant's own; a session for one provider accepts what a link for the
     same provider would."""
-    if return_url in {ascii_url(url) for url in integration.allowed_return_urls}:
-        return True
-    return return_url in {ascii_url(url) for url in uow.connect_settings.get(uow.tenant).allowed_return_urls}
+    return is_listed(return_url, integration.allowed_return_urls) or is_listed(
+        return_url, uow.connect_settings.get(uow.tenant).allowed_return_urls
+    )
 
 
 def _oauth_provider(uow: UnitOfWork, slug: str) -> Provider:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from connvault import wiring
+from connvault import connection_config, wiring
 from connvault.clock import Clock, utcnow
 from connvault.db.uow import UnitOfWork
 from connvault.errors import InvalidInput, NotFound
@@ -96,6 +96,7 @@ def revoke_unconfirmed(
 
 
 def _revoke(parked: ParkedGrant, provider: Provider, integration: Integration | None, oauth: OAuthClient) -> bool:
+    provider = connection_config.for_revocation(provider, parked.grant.connection_config or {})
     if provider.revocation_url is None or integration is None:
         return False
     token, hint = parked.credentials.revocation_target()

@@ -22,6 +22,7 @@ from hmac import compare_digest
 from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
+from connvault import connection_config
 from connvault.catalog.forms import default_form
 from connvault.clock import Clock, utcnow
 from connvault.config import get_settings
@@ -30,12 +31,12 @@ from connvault.db.connect_links import ConnectLink
 from connvault.db.connections import NewCredentials
 from connvault.db.uow import UnitOfWork
 from connvault.errors import InvalidInput, NotFound, ProviderUnavailable
-from connvault.models import ApiKeyCredentials, AuthType, BasicCredentials
+from connvault.models import ApiKeyCredentials, AuthType, BasicCredentials, ConfigSource
 from connvault.oauth.pkce import new_state, state_digest
 from connvault.observability import MetricName, logger, metrics
 from connvault.redacted import Redacted
 from connvault.services import connect
-from connvault.validation import ascii_url, require_return_url, require_scopes, require_text
+from connvault.validation import is_listed, require_return_url, require_scopes, require_text
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -68,6 +69,9 @@ class LinkRequest:
     require_confirmation: bool = False
     """Park the grant until the tenant confirms it (``services/connect_confirmation.py``): for one OAuth
     provider's authorize URL only; the page does not offer it, so such a session has no link."""
+    connection_config: Mapping[str, object] | None = None
+    """Values for the URL placeholders of a provider that needs them (``{"subdomain": "acme"}``): such a
+    provider is named alone, and its values travel with the link to the page's connect attempt."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,15 +105,16 @@ def create_link(uow: UnitOfWork, request: LinkRequest, *, page_url: str, now: Cl
                 )
         if scopes is not None and (len(providers) != 1 or not oauth):
             raise InvalidInput("scopes apply to a link for one OAuth provider", field="scopes")
+        config = _link_config(providers, request)
         return_url = None if request.return_url is None else require_return_url(request.return_url, "return_url")
         if return_url is not None:
-            allowed = {ascii_url(url) for url in uow.connect_settings.get(uow.tenant).allowed_return_urls}
+            allowed = is_listed(return_url, uow.connect_settings.get(uow.tenant).allowed_return_urls)
             everywhere = all(
-                return_url in {ascii_url(url) for url in integration.allowed_return_urls}
+                is_listed(return_url, integration.allowed_return_urls)
                 for integration in integrations.values()
                 if integration is not None
             )
-            if return_url not in allowed and not (everywhere and len(oauth) == len(providers)):
+            if not allowed and not (everywhere and len(oauth) == len(providers)):
                 raise InvalidInput(
                     "return_url is not in the connect settings' allowed_return_urls (or, for OAuth providers "
                     "only, in every integration's)",
@@ -124,6 +129,7 @@ def create_link(uow: UnitOfWork, request: LinkRequest, *, page_url: str, now: Cl
             scopes=scopes,
             return_url=return_url,
             expires_at=expires_at,
+            connection_config=config,
         )
         uow.connect_links.purge_expired(started)
         uow.connect_links.add(link, state_digest(token))
@@ -168,6 +174,7 @@ def start_connect_session(
                     return_url=request.return_url,
                     scopes=request.scopes,
                     require_confirmation=request.require_confirmation,
+                    connection_config=request.connection_config,
                 ),
                 callback_url=callback_url,
                 oauth=oauth,
@@ -178,6 +185,26 @@ def start_connect_session(
     if request.require_confirmation:
         return StartedSession(None, authorize)
     return StartedSession(create_link(uow, request, page_url=page_url, now=now), authorize)
+
+
+def _link_config(providers: list[Provider], request: LinkRequest) -> dict[str, str]:
+    """The link's ``connection_config``, checked before the link exists: a provider whose URLs need the tenant's
+    values is named alone, with them (the page has no way to ask the end user for a shop's subdomain)."""
+    needing = [provider for provider in providers if _tenant_keys(provider)]
+    if len(providers) == 1:
+        return connection_config.tenant_config(providers[0], request.connection_config)
+    if needing:
+        raise InvalidInput(
+            f"provider {needing[0].slug!r} needs connection_config: make a session for it alone",
+            field=request.providers_field,
+        )
+    if request.connection_config:
+        raise InvalidInput("connection_config applies to a session for one provider", field="connection_config")
+    return {}
+
+
+def _tenant_keys(provider: Provider) -> list[str]:
+    return [key.name for key in provider.connection_config if key.source is ConfigSource.TENANT]
 
 
 def _named_provider(uow: UnitOfWork, slug: str, field_name: str) -> Provider:
@@ -326,6 +353,7 @@ def choose_provider(
                 alias=link.alias,
                 scopes=link.scopes,
                 connect_link_id=link.id,
+                connection_config=link.connection_config,
             ),
             callback_url=callback_url,
             oauth=oauth,
@@ -386,7 +414,9 @@ def submit_credentials(
             provider.id,
             end_user_id=link.end_user_id,
             alias=link.alias,
-            grant=NewCredentials(credentials, token_type=None, scopes=(), expires_at=None),
+            grant=NewCredentials(
+                credentials, token_type=None, scopes=(), expires_at=None, connection_config=link.connection_config
+            ),
             granted_at=finished,
             metadata=details,
         ).connection  # a key or password replaced has nothing to revoke

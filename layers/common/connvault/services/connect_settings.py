@@ -8,8 +8,8 @@ import re
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from connvault.db.connect_settings import ConnectSettings
 from connvault.errors import InvalidInput
+from connvault.models import ConnectSettings
 from connvault.validation import LOOPBACK_HOSTS, require_return_url, require_text
 
 if TYPE_CHECKING:

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from connvault import wiring
+from connvault import connection_config, wiring
 from connvault.clock import Clock, utcnow
-from connvault.db.connections import NewCredentials, Page
+from connvault.db.connections import NewCredentials
 from connvault.db.tenants import Resource
 from connvault.errors import InvalidInput, NotFound, ProviderUnavailable
 from connvault.models import (
@@ -20,6 +20,7 @@ from connvault.models import (
     Connection,
     ConnectionStatus,
     OAuth2Credentials,
+    Page,
 )
 from connvault.services import quotas
 from connvault.services.renewal import revoking_client
@@ -63,6 +64,8 @@ class StaticCredentialsInput:
     password: Redacted[str] | None = None
     metadata: Mapping[str, Any] | None = None
     provider_account_id: Redacted[str] | None = None
+    connection_config: Mapping[str, object] | None = None
+    """Values for the provider's URL placeholders (``{"subdomain": "acme"}``); fixed for the connection's life."""
     kind: str | None = None
     """``api_key`` or ``basic`` when the tenant said which; it must be the provider's type."""
 
@@ -74,7 +77,7 @@ class Deletion:
     revoked: bool
 
 
-def list_connections(uow: UnitOfWork, query: ConnectionFilter) -> Page:
+def list_connections(uow: UnitOfWork, query: ConnectionFilter) -> Page[Connection]:
     if not 1 <= query.limit <= MAX_PAGE_SIZE:
         raise InvalidInput(f"limit must be 1 to {MAX_PAGE_SIZE}", field="limit")
     if query.provider is not None:
@@ -147,6 +150,7 @@ def create_static_connection(uow: UnitOfWork, data: StaticCredentialsInput, *, n
         except NotFound:
             raise InvalidInput(f"unknown provider {data.provider!r}", field="provider") from None
         credentials = _static_credentials(provider.auth_type, data)
+        config = connection_config.tenant_config(provider, data.connection_config)
         connection = uow.connections.add(
             uow.tenant,
             provider.id,
@@ -158,6 +162,7 @@ def create_static_connection(uow: UnitOfWork, data: StaticCredentialsInput, *, n
                 scopes=(),
                 expires_at=None,
                 provider_account_id=data.provider_account_id,
+                connection_config=config,
             ),
             granted_at=now(),
             metadata=metadata,
@@ -184,7 +189,9 @@ def delete_connection(uow: UnitOfWork, connection_id: UUID, *, oauth: OAuthClien
     for _ in range(DELETE_ATTEMPTS):
         with uow:
             connection = uow.connections.get(connection_id)
-            provider = uow.providers.get(connection.provider_id)
+            provider = connection_config.for_revocation(
+                uow.providers.get(connection.provider_id), connection.connection_config
+            )
             integration = uow.integrations.find(provider.id)
         credentials = connection.credentials
         revoker = revoking_client(credentials, integration.client if integration is not None else None)

@@ -81,6 +81,8 @@ class CustomProviderInput:
     scope_separator: str = " "
     authorize_params: Mapping[str, str] = field(default_factory=dict)
     refresh_margin_seconds: int | None = None
+    api_base_url: str | None = None
+    """Where the proxy sends this provider's API calls; a plain URL (custom providers take no placeholders)."""
 
 
 def prepare_custom_provider(
@@ -139,6 +141,7 @@ def prepare_custom_provider(
         tenant_id=uow.tenant,
         # The OpenID subject, whenever the provider answers with an id token (it does for the openid scope).
         account_id_fields=("id_token.sub",),
+        api_base_url=definition.api_base_url,
     )
     if definition.discovery_url is None:
         return provider
@@ -331,6 +334,12 @@ def _check(slug: str, definition: CustomProviderInput) -> None:
                 require_outbound_url(getattr(definition, name), f"custom_provider.{name}")
         if definition.require_iss and definition.issuer is None:
             raise InvalidInput("require_iss needs the issuer", field="custom_provider.issuer")
+    if definition.api_base_url is not None:
+        require_outbound_url(definition.api_base_url, "custom_provider.api_base_url", allow_query=False)
+        if "{" in definition.api_base_url or "}" in definition.api_base_url:
+            raise InvalidInput(
+                "a custom provider's api_base_url takes no placeholders", field="custom_provider.api_base_url"
+            )
     if definition.scope_separator not in SCOPE_SEPARATORS:
         raise InvalidInput(
             "scope_separator must be a space, a comma or a plus", field="custom_provider.scope_separator"

@@ -22,9 +22,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
-
-from sqlalchemy.exc import DBAPIError
+from typing import TYPE_CHECKING, Any
 
 from connvault import wiring
 from connvault.clock import Clock, utcnow
@@ -53,6 +51,7 @@ from connvault.models import (
 )
 from connvault.oauth.device import SLOW_DOWN_SECONDS, PollOutcome, poll_outcome
 from connvault.observability import MetricName, logger, metrics
+from connvault.retry import retry
 from connvault.services import custom_providers, quotas
 from connvault.services.connect import revoke_orphaned_grant, store_grant
 from connvault.services.revocation import retire_replaced_grant
@@ -132,6 +131,7 @@ def start_device_session(
             field="provider",
             reason=reason,
         ) from None
+    codes = DeviceCodes(authorization.device_code, authorization.user_code, authorization.verification_uri_complete)
     session = DeviceSession(
         id=uuid.uuid4(),
         tenant_id=uow.tenant,
@@ -147,11 +147,11 @@ def start_device_session(
         poll_failures=0,
         expires_at=started + timedelta(seconds=authorization.expires_in),
         created_at=started,
-        codes=DeviceCodes(authorization.device_code, authorization.user_code, authorization.verification_uri_complete),
+        codes=codes,
     )
     with uow:
         uow.device_sessions.purge_ended(started - ENDED_SESSION_RETENTION)
-        uow.device_sessions.add(session, session.codes)  # type: ignore[arg-type]
+        uow.device_sessions.add(session, codes)
         uow.commit()
     metrics.add_metric(name=MetricName.DEVICE_SESSION_STARTED, unit="Count", value=1)
     logger.info("device session started", extra={"connect_session_id": str(session.id), "provider": provider.slug})
@@ -306,13 +306,7 @@ def _complete(
     retires the grant it replaced, as the redirect flow's does (``services/revocation.py``)."""
     session = lease.session
     credentials = OAuth2Credentials(tokens.access_token, tokens.refresh_token, tokens.id_token)
-    grant = NewCredentials(
-        credentials=credentials,
-        token_type=tokens.token_type,
-        scopes=tokens.scopes if tokens.scopes is not None else session.scopes,
-        expires_at=tokens.expires_at,
-        provider_account_id=tokens.provider_account_id,
-    )
+    grant = NewCredentials.answered(credentials, tokens, session.scopes)
     metadata = {"provider": dict(tokens.extra)} if tokens.extra else {}
     try:
         saved = _store(session, grant, metadata, sealer=sealer, now=now)
@@ -331,21 +325,18 @@ def _complete(
 
 
 def _store(
-    session: DeviceSession, grant: NewCredentials, metadata: dict, *, sealer: Sealer | None, now: Clock
+    session: DeviceSession, grant: NewCredentials, metadata: dict[str, Any], *, sealer: Sealer | None, now: Clock
 ) -> SavedGrant:
-    for attempt in range(1, STORE_ATTEMPTS + 1):
-        try:
-            with UnitOfWork(session.tenant_id, sealer=sealer) as uow:
-                saved = store_grant(uow, session, grant, metadata, now(), kind=ConnectionKind.DEVICE_CODE)
-                connection_id = saved.connection.id
-                uow.device_sessions.finish(session.id, None, DeviceSessionStatus.COMPLETED, connection_id=connection_id)
-                uow.commit()
-            return saved
-        except (DBAPIError, DatabaseUnavailable):
-            if attempt == STORE_ATTEMPTS:
-                raise
-            time.sleep(0.2 * attempt)
-    raise AssertionError("unreachable")
+
+    def save() -> SavedGrant:
+        with UnitOfWork(session.tenant_id, sealer=sealer) as uow:
+            saved = store_grant(uow, session, grant, metadata, now(), kind=ConnectionKind.DEVICE_CODE)
+            connection_id = saved.connection.id
+            uow.device_sessions.finish(session.id, None, DeviceSessionStatus.COMPLETED, connection_id=connection_id)
+            uow.commit()
+        return saved
+
+    return retry(save, attempts=STORE_ATTEMPTS, on=(DatabaseUnavailable,), wait=lambda attempt: 0.2 * attempt)
 
 
 def _end(lease: PollLease, status: DeviceSessionStatus, code: str, *, sealer: Sealer | None) -> DeviceSessionStatus:

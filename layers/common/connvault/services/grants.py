@@ -14,13 +14,10 @@ rest. The bulk import (``services/imports.py``) runs the same preparation and pr
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-
-from sqlalchemy.exc import DBAPIError
 
 from connvault import wiring
 from connvault.clock import Clock, utcnow
@@ -30,6 +27,7 @@ from connvault.errors import (
     ClientRejected,
     Conflict,
     CredentialsRefused,
+    DatabaseUnavailable,
     InvalidInput,
     NotFound,
     ProviderRejected,
@@ -57,6 +55,7 @@ if TYPE_CHECKING:
     from connvault.models import Connection, SigningKey
     from connvault.oauth.client import OAuthClient
     from connvault.redacted import Redacted
+from connvault.retry import doubling, retry
 
 MAX_TOKEN_LENGTH = 8192
 MAX_CLIENT_SECRET_LENGTH = 4096
@@ -241,13 +240,7 @@ def new_row(prepared: Prepared, app: ProviderApp, renewal: Renewal | None, at: d
         )
     else:
         tokens = renewal.tokens
-        grant = NewCredentials(
-            credentials=renewal.credentials,
-            token_type=tokens.token_type,
-            scopes=tokens.scopes if tokens.scopes is not None else prepared.scopes,
-            expires_at=tokens.expires_at,
-            provider_account_id=tokens.provider_account_id,
-        )
+        grant = NewCredentials.answered(renewal.credentials, tokens, prepared.scopes)
     return NewConnection(
         provider_id=app.provider.id,
         end_user_id=prepared.target.end_user_id,
@@ -265,16 +258,13 @@ def store(uow: UnitOfWork, rows: list[NewConnection]) -> None:
     Retried on a database error, since what a provider answered may exist nowhere else (a rotated refresh
     token). A retry after a commit whose answer was lost inserts nothing more: the rows are there by their ids.
     """
-    for attempt in range(1, STORE_ATTEMPTS + 1):
-        try:
-            with uow:
-                uow.connections.add_many(uow.tenant, rows)
-                uow.commit()
-            return
-        except DBAPIError:
-            if attempt == STORE_ATTEMPTS:
-                raise
-            time.sleep(0.1 * 2**attempt)
+
+    def insert() -> None:
+        with uow:
+            uow.connections.add_many(uow.tenant, rows)
+            uow.commit()
+
+    retry(insert, attempts=STORE_ATTEMPTS, on=(DatabaseUnavailable,), wait=doubling(0.2, 2.0))
 
 
 def abandon(renewal: Renewal, prepared: Prepared, app: ProviderApp, oauth: OAuthClient) -> None:

@@ -155,23 +155,23 @@ def _against_existing(
         room = get_settings().quota_connections - uow.tenants.usage(Resource.CONNECTIONS, now())
     kept: list[_Pending] = []
     seen: set[tuple[UUID, str, str]] = set()
-    for item in pending:
-        key = _key(item)
+    for candidate in pending:
+        key = _key(candidate)
         if key in existing:
-            results[item.index] = ItemResult(item.index, ItemStatus.EXISTS, connection_id=existing[key])
+            results[candidate.index] = ItemResult(candidate.index, ItemStatus.EXISTS, connection_id=existing[key])
         elif key in seen:
             message = "another item of this call has the same provider, end_user_id and alias"
-            results[item.index] = ItemResult(
-                item.index, ItemStatus.INVALID, code=InvalidInput.code, field="alias", message=message
+            results[candidate.index] = ItemResult(
+                candidate.index, ItemStatus.INVALID, code=InvalidInput.code, field="alias", message=message
             )
         elif len(kept) >= room:
             message = "the tenant holds its quota of connections"
-            results[item.index] = ItemResult(
-                item.index, ItemStatus.QUOTA_EXCEEDED, code=QuotaExceeded.code, message=message
+            results[candidate.index] = ItemResult(
+                candidate.index, ItemStatus.QUOTA_EXCEEDED, code=QuotaExceeded.code, message=message
             )
         else:
             seen.add(key)
-            kept.append(item)
+            kept.append(candidate)
     return kept
 
 
@@ -206,7 +206,7 @@ def _verify(
         return None
 
     needs_provider = [item for item in pending if item.prepared.verify]
-    passed = [(item, None) for item in pending if not item.prepared.verify]
+    passed: list[tuple[_Pending, Renewal | None]] = [(item, None) for item in pending if not item.prepared.verify]
     if needs_provider:
         with ThreadPoolExecutor(max_workers=max(1, min(concurrency, len(needs_provider)))) as pool:
             passed.extend(answer for answer in pool.map(attempt, needs_provider) if answer is not None)

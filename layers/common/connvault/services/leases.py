@@ -16,18 +16,17 @@ that lost its lease therefore cannot overwrite what the next holder did::
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import DBAPIError
-
+from connvault import connection_config
 from connvault.db.refresh_statements import get_refresh_statements
 from connvault.db.uow import UnitOfWork
-from connvault.errors import DatabaseUnavailable, KeyServiceUnavailable
+from connvault.errors import DatabaseUnavailable, InvalidInput, KeyServiceUnavailable, ReauthRequired
 from connvault.models import IntegrationStatus
+from connvault.retry import doubling, retry
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -40,6 +39,7 @@ if TYPE_CHECKING:
 
 STORE_ATTEMPTS = 5
 """Tries to store a refresh's answer: with a rotating provider it holds the only live refresh token."""
+STORE_RETRY_WAIT = doubling(0.2, 2.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +63,16 @@ class ProviderApp:
         """Read inside the caller's transaction, so a refresh costs no transaction of its own for this."""
         provider = uow.providers.get(provider_id)
         return cls(provider, uow.integrations.find(provider.id))
+
+    def endpoints(self, connection: Connection) -> Provider:
+        """The provider with its URLs filled for this connection (a shop's own host). A configuration that no
+        longer fits the provider (it gained a placeholder since) needs the end user to connect again."""
+        try:
+            return connection_config.configured(self.provider, connection.connection_config)
+        except (InvalidInput, connection_config.TemplateError):
+            raise ReauthRequired(
+                "the connection's configuration no longer fits its provider", reason="invalid_connection_config"
+            ) from None
 
 
 def acquire(uow: UnitOfWork, connection_id: UUID, *, now: datetime, seconds: int) -> tuple[Lease, ProviderApp] | None:
@@ -96,14 +106,12 @@ def store(
         with uow:
             account = uow.connections.refreshed_account_id(lease.connection, grant.provider_account_id)
             uow.commit()
-    for attempt in range(1, attempts + 1):
-        try:
-            return get_refresh_statements().store(lease, grant, now, uow.sealer, account=account)
-        except (DBAPIError, DatabaseUnavailable, KeyServiceUnavailable):
-            if attempt == attempts:
-                raise
-            time.sleep(min(0.1 * 2**attempt, 2.0))
-    raise AssertionError("unreachable")
+    return retry(
+        lambda: get_refresh_statements().store(lease, grant, now, uow.sealer, account=account),
+        attempts=attempts,
+        on=(DatabaseUnavailable, KeyServiceUnavailable),
+        wait=STORE_RETRY_WAIT,
+    )
 
 
 def fail(

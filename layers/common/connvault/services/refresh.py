@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from connvault.clock import Clock, utcnow
-from connvault.config import Settings, get_settings
+from connvault.config import DEFAULTS, Settings, get_settings
 from connvault.db.connections import NewCredentials
 from connvault.errors import (
     ClientRejected,
@@ -30,7 +30,7 @@ from connvault.errors import (
     ProviderUnavailable,
     ReauthRequired,
 )
-from connvault.models import ConnectionStatus, RevocationScope, needs_refresh
+from connvault.models import ConnectionStatus, RevocationScope
 from connvault.oauth.http import UNREACHABLE_REASON
 from connvault.services import leases
 from connvault.services.renewal import renew, renews_with_refresh_token, revoking_client
@@ -53,12 +53,12 @@ probably rotated the token and the process stopped before storing the new one.""
 
 @dataclass(frozen=True, slots=True)
 class RefreshPolicy:
-    lease_seconds: int = 30
-    wait_seconds: float = 8.0
+    lease_seconds: int = DEFAULTS.refresh_lease_seconds
+    wait_seconds: float = DEFAULTS.refresh_wait_seconds
     poll_seconds: float = 0.05
-    max_failures: int = 8
-    backoff_base_seconds: int = 30
-    backoff_cap_seconds: int = 3600
+    max_failures: int = DEFAULTS.refresh_max_failures
+    backoff_base_seconds: int = DEFAULTS.refresh_backoff_base_seconds
+    backoff_cap_seconds: int = DEFAULTS.refresh_backoff_cap_seconds
     store_attempts: int = leases.STORE_ATTEMPTS
 
     @classmethod
@@ -75,7 +75,7 @@ class RefreshPolicy:
 
 def backoff_seconds(failures: int, policy: RefreshPolicy, *, retry_after: float | None = None) -> float:
     """Exponential backoff with full jitter on the upper half, capped; a provider's Retry-After is a floor."""
-    ceiling = min(policy.backoff_cap_seconds, policy.backoff_base_seconds * 2 ** max(failures - 1, 0))
+    ceiling = min(policy.backoff_cap_seconds, policy.backoff_base_seconds * 2.0 ** max(failures - 1, 0))
     delay = ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not a secret
     return max(delay, retry_after or 0.0)
 
@@ -98,7 +98,7 @@ def refresh_with_lease(
     connection = lease.connection
     try:
         uow.sealer.ready_to_seal(connection.tenant_id)
-        renewal = renew(connection.credentials, app.provider, app.integration, oauth, now())
+        renewal = renew(connection.credentials, app.endpoints(connection), app.integration, oauth, now())
     except ClientRejected as exc:
         # The tenant's app was refused, not this end user's grant (``renew`` raises ``ClientRejected`` only for
         # the integration's client): the integration carries the failure, the connection keeps its grant and
@@ -113,7 +113,7 @@ def refresh_with_lease(
         raise ReauthRequired("the provider refused the refresh token; connect again", reason=reason) from None
     except ProviderUnavailable as exc:
         failures = connection.refresh_failures + 1
-        status = ConnectionStatus.ERROR if failures >= policy.max_failures else ConnectionStatus.ACTIVE
+        status = ConnectionStatus.after_transient_failures(failures, policy.max_failures)
         retry_at = now() + timedelta(seconds=backoff_seconds(failures, policy, retry_after=exc.retry_after))
         regranted = leases.fail(uow, lease, status=status, reason=exc.reason or exc.code, retry_at=retry_at)
         if regranted is not None:
@@ -124,13 +124,7 @@ def refresh_with_lease(
         leases.release(uow, [(connection.id, lease.owner)])
         raise
     tokens = renewal.tokens
-    grant = NewCredentials(
-        credentials=renewal.credentials,
-        token_type=tokens.token_type,
-        scopes=tokens.scopes if tokens.scopes is not None else connection.scopes,
-        expires_at=tokens.expires_at,
-        provider_account_id=tokens.provider_account_id,
-    )
+    grant = NewCredentials.answered(renewal.credentials, tokens, connection.scopes)
     try:
         return leases.store(uow, lease, grant, now=now(), attempts=policy.store_attempts)
     except (NotFound, GrantSuperseded) as exc:
@@ -141,7 +135,7 @@ def refresh_with_lease(
         kept = isinstance(exc, GrantSuperseded) and app.provider.revocation_scope is RevocationScope.AUTHORIZATION
         if revoker is not None and not kept:
             oauth.revoke(
-                app.provider,
+                app.endpoints(connection),
                 revoker,
                 (tokens.refresh_token or tokens.access_token).reveal(),
                 "refresh_token" if tokens.refresh_token else "access_token",
@@ -198,9 +192,7 @@ def refresh_single_flight(
             moment = now()
             read_version = current.token_version if read_version is None else read_version
             if _accepts(current, force=force, asked=asked, read_version=read_version) or (
-                not force
-                and current.status is ConnectionStatus.ACTIVE
-                and not needs_refresh(current.expires_at, moment, current.refresh_ttl(min_ttl, margin))
+                not force and current.has_fresh_token(moment, min_ttl, margin)
             ):
                 return uow.connections.get(connection_id)
         current.ensure_servable(refreshing=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from connvault import connection_config
 from connvault.models import OAuth2Credentials, RevocationScope
 from connvault.observability import MetricName, logger, metrics
 
@@ -59,11 +60,12 @@ def revoke_grant(
 def retire_replaced_grant(
     oauth: OAuthClient, provider: Provider, integration: Integration | None, saved: SavedGrant
 ) -> ReplacedGrant | None:
-    """After a reconnect committed: revoke the grant it replaced where that is safe (see the module docstring).
+    """After a reconnect committed: revoke the grant it replaced where that is safe (see the module docstring), at
+    the hosts of that grant's own ``connection_config`` (``provider`` is the catalog's, placeholders unfilled).
     None when nothing was replaced (a new connection)."""
     if saved.replaced is None and not saved.replaced_unreadable:
         return None
-    outcome = _retire(oauth, provider, integration, saved)
+    outcome = _retire(oauth, connection_config.for_revocation(provider, saved.replaced_config), integration, saved)
     logger.info(
         "reconnect replaced a grant",
         extra={"connection_id": str(saved.connection.id), "provider": provider.slug, "replaced_grant": outcome.value},

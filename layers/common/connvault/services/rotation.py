@@ -47,6 +47,7 @@ from connvault.db.connections import PROVIDER_ACCOUNT_ID_FIELD
 from connvault.db.device_sessions import CODES_FIELD
 from connvault.db.integrations import CLIENT_SECRET_FIELD
 from connvault.db.oauth_sessions import VERIFIER_FIELD
+from connvault.db.rowcount import rows_changed
 from connvault.db.rows import (
     AccountRow,
     ConnectConfirmationRow,
@@ -79,6 +80,7 @@ class SealedColumn:
         type[ConnectionRow]
         | type[IntegrationRow]
         | type[OAuthSessionRow]
+        | type[DeviceSessionRow]
         | type[WebhookEndpointRow]
         | type[ConnectConfirmationRow]
         | type[AccountRow]
@@ -162,7 +164,8 @@ def rewrap_all(
     sealer = sealer or wiring.get_sealer()
     kms = kms or wiring.get_kms_client()
     new_arn = _usable_key_arn(kms, new_kms_key_id)
-    if _usable_key_arn(kms, sealer.data_keys.key_id) != new_arn:
+    configured = sealer.data_keys.key_id
+    if configured is None or _usable_key_arn(kms, configured) != new_arn:
         raise InvalidInput(
             "CONNVAULT_KMS_KEY_ID must name the new key before rotating (deploy that first)", field="kms_key_id"
         )
@@ -282,10 +285,10 @@ def _rewrapped(
 
 def _compare_and_set(uow: UnitOfWork, sealed: SealedColumn, ident: UUID, old: bytes, new: bytes) -> bool:
     column = getattr(sealed.row, sealed.column)
-    result = uow.session.execute(
-        update(sealed.row).where(sealed.row.id == ident, column == old).values({sealed.column: new})
+    changed = rows_changed(
+        uow.session, update(sealed.row).where(sealed.row.id == ident, column == old).values({sealed.column: new})
     )
-    return bool(result.rowcount)
+    return changed > 0
 
 
 def _reread(uow: UnitOfWork, sealed: SealedColumn, idents: list[UUID]) -> list[tuple[UUID, bytes]]:

@@ -33,9 +33,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import DBAPIError
-
-from connvault.config import Settings, get_settings
+from connvault.config import DEFAULTS, Settings, get_settings
 from connvault.db.uow import UnitOfWork
 from connvault.errors import (
     ConnvaultError,
@@ -63,7 +61,7 @@ if TYPE_CHECKING:
     from connvault.db.connections import Claim, Lease
     from connvault.models import Connection, Provider
 
-OUTAGES = (KeyServiceUnavailable, DatabaseUnavailable, DBAPIError, OSError)
+OUTAGES = (KeyServiceUnavailable, DatabaseUnavailable, OSError)
 """Faults of ours that are outages, not the row's: they push a connection back but never park it."""
 
 
@@ -92,18 +90,18 @@ class Outcome(StrEnum):
 class SchedulerConfig:
     """The knobs of a run, read from ``Settings`` once."""
 
-    horizon_seconds: int = 900
-    batch_size: int = 100
-    concurrency: int = 16
-    per_provider_concurrency: int = 8
-    tenant_share: int = 8
+    horizon_seconds: int = DEFAULTS.refresh_horizon_seconds
+    batch_size: int = DEFAULTS.refresh_batch_size
+    concurrency: int = DEFAULTS.refresh_concurrency
+    per_provider_concurrency: int = DEFAULTS.refresh_per_provider_concurrency
+    tenant_share: int = DEFAULTS.refresh_tenant_share
     """At most this many of one tenant's connections per claim; tenants take turns."""
-    lease_seconds: int = 30
-    deadline_margin_ms: int = 15_000
-    jitter_seconds: float = 0.25
-    park_after_faults: int = 3
-    http_timeout_seconds: float = 10.0
-    store_seconds: float = 10.0
+    lease_seconds: int = DEFAULTS.refresh_lease_seconds
+    deadline_margin_ms: int = DEFAULTS.refresh_deadline_margin_ms
+    jitter_seconds: float = DEFAULTS.refresh_jitter_seconds
+    park_after_faults: int = DEFAULTS.refresh_park_after_faults
+    http_timeout_seconds: float = DEFAULTS.provider_deadline_seconds
+    store_seconds: float = DEFAULTS.store_deadline_seconds
     """The longest storing a refresh's answer may take (the database's statement timeout)."""
 
     @classmethod
@@ -320,6 +318,7 @@ class Runner:
         self._changed = threading.Condition()
         self._outstanding = 0
         self._submitted = 0
+        self._resolved = 0
         self._counts: Counter[Outcome] = Counter()
         self._by_ref: dict[str, Outcome] = {}
         self._gates = _Gates(config.concurrency)
@@ -355,10 +354,11 @@ class Runner:
                 if self._deadline.passed():
                     self._stopped_by_deadline = True
                     break
+                resolved_before = self._resolved_so_far()
                 saturated = self._saturated()
                 jobs = next_jobs(room, saturated)
                 if not jobs:
-                    if saturated and self._wait_for_a_resolution():
+                    if saturated and self._wait_for_a_resolution(since=resolved_before):
                         continue
                     break
                 with self._changed:
@@ -413,15 +413,19 @@ class Runner:
         cap = self._gates.cap(provider_id)
         return cap if cap is not None else self._config.per_provider_concurrency
 
-    def _wait_for_a_resolution(self) -> bool:
-        """Wait until some job resolves (or the deadline passes); False if nothing is outstanding."""
+    def _wait_for_a_resolution(self, *, since: int) -> bool:
+        """Wait until a job has resolved since ``since`` (or the deadline passes); whether one has. Counted from
+        before the saturated providers were read, so jobs that all finish while the claim runs still count: the
+        run then claims again instead of ending with connections due (it used to see nothing outstanding and
+        stop)."""
         with self._changed:
-            outstanding = self._outstanding
-            if outstanding == 0:
-                return False
-            while self._outstanding == outstanding and not self._deadline.passed():
+            while self._resolved == since and self._outstanding > 0 and not self._deadline.passed():
                 self._changed.wait(0.1)
-            return True
+            return self._resolved != since
+
+    def _resolved_so_far(self) -> int:
+        with self._changed:
+            return self._resolved
 
     def _start(self, job: Job) -> None:
         if self._deadline.passed():
@@ -538,6 +542,7 @@ class Runner:
             if job.ref is not None:
                 self._by_ref[job.ref] = outcome
             self._outstanding -= 1
+            self._resolved += 1
             self._changed.notify_all()
 
     def _release(self, tenant_id: UUID, connection_id: UUID, owner: UUID) -> None:

@@ -16,8 +16,6 @@ from connvault.services import connections, quotas
 from connvault.validation import require_text
 
 if TYPE_CHECKING:
-    from uuid import UUID
-
     from connvault.crypto.sealer import Sealer
     from connvault.db.tenants import ApiKeyRecord, Tenant
     from connvault.oauth.client import OAuthClient
@@ -43,31 +41,32 @@ def create_tenant(name: str, *, sealer: Sealer | None = None) -> Tenant:
     return tenant
 
 
-def create_api_key(tenant_id: UUID, *, sealer: Sealer | None = None) -> IssuedKey:
+def create_api_key(uow: UnitOfWork) -> IssuedKey:
+    """A new API key for the unit of work's tenant, within its quota; the plaintext is returned once."""
     minted = api_keys.mint()
-    with UnitOfWork(tenant_id, sealer=sealer) as uow:
-        uow.tenants.get(tenant_id)
+    with uow:
+        uow.tenants.get(uow.tenant)
         quotas.require_room(uow, Resource.API_KEYS)
-        record = uow.tenants.add_api_key(tenant_id, minted.key_id, minted.secret_sha256)
+        record = uow.tenants.add_api_key(uow.tenant, minted.key_id, minted.secret_sha256)
         uow.commit()
     return IssuedKey(record, minted.plaintext)
 
 
-def revoke_api_key(tenant_id: UUID, key_id: str, *, now: Clock = utcnow, sealer: Sealer | None = None) -> ApiKeyRecord:
-    with UnitOfWork(tenant_id, sealer=sealer) as uow:
+def revoke_api_key(uow: UnitOfWork, key_id: str, *, now: Clock = utcnow) -> ApiKeyRecord:
+    with uow:
         record = uow.tenants.revoke_api_key(key_id, now())
         uow.commit()
     return record
 
 
-def delete_tenant(tenant_id: UUID, *, sealer: Sealer | None = None, oauth: OAuthClient | None = None) -> bool:
+def delete_tenant(uow: UnitOfWork, *, oauth: OAuthClient | None = None) -> bool:
     """Delete the tenant and all it owns. Its key salt goes with the row, so copies of its envelopes
     (backups, logs, a stolen dump) can no longer be opened through KMS.
 
     Each connection goes first the way ``DELETE /connections/{id}`` takes it: its grant revoked at the provider
     (best effort, counted when refused), so no live grant outlives the tenant that held it.
     """
-    uow = UnitOfWork(tenant_id, sealer=sealer)
+    tenant_id = uow.tenant
     cursor: str | None = None
     while True:
         with uow:
@@ -77,7 +76,7 @@ def delete_tenant(tenant_id: UUID, *, sealer: Sealer | None = None, oauth: OAuth
                 connections.delete_connection(uow, connection.id, oauth=oauth)
         if (cursor := page.next_cursor) is None:
             break
-    with UnitOfWork(tenant_id, sealer=sealer) as uow:
+    with uow:
         deleted = uow.tenants.delete(tenant_id)
         uow.commit()
         uow.sealer.data_keys.forget_tenant(tenant_id)

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from connvault.crypto.sealer import Sealer
-    from connvault.db.fast_reads import FastReads
+    from connvault.db.fast_reads import ConnectionSnapshot, FastReads
     from connvault.oauth.client import OAuthClient
     from connvault.services.refresh import RefreshPolicy
 
@@ -56,11 +56,15 @@ def get_token(
     sealer: Sealer | None = None,
     policy: RefreshPolicy | None = None,
     now: Clock = utcnow,
+    snapshot: ConnectionSnapshot | None = None,
 ) -> IssuedCredential:
     """A usable credential. Raises NotFound, ReauthRequired, ConnectionRevoked, CredentialsExpired,
-    ProviderUnavailable (with ``retry_after``). Only a fetch that hands out a credential counts as a use."""
+    ProviderUnavailable (with ``retry_after``). Only a fetch that hands out a credential counts as a use.
+
+    ``snapshot``: the connection as a caller just read it (the proxy reads it with its provider's API in the
+    same round trip), so it is not read again."""
     reads = reads or get_fast_reads()
-    issued = _issue(tenant_id, connection_id, min_ttl, force_refresh, reads, oauth, sealer, policy, now)
+    issued = _issue(tenant_id, connection_id, min_ttl, force_refresh, reads, oauth, sealer, policy, now, snapshot)
     reads.record_use(tenant_id, connection_id, timedelta(seconds=get_settings().last_used_coalesce_seconds))
     record_issued(tenant_id, connection_id, issued.credentials.type.value, refreshed=issued.refreshed)
     return issued
@@ -76,11 +80,13 @@ def _issue(
     sealer: Sealer | None,
     policy: RefreshPolicy | None,
     now: Clock,
+    snapshot: ConnectionSnapshot | None,
 ) -> IssuedCredential:
     settings = get_settings()
     asked = now()
     sealer = sealer or wiring.get_sealer()
-    snapshot = reads.read_connection(tenant_id, connection_id)
+    if snapshot is None:
+        snapshot = reads.read_connection(tenant_id, connection_id)
     if snapshot is None:
         raise NotFound(f"connection {connection_id} not found")
     snapshot.ensure_servable()

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 
 from connvault import wiring
 from connvault.clock import Clock, utcnow
-from connvault.config import Settings, get_settings
+from connvault.config import DEFAULTS, Settings, get_settings
 from connvault.db.uow import UnitOfWork
 from connvault.db.webhooks import AttemptOutcome
 from connvault.errors import NotFound, ProviderUnavailable
@@ -54,17 +54,17 @@ _USER_AGENT = "connvault-webhooks/1"
 
 @dataclass(frozen=True, slots=True)
 class DeliveryConfig:
-    deadline_seconds: float = 5.0
-    retry_window: timedelta = timedelta(days=1)
-    backoff_base_seconds: float = 5.0
-    backoff_cap_seconds: float = 3600.0
-    per_endpoint: int = 4
-    concurrency: int = 16
-    claim_endpoints: int = 64
-    circuit_threshold: int = 5
-    circuit_cooldown: timedelta = timedelta(seconds=30)
-    circuit_cooldown_cap: timedelta = timedelta(hours=1)
-    drain_seconds: float = 0.0
+    deadline_seconds: float = DEFAULTS.webhook_deadline_seconds
+    retry_window: timedelta = timedelta(seconds=DEFAULTS.webhook_retry_window_seconds)
+    backoff_base_seconds: float = DEFAULTS.webhook_backoff_base_seconds
+    backoff_cap_seconds: float = DEFAULTS.webhook_backoff_cap_seconds
+    per_endpoint: int = DEFAULTS.webhook_per_endpoint_concurrency
+    concurrency: int = DEFAULTS.webhook_concurrency
+    claim_endpoints: int = DEFAULTS.webhook_claim_endpoints
+    circuit_threshold: int = DEFAULTS.webhook_circuit_threshold
+    circuit_cooldown: timedelta = timedelta(seconds=DEFAULTS.webhook_circuit_cooldown_seconds)
+    circuit_cooldown_cap: timedelta = timedelta(seconds=DEFAULTS.webhook_circuit_cooldown_cap_seconds)
+    drain_seconds: float = DEFAULTS.webhook_drain_seconds
 
     @property
     def lease(self) -> timedelta:
@@ -110,7 +110,7 @@ class DeliveryReport:
 
 def backoff_seconds(attempt: int, base: float, cap: float, *, floor: float = 0.0) -> float:
     """Exponential backoff with jitter on the upper half, capped; a receiver's Retry-After is a floor."""
-    ceiling = min(cap, base * 2 ** max(attempt - 1, 0))
+    ceiling = min(cap, base * 2.0 ** max(attempt - 1, 0))
     return max(ceiling / 2 + random.uniform(0, ceiling / 2), floor)  # noqa: S311 - jitter, not a secret
 
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from connvault.db.uow import UnitOfWork
-    from connvault.db.webhooks import DeliveryPage
+    from connvault.models import Page
     from connvault.redacted import Redacted
     from connvault.webhooks.model import Delivery, DeliveryStatus, WebhookEndpoint
 
@@ -123,7 +123,7 @@ def rotate_secret(
 
 def list_deliveries(
     uow: UnitOfWork, endpoint_id: UUID, *, status: DeliveryStatus | None, cursor: str | None, limit: int
-) -> DeliveryPage:
+) -> Page[Delivery]:
     if not 1 <= limit <= MAX_PAGE_SIZE:
         raise InvalidInput(f"limit must be 1 to {MAX_PAGE_SIZE}", field="limit")
     with uow:
