@@ -16,10 +16,12 @@ from connvault import wiring
 from connvault.crypto.data_keys import DataKeys
 from connvault.crypto.envelope import Envelope
 from connvault.crypto.sealer import Sealer
+from connvault.db.envelope_columns import SEALED_COLUMNS
+from connvault.db.tenants import list_tenant_ids
 from connvault.db.uow import UnitOfWork
 from connvault.errors import InvalidInput
 from connvault.services import leases, rotation
-from connvault.services.rotation import list_tenant_ids, rewrap_all
+from connvault.services.rotation import rewrap_all
 from connvault.wiring import tenant_key_salt
 from tests.support.factories import (
     make_connection,
@@ -242,9 +244,7 @@ def test_rotation_knows_every_envelope_column_in_the_schema(db: TestDatabase) ->
             " AND column_name NOT LIKE '%\\_bidx'"  # blind indexes: HMACs, not envelopes
         )
 
-    assert {(table, column) for table, column in binary} == {
-        (sealed.row.__tablename__, sealed.column) for sealed in rotation.SEALED_COLUMNS
-    }
+    assert {(table, column) for table, column in binary} == {(sealed.table, sealed.column) for sealed in SEALED_COLUMNS}
 
 
 # -- rotation and live refreshes (issue 13, item 9; issue 23, item 4) -----------------------------------------

@@ -134,6 +134,19 @@ def test_no_module_above_db_imports_a_database_driver_or_its_errors() -> None:
     assert offences(None, DRIVERS, exempt=SPEAKS_THE_DRIVER) == []
 
 
+def test_services_build_no_statement_and_name_no_envelope_field() -> None:
+    # Statements are the repositories' and envelopes are sealed and opened in db/ (issue 15): a service that
+    # imports SQLAlchemy, even for a type, or the field an envelope is bound to has taken a repository's job.
+    services = {module_name(path): imports(path, types_too=True) for path in (PACKAGE / "services").rglob("*.py")}
+    taken = sorted(
+        (name, target)
+        for name, targets in services.items()
+        for target in targets
+        if within(target, ("sqlalchemy",)) or target.rpartition(".")[2].endswith("_FIELD")
+    )
+    assert taken == []
+
+
 def test_the_rules_see_the_imports_they_judge() -> None:
     # Guards the walk itself: a rule that saw no imports would pass for the wrong reason.
     assert "connvault.db.uow" in modules()["connvault.services.tokens"] or any(

@@ -20,10 +20,13 @@ from connvault.db.rows import (
     TenantApiKeyRow,
     TenantRow,
 )
+from connvault.db.target import get_target
 from connvault.errors import NotFound
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
+
+    from connvault.db.target import DatabaseTarget
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +122,16 @@ def usage_query(resource: Resource, now: datetime) -> Select[int]:
         .scalar_subquery()
     )
     return select(browser + device)
+
+
+def list_tenant_ids(target: DatabaseTarget | None = None) -> list[UUID]:
+    """Every tenant id, read as the schema owner (the one cross-tenant read key rotation needs; RLS would show
+    the app role none). Adds nothing to the schema: no SECURITY DEFINER function lists tenants."""
+    connection = (target or get_target()).connect()
+    try:
+        return [row[0] for row in connection.run("SELECT id FROM tenants ORDER BY id")]
+    finally:
+        connection.close()
 
 
 def _api_key(row: TenantApiKeyRow) -> ApiKeyRecord:

@@ -22,6 +22,7 @@ from connvault.db.connect_settings import ConnectSettingsRepository
 from connvault.db.connections import ConnectionRepository
 from connvault.db.device_sessions import DeviceSessionRepository
 from connvault.db.engine import get_session_factory
+from connvault.db.envelope_columns import EnvelopeColumnRepository
 from connvault.db.integrations import IntegrationRepository
 from connvault.db.oauth_sessions import OAuthSessionRepository
 from connvault.db.providers import ProviderRepository
@@ -48,6 +49,7 @@ class UnitOfWork:
     connect_settings: ConnectSettingsRepository
     connections: ConnectionRepository
     device_sessions: DeviceSessionRepository
+    envelope_columns: EnvelopeColumnRepository
     integrations: IntegrationRepository
     oauth_sessions: OAuthSessionRepository
     providers: ProviderRepository
@@ -111,6 +113,7 @@ class UnitOfWork:
         self.accounts = AccountRepository(session, sealer, index)
         self.connections = ConnectionRepository(session, sealer, index)
         self.device_sessions = DeviceSessionRepository(session, sealer)
+        self.envelope_columns = EnvelopeColumnRepository(session)
         self.integrations = IntegrationRepository(session, sealer)
         self.oauth_sessions = OAuthSessionRepository(session, sealer)
         self.providers = ProviderRepository(session)

@@ -35,77 +35,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
-from sqlalchemy import select, update
 
 from connvault import wiring
-from connvault.crypto.blind_index import KEY_FIELD as BLIND_INDEX_KEY_FIELD
 from connvault.crypto.envelope import Envelope, SealContext
-from connvault.db.accounts import BAAS_ID_FIELD, EXTERNAL_ID_FIELD
-from connvault.db.connect_confirmations import ACCOUNT_ID_FIELD as PARKED_ACCOUNT_ID_FIELD
-from connvault.db.connect_confirmations import GRANT_FIELD
-from connvault.db.connections import PROVIDER_ACCOUNT_ID_FIELD
-from connvault.db.device_sessions import CODES_FIELD
-from connvault.db.integrations import CLIENT_SECRET_FIELD
-from connvault.db.oauth_sessions import VERIFIER_FIELD
-from connvault.db.rowcount import rows_changed
-from connvault.db.rows import (
-    AccountRow,
-    ConnectConfirmationRow,
-    ConnectionRow,
-    DeviceSessionRow,
-    IntegrationRow,
-    OAuthSessionRow,
-    TenantRow,
-    WebhookEndpointRow,
-)
-from connvault.db.sealed_credentials import CREDENTIALS_FIELD
+from connvault.db.envelope_columns import SEALED_COLUMNS, EnvelopeColumn, StoredEnvelope
+from connvault.db.tenants import list_tenant_ids
 from connvault.db.uow import UnitOfWork
-from connvault.db.webhooks import SECRET_FIELD as WEBHOOK_SECRET_FIELD
 from connvault.errors import ConnvaultError, DecryptionFailed, InvalidInput, KeyServiceUnavailable
 
 if TYPE_CHECKING:
     from uuid import UUID
 
-    from sqlalchemy.orm import sessionmaker
-
     from connvault.crypto.sealer import Sealer
-    from connvault.db.target import DatabaseTarget
-
-
-@dataclass(frozen=True, slots=True)
-class SealedColumn:
-    """A column holding envelopes, and the field name its envelopes are bound to."""
-
-    row: (
-        type[ConnectionRow]
-        | type[IntegrationRow]
-        | type[OAuthSessionRow]
-        | type[DeviceSessionRow]
-        | type[WebhookEndpointRow]
-        | type[ConnectConfirmationRow]
-        | type[AccountRow]
-        | type[TenantRow]
-    )
-    column: str
-    field: str
-
-
-SEALED_COLUMNS = (
-    SealedColumn(ConnectionRow, "credentials", CREDENTIALS_FIELD),
-    SealedColumn(IntegrationRow, "client_secret", CLIENT_SECRET_FIELD),
-    SealedColumn(OAuthSessionRow, "code_verifier", VERIFIER_FIELD),
-    SealedColumn(WebhookEndpointRow, "secret", WEBHOOK_SECRET_FIELD),
-    SealedColumn(WebhookEndpointRow, "previous_secret", WEBHOOK_SECRET_FIELD),
-    SealedColumn(ConnectConfirmationRow, "credentials", GRANT_FIELD),
-    SealedColumn(ConnectConfirmationRow, "provider_account_id", PARKED_ACCOUNT_ID_FIELD),
-    SealedColumn(DeviceSessionRow, "codes", CODES_FIELD),
-    SealedColumn(ConnectionRow, "provider_account_id", PROVIDER_ACCOUNT_ID_FIELD),
-    SealedColumn(AccountRow, "external_id", EXTERNAL_ID_FIELD),
-    SealedColumn(AccountRow, "baas_id", BAAS_ID_FIELD),
-    # Bound to the tenant's own row: SealContext(tenant, field, tenant id).
-    SealedColumn(TenantRow, "blind_index_key", BLIND_INDEX_KEY_FIELD),
-)
-"""Every envelope column in the schema; a new one must be added here or rotation leaves it behind."""
 
 
 MAX_PASSES = 3
@@ -146,7 +87,6 @@ def rewrap_all(
     *,
     sealer: Sealer | None = None,
     kms: Any | None = None,
-    session_factory: sessionmaker[Any] | None = None,
     batch_size: int = 500,
 ) -> RotationReport:
     """Re-wrap every envelope of every tenant in ``tenant_ids`` under ``new_kms_key_id``, until none is left
@@ -170,7 +110,7 @@ def rewrap_all(
             "CONNVAULT_KMS_KEY_ID must name the new key before rotating (deploy that first)", field="kms_key_id"
         )
     tenants = list(tenant_ids)
-    units = [UnitOfWork(tenant_id, sealer=sealer, session_factory=session_factory) for tenant_id in tenants]
+    units = [UnitOfWork(tenant_id, sealer=sealer) for tenant_id in tenants]
     tally = _Tally()
     passes, left = 0, 0
     while passes < MAX_PASSES:
@@ -202,32 +142,23 @@ def _rewrap_tenant(uow: UnitOfWork, new_arn: str, batch_size: int, tally: _Tally
     # Per tenant: data keys are bound to one tenant's context, so the memo never helps across tenants.
     memo: dict[bytes, tuple[str, bytes]] = {}
     rewrapped_keys: set[bytes] = set()
-    for sealed in SEALED_COLUMNS:
+    for column in SEALED_COLUMNS:
         after: UUID | None = None
         while True:
-            batch = _read_batch(uow, sealed, after, batch_size)
-            _rewrap_batch(uow, sealed, batch, new_arn, memo, rewrapped_keys, tally)
+            with uow:
+                batch = uow.envelope_columns.batch(column, after=after, limit=batch_size)
+            _rewrap_batch(uow, column, batch, new_arn, memo, rewrapped_keys, tally)
             if len(batch) < batch_size:
                 break
-            after = batch[-1][0]
+            after = batch[-1].row_id
     tally.data_keys += len(rewrapped_keys)
     tally.reencrypt_calls += len(memo)
 
 
-def _read_batch(uow: UnitOfWork, sealed: SealedColumn, after: UUID | None, batch_size: int) -> list[Any]:
-    """The next rows by id, read without locking them."""
-    row_id, column = sealed.row.id, getattr(sealed.row, sealed.column)
-    query = select(row_id, column).where(column.is_not(None)).order_by(row_id).limit(batch_size)
-    if after is not None:
-        query = query.where(row_id > after)
-    with uow:
-        return list(uow.session.execute(query).all())
-
-
 def _rewrap_batch(
     uow: UnitOfWork,
-    sealed: SealedColumn,
-    batch: list[Any],
+    column: EnvelopeColumn,
+    batch: list[StoredEnvelope],
     new_arn: str,
     memo: dict[bytes, tuple[str, bytes]],
     rewrapped_keys: set[bytes],
@@ -235,32 +166,32 @@ def _rewrap_batch(
 ) -> None:
     """Re-wrap a batch (KMS, nothing locked), then write it back by compare-and-set in one short transaction;
     rows that changed meanwhile are read and tried again on their own."""
-    pending = [(ident, blob) for ident, blob in batch]
+    pending = batch
     for _ in range(CAS_ATTEMPTS):
         writes = []
-        for ident, blob in pending:
-            rewrapped = _rewrapped(uow, sealed, ident, blob, new_arn, memo, tally)
+        for stored in pending:
+            rewrapped = _rewrapped(uow, column, stored, new_arn, memo, tally)
             if rewrapped is not None:
-                writes.append((ident, blob, rewrapped))
+                writes.append((stored, rewrapped))
         lost = []
         with uow:
-            for ident, blob, rewrapped in writes:
-                if _compare_and_set(uow, sealed, ident, blob, rewrapped):
-                    rewrapped_keys.add(Envelope.from_bytes(blob).wrapped_key)
+            for stored, rewrapped in writes:
+                if uow.envelope_columns.replace(column, stored, rewrapped):
+                    rewrapped_keys.add(Envelope.from_bytes(stored.envelope).wrapped_key)
                     tally.rewrapped += 1
                 else:
-                    lost.append(ident)
+                    lost.append(stored.row_id)
             uow.commit()
         if not lost:
             return
-        pending = _reread(uow, sealed, lost)
+        with uow:
+            pending = uow.envelope_columns.current(column, lost)
 
 
 def _rewrapped(
     uow: UnitOfWork,
-    sealed: SealedColumn,
-    ident: UUID,
-    blob: bytes,
+    column: EnvelopeColumn,
+    stored: StoredEnvelope,
     new_arn: str,
     memo: dict[bytes, tuple[str, bytes]],
     tally: _Tally,
@@ -268,13 +199,14 @@ def _rewrapped(
     """The envelope under ``new_arn``, or None when there is nothing to write (current or unreadable)."""
     from connvault.observability import logger
 
+    blob, context = stored.envelope, SealContext(uow.tenant, column.field, stored.row_id)
     try:
-        rewrapped = uow.sealer.rewrap(blob, SealContext(uow.tenant, sealed.field, ident), new_arn, memo)
+        rewrapped = uow.sealer.rewrap(blob, context, new_arn, memo)
     except DecryptionFailed:
         tally.unreadable += 1
         logger.warning(
             "rotation: envelope not re-wrapped",
-            extra={"tenant_id": str(uow.tenant), "field": sealed.field, "row_id": str(ident)},
+            extra={"tenant_id": str(uow.tenant), "field": column.field, "row_id": str(stored.row_id)},
         )
         return None
     if rewrapped == blob:
@@ -283,34 +215,10 @@ def _rewrapped(
     return rewrapped
 
 
-def _compare_and_set(uow: UnitOfWork, sealed: SealedColumn, ident: UUID, old: bytes, new: bytes) -> bool:
-    column = getattr(sealed.row, sealed.column)
-    changed = rows_changed(
-        uow.session, update(sealed.row).where(sealed.row.id == ident, column == old).values({sealed.column: new})
-    )
-    return changed > 0
-
-
-def _reread(uow: UnitOfWork, sealed: SealedColumn, idents: list[UUID]) -> list[tuple[UUID, bytes]]:
-    """Rows whose compare-and-set lost, as they are now (deleted ones drop out)."""
-    row_id, column = sealed.row.id, getattr(sealed.row, sealed.column)
-    with uow:
-        rows = uow.session.execute(select(row_id, column).where(row_id.in_(idents), column.is_not(None))).all()
-    return [(ident, blob) for ident, blob in rows]
-
-
 def _count_not_under(uow: UnitOfWork, new_arn: str) -> int:
     """Envelopes of the tenant whose header names another KMS key (read only: no KMS call)."""
-    left = 0
     with uow:
-        for sealed in SEALED_COLUMNS:
-            column = getattr(sealed.row, sealed.column)
-            for (blob,) in uow.session.execute(select(column).where(column.is_not(None))):
-                try:
-                    left += Envelope.from_bytes(blob).key_id != new_arn
-                except DecryptionFailed:
-                    left += 1
-    return left
+        return uow.envelope_columns.count_not_under(new_arn)
 
 
 def _usable_key_arn(kms: Any, key_id: str) -> str:
@@ -328,18 +236,6 @@ def _usable_key_arn(kms: Any, key_id: str) -> str:
     if metadata.get("KeyState") != "Enabled" or metadata.get("KeySpec") != "SYMMETRIC_DEFAULT":
         raise InvalidInput("KMS key is not an enabled encryption key", field="new_kms_key_id")
     return str(metadata["Arn"])
-
-
-def list_tenant_ids(target: DatabaseTarget | None = None) -> list[UUID]:
-    """Every tenant id, read as the schema owner (the one cross-tenant read rotation needs; RLS would show
-    the app role none). Adds nothing to the schema: no SECURITY DEFINER function lists tenants."""
-    from connvault.db.target import get_target
-
-    connection = (target or get_target()).connect()
-    try:
-        return [row[0] for row in connection.run("SELECT id FROM tenants ORDER BY id")]
-    finally:
-        connection.close()
 
 
 def main(argv: list[str] | None = None) -> int:
