@@ -1,6 +1,6 @@
 """The engine survives what Lambda does to idle sockets: a connection the server dropped while the process was
 frozen is pinged on checkout, discarded and replaced, and the caller never sees it. And a connection on which a
-statement was interrupted is never used again, by the pool or by the fast reads (issue 13.1)."""
+statement was interrupted is never used again, by the pool, the fast reads or the refresh statements (issue 13.1)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,14 @@ from sqlalchemy import text
 
 from connvault.db import engine as engine_module
 from connvault.db.engine import get_engine
-from connvault.db.fast_reads import get_fast_reads
+from connvault.db.fast_reads import FastReads, get_fast_reads
+from connvault.db.refresh_statements import RefreshStatements, get_refresh_statements
 from connvault.db.uow import UnitOfWork
 from tests.support.factories import make_connection, make_tenant, owner
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tests.support.database import TestDatabase
     from tests.support.secrets import SecretRegistry
 
@@ -129,7 +132,7 @@ def test_the_fast_read_connection_interrupted_mid_statement_is_discarded(
     assert reads.read_connection(victim, mine.id) is not None
     assert reads._connection is not None
 
-    interrupt_next_row(reads._connection)
+    interrupt_next_row(reads._connection.connection)
     with pytest.raises(Interrupted):
         reads.read_connection(victim, mine.id)
 
@@ -138,3 +141,41 @@ def test_the_fast_read_connection_interrupted_mid_statement_is_discarded(
     assert snapshot.id == theirs.id
     assert reads.read_connection(other, mine.id) is None
     assert reads.read_connection(victim, mine.id) is not None
+
+
+# -- the prepared paths (fast reads, refresh statements) share one way to run a statement ----------------------
+
+
+def prepared_paths() -> list[Any]:
+    return [
+        pytest.param(get_fast_reads, id="fast-reads"),
+        pytest.param(get_refresh_statements, id="refresh-statements"),
+    ]
+
+
+@pytest.mark.parametrize("prepared", prepared_paths())
+def test_a_prepared_connection_the_server_ended_while_idle_is_replaced_and_the_caller_never_sees_it(
+    db: TestDatabase, prepared: Callable[[], FastReads | RefreshStatements]
+) -> None:
+    statements = prepared()
+    [[backend]] = statements._run("SELECT pg_backend_pid()")
+    with owner(db) as sql:
+        sql.run("SELECT pg_terminate_backend(:pid)", pid=backend)
+
+    [[replaced]] = statements._run("SELECT pg_backend_pid()")
+
+    assert replaced != backend
+
+
+def test_a_refresh_statements_connection_interrupted_mid_statement_is_closed_not_given_back(db: TestDatabase) -> None:
+    statements = get_refresh_statements()
+    [[backend]] = statements._run("SELECT pg_backend_pid()")
+    [idle] = statements._idle
+
+    interrupt_next_row(idle.connection)
+    with pytest.raises(Interrupted):
+        statements._run("SELECT pg_backend_pid()")
+
+    assert statements._idle == []
+    [[other]] = statements._run("SELECT pg_backend_pid()")
+    assert other != backend

@@ -152,4 +152,4 @@ def test_the_rules_see_the_imports_they_judge() -> None:
     assert "connvault.db.uow" in modules()["connvault.services.tokens"] or any(
         within(target, ("connvault.db",)) for target in modules()["connvault.services.tokens"]
     )
-    assert any(within(target, DRIVERS) for target in modules()["connvault.db.fast_reads"])
+    assert any(within(target, DRIVERS) for target in modules()["connvault.db.native"])

@@ -10,7 +10,6 @@ One connection per process: a Lambda runs one request at a time.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections import OrderedDict
@@ -20,26 +19,12 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from pg8000.exceptions import DatabaseError, InterfaceError
-
-from connvault.config import get_settings
-from connvault.db.target import (
-    REFUSED_SQLSTATES,
-    StatementLimits,
-    connect_with,
-    database_unavailable,
-    sqlstate,
-    timed_out,
-)
-from connvault.errors import DatabaseBusy, DatabaseUnavailable, NotFound
+from connvault.db.native import PreparedConnection, as_uuid, connect_as_app, run_reconnecting_once
+from connvault.errors import NotFound
 from connvault.models import ConnectionStatus
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    import pg8000.native
-
-    from connvault.db.native import PreparedStatement
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,12 +90,11 @@ class RequestWindow:
 
 
 class FastReads:
-    def __init__(self, connect: Callable[[], pg8000.native.Connection]) -> None:
+    def __init__(self, connect: Callable[[], PreparedConnection]) -> None:
         self._connect = connect
         self._touched: OrderedDict[UUID, float] = OrderedDict()
         self._lock = threading.Lock()
-        self._connection: pg8000.native.Connection | None = None
-        self._statements: dict[str, PreparedStatement] = {}
+        self._connection: PreparedConnection | None = None
 
     def read_connection(self, tenant_id: UUID, connection_id: UUID) -> ConnectionSnapshot | None:
         """The connection as token fetch needs it, read under the tenant's RLS."""
@@ -151,7 +135,7 @@ class FastReads:
         if not rows:
             return None
         tenant_id, secret_sha256, revoked_at = rows[0]
-        return ApiKeyLookup(_uuid(tenant_id), bytes(secret_sha256), revoked_at is not None)
+        return ApiKeyLookup(as_uuid(tenant_id), bytes(secret_sha256), revoked_at is not None)
 
     def tenant_key_salt(self, tenant_id: UUID) -> UUID:
         """The salt in the tenant's KMS encryption context (a SECURITY DEFINER function: read before any tenant is
@@ -159,7 +143,7 @@ class FastReads:
         rows = self._run(_TENANT_KEY_SALT, tenant=str(tenant_id))
         if not rows or rows[0][0] is None:
             raise NotFound(f"tenant {tenant_id} not found")
-        return _uuid(rows[0][0])
+        return as_uuid(rows[0][0])
 
     def count_requests(self, tenant_id: UUID, added: int, window_seconds: int) -> RequestWindow:
         """Add ``added`` admitted requests to the tenant's shared count; the window's total (0 for a tenant that
@@ -172,46 +156,25 @@ class FastReads:
 
     def close(self) -> None:
         with self._lock:
-            self._drop()
+            connection, self._connection = self._connection, None
+            if connection is not None:
+                connection.close()
 
     def _run(self, sql: str, **params: Any) -> list[list[Any]]:
-        """Run a prepared statement; a connection that died while the Lambda was frozen is replaced once.
-
-        A connection that saw any exception inside a statement is dropped, never reused: its replies may still be
-        unread on the wire, and the next read would take them for its own (another tenant's row). The database
-        refusing a new connection (too many clients, a failover in progress) or losing this one twice is
-        ``DatabaseUnavailable``: the caller answers "retry shortly" instead of failing."""
+        """Run a prepared statement on the process's one connection, one statement at a time (the lock): a
+        connection that died while the Lambda was frozen is replaced once, one that saw an error mid-statement is
+        never reused (``run_reconnecting_once``). A statement error that is not about the database being
+        unavailable propagates as the driver's: nothing here can retry a bug away."""
         with self._lock:
-            for attempt in (1, 2):
-                try:
-                    return self._prepared(sql).run(**params)
-                except (InterfaceError, OSError, DatabaseError) as exc:
-                    self._drop()
-                    if timed_out(exc):
-                        raise DatabaseBusy("the database did not answer in time; retry shortly") from None
-                    if isinstance(exc, DatabaseError) and not database_unavailable(exc):
-                        raise
-                    if attempt == 2 or sqlstate(exc) in REFUSED_SQLSTATES:
-                        raise DatabaseUnavailable("the database is unavailable; retry shortly") from None
-                except BaseException:
-                    self._drop()
-                    raise
-        raise AssertionError("unreachable")
+            return run_reconnecting_once(self._take, self._keep, sql, params, statement_errors_retryable=False)
 
-    def _prepared(self, sql: str) -> PreparedStatement:
-        statement = self._statements.get(sql)
-        if statement is None:
-            if self._connection is None:
-                self._connection = self._connect()
-            statement = self._statements[sql] = self._connection.prepare(sql)
-        return statement
+    def _take(self) -> PreparedConnection:
+        """The connection, out of ``self`` while its statement runs (put back only if it succeeds), or a new one."""
+        connection, self._connection = self._connection, None
+        return connection or self._connect()
 
-    def _drop(self) -> None:
-        if self._connection is not None:
-            with contextlib.suppress(Exception):  # a connection interrupted mid-statement may fail any way
-                self._connection.close()
-        self._connection = None
-        self._statements.clear()
+    def _keep(self, connection: PreparedConnection) -> None:
+        self._connection = connection
 
 
 def _snapshot(connection_id: UUID, row: list[Any]) -> ConnectionSnapshot:
@@ -231,21 +194,10 @@ def _snapshot(connection_id: UUID, row: list[Any]) -> ConnectionSnapshot:
     )
 
 
-def _uuid(value: Any) -> UUID:
-    return value if isinstance(value, UUID) else UUID(str(value))
-
-
 @lru_cache(maxsize=1)
 def get_fast_reads() -> FastReads:
     """The process's ``FastReads``, built on first use."""
-    settings = get_settings()
-
-    def connect() -> pg8000.native.Connection:
-        return connect_with(
-            lambda target: target.connect(role=settings.db_app_role, limits=StatementLimits.from_settings(settings))
-        )
-
-    return FastReads(connect)
+    return FastReads(connect_as_app)
 
 
 def reset_fast_reads() -> None:

@@ -21,7 +21,6 @@ returned, since its replies may be unread on the wire. Driver failures leave thi
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import uuid
 from dataclasses import dataclass
@@ -29,23 +28,17 @@ from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from pg8000.exceptions import DatabaseError, InterfaceError
-
-from connvault.config import get_settings
 from connvault.db.connections import Claim, Lease, to_connection
+from connvault.db.native import PreparedConnection, as_uuid, connect_as_app, run_reconnecting_once
 from connvault.db.sealed_credentials import holds_refresh_token, seal_credentials
-from connvault.db.target import StatementLimits, connect_with, timed_out
-from connvault.errors import DatabaseBusy, DatabaseUnavailable, GrantSuperseded, NotFound
+from connvault.errors import GrantSuperseded, NotFound
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from uuid import UUID
 
-    import pg8000.native
-
     from connvault.crypto.sealer import Sealer
     from connvault.db.connections import NewCredentials
-    from connvault.db.native import PreparedStatement
     from connvault.models import Connection
 
 _CLAIM = (
@@ -96,10 +89,10 @@ class _Row:
 
 
 class RefreshStatements:
-    def __init__(self, connect: Callable[[], pg8000.native.Connection]) -> None:
+    def __init__(self, connect: Callable[[], PreparedConnection]) -> None:
         self._connect = connect
         self._lock = threading.Lock()
-        self._idle: list[_Pooled] = []
+        self._idle: list[PreparedConnection] = []
         self._closed = False
 
     def claim(
@@ -134,7 +127,7 @@ class RefreshStatements:
             after=None if after_tenant is None else str(after_tenant),
             skip=[str(provider) for provider in skip_providers],
         )
-        return [Claim(_uuid(i), _uuid(t), _uuid(p), owner, now, until, stale) for i, t, p, stale in rows]
+        return [Claim(as_uuid(i), as_uuid(t), as_uuid(p), owner, now, until, stale) for i, t, p, stale in rows]
 
     def leased(self, claim: Claim, sealer: Sealer) -> Lease:
         """The claim's lease with the connection as it is now, its credentials opened; ``NotFound`` if the row is
@@ -143,7 +136,7 @@ class RefreshStatements:
         if not rows:
             raise NotFound(f"connection {claim.connection_id} not found")
         (provider_id, slug, *values) = rows[0]
-        row = _Row(claim.connection_id, claim.tenant_id, _uuid(provider_id), *_times(values))
+        row = _Row(claim.connection_id, claim.tenant_id, as_uuid(provider_id), *_times(values))
         connection = to_connection(row, slug, sealer)
         return Lease(connection, claim.owner, claim.until, claim.taken_at, stale=claim.stale)
 
@@ -191,61 +184,27 @@ class RefreshStatements:
             pooled.close()
 
     def _run(self, sql: str, **params: Any) -> list[list[Any]]:
-        """Run a prepared statement on a borrowed connection; one that died while idle (a frozen Lambda) is
-        replaced once. Any exception inside a statement closes the connection instead of giving it back."""
-        for attempt in (1, 2):
-            pooled = self._borrow()
-            try:
-                rows = pooled.prepared(sql).run(**params)
-            except (InterfaceError, OSError):
-                pooled.close()
-                if attempt == 2:
-                    raise DatabaseUnavailable("the database is unavailable; retry shortly") from None
-                continue
-            except DatabaseError as exc:
-                pooled.close()
-                if timed_out(exc):
-                    raise DatabaseBusy("a refresh statement ran past its time; retry shortly") from None
-                raise DatabaseUnavailable("the database failed a refresh statement; retry shortly") from None
-            except BaseException:
-                pooled.close()
-                raise
-            with self._lock:
-                keep = not self._closed
-                if keep:
-                    self._idle.append(pooled)
-            if not keep:
-                pooled.close()
-            return rows
-        raise AssertionError("unreachable")
+        """Run a prepared statement on a borrowed connection (``run_reconnecting_once``: one that died while idle,
+        a frozen Lambda, is replaced once; one that saw an error mid-statement is closed, not given back). Every
+        driver failure leaves as ``DatabaseUnavailable`` (or ``DatabaseBusy``): a refresh's caller retries its store
+        rather than lose a rotated token, and nothing above ``db/`` sees a driver's exception."""
+        return run_reconnecting_once(self._borrow, self._give_back, sql, params, statement_errors_retryable=True)
 
-    def _borrow(self) -> _Pooled:
+    def _borrow(self) -> PreparedConnection:
+        """An idle connection, or a new one."""
         with self._lock:
             if self._idle:
                 return self._idle.pop()  # the most recently used: warm, its statements prepared
-        return _Pooled(self._connect())
+        return self._connect()
 
-
-class _Pooled:
-    """A connection and the statements prepared on it, used by one statement at a time."""
-
-    def __init__(self, connection: pg8000.native.Connection) -> None:
-        self._connection = connection
-        self._statements: dict[str, PreparedStatement] = {}
-
-    def prepared(self, sql: str) -> PreparedStatement:
-        statement = self._statements.get(sql)
-        if statement is None:
-            statement = self._statements[sql] = self._connection.prepare(sql)
-        return statement
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._connection.close()
-
-
-def _uuid(value: Any) -> UUID:
-    return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+    def _give_back(self, connection: PreparedConnection) -> None:
+        """Back on the free list after a statement that succeeded; closed if this object was closed meanwhile."""
+        with self._lock:
+            keep = not self._closed
+            if keep:
+                self._idle.append(connection)
+        if not keep:
+            connection.close()
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -264,14 +223,7 @@ def _times(values: list[Any]) -> list[Any]:
 @lru_cache(maxsize=1)
 def get_refresh_statements() -> RefreshStatements:
     """The process's ``RefreshStatements``, built on first use."""
-    settings = get_settings()
-
-    def connect() -> pg8000.native.Connection:
-        return connect_with(
-            lambda target: target.connect(role=settings.db_app_role, limits=StatementLimits.from_settings(settings))
-        )
-
-    return RefreshStatements(connect)
+    return RefreshStatements(connect_as_app)
 
 
 def reset_refresh_statements() -> None:
