@@ -12,7 +12,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -21,6 +21,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from connvault.errors import DecryptionFailed, KeyServiceUnavailable, NotFound
 
 if TYPE_CHECKING:
+    from mypy_boto3_kms import KMSClient
+
     from connvault.config import Settings
 
 SaltSource = Callable[[UUID], UUID]
@@ -81,7 +83,7 @@ class DataKeys:
 
     def __init__(
         self,
-        kms: Any,
+        kms: KMSClient,
         key_id: str | None,
         salts: SaltSource,
         *,
@@ -107,7 +109,7 @@ class DataKeys:
         """GenerateDataKey calls made: each is a data key retired and replaced (a figure for tests and bench)."""
 
     @classmethod
-    def from_settings(cls, settings: Settings, kms: Any, salts: SaltSource) -> DataKeys:
+    def from_settings(cls, settings: Settings, kms: KMSClient, salts: SaltSource) -> DataKeys:
         """Without a configured key, envelopes still open (they name their key); only sealing refuses."""
         return cls(
             kms,
@@ -128,8 +130,11 @@ class DataKeys:
                 return DataKey(key.key_id, key.wrapped, key.aead)
         if not self.key_id:
             raise KeyServiceUnavailable("CONNVAULT_KMS_KEY_ID is not set")
-        context = self._context(tenant_id, now)
-        answer = self._call("generate_data_key", KeyId=self.key_id, KeySpec="AES_256", EncryptionContext=context.value)
+        context, key_id = self._context(tenant_id, now), self.key_id
+        answer = _call(
+            "generate_data_key",
+            lambda: self._kms.generate_data_key(KeyId=key_id, KeySpec="AES_256", EncryptionContext=context.value),
+        )
         aead = AESGCM(answer["Plaintext"])
         expires = min(now + self._max_age, context.expires)
         fresh = _EncryptionKey(answer["KeyId"], answer["CiphertextBlob"], aead, expires, uses=1)
@@ -153,7 +158,10 @@ class DataKeys:
                 self._decryption.move_to_end(cache_key)
                 return hit[0]
         context = self._context(tenant_id, now)
-        answer = self._call("decrypt", CiphertextBlob=wrapped, KeyId=key_id, EncryptionContext=context.value)
+        answer = _call(
+            "decrypt",
+            lambda: self._kms.decrypt(CiphertextBlob=wrapped, KeyId=key_id, EncryptionContext=context.value),
+        )
         if answer.get("KeyId") != key_id:
             raise DecryptionFailed("the envelope's key id is not the key that wrapped its data key")
         aead = AESGCM(answer["Plaintext"])
@@ -164,13 +172,15 @@ class DataKeys:
     def rewrap(self, tenant_id: UUID, key_id: str, wrapped: bytes, new_key_id: str) -> tuple[str, bytes]:
         """Re-encrypt a wrapped data key under another KMS key; the plaintext key never leaves KMS."""
         context = self._context(tenant_id, self._monotonic()).value
-        answer = self._call(
+        answer = _call(
             "re_encrypt",
-            CiphertextBlob=wrapped,
-            SourceKeyId=key_id,
-            SourceEncryptionContext=context,
-            DestinationKeyId=new_key_id,
-            DestinationEncryptionContext=context,
+            lambda: self._kms.re_encrypt(
+                CiphertextBlob=wrapped,
+                SourceKeyId=key_id,
+                SourceEncryptionContext=context,
+                DestinationKeyId=new_key_id,
+                DestinationEncryptionContext=context,
+            ),
         )
         return answer["KeyId"], answer["CiphertextBlob"]
 
@@ -201,15 +211,16 @@ class DataKeys:
         while len(self._decryption) > self._max_cached:
             self._decryption.popitem(last=False)
 
-    def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
-        """Call KMS, translating its failures; messages carry the operation and AWS error code only."""
-        try:
-            answer: dict[str, Any] = getattr(self._kms, operation)(**kwargs)
-            return answer
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "unknown")
-            if code in _UNOPENABLE:
-                raise DecryptionFailed(f"KMS {operation} refused the data key ({code})") from None
-            raise KeyServiceUnavailable(f"KMS {operation} failed ({code})") from None
-        except BotoCoreError as exc:
-            raise KeyServiceUnavailable(f"KMS {operation} failed ({type(exc).__name__})") from None
+
+def _call[T](operation: str, call: Callable[[], T]) -> T:
+    """``call()`` (one KMS operation), its failures translated; messages carry the operation and AWS error code
+    only."""
+    try:
+        return call()
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "unknown")
+        if code in _UNOPENABLE:
+            raise DecryptionFailed(f"KMS {operation} refused the data key ({code})") from None
+        raise KeyServiceUnavailable(f"KMS {operation} failed ({code})") from None
+    except BotoCoreError as exc:
+        raise KeyServiceUnavailable(f"KMS {operation} failed ({type(exc).__name__})") from None

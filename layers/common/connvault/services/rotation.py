@@ -32,7 +32,7 @@ import argparse
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -45,6 +45,8 @@ from connvault.errors import ConnvaultError, DecryptionFailed, InvalidInput, Key
 
 if TYPE_CHECKING:
     from uuid import UUID
+
+    from mypy_boto3_kms import KMSClient
 
     from connvault.crypto.sealer import Sealer
 
@@ -86,7 +88,7 @@ def rewrap_all(
     tenant_ids: Iterable[UUID],
     *,
     sealer: Sealer | None = None,
-    kms: Any | None = None,
+    kms: KMSClient | None = None,
     batch_size: int = 500,
 ) -> RotationReport:
     """Re-wrap every envelope of every tenant in ``tenant_ids`` under ``new_kms_key_id``, until none is left
@@ -221,7 +223,7 @@ def _count_not_under(uow: UnitOfWork, new_arn: str) -> int:
         return uow.envelope_columns.count_not_under(new_arn)
 
 
-def _usable_key_arn(kms: Any, key_id: str) -> str:
+def _usable_key_arn(kms: KMSClient, key_id: str) -> str:
     """The ARN of an enabled symmetric key (envelopes record ARNs, so comparisons must use them)."""
     try:
         metadata = kms.describe_key(KeyId=key_id)["KeyMetadata"]
