@@ -21,7 +21,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-# mypy --strict on the layer (package connvault) and the handlers; the settings are in pyproject.toml.
+# mypy --strict on the layer (package connvault), the handlers and demo_provider; the settings are in pyproject.toml.
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 

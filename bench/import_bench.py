@@ -75,8 +75,8 @@ def measure_stored(db: object, count: int) -> tuple[float, float]:
     from connvault.redacted import Redacted
     from connvault.services.grants import ImportedGrantInput, Target
     from connvault.services.imports import MAX_ITEMS, import_grants
+    from demo_provider import DemoProvider
     from devserver.demo_setup import create_demo_tenant, install_demo_provider
-    from devserver.provider import DemoProvider
 
     with DemoProvider() as demo:
         install_demo_provider(db.owner_target, demo)  # type: ignore[attr-defined]
@@ -127,8 +127,8 @@ def measure_verified(db: object, count: int, latency: float) -> tuple[float, flo
     from connvault.redacted import Redacted
     from connvault.services.grants import ImportedGrantInput, Target
     from connvault.services.imports import DEFAULT_CONCURRENCY, import_grants
+    from demo_provider import DemoProvider
     from devserver.demo_setup import create_demo_tenant, install_demo_provider
-    from devserver.provider import DemoProvider
     from tests.scheduler.support import mint_grants
 
     with DemoProvider() as demo:

@@ -84,10 +84,10 @@ def run_bench(db: Any, calls: int, slow_calls: int) -> None:
     from connvault.models import OAuth2Credentials
     from connvault.redacted import Redacted
     from connvault.services.tokens import get_token
+    from demo_provider import DemoProvider
     from devserver.demo_setup import create_demo_tenant, install_demo_provider
     from devserver.events import http_event
     from devserver.handlers import InvocationContext, load_handler
-    from devserver.provider import DemoProvider
 
     migrate(db.owner_target)
     os.environ["CONNVAULT_DATABASE_URL"] = db.app_url

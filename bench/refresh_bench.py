@@ -77,7 +77,7 @@ def parse(argv: list[str]) -> Options:
 
 def serve_provider(commands: Connection) -> None:
     """Child process: run a DemoProvider and answer ``(command, argument)`` messages until told to stop."""
-    from devserver.provider import DemoProvider
+    from demo_provider import DemoProvider
 
     demo = DemoProvider().start()
     commands.send(demo.base_url)
@@ -105,7 +105,7 @@ class RemoteProvider:
         self._process = multiprocessing.Process(target=serve_provider, args=(child,), daemon=True)
         self._process.start()
         self.base_url: str = self._pipe.recv()
-        from devserver.provider import DemoSettings
+        from demo_provider import DemoSettings
 
         self.settings = DemoSettings()
 

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from connvault.db.target import DatabaseTarget
     from connvault.services.connect_links import IssuedLink
-    from devserver.provider import DemoProvider
+    from demo_provider import DemoProvider
 
 DEMO_SLUG = "demo"
 DEMO_API_KEY_SLUG = "demo-apikey"

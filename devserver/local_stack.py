@@ -23,8 +23,8 @@ from typing import IO
 
 from connvault.db.target import DatabaseTarget
 from connvault.redacted import Redacted
+from demo_provider import DemoProvider, DemoSettings
 from devserver.local_env import LOCAL_ENV
-from devserver.provider import DemoProvider, DemoSettings
 
 DATABASE = "connvault"
 DEMO_SETTINGS = DemoSettings(extra_fields={"user": {"id": "demo-user-1", "name": "Demo User"}})

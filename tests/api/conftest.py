@@ -18,11 +18,11 @@ from connvault.crypto.envelope import SealContext
 from connvault.db.oauth_sessions import VERIFIER_FIELD
 from connvault.db.uow import UnitOfWork
 from connvault.models import Connection
+from demo_provider import DemoProvider
 from devserver.demo_setup import DEMO_RETURN_URL, DemoTenant, create_demo_tenant, install_demo_provider
 from devserver.events import authorizer_event, http_event
 from devserver.gateway import RouteTable
 from devserver.handlers import InvocationContext, load_handler
-from devserver.provider import DemoProvider
 from tests.support.database import TestDatabase
 from tests.support.factories import owner
 from tests.support.secrets import SecretRegistry

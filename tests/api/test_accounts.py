@@ -18,7 +18,7 @@ from tests.api.conftest import Answer, Api, connect_account, db_state
 from tests.support.factories import owner
 
 if TYPE_CHECKING:
-    from devserver.provider import DemoProvider
+    from demo_provider import DemoProvider
     from tests.support.database import TestDatabase
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from connvault.services.scheduler import SchedulerConfig, refresh_due
 from connvault.services.tokens import IssuedCredential, get_token
-from devserver.provider import PRIVATE_KEY_JWT, DemoProvider, Fault
+from demo_provider import PRIVATE_KEY_JWT, DemoProvider, Fault
 from tests.api.conftest import Answer, Api, db_state, stored_connection
 from tests.api.test_token_fetch import fetch, set_expiry
 from tests.support.factories import owner

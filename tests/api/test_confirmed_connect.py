@@ -11,7 +11,7 @@ from connvault.clock import utcnow
 from connvault.db.uow import UnitOfWork
 from connvault.services.connect_confirmation import revoke_unconfirmed
 from connvault.services.tenants import create_api_key, create_tenant
-from devserver.provider import DemoProvider
+from demo_provider import DemoProvider
 from tests.api.conftest import Api, follow_authorize, start_connect
 from tests.support.database import TestDatabase
 from tests.support.factories import owner

@@ -20,8 +20,8 @@ from connvault.db import engine as db_engine
 from connvault.redacted import Redacted
 from connvault.services.connect import CallbackParams, complete_connect
 from connvault.services.scheduler import run_scheduled
+from demo_provider import CLIENT_SECRET_POST, Fault
 from devserver.demo_setup import install_demo_provider
-from devserver.provider import CLIENT_SECRET_POST, Fault
 from tests.api.conftest import (
     DEMO_RETURN_URL,
     Api,

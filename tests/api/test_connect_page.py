@@ -16,9 +16,9 @@ import pytest
 
 from connvault.api.pages import STYLE_HASH
 from connvault.models import ApiKeyCredentials
+from demo_provider import DemoProvider
 from devserver.demo_setup import DEMO_TENANT_DISPLAY_NAME, install_demo_api_key_provider
 from devserver.events import http_event
-from devserver.provider import DemoProvider
 from tests.api.conftest import DEMO_RETURN_URL, Answer, Api, db_state, follow_authorize, stored_connection
 from tests.support.database import TestDatabase
 from tests.support.factories import owner

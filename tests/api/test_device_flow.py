@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from connvault.services.device import advance_device_sessions
+from demo_provider import DEVICE_CODE, DemoProvider, Fault
 from devserver.handlers import InvocationContext, load_handler
-from devserver.provider import DEVICE_CODE, DemoProvider, Fault
 from tests.api.conftest import Answer, Api
 from tests.support.factories import owner
 

@@ -18,7 +18,7 @@ from connvault.api.new_connections import import_items
 from connvault.db.uow import UnitOfWork
 from connvault.errors import DatabaseUnavailable
 from connvault.services.imports import import_grants
-from devserver.provider import Fault
+from demo_provider import Fault
 from tests.api.conftest import Api
 from tests.api.test_admin import run_main
 from tests.api.test_imports import grant_from

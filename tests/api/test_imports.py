@@ -12,7 +12,7 @@ from connvault.db.uow import UnitOfWork
 from connvault.redacted import Redacted
 from connvault.services import imports
 from connvault.services.grants import ImportedGrantInput, Target
-from devserver.provider import DemoProvider, Fault
+from demo_provider import DemoProvider, Fault
 from tests.api.conftest import Answer, Api, db_state, stored_connection
 from tests.scheduler.support import mint_grants
 from tests.support.factories import owner

@@ -18,8 +18,8 @@ from connvault.oauth.client import OAuthClient
 from connvault.oauth.http import HttpTransport
 from connvault.services.runner import RunReport
 from connvault.services.scheduler import refresh_due
+from demo_provider import DemoProvider, Fault
 from devserver.demo_setup import DEMO_RETURN_URL
-from devserver.provider import DemoProvider, Fault
 from tests.api.conftest import Api, connect_account
 from tests.hardening.support import POLICY, RUN, TIMEOUT, fetch, make_due, row, stored_refresh_token
 from tests.support.database import TestDatabase

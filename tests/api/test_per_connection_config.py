@@ -26,8 +26,8 @@ from connvault.services import connections, integrations
 from connvault.services.connect import CallbackParams, ConnectRequest, complete_connect, create_connect_session
 from connvault.services.scheduler import refresh_due
 from connvault.services.tokens import get_token
+from demo_provider import CLIENT_SECRET_POST, DemoProvider
 from devserver.demo_setup import install_demo_provider
-from devserver.provider import CLIENT_SECRET_POST, DemoProvider
 from tests.api.conftest import (
     DEMO_RETURN_URL,
     Answer,

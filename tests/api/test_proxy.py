@@ -22,8 +22,8 @@ from connvault.config import get_settings
 from connvault.egress import BLOCKED_MESSAGE, EgressPolicy
 from connvault.oauth.http import HttpTransport
 from connvault.proxy.limits import MAX_RESPONSE_BODY_BYTES
+from demo_provider import DemoProvider, Fault
 from devserver.events import http_event
-from devserver.provider import DemoProvider, Fault
 from tests.api.conftest import Answer, Api, connect_account, stored_connection
 from tests.support.factories import make_tenant, owner
 

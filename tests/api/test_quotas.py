@@ -15,7 +15,7 @@ from tests.api.conftest import DEMO_RETURN_URL, Api, connect_account, db_state, 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from devserver.provider import DemoProvider
+    from demo_provider import DemoProvider
     from tests.support.database import TestDatabase
 
 OPENAI_KEY = "sk-quota-" + "q" * 30

@@ -17,14 +17,14 @@ from connvault.db.uow import UnitOfWork
 from connvault.models import OAuth2Credentials
 from connvault.redacted import Redacted
 from connvault.services.revocation import ReplacedGrant, retire_replaced_grant
+from demo_provider import Fault
 from devserver.demo_setup import install_demo_provider
-from devserver.provider import Fault
 from tests.api.conftest import connect_account
 from tests.api.test_confirmed_connect import park
 from tests.support.factories import owner
 
 if TYPE_CHECKING:
-    from devserver.provider import DemoProvider
+    from demo_provider import DemoProvider
     from tests.api.conftest import Api
     from tests.support.database import TestDatabase
 

@@ -11,9 +11,9 @@ import pytest
 
 from connvault.db.uow import UnitOfWork
 from connvault.services import tenants
+from demo_provider import Fault
 from devserver.events import authorizer_event, http_event
 from devserver.handlers import InvocationContext, load_handler
-from devserver.provider import Fault
 from tests.api.conftest import (
     Answer,
     Api,

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from devserver.provider import JWT_BEARER, DemoProvider
+from demo_provider import JWT_BEARER, DemoProvider
 from tests.api.conftest import Answer, Api, db_state, stored_connection
 from tests.api.test_client_credentials import register_key, set_expiry
 from tests.support.factories import owner

@@ -21,7 +21,7 @@ from uuid import UUID
 
 from connvault.models import OAuth2Credentials
 from connvault.services.tokens import IssuedCredential, get_token
-from devserver.provider import DemoProvider
+from demo_provider import DemoProvider
 from tests.api.conftest import Api, connect_account
 from tests.support.factories import owner
 

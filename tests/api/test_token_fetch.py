@@ -7,8 +7,8 @@ from contextlib import contextmanager
 from datetime import datetime
 
 from connvault import wiring
+from demo_provider import Fault
 from devserver.demo_setup import install_demo_provider
-from devserver.provider import Fault
 from tests.api.conftest import Answer, Api, connect_account, stored_connection
 from tests.support.factories import owner
 

@@ -17,7 +17,7 @@ from connvault.db.uow import UnitOfWork
 from connvault.migrations import SCHEMA_DIR, load_migrations
 from connvault.redacted import Redacted
 from connvault.services import connections, tenants
-from devserver.provider import DemoProvider
+from demo_provider import DemoProvider
 from tests.support.cloudformation import ResponseUrlServer, cfn_event
 from tests.support.factories import owner
 from tests.support.fresh_database import fresh_database

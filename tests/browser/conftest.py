@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from connvault import wiring
+from demo_provider import DemoProvider
 from devserver.demo_setup import (
     DemoTenant,
     create_demo_tenant,
@@ -31,7 +32,6 @@ from devserver.demo_setup import (
     install_demo_provider,
 )
 from devserver.gateway import Gateway
-from devserver.provider import DemoProvider
 from tests.support.database import TestDatabase
 from tests.support.secrets import SecretRegistry
 

@@ -17,8 +17,8 @@ import pytest
 
 from connvault.db.uow import UnitOfWork
 from connvault.services import tenants
+from demo_provider import DemoProvider
 from devserver.demo_setup import DEMO_RETURN_URL, DemoTenant
-from devserver.provider import DemoProvider
 from tests.api.conftest import Answer, Api, follow_authorize
 from tests.support.database import TestDatabase
 from tests.support.secrets import SecretRegistry

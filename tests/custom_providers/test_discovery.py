@@ -12,7 +12,7 @@ import pytest
 from connvault.errors import InvalidInput, ProviderUnavailable
 from connvault.models import TokenEndpointAuthMethod
 from connvault.oauth import discovery
-from devserver.provider import DemoProvider
+from demo_provider import DemoProvider
 from tests.custom_providers.conftest import OIDC_PATH, SLUG, Api, DocumentServer, define, discovery_url
 
 MARKER = "metadata-body-marker-7f3a9c"

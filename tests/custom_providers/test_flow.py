@@ -6,7 +6,7 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 from connvault.services import scheduler
-from devserver.provider import DemoProvider
+from demo_provider import DemoProvider
 from tests.api.conftest import follow_authorize
 from tests.custom_providers.conftest import (
     DEMO_RETURN_URL,

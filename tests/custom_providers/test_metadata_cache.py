@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from devserver.provider import DemoProvider
+from demo_provider import DemoProvider
 from tests.custom_providers.conftest import OIDC_PATH, SLUG, Api, DocumentServer, define, start_connect
 from tests.support.factories import owner
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from devserver.provider import DemoProvider
+from demo_provider import DemoProvider
 from tests.custom_providers.conftest import SLUG, Api, connect, define
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from devserver.provider import DemoProvider
+from demo_provider import DemoProvider
 from tests.custom_providers.conftest import (
     DEMO_RETURN_URL,
     OIDC_PATH,

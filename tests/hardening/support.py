@@ -17,7 +17,7 @@ from tests.api.conftest import stored_connection
 from tests.support.factories import owner
 
 if TYPE_CHECKING:
-    from devserver.provider import DemoProvider
+    from demo_provider import DemoProvider
     from tests.api.conftest import Answer, Api
     from tests.support.database import TestDatabase
 

@@ -21,7 +21,7 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from connvault.services.refresh import STALE_LEASE_REASON
-from devserver.provider import DemoProvider
+from demo_provider import DemoProvider
 from tests.api.conftest import Api, connect_account
 from tests.hardening.crash_child import CRASH_EXIT
 from tests.hardening.support import fetch, make_due, row, run_scheduler, stored_refresh_token

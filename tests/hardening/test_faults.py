@@ -29,9 +29,9 @@ from connvault.oauth.http import HttpTransport
 from connvault.services.fanout import enqueue_due
 from connvault.services.refresh import STALE_LEASE_REASON, RefreshPolicy
 from connvault.services.scheduler import refresh_due
+from demo_provider import DemoProvider, Fault
 from devserver.demo_setup import install_demo_provider
 from devserver.events import http_event
-from devserver.provider import DemoProvider, Fault
 from tests.api.conftest import Api, connect_account
 from tests.hardening.support import (
     POLICY,

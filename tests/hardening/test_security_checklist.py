@@ -13,8 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from connvault.config import Settings
+from demo_provider import DemoProvider
 from devserver.demo_setup import DEMO_RETURN_URL
-from devserver.provider import DemoProvider
 from tests.api.conftest import Api, connect_account, follow_authorize, pending_verifiers, start_connect
 from tests.support.database import TestDatabase
 from tests.support.factories import owner

@@ -36,8 +36,8 @@ from connvault.services import connect, connections, tokens
 from connvault.services.refresh import RefreshPolicy
 from connvault.services.runner import SchedulerConfig
 from connvault.services.scheduler import refresh_due
+from demo_provider import DemoProvider
 from devserver.demo_setup import DEMO_RETURN_URL
-from devserver.provider import DemoProvider
 from tests.api.conftest import Api, follow_authorize
 from tests.scheduler import support as grants
 from tests.support.database import TestDatabase

@@ -15,7 +15,7 @@ from connvault.oauth.client import OAuthClient
 from connvault.oauth.http import HttpTransport
 from connvault.oauth.pkce import code_challenge_s256, new_code_verifier, new_state
 from connvault.redacted import Redacted
-from devserver.provider import DemoProvider
+from demo_provider import DemoProvider
 from tests.oauth.flows import REDIRECT_URI, Redirect
 
 

@@ -23,7 +23,7 @@ from connvault.models import (
 from connvault.oauth.client import OAuthClient
 from connvault.oauth.http import HttpTransport
 from connvault.redacted import Redacted
-from devserver.provider import CLIENT_SECRET_POST, DemoProvider, Fault
+from demo_provider import CLIENT_SECRET_POST, DemoProvider, Fault
 from tests.oauth.flows import REDIRECT_URI, Redirect
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

@@ -18,7 +18,7 @@ from connvault.oauth.client import OAuthClient
 from connvault.oauth.http import HttpTransport
 from connvault.services.refresh import RefreshPolicy
 from connvault.services.runner import SchedulerConfig
-from devserver.provider import DemoProvider, DemoSettings
+from demo_provider import DemoProvider, DemoSettings
 from tests.scheduler import support
 from tests.support.database import TestDatabase
 from tests.support.factories import make_tenant, owner

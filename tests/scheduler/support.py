@@ -24,7 +24,7 @@ from connvault.oauth.client import OAuthClient
 from connvault.oauth.http import HttpTransport
 from connvault.redacted import Redacted
 from connvault.services.integrations import IntegrationInput, save_integration
-from devserver.provider import DemoProvider
+from demo_provider import DemoProvider
 
 REDIRECT_URI = "http://127.0.0.1:9/callback"
 

@@ -14,7 +14,7 @@ import pytest
 from connvault.models import ConnectionStatus
 from connvault.oauth.client import OAuthClient
 from connvault.services.fanout import DueMessage, WorkerResult, enqueue_due, refresh_messages
-from devserver.provider import Fault
+from demo_provider import Fault
 from tests.scheduler.conftest import FAST, POLICY, Site, forever, held_leases, load, set_columns
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from connvault.oauth.client import OAuthClient
 from connvault.services.refresh import RefreshPolicy
 from connvault.services.runner import RunReport
 from connvault.services.scheduler import refresh_due
-from devserver.provider import Fault
+from demo_provider import Fault
 from tests.scheduler.conftest import FAST, POLICY, Site, forever, held_leases, load
 from tests.support.factories import owner
 

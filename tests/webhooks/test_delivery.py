@@ -12,7 +12,7 @@ import pytest
 
 from connvault.clock import utcnow
 from connvault.services.webhook_delivery import DeliveryConfig
-from devserver.provider import DemoProvider, Fault
+from demo_provider import DemoProvider, Fault
 from devserver.webhook_receiver import WebhookReceiver
 from tests.api.conftest import Api, connect_account
 from tests.hardening.support import fetch
