@@ -13,12 +13,13 @@ from sqlalchemy import text
 from connvault.db import engine as engine_module
 from connvault.db.engine import get_engine
 from connvault.db.fast_reads import FastReads, get_fast_reads
-from connvault.db.refresh_statements import RefreshStatements, get_refresh_statements
+from connvault.db.native import connect_as_app
+from connvault.db.refresh_statements import RefreshStatements
 from connvault.db.uow import UnitOfWork
 from tests.support.factories import make_connection, make_tenant, owner
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Iterator
 
     from tests.support.database import TestDatabase
     from tests.support.secrets import SecretRegistry
@@ -146,36 +147,38 @@ def test_the_fast_read_connection_interrupted_mid_statement_is_discarded(
 # -- the prepared paths (fast reads, refresh statements) share one way to run a statement ----------------------
 
 
-def prepared_paths() -> list[Any]:
-    return [
-        pytest.param(get_fast_reads, id="fast-reads"),
-        pytest.param(get_refresh_statements, id="refresh-statements"),
-    ]
+@pytest.fixture(params=[FastReads, RefreshStatements], ids=["fast-reads", "refresh-statements"])
+def prepared(request: pytest.FixtureRequest, db: TestDatabase) -> Iterator[FastReads | RefreshStatements]:
+    """A new object of each prepared path (the process's own may hold connections earlier tests left idle)."""
+    statements = request.param(connect_as_app)
+    yield statements
+    statements.close()
 
 
-@pytest.mark.parametrize("prepared", prepared_paths())
 def test_a_prepared_connection_the_server_ended_while_idle_is_replaced_and_the_caller_never_sees_it(
-    db: TestDatabase, prepared: Callable[[], FastReads | RefreshStatements]
+    db: TestDatabase, prepared: FastReads | RefreshStatements
 ) -> None:
-    statements = prepared()
-    [[backend]] = statements._run("SELECT pg_backend_pid()")
+    [[backend]] = prepared._run("SELECT pg_backend_pid()")
     with owner(db) as sql:
         sql.run("SELECT pg_terminate_backend(:pid)", pid=backend)
 
-    [[replaced]] = statements._run("SELECT pg_backend_pid()")
+    [[replaced]] = prepared._run("SELECT pg_backend_pid()")
 
     assert replaced != backend
 
 
 def test_a_refresh_statements_connection_interrupted_mid_statement_is_closed_not_given_back(db: TestDatabase) -> None:
-    statements = get_refresh_statements()
-    [[backend]] = statements._run("SELECT pg_backend_pid()")
-    [idle] = statements._idle
+    statements = RefreshStatements(connect_as_app)
+    try:
+        [[backend]] = statements._run("SELECT pg_backend_pid()")
+        [idle] = statements._idle
 
-    interrupt_next_row(idle.connection)
-    with pytest.raises(Interrupted):
-        statements._run("SELECT pg_backend_pid()")
+        interrupt_next_row(idle.connection)
+        with pytest.raises(Interrupted):
+            statements._run("SELECT pg_backend_pid()")
 
-    assert statements._idle == []
-    [[other]] = statements._run("SELECT pg_backend_pid()")
-    assert other != backend
+        assert statements._idle == []
+        [[other]] = statements._run("SELECT pg_backend_pid()")
+        assert other != backend
+    finally:
+        statements.close()
