@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 import boto3
 from botocore.config import Config
 
 from connvault.config import get_settings
+from connvault.once import once
 
 
-@lru_cache(maxsize=1)
+@once
 def get_kms_client() -> Any:
     """KMS with short timeouts and few retries: a stuck KMS must surface as a typed error, not a hung Lambda."""
     settings = get_settings()

@@ -16,7 +16,6 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
@@ -33,6 +32,7 @@ from connvault.db.target import (
 )
 from connvault.errors import DatabaseBusy, DatabaseUnavailable, NotFound
 from connvault.models import ConnectionStatus
+from connvault.once import once
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -235,7 +235,7 @@ def _uuid(value: Any) -> UUID:
     return value if isinstance(value, UUID) else UUID(str(value))
 
 
-@lru_cache(maxsize=1)
+@once
 def get_fast_reads() -> FastReads:
     """The process's ``FastReads``, built on first use."""
     settings = get_settings()
@@ -249,6 +249,4 @@ def get_fast_reads() -> FastReads:
 
 
 def reset_fast_reads() -> None:
-    if get_fast_reads.cache_info().currsize:
-        get_fast_reads().close()
-    get_fast_reads.cache_clear()
+    get_fast_reads.cache_clear(FastReads.close)

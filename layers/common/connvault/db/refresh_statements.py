@@ -26,7 +26,6 @@ import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from pg8000.exceptions import DatabaseError, InterfaceError
@@ -36,6 +35,7 @@ from connvault.db.connections import Claim, Lease, to_connection
 from connvault.db.sealed_credentials import holds_refresh_token, seal_credentials
 from connvault.db.target import StatementLimits, connect_with, timed_out
 from connvault.errors import DatabaseBusy, DatabaseUnavailable, GrantSuperseded, NotFound
+from connvault.once import once
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -261,7 +261,7 @@ def _times(values: list[Any]) -> list[Any]:
     ]
 
 
-@lru_cache(maxsize=1)
+@once
 def get_refresh_statements() -> RefreshStatements:
     """The process's ``RefreshStatements``, built on first use."""
     settings = get_settings()
@@ -275,6 +275,4 @@ def get_refresh_statements() -> RefreshStatements:
 
 
 def reset_refresh_statements() -> None:
-    if get_refresh_statements.cache_info().currsize:
-        get_refresh_statements().close()
-    get_refresh_statements.cache_clear()
+    get_refresh_statements.cache_clear(RefreshStatements.close)
