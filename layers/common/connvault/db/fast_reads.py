@@ -22,6 +22,7 @@ from uuid import UUID
 from pg8000.exceptions import DatabaseError, InterfaceError
 
 from connvault.config import get_settings
+from connvault.connection_status import ConnectionStatus
 from connvault.db.target import (
     REFUSED_SQLSTATES,
     StatementLimits,
@@ -31,7 +32,6 @@ from connvault.db.target import (
     timed_out,
 )
 from connvault.errors import DatabaseBusy, DatabaseUnavailable, NotFound
-from connvault.models import ConnectionStatus
 from connvault.once import once
 
 if TYPE_CHECKING:
