@@ -27,8 +27,8 @@ from connvault.api.answers import (
     tenant_from,
     unexpected_answer,
 )
+from connvault.credentials import ApiKeyCredentials, BasicCredentials, OAuth2Credentials
 from connvault.errors import ConnvaultError
-from connvault.models import ApiKeyCredentials, BasicCredentials, OAuth2Credentials
 from connvault.observability import http_entry
 from connvault.services.tokens import get_token
 
