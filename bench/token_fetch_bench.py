@@ -23,7 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
 from database import bench_database, migrated, oauth_connection  # noqa: E402 - bench/database.py, beside this script
-from timing import ROUNDS, interleaved_per_call_us, per_call_us  # noqa: E402 - bench/timing.py, beside this script
+from timing import PIN_MODES, ROUNDS, interleaved_per_call_us, per_call_us, pin_cpus  # noqa: E402 - bench/timing.py, beside this script
 
 from devserver.local_env import LOCAL_ENV  # noqa: E402 - after the path is set
 
@@ -40,13 +40,14 @@ os.environ.update(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=3000)
+    parser.add_argument("--pin", choices=PIN_MODES, default="split", help="CPU placement (bench/timing.py)")
     args = parser.parse_args()
 
     with bench_database() as db:
-        run_bench(db, args.iterations)
+        run_bench(db, args.iterations, args.pin)
 
 
-def run_bench(db: Any, iterations: int) -> None:
+def run_bench(db: Any, iterations: int, pin: str) -> None:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     from connvault import wiring
@@ -148,12 +149,13 @@ def run_bench(db: Any, iterations: int) -> None:
     for fn in stages.values():  # warm every path (and every cache) first
         for _ in range(200):
             fn()
+    placement = pin_cpus([raw, reads._connection], pin)
     kms_calls = 0
     timings = interleaved_per_call_us(stages, iterations)
     floor_us = timings[next(iter(stages))]
     load = os.getloadavg()[0]
-    print(f"token fetch, warm, {iterations} calls x {ROUNDS} interleaved rounds (median of round means)")
-    print(f"  machine load (1 min) at the end: {load:.1f} on {os.cpu_count()} cores")
+    print(f"token fetch, warm, {iterations} calls x {ROUNDS} rounds, interleaved in slices (median of slice means)")
+    print(f"  machine load (1 min) at the end: {load:.1f} on {os.cpu_count()} cores; {placement}")
     previous = 0.0
     for name, us in timings.items():
         step = f"+{us - previous:6.1f}" if previous and "as it was" not in name else "       "

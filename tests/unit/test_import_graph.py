@@ -101,6 +101,8 @@ def test_the_package_imports_itself_without_a_cycle() -> None:
 BELOW_SERVICES = (
     *ADAPTERS,
     "connvault.models",
+    "connvault.connection_status",
+    "connvault.once",
     "connvault.errors",
     "connvault.redacted",
     "connvault.clock",

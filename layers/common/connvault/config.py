@@ -37,6 +37,10 @@ class Settings:
     db_pool_size: int = 2
     db_max_overflow: int = 16
     db_ssl: bool = False
+    db_ssl_ca_file: str | None = None
+    """A PEM bundle (the RDS CA bundle shipped with the function, say): with it, TLS to the database verifies the
+    server's certificate and host name; without it, TLS encrypts but checks neither (RDS's own CAs are not in the
+    runtime's trust store)."""
     db_iam_auth: bool = False
     """Log in with an RDS IAM token (``generate_db_auth_token``) as ``db_user`` (default: the app role)."""
     db_app_iam_login: bool = False

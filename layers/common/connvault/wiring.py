@@ -9,13 +9,13 @@ needs the sealer and nothing else from here.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from connvault.config import get_settings
 from connvault.crypto.kms import get_kms_client
 from connvault.db import sealing
 from connvault.db.fast_reads import reset_fast_reads
+from connvault.once import once
 from connvault.services.rate_limits import reset_rate_limiter
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ def get_session_factory() -> sessionmaker[Session]:
     return engine.get_session_factory()
 
 
-@lru_cache(maxsize=1)
+@once
 def get_oauth_client() -> OAuthClient:
     """One HTTP pool per process for every provider call."""
     from connvault.oauth.client import OAuthClient
@@ -46,7 +46,7 @@ def get_oauth_client() -> OAuthClient:
     return OAuthClient()
 
 
-@lru_cache(maxsize=1)
+@once
 def get_webhook_transport() -> HttpTransport:
     """The webhook sender's HTTP pool: the provider calls' transport (and so its egress guard), with the short
     webhook deadline and one connection per sending thread."""
@@ -58,7 +58,7 @@ def get_webhook_transport() -> HttpTransport:
     )
 
 
-@lru_cache(maxsize=1)
+@once
 def get_proxy_transport() -> HttpTransport:
     """The proxy's own pool: its calls may be large and slow, and must not hold the OAuth client's connections."""
     from connvault.oauth.http import HttpTransport
@@ -68,7 +68,7 @@ def get_proxy_transport() -> HttpTransport:
     return HttpTransport(settings.proxy_deadline_seconds, max_body_bytes=MAX_RESPONSE_BODY_BYTES)
 
 
-@lru_cache(maxsize=1)
+@once
 def get_http_transport() -> HttpTransport:
     """The pool for provider calls that are not OAuth's (the connect page's credential checks)."""
     from connvault.oauth.http import HttpTransport
@@ -80,14 +80,13 @@ def reset() -> None:
     """Forget every cached collaborator and the settings they were built from."""
     from connvault.db import engine
     from connvault.db.refresh_statements import reset_refresh_statements
+    from connvault.oauth.http import HttpTransport
 
     sealing.reset()
     get_oauth_client.cache_clear()
     get_webhook_transport.cache_clear()
     get_http_transport.cache_clear()
-    if get_proxy_transport.cache_info().currsize:
-        get_proxy_transport().close()
-    get_proxy_transport.cache_clear()
+    get_proxy_transport.cache_clear(HttpTransport.close)
     engine.reset()
     reset_fast_reads()
     reset_refresh_statements()

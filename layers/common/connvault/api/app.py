@@ -17,7 +17,6 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
-from aws_lambda_powertools.logging import correlation_paths
 
 from connvault.api.answers import (
     Answer,
@@ -33,7 +32,7 @@ from connvault.api.answers import (
 from connvault.api.body import JsonOnlyValidation, strict_json
 from connvault.config import get_settings
 from connvault.errors import ConnvaultError, InvalidInput
-from connvault.observability import MetricName, get_tracer, logger, metrics, tracing_enabled
+from connvault.observability import MetricName, http_entry, metrics
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -168,9 +167,8 @@ def callback_url(app: APIGatewayHttpResolver) -> str:
 
 
 def lambda_handler(app: APIGatewayHttpResolver) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
-    """The Lambda entry point for ``app``, with the safe Powertools defaults every HTTP function shares:
-    no event in the logs, state cleared per request, no response or error text in traces, and no tracer at all
-    when tracing is off (see ``observability.tracing_enabled``)."""
+    """The Lambda entry point for ``app`` (``observability.http_entry``): what ``before_routes`` answers, or the
+    resolver's answer."""
 
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         early = before_routes(authorizer_context(event))
@@ -178,9 +176,4 @@ def lambda_handler(app: APIGatewayHttpResolver) -> Callable[[dict[str, Any], Lam
             return early.for_lambda()
         return app.resolve(event, context)
 
-    if tracing_enabled():
-        handler = get_tracer().capture_lambda_handler(capture_response=False, capture_error=False)(handler)
-    logged = logger.inject_lambda_context(
-        correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False, clear_state=True
-    )
-    return logged(metrics.log_metrics(handler))
+    return http_entry(handler)

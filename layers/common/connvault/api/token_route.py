@@ -16,8 +16,6 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from aws_lambda_powertools.logging import correlation_paths
-
 from connvault.api.answers import (
     NO_STORE,
     Answer,
@@ -29,9 +27,9 @@ from connvault.api.answers import (
     tenant_from,
     unexpected_answer,
 )
+from connvault.credentials import ApiKeyCredentials, BasicCredentials, OAuth2Credentials
 from connvault.errors import ConnvaultError
-from connvault.models import ApiKeyCredentials, BasicCredentials, OAuth2Credentials
-from connvault.observability import get_tracer, logger, metrics, tracing_enabled
+from connvault.observability import http_entry
 from connvault.services.tokens import get_token
 
 if TYPE_CHECKING:
@@ -57,21 +55,8 @@ MAX_MIN_TTL = 86_400
 
 
 def new_handler() -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
-    """The Lambda entry point: the correlation id and Lambda context in every log line, state cleared per request,
-    no event logged; a tracer only when tracing is on."""
-
-    def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        try:
-            return _answer(event).for_lambda()
-        finally:
-            if metrics.metric_set:  # Powertools' log_metrics would warn on every request that recorded none
-                metrics.flush_metrics()
-
-    if tracing_enabled():
-        handler = get_tracer().capture_lambda_handler(capture_response=False, capture_error=False)(handler)
-    return logger.inject_lambda_context(
-        correlation_id_path=correlation_paths.API_GATEWAY_HTTP, log_event=False, clear_state=True
-    )(handler)
+    """The Lambda entry point (``observability.http_entry``)."""
+    return http_entry(lambda event, _context: _answer(event).for_lambda())
 
 
 def _answer(event: dict[str, Any]) -> Answer:

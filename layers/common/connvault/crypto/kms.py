@@ -7,19 +7,19 @@ against KMS's real operations and answers.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 import boto3
 from botocore.config import Config
 
 from connvault.config import get_settings
+from connvault.once import once
 
 if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
 
 
-@lru_cache(maxsize=1)
+@once
 def get_kms_client() -> KMSClient:
     """KMS with short timeouts and few retries: a stuck KMS must surface as a typed error, not a hung Lambda."""
     settings = get_settings()

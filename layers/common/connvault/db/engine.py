@@ -30,6 +30,7 @@ from connvault.db.target import (
     unreachable,
 )
 from connvault.errors import DatabaseBusy, DatabaseUnavailable
+from connvault.once import once
 
 PING_AFTER_IDLE_SECONDS = 30.0
 
@@ -55,7 +56,7 @@ def convert_paramstyle_once(style: str, query: str, args: Any) -> tuple[str, Any
 pg8000.legacy.convert_paramstyle = convert_paramstyle_once
 
 
-@lru_cache(maxsize=1)
+@once
 def get_engine() -> Engine:
     """The process's engine: a small pool, the app role, and a ping before reusing a connection that sat idle.
 
@@ -142,14 +143,12 @@ def get_engine() -> Engine:
     return engine
 
 
-@lru_cache(maxsize=1)
+@once
 def get_session_factory() -> sessionmaker[Session]:
     return sessionmaker(get_engine(), expire_on_commit=False, autoflush=False)
 
 
 def reset() -> None:
     """Forget the engine and target (tests switch databases and settings between runs)."""
-    if get_engine.cache_info().currsize:
-        get_engine().dispose()
     get_session_factory.cache_clear()
-    get_engine.cache_clear()
+    get_engine.cache_clear(Engine.dispose)

@@ -15,13 +15,13 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
+from connvault.connection_status import ConnectionStatus
 from connvault.db.native import PreparedConnection, as_uuid, connect_as_app, run_reconnecting_once
 from connvault.errors import NotFound
-from connvault.models import ConnectionStatus
+from connvault.once import once
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -194,13 +194,11 @@ def _snapshot(connection_id: UUID, row: list[Any]) -> ConnectionSnapshot:
     )
 
 
-@lru_cache(maxsize=1)
+@once
 def get_fast_reads() -> FastReads:
     """The process's ``FastReads``, built on first use."""
     return FastReads(connect_as_app)
 
 
 def reset_fast_reads() -> None:
-    if get_fast_reads.cache_info().currsize:
-        get_fast_reads().close()
-    get_fast_reads.cache_clear()
+    get_fast_reads.cache_clear(FastReads.close)

@@ -25,13 +25,13 @@ import threading
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from connvault.db.connections import Claim, Lease, to_connection
 from connvault.db.native import PreparedConnection, as_uuid, connect_as_app, run_reconnecting_once
 from connvault.db.sealed_credentials import holds_refresh_token, seal_credentials
 from connvault.errors import GrantSuperseded, NotFound
+from connvault.once import once
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -220,13 +220,11 @@ def _times(values: list[Any]) -> list[Any]:
     ]
 
 
-@lru_cache(maxsize=1)
+@once
 def get_refresh_statements() -> RefreshStatements:
     """The process's ``RefreshStatements``, built on first use."""
     return RefreshStatements(connect_as_app)
 
 
 def reset_refresh_statements() -> None:
-    if get_refresh_statements.cache_info().currsize:
-        get_refresh_statements().close()
-    get_refresh_statements.cache_clear()
+    get_refresh_statements.cache_clear(RefreshStatements.close)

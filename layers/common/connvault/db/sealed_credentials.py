@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from connvault.credentials import Credentials, OAuth2Credentials, credentials_from_bytes, credentials_to_bytes
 from connvault.crypto.envelope import SealContext
-from connvault.models import Credentials, OAuth2Credentials, credentials_from_bytes, credentials_to_bytes
 
 if TYPE_CHECKING:
     from uuid import UUID

@@ -8,7 +8,6 @@ opens that one connection and no other. ``wiring`` hands the same instances to t
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from connvault.config import get_settings
@@ -17,6 +16,7 @@ from connvault.crypto.data_keys import DataKeys
 from connvault.crypto.kms import get_kms_client
 from connvault.crypto.sealer import Sealer
 from connvault.db.fast_reads import get_fast_reads
+from connvault.once import once
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -27,12 +27,12 @@ def tenant_key_salt(tenant_id: UUID) -> UUID:
     return get_fast_reads().tenant_key_salt(tenant_id)
 
 
-@lru_cache(maxsize=1)
+@once
 def get_sealer() -> Sealer:
     return Sealer(DataKeys.from_settings(get_settings(), get_kms_client(), tenant_key_salt))
 
 
-@lru_cache(maxsize=1)
+@once
 def get_blind_index_keys() -> BlindIndexKeys:
     """The process's opened blind-index keys, kept as long as data keys are."""
     return BlindIndexKeys(max_age_seconds=get_settings().data_key_max_age_seconds)

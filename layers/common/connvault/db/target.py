@@ -7,6 +7,7 @@ through plain pg8000, do not pay for importing it.
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -41,6 +42,7 @@ class DatabaseTarget:
     port: int = 5432
     unix_sock: str | None = None
     ssl: bool = False
+    ssl_ca_file: str | None = None
     connect_timeout: float = 5.0
 
     def pg8000_kwargs(self) -> dict[str, Any]:
@@ -57,8 +59,9 @@ class DatabaseTarget:
         else:
             kwargs["host"] = self.host or "localhost"
             kwargs["port"] = self.port
-        if self.ssl:
-            kwargs["ssl_context"] = True
+        # pg8000's default (None) asks every server for TLS and, for that, builds a fresh SSLContext with the
+        # system's CA store per connection (~30 ms of CPU): a context is built once here, or none asked for.
+        kwargs["ssl_context"] = tls_context(self.ssl_ca_file) if self.ssl else False
         return kwargs
 
     def connect(self, *, role: str | None = None, limits: StatementLimits | None = None) -> pg8000.native.Connection:
@@ -77,6 +80,23 @@ class DatabaseTarget:
         migration runner, which sets its own limits and runs under the custom resource's timeout)."""
         backstop = None if limits is None else limits.backstop_seconds(self.connect_timeout)
         connection._usock.settimeout(backstop)
+
+
+@lru_cache(maxsize=4)
+def tls_context(ca_file: str | None) -> ssl.SSLContext:
+    """The process's TLS context for database connections (``Settings.db_ssl_ca_file``): verifying the server's
+    certificate and host name against ``ca_file``, or, without one, encrypting only."""
+    if ca_file is None:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    try:
+        return ssl.create_default_context(cafile=ca_file)
+    except (OSError, ssl.SSLError):
+        raise ConfigurationError(
+            "CONNVAULT_DB_SSL_CA_FILE is not a readable PEM bundle", field="db_ssl_ca_file"
+        ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +171,7 @@ def database_target(settings: Settings, *, refresh: bool = False) -> DatabaseTar
         host=settings.db_host,
         port=settings.db_port,
         ssl=settings.db_ssl or settings.db_iam_auth,
+        ssl_ca_file=settings.db_ssl_ca_file,
         connect_timeout=settings.db_connect_timeout_seconds,
     )
 
@@ -173,6 +194,7 @@ def _from_url(url: str, settings: Settings) -> DatabaseTarget:
         port=port or 5432,
         unix_sock=query.get("unix_sock", [None])[0],
         ssl=settings.db_ssl,
+        ssl_ca_file=settings.db_ssl_ca_file,
         connect_timeout=settings.db_connect_timeout_seconds,
     )
 

@@ -25,13 +25,13 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from connvault.config import get_settings
 from connvault.db.fast_reads import get_fast_reads
 from connvault.errors import DatabaseUnavailable, RateLimited
 from connvault.observability import MetricName, logger, metrics
+from connvault.once import once
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -124,7 +124,7 @@ def _refused(wait_seconds: float) -> RateLimited:
     )
 
 
-@lru_cache(maxsize=1)
+@once
 def get_rate_limiter() -> RateLimiter:
     """The process's limiter, from the settings; its shared count goes through the process's prepared statements."""
     settings = get_settings()

@@ -15,10 +15,10 @@ from connvault import wiring
 from connvault.access_log import record_issued
 from connvault.clock import Clock, utcnow
 from connvault.config import get_settings
+from connvault.credentials import Credentials, OAuth2Credentials, needs_refresh, refresh_ttl
 from connvault.db.fast_reads import get_fast_reads
 from connvault.db.sealed_credentials import open_sealed_credentials
 from connvault.errors import CredentialsExpired, IntegrationCredentialsInvalid, NotFound, ProviderUnavailable
-from connvault.models import Credentials, OAuth2Credentials, needs_refresh, refresh_ttl
 
 if TYPE_CHECKING:
     from uuid import UUID
