@@ -86,7 +86,7 @@ class DatabaseTarget:
 def tls_context(ca_file: str | None) -> ssl.SSLContext:
     """The process's TLS context for database connections (``Settings.db_ssl_ca_file``): verifying the server's
     certificate and host name against ``ca_file``, or, without one, encrypting only."""
-    if ca_file is None:
+    if not ca_file:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
