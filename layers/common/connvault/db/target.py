@@ -61,7 +61,7 @@ class DatabaseTarget:
             kwargs["port"] = self.port
         # pg8000's default (None) asks every server for TLS and, for that, builds a fresh SSLContext with the
         # system's CA store per connection (~30 ms of CPU): a context is built once here, or none asked for.
-        kwargs["ssl_context"] = tls_context(self.ssl_ca_file) if self.ssl else False
+        kwargs["ssl_context"] = tls_context(self.ssl_ca_file or None) if self.ssl else False
         return kwargs
 
     def connect(self, *, role: str | None = None, limits: StatementLimits | None = None) -> pg8000.native.Connection:
@@ -86,7 +86,7 @@ class DatabaseTarget:
 def tls_context(ca_file: str | None) -> ssl.SSLContext:
     """The process's TLS context for database connections (``Settings.db_ssl_ca_file``): verifying the server's
     certificate and host name against ``ca_file``, or, without one, encrypting only."""
-    if not ca_file:
+    if ca_file is None:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
