@@ -12,7 +12,8 @@ token is one the provider really issued (``DemoProvider.issue_grants``), so ever
 It prints the elapsed time of the run against the ideal ``N x latency / (workers x concurrency)`` as a ratio
 (target <= ``RATIO_TARGET``), the providers' latency as a client measures it (so a provider slower than its
 setting shows), provider refresh calls per connection (target exactly 1), the most refreshes in flight at each
-provider, and the CPU and the SQL statements per refresh of the refreshing processes. ``--workers W`` runs W
+provider, the CPU and the SQL statements per refresh of the refreshing processes, and the CPU the database and
+the providers spent meanwhile (all share the cores, so a run is as fast as their sum allows). ``--workers W`` runs W
 scheduler processes at once against the one database, as fan-out workers would: their claims take disjoint
 sets. The whole bench is bounded by ``--timeout`` seconds. Exit status 1 if a target is missed.
 """
@@ -121,10 +122,37 @@ class RemoteProvider:
         self._pipe.send(("stats", None))
         return self._pipe.recv()
 
+    def cpu_seconds(self) -> float:
+        return cpu_seconds(self._process.pid or 0)
+
     def stop(self) -> None:
         self._pipe.send(("stop", None))
         self._pipe.recv()
         self._process.join(5)
+
+
+def cpu_seconds(pid: int, *, reaped_children: bool = False) -> float:
+    """CPU time a process has used (every thread), with that of the children it has reaped if asked: from
+    ``/proc/<pid>/stat`` (utime, stime, cutime, cstime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])
+    if reaped_children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def database_cpu_seconds(data_dir: Path) -> float:
+    """CPU time of the embedded PostgreSQL so far: the postmaster with the backends it reaped, and the live ones."""
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    total = cpu_seconds(postmaster, reaped_children=True)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                    total += cpu_seconds(int(entry.name))
+            except (OSError, ValueError):
+                continue  # a backend that ended meanwhile: the postmaster's reaped children count it
+    return total
 
 
 def measured_latency(base_url: str, samples: int = 40) -> float:
@@ -316,9 +344,13 @@ def run(
 
         # The run's Lambda-like deadline: whatever is left of --timeout, less a little for the report.
         ends = time.time() + options.timeout - (time.monotonic() - bench_started) - 20
+        database_before = database_cpu_seconds(Path(workdir))
+        providers_before = sum(provider.cpu_seconds() for provider in providers)
         started = time.monotonic()
         results = run_workers(options, ends)
         elapsed = time.monotonic() - started
+        database_cpu = database_cpu_seconds(Path(workdir)) - database_before
+        providers_cpu = sum(provider.cpu_seconds() for provider in providers) - providers_before
 
         stats = [provider.stats() for provider in providers]
         calls = sum(s[0].get("refresh_token", 0) for s in stats) - sum(before)
@@ -359,7 +391,12 @@ def run(
         print(
             f"refreshing cpu         {cpu:.1f} s, {cpu / max(refreshed, 1) * 1000:.2f} ms per refresh;"
             f" {statements / max(refreshed, 1):.2f} SQL statements per refresh"
-            f" ({os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f}; database and providers not included)"
+            f" ({os.cpu_count()} cpus, load {os.getloadavg()[0]:.1f})"
+        )
+        print(
+            f"database, providers    {database_cpu:.1f} s, {providers_cpu:.1f} s of cpu:"
+            f" {database_cpu / max(refreshed, 1) * 1000:.2f} ms and {providers_cpu / max(refreshed, 1) * 1000:.2f} ms"
+            f" per refresh; the machine had {os.cpu_count()} x {elapsed:.1f} = {(os.cpu_count() or 1) * elapsed:.0f} s"
         )
         for index, (report, worker_cpu, _) in enumerate(results):
             print(

@@ -23,7 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
 from database import bench_database, migrated, oauth_connection  # noqa: E402 - bench/database.py, beside this script
-from timing import ROUNDS, interleaved_per_call_us  # noqa: E402 - bench/timing.py, beside this script
+from timing import PIN_MODES, ROUNDS, interleaved_per_call_us, pin_cpus  # noqa: E402 - bench/timing.py, beside this script
 
 from devserver.local_env import LOCAL_ENV  # noqa: E402 - after the path is set
 
@@ -51,12 +51,13 @@ SESSION_READ = f"""SELECT {COLUMNS} FROM public.connections c JOIN public.provid
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=2000)
+    parser.add_argument("--pin", choices=PIN_MODES, default="split", help="CPU placement (bench/timing.py)")
     args = parser.parse_args()
     with bench_database() as db:
-        run_bench(db, args.iterations)
+        run_bench(db, args.iterations, args.pin)
 
 
-def run_bench(db: Any, iterations: int) -> None:
+def run_bench(db: Any, iterations: int, pin: str) -> None:
     migrated(db)
     rows = [tuple(map(str, oauth_connection(name))) for name in ("bench-a", "bench-b")]
     (tenant_a, id_a), (tenant_b, id_b) = rows
@@ -101,10 +102,11 @@ def run_bench(db: Any, iterations: int) -> None:
     for fn in stages.values():
         for _ in range(300):
             fn()
+    placement = pin_cpus([owner, connection], pin)
     timings = interleaved_per_call_us(stages, iterations)
     floor_us = timings["floor: owner's PK read"]
-    print(f"token read, warm, {iterations} calls x {ROUNDS} interleaved rounds (median of round means)")
-    print(f"  machine load (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"token read, warm, {iterations} calls x {ROUNDS} rounds, interleaved in slices (median of slice means)")
+    print(f"  machine load (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; {placement}")
     for name, us in timings.items():
         print(f"  {name:38s} {us:8.1f} us  ratio {us / floor_us:.2f}x")
     owner.close()

@@ -54,6 +54,7 @@ def test_tls_without_a_bundle_encrypts_with_one_context_per_process() -> None:
     assert context.verify_mode is ssl.CERT_NONE
     assert _kwargs(db_ssl=True)["ssl_context"] is context
     assert _kwargs(db_iam_auth=True, region="us-east-1")["ssl_context"] is context  # IAM logins are TLS-only
+    assert _kwargs(db_ssl=True, db_ssl_ca_file="")["ssl_context"] is context  # an empty template parameter
 
 
 def test_tls_with_a_bundle_verifies_the_server_and_its_host_name(tmp_path: Path) -> None:

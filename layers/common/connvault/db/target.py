@@ -61,7 +61,7 @@ class DatabaseTarget:
             kwargs["port"] = self.port
         # pg8000's default (None) asks every server for TLS and, for that, builds a fresh SSLContext with the
         # system's CA store per connection (~30 ms of CPU): a context is built once here, or none asked for.
-        kwargs["ssl_context"] = tls_context(self.ssl_ca_file) if self.ssl else False
+        kwargs["ssl_context"] = tls_context(self.ssl_ca_file or None) if self.ssl else False
         return kwargs
 
     def connect(self, *, role: str | None = None, limits: StatementLimits | None = None) -> pg8000.native.Connection:

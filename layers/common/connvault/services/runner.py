@@ -349,6 +349,10 @@ class Runner:
             initializer=_stagger,
             initargs=(config.jitter_seconds,),
         ) as pool:
+            # The saturated providers a claim left out when it found nothing: while they all still are, the same
+            # claim would find nothing again (it cost a statement per finished job, most of a run's claims), so
+            # the run waits for one of their queues to drain instead of asking.
+            fruitless: set[UUID] | None = None
             while True:
                 room = self._wait_for_room()
                 if self._deadline.passed():
@@ -356,11 +360,17 @@ class Runner:
                     break
                 resolved_before = self._resolved_so_far()
                 saturated = self._saturated()
+                if fruitless is not None and fruitless <= set(saturated):
+                    if self._wait_for_a_resolution(since=resolved_before):
+                        continue
+                    break
                 jobs = next_jobs(room, saturated)
                 if not jobs:
                     if saturated and self._wait_for_a_resolution(since=resolved_before):
+                        fruitless = set(saturated)
                         continue
                     break
+                fruitless = None
                 with self._changed:
                     self._outstanding += len(jobs)
                     self._submitted += len(jobs)
