@@ -19,8 +19,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from connvault import wiring
-from connvault.api import app as http_app
+from connvault import observability, wiring
 from connvault.db.refresh_statements import RefreshStatements
 from connvault.db.uow import UnitOfWork
 from connvault.errors import DatabaseUnavailable, NotFound
@@ -279,7 +278,7 @@ def test_a_misconfigured_database_is_a_500_internal_error_with_the_detail_in_the
 ) -> None:
     # Given an operator's mistake in the deployment's settings (issue 15.3: it used to be a 400 naming them)
     logged: list[tuple[str, dict[str, Any]]] = []
-    monkeypatch.setattr(http_app.logger, "error", lambda message, extra: logged.append((message, extra)))
+    monkeypatch.setattr(observability.logger, "error", lambda message, extra: logged.append((message, extra)))
     reconfigure(**{setting: value})
 
     answer = api.invoke("api", http_event("GET", "/connections", tenant_id=str(api.tenant.tenant_id)))
