@@ -13,7 +13,7 @@ import pytest
 
 from connvault.models import ConnectionStatus
 from connvault.oauth.client import OAuthClient
-from connvault.services.fanout import DueMessage, WorkerResult, enqueue_due, refresh_messages
+from connvault.services.fanout import DueMessage, QueuedMessage, WorkerResult, enqueue_due, refresh_messages
 from demo_provider import Fault
 from tests.scheduler.conftest import FAST, POLICY, Site, forever, held_leases, load, set_columns
 
@@ -41,7 +41,8 @@ def receive_all(sqs: Any, url: str) -> list[dict[str, Any]]:
 
 
 def work(records: list[dict[str, Any]], oauth: OAuthClient, remaining_ms: Any = forever) -> WorkerResult:
-    return refresh_messages(records, remaining_ms=remaining_ms, config=FAST, policy=POLICY, oauth=oauth)
+    messages = [QueuedMessage(record["messageId"], record["body"]) for record in records]
+    return refresh_messages(messages, remaining_ms=remaining_ms, config=FAST, policy=POLICY, oauth=oauth)
 
 
 def test_scan_enqueues_each_due_id_once_and_keeps_no_lease(

@@ -43,7 +43,7 @@ from connvault.services.runner import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Sequence
 
     from connvault.crypto.sealer import Sealer
     from connvault.db.connections import Claim
@@ -151,8 +151,17 @@ def enqueue_due(
     return report
 
 
+@dataclass(frozen=True, slots=True)
+class QueuedMessage:
+    """One message of a batch the queue delivered: the queue's id for it (what a partial batch failure names)
+    and its body (``DueMessage.to_body``)."""
+
+    message_id: str
+    body: str
+
+
 def refresh_messages(
-    records: Sequence[Mapping[str, Any]],
+    messages: Sequence[QueuedMessage],
     *,
     remaining_ms: Callable[[], int],
     config: SchedulerConfig | None = None,
@@ -168,15 +177,14 @@ def refresh_messages(
     oauth = oauth or refresh_oauth_client(config.concurrency, config.http_timeout_seconds)
     jobs: list[Job] = []
     unreadable: list[str] = []
-    for record in records:
-        message_id = str(record.get("messageId", ""))
+    for queued in messages:
         try:
-            message = DueMessage.from_body(str(record.get("body", "")))
+            message = DueMessage.from_body(queued.body)
         except InvalidInput:
-            logger.warning("unreadable refresh message", extra={"message_id": message_id})
-            unreadable.append(message_id)
+            logger.warning("unreadable refresh message", extra={"message_id": queued.message_id})
+            unreadable.append(queued.message_id)
             continue
-        jobs.append(Job(message.connection_id, message.tenant_id, stale=message.stale, ref=message_id))
+        jobs.append(Job(message.connection_id, message.tenant_id, stale=message.stale, ref=queued.message_id))
     runner = Runner(
         config, policy, oauth, sealer=sealer, now=now, deadline=Deadline(remaining_ms, config.deadline_margin_ms)
     )
