@@ -61,6 +61,9 @@ if TYPE_CHECKING:
     from connvault.db.connections import Claim, Lease
     from connvault.models import Connection, Provider
 
+FRUITLESS_MEMORY_SECONDS = 5.0
+"""How long a claim that found nothing outside the saturated providers is believed (see ``Runner.drive``)."""
+
 OUTAGES = (KeyServiceUnavailable, DatabaseUnavailable, OSError)
 """Faults of ours that are outages, not the row's: they push a connection back but never park it."""
 
@@ -349,10 +352,11 @@ class Runner:
             initializer=_stagger,
             initargs=(config.jitter_seconds,),
         ) as pool:
-            # The saturated providers a claim left out when it found nothing: while they all still are, the same
-            # claim would find nothing again (it cost a statement per finished job, most of a run's claims), so
-            # the run waits for one of their queues to drain instead of asking.
-            fruitless: set[UUID] | None = None
+            # The saturated providers a claim left out when it found nothing, and when: no other provider had due
+            # connections then, so while those are all saturated again, a claim would walk every due row of theirs
+            # to find nothing (most of a run's database time at 100,000 due). The run waits for one of their queues
+            # to drain instead, re-asking only after FRUITLESS_MEMORY_SECONDS (others' rows may have come due).
+            fruitless: tuple[set[UUID], float] | None = None
             while True:
                 room = self._wait_for_room()
                 if self._deadline.passed():
@@ -360,17 +364,20 @@ class Runner:
                     break
                 resolved_before = self._resolved_so_far()
                 saturated = self._saturated()
-                if fruitless is not None and fruitless <= set(saturated):
+                if (
+                    fruitless is not None
+                    and fruitless[0] <= set(saturated)
+                    and time.monotonic() - fruitless[1] < FRUITLESS_MEMORY_SECONDS
+                ):
                     if self._wait_for_a_resolution(since=resolved_before):
                         continue
                     break
                 jobs = next_jobs(room, saturated)
                 if not jobs:
                     if saturated and self._wait_for_a_resolution(since=resolved_before):
-                        fruitless = set(saturated)
+                        fruitless = (set(saturated), time.monotonic())
                         continue
                     break
-                fruitless = None
                 with self._changed:
                     self._outstanding += len(jobs)
                     self._submitted += len(jobs)
