@@ -7,15 +7,40 @@ import contextlib
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
 
+@dataclass(frozen=True)
+class BenchDatabase:
+    """The running database as the tests know it (``owner_target``, ``app_url``), and where its files are (None
+    for an external server, ``CONNVAULT_TEST_DATABASE_URL``): the benches read its processes' CPU and pin them."""
+
+    owner_target: Any
+    app_url: str
+    data_dir: Path | None
+
+
+def backend_pids(data_dir: Path) -> tuple[int, list[int]]:
+    """The embedded server's postmaster and the processes it started (backends, and its own helpers)."""
+    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                    children.append(int(entry.name))
+            except (OSError, ValueError):
+                continue  # a process that ended meanwhile
+    return postmaster, children
+
+
 @contextlib.contextmanager
-def bench_database(prefix: str = "connvault-bench-") -> Iterator[Any]:
-    """The running database (``tests.support.database.TestDatabase``), with ``CONNVAULT_KMS_KEY_ID`` set."""
+def bench_database(prefix: str = "connvault-bench-") -> Iterator[BenchDatabase]:
+    """The running database, with ``CONNVAULT_KMS_KEY_ID`` set."""
     import boto3
     from moto import mock_aws
 
@@ -26,8 +51,9 @@ def bench_database(prefix: str = "connvault-bench-") -> Iterator[Any]:
         kms = boto3.client("kms", region_name="us-east-1")
         os.environ["CONNVAULT_KMS_KEY_ID"] = kms.create_key()["KeyMetadata"]["Arn"]
         db = start_database(workdir)
+        external = bool(os.environ.get("CONNVAULT_TEST_DATABASE_URL"))
         try:
-            yield db
+            yield BenchDatabase(db.owner_target, db.app_url, None if external else workdir)
         finally:
             stop_database(workdir)
 

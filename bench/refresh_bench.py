@@ -21,6 +21,7 @@ sets. The whole bench is bounded by ``--timeout`` seconds. Exit status 1 if a ta
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -39,6 +40,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
+
+from database import backend_pids  # noqa: E402 - bench/database.py, beside this script
 
 from devserver.local_env import LOCAL_ENV  # noqa: E402 - after the path is set
 
@@ -143,15 +146,11 @@ def cpu_seconds(pid: int, *, reaped_children: bool = False) -> float:
 
 def database_cpu_seconds(data_dir: Path) -> float:
     """CPU time of the embedded PostgreSQL so far: the postmaster with the backends it reaped, and the live ones."""
-    postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
+    postmaster, children = backend_pids(data_dir)
     total = cpu_seconds(postmaster, reaped_children=True)
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
-                    total += cpu_seconds(int(entry.name))
-            except (OSError, ValueError):
-                continue  # a backend that ended meanwhile: the postmaster's reaped children count it
+    for pid in children:
+        with contextlib.suppress(OSError):  # a backend that ended meanwhile: the postmaster's reaped count has it
+            total += cpu_seconds(pid)
     return total
 
 

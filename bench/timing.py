@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import time
@@ -44,19 +45,20 @@ def interleaved_per_call_us(
 PIN_MODES = ("split", "same", "none")
 
 
-def pin_cpus(backends: Iterable[Any], mode: str = "split") -> str:
-    """Pin this process and the PostgreSQL backends of ``backends`` (pg8000 connections), and say how.
+def pin_cpus(database_pids: Iterable[int] | None, mode: str = "split") -> str:
+    """Pin this process and the database's processes (``database.backend_pids``), and say how.
 
     Unpinned on two cores, a round trip costs 27 µs or 85 µs depending on whether the scheduler put the backend
     on this process's CPU or the other, and it moves between runs, so two connections of one run can differ
     threefold for the same statement. ``split`` (the default) puts this process on the first CPU and the
-    backends on the last, as a database on another host would be: every round trip crosses CPUs. ``same`` puts
-    all on the first CPU (round trips cheapest, Python's own cost weighs most); ``none`` leaves the scheduler be."""
-    if mode == "none" or not hasattr(os, "sched_setaffinity"):
+    database on the last, as a database on another host would be: every round trip crosses CPUs. ``same`` puts
+    all on the first CPU (round trips cheapest, Python's own cost weighs most); ``none`` leaves the scheduler be.
+    ``database_pids`` None: an external server, which cannot be pinned from here."""
+    if mode == "none" or database_pids is None or not hasattr(os, "sched_setaffinity"):
         return "unpinned"
     last = max(os.sched_getaffinity(0))
     os.sched_setaffinity(0, {0})
-    for connection in backends:
-        pid = connection.run("SELECT pg_backend_pid()")[0][0]
-        os.sched_setaffinity(pid, {0 if mode == "same" else last})
-    return "client and database on CPU 0" if mode == "same" else f"client on CPU 0, database backends on CPU {last}"
+    for pid in database_pids:
+        with contextlib.suppress(OSError):  # a process that ended meanwhile
+            os.sched_setaffinity(pid, {0 if mode == "same" else last})
+    return "client and database on CPU 0" if mode == "same" else f"client on CPU 0, database on CPU {last}"

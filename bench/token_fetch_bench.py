@@ -22,7 +22,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
-from database import bench_database, migrated, oauth_connection  # noqa: E402 - bench/database.py, beside this script
+from database import backend_pids, bench_database, migrated, oauth_connection  # noqa: E402 - bench/database.py, beside this script
 from timing import PIN_MODES, ROUNDS, interleaved_per_call_us, per_call_us, pin_cpus  # noqa: E402 - bench/timing.py, beside this script
 
 from devserver.local_env import LOCAL_ENV  # noqa: E402 - after the path is set
@@ -149,7 +149,7 @@ def run_bench(db: Any, iterations: int, pin: str) -> None:
     for fn in stages.values():  # warm every path (and every cache) first
         for _ in range(200):
             fn()
-    placement = pin_cpus([raw, reads._connection], pin)
+    placement = pin_cpus(backend_pids(db.data_dir)[1] if db.data_dir else None, pin)
     kms_calls = 0
     timings = interleaved_per_call_us(stages, iterations)
     floor_us = timings[next(iter(stages))]

@@ -22,7 +22,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
-from database import bench_database, migrated, oauth_connection  # noqa: E402 - bench/database.py, beside this script
+from database import backend_pids, bench_database, migrated, oauth_connection  # noqa: E402 - bench/database.py, beside this script
 from timing import PIN_MODES, ROUNDS, interleaved_per_call_us, pin_cpus  # noqa: E402 - bench/timing.py, beside this script
 
 from devserver.local_env import LOCAL_ENV  # noqa: E402 - after the path is set
@@ -68,11 +68,9 @@ def run_bench(db: Any, iterations: int, pin: str) -> None:
     floor = owner.prepare(
         f"SELECT {COLUMNS} FROM connections c JOIN providers p ON p.id = c.provider_id WHERE c.id = CAST(:id AS uuid)"
     )
-    from connvault.db.fast_reads import get_fast_reads
+    from connvault.db.native import connect_as_app
 
-    reads = get_fast_reads()
-    reads.read_connection(tenant_a, id_a)  # opens the app role's connection
-    connection = reads._connection  # the same kind of connection token fetch uses
+    connection = connect_as_app().connection  # the kind of connection token fetch reads on
     pinned = connection.prepare("SELECT * FROM bench_read_pinned(CAST(:tenant AS uuid), CAST(:id AS uuid))")
     unpinned = connection.prepare("SELECT * FROM bench_read_unpinned(CAST(:tenant AS uuid), CAST(:id AS uuid))")
     session = connection.prepare(SESSION_READ)
@@ -102,7 +100,7 @@ def run_bench(db: Any, iterations: int, pin: str) -> None:
     for fn in stages.values():
         for _ in range(300):
             fn()
-    placement = pin_cpus([owner, connection], pin)
+    placement = pin_cpus(backend_pids(db.data_dir)[1] if db.data_dir else None, pin)
     timings = interleaved_per_call_us(stages, iterations)
     floor_us = timings["floor: owner's PK read"]
     print(f"token read, warm, {iterations} calls x {ROUNDS} rounds, interleaved in slices (median of slice means)")
