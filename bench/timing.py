@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import statistics
@@ -62,3 +63,11 @@ def pin_cpus(database_pids: Iterable[int] | None, mode: str = "split") -> str:
         with contextlib.suppress(OSError):  # a process that ended meanwhile
             os.sched_setaffinity(pid, {0 if mode == "same" else last})
     return "client and database on CPU 0" if mode == "same" else f"client on CPU 0, database on CPU {last}"
+
+
+def warm_bench_options(description: str, iterations: int) -> argparse.Namespace:
+    """The options every warm-path bench takes: calls per stage and round (``--iterations``) and ``--pin``."""
+    parser = argparse.ArgumentParser(description=description.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=iterations)
+    parser.add_argument("--pin", choices=PIN_MODES, default="split", help="CPU placement (see pin_cpus)")
+    return parser.parse_args()

@@ -14,7 +14,6 @@ Run: ``.venv/bin/python bench/token_fetch_bench.py [--iterations 3000]``
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
 from database import backend_pids, bench_database, migrated, oauth_connection  # noqa: E402 - bench/database.py, beside this script
-from timing import PIN_MODES, ROUNDS, interleaved_per_call_us, per_call_us, pin_cpus  # noqa: E402 - bench/timing.py, beside this script
+from timing import ROUNDS, interleaved_per_call_us, per_call_us, pin_cpus, warm_bench_options  # noqa: E402 - bench/timing.py, beside this script
 
 from devserver.local_env import LOCAL_ENV  # noqa: E402 - after the path is set
 
@@ -38,11 +37,7 @@ os.environ.update(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=3000)
-    parser.add_argument("--pin", choices=PIN_MODES, default="split", help="CPU placement (bench/timing.py)")
-    args = parser.parse_args()
-
+    args = warm_bench_options(__doc__, 3000)
     with bench_database() as db:
         run_bench(db, args.iterations, args.pin)
 
