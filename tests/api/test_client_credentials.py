@@ -180,6 +180,29 @@ def test_an_own_client_with_a_secret_can_choose_client_secret_post(api: Api, pro
     assert OWN_SECRET not in api.call("GET", f"/connections/{created.json()['id']}").body
 
 
+def test_a_refused_integration_does_not_hold_back_a_connection_with_its_own_client(api: Api, provider, db) -> None:
+    # Given a connection with its own client and one on the tenant's integration
+    provider.add_client("reporting", secret=OWN_SECRET)
+    api.secrets.add(OWN_SECRET)
+    own = create(api, client_id="reporting", client_secret=OWN_SECRET).json()["id"]
+    shared = create(api, end_user_id="shared-service").json()["id"]
+    before = stored_connection(db, own).credentials.access_token.reveal()
+    # And the provider now refusing the integration's client (found by a fetch)
+    api.secrets.add("demo-secret-rotated-at-the-provider")
+    provider.configure(client_secret="demo-secret-rotated-at-the-provider")
+    set_expiry(db, shared, -1)
+    assert fetch(api, shared).json()["error"]["code"] == "integration_invalid_credentials"
+
+    # When both are due and the scheduler runs
+    set_expiry(db, own, 120)
+    set_expiry(db, shared, 120)
+    report = refresh_due(remaining_ms=lambda: 300_000, config=SchedulerConfig(jitter_seconds=0))
+
+    # Then the one with its own client was renewed, and the other waits for the app's new credentials
+    assert (report.refreshed, report.claimed) == (1, 1)
+    assert stored_connection(db, own).credentials.access_token.reveal() != before
+
+
 @pytest.mark.parametrize("key", [rsa_key, ec_key], ids=["RS256", "ES256"])
 def test_an_own_client_can_authenticate_with_a_private_key_jwt(api: Api, provider, db, key) -> None:
     pair = key()

@@ -154,6 +154,15 @@ class OAuth2Credentials:
         """Whether new tokens can be had without the end user."""
         return self.refresh_token is not None or self.grant is not None
 
+    @property
+    def renews_with_own_client(self) -> bool:
+        """Whether new tokens come through a client or key of its own (a service account, a client-credentials
+        grant that brought its client), never the tenant's integration."""
+        grant = self.grant
+        return isinstance(grant, JwtBearerGrant) or (
+            isinstance(grant, ClientCredentialsGrant) and grant.client is not None
+        )
+
     def revocation_target(self) -> tuple[Redacted[str], str]:
         """What to revoke (RFC 7009) and its ``token_type_hint``: the refresh token, which takes the grant with
         it, else the access token. Stored credentials always hold one of them (only an imported grant comes

@@ -25,7 +25,12 @@ from sqlalchemy.exc import IntegrityError
 from connvault.crypto.envelope import SealContext
 from connvault.db.rowcount import rows_changed
 from connvault.db.rows import ConnectionRow, ProviderRow
-from connvault.db.sealed_credentials import holds_refresh_token, open_sealed_credentials, seal_credentials
+from connvault.db.sealed_credentials import (
+    holds_refresh_token,
+    open_sealed_credentials,
+    renews_with_own_client,
+    seal_credentials,
+)
 from connvault.errors import Conflict, DecryptionFailed, InvalidInput, KeyServiceUnavailable, NotFound
 from connvault.models import (
     AuthType,
@@ -566,6 +571,7 @@ class ConnectionRepository:
             "credential_type": grant.credentials.type.value,
             "kind": _stored_kind(kind),
             "has_refresh_token": holds_refresh_token(grant.credentials),
+            "renews_with_own_client": renews_with_own_client(grant.credentials),
             "token_type": grant.token_type,
             "scopes": list(grant.scopes),
             "expires_at": grant.expires_at,

@@ -134,6 +134,7 @@ class ConnectionRow(Base):
     status: Mapped[str] = mapped_column(server_default=text("'pending'"))
     credentials: Mapped[bytes | None]
     has_refresh_token: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
+    renews_with_own_client: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     token_type: Mapped[str | None]
     scopes: Mapped[list[str]] = mapped_column(server_default=text("'{}'"))
     expires_at: Mapped[datetime | None]

@@ -31,3 +31,9 @@ def holds_refresh_token(credentials: Credentials) -> bool:
     """``has_refresh_token``: whether sealed ``credentials`` renew without the end user (a refresh token, or the
     client or key of a grant that mints tokens), stored beside them so reads and claims need not open them."""
     return isinstance(credentials, OAuth2Credentials) and credentials.renewable
+
+
+def renews_with_own_client(credentials: Credentials) -> bool:
+    """``renews_with_own_client``: whether sealed ``credentials`` renew without the tenant's integration, stored
+    beside them so a claim can leave such a connection in when that integration's client was refused."""
+    return isinstance(credentials, OAuth2Credentials) and credentials.renews_with_own_client

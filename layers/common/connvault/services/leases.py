@@ -25,7 +25,6 @@ from connvault import connection_config
 from connvault.db.refresh_statements import get_refresh_statements
 from connvault.db.uow import UnitOfWork
 from connvault.errors import DatabaseUnavailable, InvalidInput, KeyServiceUnavailable, ReauthRequired
-from connvault.models import IntegrationStatus
 from connvault.retry import doubling, retry
 
 if TYPE_CHECKING:
@@ -52,11 +51,6 @@ class ProviderApp:
     @property
     def credentials(self) -> ClientCredentials | None:
         return self.integration.client if self.integration is not None else None
-
-    @property
-    def refused(self) -> bool:
-        """The provider refused the app's client credentials: no refresh until they are replaced."""
-        return self.integration is not None and self.integration.status is IntegrationStatus.INVALID_CREDENTIALS
 
     @classmethod
     def load(cls, uow: UnitOfWork, provider_id: UUID) -> ProviderApp:
