@@ -7,12 +7,13 @@ and field, so a ciphertext copied anywhere else fails to open.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 from cryptography.exceptions import InvalidTag
 
 from connvault.crypto.envelope import NONCE_BYTES, Envelope, SealContext
 from connvault.errors import DecryptionFailed
+from connvault.redacted import Redacted
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -46,6 +47,22 @@ class Sealer:
             return aead.decrypt(envelope.nonce, envelope.ciphertext, context.associated_data())
         except InvalidTag:
             raise DecryptionFailed(f"envelope of {context.field} on row {context.row_id} failed to open") from None
+
+    @overload
+    def seal_text(self, value: Redacted[str], context: SealContext) -> bytes: ...
+    @overload
+    def seal_text(self, value: None, context: SealContext) -> None: ...
+    def seal_text(self, value: Redacted[str] | None, context: SealContext) -> bytes | None:
+        """A secret string (a client secret, a verifier, an account id) in its envelope, as UTF-8; None stays None."""
+        return None if value is None else self.seal(value.reveal().encode(), context)
+
+    @overload
+    def open_text(self, blob: bytes, context: SealContext) -> Redacted[str]: ...
+    @overload
+    def open_text(self, blob: None, context: SealContext) -> None: ...
+    def open_text(self, blob: bytes | None, context: SealContext) -> Redacted[str] | None:
+        """``seal_text``'s secret string back, redacted; None stays None."""
+        return None if blob is None else Redacted(self.open(blob, context).decode())
 
     def rewrap(self, blob: bytes, context: SealContext, new_key_id: str, memo: dict[bytes, tuple[str, bytes]]) -> bytes:
         """The same envelope with its data key wrapped under ``new_key_id``; the payload is untouched.

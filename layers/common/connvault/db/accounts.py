@@ -19,7 +19,6 @@ from connvault.db.rowcount import rows_changed
 from connvault.db.rows import AccountRow, ConnectionRow
 from connvault.errors import Conflict, NotFound
 from connvault.models import Account, Page
-from connvault.redacted import Redacted
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -30,6 +29,7 @@ if TYPE_CHECKING:
 
     from connvault.crypto.sealer import Sealer
     from connvault.db.blind_index import BlindIndexer
+    from connvault.redacted import Redacted
 
 EXTERNAL_ID_FIELD = "accounts.external_id"
 BAAS_ID_FIELD = "accounts.baas_id"
@@ -172,9 +172,8 @@ class AccountRepository:
     def _set_id(self, row: AccountRow, field: str, value: Redacted[str] | None) -> None:
         sealed = index = None
         if value is not None:
-            plaintext = value.reveal()
-            sealed = self._sealer.seal(plaintext.encode(), SealContext(row.tenant_id, field, row.id))
-            index = self._indexer().index(field, plaintext)
+            sealed = self._sealer.seal_text(value, SealContext(row.tenant_id, field, row.id))
+            index = self._indexer().index(field, value.reveal())
         column = field.rpartition(".")[2]
         setattr(row, column, sealed)
         setattr(row, f"{column}_bidx", index)
@@ -194,9 +193,7 @@ class AccountRepository:
             raise
 
     def _open(self, row: AccountRow, field: str, sealed: bytes | None) -> Redacted[str] | None:
-        if sealed is None:
-            return None
-        return Redacted(self._sealer.open(sealed, SealContext(row.tenant_id, field, row.id)).decode())
+        return self._sealer.open_text(sealed, SealContext(row.tenant_id, field, row.id))
 
     def _to_domain(self, row: AccountRow) -> Account:
         return Account(

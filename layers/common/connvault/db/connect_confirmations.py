@@ -12,7 +12,6 @@ from connvault.crypto.envelope import SealContext
 from connvault.db.connections import NewCredentials
 from connvault.db.rows import ConnectConfirmationRow
 from connvault.models import OAuth2Credentials, credentials_from_bytes, credentials_to_bytes
-from connvault.redacted import Redacted
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -69,10 +68,8 @@ class ConnectConfirmationRepository:
                 metadata_=metadata,
                 confirm_by=pending.expires_at,
                 connection_config=dict(grant.connection_config or {}),
-                provider_account_id=None
-                if account_id is None
-                else self._sealer.seal(
-                    account_id.reveal().encode(), SealContext(pending.tenant_id, ACCOUNT_ID_FIELD, pending.id)
+                provider_account_id=self._sealer.seal_text(
+                    account_id, SealContext(pending.tenant_id, ACCOUNT_ID_FIELD, pending.id)
                 ),
             )
         )
@@ -108,10 +105,9 @@ class ConnectConfirmationRepository:
 
     def _to_domain(self, row: ConnectConfirmationRow) -> ParkedGrant:
         plaintext = self._sealer.open(row.credentials, SealContext(row.tenant_id, GRANT_FIELD, row.id))
-        account_id = None
-        if row.provider_account_id is not None:
-            opened = self._sealer.open(row.provider_account_id, SealContext(row.tenant_id, ACCOUNT_ID_FIELD, row.id))
-            account_id = Redacted(opened.decode())
+        account_id = self._sealer.open_text(
+            row.provider_account_id, SealContext(row.tenant_id, ACCOUNT_ID_FIELD, row.id)
+        )
         return ParkedGrant(
             id=row.id,
             tenant_id=row.tenant_id,

@@ -41,7 +41,6 @@ from connvault.models import (
     Page,
 )
 from connvault.observability import logger
-from connvault.redacted import Redacted
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -51,6 +50,7 @@ if TYPE_CHECKING:
     from connvault.crypto.sealer import Sealer
     from connvault.db.blind_index import BlindIndexer
     from connvault.models import OAuth2Tokens
+    from connvault.redacted import Redacted
 
 PROVIDER_ACCOUNT_ID_FIELD = "connections.provider_account_id"
 USUAL_KINDS = frozenset({ConnectionKind.AUTHORIZATION_CODE, ConnectionKind.API_KEY, ConnectionKind.BASIC})
@@ -599,10 +599,8 @@ class ConnectionRepository:
         """The sealed provider account id and its blind index, or nothing to write for ``None``."""
         if value is None:
             return {}
-        plaintext = value.reveal()
-        context = SealContext(tenant_id, PROVIDER_ACCOUNT_ID_FIELD, connection_id)
-        sealed = self._sealer.seal(plaintext.encode(), context)
-        index = self._indexer().index(PROVIDER_ACCOUNT_ID_FIELD, plaintext)
+        sealed = self._sealer.seal_text(value, SealContext(tenant_id, PROVIDER_ACCOUNT_ID_FIELD, connection_id))
+        index = self._indexer().index(PROVIDER_ACCOUNT_ID_FIELD, value.reveal())
         return {"provider_account_id": sealed, "provider_account_id_bidx": index}
 
     def refreshed_account_id(self, connection: Connection, value: Redacted[str] | None) -> dict[str, bytes]:
@@ -635,10 +633,9 @@ def to_connection(row: Any, provider_slug: str, sealer: Sealer, *, open_credenti
     credentials = None
     if open_credentials and row.credentials is not None:
         credentials = open_sealed_credentials(sealer, row.tenant_id, row.id, row.credentials)
-    account_id = None
-    if row.provider_account_id is not None:
-        context = SealContext(row.tenant_id, PROVIDER_ACCOUNT_ID_FIELD, row.id)
-        account_id = Redacted(sealer.open(row.provider_account_id, context).decode())
+    account_id = sealer.open_text(
+        row.provider_account_id, SealContext(row.tenant_id, PROVIDER_ACCOUNT_ID_FIELD, row.id)
+    )
     return Connection(
         id=row.id,
         tenant_id=row.tenant_id,

@@ -14,7 +14,6 @@ from connvault.db.rowcount import rows_changed
 from connvault.db.rows import IntegrationRow, ProviderRow
 from connvault.errors import Conflict, NotFound
 from connvault.models import Integration, IntegrationStatus, Provider
-from connvault.redacted import Redacted
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -24,6 +23,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from connvault.crypto.sealer import Sealer
+    from connvault.redacted import Redacted
 
 CLIENT_SECRET_FIELD = "integrations.client_secret"
 
@@ -84,12 +84,8 @@ class IntegrationRepository:
         row.scopes = list(scopes)
         row.allowed_return_urls = list(allowed_return_urls)
         if not keep_client_secret:
-            row.client_secret = (
-                None
-                if client_secret is None
-                else self._sealer.seal(
-                    client_secret.reveal().encode(), SealContext(tenant_id, CLIENT_SECRET_FIELD, row.id)
-                )
+            row.client_secret = self._sealer.seal_text(
+                client_secret, SealContext(tenant_id, CLIENT_SECRET_FIELD, row.id)
             )
         try:
             self._session.flush()
@@ -119,10 +115,7 @@ class IntegrationRepository:
         return changed > 0
 
     def _to_domain(self, row: IntegrationRow, provider: Provider | ProviderRow) -> Integration:
-        secret = None
-        if row.client_secret is not None:
-            plaintext = self._sealer.open(row.client_secret, SealContext(row.tenant_id, CLIENT_SECRET_FIELD, row.id))
-            secret = Redacted(plaintext.decode())
+        secret = self._sealer.open_text(row.client_secret, SealContext(row.tenant_id, CLIENT_SECRET_FIELD, row.id))
         return Integration(
             id=row.id,
             tenant_id=row.tenant_id,

@@ -10,7 +10,6 @@ from connvault.crypto.envelope import SealContext
 from connvault.db.rowcount import rows_changed
 from connvault.db.rows import OAuthSessionRow
 from connvault.models import PendingConnect
-from connvault.redacted import Redacted
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -29,12 +28,9 @@ class OAuthSessionRepository:
         self._sealer = sealer
 
     def add(self, pending: PendingConnect, state_sha256: bytes) -> None:
-        verifier = None
-        if pending.code_verifier is not None:
-            verifier = self._sealer.seal(
-                pending.code_verifier.reveal().encode(),
-                SealContext(pending.tenant_id, VERIFIER_FIELD, pending.id),
-            )
+        verifier = self._sealer.seal_text(
+            pending.code_verifier, SealContext(pending.tenant_id, VERIFIER_FIELD, pending.id)
+        )
         self._session.add(
             OAuthSessionRow(
                 id=pending.id,
@@ -67,10 +63,7 @@ class OAuthSessionRepository:
         ).one_or_none()
         if row is None:
             return None
-        verifier = None
-        if row.code_verifier is not None:
-            plaintext = self._sealer.open(row.code_verifier, SealContext(row.tenant_id, VERIFIER_FIELD, row.id))
-            verifier = Redacted(plaintext.decode())
+        verifier = self._sealer.open_text(row.code_verifier, SealContext(row.tenant_id, VERIFIER_FIELD, row.id))
         return PendingConnect(
             id=row.id,
             tenant_id=row.tenant_id,

@@ -18,7 +18,6 @@ from connvault.db.rowcount import rows_changed
 from connvault.db.rows import WebhookDeliveryRow, WebhookEndpointRow, WebhookEventRow
 from connvault.errors import InvalidInput, NotFound
 from connvault.models import Page
-from connvault.redacted import Redacted
 from connvault.webhooks.model import (
     SUCCESS_STAMP_EVERY,
     Delivery,
@@ -35,6 +34,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from connvault.crypto.sealer import Sealer
+    from connvault.redacted import Redacted
 
 SECRET_FIELD = "webhook_endpoints.secret"
 """The field both secret columns' envelopes are bound to: a rotation moves the current envelope to
@@ -331,10 +331,10 @@ class WebhookRepository:
         )
 
     def _seal(self, tenant_id: UUID, endpoint_id: UUID, secret: Redacted[str]) -> bytes:
-        return self._sealer.seal(secret.reveal().encode(), SealContext(tenant_id, SECRET_FIELD, endpoint_id))
+        return self._sealer.seal_text(secret, SealContext(tenant_id, SECRET_FIELD, endpoint_id))
 
     def _open(self, tenant_id: UUID, endpoint_id: UUID, sealed: bytes) -> Redacted[str]:
-        return Redacted(self._sealer.open(sealed, SealContext(tenant_id, SECRET_FIELD, endpoint_id)).decode())
+        return self._sealer.open_text(sealed, SealContext(tenant_id, SECRET_FIELD, endpoint_id))
 
 
 def _endpoint(row: WebhookEndpointRow) -> WebhookEndpoint:
