@@ -22,7 +22,7 @@ from connvault.db.uow import UnitOfWork
 from connvault.oauth.client import OAuthClient
 from connvault.oauth.http import HttpResponse, HttpTransport
 from connvault.redacted import Redacted
-from connvault.services import connections, integrations
+from connvault.services import connections, grants, integrations
 from connvault.services.connect import CallbackParams, ConnectRequest, complete_connect, create_connect_session
 from connvault.services.scheduler import refresh_due
 from connvault.services.tokens import get_token
@@ -393,6 +393,51 @@ def test_a_directly_created_connection_without_a_good_value_is_a_400_and_writes_
     before = db_state(db)
 
     answer = jira_connection(api, connection_config=config)
+
+    assert answer.status == 400, answer.body
+    assert answer.json()["error"]["field"] == field
+    assert db_state(db) == before
+
+
+def test_a_client_credentials_connection_gets_and_renews_its_tokens_at_its_own_host(
+    okta_tenant: UUID, provider: DemoProvider, db
+) -> None:
+    # Given a machine connection at acme's Okta, on the tenant's integration
+    transport = okta_routes(provider, "acme")
+    oauth = OAuthClient(transport)
+    request = grants.ClientCredentialsInput(
+        target=grants.Target("okta", "billing-service", connection_config={"subdomain": "acme"}), scopes=("read",)
+    )
+    connection = grants.create_connection(UnitOfWork(okta_tenant), request, oauth=oauth)
+
+    # When its token is renewed
+    get_token(okta_tenant, connection.id, force_refresh=True, oauth=oauth)
+
+    # Then both requests went to acme's token URL, and the connection keeps acme as its host
+    assert [(sent.url, sent.form.get("grant_type")) for sent in transport.sent] == [
+        ("https://acme.okta.com/oauth2/v1/token", "client_credentials")
+    ] * 2
+    assert stored_connection(db, str(connection.id)).connection_config == {"subdomain": "acme"}
+    transport.close()
+
+
+@pytest.mark.parametrize(
+    ("config", "field"),
+    [(None, "connection_config.subdomain"), ({"subdomain": "acme.evil.com"}, "connection_config.subdomain")],
+)
+def test_a_machine_connection_without_a_good_value_is_a_400_before_any_provider_call(
+    api: Api, db, config: dict | None, field: str
+) -> None:
+    body = {"client_id": "okta-app", "client_secret": "o" * 32, "allowed_return_urls": [DEMO_RETURN_URL]}
+    api.secrets.add("o" * 32)
+    assert api.call("PUT", "/integrations/okta", body=body).status == 200
+    before = db_state(db)
+
+    answer = api.call(
+        "POST",
+        "/connections",
+        body={"kind": "client_credentials", "provider": "okta", "end_user_id": "svc", "connection_config": config},
+    )
 
     assert answer.status == 400, answer.body
     assert answer.json()["error"]["field"] == field

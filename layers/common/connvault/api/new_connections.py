@@ -47,7 +47,7 @@ def create(
 def grant_input(
     body: ImportedConnectionRequest | ClientCredentialsConnectionRequest | JwtBearerConnectionRequest,
 ) -> grants.NewGrantInput:
-    target = grants.Target(body.provider, body.end_user_id, body.alias, body.metadata)
+    target = grants.Target(body.provider, body.end_user_id, body.alias, body.metadata, body.connection_config)
     if isinstance(body, ImportedConnectionRequest):
         return _imported(body, target, verify=body.verify)
     if isinstance(body, ClientCredentialsConnectionRequest):
@@ -103,7 +103,8 @@ def import_items(raw_items: Sequence[dict[str, Any]]) -> list[grants.ImportedGra
         except ValidationError as exc:
             parsed.append(_invalid_item(exc))
             continue
-        parsed.append(_imported(item, grants.Target(item.provider, item.end_user_id, item.alias, item.metadata)))
+        target = grants.Target(item.provider, item.end_user_id, item.alias, item.metadata, item.connection_config)
+        parsed.append(_imported(item, target))
     return parsed
 
 

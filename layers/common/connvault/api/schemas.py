@@ -489,6 +489,7 @@ class ImportedGrant(Strict):
     scopes: list[Scope] | None = Field(default=None, max_length=100, description="The scopes the grant holds.")
     token_type: str | None = Field(default=None, min_length=1, max_length=64, examples=["Bearer"])
     metadata: dict[str, Any] | None = None
+    connection_config: ConnectionConfig | None = None
 
 
 class ImportedConnectionRequest(ImportedGrant):
@@ -529,6 +530,7 @@ class ClientCredentialsConnectionRequest(Strict):
         default=None, description="The token endpoint, if not the provider's; only with the connection's own client."
     )
     metadata: dict[str, Any] | None = None
+    connection_config: ConnectionConfig | None = None
 
 
 class ServiceAccountKey(Strict):
@@ -566,6 +568,7 @@ class JwtBearerConnectionRequest(Strict):
     scopes: list[Scope] = Field(default_factory=list, max_length=100)
     token_url: Url | None = None
     metadata: dict[str, Any] | None = None
+    connection_config: ConnectionConfig | None = None
 
 
 NEW_CONNECTION_KINDS: dict[str, type[Strict]] = {

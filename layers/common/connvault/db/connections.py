@@ -353,6 +353,7 @@ class ConnectionRepository:
             "end_user_id": item.end_user_id,
             "alias": item.alias,
             "metadata_": dict(item.metadata),
+            "connection_config": dict(item.grant.connection_config or {}),
             "token_version": 1,
             **self._grant_values(tenant_id, item.id, item.grant, item.granted_at, item.kind),
         }

@@ -15,11 +15,11 @@ rest. The bulk import (``services/imports.py``) runs the same preparation and pr
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from connvault import wiring
+from connvault import connection_config, wiring
 from connvault.clock import Clock, utcnow
 from connvault.db.connections import NewConnection, NewCredentials
 from connvault.db.tenants import Resource
@@ -75,6 +75,8 @@ class Target:
     end_user_id: str
     alias: str = ""
     metadata: Mapping[str, Any] | None = None
+    connection_config: Mapping[str, object] | None = None
+    """Values for the provider's URL placeholders (an Okta subdomain), as the tenant sent them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +143,8 @@ class Prepared:
     expires_at: datetime | None = None
     token_type: str | None = None
     scopes: tuple[str, ...] = ()
+    connection_config: Mapping[str, str] | None = None
+    """``target.connection_config`` checked against the provider (``configure``): what the row keeps."""
 
 
 def create_connection(
@@ -154,7 +158,7 @@ def create_connection(
     """
     prepared = prepare(data, now())
     with uow:
-        app = resolve(uow, prepared)
+        prepared, app = configure(prepared, resolve(uow, prepared))
         if uow.connections.find_by_unique(app.provider.id, *_account(prepared)) is not None:
             raise Conflict("a connection for this provider, end_user_id and alias exists already")
         quotas.require_room(uow, Resource.CONNECTIONS, now=now)
@@ -184,7 +188,7 @@ def prepare(data: NewGrantInput, now: datetime) -> Prepared:
     alias = require_text(data.target.alias, "alias", max_length=100, min_length=0)
     metadata = dict(data.target.metadata or {})
     check_metadata(metadata)
-    target = Target(data.target.provider, end_user_id, alias, metadata)
+    target = Target(data.target.provider, end_user_id, alias, metadata, data.target.connection_config)
     if isinstance(data, ImportedGrantInput):
         return _prepare_import(data, target, now)
     if isinstance(data, ClientCredentialsInput):
@@ -208,6 +212,15 @@ def resolve(uow: UnitOfWork, prepared: Prepared) -> ProviderApp:
             "configure the provider's integration first (or give the connection its own client)", field="provider"
         )
     return ProviderApp(provider, integration)
+
+
+def configure(prepared: Prepared, app: ProviderApp) -> tuple[Prepared, ProviderApp]:
+    """The connection's values for its provider's URL placeholders, checked (``InvalidInput`` naming the key), and
+    the app with them filled in: the first renewal goes to the connection's own host, as every later one will
+    (``ProviderApp.endpoints``), and the row keeps the values with its grant."""
+    config = connection_config.tenant_config(app.provider, prepared.target.connection_config)
+    configured = replace(app, provider=connection_config.configured(app.provider, config))
+    return replace(prepared, connection_config=config), configured
 
 
 def try_at_provider(prepared: Prepared, app: ProviderApp, oauth: OAuthClient, now: datetime) -> Renewal | None:
@@ -237,10 +250,12 @@ def new_row(prepared: Prepared, app: ProviderApp, renewal: Renewal | None, at: d
             scopes=prepared.scopes,
             # An access token without its expiry is taken as expired: the first fetch refreshes it.
             expires_at=(prepared.expires_at if prepared.credentials.access_token is not None else None) or at,
+            connection_config=prepared.connection_config,
         )
     else:
         tokens = renewal.tokens
-        grant = NewCredentials.answered(renewal.credentials, tokens, prepared.scopes)
+        answered = NewCredentials.answered(renewal.credentials, tokens, prepared.scopes)
+        grant = replace(answered, connection_config=prepared.connection_config)
     return NewConnection(
         provider_id=app.provider.id,
         end_user_id=prepared.target.end_user_id,

@@ -31,6 +31,7 @@ from connvault.services.grants import (
     ImportedGrantInput,
     Prepared,
     abandon,
+    configure,
     new_row,
     prepare,
     resolve,
@@ -148,8 +149,11 @@ def _against_existing(
             found = apps[slug]
             if isinstance(found, InvalidInput):
                 results[index] = _invalid(index, found)
-            else:
-                pending.append(_Pending(index, item, found))
+                continue
+            try:
+                pending.append(_Pending(index, *configure(item, found)))
+            except InvalidInput as exc:
+                results[index] = _invalid(index, exc)
         keys = [_key(item) for item in pending]
         existing = uow.connections.find_ids(keys)
         room = get_settings().quota_connections - uow.tenants.usage(Resource.CONNECTIONS, now())
