@@ -4,37 +4,14 @@ CA bundle is given (``CONNVAULT_DB_SSL_CA_FILE``)."""
 from __future__ import annotations
 
 import ssl
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from connvault.config import Settings
 from connvault.db.target import database_target
 from connvault.errors import ConfigurationError
-
-
-def _ca_bundle(path: Path) -> Path:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test database CA")])
-    now = datetime.now(UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=1))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
-    return path
+from tests.support.keys import certificate_chain
 
 
 def _kwargs(**settings: object) -> dict[str, object]:
@@ -58,12 +35,12 @@ def test_tls_without_a_bundle_encrypts_with_one_context_per_process() -> None:
 
 
 def test_tls_with_a_bundle_verifies_the_server_and_its_host_name(tmp_path: Path) -> None:
-    bundle = _ca_bundle(tmp_path / "ca.pem")
+    bundle, _, _ = certificate_chain(tmp_path, "db.internal")
     context = _kwargs(db_ssl=True, db_ssl_ca_file=str(bundle))["ssl_context"]
     assert isinstance(context, ssl.SSLContext)
     assert context.verify_mode is ssl.CERT_REQUIRED
     assert context.check_hostname
-    assert [ca["subject"] for ca in context.get_ca_certs()] == [((("commonName", "test database CA"),),)]
+    assert [ca["subject"] for ca in context.get_ca_certs()] == [((("commonName", "connvault test CA"),),)]
 
 
 def test_an_unreadable_bundle_is_the_operators_to_fix_and_names_the_setting_only(tmp_path: Path) -> None:
