@@ -13,7 +13,7 @@ from connvault.redacted import Redacted
 from connvault.services import imports
 from connvault.services.grants import ImportedGrantInput, Target
 from demo_provider import DemoProvider, Fault
-from tests.api.conftest import Answer, Api, db_state, stored_connection
+from tests.api.conftest import DEMO_RETURN_URL, Answer, Api, db_state, stored_connection
 from tests.scheduler.support import mint_grants
 from tests.support.factories import owner
 
@@ -293,3 +293,37 @@ def test_imports_past_the_tenants_quota_of_connections_store_nothing_and_call_no
     assert refresh_calls(provider) == 0
     again = bulk(api, items, verify=False).json()  # what exists needs no room
     assert [item["status"] for item in again["items"]] == ["exists", "exists", "quota_exceeded"]
+
+
+def test_each_imported_grant_carries_its_own_hosts_configuration_checked_on_its_own(api: Api) -> None:
+    # Given the tenant's Okta app (Okta's hosts are each customer's own: https://{subdomain}.okta.com)
+    api.secrets.add("o" * 32, "rt-okta-acme", "rt-okta-evil", "rt-okta-none")
+    app = {"client_id": "okta-app", "client_secret": "o" * 32, "allowed_return_urls": [DEMO_RETURN_URL]}
+    assert api.call("PUT", "/integrations/okta", body=app).status == 200
+    items = [
+        {
+            "provider": "okta",
+            "end_user_id": "acme",
+            "refresh_token": "rt-okta-acme",
+            "connection_config": {"subdomain": "acme"},
+        },
+        {
+            "provider": "okta",
+            "end_user_id": "evil",
+            "refresh_token": "rt-okta-evil",
+            "connection_config": {"subdomain": "acme.evil.com"},
+        },
+        {"provider": "okta", "end_user_id": "none", "refresh_token": "rt-okta-none"},
+    ]
+
+    # When they are imported as given (no provider call)
+    answer = bulk(api, items, verify=False)
+
+    # Then each is answered on its own, naming the key at fault, and the stored one keeps its host
+    assert answer.status == 200, answer.body
+    results = answer.json()["items"]
+    assert [result["status"] for result in results] == ["created", "invalid", "invalid"]
+    assert {results[1]["error"]["field"], results[2]["error"]["field"]} == {"connection_config.subdomain"}
+    assert "acme.evil.com" not in answer.body
+    shown = api.call("GET", f"/connections/{results[0]['connection_id']}").json()
+    assert shown["connection_config"] == {"subdomain": "acme"}
