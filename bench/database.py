@@ -24,6 +24,12 @@ class BenchDatabase:
     data_dir: Path | None
 
 
+def proc_stat(pid: int) -> list[str]:
+    """A process's ``/proc/<pid>/stat`` fields after its name (which may hold spaces): state, ppid, … (index 0 is
+    field 3 of proc(5))."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def backend_pids(data_dir: Path) -> tuple[int, list[int]]:
     """The embedded server's postmaster and the processes it started (backends, and its own helpers)."""
     postmaster = int((data_dir / "postmaster.pid").read_text().split()[0])
@@ -31,7 +37,7 @@ def backend_pids(data_dir: Path) -> tuple[int, list[int]]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                if int(proc_stat(int(entry.name))[1]) == postmaster:
                     children.append(int(entry.name))
             except (OSError, ValueError):
                 continue  # a process that ended meanwhile

@@ -41,7 +41,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
 
-from database import backend_pids  # noqa: E402 - bench/database.py, beside this script
+from database import backend_pids, proc_stat  # noqa: E402 - bench/database.py, beside this script
 
 from devserver.local_env import LOCAL_ENV  # noqa: E402 - after the path is set
 
@@ -137,7 +137,7 @@ class RemoteProvider:
 def cpu_seconds(pid: int, *, reaped_children: bool = False) -> float:
     """CPU time a process has used (every thread), with that of the children it has reaped if asked: from
     ``/proc/<pid>/stat`` (utime, stime, cutime, cstime)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = proc_stat(pid)
     ticks = int(fields[11]) + int(fields[12])
     if reaped_children:
         ticks += int(fields[13]) + int(fields[14])
