@@ -364,18 +364,16 @@ class Runner:
                     break
                 resolved_before = self._resolved_so_far()
                 saturated = self._saturated()
-                if (
+                remembered = (
                     fruitless is not None
                     and fruitless[0] <= set(saturated)
                     and time.monotonic() - fruitless[1] < FRUITLESS_MEMORY_SECONDS
-                ):
-                    if self._wait_for_a_resolution(since=resolved_before):
-                        continue
-                    break
-                jobs = next_jobs(room, saturated)
+                )
+                jobs = [] if remembered else next_jobs(room, saturated)
                 if not jobs:
                     if saturated and self._wait_for_a_resolution(since=resolved_before):
-                        fruitless = (set(saturated), time.monotonic())
+                        if not remembered:
+                            fruitless = (set(saturated), time.monotonic())
                         continue
                     break
                 with self._changed:
