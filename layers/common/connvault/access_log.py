@@ -13,6 +13,7 @@ no second document (Powertools' ``single_metric`` measured three times the cost 
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,8 @@ _DIRECTIVE = [
 
 
 def record_issued(tenant_id: UUID, connection_id: UUID, credential_type: str, *, refreshed: bool) -> None:
+    if logger.log_level > logging.INFO:
+        return  # a deployment logging at WARNING turned the access log off: its fields are not even built
     logger.info(
         ACCESS_LOG_MESSAGE,
         extra={

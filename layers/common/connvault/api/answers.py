@@ -62,6 +62,8 @@ STATUS_BY_ERROR: dict[type[ConnvaultError], HTTPStatus] = {
 }
 NO_STORE = {"Cache-Control": "no-store"}
 JSON = "application/json"
+_to_json = json.JSONEncoder(separators=(",", ":")).encode
+"""``json.dumps(…, separators=…)`` with its encoder built once: ``dumps`` builds one per call when given options."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +78,7 @@ class Answer:
         """As an HTTP API Lambda returns it, key for key what the resolver returns for the same answer."""
         return {
             "statusCode": self.status.value,
-            "body": json.dumps(self.body, separators=(",", ":")),
+            "body": _to_json(self.body),
             "isBase64Encoded": False,
             "headers": {**self.headers, "Content-Type": JSON},
             "cookies": [],

