@@ -1,9 +1,10 @@
 """Cold import of the token fetch and authorizer handlers vs the libraries each truly needs, in the same run.
 
 Each measurement is a fresh interpreter (bytecode precompiled first, as the deployed layer ships it) importing one
-thing, with the function's own directory on the path as Lambda puts it, and tracing off as outside X-Ray. Rounds
-interleave the four imports, so a busy moment of the (shared) machine hits all of them alike; the figure is the
-median per import, minus an empty interpreter's start measured in the same rounds.
+thing, with the function's own directory on the path as Lambda puts it, and tracing off as outside X-Ray; the
+interpreter times its own import, so neither its start nor its exit (which Lambda's cold start does not include,
+and which varied by tens of milliseconds between runs here) is in the figure. Rounds interleave the four imports,
+so a busy moment of the (shared) machine hits all of them alike; the figure is the median per import.
 
 The libraries each function truly needs at import (what its warm path calls):
 
@@ -22,7 +23,6 @@ import os
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,9 +42,9 @@ def timed(code: str, function: str) -> float:
         "POWERTOOLS_TRACE_DISABLED": "true",
     }
     env.pop("AWS_SAM_LOCAL", None)
-    started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True)
-    return time.perf_counter() - started
+    timed_import = f"import time; started = time.perf_counter(); {code}; print(time.perf_counter() - started)"
+    done = subprocess.run([sys.executable, "-c", timed_import], check=True, env=env, capture_output=True, text=True)
+    return float(done.stdout)
 
 
 def main() -> None:
@@ -53,19 +53,17 @@ def main() -> None:
     args = parser.parse_args()
     compileall.compile_dir(LAYER, quiet=1)
     compileall.compile_dir(ROOT / "functions", quiet=1)
-    runs: dict[str, list[float]] = {"empty": []}
+    runs: dict[str, list[float]] = {}
     for _ in range(args.rounds):
-        runs["empty"].append(timed("pass", "authorizer"))
         for name, (function, libraries) in SUBJECTS.items():
             runs.setdefault(f"{name} handler", []).append(timed("import app", function))
             runs.setdefault(f"{name} libraries", []).append(timed(libraries, function))
-    empty = statistics.median(runs["empty"])
     load = os.getloadavg()[0]
-    print(f"cold import, {args.rounds} interleaved rounds, median minus an empty interpreter ({empty * 1000:.0f} ms)")
+    print(f"cold import, {args.rounds} interleaved rounds, median of each import as its interpreter timed it")
     print(f"  machine load (1 min) at the end: {load:.1f} on {os.cpu_count()} cores")
     for name in SUBJECTS:
-        handler = statistics.median(runs[f"{name} handler"]) - empty
-        libraries = statistics.median(runs[f"{name} libraries"]) - empty
+        handler = statistics.median(runs[f"{name} handler"])
+        libraries = statistics.median(runs[f"{name} libraries"])
         print(
             f"  {name:12s} handler {handler * 1000:6.0f} ms  libraries {libraries * 1000:6.0f} ms  "
             f"ratio {handler / libraries:.2f}x"

@@ -4,8 +4,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from connvault.api.context_keys import UNCHECKED_CONTEXT_KEY
 from connvault.observability import http_entry
-from connvault.services.auth import UNCHECKED_CONTEXT_KEY, authorize
+from connvault.services.auth import authorize
 
 
 @http_entry

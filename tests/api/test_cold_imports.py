@@ -58,6 +58,12 @@ def test_the_authorizer_builds_none_of_the_domain_models() -> None:
     assert imported_after_loading("authorizer", tracing=False, watched=("connvault.models",)) == set()
 
 
+def test_token_fetch_does_not_load_the_key_checks() -> None:
+    """It reads the authorizer's verdict, never an API key (``api/context_keys.py``)."""
+    watched = ("connvault.services.auth", "connvault.api_keys")
+    assert imported_after_loading("token_fetch", tracing=False, watched=watched) == set()
+
+
 @pytest.mark.parametrize("job", ["api", "oauth_callback"])
 def test_http_functions_build_no_tracer_with_tracing_off(job: str) -> None:
     assert "aws_xray_sdk" not in imported_after_loading(job, tracing=False)

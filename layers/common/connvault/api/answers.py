@@ -16,6 +16,7 @@ from http import HTTPStatus
 from typing import Any
 from uuid import UUID
 
+from connvault.api.context_keys import UNCHECKED_CONTEXT_KEY
 from connvault.errors import (
     ConfigurationError,
     Conflict,
@@ -38,7 +39,6 @@ from connvault.errors import (
     Unauthorized,
 )
 from connvault.observability import MetricName, logger, metrics
-from connvault.services.auth import UNCHECKED_CONTEXT_KEY
 from connvault.services.rate_limits import get_rate_limiter
 
 STATUS_BY_ERROR: dict[type[ConnvaultError], HTTPStatus] = {

@@ -33,11 +33,6 @@ def authenticate(authorization: str | None, *, reads: FastReads | None = None) -
     return found.tenant_id
 
 
-UNCHECKED_CONTEXT_KEY = "unchecked"
-"""Authorizer context key of a request whose key could not be checked (the database is unavailable). It
-carries no tenant: the function behind answers 503 with ``Retry-After`` without running the route."""
-
-
 @dataclass(frozen=True, slots=True)
 class Decision:
     """The authorizer's answer: a tenant, a denial (neither set), or a key that could not be checked."""
