@@ -357,6 +357,78 @@ def test_a_token_response_naming_a_host_outside_the_providers_domains_connects_n
     assert not stats.live_refresh_tokens
 
 
+def machine_connection(api: Api, provider: str) -> Answer:
+    return api.call(
+        "POST", "/connections", body={"kind": "client_credentials", "provider": provider, "end_user_id": "svc"}
+    )
+
+
+def test_a_machine_connection_keeps_the_instance_url_its_first_token_came_with(
+    api: Api, db, provider: DemoProvider, salesforce_like: str
+) -> None:
+    provider.configure(extra_fields={"instance_url": "https://acme.my.salesforce.com"})
+
+    created = machine_connection(api, salesforce_like)
+
+    assert created.status == 201, created.body
+    assert created.json()["connection_config"] == {"instance_url": "https://acme.my.salesforce.com"}
+    assert stored_connection(db, created.json()["id"]).connection_config == {
+        "instance_url": "https://acme.my.salesforce.com"
+    }
+    api.secrets.add(*provider.stats().access_tokens)
+
+
+def test_an_imported_grant_takes_the_instance_url_from_the_refresh_that_verifies_it(
+    api: Api, provider: DemoProvider, salesforce_like: str
+) -> None:
+    (grant,) = provider.issue_grants(1)
+    api.secrets.add(grant["access_token"], grant["refresh_token"])
+    provider.configure(extra_fields={"instance_url": "https://acme.my.salesforce.com"})
+
+    created = api.call(
+        "POST",
+        "/connections",
+        body={
+            "kind": "imported",
+            "provider": salesforce_like,
+            "end_user_id": "u",
+            "refresh_token": grant["refresh_token"],
+        },
+    )
+
+    assert created.status == 201, created.body
+    assert created.json()["connection_config"] == {"instance_url": "https://acme.my.salesforce.com"}
+    stats = provider.stats()
+    api.secrets.add(*stats.access_tokens, *stats.live_refresh_tokens)
+
+
+@pytest.mark.parametrize(
+    "instance_url",
+    ["https://acme.salesforce.com.evil.com", "http://acme.my.salesforce.com", None],
+    ids=["suffix-trick", "plain-http", "absent"],
+)
+def test_a_first_token_without_a_usable_instance_url_is_refused_revoked_and_nothing_stored(
+    api: Api, db, provider: DemoProvider, salesforce_like: str, instance_url: str | None
+) -> None:
+    if instance_url is not None:
+        provider.configure(extra_fields={"instance_url": instance_url})
+    before = db_state(db)
+
+    answer = machine_connection(api, salesforce_like)
+
+    assert answer.status == 422, answer.body
+    error = answer.json()["error"]
+    assert (error["code"], error["field"]) == ("credentials_refused", "provider")
+    assert "connection_config.instance_url" in error["message"]
+    assert "evil" not in answer.body and "http://" not in answer.body  # named, never echoed
+    assert db_state(db) == before
+    stats = provider.stats()
+    (handed_out,) = stats.access_tokens
+    api.secrets.add(handed_out)
+    assert handed_out in stats.revoked
+    assert not provider.access_token_is_active(handed_out)
+
+
 # -- directly created connections --------------------------------------------------------------------------
 
 JIRA_TOKEN = "jira-api-token-0123456789"

@@ -225,11 +225,13 @@ def configure(prepared: Prepared, app: ProviderApp) -> tuple[Prepared, ProviderA
 
 def try_at_provider(prepared: Prepared, app: ProviderApp, oauth: OAuthClient, now: datetime) -> Renewal | None:
     """The first renewal (None when the tenant said not to verify). A refusal is ``CredentialsRefused`` on the
-    field at fault; ``ProviderUnavailable`` passes through (retry later)."""
+    field at fault; ``ProviderUnavailable`` passes through (retry later). An answer without the values the
+    provider must give in its token response (Salesforce's ``instance_url``), or with one outside its declared
+    domains, is refused too, and what it granted revoked: a connection with no usable API host is not kept."""
     if not prepared.verify:
         return None
     try:
-        return renew(prepared.credentials, app.provider, app.integration, oauth, now)
+        renewal = renew(prepared.credentials, app.provider, app.integration, oauth, now)
     except (ReauthRequired, ProviderRejected) as exc:
         metrics.add_metric(name=MetricName.CREDENTIALS_REFUSED, unit="Count", value=1)
         reason = exc.reason or exc.code
@@ -239,6 +241,17 @@ def try_at_provider(prepared: Prepared, app: ProviderApp, oauth: OAuthClient, no
         raise CredentialsRefused(
             f"the provider refused the {what} ({reason}); nothing was stored", field=refused, reason=reason
         ) from None
+    try:
+        connection_config.token_response_config(app.provider, renewal.tokens.extra)
+    except InvalidInput as exc:
+        abandon(renewal, prepared, app, oauth)
+        metrics.add_metric(name=MetricName.CREDENTIALS_REFUSED, unit="Count", value=1)
+        raise CredentialsRefused(
+            f"the provider's token response gave no usable {exc.field}; what it granted was revoked, nothing stored",
+            field="provider",
+            reason="invalid_token_response",
+        ) from None
+    return renewal
 
 
 def new_row(prepared: Prepared, app: ProviderApp, renewal: Renewal | None, at: datetime) -> NewConnection:
@@ -255,7 +268,12 @@ def new_row(prepared: Prepared, app: ProviderApp, renewal: Renewal | None, at: d
     else:
         tokens = renewal.tokens
         answered = NewCredentials.answered(renewal.credentials, tokens, prepared.scopes)
-        grant = replace(answered, connection_config=prepared.connection_config)
+        # The token response's values (checked by ``try_at_provider``) join the tenant's, as a connect keeps them.
+        config = {
+            **(prepared.connection_config or {}),
+            **connection_config.token_response_config(app.provider, tokens.extra),
+        }
+        grant = replace(answered, connection_config=config)
     return NewConnection(
         provider_id=app.provider.id,
         end_user_id=prepared.target.end_user_id,
