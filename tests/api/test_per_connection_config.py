@@ -402,6 +402,31 @@ def test_an_imported_grant_takes_the_instance_url_from_the_refresh_that_verifies
     api.secrets.add(*stats.access_tokens, *stats.live_refresh_tokens)
 
 
+def test_an_unverified_import_of_a_provider_naming_its_host_in_token_responses_is_a_400(
+    api: Api, db, provider: DemoProvider, salesforce_like: str
+) -> None:
+    (grant,) = provider.issue_grants(1)
+    api.secrets.add(grant["access_token"], grant["refresh_token"])
+    before = db_state(db)
+
+    answer = api.call(
+        "POST",
+        "/connections",
+        body={
+            "kind": "imported",
+            "provider": salesforce_like,
+            "end_user_id": "u",
+            "refresh_token": grant["refresh_token"],
+            "verify": False,
+        },
+    )
+
+    assert answer.status == 400, answer.body
+    assert answer.json()["error"]["field"] == "verify"
+    assert db_state(db) == before
+    assert provider.stats().token_calls == {}
+
+
 @pytest.mark.parametrize(
     "instance_url",
     ["https://acme.salesforce.com.evil.com", "http://acme.my.salesforce.com", None],

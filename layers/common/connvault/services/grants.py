@@ -38,6 +38,7 @@ from connvault.models import (
     ClientAuthMethod,
     ClientCredentials,
     ClientCredentialsGrant,
+    ConfigSource,
     ConnectionKind,
     JwtBearerGrant,
     OAuth2Credentials,
@@ -219,6 +220,12 @@ def configure(prepared: Prepared, app: ProviderApp) -> tuple[Prepared, ProviderA
     the app with them filled in: the first renewal goes to the connection's own host, as every later one will
     (``ProviderApp.endpoints``), and the row keeps the values with its grant."""
     config = connection_config.tenant_config(app.provider, prepared.target.connection_config)
+    if not prepared.verify and any(key.source is ConfigSource.TOKEN_RESPONSE for key in app.provider.connection_config):
+        # Its API host comes only with a token response: unverified, the connection would have none.
+        raise InvalidInput(
+            f"provider {app.provider.slug!r} names its API host in its token responses: import with verify",
+            field="verify",
+        )
     configured = replace(app, provider=connection_config.configured(app.provider, config))
     return replace(prepared, connection_config=config), configured
 
