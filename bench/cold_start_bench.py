@@ -3,8 +3,9 @@
 Each measurement is a fresh interpreter (bytecode precompiled first, as the deployed layer ships it) importing one
 thing, with the function's own directory on the path as Lambda puts it, and tracing off as outside X-Ray; the
 interpreter times its own import, so neither its start nor its exit (which Lambda's cold start does not include,
-and which varied by tens of milliseconds between runs here) is in the figure. Rounds interleave the four imports,
-so a busy moment of the (shared) machine hits all of them alike; the figure is the median per import.
+and which varied by tens of milliseconds between runs here) is in the figure. Each round runs a function's two
+imports back to back, in alternating order, so both meet the same spell of this shared machine (its speed drifts
+by tens of percent over seconds); the ratio is the median of the rounds' ratios.
 
 The libraries each function truly needs at import (what its warm path calls):
 
@@ -53,22 +54,27 @@ def main() -> None:
     args = parser.parse_args()
     compileall.compile_dir(LAYER, quiet=1)
     compileall.compile_dir(ROOT / "functions", quiet=1)
-    runs: dict[str, list[float]] = {}
-    for _ in range(args.rounds):
-        for name, (function, libraries) in SUBJECTS.items():
-            runs.setdefault(f"{name} handler", []).append(timed("import app", function))
-            runs.setdefault(f"{name} libraries", []).append(timed(libraries, function))
+    handlers: dict[str, list[float]] = {name: [] for name in SUBJECTS}
+    libraries: dict[str, list[float]] = {name: [] for name in SUBJECTS}
+    for round_ in range(args.rounds):
+        for name, (function, needed) in SUBJECTS.items():
+            # Back to back, in alternating order: the pair shares whatever spell the machine is in.
+            pair = [("handler", "import app"), ("libraries", needed)]
+            for kind, code in pair if round_ % 2 == 0 else reversed(pair):
+                (handlers if kind == "handler" else libraries)[name].append(timed(code, function))
     load = os.getloadavg()[0]
-    print(f"cold import, {args.rounds} interleaved rounds, median of each import as its interpreter timed it")
+    print(
+        f"cold import, {args.rounds} rounds, each import timed by its own interpreter; "
+        "ratio: median of each round's handler / libraries"
+    )
     print(f"  machine load (1 min) at the end: {load:.1f} on {os.cpu_count()} cores")
     for name in SUBJECTS:
-        handler = statistics.median(runs[f"{name} handler"])
-        libraries = statistics.median(runs[f"{name} libraries"])
+        ratios = [h / n for h, n in zip(handlers[name], libraries[name], strict=True)]
         print(
-            f"  {name:12s} handler {handler * 1000:6.0f} ms  libraries {libraries * 1000:6.0f} ms  "
-            f"ratio {handler / libraries:.2f}x"
+            f"  {name:12s} handler {statistics.median(handlers[name]) * 1000:6.0f} ms  "
+            f"libraries {statistics.median(libraries[name]) * 1000:6.0f} ms  "
+            f"ratio {statistics.median(ratios):.2f}x (rounds {min(ratios):.2f}-{max(ratios):.2f}x)"
         )
-
 
 if __name__ == "__main__":
     main()
