@@ -429,11 +429,18 @@ def test_an_unverified_import_of_a_provider_naming_its_host_in_token_responses_i
 
 @pytest.mark.parametrize(
     "instance_url",
-    ["https://acme.salesforce.com.evil.com", "http://acme.my.salesforce.com", None],
-    ids=["suffix-trick", "plain-http", "absent"],
+    [
+        "https://acme.salesforce.com.evil.com",
+        "http://acme.my.salesforce.com",
+        "https://acme.my.salesforce.com@evil.com",
+        "https://acme.my.salesforce.com\u0000.evil.com",
+        {"host": "acme.my.salesforce.com"},
+        None,
+    ],
+    ids=["suffix-trick", "plain-http", "userinfo", "nul", "not-text", "absent"],
 )
 def test_a_first_token_without_a_usable_instance_url_is_refused_revoked_and_nothing_stored(
-    api: Api, db, provider: DemoProvider, salesforce_like: str, instance_url: str | None
+    api: Api, db, provider: DemoProvider, salesforce_like: str, instance_url: object
 ) -> None:
     if instance_url is not None:
         provider.configure(extra_fields={"instance_url": instance_url})
