@@ -378,23 +378,20 @@ def test_a_machine_connection_keeps_the_instance_url_its_first_token_came_with(
     api.secrets.add(*provider.stats().access_tokens)
 
 
+def import_grant(api: Api, provider: DemoProvider, slug: str, **fields: object) -> Answer:
+    """A grant the demo provider issued elsewhere, imported into a connection of ``slug``."""
+    (grant,) = provider.issue_grants(1)
+    api.secrets.add(grant["access_token"], grant["refresh_token"])
+    body = {"kind": "imported", "provider": slug, "end_user_id": "u", "refresh_token": grant["refresh_token"]}
+    return api.call("POST", "/connections", body={**body, **fields})
+
+
 def test_an_imported_grant_takes_the_instance_url_from_the_refresh_that_verifies_it(
     api: Api, provider: DemoProvider, salesforce_like: str
 ) -> None:
-    (grant,) = provider.issue_grants(1)
-    api.secrets.add(grant["access_token"], grant["refresh_token"])
     provider.configure(extra_fields={"instance_url": "https://acme.my.salesforce.com"})
 
-    created = api.call(
-        "POST",
-        "/connections",
-        body={
-            "kind": "imported",
-            "provider": salesforce_like,
-            "end_user_id": "u",
-            "refresh_token": grant["refresh_token"],
-        },
-    )
+    created = import_grant(api, provider, salesforce_like)
 
     assert created.status == 201, created.body
     assert created.json()["connection_config"] == {"instance_url": "https://acme.my.salesforce.com"}
@@ -405,21 +402,9 @@ def test_an_imported_grant_takes_the_instance_url_from_the_refresh_that_verifies
 def test_an_unverified_import_of_a_provider_naming_its_host_in_token_responses_is_a_400(
     api: Api, db, provider: DemoProvider, salesforce_like: str
 ) -> None:
-    (grant,) = provider.issue_grants(1)
-    api.secrets.add(grant["access_token"], grant["refresh_token"])
     before = db_state(db)
 
-    answer = api.call(
-        "POST",
-        "/connections",
-        body={
-            "kind": "imported",
-            "provider": salesforce_like,
-            "end_user_id": "u",
-            "refresh_token": grant["refresh_token"],
-            "verify": False,
-        },
-    )
+    answer = import_grant(api, provider, salesforce_like, verify=False)
 
     assert answer.status == 400, answer.body
     assert answer.json()["error"]["field"] == "verify"
