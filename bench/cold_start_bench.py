@@ -76,5 +76,6 @@ def main() -> None:
             f"ratio {statistics.median(ratios):.2f}x (rounds {min(ratios):.2f}-{max(ratios):.2f}x)"
         )
 
+
 if __name__ == "__main__":
     main()
