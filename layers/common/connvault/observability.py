@@ -76,7 +76,7 @@ def _start_request(event: dict[str, Any], context: LambdaContext) -> None:
     what ``correlation_paths.API_GATEWAY_HTTP`` selects."""
     global _cold_start
     cold_start, _cold_start = _cold_start, False
-    if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "provisioned-concurrency":
+    if cold_start and os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "provisioned-concurrency":
         cold_start = False  # Powertools' rule: an initialised instance waited for its first request
     formatter = logger.registered_formatter
     formatter.clear_state()

@@ -103,18 +103,14 @@ def _parse(event: dict[str, Any]) -> tuple[UUID, int, bool]:
     connection_id = UUID(raw_id) if _UUID.match(raw_id) else None
     min_ttl = _min_ttl(query.get("min_ttl"))
     force_refresh = _boolean(query.get("force_refresh"))
-    invalid = [
-        name
-        for name, value in (
-            ("path.connection_id", connection_id),
-            ("query.force_refresh", force_refresh),
-            ("query.min_ttl", min_ttl),
-        )
-        if value is None
-    ]
-    if invalid or connection_id is None or min_ttl is None or force_refresh is None:
-        raise _Invalid(invalid)
-    return connection_id, min_ttl, force_refresh
+    if connection_id is not None and min_ttl is not None and force_refresh is not None:
+        return connection_id, min_ttl, force_refresh
+    checked = (
+        ("path.connection_id", connection_id),
+        ("query.force_refresh", force_refresh),
+        ("query.min_ttl", min_ttl),
+    )
+    raise _Invalid([name for name, value in checked if value is None])
 
 
 def _min_ttl(raw: str | None) -> int | None:
