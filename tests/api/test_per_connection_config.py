@@ -412,6 +412,30 @@ def test_an_unverified_import_of_a_provider_naming_its_host_in_token_responses_i
     assert provider.stats().token_calls == {}
 
 
+def test_a_bulk_import_keeps_each_grants_instance_url_and_refuses_it_unverified(
+    api: Api, provider: DemoProvider, salesforce_like: str
+) -> None:
+    provider.configure(extra_fields={"instance_url": "https://acme.my.salesforce.com"})
+    grants_ = provider.issue_grants(2)
+    api.secrets.add(*(grant[name] for grant in grants_ for name in ("access_token", "refresh_token")))
+    items = [
+        {"provider": salesforce_like, "end_user_id": f"u{index}", "refresh_token": grant["refresh_token"]}
+        for index, grant in enumerate(grants_)
+    ]
+
+    unverified = api.call("POST", "/connections/import", body={"items": items, "verify": False})
+    verified = api.call("POST", "/connections/import", body={"items": items})
+
+    assert [item["status"] for item in unverified.json()["items"]] == ["invalid", "invalid"]
+    assert {item["error"]["field"] for item in unverified.json()["items"]} == {"verify"}
+    assert [item["status"] for item in verified.json()["items"]] == ["created", "created"]
+    for item in verified.json()["items"]:
+        shown = api.call("GET", f"/connections/{item['connection_id']}").json()
+        assert shown["connection_config"] == {"instance_url": "https://acme.my.salesforce.com"}
+    stats = provider.stats()
+    api.secrets.add(*stats.access_tokens, *stats.live_refresh_tokens)
+
+
 @pytest.mark.parametrize(
     "instance_url",
     [
