@@ -497,7 +497,9 @@ class ImportedConnectionRequest(ImportedGrant):
 
     With ``verify`` (the default) the grant is refreshed at once: a dead refresh token is 422
     ``credentials_refused`` and nothing is stored. At a provider that rotates refresh tokens this spends the
-    one you sent: stop using it elsewhere first, or send ``verify: false`` to store the grant as given.
+    one you sent: stop using it elsewhere first, or send ``verify: false`` to store the grant as given. A provider
+    that names the connection's API host in its token responses (Salesforce's ``instance_url``) takes it from that
+    refresh, so it cannot be imported with ``verify: false`` (400 on ``verify``).
     """
 
     kind: Literal["imported"]
