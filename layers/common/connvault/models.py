@@ -26,34 +26,10 @@ from connvault.credentials import (
     BasicCredentials as BasicCredentials,
 )
 from connvault.credentials import (
-    ClientAuthMethod as ClientAuthMethod,
-)
-from connvault.credentials import (
-    ClientCredentials as ClientCredentials,
-)
-from connvault.credentials import (
-    ClientCredentialsGrant as ClientCredentialsGrant,
-)
-from connvault.credentials import (
-    ConnectionKind as ConnectionKind,
-)
-from connvault.credentials import (
     Credentials as Credentials,
 )
 from connvault.credentials import (
-    Grant as Grant,
-)
-from connvault.credentials import (
-    JwtBearerGrant as JwtBearerGrant,
-)
-from connvault.credentials import (
     OAuth2Credentials as OAuth2Credentials,
-)
-from connvault.credentials import (
-    OAuth2Tokens as OAuth2Tokens,
-)
-from connvault.credentials import (
-    SigningKey as SigningKey,
 )
 from connvault.credentials import (
     credentials_from_bytes as credentials_from_bytes,
@@ -66,6 +42,30 @@ from connvault.credentials import (
 )
 from connvault.credentials import (
     refresh_ttl as refresh_ttl,
+)
+from connvault.oauth.tokens import (
+    OAuth2Tokens as OAuth2Tokens,
+)
+from connvault.token_grants import (
+    ClientAuthMethod as ClientAuthMethod,
+)
+from connvault.token_grants import (
+    ClientCredentials as ClientCredentials,
+)
+from connvault.token_grants import (
+    ClientCredentialsGrant as ClientCredentialsGrant,
+)
+from connvault.token_grants import (
+    ConnectionKind as ConnectionKind,
+)
+from connvault.token_grants import (
+    Grant as Grant,
+)
+from connvault.token_grants import (
+    JwtBearerGrant as JwtBearerGrant,
+)
+from connvault.token_grants import (
+    SigningKey as SigningKey,
 )
 
 if TYPE_CHECKING:
