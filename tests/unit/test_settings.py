@@ -23,6 +23,13 @@ def test_an_empty_environment_gives_the_defaults() -> None:
     assert Settings.from_env({}) == Settings()
 
 
+def test_the_settings_repr_shows_no_value() -> None:
+    """A database URL may carry a password; a repr is what a traceback or a debugger prints."""
+    settings = Settings.from_env({"CONNVAULT_DATABASE_URL": "postgresql://connvault:s3cr3t-pw@db.internal/vault"})
+    assert "s3cr3t-pw" not in repr(settings)
+    assert "db.internal" not in repr(settings)
+
+
 def test_values_are_parsed_into_their_declared_types() -> None:
     settings = Settings.from_env(
         {

@@ -16,12 +16,15 @@ from connvault.errors import ConfigurationError
 PREFIX = "CONNVAULT_"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, repr=False)
 class Settings:
     """Everything connvault reads from its environment.
 
     The database is given either as one URL (local and tests) or as host/port/name/user plus the
     ARN of a Secrets Manager secret holding the password (deployments).
+
+    No ``repr``: a database URL may carry a password, and a repr is what ends up in a traceback or a debugger's
+    output (building it also cost ~1 ms of every cold start, for 68 fields).
     """
 
     database_url: str | None = None

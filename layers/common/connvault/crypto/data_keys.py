@@ -12,7 +12,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 from uuid import UUID
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -51,8 +51,7 @@ class _EncryptionKey:
     uses: int = 0
 
 
-@dataclass(frozen=True, slots=True)
-class DataKey:
+class DataKey(NamedTuple):
     """A usable data key: the AES-GCM primitive plus what goes into the envelope header."""
 
     key_id: str
@@ -60,8 +59,7 @@ class DataKey:
     aead: AESGCM
 
 
-@dataclass(frozen=True, slots=True)
-class _Context:
+class _Context(NamedTuple):
     """A tenant's KMS encryption context, and until when what is derived from it may be kept."""
 
     value: dict[str, str]

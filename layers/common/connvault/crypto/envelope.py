@@ -13,7 +13,7 @@ be replaceable. Tampering with it still fails, because a wrong wrapped key unwra
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 from uuid import UUID
 
 from connvault.errors import DecryptionFailed
@@ -26,8 +26,7 @@ _U16 = struct.Struct(">H")
 _MAX_FIELD = 0xFFFF
 
 
-@dataclass(frozen=True, slots=True)
-class SealContext:
+class SealContext(NamedTuple):
     """Where an envelope lives: it opens only for the same tenant, field and row."""
 
     tenant_id: UUID
@@ -43,8 +42,7 @@ class SealContext:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
+class Envelope(NamedTuple):
     key_id: str
     wrapped_key: bytes
     nonce: bytes

@@ -13,9 +13,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 
 from connvault.connection_status import ConnectionStatus
@@ -27,8 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
 
-@dataclass(frozen=True, slots=True)
-class ConnectionSnapshot:
+class ConnectionSnapshot(NamedTuple):
     """What token fetch needs of a connection; ``credentials`` is still sealed."""
 
     id: UUID
@@ -49,8 +47,7 @@ class ConnectionSnapshot:
         self.status.ensure_servable(self.id, has_refresh_token=self.has_refresh_token, reason=self.last_error_code)
 
 
-@dataclass(frozen=True, slots=True)
-class ProxyTarget:
+class ProxyTarget(NamedTuple):
     """What the proxy needs of a connection: token fetch's snapshot, and where and how to call its provider.
 
     ``api_auth`` and ``config_keys`` are the provider's declarations as stored (parsed by the proxy);
@@ -65,8 +62,7 @@ class ProxyTarget:
     last_refresh_at: datetime | None
 
 
-@dataclass(frozen=True, slots=True)
-class ApiKeyLookup:
+class ApiKeyLookup(NamedTuple):
     tenant_id: UUID
     secret_sha256: bytes
     revoked: bool
@@ -81,8 +77,7 @@ _TENANT_KEY_SALT = "SELECT connvault_tenant_key_salt(CAST(:tenant AS uuid))"
 _COUNT_REQUESTS = "SELECT requests, window_left FROM connvault_count_requests(CAST(:tenant AS uuid), :added, :window)"
 
 
-@dataclass(frozen=True, slots=True)
-class RequestWindow:
+class RequestWindow(NamedTuple):
     """A tenant's requests in the current rate-limit window, over every process, and the seconds left in it."""
 
     requests: int

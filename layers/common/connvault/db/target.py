@@ -11,7 +11,7 @@ import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pg8000.exceptions
@@ -99,8 +99,7 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext:
         ) from None
 
 
-@dataclass(frozen=True, slots=True)
-class StatementLimits:
+class StatementLimits(NamedTuple):
     """How long one statement may run, and wait for a row or advisory lock, before the server cancels it with a
     typed error (``57014`` / ``55P03``: ``DatabaseBusy``). Sized per job through the settings (the template
     gives token fetch and the authorizer short ones); the migration runner sets its own, long ones."""

@@ -7,9 +7,8 @@ statement through ``FastReads``) and one AES-GCM open with a cached data key: no
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from connvault import wiring
 from connvault.access_log import record_issued
@@ -29,8 +28,7 @@ if TYPE_CHECKING:
     from connvault.services.refresh import RefreshPolicy
 
 
-@dataclass(frozen=True, slots=True)
-class IssuedCredential:
+class IssuedCredential(NamedTuple):
     """What token fetch answers; exactly one of the credential shapes is set."""
 
     connection_id: UUID
