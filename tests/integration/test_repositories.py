@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from connvault.db.connections import NewCredentials, SavedGrant
+from connvault.db.fast_reads import get_fast_reads
 from connvault.db.refresh_statements import get_refresh_statements
 from connvault.db.uow import UnitOfWork
 from connvault.errors import Conflict, InvalidInput, NotFound
@@ -561,3 +562,25 @@ def test_refresh_statements_from_threads_that_end_leave_no_connection_behind(db)
 
     # Other connections of this process may come and go meanwhile; a leak would add eight per run, forty here.
     assert backends() < after_first_run + 8
+
+
+def test_the_token_read_gives_back_what_was_stored_odd_values_too(db: TestDatabase, secrets: SecretRegistry) -> None:
+    """The prepared reads answer a connection's metadata as one json array (migration 0084): scopes a provider
+    named with quotes, backslashes, braces, commas or any script come back as stored, and a whole-second expiry
+    (which json writes as an integer) is the same instant."""
+    tenant = make_tenant("Odd values")
+    scopes = ('a"b', "c\\d", "{x,y}", "NULL", "ü ✓", "", "read write")
+    expires_at = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
+    stored = make_connection(tenant, secrets, grant=oauth_grant(secrets, scopes=scopes, expires_at=expires_at))
+
+    snapshot = get_fast_reads().read_connection(tenant, stored.id)
+    target = get_fast_reads().read_proxy_target(tenant, stored.id)
+
+    assert snapshot is not None
+    assert target is not None
+    assert target.snapshot == snapshot
+    assert snapshot.status is ConnectionStatus.ACTIVE
+    assert (snapshot.credential_type, snapshot.token_type) == ("oauth2", "Bearer")
+    assert snapshot.scopes == scopes
+    assert snapshot.expires_at == expires_at
+    assert (snapshot.has_refresh_token, snapshot.last_error_code) == (True, None)

@@ -361,8 +361,8 @@ def test_the_token_read_and_touch_functions_reach_only_the_named_tenants_connect
     db: TestDatabase, world: World
 ) -> None:
     with as_tenant(db, None) as sql:
-        own = sql.run("SELECT status FROM connvault_token_read(:t, :c)", t=world.a.id, c=world.a.connection)
-        other = sql.run("SELECT status FROM connvault_token_read(:t, :c)", t=world.a.id, c=world.b.connection)
+        own = sql.run("SELECT metadata->>0 FROM connvault_token_read(:t, :c)", t=world.a.id, c=world.a.connection)
+        other = sql.run("SELECT metadata->>0 FROM connvault_token_read(:t, :c)", t=world.a.id, c=world.b.connection)
         sql.run("SELECT connvault_touch_connection(:t, :c, interval '0 seconds')", t=world.a.id, c=world.b.connection)
 
     with owner(db) as sql:
@@ -375,7 +375,7 @@ def test_the_token_read_and_touch_functions_reach_only_the_named_tenants_connect
 
 def test_the_proxy_read_reaches_only_the_named_tenants_connection(db: TestDatabase, world: World) -> None:
     with as_tenant(db, None) as sql:
-        query = "SELECT status, provider_slug FROM connvault_read_proxy_target(:t, :c)"
+        query = "SELECT metadata->>0, provider_slug FROM connvault_read_proxy_target(:t, :c)"
         own = sql.run(query, t=world.a.id, c=world.a.connection)
         other = sql.run(query, t=world.a.id, c=world.b.connection)
 
@@ -438,8 +438,9 @@ def test_the_token_read_is_an_invoker_function_whose_callers_search_path_cannot_
         [[definer, config]] = sql.run("SELECT prosecdef, proconfig FROM pg_proc WHERE proname = 'connvault_token_read'")
     with as_tenant(db, None) as sql:
         sql.run("SET search_path = ''")
-        own = sql.run("SELECT status FROM public.connvault_token_read(:t, :c)", t=world.a.id, c=world.a.connection)
-        other = sql.run("SELECT status FROM public.connvault_token_read(:t, :c)", t=world.a.id, c=world.b.connection)
+        query = "SELECT metadata->>0 FROM public.connvault_token_read(:t, :c)"
+        own = sql.run(query, t=world.a.id, c=world.a.connection)
+        other = sql.run(query, t=world.a.id, c=world.b.connection)
 
     assert (definer, config) == (False, None)
     assert own == [["active"]]

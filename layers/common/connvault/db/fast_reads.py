@@ -94,16 +94,16 @@ class FastReads:
     def read_connection(self, tenant_id: UUID, connection_id: UUID) -> ConnectionSnapshot | None:
         """The connection as token fetch needs it, read under the tenant's RLS."""
         rows = self._run(_READ_CONNECTION, tenant=str(tenant_id), id=str(connection_id))
-        return _snapshot(connection_id, rows[0]) if rows else None
+        return _snapshot(connection_id, *rows[0]) if rows else None
 
     def read_proxy_target(self, tenant_id: UUID, connection_id: UUID) -> ProxyTarget | None:
         """The connection as the proxy needs it (token fetch's snapshot and its provider's API), under RLS."""
         rows = self._run(_READ_PROXY_TARGET, tenant=str(tenant_id), id=str(connection_id))
         if not rows:
             return None
-        slug, base_url, api_auth, config_keys, config, refreshed_epoch = rows[0][10:]
+        sealed, metadata, slug, base_url, api_auth, config_keys, config, refreshed_epoch = rows[0]
         return ProxyTarget(
-            _snapshot(connection_id, rows[0][:10]),
+            _snapshot(connection_id, sealed, metadata),
             slug,
             base_url,
             api_auth,
@@ -172,8 +172,10 @@ class FastReads:
         self._connection = connection
 
 
-def _snapshot(connection_id: UUID, row: list[Any]) -> ConnectionSnapshot:
-    status, kind, sealed, token_type, scopes, expires_epoch, has_refresh, error, margin, issued_epoch = row
+def _snapshot(connection_id: UUID, sealed: bytes | None, metadata: list[Any]) -> ConnectionSnapshot:
+    """The snapshot from a read's two columns: the sealed credentials, and the rest as one json array (the driver
+    decodes each column in Python, a json one in C; migration 0084)."""
+    status, kind, token_type, scopes, expires_epoch, has_refresh, error, margin, issued_epoch = metadata
     return ConnectionSnapshot(
         id=connection_id,
         status=ConnectionStatus(status),
