@@ -14,11 +14,14 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from connvault.credentials import OAuth2Credentials
 from connvault.crypto.data_keys import DataKeys
 from connvault.crypto.envelope import Envelope, SealContext
 from connvault.crypto.sealer import Sealer
+from connvault.db.sealed_credentials import OpenedCredentials, open_sealed_credentials, seal_credentials
 from connvault.db.uow import UnitOfWork
 from connvault.errors import DecryptionFailed, KeyServiceUnavailable
+from connvault.redacted import Redacted
 from connvault.services import leases, tenants
 from connvault.wiring import tenant_key_salt
 from tests.support.factories import make_connection, make_tenant, oauth_grant, owner
@@ -374,3 +377,107 @@ def test_a_warm_process_can_no_longer_open_a_deleted_tenants_envelopes_after_the
     for blob, row in ((first, here(tenant)), (late, here(tenant, uuid.UUID(int=2)))):
         with pytest.raises(DecryptionFailed):
             warm.open(blob, row)
+
+
+# -- token fetch's opened credentials (db/sealed_credentials.OpenedCredentials) --------------------------------
+
+
+class CountingSealer(Sealer):
+    """A sealer that counts the envelopes it opened."""
+
+    opened = 0
+
+    def open(self, blob: bytes, context: SealContext) -> bytes:
+        self.opened += 1
+        return super().open(blob, context)
+
+
+@pytest.fixture
+def counting_sealer(kms: Any, kms_key_id: str) -> Callable[[], CountingSealer]:
+    return lambda: CountingSealer(DataKeys(kms, kms_key_id, tenant_key_salt))
+
+
+def sealed_token(sealer: Sealer, tenant: uuid.UUID, connection: uuid.UUID, secrets: SecretRegistry) -> bytes:
+    token = f"at-{random.token_urlsafe(16)}"
+    secrets.add(token)
+    return seal_credentials(sealer, tenant, connection, OAuth2Credentials(access_token=Redacted(token)))
+
+
+def test_the_same_envelope_again_is_handed_what_was_opened(
+    counting_sealer: Callable[[], CountingSealer], tenant: uuid.UUID, secrets: SecretRegistry
+) -> None:
+    sealer, connection = counting_sealer(), uuid.uuid4()
+    blob = sealed_token(sealer, tenant, connection, secrets)
+    opened = OpenedCredentials(max_entries=8, max_age_seconds=300)
+
+    first = opened.open(sealer, tenant, connection, blob)
+    assert opened.open(sealer, tenant, connection, blob) is first
+    assert sealer.opened == 1
+
+
+def test_a_new_envelope_of_the_connection_is_opened(
+    counting_sealer: Callable[[], CountingSealer], tenant: uuid.UUID, secrets: SecretRegistry
+) -> None:
+    """Every write seals anew: a refresh, a rotation or an update is a new envelope, never the old credentials."""
+    sealer, connection = counting_sealer(), uuid.uuid4()
+    opened = OpenedCredentials(max_entries=8, max_age_seconds=300)
+    old = opened.open(sealer, tenant, connection, sealed_token(sealer, tenant, connection, secrets))
+    blob = sealed_token(sealer, tenant, connection, secrets)
+
+    new = opened.open(sealer, tenant, connection, blob)
+
+    assert new == open_sealed_credentials(sealer, tenant, connection, blob)
+    assert new != old
+    assert sealer.opened == 3
+
+
+def test_an_envelope_that_fails_to_open_is_refused_though_its_connection_was_opened(
+    counting_sealer: Callable[[], CountingSealer], tenant: uuid.UUID, secrets: SecretRegistry
+) -> None:
+    """The same envelope read for another tenant (its associated data differs), or changed by one byte, is opened
+    again and refused; so is one handed in with another sealer (another key), which opens it itself."""
+    sealer, connection = counting_sealer(), uuid.uuid4()
+    blob = sealed_token(sealer, tenant, connection, secrets)
+    opened = OpenedCredentials(max_entries=8, max_age_seconds=300)
+    opened.open(sealer, tenant, connection, blob)
+    tampered = blob[:-1] + bytes([blob[-1] ^ 1])
+
+    with pytest.raises(DecryptionFailed):
+        opened.open(sealer, make_tenant("Other"), connection, blob)
+    with pytest.raises(DecryptionFailed):
+        opened.open(sealer, tenant, connection, tampered)
+    other = counting_sealer()
+    opened.open(other, tenant, connection, blob)
+    assert other.opened == 1
+
+
+def test_opened_credentials_live_no_longer_than_a_data_key(
+    counting_sealer: Callable[[], CountingSealer], tenant: uuid.UUID, secrets: SecretRegistry
+) -> None:
+    sealer, connection, clock = counting_sealer(), uuid.uuid4(), Clock()
+    blob = sealed_token(sealer, tenant, connection, secrets)
+    opened = OpenedCredentials(max_entries=8, max_age_seconds=300, clock=clock)
+    opened.open(sealer, tenant, connection, blob)
+
+    clock.now += 299
+    opened.open(sealer, tenant, connection, blob)
+    assert sealer.opened == 1
+    clock.now += 1
+    opened.open(sealer, tenant, connection, blob)
+    assert sealer.opened == 2
+
+
+def test_the_least_recently_opened_connection_is_forgotten_first(
+    counting_sealer: Callable[[], CountingSealer], tenant: uuid.UUID, secrets: SecretRegistry
+) -> None:
+    sealer = counting_sealer()
+    connections = [uuid.uuid4() for _ in range(3)]
+    blobs = {connection: sealed_token(sealer, tenant, connection, secrets) for connection in connections}
+    opened = OpenedCredentials(max_entries=2, max_age_seconds=300)
+    for connection in connections:
+        opened.open(sealer, tenant, connection, blobs[connection])
+
+    opened.open(sealer, tenant, connections[2], blobs[connections[2]])
+    assert sealer.opened == 3
+    opened.open(sealer, tenant, connections[0], blobs[connections[0]])
+    assert sealer.opened == 4

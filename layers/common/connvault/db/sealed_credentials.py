@@ -4,12 +4,15 @@ writes, the refresh's store, and token fetch's prepared read. Light on purpose (
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import threading
+import time
+from typing import TYPE_CHECKING, NamedTuple
 
 from connvault.credentials import Credentials, OAuth2Credentials, credentials_from_bytes, credentials_to_bytes
 from connvault.crypto.envelope import SealContext
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from uuid import UUID
 
     from connvault.crypto.sealer import Sealer
@@ -25,6 +28,57 @@ def seal_credentials(sealer: Sealer, tenant_id: UUID, connection_id: UUID, crede
 def open_sealed_credentials(sealer: Sealer, tenant_id: UUID, connection_id: UUID, sealed: bytes) -> Credentials:
     """A connection's credentials from their envelope."""
     return credentials_from_bytes(sealer.open(sealed, SealContext(tenant_id, CREDENTIALS_FIELD, connection_id)))
+
+
+class _Opened(NamedTuple):
+    sealer: Sealer
+    tenant_id: UUID
+    sealed: bytes
+    credentials: Credentials
+    expires: float
+
+
+class OpenedCredentials:
+    """The credentials token fetch opened lately, one entry per connection, each beside the exact envelope it came
+    from: a fetch that reads the same envelope again is handed the same (immutable) credentials without opening it.
+
+    Opening is a quarter of a warm fetch (envelope parse, data-key lookup, AES-GCM, the JSON plaintext into
+    credentials), and a backend that fetches before each call to a provider reads the same envelope over and over.
+    A hit needs the same sealer, tenant, connection and envelope bytes, read under RLS in this request: every write
+    seals anew (a fresh nonce), so a refresh, a rotation or an update is a miss, and a deleted or revoked connection
+    is refused by the read before this is asked. An entry lives no longer than a data key stays cached
+    (``data_key_max_age_seconds``), so access to the KMS key, once revoked, stops serving within the same bound as
+    before. Plaintext credentials stay in the process between requests, as the data keys that open every envelope
+    of the tenant already do; at most ``max_entries`` of them."""
+
+    def __init__(
+        self, *, max_entries: int, max_age_seconds: float, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._entries: dict[UUID, _Opened] = {}
+        self._max_entries = max_entries
+        self._max_age = max_age_seconds
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def open(self, sealer: Sealer, tenant_id: UUID, connection_id: UUID, sealed: bytes) -> Credentials:
+        """``open_sealed_credentials``, or what it gave for the same envelope lately."""
+        now = self._clock()
+        entry = self._entries.get(connection_id)
+        if (
+            entry is not None
+            and entry.sealed == sealed
+            and entry.tenant_id == tenant_id
+            and entry.sealer is sealer
+            and now < entry.expires
+        ):
+            return entry.credentials
+        credentials = open_sealed_credentials(sealer, tenant_id, connection_id, sealed)
+        with self._lock:
+            self._entries.pop(connection_id, None)  # re-inserted last: the oldest entries go first
+            self._entries[connection_id] = _Opened(sealer, tenant_id, sealed, credentials, now + self._max_age)
+            while len(self._entries) > self._max_entries:
+                del self._entries[next(iter(self._entries))]
+        return credentials
 
 
 def holds_refresh_token(credentials: Credentials) -> bool:

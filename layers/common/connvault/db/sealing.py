@@ -16,6 +16,7 @@ from connvault.crypto.data_keys import DataKeys
 from connvault.crypto.kms import get_kms_client
 from connvault.crypto.sealer import Sealer
 from connvault.db.fast_reads import get_fast_reads
+from connvault.db.sealed_credentials import OpenedCredentials
 from connvault.once import once
 
 if TYPE_CHECKING:
@@ -38,8 +39,21 @@ def get_blind_index_keys() -> BlindIndexKeys:
     return BlindIndexKeys(max_age_seconds=get_settings().data_key_max_age_seconds)
 
 
+OPENED_CREDENTIALS_MEMORY = 4096
+"""Connections whose opened credentials a token function keeps (a few kilobytes each at most)."""
+
+
+@once
+def get_opened_credentials() -> OpenedCredentials:
+    """The credentials token fetch opened lately, kept as long as data keys are (``OpenedCredentials``)."""
+    return OpenedCredentials(
+        max_entries=OPENED_CREDENTIALS_MEMORY, max_age_seconds=get_settings().data_key_max_age_seconds
+    )
+
+
 def reset() -> None:
-    """Forget the sealer (its cached data keys with it) and the opened blind-index keys."""
+    """Forget the sealer (its cached data keys with it), the opened blind-index keys and credentials."""
     get_sealer.cache_clear()
     get_blind_index_keys.cache_clear()
+    get_opened_credentials.cache_clear()
     get_kms_client.cache_clear()

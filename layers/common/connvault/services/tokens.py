@@ -16,7 +16,7 @@ from connvault.clock import Clock, utcnow
 from connvault.config import get_settings
 from connvault.credentials import Credentials, OAuth2Credentials, needs_refresh, refresh_ttl
 from connvault.db.fast_reads import get_fast_reads
-from connvault.db.sealed_credentials import open_sealed_credentials
+from connvault.db.sealing import get_opened_credentials
 from connvault.errors import CredentialsExpired, IntegrationCredentialsInvalid, NotFound, ProviderUnavailable
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def _issue(
     snapshot.ensure_servable()
     if snapshot.credentials is None:
         raise CredentialsExpired(f"connection {connection_id} holds no credentials")
-    credentials = open_sealed_credentials(sealer, tenant_id, connection_id, snapshot.credentials)
+    credentials = get_opened_credentials().open(sealer, tenant_id, connection_id, snapshot.credentials)
     moment = asked
     current = _issued(
         connection_id, credentials, snapshot.token_type, snapshot.expires_at, snapshot.scopes, min_ttl, moment
