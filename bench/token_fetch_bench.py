@@ -2,7 +2,8 @@
 
 Floor: one primary-key SELECT of the sealed credentials through a prepared pg8000 statement on a warm
 connection, plus one AES-GCM open of the same envelope. Then each stage of the lean route adds its part: the
-read under RLS (``FastReads.read_connection``), opening the envelope into credentials, the service
+read under RLS (``FastReads.read_connection``), the credentials (the envelope opened, or the credentials opened
+from the same envelope before: ``sealed_credentials.OpenedCredentials``; the bench reads one envelope), the service
 (``services.tokens.get_token``: freshness, last use, access log), and the whole handler
 (``functions/token_fetch/app.handler``: parsing, logging context, rate limit, the JSON answer). The route as it
 was (the resolver behind the shared HTTP handler) is measured alongside. Rounds interleave the stages, so a busy
@@ -77,7 +78,7 @@ def run_bench(db: Any, iterations: int, pin: str) -> None:
     from connvault.api import token
     from connvault.api.app import lambda_handler, new_http_app
     from connvault.db.fast_reads import get_fast_reads
-    from connvault.db.sealed_credentials import open_sealed_credentials
+    from connvault.db.sealing import get_opened_credentials
 
     reads = get_fast_reads()
 
@@ -88,7 +89,7 @@ def run_bench(db: Any, iterations: int, pin: str) -> None:
         snapshot = reads.read_connection(tenant_id, connection_id)
         assert snapshot is not None
         assert snapshot.credentials is not None
-        open_sealed_credentials(sealer, tenant_id, connection_id, snapshot.credentials)
+        get_opened_credentials().open(sealer, tenant_id, connection_id, snapshot.credentials)
 
     handler = load_handler("token_fetch")
     resolver_app = new_http_app()
@@ -138,7 +139,7 @@ def run_bench(db: Any, iterations: int, pin: str) -> None:
     stages = {
         "floor (prepared PK select + AES-GCM open)": floor,
         "read under RLS (FastReads.read_connection)": read_only,
-        "read + open into credentials": read_and_open,
+        "read + credentials (opened, or kept)": read_and_open,
         "services.tokens.get_token": service,
         "functions/token_fetch handler (lean route)": through_handler,
         "the route as it was (resolver handler)": through_resolver,
