@@ -5,7 +5,9 @@ Every variant returns the same columns for the same row, as a prepared pg8000 st
 * floor: the owner's ``SELECT … FROM connections JOIN providers WHERE id = $1`` (RLS does not bind the owner);
 * pinned: a plpgsql ``SECURITY INVOKER`` function that sets the tenant and selects in one statement, with
   ``SET search_path`` (``connvault_read_connection`` as migration 0020 left it);
-* unpinned: the same function without ``SET search_path``, every name schema-qualified (as migration 0012 has it);
+* unpinned: the same function without ``SET search_path``, every name schema-qualified (as migration 0012 had it);
+* deployed: ``connvault_token_read`` as migration 0084 has it, the unpinned function answering two columns, the
+  sealed credentials and the rest as one json array (pg8000 decodes each column in Python, json in C);
 * session: the app role's plain prepared SELECT that also filters ``tenant_id``, the tenant set for the session
   by ``set_config`` only when it changes (same tenant every call, then alternating between two tenants).
 
@@ -69,6 +71,7 @@ def run_bench(db: Any, iterations: int, pin: str) -> None:
     connection = connect_as_app().connection  # the kind of connection token fetch reads on
     pinned = connection.prepare("SELECT * FROM bench_read_pinned(CAST(:tenant AS uuid), CAST(:id AS uuid))")
     unpinned = connection.prepare("SELECT * FROM bench_read_unpinned(CAST(:tenant AS uuid), CAST(:id AS uuid))")
+    deployed = connection.prepare("SELECT * FROM connvault_token_read(CAST(:tenant AS uuid), CAST(:id AS uuid))")
     session = connection.prepare(SESSION_READ)
     set_tenant = connection.prepare("SELECT pg_catalog.set_config('app.tenant_id', :tenant, false)")
     current = {"tenant": ""}
@@ -90,6 +93,7 @@ def run_bench(db: Any, iterations: int, pin: str) -> None:
         "floor: owner's PK read": lambda: floor.run(id=id_a),
         "pinned function (SET search_path)": lambda: pinned.run(tenant=tenant_a, id=id_a),
         "unpinned function (qualified names)": lambda: unpinned.run(tenant=tenant_a, id=id_a),
+        "deployed: unpinned, two columns (json)": lambda: deployed.run(tenant=tenant_a, id=id_a),
         "session tenant, same tenant": lambda: by_session(tenant_a, id_a),
         "session tenant, alternating": by_session_alternating,
     }
