@@ -123,11 +123,11 @@ def credentials_from_bytes(data: bytes) -> Credentials:
         doc = json.loads(data)
         kind = AuthType(doc["type"])
         if kind is AuthType.OAUTH2:
-            grant = doc.get("grant")
-            if grant is not None:
-                from connvault.token_grants import grant_from_document  # see token_grants' docstring
+            grant = None
+            if "grant" in doc:
+                from connvault.token_grants import grant_from_document  # only a grant's credentials load its classes
 
-                grant = grant_from_document(grant)
+                grant = grant_from_document(doc["grant"])
             return OAuth2Credentials(
                 access_token=Redacted(doc["access_token"]) if "access_token" in doc else None,
                 refresh_token=Redacted(doc["refresh_token"]) if "refresh_token" in doc else None,

@@ -1,4 +1,4 @@
-"""The process's ``Sealer`` and blind-index key cache, built once on first use.
+"""The process's ``Sealer``, blind-index key cache and opened credentials, built once on first use.
 
 They live at the repositories' floor because that is where they are needed (every unit of work seals and opens
 with them) and because the sealer needs this database: a data-key cache miss reads the tenant's salt
