@@ -6,15 +6,17 @@ bodies or the text of exceptions raised by HTTP or database libraries.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
 from connvault.once import once
 
 if TYPE_CHECKING:
+    from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
     Handler = Callable[[dict[str, Any], LambdaContext], dict[str, Any]]
@@ -78,30 +80,53 @@ _cold_start = True
 
 def _start_request(event: dict[str, Any], context: LambdaContext) -> None:
     """The log keys of a new request, as ``Logger.inject_lambda_context(clear_state=True)`` followed by
-    ``set_correlation_id`` leave them (``tests/unit/test_http_entry.py`` compares the two), in one pass.
+    ``set_correlation_id`` leave them (``tests/unit/test_http_entry.py`` compares the two, order included), in one
+    pass.
 
     Powertools looks the formatter up again and merges the keys anew in each of those steps, and reads the
     correlation id through a JMESPath query (21 µs of a warm token fetch on its own); read here directly, it is
-    what ``correlation_paths.API_GATEWAY_HTTP`` selects."""
+    what ``correlation_paths.API_GATEWAY_HTTP`` selects. The keys that stay for the function's life are merged
+    once (``_function_keys``); a request copies them and sets its own three."""
     global _cold_start
     cold_start, _cold_start = _cold_start, False
     if cold_start and os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "provisioned-concurrency":
         cold_start = False  # Powertools' rule: an initialised instance waited for its first request
-    formatter = logger.registered_formatter
-    formatter.clear_state()
+    formatter = cast("LambdaPowertoolsFormatter", logger.registered_formatter)  # the logger's own (built above)
+    keys = _function_keys(
+        formatter,
+        logger.service,
+        logger.sampling_rate,
+        context.function_name,
+        context.memory_limit_in_mb,
+        context.invoked_function_arn,
+    ).copy()
+    keys["cold_start"] = cold_start
+    keys["function_request_id"] = context.aws_request_id
+    keys["correlation_id"] = (event.get("requestContext") or {}).get("requestId")
+    formatter.log_format = keys
     formatter.thread_safe_clear_keys()
-    formatter.append_keys(
-        service=logger.service,
-        sampling_rate=logger.sampling_rate,
-        cold_start=cold_start,
-        function_name=context.function_name,
-        function_memory_size=context.memory_limit_in_mb,
-        function_arn=context.invoked_function_arn,
-        function_request_id=context.aws_request_id,
-        correlation_id=(event.get("requestContext") or {}).get("requestId"),
-    )
     if logger.sampling_rate and not cold_start:
         logger.refresh_sample_rate_calculation()
+
+
+@functools.lru_cache(maxsize=16)
+def _function_keys(
+    formatter: LambdaPowertoolsFormatter, service: str, sampling_rate: object, name: str, memory_size: int, arn: str
+) -> dict[str, Any]:
+    """What ``formatter.clear_state()`` and then ``append_keys`` of the function's keys leave, in their order; the
+    request's own keys are there, to be set, so that they keep Powertools' place."""
+    formatter.clear_state()
+    formatter.append_keys(
+        service=service,
+        sampling_rate=sampling_rate,
+        cold_start=None,
+        function_name=name,
+        function_memory_size=memory_size,
+        function_arn=arn,
+        function_request_id=None,
+        correlation_id=None,
+    )
+    return dict(formatter.log_format)
 
 
 def __getattr__(name: str) -> Any:
