@@ -14,7 +14,7 @@ import traceback
 from dataclasses import dataclass, field
 from functools import lru_cache
 from http import HTTPStatus
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID
 
 from connvault.api.context_keys import UNCHECKED_CONTEXT_KEY
@@ -185,18 +185,25 @@ def authorizer_context(event: dict[str, Any]) -> dict[str, Any]:
 def tenant_from(authorizer: dict[str, Any]) -> UUID:
     """The tenant the authorizer vouched for; the only source of tenant identity a handler trusts."""
     try:
-        tenant = _tenant_id(str(authorizer["tenant_id"]))
+        tenant = _tenant(str(authorizer["tenant_id"]))
     except (KeyError, ValueError):
         raise Unauthorized("no tenant in the request context") from None
-    logger.append_keys(tenant_id=str(tenant))
-    return tenant
+    logger.append_keys(tenant_id=tenant.text)
+    return tenant.id
+
+
+class _Tenant(NamedTuple):
+    id: UUID
+    text: str
+    """``str(id)``, as logged."""
 
 
 @lru_cache(maxsize=4096)
-def _tenant_id(text: str) -> UUID:
-    """The authorizer's tenant id as a UUID, parsed once per tenant and process (twice per request otherwise: the
-    rate limit and the route); what it gets comes from the authorizer, which writes only valid tenant ids."""
-    return UUID(text)
+def _tenant(text: str) -> _Tenant:
+    """The authorizer's tenant id, parsed once per tenant and process (twice per request otherwise: the rate limit
+    and the route); what it gets comes from the authorizer, which writes only valid tenant ids."""
+    tenant_id = UUID(text)
+    return _Tenant(tenant_id, str(tenant_id))
 
 
 def before_routes(authorizer: dict[str, Any]) -> Answer | None:
@@ -205,16 +212,16 @@ def before_routes(authorizer: dict[str, Any]) -> Answer | None:
     if authorizer.get(UNCHECKED_CONTEXT_KEY) is not None:
         logger.warning("request not authorized: the database is unavailable")
         return database_unavailable_answer()
-    tenant = authorizer.get("tenant_id")
-    try:
-        tenant_id = _tenant_id(str(tenant)) if tenant is not None else None
-    except ValueError:
-        return None  # a malformed tenant is the route's to refuse (401)
-    if tenant_id is None:
+    text = authorizer.get("tenant_id")
+    if text is None:
         return None  # public routes name no tenant
     try:
-        get_rate_limiter().admit(tenant_id)
+        tenant = _tenant(str(text))
+    except ValueError:
+        return None  # a malformed tenant is the route's to refuse (401)
+    try:
+        get_rate_limiter().admit(tenant.id)
     except RateLimited as refused:
-        logger.append_keys(tenant_id=str(tenant_id))
+        logger.append_keys(tenant_id=tenant.text)
         return domain_error_answer(refused)
     return None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from functools import lru_cache
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -99,8 +100,7 @@ def _parse(event: dict[str, Any]) -> tuple[UUID, int, bool]:
     if matched is None or str((context.get("http") or {}).get("method", "")).upper() != "GET":
         raise _NoRoute
     query = event.get("queryStringParameters") or {}
-    raw_id = matched["connection_id"]
-    connection_id = UUID(raw_id) if _UUID.match(raw_id) else None
+    connection_id = _connection_id(matched["connection_id"])
     min_ttl = _min_ttl(query.get("min_ttl"))
     force_refresh = _boolean(query.get("force_refresh"))
     if connection_id is not None and min_ttl is not None and force_refresh is not None:
@@ -111,6 +111,13 @@ def _parse(event: dict[str, Any]) -> tuple[UUID, int, bool]:
         ("query.min_ttl", min_ttl),
     )
     raise _Invalid([name for name, value in checked if value is None])
+
+
+@lru_cache(maxsize=4096)
+def _connection_id(raw: str) -> UUID | None:
+    """The path's connection id as a UUID, or None when pydantic would refuse it; parsed once per id and process (a
+    backend fetches the same connections over and over)."""
+    return UUID(raw) if _UUID.match(raw) else None
 
 
 def _min_ttl(raw: str | None) -> int | None:
@@ -162,8 +169,10 @@ def token_body(issued: IssuedCredential) -> dict[str, Any]:
     return body
 
 
+@lru_cache(maxsize=4096)
 def _instant(moment: datetime | None) -> str | None:
-    """As pydantic writes an aware datetime in JSON: ISO 8601, ``Z`` for UTC."""
+    """As pydantic writes an aware datetime in JSON: ISO 8601, ``Z`` for UTC (once per expiry and process: writing
+    an aware datetime costs more than the rest of the answer's fields together)."""
     if moment is None:
         return None
     text = moment.isoformat()
