@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -147,7 +147,7 @@ def needs_refresh(expires_at: datetime | None, now: datetime, ttl_seconds: int) 
 
     A token without an expiry never needs a refresh: providers such as GitHub OAuth apps issue those.
     """
-    return expires_at is not None and expires_at <= now + timedelta(seconds=ttl_seconds)
+    return expires_at is not None and (expires_at - now).total_seconds() <= ttl_seconds
 
 
 SATISFIABLE_SHARE = 0.9

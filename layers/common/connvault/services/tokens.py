@@ -7,7 +7,7 @@ statement through ``FastReads``) and one AES-GCM open with a cached data key: no
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, NamedTuple
 
 from connvault import wiring
@@ -63,7 +63,7 @@ def get_token(
     same round trip), so it is not read again."""
     reads = reads or get_fast_reads()
     issued = _issue(tenant_id, connection_id, min_ttl, force_refresh, reads, oauth, sealer, policy, now, snapshot)
-    reads.record_use(tenant_id, connection_id, timedelta(seconds=get_settings().last_used_coalesce_seconds))
+    reads.record_use(tenant_id, connection_id, get_settings().last_used_coalesce_seconds)
     record_issued(tenant_id, connection_id, issued.credentials.type.value, refreshed=issued.refreshed)
     return issued
 
@@ -153,7 +153,7 @@ def _issued(
     *,
     refreshed: bool = False,
 ) -> IssuedCredential:
-    met = expires_at is None or expires_at - moment >= timedelta(seconds=min_ttl)
+    met = expires_at is None or (expires_at - moment).total_seconds() >= min_ttl
     return IssuedCredential(
         connection_id, credentials, token_type, expires_at, scopes, refreshed=refreshed, min_ttl_met=met
     )
