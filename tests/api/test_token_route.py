@@ -160,6 +160,14 @@ def test_connection_id_spellings_are_answered_alike(routes, script, caplog, caps
     compare(routes, event(f"/connections/{raw_id}/token"), caplog, capsys)
 
 
+def test_only_ids_that_parse_are_remembered(routes, script) -> None:
+    """The route keeps what it parsed of a path's id; a hostile tenant's long or odd ids must not fill it."""
+    token_route._connection_id.cache_clear()
+    for raw_id in ("1" * 5000, "x", "a b", ID[:-1] + "g", "{" + ID + "}", ID):
+        routes[1](event(f"/connections/{raw_id}/token"), InvocationContext())
+    assert token_route._connection_id.cache_info().currsize == 2
+
+
 @pytest.mark.parametrize("value", ODD_MIN_TTL)
 def test_min_ttl_forms_are_answered_alike(routes, script, caplog, capsys, value: str) -> None:
     compare(routes, event(query={"min_ttl": value}), caplog, capsys)

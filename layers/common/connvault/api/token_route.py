@@ -100,7 +100,8 @@ def _parse(event: dict[str, Any]) -> tuple[UUID, int, bool]:
     if matched is None or str((context.get("http") or {}).get("method", "")).upper() != "GET":
         raise _NoRoute
     query = event.get("queryStringParameters") or {}
-    connection_id = _connection_id(matched["connection_id"])
+    raw_id = matched["connection_id"]
+    connection_id = _connection_id(raw_id) if _UUID.match(raw_id) else None
     min_ttl = _min_ttl(query.get("min_ttl"))
     force_refresh = _boolean(query.get("force_refresh"))
     if connection_id is not None and min_ttl is not None and force_refresh is not None:
@@ -114,10 +115,10 @@ def _parse(event: dict[str, Any]) -> tuple[UUID, int, bool]:
 
 
 @lru_cache(maxsize=4096)
-def _connection_id(raw: str) -> UUID | None:
-    """The path's connection id as a UUID, or None when pydantic would refuse it; parsed once per id and process (a
-    backend fetches the same connections over and over)."""
-    return UUID(raw) if _UUID.match(raw) else None
+def _connection_id(raw: str) -> UUID:
+    """A path's connection id as a UUID, parsed once per id and process (a backend fetches the same connections over
+    and over); only ids ``_UUID`` took are kept, 45 characters at most each."""
+    return UUID(raw)
 
 
 def _min_ttl(raw: str | None) -> int | None:
