@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from connvault.api import token, token_route
+from connvault.api import answers, token, token_route
 from connvault.api.app import lambda_handler, new_http_app
 from connvault.errors import (
     ConfigurationError,
@@ -162,10 +162,10 @@ def test_connection_id_spellings_are_answered_alike(routes, script, caplog, caps
 
 def test_only_ids_that_parse_are_remembered(routes, script) -> None:
     """The route keeps what it parsed of a path's id; a hostile tenant's long or odd ids must not fill it."""
-    token_route._connection_id.cache_clear()
+    answers.parsed_id.cache_clear()
     for raw_id in ("1" * 5000, "x", "a b", ID[:-1] + "g", "{" + ID + "}", ID):
         routes[1](event(f"/connections/{raw_id}/token"), InvocationContext())
-    assert token_route._connection_id.cache_info().currsize == 2
+    assert answers.parsed_id.cache_info().currsize == 3  # the tenant, and the two spellings of the id
 
 
 @pytest.mark.parametrize("value", ODD_MIN_TTL)

@@ -184,25 +184,26 @@ def authorizer_context(event: dict[str, Any]) -> dict[str, Any]:
 def tenant_from(authorizer: dict[str, Any]) -> UUID:
     """The tenant the authorizer vouched for; the only source of tenant identity a handler trusts."""
     try:
-        tenant = _tenant(str(authorizer["tenant_id"]))
+        tenant = parsed_id(str(authorizer["tenant_id"]))
     except (KeyError, ValueError):
         raise Unauthorized("no tenant in the request context") from None
     logger.append_keys(tenant_id=tenant.text)
     return tenant.id
 
 
-class _Tenant(NamedTuple):
+class ParsedId(NamedTuple):
     id: UUID
     text: str
-    """``str(id)``, as logged."""
+    """``str(id)``: the canonical spelling, as logs and answers write it."""
 
 
-@lru_cache(maxsize=4096)
-def _tenant(text: str) -> _Tenant:
-    """The authorizer's tenant id, parsed once per tenant and process (twice per request otherwise: the rate limit
-    and the route); what it gets comes from the authorizer, which writes only valid tenant ids."""
-    tenant_id = UUID(text)
-    return _Tenant(tenant_id, str(tenant_id))
+@lru_cache(maxsize=8192)
+def parsed_id(text: str) -> ParsedId:
+    """An id as a UUID and its canonical text, parsed once per spelling and process: the authorizer's tenant (twice
+    per request otherwise: the rate limit and the route) and a token fetch's connection (a backend fetches the same
+    connections over and over). ``ValueError`` for text that is no UUID (never kept)."""
+    value = UUID(text)
+    return ParsedId(value, str(value))
 
 
 def before_routes(authorizer: dict[str, Any]) -> Answer | None:
@@ -215,7 +216,7 @@ def before_routes(authorizer: dict[str, Any]) -> Answer | None:
     if text is None:
         return None  # public routes name no tenant
     try:
-        tenant = _tenant(str(text))
+        tenant = parsed_id(str(text))
     except ValueError:
         return None  # a malformed tenant is the route's to refuse (401)
     try:

@@ -15,16 +15,17 @@ from datetime import datetime
 from functools import lru_cache
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
-from uuid import UUID
 
 from connvault.api.answers import (
     NO_STORE,
     Answer,
+    ParsedId,
     authorizer_context,
     before_routes,
     domain_error_answer,
     invalid_request_answer,
     no_route_answer,
+    parsed_id,
     tenant_from,
     unexpected_answer,
 )
@@ -66,18 +67,18 @@ def _answer(event: dict[str, Any]) -> Answer:
     if early is not None:
         return early
     try:
-        connection_id, min_ttl, force_refresh = _parse(event)
+        connection, min_ttl, force_refresh = _parse(event)
     except _NoRoute:
         return no_route_answer()
     except _Invalid as invalid:
         return invalid_request_answer(invalid.fields)
     try:
-        issued = get_token(tenant_from(authorizer), connection_id, min_ttl=min_ttl, force_refresh=force_refresh)
+        issued = get_token(tenant_from(authorizer), connection.id, min_ttl=min_ttl, force_refresh=force_refresh)
     except ConnvaultError as error:
         return domain_error_answer(error)
     except Exception as error:  # the resolver's last handler (``db/`` raises the database's own as ConnvaultError)
         return unexpected_answer(error)
-    return Answer(HTTPStatus.OK, token_body(issued), dict(NO_STORE))
+    return Answer(HTTPStatus.OK, token_body(issued, connection.text), dict(NO_STORE))
 
 
 class _NoRoute(Exception):
@@ -90,7 +91,7 @@ class _Invalid(Exception):
         self.fields = fields
 
 
-def _parse(event: dict[str, Any]) -> tuple[UUID, int, bool]:
+def _parse(event: dict[str, Any]) -> tuple[ParsedId, int, bool]:
     context = event.get("requestContext") or {}
     path = event.get("rawPath") or ""
     stage = context.get("stage")
@@ -101,7 +102,7 @@ def _parse(event: dict[str, Any]) -> tuple[UUID, int, bool]:
         raise _NoRoute
     query = event.get("queryStringParameters") or {}
     raw_id = matched["connection_id"]
-    connection_id = _connection_id(raw_id) if _UUID.match(raw_id) else None
+    connection_id = parsed_id(raw_id) if _UUID.match(raw_id) else None
     min_ttl = _min_ttl(query.get("min_ttl"))
     force_refresh = _boolean(query.get("force_refresh"))
     if connection_id is not None and min_ttl is not None and force_refresh is not None:
@@ -112,13 +113,6 @@ def _parse(event: dict[str, Any]) -> tuple[UUID, int, bool]:
         ("query.min_ttl", min_ttl),
     )
     raise _Invalid([name for name, value in checked if value is None])
-
-
-@lru_cache(maxsize=4096)
-def _connection_id(raw: str) -> UUID:
-    """A path's connection id as a UUID, parsed once per id and process (a backend fetches the same connections over
-    and over); only ids ``_UUID`` took are kept, 45 characters at most each."""
-    return UUID(raw)
 
 
 def _min_ttl(raw: str | None) -> int | None:
@@ -140,10 +134,11 @@ def _boolean(raw: str | None) -> bool | None:
     return False if lowered in _FALSE else None
 
 
-def token_body(issued: IssuedCredential) -> dict[str, Any]:
-    """``TokenResponse`` as the resolver serialises it: every field, in the model's order."""
+def token_body(issued: IssuedCredential, connection_id: str) -> dict[str, Any]:
+    """``TokenResponse`` as the resolver serialises it: every field, in the model's order. ``connection_id`` is
+    ``str(issued.connection_id)``, which the route parsed with the id."""
     body: dict[str, Any] = {
-        "connection_id": str(issued.connection_id),
+        "connection_id": connection_id,
         "credential_type": issued.credentials.type.value,
         "access_token": None,
         "token_type": None,
