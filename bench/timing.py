@@ -65,9 +65,14 @@ def pin_cpus(database_pids: Iterable[int] | None, mode: str = "split") -> str:
     return "client and database on CPU 0" if mode == "same" else f"client on CPU 0, database on CPU {last}"
 
 
-def warm_bench_options(description: str, iterations: int) -> argparse.Namespace:
-    """The options every warm-path bench takes: calls per stage and round (``--iterations``) and ``--pin``."""
+def warm_bench_options(
+    description: str, iterations: int, more: Callable[[argparse.ArgumentParser], object] | None = None
+) -> argparse.Namespace:
+    """The options every warm-path bench takes: calls per stage and round (``--iterations``) and ``--pin``; ``more``
+    adds a bench's own."""
     parser = argparse.ArgumentParser(description=description.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=iterations)
     parser.add_argument("--pin", choices=PIN_MODES, default="split", help="CPU placement (see pin_cpus)")
+    if more is not None:
+        more(parser)
     return parser.parse_args()
