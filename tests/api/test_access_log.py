@@ -3,7 +3,10 @@ fetch is neither, and the credential never appears (the suite's secret scanner w
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -11,25 +14,44 @@ import pytest
 from connvault.observability import logger
 from tests.api.conftest import Api, connect_account
 
+AccessLines = Callable[[], list[dict[str, Any]]]
 
-def access_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
-    """The access lines as CloudWatch gets them: each record through the Powertools formatter."""
-    formatter = logger.registered_formatter
-    found = [json.loads(formatter.format(r)) for r in caplog.records if r.getMessage() == "credential issued"]
-    caplog.clear()
-    return found
+
+@pytest.fixture
+def access_lines() -> Iterator[AccessLines]:
+    """The access lines written since the last call, as CloudWatch gets them: the logger's stream (the lines are
+    written to it straight, ``observability.info_line``). They go on to the real stream too, which the secret
+    scanner reads."""
+    handler = logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    buffer = io.StringIO()
+    stream = handler.setStream(buffer)
+    seen = 0
+
+    def written() -> list[dict[str, Any]]:
+        nonlocal seen
+        new, seen = buffer.getvalue()[seen:], len(buffer.getvalue())
+        lines = [json.loads(text) for text in new.splitlines()]
+        return [line for line in lines if line.get("message") == "credential issued"]
+
+    try:
+        yield written
+    finally:
+        handler.setStream(stream)
+        if stream is not None:
+            stream.write(buffer.getvalue())
 
 
 def test_a_token_handed_out_is_one_access_line_that_is_also_the_tenant_metric(
-    api: Api, caplog: pytest.LogCaptureFixture
+    api: Api, access_lines: AccessLines
 ) -> None:
     connection_id = connect_account(api)
-    caplog.clear()
+    access_lines()
 
     assert api.call("GET", f"/connections/{connection_id}/token").status == 200
     assert api.call("GET", f"/connections/{connection_id}/token", query={"force_refresh": "true"}).status == 200
 
-    logged = access_lines(caplog)
+    logged = access_lines()
     assert [(line["refreshed"], line["credential_type"]) for line in logged] == [(False, "oauth2"), (True, "oauth2")]
     for line in logged:
         assert line["tenant_id"] == str(api.tenant.tenant_id)
@@ -43,23 +65,23 @@ def test_a_token_handed_out_is_one_access_line_that_is_also_the_tenant_metric(
         assert (line["service"], line["CredentialIssued"]) == ("connvault", 1)
 
 
-def test_an_api_key_fetch_is_logged_with_its_kind(api: Api, caplog: pytest.LogCaptureFixture) -> None:
+def test_an_api_key_fetch_is_logged_with_its_kind(api: Api, access_lines: AccessLines) -> None:
     api.secrets.add("sk-test-123456")
     created = api.call(
         "POST", "/connections", body={"provider": "openai", "end_user_id": "u", "api_key": "sk-test-123456"}
     )
     assert created.status == 201, created.body
-    caplog.clear()
+    access_lines()
 
     assert api.call("GET", f"/connections/{created.json()['id']}/token").status == 200
 
-    (line,) = access_lines(caplog)
+    (line,) = access_lines()
     assert (line["credential_type"], line["refreshed"]) == ("api_key", False)
 
 
-def test_a_refused_fetch_is_not_an_access(api: Api, caplog: pytest.LogCaptureFixture) -> None:
-    caplog.clear()
+def test_a_refused_fetch_is_not_an_access(api: Api, access_lines: AccessLines) -> None:
+    access_lines()
 
     assert api.call("GET", "/connections/00000000-0000-4000-8000-000000000000/token").status == 404
 
-    assert access_lines(caplog) == []
+    assert access_lines() == []

@@ -17,7 +17,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from connvault.observability import NAMESPACE, MetricName, logger
+from connvault.observability import NAMESPACE, MetricName, info_line, logger
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -35,9 +35,9 @@ _DIRECTIVE = [
 def record_issued(tenant_id: UUID, connection_id: UUID, credential_type: str, *, refreshed: bool) -> None:
     if logger.log_level > logging.INFO:
         return  # a deployment logging at WARNING turned the access log off: its fields are not even built
-    logger.info(
+    info_line(
         ACCESS_LOG_MESSAGE,
-        extra={
+        {
             "access_log": True,
             "tenant_id": str(tenant_id),
             "connection_id": str(connection_id),

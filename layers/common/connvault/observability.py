@@ -7,9 +7,12 @@ bodies or the text of exceptions raised by HTTP or database libraries.
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import sys
+import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 
@@ -127,6 +130,55 @@ def _function_keys(
         correlation_id=None,
     )
     return dict(formatter.log_format)
+
+
+def info_line(message: str, fields: dict[str, Any]) -> None:
+    """``logger.info(message, extra=fields)`` for a line written on every request (the access line), written
+    straight to the logger's stream: the same JSON, keys in the same order, as Powertools' formatter writes for
+    that call (``tests/unit/test_info_line.py`` compares the two line for line), without what a line through
+    ``logging`` costs besides its JSON: a ``LogRecord``, the walk up the stack for the caller, and the formatter
+    merging every record attribute with the keys. 25 µs a line in a loop against 47-77 µs through
+    ``logger.info``: on a warm token fetch at INFO the access line cost more than the rest of the handler.
+
+    Only what ``logger.info`` would write: nothing below the logger's level; a write that fails goes the
+    standard way (``logging`` reports it on stderr and the request goes on)."""
+    if logger.log_level > logging.INFO:
+        return
+    caller = sys._getframe(1)  # what Powertools' ``location`` names: the function that logged, and the line
+    formatter = cast("LambdaPowertoolsFormatter", logger.registered_formatter)
+    now = _Instant.now()
+    line = {
+        **formatter.log_format,
+        "level": "INFO",
+        "location": f"{caller.f_code.co_name}:{caller.f_lineno}",
+        "message": message,
+        "timestamp": formatter.formatTime(cast("logging.LogRecord", now)),
+        **logger.thread_safe_get_current_keys(),
+        **fields,
+        "xray_trace_id": formatter._get_latest_trace_id(),
+    }
+    text = formatter.serialize({key: value for key, value in line.items() if value is not None})
+    handler = cast("logging.StreamHandler[Any]", logger.registered_handler)
+    handler.acquire()
+    try:
+        handler.stream.write(text + handler.terminator)  # as ``StreamHandler.emit``
+        handler.flush()
+    except Exception:
+        logger.info(message, extra=fields, stacklevel=2)  # through ``logging``, which reports its own failures
+    finally:
+        handler.release()
+
+
+class _Instant(NamedTuple):
+    """A moment as a ``LogRecord`` carries it, which is all ``formatter.formatTime`` reads of one."""
+
+    created: float
+    msecs: float
+
+    @classmethod
+    def now(cls) -> _Instant:
+        created = time.time()
+        return cls(created, int((created - int(created)) * 1000) + 0.0)  # as ``LogRecord.__init__`` (gh-89047)
 
 
 def __getattr__(name: str) -> Any:
