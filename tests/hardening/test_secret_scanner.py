@@ -1,7 +1,8 @@
 """The secret scanner itself: a secret that reaches a log record, captured stdout or stderr (Powertools logs,
-EMF metrics), a failing test's exception or an HTTP error body fails the test, and the report that says so is
-masked. Proven by running pytest on a small test file in a child process, with the suite's own harness loaded
-as a plugin (``-p tests.conftest``), so what is checked is exactly what guards the suite."""
+lines written straight to the logger's stream, EMF metrics), a failing test's exception or an HTTP error body
+fails the test, and the report that says so is masked. Proven by running pytest on a small test file in a child
+process, with the suite's own harness loaded as a plugin (``-p tests.conftest``), so what is checked is exactly
+what guards the suite."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ import os
 import sys
 
 from aws_lambda_powertools import Metrics
-from connvault.observability import logger as connvault_logger
+from connvault.observability import info_line, logger as connvault_logger
 
 SECRET = os.environ["LEAK_PROBE"]
 
@@ -47,6 +48,12 @@ def test_leak_in_a_log_record(secrets):
 def test_leak_in_a_powertools_log_line(secrets):
     secrets.add(SECRET)
     connvault_logger.info("refreshed", extra={"token": SECRET})
+
+
+def test_leak_in_a_line_written_straight(secrets):
+    secrets.add(SECRET)
+    connvault_logger.setLevel(logging.INFO)
+    info_line("credential issued", {"connection_id": SECRET})
 
 
 def test_leak_in_an_emf_metric_dimension(secrets):
@@ -133,6 +140,7 @@ def test_a_test_that_leaks_nothing_passes(probe_run: tuple[dict[str, str], str, 
     [
         "test_leak_in_a_log_record",
         "test_leak_in_a_powertools_log_line",
+        "test_leak_in_a_line_written_straight",
         "test_leak_in_an_emf_metric_dimension",
         "test_leak_on_stderr",
         "test_leak_in_the_exception_of_a_failing_test",
