@@ -128,3 +128,16 @@ def test_a_stream_that_fails_is_reported_by_logging_and_the_caller_goes_on(
     info_line("a phrase", {"a": 1})
 
     assert "Logging error" in capsys.readouterr().err
+
+
+def test_a_field_that_cannot_be_written_is_reported_by_logging_and_the_caller_goes_on(
+    written: io.StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Unprintable:
+        def __str__(self) -> str:
+            raise RuntimeError("no text")
+
+    info_line("a phrase", {"odd": Unprintable()})
+
+    assert written.getvalue() == ""
+    assert "Logging error" in capsys.readouterr().err

@@ -140,8 +140,8 @@ def info_line(message: str, fields: dict[str, Any]) -> None:
     merging every record attribute with the keys. 25 µs a line in a loop against 47-77 µs through
     ``logger.info``: on a warm token fetch at INFO the access line cost more than the rest of the handler.
 
-    Only what ``logger.info`` would write: nothing below the logger's level; a write that fails goes the
-    standard way (``logging`` reports it on stderr and the request goes on)."""
+    Only what ``logger.info`` would write: nothing below the logger's level; a line that cannot be serialized or
+    written goes the standard way (``logging`` reports it on stderr and the request goes on)."""
     if logger.log_level > logging.INFO:
         return
     caller = sys._getframe(1)  # what Powertools' ``location`` names: the function that logged, and the line
@@ -157,11 +157,11 @@ def info_line(message: str, fields: dict[str, Any]) -> None:
         **fields,
         "xray_trace_id": formatter._get_latest_trace_id(),
     }
-    text = formatter.serialize({key: value for key, value in line.items() if value is not None})
     handler = cast("logging.StreamHandler[Any]", logger.registered_handler)
     handler.acquire()
-    try:
-        handler.stream.write(text + handler.terminator)  # as ``StreamHandler.emit``
+    try:  # as ``Handler.handle`` and ``StreamHandler.emit``: formatted, written and flushed under the lock
+        text = formatter.serialize({key: value for key, value in line.items() if value is not None})
+        handler.stream.write(text + handler.terminator)
         handler.flush()
     except Exception:
         logger.info(message, extra=fields, stacklevel=2)  # through ``logging``, which reports its own failures
