@@ -11,10 +11,13 @@ on every fetch (what keeping the opened credentials saves). Rounds interleave th
 moment of the shared machine hits them alike. Also counts KMS calls once warm. Cold imports:
 ``bench/cold_start_bench.py``.
 
+The stages are then timed again one call at a time with cold caches (``--cold-calls``, ``timing.cold_per_call_us``):
+what a stage touches, not only what it runs, is what the real path pays for it.
+
 Logging at WARNING by default, which leaves the access log out; ``--log-level INFO`` (the deployment's default)
 measures with its line written for every credential handed out, to ``/dev/null``.
 
-Run: ``.venv/bin/python bench/token_fetch_bench.py [--iterations 3000] [--log-level INFO]``
+Run: ``.venv/bin/python bench/token_fetch_bench.py [--iterations 3000] [--log-level INFO] [--cold-calls 1000]``
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "layers" / "common"), str(ROOT)]
 from database import backend_pids, bench_database, migrated, oauth_connection  # noqa: E402 - bench/database.py, beside this script
-from timing import ROUNDS, interleaved_per_call_us, per_call_us, pin_cpus, warm_bench_options  # noqa: E402 - bench/timing.py, beside this script
+from timing import ROUNDS, cold_per_call_us, interleaved_per_call_us, per_call_us, pin_cpus, warm_bench_options  # noqa: E402 - bench/timing.py, beside this script
 
 from devserver.local_env import LOCAL_ENV  # noqa: E402 - after the path is set
 
@@ -43,13 +46,19 @@ os.environ.update(
 
 
 def main() -> None:
-    args = warm_bench_options(__doc__, 3000, _log_level_option)
+    args = warm_bench_options(__doc__, 3000, _options)
     os.environ["POWERTOOLS_LOG_LEVEL"] = args.log_level
     with bench_database() as db:
-        run_bench(db, args.iterations, args.pin)
+        run_bench(db, args.iterations, args.pin, args.cold_calls)
 
 
-def _log_level_option(parser: argparse.ArgumentParser) -> None:
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cold-calls",
+        type=int,
+        default=1000,
+        help="calls per stage timed once each with cold caches (timing.cold_per_call_us); 0 leaves them out",
+    )
     parser.add_argument(
         "--log-level",
         choices=["WARNING", "INFO"],
@@ -59,7 +68,7 @@ def _log_level_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run_bench(db: Any, iterations: int, pin: str) -> None:
+def run_bench(db: Any, iterations: int, pin: str, cold_calls: int) -> None:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     from connvault import wiring
@@ -198,6 +207,22 @@ def run_bench(db: Any, iterations: int, pin: str) -> None:
         if name in staged:
             previous = us
     print(f"  KMS calls during the measured calls: {kms_calls}")
+    if cold_calls:
+        _print_cold(staged, timings, cold_calls)
+
+
+def _print_cold(staged: dict[str, Any], warm: dict[str, float], calls: int) -> None:
+    """The stages again, each call with cold caches: in a loop a stage's code and data stay cached, while on
+    the real path the wait for the database leaves some of them cold, so a stage's share of the real path follows
+    how much it touches more than how much it runs."""
+    cold = cold_per_call_us(staged, calls)
+    floor_us = cold[next(iter(staged))]
+    print(f"  with cold caches ({calls} calls per stage, each after an 8 MB scan; median call):")
+    previous = 0.0
+    for name, us in cold.items():
+        step = f"+{us - previous:6.1f}" if previous else "       "
+        print(f"  {name:45s} {us:8.1f} us {step} us  ratio {us / floor_us:.2f}x  ({us / warm[name]:.1f}x warm)")
+        previous = us
 
 
 if __name__ == "__main__":

@@ -8,8 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -26,11 +24,19 @@ def run_bench(script: str, *args: str, expect: tuple[int, ...] = (0,)) -> str:
     return done.stdout
 
 
-@pytest.mark.parametrize("script", ["token_fetch_bench.py", "token_read_bench.py"])
-def test_the_warm_read_benches_report_every_stage_against_their_floor(script: str) -> None:
-    report = run_bench(script, "--iterations", "10")
+def test_the_token_read_bench_reports_every_shape_against_its_floor() -> None:
+    report = run_bench("token_read_bench.py", "--iterations", "10")
     assert "client on CPU 0" in report  # pinned (bench/timing.pin_cpus)
     assert report.count("ratio") >= 5
+
+
+def test_the_token_fetch_bench_reports_every_stage_against_its_floor_warm_and_with_cold_caches() -> None:
+    report = run_bench("token_fetch_bench.py", "--iterations", "10", "--cold-calls", "10")
+    warm, cold = report.split("with cold caches")
+    assert "client on CPU 0" in warm  # pinned (bench/timing.pin_cpus)
+    assert warm.count("ratio") >= 5
+    assert cold.count("ratio") == 5
+    assert "x warm" in cold
 
 
 def test_the_cold_start_bench_reports_both_functions() -> None:
