@@ -140,6 +140,11 @@ def test_an_account_imported_twice_is_409_and_costs_no_refresh(api: Api, provide
         ({"refresh_token": ""}, "body.refresh_token"),
         ({"refresh_token": "rt\x00nul-in-token"}, "refresh_token"),
         ({"refresh_token": "rt-1234567890", "expires_at": "2030-01-01T00:00:00"}, "expires_at"),
+        # Past year 9999 once in UTC (the driver's conversion overflowed: a 500), or late enough in 9999 that the
+        # stored epoch read back as year 10000 (every fetch of the connection a 500).
+        ({"refresh_token": "rt-1234567890", "expires_at": "9999-12-31T23:59:59-23:59"}, "body.expires_at"),
+        ({"refresh_token": "rt-1234567890", "expires_at": "9999-12-31T23:59:59.999999Z"}, "body.expires_at"),
+        ({"refresh_token": "rt-1234567890", "expires_at": "0001-01-01T00:00:00+05:00"}, "body.expires_at"),
         ({"refresh_token": "rt-1234567890", "scopes": ["a b"]}, "scopes"),
         ({"refresh_token": "rt-1234567890", "verify": "sometimes"}, "body.verify"),
         ({"refresh_token": "rt-1234567890", "provider": "openai"}, "provider"),
@@ -198,6 +203,26 @@ def test_a_bulk_import_answers_each_item_on_its_own(api: Api, provider) -> None:
     listed = api.call("GET", "/connections").json()["items"]
     assert {c["end_user_id"] for c in listed} == {"a", "already", "e"}
     assert {c["kind"] for c in listed} == {"imported"}
+
+
+def test_an_item_with_an_expiry_no_layer_can_hold_is_invalid_and_the_rest_goes_ahead(api: Api, provider) -> None:
+    items = [
+        {"provider": "demo", "end_user_id": "kept", "refresh_token": "rt-kept-1234567890"},
+        {
+            "provider": "demo",
+            "end_user_id": "edge",
+            "refresh_token": "rt-edge-1234567890",
+            "expires_at": "0001-01-01T00:00:00+05:00",
+        },
+    ]
+    api.secrets.add("rt-kept-1234567890", "rt-edge-1234567890")
+
+    answer = bulk(api, items, verify=False)
+
+    assert answer.status == 200, answer.body
+    assert [result["status"] for result in answer.json()["items"]] == ["created", "invalid"]
+    assert answer.json()["items"][1]["error"]["field"] == "expires_at"
+    assert [c["end_user_id"] for c in api.call("GET", "/connections").json()["items"]] == ["kept"]
 
 
 def test_sending_a_batch_again_changes_nothing_and_calls_no_provider(api: Api, provider, db) -> None:

@@ -223,6 +223,18 @@ def test_a_list_filter_postgresql_cannot_hold_is_a_400(api: Api, parameter: str)
     assert answer.json()["error"]["field"] == parameter
 
 
+@pytest.mark.parametrize(
+    "moment",
+    ["9999-12-31T23:59:59-00:01", "0001-01-01T00:00:00+00:01", "9999-12-31T23:59:59.999999Z", "0001-01-01T00:00:00Z"],
+)
+def test_a_time_no_layer_can_hold_is_a_400(api: Api, moment: str) -> None:
+    """Past year 9999 or before year 1 once in UTC (the driver's conversion overflowed: a 500), or at the very edge."""
+    answer = api.call("GET", "/connections", query={"unused_since": moment})
+
+    assert answer.status == 400, answer.body
+    assert answer.json()["error"]["field"] == "query.unused_since"
+
+
 # -- outside the OpenAPI document ---------------------------------------------------------------------------
 
 KEY_ID = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=16, max_size=16)

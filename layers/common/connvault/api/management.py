@@ -1,6 +1,5 @@
 """Routes of the management API: connect sessions, providers, integrations, connections."""
 
-from datetime import datetime
 from http import HTTPStatus
 from typing import Annotated
 from uuid import UUID
@@ -28,6 +27,7 @@ from connvault.api.schemas import (
     DeviceSessionResponse,
     ImportConnectionsRequest,
     ImportConnectionsResponse,
+    Instant,
     IntegrationListResponse,
     IntegrationRequest,
     IntegrationResponse,
@@ -262,7 +262,7 @@ def register(app: APIGatewayHttpResolver) -> None:
         cursor: Annotated[str | None, Query(max_length=200)] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
         unused_since: Annotated[
-            datetime | None,
+            Instant | None,
             Query(description="Only connections that handed out no credential since this time, or never (idle ones)."),
         ] = None,
         provider_account_id: Annotated[

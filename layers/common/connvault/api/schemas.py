@@ -6,12 +6,22 @@ Responses are built from domain objects explicitly (``of``); they never carry a 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from uuid import UUID
 
 from aws_lambda_powertools.event_handler.openapi.params import Body
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, SecretStr, Tag, WithJsonSchema, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    SecretStr,
+    Tag,
+    WithJsonSchema,
+    model_validator,
+)
 
 from connvault.models import (
     PROVIDER_SLUG,
@@ -51,6 +61,27 @@ EndUserId = Annotated[str, Field(min_length=1, max_length=255, examples=["user-4
 Alias = Annotated[str, Field(max_length=100)]
 Scope = Annotated[str, Field(min_length=1, max_length=256)]
 Url = Annotated[str, Field(min_length=1, max_length=2048)]
+EARLIEST_INSTANT = datetime(1, 1, 2, tzinfo=UTC)
+LATEST_INSTANT = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def _representable(moment: datetime) -> datetime:
+    """An instant every layer can hold: in UTC, from the second day of year 1 to before year 9999. An offset
+    carries an edge date past year 9999 or before year 1 (the driver's conversion to UTC overflows: a 500), and a
+    time late in 9999 reads back from its epoch as year 10000 (a connection no fetch could read)."""
+    try:
+        utc = moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    except OverflowError:
+        raise ValueError(_NOT_REPRESENTABLE) from None
+    if not EARLIEST_INSTANT <= utc < LATEST_INSTANT:
+        raise ValueError(_NOT_REPRESENTABLE)
+    return moment
+
+
+_NOT_REPRESENTABLE = "the time must fall between the years 1 and 9998 in UTC"
+
+
+Instant = Annotated[datetime, AfterValidator(_representable)]
 ProviderAccountId = Annotated[
     SecretStr,
     Field(
@@ -485,7 +516,7 @@ class ImportedGrant(Strict):
     alias: Alias = ""
     refresh_token: SecretStr = Field(min_length=1, max_length=8192)
     access_token: SecretStr | None = Field(default=None, min_length=1, max_length=8192)
-    expires_at: datetime | None = Field(default=None, description="When access_token expires (with a time zone).")
+    expires_at: Instant | None = Field(default=None, description="When access_token expires (with a time zone).")
     scopes: list[Scope] | None = Field(default=None, max_length=100, description="The scopes the grant holds.")
     token_type: str | None = Field(default=None, min_length=1, max_length=64, examples=["Bearer"])
     metadata: dict[str, Any] | None = None
