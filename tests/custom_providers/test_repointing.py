@@ -108,3 +108,77 @@ def test_with_the_secret_a_token_endpoint_moved_on_the_same_server_keeps_connect
 
     assert answer.status == 200, answer.body
     assert status_of(tenant_a, connection_id)[0] == "active"
+
+
+# -- where stored tokens go when the endpoints move (an outside probe, 2026-11-30: a new client secret, or deleting
+# the integration first, moved the revocation endpoint, and deleting a connection then sent its refresh token there)
+
+
+def test_a_revocation_endpoint_moved_elsewhere_sends_connections_to_reauth_and_their_tokens_nowhere(
+    tenant_a: Api, idp: DemoProvider, elsewhere: DemoProvider
+) -> None:
+    assert define(tenant_a, idp, **explicit(idp)).status == 200
+    connection_id = connect(tenant_a)
+
+    answer = define(tenant_a, idp, **explicit(idp, revocation_url=f"{elsewhere.base_url}/revoke"))
+
+    assert answer.status == 200, answer.body
+    assert status_of(tenant_a, connection_id) == ("needs_reauth", "revocation_endpoint_moved")
+    deleted = tenant_a.call("DELETE", f"/connections/{connection_id}")
+    assert deleted.status == 200, deleted.body
+    assert deleted.json()["revocation"] == "not_supported"
+    assert elsewhere.stats().revoked == frozenset()
+
+
+def test_a_token_endpoint_moved_elsewhere_never_gets_the_old_tokens_to_revoke_either(
+    tenant_a: Api, idp: DemoProvider, elsewhere: DemoProvider
+) -> None:
+    assert define(tenant_a, idp, **explicit(idp)).status == 200
+    connection_id = connect(tenant_a)
+    moved = {"token_url": f"{elsewhere.base_url}/token", "revocation_url": f"{elsewhere.base_url}/revoke"}
+
+    assert define(tenant_a, idp, **explicit(idp, **moved)).status == 200
+
+    assert status_of(tenant_a, connection_id) == ("needs_reauth", "token_endpoint_moved")
+    assert tenant_a.call("DELETE", f"/connections/{connection_id}").status == 200
+    assert elsewhere.stats().revoked == frozenset()
+    assert elsewhere.stats().token_calls == {}
+
+
+def test_deleting_the_integration_first_moves_no_token_either(
+    tenant_a: Api, idp: DemoProvider, elsewhere: DemoProvider
+) -> None:
+    assert define(tenant_a, idp, **explicit(idp)).status == 200
+    connection_id = connect(tenant_a)
+    assert tenant_a.call("DELETE", f"/integrations/{SLUG}").status == 204
+
+    redefined = define(tenant_a, idp, client_secret=False, **explicit(idp, revocation_url=f"{elsewhere.base_url}/r"))
+
+    assert redefined.status == 200, redefined.body
+    assert status_of(tenant_a, connection_id) == ("needs_reauth", "revocation_endpoint_moved")
+    assert tenant_a.call("DELETE", f"/connections/{connection_id}").status == 200
+    assert elsewhere.stats().revoked == frozenset()
+
+
+def test_a_reconnect_never_revokes_the_old_grant_at_the_moved_endpoint(
+    tenant_a: Api, idp: DemoProvider, elsewhere: DemoProvider
+) -> None:
+    assert define(tenant_a, idp, **explicit(idp)).status == 200
+    connection_id = connect(tenant_a)
+    assert define(tenant_a, idp, **explicit(idp, revocation_url=f"{elsewhere.base_url}/revoke")).status == 200
+
+    assert connect(tenant_a) == connection_id
+
+    assert status_of(tenant_a, connection_id)[0] == "active"
+    assert elsewhere.stats().revoked == frozenset()
+
+
+def test_a_revocation_endpoint_on_the_token_endpoints_own_server_keeps_connections_working(
+    tenant_a: Api, idp: DemoProvider
+) -> None:
+    assert define(tenant_a, idp, **explicit(idp, revocation_url=None)).status == 200
+    connection_id = connect(tenant_a)
+
+    assert define(tenant_a, idp, **explicit(idp)).status == 200
+
+    assert status_of(tenant_a, connection_id)[0] == "active"

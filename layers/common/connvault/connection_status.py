@@ -49,3 +49,16 @@ class ConnectionStatus(StrEnum):
             raise ConnectionRevoked(f"connection {connection_id} was revoked")
         if not has_refresh_token and (refreshing or self is ConnectionStatus.EXPIRED):
             raise CredentialsExpired(f"connection {connection_id} expired and has no refresh token")
+
+
+TOKEN_ENDPOINT_MOVED = "token_endpoint_moved"
+REVOCATION_ENDPOINT_MOVED = "revocation_endpoint_moved"
+_ISSUER_LEFT = frozenset({TOKEN_ENDPOINT_MOVED, REVOCATION_ENDPOINT_MOVED})
+
+
+def issuer_left(status: ConnectionStatus, reason: str | None) -> bool:
+    """Whether the connection's provider now points away from the server that issued its tokens (a custom
+    provider's token or revocation endpoint moved to another origin: ``services/custom_providers.py``). Such
+    tokens are never sent anywhere again, neither to refresh (the status is ``needs_reauth``) nor to revoke: the
+    new server is not the one they belong to. A reconnect makes a grant of the new server's."""
+    return status is ConnectionStatus.NEEDS_REAUTH and reason in _ISSUER_LEFT

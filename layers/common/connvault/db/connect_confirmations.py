@@ -98,6 +98,16 @@ class ConnectConfirmationRepository:
         ).one_or_none()
         return None if row is None else self._to_domain(row)
 
+    def drop_for_provider(self, provider_id: UUID) -> int:
+        """Delete the provider's parked grants unrevoked (its endpoints moved away from the server that issued
+        them: ``connection_status.issuer_left``); their end users connect again. How many."""
+        dropped = self._session.execute(
+            delete(ConnectConfirmationRow)
+            .where(ConnectConfirmationRow.provider_id == provider_id)
+            .returning(ConnectConfirmationRow.id)
+        )
+        return len(dropped.all())
+
     def list_expired(self, now: datetime, limit: int) -> list[tuple[UUID, UUID]]:
         """(session id, tenant id) of expired parked grants of every tenant (a SECURITY DEFINER lookup)."""
         found = func.connvault_unconfirmed_grants(now, limit).table_valued("id", "tenant_id")

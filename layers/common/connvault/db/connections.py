@@ -22,6 +22,7 @@ from sqlalchemy import case, delete, false, func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
+from connvault.connection_status import issuer_left
 from connvault.crypto.envelope import SealContext
 from connvault.db.rowcount import rows_changed
 from connvault.db.rows import ConnectionRow, ProviderRow
@@ -98,6 +99,9 @@ class SavedGrant:
     connection is repaired, so it goes ahead, and what it replaced cannot be revoked."""
     replaced_config: Mapping[str, str] = field(default_factory=dict)
     """The ``connection_config`` of the replaced grant: the hosts its tokens came from, and go back to."""
+    replaced_issuer_left: bool = False
+    """The replaced grant's server is no longer the provider's (``connection_status.issuer_left``): its tokens go
+    nowhere, not even to be revoked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,11 +334,12 @@ class ConnectionRepository:
         else:
             unreadable = False
         replaced_config = dict(row.connection_config)
+        left = issuer_left(ConnectionStatus(row.status), row.last_error_code)
         self._apply_grant(row, grant, granted_at, kind)
         row.metadata_ = {**row.metadata_, **metadata}
         row.connection_config = dict(grant.connection_config or {})
         self._session.flush()
-        return SavedGrant(self.get(row.id), replaced, unreadable, replaced_config)
+        return SavedGrant(self.get(row.id), replaced, unreadable, replaced_config, left)
 
     def add_many(self, tenant_id: UUID, connections: Sequence[NewConnection]) -> None:
         """Insert active connections, skipping any whose (provider, end user, alias) or id exists, in one
@@ -413,14 +418,15 @@ class ConnectionRepository:
         return changed > 0
 
     def require_reauth_for_provider(self, provider_id: UUID, reason: str) -> int:
-        """Every connection of ``provider_id`` that could still be refreshed now needs its end user again (its
-        refresh token belongs to a server connvault no longer calls); how many."""
+        """Every connection of ``provider_id`` that holds a grant (any status but revoked or pending: a parked
+        one could be refreshed again, and one that needs its end user already could still be revoked) now needs
+        its end user again for ``reason``; how many."""
         changed = rows_changed(
             self._session,
             update(ConnectionRow)
             .where(
                 ConnectionRow.provider_id == provider_id,
-                ConnectionRow.status.in_(_REFRESHABLE),
+                ConnectionRow.status.in_(_HOLDS_A_GRANT),
             )
             .values(status=ConnectionStatus.NEEDS_REAUTH.value, last_error_code=reason, updated_at=func.now()),
         )
@@ -689,7 +695,9 @@ metadata (16 KiB of the tenant's, 4 KiB of the provider's) would pass 2 MB; a pa
 ITEM_BYTES = 1024
 """A connection's response without its metadata, generously."""
 
-_REFRESHABLE = (ConnectionStatus.ACTIVE.value, ConnectionStatus.EXPIRED.value, ConnectionStatus.ERROR.value)
+_HOLDS_A_GRANT = tuple(
+    status.value for status in ConnectionStatus if status not in (ConnectionStatus.REVOKED, ConnectionStatus.PENDING)
+)
 
 _CURSOR_YEARS = (2000, 9998)
 """Rows are created now; a time outside these years in a cursor was not written by ``encode_cursor``."""

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from connvault import connection_config, wiring
 from connvault.clock import Clock, utcnow
+from connvault.connection_status import issuer_left
 from connvault.db.connections import NewCredentials
 from connvault.db.tenants import Resource
 from connvault.errors import InvalidInput, NotFound, ProviderUnavailable
@@ -195,7 +196,12 @@ def delete_connection(uow: UnitOfWork, connection_id: UUID, *, oauth: OAuthClien
             integration = uow.integrations.find(provider.id)
         credentials = connection.credentials
         revoker = revoking_client(credentials, integration.client if integration is not None else None)
-        if isinstance(credentials, OAuth2Credentials) and provider.revocation_url and revoker is not None:
+        if (
+            isinstance(credentials, OAuth2Credentials)
+            and provider.revocation_url
+            and revoker is not None
+            and not issuer_left(connection.status, connection.last_error_code)
+        ):
             attempted = True
             revoked = revoke_grant(oauth or wiring.get_oauth_client(), provider, revoker, credentials, connection_id)
         with uow:

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from connvault.clock import Clock, utcnow
 from connvault.config import get_settings
+from connvault.connection_status import REVOCATION_ENDPOINT_MOVED, TOKEN_ENDPOINT_MOVED
 from connvault.errors import Conflict, DiscoveryFailed, InvalidInput, NotFound, ProviderUnavailable
 from connvault.models import AuthType, Provider, RevocationScope, TokenEndpointAuthMethod
 from connvault.oauth import discovery
@@ -44,7 +45,6 @@ SECRET_DESTINATIONS = ("authorization_url", "token_url", "revocation_url", "devi
 """Without discovery, the fields that decide where the client secret and refresh tokens are sent (the
 authorization endpoint receives the client id and the end user, the device authorization endpoint the client's
 authentication; the issuer decides which ``iss`` is trusted)."""
-TOKEN_ENDPOINT_MOVED = "token_endpoint_moved"
 MAX_AUTHORIZE_PARAMS = 20
 MAX_REFRESH_MARGIN_SECONDS = 86_400
 _METADATA_DECIDES = (
@@ -156,16 +156,35 @@ def prepare_custom_provider(
 def store_custom_provider(uow: UnitOfWork, provider: Provider) -> Provider:
     """Write a prepared provider inside the caller's open transaction (the slug is checked again there).
 
-    When the token endpoint moves to another origin (scheme, host, port), the provider's connections need their
-    end users again (``needs_reauth``, reason ``token_endpoint_moved``): their refresh tokens were issued by the
-    old server and are never sent to the new one. A move within one origin keeps them working.
+    When the token endpoint, or the revocation endpoint, moves to another origin (scheme, host, port), the
+    provider's connections need their end users again (``needs_reauth``, reason ``token_endpoint_moved`` or
+    ``revocation_endpoint_moved``) and its grants parked for confirmation are dropped: their tokens were issued
+    by the old server and are never sent to the new one, neither to refresh nor to revoke
+    (``connection_status.issuer_left``). A move within one origin keeps them working. Whether the request
+    carried a client secret does not matter here: a new secret proves nothing about the tokens already held.
     """
     _refuse_global(uow, provider.slug)
     previous = uow.providers.find_custom(provider.slug)
     stored = uow.providers.save_custom(provider)
-    if previous is not None and _origin(previous.token_url) != _origin(stored.token_url):
-        uow.connections.require_reauth_for_provider(stored.id, TOKEN_ENDPOINT_MOVED)
+    reason = None if previous is None else _issuer_left(previous, stored)
+    if reason is not None:
+        uow.connections.require_reauth_for_provider(stored.id, reason)
+        uow.connect_confirmations.drop_for_provider(stored.id)
     return stored
+
+
+def _issuer_left(previous: Provider, stored: Provider) -> str | None:
+    """Why the provider's stored grants may no longer go to its endpoints, or None: the token endpoint is on
+    another origin, or the revocation endpoint is on an origin that was neither the old revocation endpoint's nor
+    the old token endpoint's."""
+    if _origin(previous.token_url) != _origin(stored.token_url):
+        return TOKEN_ENDPOINT_MOVED
+    if stored.revocation_url is not None and _origin(stored.revocation_url) not in (
+        _origin(previous.revocation_url),
+        _origin(previous.token_url),
+    ):
+        return REVOCATION_ENDPOINT_MOVED
+    return None
 
 
 def refresh_metadata(

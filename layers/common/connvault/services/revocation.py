@@ -38,6 +38,9 @@ class ReplacedGrant(StrEnum):
     """Nothing to revoke with: no revocation endpoint, no integration, or not an OAuth grant."""
     UNREADABLE = "unreadable"
     """The replaced envelope could not be opened, so its tokens are unknown."""
+    ISSUER_LEFT = "issuer_left"
+    """The provider's endpoints moved away from the server that issued the replaced grant: its tokens go nowhere
+    (``connection_status.issuer_left``)."""
 
 
 def revoke_grant(
@@ -79,6 +82,8 @@ def _retire(
     old, new = saved.replaced, saved.connection.credentials
     if saved.replaced_unreadable:
         return ReplacedGrant.UNREADABLE
+    if saved.replaced_issuer_left:
+        return ReplacedGrant.ISSUER_LEFT
     if not isinstance(old, OAuth2Credentials) or provider.revocation_url is None or integration is None:
         return ReplacedGrant.NOT_SUPPORTED
     if isinstance(new, OAuth2Credentials) and _shares_a_token(old, new):
