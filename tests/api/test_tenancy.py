@@ -94,7 +94,7 @@ def test_another_tenants_integration_is_not_found_and_untouched(api: Api, other:
 
 def test_another_tenants_custom_provider_is_unknown(api: Api, other: Other, db) -> None:
     before = db_state(db)
-    unknown = f"unknown provider {other.custom_slug!r}"
+    unknown = "unknown provider"
     requests = [
         ("POST", "/connections", {"provider": other.custom_slug, "end_user_id": "u", "api_key": OTHER_KEY}),
         ("POST", "/connect-sessions", {"provider": other.custom_slug, "end_user_id": "u"}),

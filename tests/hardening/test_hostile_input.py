@@ -235,6 +235,24 @@ def test_a_time_no_layer_can_hold_is_a_400(api: Api, moment: str) -> None:
     assert answer.json()["error"]["field"] == "query.unused_since"
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/connections", {"provider": "secret-value-zqx", "end_user_id": "u", "api_key": "y"}),
+        ("POST", "/connect-sessions", {"provider": "secret-value-zqx", "end_user_id": "u"}),
+        ("GET", "/integrations/secret-value-zqx", None),
+        ("POST", "/integrations/secret-value-zqx/refresh-metadata", None),
+    ],
+)
+def test_an_unknown_provider_is_refused_without_repeating_its_slug(
+    api: Api, method: str, path: str, body: dict[str, Any] | None
+) -> None:
+    answer = api.call(method, path, body=body)
+
+    assert 400 <= answer.status < 500, answer.body
+    assert "secret-value-zqx" not in answer.body
+
+
 # -- outside the OpenAPI document ---------------------------------------------------------------------------
 
 KEY_ID = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=16, max_size=16)

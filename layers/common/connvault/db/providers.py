@@ -37,7 +37,7 @@ class ProviderRepository:
             select(ProviderRow).where(ProviderRow.slug == slug).order_by(ProviderRow.tenant_id.nulls_first())
         ).first()
         if row is None:
-            raise NotFound(f"provider {slug!r} not found")
+            raise NotFound("provider not found")
         return to_provider(row)
 
     def get(self, provider_id: UUID) -> Provider:

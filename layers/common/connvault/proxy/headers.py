@@ -97,24 +97,33 @@ Latin-1, which HTTP/1.1 cannot carry (the upstream request would fail to encode 
 def request_headers(received: Mapping[str, str], *, credential_header: str | None) -> dict[str, str]:
     """The headers to send upstream, from the (lower-cased) headers connvault received.
 
-    Raises ``InvalidInput`` (field ``headers.<name>``) for a deliberately forwarded header that may not be or whose
-    name is not a header name, and for a value holding a line break, NUL or anything else a field value may not
-    (header injection).
+    Raises ``InvalidInput`` (field ``headers.<name>``, named as ``_named`` says) for a deliberately forwarded
+    header that may not be or whose name is not a header name, and for a value holding a line break, NUL or
+    anything else a field value may not (header injection).
     """
     chosen: dict[str, str] = {}
     for name, value in received.items():
         if name.startswith(PREFIX) and name != RETRIES_HEADER:
             target = name[len(PREFIX) :]
             if _never_forwarded(target) or target == credential_header or not _TOKEN.fullmatch(target):
-                raise InvalidInput(f"{name} names a header connvault does not forward", field=f"headers.{name}")
+                named = _named(name)
+                raise InvalidInput(f"{named} names a header connvault does not forward", field=f"headers.{named}")
         elif name in FORWARDED:
             target = name
         else:
             continue
         if len(value) > MAX_HEADER_VALUE_LENGTH or _NOT_FIELD_VALUE.search(value):
-            raise InvalidInput(f"the value of {name} is not a valid header value", field=f"headers.{name}")
+            named = _named(name)
+            raise InvalidInput(f"the value of {named} is not a valid header value", field=f"headers.{named}")
         chosen[target] = value
     return chosen
+
+
+def _named(name: str) -> str:
+    """How an error names a received header: as itself when connvault knows it (forwarded as is, or its own), else
+    by its family (``connvault-proxy-*``): the rest of such a name is the client's own text, which errors never
+    repeat."""
+    return name if name in FORWARDED or name == RETRIES_HEADER else f"{PREFIX}*"
 
 
 def _never_forwarded(name: str) -> bool:

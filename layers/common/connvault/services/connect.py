@@ -363,7 +363,7 @@ def _oauth_provider(uow: UnitOfWork, slug: str) -> Provider:
     try:
         provider = uow.providers.get_by_slug(slug)
     except NotFound:
-        raise InvalidInput(f"unknown provider {slug!r}", field="provider") from None
+        raise InvalidInput("unknown provider", field="provider") from None
     if provider.auth_type is not AuthType.OAUTH2:
         raise InvalidInput(f"provider {slug!r} does not use OAuth", field="provider")
     return provider

@@ -211,7 +211,7 @@ def _named_provider(uow: UnitOfWork, slug: str, field_name: str) -> Provider:
     try:
         return uow.providers.get_by_slug(slug)
     except NotFound:
-        raise InvalidInput(f"unknown provider {slug!r}", field=field_name) from None
+        raise InvalidInput("unknown provider", field=field_name) from None
 
 
 # -- what the page shows ----------------------------------------------------------------------------------------

@@ -149,7 +149,7 @@ def create_static_connection(uow: UnitOfWork, data: StaticCredentialsInput, *, n
         try:
             provider = uow.providers.get_by_slug(data.provider)
         except NotFound:
-            raise InvalidInput(f"unknown provider {data.provider!r}", field="provider") from None
+            raise InvalidInput("unknown provider", field="provider") from None
         credentials = _static_credentials(provider.auth_type, data)
         config = connection_config.tenant_config(provider, data.connection_config)
         connection = uow.connections.add(

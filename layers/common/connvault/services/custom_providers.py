@@ -198,7 +198,7 @@ def refresh_metadata(
     with uow:
         provider = uow.providers.find_custom(slug)
         if provider is None:
-            raise NotFound(f"no custom provider {slug!r}")
+            raise NotFound("no custom provider of that slug")
         if provider.discovery_url is None:
             raise InvalidInput(f"custom provider {slug!r} has no discovery_url to refresh from", field="provider")
         integration = uow.integrations.find(provider.id)

@@ -87,9 +87,7 @@ def save_integration(
             try:
                 provider = uow.providers.get_by_slug(provider_slug)
             except NotFound:
-                raise InvalidInput(
-                    f"unknown provider {provider_slug!r}; send custom_provider to define one", field="provider"
-                ) from None
+                raise InvalidInput("unknown provider; send custom_provider to define one", field="provider") from None
         if provider.auth_type is not AuthType.OAUTH2:
             raise InvalidInput(
                 f"provider {provider_slug!r} does not use OAuth; no integration needed", field="provider"
