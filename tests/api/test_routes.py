@@ -12,6 +12,7 @@ import pytest
 from connvault.db.uow import UnitOfWork
 from connvault.services import tenants
 from demo_provider import Fault
+from devserver.demo_setup import DEMO_RETURN_URL
 from devserver.events import authorizer_event, http_event
 from devserver.handlers import InvocationContext, load_handler
 from tests.api.conftest import (
@@ -109,6 +110,22 @@ def test_a_body_that_is_not_json_by_its_content_type_is_415_and_writes_nothing(a
 
     assert error["field"] == "headers.content-type"
     assert db_state(db) == before
+
+
+@pytest.mark.parametrize("content_type", ["Application/JSON", "application/JSON; charset=utf-8", "APPLICATION/JSON"])
+def test_a_json_media_type_in_any_case_is_json(api: Api, content_type: str) -> None:
+    """Media types are case-insensitive (RFC 9110 §8.3.1): an outside probe got 415 for ``Application/JSON``."""
+    event = http_event(
+        "POST",
+        "/connect-sessions",
+        body=json.dumps({"provider": "demo", "end_user_id": "u", "return_url": DEMO_RETURN_URL}),
+        headers={"content-type": content_type},
+        tenant_id=str(api.tenant.tenant_id),
+    )
+
+    answer = api.invoke("api", event)
+
+    assert answer.status == 201, answer.body
 
 
 def test_validation_errors_never_echo_the_rejected_value(api: Api, secrets) -> None:
