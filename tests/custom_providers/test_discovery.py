@@ -126,6 +126,8 @@ def test_a_body_that_is_not_a_small_json_object_is_refused(
         ({"token_endpoint_auth_methods_supported": ["private_key_jwt"]}, "token_endpoint_auth_methods_supported"),
         ({"device_authorization_endpoint": "http://idp.example/device"}, "device_authorization_endpoint"),
         ({"device_authorization_endpoint": "https://169.254.169.254/device"}, "device_authorization_endpoint"),
+        ({"token_endpoint": "https://192.0.0.8/t"}, "token_endpoint"),
+        ({"revocation_endpoint": "https://[3fff::1]/revoke"}, "revocation_endpoint"),
     ],
     ids=[
         "plain-http-endpoint",
@@ -135,6 +137,8 @@ def test_a_body_that_is_not_a_small_json_object_is_refused(
         "no-secret-method",
         "plain-http-device-endpoint",
         "device-endpoint-at-a-blocked-address",
+        "token-endpoint-in-ietf-protocol-assignments",
+        "revocation-endpoint-in-ipv6-documentation",
     ],
 )
 def test_members_of_the_wrong_kind_are_refused_by_name(

@@ -6,6 +6,7 @@ happen before any packet is sent; the only sockets that do open are to servers t
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import ssl
 import threading
@@ -69,6 +70,19 @@ BLOCKED_URLS = [
     "https://239.255.255.250/",
     "https://240.0.0.1/",
     "https://255.255.255.255/",
+    # non-global blocks Python 3.12.1's tables call global (an outside probe's finds), in every spelling
+    "https://192.0.0.8/",
+    "https://192.0.0.9/",
+    "https://192.0.0.10/",
+    "https://192.0.0.200/",
+    "https://192.88.99.1/",
+    "https://[3fff::1]/",
+    "https://[5f00::1]/",
+    "https://[2001:1::1]/",
+    "https://[::ffff:192.0.0.8]/",
+    "https://[::192.0.0.200]/",
+    "https://[64:ff9b::c000:9]/",
+    "https://[2002:c000:a::1]/",
     "ftp://example.com/",
     "http://example.com/",
     "file:///etc/passwd",
@@ -88,8 +102,50 @@ PRIVATE_ANSWERS = [
     "fe80::1%2",
     "224.0.0.1",
     "192.168.0.10",
+    "192.0.0.8",
+    "3fff::1",
+    "::ffff:192.0.0.10",
+    "2002:c000:c8::1",
 ]
 """What a tenant's DNS name may resolve to; each one refuses the name."""
+
+
+IANA_NOT_GLOBALLY_REACHABLE = [
+    # https://www.iana.org/assignments/iana-ipv4-special-registry: "Globally Reachable" False
+    "0.0.0.0/8",
+    "10.0.0.0/8",
+    "100.64.0.0/10",
+    "127.0.0.0/8",
+    "169.254.0.0/16",
+    "172.16.0.0/12",
+    "192.0.0.0/24",  # refused whole, its PCP and TURN anycast addresses (.9, .10) with it
+    "192.0.0.0/29",
+    "192.0.0.8/32",
+    "192.0.0.170/32",
+    "192.0.0.171/32",
+    "192.0.2.0/24",
+    "192.168.0.0/16",
+    "198.18.0.0/15",
+    "198.51.100.0/24",
+    "203.0.113.0/24",
+    "240.0.0.0/4",
+    "255.255.255.255/32",
+    # https://www.iana.org/assignments/iana-ipv6-special-registry: "Globally Reachable" False (::ffff:0:0/96 is
+    # judged by the IPv4 address it carries, above)
+    "::1/128",
+    "::/128",
+    "64:ff9b:1::/48",
+    "100::/64",
+    "100:0:0:1::/64",
+    "2001::/23",  # refused whole, its anycast sub-blocks with it
+    "2001:2::/48",
+    "2001:10::/28",
+    "2001:db8::/32",
+    "3fff::/20",
+    "5f00::/16",
+    "fc00::/7",
+    "fe80::/10",
+]
 
 
 @dataclass
@@ -130,6 +186,35 @@ def test_every_internal_address_and_odd_spelling_is_refused_before_any_connect(u
         transport.request("GET", url)
     assert (caught.value.message, caught.value.reason) == (BLOCKED_MESSAGE, "blocked_address")
     assert network.connects == []
+
+
+@pytest.mark.parametrize("block", IANA_NOT_GLOBALLY_REACHABLE)
+@pytest.mark.parametrize("allow_insecure_loopback", [False, True], ids=["production", "development"])
+def test_every_block_iana_marks_not_globally_reachable_is_refused_in_every_spelling(
+    block: str, allow_insecure_loopback: bool
+) -> None:
+    network = ipaddress.ip_network(block)
+    if network.is_loopback and allow_insecure_loopback:
+        pytest.skip("the development setting allows loopback by design")
+    policy = EgressPolicy(allow_insecure_loopback=allow_insecure_loopback)
+    for address in {network[0], network[network.num_addresses // 2], network[-1]}:
+        for spelling in _spellings(address):
+            with pytest.raises(BlockedAddress):
+                egress.vet_address(spelling, policy)
+
+
+def _spellings(address: egress.IPAddress) -> list[egress.IPAddress]:
+    """The address, and for IPv4 the IPv6 forms that carry it: IPv4-mapped, IPv4-compatible, NAT64, 6to4."""
+    if isinstance(address, ipaddress.IPv6Address):
+        return [address]
+    value = int(address)
+    return [
+        address,
+        ipaddress.IPv6Address(0xFFFF << 32 | value),
+        ipaddress.IPv6Address(value),
+        ipaddress.IPv6Address(0x64FF9B << 96 | value),
+        ipaddress.IPv6Address(0x2002 << 112 | value << 80 | 1),
+    ]
 
 
 @pytest.mark.parametrize("answer", PRIVATE_ANSWERS)

@@ -14,7 +14,8 @@ a guard such a URL reaches whatever it names: the instance metadata service, the
   between the check and the connect). Redirects are never followed: the transport turns them off.
 
 "Public" means ``is_global`` and none of loopback, private, link-local, CGNAT, multicast, reserved or
-unspecified; an IPv6 address that embeds an IPv4 one (IPv4-mapped, IPv4-compatible, NAT64 ``64:ff9b::/96``
+unspecified, nor in ``NON_GLOBAL_NETWORKS`` (the IANA special-purpose blocks Python 3.12.1's tables call global);
+an IPv6 address that embeds an IPv4 one (IPv4-mapped, IPv4-compatible, NAT64 ``64:ff9b::/96``
 and ``64:ff9b:1::/48``, 6to4 ``2002::/16``) is judged by the IPv4 address it carries as well.
 
 Loopback (and plain http to it) is allowed only when the policy says so: ``CONNVAULT_ALLOW_INSECURE_LOOPBACK_URLS``,
@@ -53,6 +54,26 @@ UNREACHABLE_MESSAGE = "could not reach the provider"
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Sequence[str]]
 """``(host, port)`` → the addresses the name resolves to, as strings. Tests fake it; nothing else may."""
+
+NON_GLOBAL_NETWORKS: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = tuple(
+    ipaddress.ip_network(block)
+    for block in (
+        # IANA's special-purpose registries: blocks not globally reachable, or anycast service addresses inside
+        # them, where no provider lives. Python 3.12.1's tables call 192.0.0.8-255, 192.88.99.0/24 and 3fff::/20
+        # global; later 3.12 patch releases (a Lambda runtime may run one) also call PCP/TURN anycast in
+        # 192.0.0.0/24 and sub-blocks of 2001::/23 global; local-use NAT64, 5f00::/16 and the dummy prefix are
+        # refused today only because they fall in blocks ``ipaddress`` calls reserved. Listed whole, none of it
+        # matters.
+        "192.0.0.0/24",  # IETF protocol assignments (3.12.1 knows only .0/29 and .170/31)
+        "192.88.99.0/24",  # the 6to4 relay anycast, deprecated by RFC 7526: no longer a destination
+        "64:ff9b:1::/48",  # local-use NAT64 (RFC 8215): translates into the operator's own network
+        "2001::/23",  # IETF protocol assignments, Teredo and benchmarking among them
+        "3fff::/20",  # documentation (RFC 9637)
+        "5f00::/16",  # segment routing SIDs (RFC 9602)
+        "100:0:0:1::/64",  # the dummy IPv6 prefix (RFC 9780)
+    )
+)
+"""Refused in addition to what ``ipaddress`` flags: the guard must not depend on how current its tables are."""
 
 _NAT64 = (ipaddress.IPv6Network("64:ff9b::/96"), ipaddress.IPv6Network("64:ff9b:1::/48"))
 _NUMERIC_LABEL = re.compile(r"^(0x[0-9a-f]*|[0-9]+)$")
@@ -226,6 +247,7 @@ def _is_public(address: IPAddress) -> bool:
         or address.is_reserved
         or address.is_unspecified
         or (isinstance(address, ipaddress.IPv6Address) and (address.is_site_local or address.teredo is not None))
+        or any(address in network for network in NON_GLOBAL_NETWORKS)
     )
 
 
