@@ -117,6 +117,39 @@ def test_a_body_that_is_not_a_small_json_object_is_refused(
 
 
 @pytest.mark.parametrize(
+    "changes",
+    [
+        {"comment": "LONE"},
+        {"LONE": MARKER},
+        {"extensions": {"tags": [MARKER, "LONE"]}},
+        {"token_endpoint": "https://idp.example/LONE"},
+    ],
+    ids=["value", "key", "nested", "endpoint"],
+)
+def test_metadata_holding_a_lone_surrogate_is_refused_like_a_body_that_is_not_json(
+    tenant_a: Api, idp: DemoProvider, documents: DocumentServer, changes: dict[str, Any]
+) -> None:
+    text = json.dumps(metadata(documents.base_url, **changes)).replace("LONE", "\\udc00")
+    url = documents.serve(OIDC_PATH, text.encode())
+
+    answer = define(tenant_a, idp, discovery_url=url)
+
+    assert failed_field(answer) == "discovery_url"
+    assert "lone UTF-16 surrogate" in answer.json()["error"]["message"]
+    assert_nothing_stored(tenant_a)
+
+
+def test_metadata_with_a_surrogate_pair_escape_is_read(
+    tenant_a: Api, idp: DemoProvider, documents: DocumentServer
+) -> None:
+    text = json.dumps(metadata(documents.base_url, comment="\U0001f600"))
+    assert "\\ud83d\\ude00" in text  # the pair's escapes, as a provider would write them
+    url = documents.serve(OIDC_PATH, text.encode())
+
+    assert define(tenant_a, idp, discovery_url=url).status == 200
+
+
+@pytest.mark.parametrize(
     ("changes", "field"),
     [
         ({"token_endpoint": "http://idp.example/token"}, "token_endpoint"),

@@ -485,3 +485,71 @@ def test_provider_fields_are_capped_in_bytes_whatever_their_shape() -> None:
             NOW,
         )
         assert 0 < len(json.dumps(tokens.extra, ensure_ascii=False).encode()) <= MAX_EXTRA_BYTES
+
+
+# -- lone UTF-16 surrogates (an outside probe: one in the account id's field made every connect and refresh a 500) --
+
+LONE = "\\udc00"
+"""A lone low surrogate as JSON writes it: the escape, not the character (which UTF-8 could not carry)."""
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"access_token": "at1", "token_type": "Bearer", "expires_in": 3600, "user": {"id": "LONE"}}',
+        '{"access_token": "at1", "user": {"id": "u1", "LONE": "x"}}',
+        '{"access_token": "at1", "user": {"id": "u1", "teams": [["ok", "LONE"]]}}',
+        '{"access_token": "at1", "user": {"id": "LONE\\ud800"}}',
+        '{"access_token": "at1", "LONE": {"user": {"id": "u1"}}, "user": {"id": "u2", "tags": {"LONE": 1}}}',
+    ],
+    ids=["value", "key", "nested-array", "halves-in-the-wrong-order", "top-level-key"],
+)
+def test_members_holding_a_lone_surrogate_are_dropped_and_the_rest_is_read(body: str) -> None:
+    tokens = parse_token_response(
+        200, JSON, body.replace("LONE", LONE).encode(), STANDARD, NOW, account_id_fields=("user.id",)
+    )
+
+    assert tokens.access_token.reveal() == "at1"
+    for text in (json.dumps(dict(tokens.extra), ensure_ascii=False), *(tokens.scopes or ())):
+        text.encode("utf-8")  # storable: nothing left that UTF-8 cannot carry
+    if tokens.provider_account_id is not None:
+        tokens.provider_account_id.reveal().encode("utf-8")
+
+
+def test_an_account_id_field_holding_a_lone_surrogate_is_no_account_id() -> None:
+    body = '{"access_token": "at1", "user": {"id": "' + LONE + '"}, "team": "T1"}'
+
+    tokens = parse_token_response(200, JSON, body.encode(), STANDARD, NOW, account_id_fields=("user.id",))
+
+    assert tokens.provider_account_id is None
+    assert tokens.extra == {"team": "T1"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    ['{"access_token": "at' + LONE + '"}', '{"access_token": ["at1", "' + LONE + '"]}', '{"' + LONE + '": "at1"}'],
+    ids=["in-the-token", "beside-it-in-an-array", "as-a-key"],
+)
+def test_an_access_token_holding_a_lone_surrogate_is_an_invalid_response(body: str) -> None:
+    with pytest.raises(ProviderUnavailable) as caught:
+        parse_token_response(200, JSON, body.encode(), STANDARD, NOW)
+    assert caught.value.reason == "invalid_response"
+
+
+def test_an_id_token_whose_claims_hold_a_lone_surrogate_names_no_account() -> None:
+    payload = base64.urlsafe_b64encode(('{"sub": "' + LONE + '"}').encode()).decode().rstrip("=")
+    body = json.dumps({"access_token": "at1", "id_token": f"h.{payload}.s"})
+
+    tokens = parse_token_response(200, JSON, body.encode(), STANDARD, NOW, account_id_fields=("id_token.sub",))
+
+    assert tokens.provider_account_id is None
+
+
+def test_a_surrogate_pair_escape_is_one_character_and_is_kept() -> None:
+    body = r'{"access_token": "at1", "user": {"id": "u\ud83d\ude00"}, "team_name": "Acme \ud83d\ude00"}'
+
+    tokens = parse_token_response(200, JSON, body.encode(), STANDARD, NOW, account_id_fields=("user.id",))
+
+    assert tokens.provider_account_id is not None
+    assert tokens.provider_account_id.reveal() == "u\U0001f600"
+    assert tokens.extra == {"team_name": "Acme \U0001f600"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import TYPE_CHECKING
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -114,6 +115,20 @@ def is_unicode_text(value: str) -> bool:
     """No lone surrogate: JSON's ``"\ud800"`` decodes to one, and nothing can encode it."""
     try:
         value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def is_unicode_document(value: object) -> bool:
+    """No lone surrogate anywhere in a decoded JSON document, keys and nested values included.
+
+    JSON may escape one (``"\\udc00"``) and ``json.loads`` hands it on as a character nothing can encode: stored,
+    sealed or logged later, it fails far from here (a 500). A surrogate pair's escapes decode to one character
+    and pass. Only for what ``json.loads`` returns: anything else ``json.dumps`` refuses is a bug to surface.
+    """
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         return False
     return True

@@ -17,6 +17,7 @@ from aws_lambda_powertools.event_handler.middlewares.openapi_validation import O
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType
 
 from connvault.errors import InvalidInput
+from connvault.validation import is_unicode_document
 
 JSON_MEDIA_TYPE = "application/json"
 
@@ -31,10 +32,8 @@ def strict_json(text: str) -> Any:
         raise  # the resolver reports it as ``body``
     except ValueError:  # an integer literal past Python's digit limit
         raise InvalidInput("the request body holds a number too large", field="body") from None
-    try:
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidInput("the request body holds a lone UTF-16 surrogate", field="body") from None
+    if not is_unicode_document(value):
+        raise InvalidInput("the request body holds a lone UTF-16 surrogate", field="body")
     return value
 
 

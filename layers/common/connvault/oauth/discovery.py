@@ -22,7 +22,7 @@ from connvault.config import get_settings
 from connvault.errors import InvalidInput, ProviderUnavailable
 from connvault.models import TokenEndpointAuthMethod
 from connvault.oauth.http import HttpTransport
-from connvault.validation import require_outbound_url
+from connvault.validation import is_unicode_document, require_outbound_url
 
 if TYPE_CHECKING:
     from connvault.oauth.http import HttpResponse
@@ -197,6 +197,8 @@ def _document(response: HttpResponse) -> dict[str, Any]:
         raise InvalidInput("the discovery metadata is not JSON", field="discovery_url") from None
     if not isinstance(document, dict):
         raise InvalidInput("the discovery metadata is not a JSON object", field="discovery_url")
+    if not is_unicode_document(document):  # its URLs and issuer are stored: a lone surrogate cannot be
+        raise InvalidInput("the discovery metadata holds a lone UTF-16 surrogate", field="discovery_url")
     return document
 
 

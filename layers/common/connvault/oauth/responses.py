@@ -28,6 +28,7 @@ from connvault.errors import ProviderUnavailable
 from connvault.models import OAuth2Tokens, TokenResponseShape
 from connvault.oauth.outcomes import classify_failure
 from connvault.redacted import Redacted
+from connvault.validation import is_unicode_text
 
 type Document = Mapping[str, Any]
 
@@ -182,10 +183,31 @@ def error_code(document: Document | None) -> object:
 
 def _json_object(text: str) -> Document | None:
     try:
-        value = json.loads(text)
+        value = json.loads(text, object_pairs_hook=_members_without_lone_surrogates)
     except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
+
+
+def _members_without_lone_surrogates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object's members minus those whose key or value holds a lone UTF-16 surrogate, at every depth.
+
+    JSON may escape one (``"\\udc00"``) and nothing can encode it: a member holding one, chosen as the account
+    id, made the sealer fail (a 500), and one left in ``extra`` made the write after a granted code exchange fail.
+    Dropped here, no field read from a provider's answer holds one; the rest of the answer still counts, so a
+    provider that garbles a display name cannot cost a grant or a rotated refresh token. An access token holding
+    one is dropped too, and the answer then has none (``invalid_response``). The last of repeated keys wins, as
+    in ``json.loads``; inner objects went through this hook already, so only strings and arrays are looked into.
+    """
+    return {key: value for key, value in dict(pairs).items() if is_unicode_text(key) and _is_unicode_value(value)}
+
+
+def _is_unicode_value(value: object) -> bool:
+    if isinstance(value, str):
+        return is_unicode_text(value)
+    if isinstance(value, list):
+        return all(_is_unicode_value(item) for item in value)
+    return True  # numbers, booleans, null, and objects this hook has already cleaned
 
 
 def _form(text: str) -> Document | None:
