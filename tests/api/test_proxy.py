@@ -236,6 +236,22 @@ def test_a_post_is_never_retried_and_asking_for_it_is_a_400(api: Api, provider: 
     assert api_calls(provider) == []
 
 
+@pytest.mark.parametrize(
+    "value",
+    ["4", "-1", "1.0", "\u0662", "0" * 4300, "0" * 4301, "9" * 5000],
+    ids=["four", "negative", "decimal", "arabic-indic-digit", "4300-zeros", "4301-zeros", "5000-nines"],
+)
+def test_a_retries_header_that_is_not_0_to_3_is_a_400(
+    api: Api, provider: DemoProvider, connection: str, value: str
+) -> None:
+    answer = proxy(api, connection, "me", headers={"connvault-proxy-retries": value})
+
+    assert answer.status == 400, answer.body
+    assert answer.json()["error"]["code"] == "validation_error"
+    assert answer.json()["error"]["field"] == "headers.connvault-proxy-retries"
+    assert api_calls(provider) == []
+
+
 def test_an_answer_larger_than_lambda_can_return_is_a_502_not_a_cut_body(
     api: Api, provider: DemoProvider, connection: str
 ) -> None:

@@ -14,6 +14,7 @@ metrics name the provider, the method, the status and the time taken; never the 
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
 MAX_RETRIES = 3
+_RETRIES = re.compile(r"[0-9]{1,3}")
 RETRY_BASE_SECONDS = 0.25
 RETRY_CAP_SECONDS = 8.0
 
@@ -231,12 +233,15 @@ def _url(target: ProxyTarget, path: str, query: str) -> str:
 
 
 def _retries(received: Mapping[str, str], method: str) -> int:
-    """How many retries the caller allows (``Connvault-Proxy-Retries``, default none); only idempotent methods."""
+    """How many retries the caller allows (``Connvault-Proxy-Retries``, default none); only idempotent methods.
+
+    The digits are counted before ``int`` reads them: past 4,300 ``int`` raises ``ValueError`` (a 500).
+    """
     raw = received.get(headers.RETRIES_HEADER)
     field_name = f"headers.{headers.RETRIES_HEADER}"
     if raw is None:
         return 0
-    if not (raw.isascii() and raw.isdigit()) or int(raw) > MAX_RETRIES:
+    if not _RETRIES.fullmatch(raw) or int(raw) > MAX_RETRIES:
         raise InvalidInput(f"{headers.RETRIES_HEADER} must be 0 to {MAX_RETRIES}", field=field_name)
     if int(raw) and method not in IDEMPOTENT:
         raise InvalidInput(f"{method} is not idempotent and is never retried", field=field_name)
