@@ -101,8 +101,9 @@ def test_a_document_without_a_revocation_endpoint_defines_a_provider_that_skips_
         (b"\xff\xfe" + MARKER.encode(), "application/json", "not JSON"),
         (json.dumps([MARKER]).encode(), "application/json", "not a JSON object"),
         (json.dumps({"pad": MARKER * 3000}).encode(), "application/json", "larger than"),
+        (b"[" * 60_000, "application/json", "not JSON"),  # deeper than the parser goes: a RecursionError, a 500
     ],
-    ids=["html", "not-utf8", "array", "oversize"],
+    ids=["html", "not-utf8", "array", "oversize", "nested-past-the-parser"],
 )
 def test_a_body_that_is_not_a_small_json_object_is_refused(
     tenant_a: Api, idp: DemoProvider, documents: DocumentServer, body: bytes, content_type: str, message: str

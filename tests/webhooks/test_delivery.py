@@ -342,3 +342,22 @@ def test_a_refused_app_is_one_integration_event_however_many_connections_it_stop
     assert [kind for kind, _subject in events_in_outbox(db)] == ["integration.credentials_invalid"]
     assert secret.encode() not in delivery.body
     assert provider.settings.client_secret.encode() not in delivery.body
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("30", 30.0),
+        (" 5 ", 5.0),
+        ("9" * 5000, 3600.0),
+        (None, 0.0),
+        ("-1", 0.0),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),
+        ("\u00b2", 0.0),  # a digit to str.isdigit, not to float: an outside reading found it raised
+        ("\u0663", 0.0),
+    ],
+)
+def test_a_receivers_retry_after_is_ascii_seconds_capped(value: str | None, seconds: float) -> None:
+    from connvault.services.webhook_delivery import _retry_after
+
+    assert _retry_after(value, 3600.0) == seconds

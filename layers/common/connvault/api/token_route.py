@@ -121,8 +121,14 @@ def _min_ttl(raw: str | None) -> int | None:
     text = raw.strip(_WHITE_SPACE)
     if not _INTEGER.match(text):
         return None
-    value = int(text.split(".")[0])
-    return value if 0 <= value <= MAX_MIN_TTL else None
+    whole = text.split(".")[0]
+    # Read without int() on the whole text, which refuses more than 4,300 digits (leading zeros too) where
+    # pydantic reads any number of them.
+    digits = whole.lstrip("+-").replace("_", "").lstrip("0")
+    if len(digits) > len(str(MAX_MIN_TTL)):
+        return None
+    value = int(digits or "0")
+    return value if value <= MAX_MIN_TTL and (value == 0 or not whole.startswith("-")) else None
 
 
 def _boolean(raw: str | None) -> bool | None:

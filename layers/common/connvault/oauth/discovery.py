@@ -193,7 +193,7 @@ def _get(http: HttpTransport, url: str) -> HttpResponse:
 def _document(response: HttpResponse) -> dict[str, Any]:
     try:
         document = json.loads(response.body)
-    except ValueError:  # also UnicodeDecodeError
+    except (ValueError, RecursionError):  # also UnicodeDecodeError, and nesting deeper than the parser goes
         raise InvalidInput("the discovery metadata is not JSON", field="discovery_url") from None
     if not isinstance(document, dict):
         raise InvalidInput("the discovery metadata is not a JSON object", field="discovery_url")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -50,6 +51,8 @@ if TYPE_CHECKING:
 _POLL_SECONDS = 0.2
 _IDLE_POLL_SECONDS = 0.5
 _USER_AGENT = "connvault-webhooks/1"
+_SECONDS = re.compile(r"[0-9]+")
+"""Retry-After's delay form: ASCII digits (``str.isdigit`` also takes ``²``, which ``float`` refuses)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,6 +344,6 @@ def _iso(moment: datetime) -> str:
 def _retry_after(value: str | None, cap: float) -> float:
     """A receiver's Retry-After in seconds (the date form is ignored), capped: a hostile receiver cannot park
     its deliveries past the retry window with one header."""
-    if not value or not value.strip().isdigit():
+    if not value or not _SECONDS.fullmatch(value.strip()):
         return 0.0
     return min(float(value.strip()), cap)
