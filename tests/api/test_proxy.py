@@ -28,7 +28,7 @@ from tests.api.conftest import Answer, Api, connect_account, stored_connection
 from tests.support.factories import make_tenant, owner
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 QUERY_SECRET = "q-value-that-must-not-be-logged-9f2c"
 BODY_SECRET = "body-that-must-not-be-logged-71d3"
@@ -300,6 +300,21 @@ def test_a_second_401_right_after_a_refresh_is_passed_on_not_refreshed_again(
     assert answer.status == 401
     assert answer.headers["www-authenticate"] == 'Bearer error="invalid_token"'
     assert provider.stats().token_calls.get("refresh_token") == 1
+
+
+def test_a_401_too_late_for_a_refresh_to_fit_the_deadline_is_passed_on_unrefreshed(
+    api: Api, provider: DemoProvider, connection: str, reconfigure: Callable[..., None]
+) -> None:
+    """An outside probe: an upstream 401 after 23 s, then a refresh with its own 10 s, answered after 33 s, past the
+    proxy's 25 s deadline and API Gateway's 30 s. A refresh that cannot fit is not started."""
+    settings = get_settings()
+    reconfigure(proxy_deadline_seconds=settings.refresh_lease_floor_seconds - 0.5)
+    provider.expire_access_tokens()
+
+    answer = proxy(api, connection, "me")
+
+    assert answer.status == 401
+    assert provider.stats().token_calls.get("refresh_token") is None
 
 
 def test_concurrent_401s_cost_at_most_two_refreshes_and_every_caller_gets_through(

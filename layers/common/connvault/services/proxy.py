@@ -174,7 +174,12 @@ class _Call:
                 if exc.reason == UNREACHABLE_REASON and self.may_retry(exc.retry_after):
                     continue
                 raise
-            if answer.status == 401 and not self.refreshed and _refreshable(credential, target, now):
+            if (
+                answer.status == 401
+                and not self.refreshed
+                and self.can_refresh()
+                and _refreshable(credential, target, now)
+            ):
                 # The provider no longer takes this token (revoked, expired early): one forced refresh, one retry.
                 credential = tokens.get_token(self.tenant_id, self.connection_id, force_refresh=True, **self.fetch)
                 self.refreshed = True
@@ -182,6 +187,12 @@ class _Call:
             if answer.status in RETRY_STATUSES and self.may_retry(parse_retry_after(answer.retry_after, now())):
                 continue
             return answer
+
+    def can_refresh(self) -> bool:
+        """Whether a forced refresh (its provider call, then the statement storing the answer) fits in what is left
+        of the deadline. One that would not is not started and the provider's 401 is passed on: the call must end
+        inside the deadline (API Gateway gives up at 30 s), and the next call refreshes."""
+        return self.deadline - time.monotonic() >= get_settings().refresh_lease_floor_seconds
 
     def send(self, credential: IssuedCredential) -> HttpResponse:
         self.attempts += 1
