@@ -439,3 +439,25 @@ def test_a_trickling_provider_is_cut_off_at_the_total_deadline(payload: bytes) -
     assert caught.value.message == UNREACHABLE_MESSAGE
     # The deadline is 1 s; each byte arrives well within any per-read timeout, so only a total deadline stops it.
     assert 0.9 <= elapsed < 2.0
+
+
+def test_a_slow_name_lookup_is_cut_off_at_the_total_deadline() -> None:
+    """``getaddrinfo`` takes no timeout: a tenant's slow nameserver held a call past its deadline (an outside probe
+    measured 6 s against 2)."""
+    release = threading.Event()
+
+    def slow(host: str, port: int) -> list[str]:
+        release.wait(10)
+        return ["93.184.216.34"]
+
+    transport = HttpTransport(1.0, policy=EgressPolicy(resolve=slow))
+    try:
+        started = time.monotonic()
+        with pytest.raises(ProviderUnavailable) as caught:
+            transport.request("GET", "https://slow.example/")
+        elapsed = time.monotonic() - started
+    finally:
+        release.set()
+        transport.close()
+    assert caught.value.message == UNREACHABLE_MESSAGE
+    assert elapsed < 2.0

@@ -48,6 +48,11 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.ssl_ import create_urllib3_context
 
+from connvault.once import once
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
 BLOCKED_MESSAGE = "blocked address"
 UNREACHABLE_MESSAGE = "could not reach the provider"
 
@@ -179,7 +184,7 @@ def resolve_vetted(host: str, port: int, policy: EgressPolicy) -> list[IPAddress
         return [literal]
     if host == "localhost" and not policy.allow_insecure_loopback:
         raise BlockedAddress
-    answers = policy.resolve(host, port)
+    answers = _resolve_in_time(policy.resolve, host, port)
     addresses: list[IPAddress] = []
     for answer in answers:
         try:
@@ -191,6 +196,34 @@ def resolve_vetted(host: str, port: int, policy: EgressPolicy) -> list[IPAddress
     if not addresses:
         raise Unreachable
     return addresses
+
+
+def _resolve_in_time(resolve: Resolver, host: str, port: int) -> Sequence[str]:
+    """``resolve(host, port)`` within the time left before the deadline. ``getaddrinfo`` takes no timeout, and a
+    name served by a slow nameserver (a tenant can run one) held a call past its total deadline, and a refresh past
+    its lease. The lookup goes on in a worker thread of its own; the call is ``Unreachable``."""
+    left = _time_left()
+    if left is None:
+        return resolve(host, port)
+    from concurrent.futures import TimeoutError as LookupTimedOut
+
+    lookup = _lookups().submit(resolve, host, port)
+    try:
+        return lookup.result(timeout=left)
+    except LookupTimedOut:
+        raise Unreachable from None
+
+
+@once
+def _lookups() -> ThreadPoolExecutor:
+    """The workers name lookups run on (``_resolve_in_time``); built on the first lookup under a deadline."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(max_workers=_LOOKUP_WORKERS, thread_name_prefix="connvault-lookup")
+
+
+_LOOKUP_WORKERS = 8
+"""Lookups at once; more wait their turn, within their own deadline (a refresh run calls providers 16 at a time)."""
 
 
 def _ascii_host(host: str) -> str:
