@@ -38,6 +38,16 @@ def status_of(api: Api, connection_id: str) -> tuple[str, str | None]:
     return connection["status"], connection.get("last_error_code")
 
 
+def connected_then_moved(api: Api, idp: DemoProvider, **moved: str) -> str:
+    """A connection made under the provider's endpoints, then the definition changed (with the secret) by
+    ``moved``; the connection's id."""
+    assert define(api, idp, **explicit(idp)).status == 200
+    connection_id = connect(api)
+    answer = define(api, idp, **explicit(idp, **moved))
+    assert answer.status == 200, answer.body
+    return connection_id
+
+
 @pytest.mark.parametrize(
     "field", ["token_url", "revocation_url", "authorization_url", "device_authorization_url", "issuer"]
 )
@@ -86,12 +96,8 @@ def test_a_change_that_moves_no_secret_needs_no_secret(tenant_a: Api, idp: DemoP
 def test_with_the_secret_a_token_endpoint_on_another_server_sends_existing_connections_to_reauth(
     tenant_a: Api, idp: DemoProvider, elsewhere: DemoProvider
 ) -> None:
-    assert define(tenant_a, idp, **explicit(idp)).status == 200
-    connection_id = connect(tenant_a)
+    connection_id = connected_then_moved(tenant_a, idp, token_url=f"{elsewhere.base_url}/token")
 
-    answer = define(tenant_a, idp, **explicit(idp, token_url=f"{elsewhere.base_url}/token"))
-
-    assert answer.status == 200, answer.body
     assert status_of(tenant_a, connection_id) == ("needs_reauth", "token_endpoint_moved")
     fetched = tenant_a.call("GET", f"/connections/{connection_id}/token", query={"force_refresh": "true"})
     assert (fetched.status, fetched.json()["error"]["code"]) == (409, "needs_reauth")
@@ -117,12 +123,8 @@ def test_with_the_secret_a_token_endpoint_moved_on_the_same_server_keeps_connect
 def test_a_revocation_endpoint_moved_elsewhere_sends_connections_to_reauth_and_their_tokens_nowhere(
     tenant_a: Api, idp: DemoProvider, elsewhere: DemoProvider
 ) -> None:
-    assert define(tenant_a, idp, **explicit(idp)).status == 200
-    connection_id = connect(tenant_a)
+    connection_id = connected_then_moved(tenant_a, idp, revocation_url=f"{elsewhere.base_url}/revoke")
 
-    answer = define(tenant_a, idp, **explicit(idp, revocation_url=f"{elsewhere.base_url}/revoke"))
-
-    assert answer.status == 200, answer.body
     assert status_of(tenant_a, connection_id) == ("needs_reauth", "revocation_endpoint_moved")
     deleted = tenant_a.call("DELETE", f"/connections/{connection_id}")
     assert deleted.status == 200, deleted.body
@@ -133,11 +135,9 @@ def test_a_revocation_endpoint_moved_elsewhere_sends_connections_to_reauth_and_t
 def test_a_token_endpoint_moved_elsewhere_never_gets_the_old_tokens_to_revoke_either(
     tenant_a: Api, idp: DemoProvider, elsewhere: DemoProvider
 ) -> None:
-    assert define(tenant_a, idp, **explicit(idp)).status == 200
-    connection_id = connect(tenant_a)
-    moved = {"token_url": f"{elsewhere.base_url}/token", "revocation_url": f"{elsewhere.base_url}/revoke"}
-
-    assert define(tenant_a, idp, **explicit(idp, **moved)).status == 200
+    connection_id = connected_then_moved(
+        tenant_a, idp, token_url=f"{elsewhere.base_url}/token", revocation_url=f"{elsewhere.base_url}/revoke"
+    )
 
     assert status_of(tenant_a, connection_id) == ("needs_reauth", "token_endpoint_moved")
     assert tenant_a.call("DELETE", f"/connections/{connection_id}").status == 200
@@ -163,9 +163,7 @@ def test_deleting_the_integration_first_moves_no_token_either(
 def test_a_reconnect_never_revokes_the_old_grant_at_the_moved_endpoint(
     tenant_a: Api, idp: DemoProvider, elsewhere: DemoProvider
 ) -> None:
-    assert define(tenant_a, idp, **explicit(idp)).status == 200
-    connection_id = connect(tenant_a)
-    assert define(tenant_a, idp, **explicit(idp, revocation_url=f"{elsewhere.base_url}/revoke")).status == 200
+    connection_id = connected_then_moved(tenant_a, idp, revocation_url=f"{elsewhere.base_url}/revoke")
 
     assert connect(tenant_a) == connection_id
 
