@@ -65,8 +65,9 @@ class JsonOnlyValidation(OpenAPIRequestValidationMiddleware):
 
     def _get_body(self, app: Any) -> dict[str, Any]:
         """JSON, whatever the media type's case (``Application/JSON`` is ``application/json``: RFC 9110 §8.3.1),
-        which the parent compares exactly."""
-        content_type = app.current_event.headers.get("content-type") or ""
-        if content_type.split(";", 1)[0].strip().lower() not in ("", JSON_MEDIA_TYPE):
+        which the parent compares exactly; no content type at all counts as JSON, parameters without a type
+        (``;``) do not."""
+        content_type = (app.current_event.headers.get("content-type") or "").strip()
+        if content_type and content_type.split(";", 1)[0].strip().lower() != JSON_MEDIA_TYPE:
             raise RequestUnsupportedContentType("Unsupported content type", errors=[])
         return self._parse_json_data(app)
