@@ -191,6 +191,27 @@ def test_a_slow_receiver_costs_only_its_own_endpoint(api: Api, make_receiver) ->
     assert all(d["status"] == "pending" for d in listed)
 
 
+def test_endpoints_whose_deliveries_all_wait_behind_a_parked_one_take_no_turn(
+    api: Api, db: TestDatabase, make_receiver
+) -> None:
+    """An outside probe: endpoints whose first delivery a receiver parked for an hour (503 with Retry-After) held
+    every claim slot with deliveries queued behind it, and another endpoint's due delivery never went out."""
+    failing, healthy = make_receiver(status=503), make_receiver()
+    parked = [register(api, failing.url, ["connection.created", "connection.reconnected"])[0] for _ in range(2)]
+    connect_account(api)
+    with owner(db) as sql:  # each of those endpoints: its "created" parked for an hour
+        sql.run("UPDATE webhook_deliveries SET next_attempt_at = now() + interval '1 hour'")
+    connect_account(api)  # a reconnect, queued there behind the parked "created": their oldest due delivery
+    _healthy_id, secret = register(api, healthy.url, ["connection.reconnected"])
+    connect_account(api)  # another: queued there too, due at once here, and younger
+
+    report = send(config=DeliveryConfig(deadline_seconds=1.0, concurrency=len(parked)), seconds=5.0)
+
+    assert [verified(item, secret)["type"] for item in healthy.wait_for(1)] == ["connection.reconnected"]
+    assert report.delivered == 1
+    assert failing.received == []
+
+
 def test_repeated_failures_open_the_circuit_visible_on_the_endpoint(api: Api, make_receiver) -> None:
     failing = make_receiver(status=503)
     endpoint_id, _ = register(api, failing.url, ["connection.created"])
