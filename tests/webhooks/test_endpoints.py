@@ -107,3 +107,13 @@ def test_a_tenant_has_at_most_twenty_endpoints(api: Api) -> None:
         "POST", "/webhooks", body={"url": "https://hooks.example.com/x", "event_types": ["connection.created"]}
     )
     assert refused.status == 409
+
+
+@pytest.mark.parametrize("cursor", ["9223372036854775808", "9999999999999999999", "12345678901234567890", "-1", "1x"])
+def test_a_delivery_cursor_past_the_sequences_range_is_a_400(api: Api, receiver: WebhookReceiver, cursor: str) -> None:
+    endpoint_id, _ = register(api, receiver.url)
+
+    answer = api.call("GET", f"/webhooks/{endpoint_id}/deliveries", query={"cursor": cursor})
+
+    assert answer.status == 400, answer.body
+    assert answer.json()["error"]["field"] == "cursor"

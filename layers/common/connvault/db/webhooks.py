@@ -377,6 +377,10 @@ def _delivery(row: WebhookDeliveryRow, event: WebhookEventRow) -> Delivery:
 
 
 def _decode_cursor(cursor: str) -> int:
-    if not cursor.isascii() or not cursor.isdigit() or len(cursor) > 19:
+    if not cursor.isascii() or not cursor.isdigit() or len(cursor) > 19 or int(cursor) > _MAX_SEQ:
         raise InvalidInput("cursor is not one this API returned", field="cursor")
     return int(cursor)
+
+
+_MAX_SEQ = 2**63 - 1
+"""The ``bigint`` sequence a delivery cursor names: a larger number of 19 digits failed in the driver (a 500)."""
