@@ -42,9 +42,12 @@ class _Server(ThreadingHTTPServer):
 class WebhookReceiver:
     """``with WebhookReceiver() as receiver: receiver.url`` … ``receiver.received``."""
 
-    def __init__(self, *, port: int = 0, status: int = 204, delay_seconds: float = 0.0, echo: bool = False) -> None:
+    def __init__(
+        self, *, port: int = 0, status: int = 204, delay_seconds: float = 0.0, echo: bool = False, answer_bytes: int = 0
+    ) -> None:
         self.status = status
         self.delay_seconds = delay_seconds
+        self._answer = b"x" * answer_bytes
         self._echo = echo
         self._lock = threading.Lock()
         self._received: list[Received] = []
@@ -92,8 +95,9 @@ class WebhookReceiver:
             if self.delay_seconds:
                 time.sleep(self.delay_seconds)
             handler.send_response(self.status)
-            handler.send_header("Content-Length", "0")
+            handler.send_header("Content-Length", str(len(self._answer)))
             handler.end_headers()
+            handler.wfile.write(self._answer)
         finally:
             with self._lock:
                 self._in_flight -= 1

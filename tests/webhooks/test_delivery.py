@@ -212,6 +212,21 @@ def test_endpoints_whose_deliveries_all_wait_behind_a_parked_one_take_no_turn(
     assert failing.received == []
 
 
+def test_a_2xx_with_an_answer_body_past_the_read_limit_is_delivered(api: Api, make_receiver) -> None:
+    """The answer's body is never read past 64 KiB and never matters: an outside probe's 200 with 70 KB counted as a
+    failed attempt (``response_too_large``), sent again and again, and pushed the endpoint toward its circuit."""
+    chatty = make_receiver(status=200, answer_bytes=70_000)
+    endpoint_id, _ = register(api, chatty.url, ["connection.created"])
+    connect_account(api)
+
+    report = send()
+
+    assert report.delivered == 1
+    assert len(chatty.received) == 1
+    (delivery,) = api.call("GET", f"/webhooks/{endpoint_id}/deliveries").json()["items"]
+    assert (delivery["status"], delivery["last_error_code"]) == ("delivered", None)
+
+
 def test_repeated_failures_open_the_circuit_visible_on_the_endpoint(api: Api, make_receiver) -> None:
     failing = make_receiver(status=503)
     endpoint_id, _ = register(api, failing.url, ["connection.created"])

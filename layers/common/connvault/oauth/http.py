@@ -94,12 +94,14 @@ class HttpTransport:
         headers: Mapping[str, str] | None = None,
         deadline_seconds: float | None = None,
         decode_content: bool = True,
+        body_matters: bool = True,
     ) -> HttpResponse:
         """Send one request and read its answer within the deadline; any status is returned, only transport
         failures raise.
 
         ``deadline_seconds`` shortens this call's deadline (the proxy's time left); ``decode_content=False`` keeps
-        a compressed body as it came (the proxy passes it on with its ``Content-Encoding``).
+        a compressed body as it came (the proxy passes it on with its ``Content-Encoding``); ``body_matters=False``
+        (a webhook receiver's answer, whose status alone counts) answers an oversized body as an empty one.
         Raises ``ProviderUnavailable`` with reason ``blocked_address``, ``unreachable`` or
         ``response_too_large``. The cause is dropped (``from None``) because urllib3's messages quote the
         full URL and the network condition, and tracebacks end up in logs.
@@ -132,13 +134,13 @@ class HttpTransport:
             raise ProviderUnavailable(BLOCKED_MESSAGE, reason="blocked_address") from None
         except (Unreachable, HTTPError, OSError):
             raise ProviderUnavailable(UNREACHABLE_MESSAGE, reason=UNREACHABLE_REASON) from None
-        if too_large:
+        if too_large and body_matters:
             raise ProviderUnavailable("the provider sent an oversized response", reason="response_too_large")
         return HttpResponse(
             status=response.status,
             content_type=response.headers.get("Content-Type", ""),
             retry_after=response.headers.get("Retry-After"),
-            body=data,
+            body=b"" if too_large else data,
             headers=tuple(response.headers.iteritems()),
         )
 

@@ -264,7 +264,7 @@ class _Sender:
         status: int | None = None
         retry_after: float = 0.0
         try:
-            answer = self.transport.request("POST", endpoint.url, body=body, headers=headers)
+            answer = self.transport.request("POST", endpoint.url, body=body, headers=headers, body_matters=False)
             status = answer.status
             error = None if 200 <= status < 300 else "http_status"
             retry_after = _retry_after(answer.retry_after, self.config.backoff_cap_seconds)
