@@ -376,6 +376,20 @@ def test_missing_iss_is_refused_when_the_provider_always_sends_it(iss_required: 
     assert connection_rows(db) == []
 
 
+@pytest.mark.parametrize(
+    ("issuer", "error"), [(None, "access_denied"), ("https://attacker.example", "issuer_mismatch")]
+)
+def test_an_error_answer_is_checked_for_its_issuer_too(
+    iss_required: Api, provider, issuer: str | None, error: str
+) -> None:
+    """RFC 9207 §2.4: an error answer from another server is a mix-up as much as a code is (an outside probe's)."""
+    provider.configure(deny_authorization=True, **({"issuer": issuer} if issuer else {}))
+
+    _, back = land(iss_required)
+
+    assert back == {"error": error}
+
+
 # -- without a return URL ---------------------------------------------------------------------------------
 
 

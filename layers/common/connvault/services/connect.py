@@ -221,15 +221,15 @@ def complete_connect(
 
     if pending.expires_at <= now():
         return fail("expired_state")
-    if params.error:
-        return fail(sanitize_reason(params.error))
     try:
         # The endpoints (and issuer) of this connection: a shop's own host, checked when the session started.
         provider = connection_config.configured(catalog_provider, pending.connection_config)
     except (InvalidInput, connection_config.TemplateError):
         return fail("invalid_connection_config")
-    if not _issuer_ok(provider, params.iss):
+    if not _issuer_ok(provider, params.iss):  # error answers too (RFC 9207 §2.4): a mix-up can forge one
         return fail("issuer_mismatch")
+    if params.error:
+        return fail(sanitize_reason(params.error))
     code = params.code.reveal() if params.code else ""
     if not code or len(code) > MAX_CODE_LENGTH:
         return fail("invalid_request")
