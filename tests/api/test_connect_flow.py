@@ -559,3 +559,16 @@ def test_connect_settings_keep_return_urls_in_the_same_ascii_spelling_the_sessio
 
     assert saved.status == 200, saved.body
     assert saved.json()["allowed_return_urls"] == ["https://xn--caf-dma.example/back"]
+
+
+@pytest.mark.parametrize("host", ["faß.example", "FAẞ.example", "σας.example", "a\u200db.example", "a\u200cb.example"])
+def test_a_return_url_host_browsers_and_idna_2003_spell_differently_is_refused(api: Api, host: str) -> None:
+    """An outside probe: ``faß.example`` was registered as ``fass.example`` (Python's IDNA 2003), another domain
+    than the ``xn--fa-hia.example`` a browser goes to; sessions returning to ``fass.example`` were then accepted."""
+    for path, field in (("/connect-settings", "allowed_return_urls"), ("/connect-settings", "frame_ancestors")):
+        answer = api.call(
+            "PUT", path, body={field: [f"https://{host}/back" if field != "frame_ancestors" else f"https://{host}"]}
+        )
+
+        assert answer.status == 400, answer.body
+        assert host not in answer.body

@@ -61,16 +61,30 @@ def ascii_url(url: str, field: str = "return_url") -> str:
     netloc = parts.netloc
     if not netloc.isascii():
         host, colon, port = netloc.rpartition(":") if not netloc.endswith("]") and ":" in netloc else (netloc, "", "")
-        try:
-            netloc = host.encode("idna").decode("ascii") + colon + port
-        except UnicodeError:
-            raise InvalidInput(f"{field} has a host that is not a valid internationalised name", field=field) from None
+        netloc = browser_host(host, field) + colon + port
     path = quote(parts.path, safe=_URL_SAFE)
     query = quote(parts.query, safe=_URL_SAFE + "?")
     fragment = quote(parts.fragment, safe=_URL_SAFE + "?")
     if (netloc, path, query, fragment) == (parts.netloc, parts.path, parts.query, parts.fragment):
         return url  # already ASCII and escaped: exactly as written (``urlunsplit`` would drop an empty "?")
     return urlunsplit((url.split(":", 1)[0], netloc, path, query, fragment))
+
+
+def browser_host(host: str, field: str) -> str:
+    """``host`` in the ASCII (IDNA) spelling a browser uses for it, for a host the end user's browser goes to or
+    is framed by; refused where Python's codec (IDNA 2003) and browsers (UTS 46) would spell it differently."""
+    if _IDNA_DEVIATIONS.intersection(host):
+        raise InvalidInput(f"{field} has a host that browsers and IDNA 2003 spell differently", field=field)
+    try:
+        return host.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise InvalidInput(f"{field} has a host that is not a valid internationalised name", field=field) from None
+
+
+_IDNA_DEVIATIONS = frozenset("\u00df\u1e9e\u03c2\u200c\u200d")
+"""UTS 46's deviation characters (ß, ẞ, final ς, the zero-width joiners): Python's ``idna`` codec (IDNA 2003)
+maps ``faß.example`` to ``fass.example``, another domain than the ``xn--fa-hia.example`` browsers go to, so a
+return URL or frame ancestor spelled with one would be compared as one host and reached as another."""
 
 
 def require_outbound_url(url: str, field: str, *, allow_query: bool = True) -> str:

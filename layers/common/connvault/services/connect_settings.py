@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from connvault.errors import InvalidInput
 from connvault.models import ConnectSettings
-from connvault.validation import LOOPBACK_HOSTS, require_return_url, require_text
+from connvault.validation import LOOPBACK_HOSTS, browser_host, require_return_url, require_text
 
 if TYPE_CHECKING:
     from connvault.db.uow import UnitOfWork
@@ -58,9 +58,9 @@ def embedding_origin(value: str) -> str:
     try:
         parts = urlsplit(value)
         port = parts.port
-        host = (parts.hostname or "").encode("idna").decode("ascii")
-    except (ValueError, UnicodeError):
+    except ValueError:
         raise InvalidInput("frame_ancestors holds an origin that is not a URL", field=field) from None
+    host = browser_host(parts.hostname or "", field)
     if parts.scheme != "https" and not (parts.scheme == "http" and host in LOOPBACK_HOSTS):
         raise InvalidInput("frame_ancestors must be https origins (http only on loopback)", field=field)
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username or parts.password:
