@@ -402,6 +402,9 @@ def test_without_return_url_the_callback_shows_a_connected_page(api: Api, db) ->
     assert "connected" in answer.body.lower()
     assert answer.headers["Referrer-Policy"] == "no-referrer"
     assert answer.headers["Cache-Control"] == "no-store"
+    assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in answer.headers["Content-Security-Policy"]
+    assert answer.headers["X-Frame-Options"] == "DENY"
     (row,) = connection_rows(db)
     assert row[1] == "user-1"
 

@@ -19,6 +19,15 @@ from connvault.services.connect import CallbackParams, CallbackResult, complete_
 CALLBACK_PATH = "/oauth/callback"
 """The one public route: API Gateway calls no authorizer for it (the OpenAPI document says so)."""
 PRIVATE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff"}
+PAGE_HEADERS = {
+    **PRIVATE,
+    "Content-Security-Policy": (
+        "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+}
+"""The callback's own pages (a session without a return URL): no script, no form, never framed, as the connect
+pages; an outside probe found them sent without a policy."""
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <meta name="viewport" content="width=device-width, initial-scale=1"></head>
@@ -75,6 +84,6 @@ def render(result: CallbackResult) -> Response[str]:
     return Response(
         status_code=status.value,
         content_type=content_types.TEXT_HTML,
-        headers=PRIVATE,
+        headers=PAGE_HEADERS,
         body=PAGE.format(title=title, text=text),
     )
