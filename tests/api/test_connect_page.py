@@ -433,3 +433,27 @@ def test_an_unreachable_database_gets_a_retry_page_not_json(demo_api: Api, recon
     assert page.headers["Content-Type"].startswith("text/html")
     assert page.headers["Retry-After"] == "1"
     assert "Try again in a moment" in page.body
+
+
+def test_an_oauth_flow_started_before_the_link_was_finished_stores_nothing(demo_api: Api, provider, db) -> None:
+    """An outside probe: two tabs of one link (an OAuth flow in one, the API key in the other) made two
+    connections from a link that is used once. The flow that finishes last stores nothing, and its grant is revoked."""
+    browser = Browser(demo_api)
+    page = browser.open(connect_url(demo_api))
+    redirect = browser.post({"page_token": page_token(page, demo_api), "step": "choose", "provider": "demo"})
+    form = browser.post({"page_token": page_token(page, demo_api), "step": "choose", "provider": "demo-apikey"})
+    done = browser.post(
+        {
+            "page_token": page_token(form, demo_api),
+            "step": "credentials",
+            "provider": "demo-apikey",
+            "api_key": GOOD_KEY,
+        }
+    )
+    assert done.status == 200, done.body
+
+    landed = demo_api.callback(follow_authorize(redirect.headers["Location"], demo_api.secrets))
+
+    assert "Connected" not in landed.body
+    assert connection_count(db) == 1
+    assert len(provider.stats().revoked) == 1

@@ -268,6 +268,8 @@ def complete_connect(
         revoke_orphaned_grant(client, provider, integration.client, credentials, exc)
         if isinstance(exc, InvalidInput):
             return fail("invalid_token_response")
+        if isinstance(exc, _LinkUsed):
+            return fail("link_used")
         return fail(exc.code if isinstance(exc, QuotaExceeded) else "server_error")
     retire_replaced_grant(oauth or wiring.get_oauth_client(), catalog_provider, integration, saved)
     return CallbackResult(
@@ -276,6 +278,10 @@ def complete_connect(
         tenant_id=tenant_id,
         connect_link_id=pending.connect_link_id,
     )
+
+
+class _LinkUsed(Exception):
+    """The connect link this flow started from was finished meanwhile (another provider, another tab)."""
 
 
 def revoke_orphaned_grant(
@@ -307,6 +313,13 @@ def _save_grant(
     def save() -> SavedGrant:
         with UnitOfWork(pending.tenant_id, sealer=sealer) as uow:
             saved = store_grant(uow, pending, grant, metadata, now())
+            # A link is used once: a flow started from its page before another one finished it (another
+            # provider, another tab) stores nothing. Recorded in the same transaction, so of two callbacks of
+            # one link only the first commits.
+            if pending.connect_link_id is not None and not uow.connect_links.complete(
+                pending.connect_link_id, saved.connection.id, now()
+            ):
+                raise _LinkUsed
             uow.commit()
         return saved
 
