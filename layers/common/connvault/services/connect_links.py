@@ -428,8 +428,8 @@ def submit_credentials(
 
 
 def finish_oauth(result: connect.CallbackResult, *, now: Clock = utcnow) -> View:
-    """The page's last step after an OAuth attempt it started: record the connection on the link, or offer a
-    retry with a fresh page token while the link lives."""
+    """The page's last step after an OAuth attempt it started: the connection it made (recorded on the link in the
+    grant's own transaction, ``connect._save_grant``), or a retry with a fresh page token while the link lives."""
     if result.tenant_id is None or result.connect_link_id is None:
         return UnusableView("unknown_link")
     finished = now()
@@ -439,8 +439,6 @@ def finish_oauth(result: connect.CallbackResult, *, now: Clock = utcnow) -> View
             return UnusableView("unknown_link")
         context = _context(uow, link)
         if result.connection_id is not None:
-            uow.connect_links.complete(link.id, result.connection_id, finished)
-            uow.commit()
             return OutcomeView(context, None, connection_id=result.connection_id)
         retry = None
         if link.is_live(finished):
