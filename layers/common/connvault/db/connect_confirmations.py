@@ -98,15 +98,10 @@ class ConnectConfirmationRepository:
         ).one_or_none()
         return None if row is None else self._to_domain(row)
 
-    def drop_for_provider(self, provider_id: UUID) -> int:
+    def drop_for_provider(self, provider_id: UUID) -> None:
         """Delete the provider's parked grants unrevoked (its endpoints moved away from the server that issued
-        them: ``connection_status.issuer_left``); their end users connect again. How many."""
-        dropped = self._session.execute(
-            delete(ConnectConfirmationRow)
-            .where(ConnectConfirmationRow.provider_id == provider_id)
-            .returning(ConnectConfirmationRow.id)
-        )
-        return len(dropped.all())
+        them: ``connection_status.issuer_left``); their end users connect again."""
+        self._session.execute(delete(ConnectConfirmationRow).where(ConnectConfirmationRow.provider_id == provider_id))
 
     def list_expired(self, now: datetime, limit: int) -> list[tuple[UUID, UUID]]:
         """(session id, tenant id) of expired parked grants of every tenant (a SECURITY DEFINER lookup)."""
