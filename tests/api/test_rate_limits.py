@@ -4,16 +4,19 @@ PostgreSQL (written every N requests) bounds a tenant across processes. Against 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from uuid import uuid4
 
 import pytest
 
 from connvault.config import Settings
 from connvault.db.fast_reads import FastReads, get_fast_reads
 from connvault.db.uow import UnitOfWork
-from connvault.errors import ConfigurationError, RateLimited
+from connvault.errors import ConfigurationError, DatabaseUnavailable, RateLimited
 from connvault.services.rate_limits import WINDOW_SECONDS, RateLimiter
 from connvault.services.tenants import create_api_key, delete_tenant
+from connvault.services.tokens import get_token
+from tests.api.conftest import connect_account
 from tests.support.factories import as_tenant, make_tenant, owner
 
 if TYPE_CHECKING:
@@ -178,3 +181,83 @@ def test_the_shared_count_skips_the_write_ahead_log(db: TestDatabase) -> None:
         [[persistence]] = sql.run("SELECT relpersistence FROM pg_class WHERE relname = 'tenant_request_counts'")
 
     assert persistence == "u"
+
+
+def counting_statements(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Each separate report of the shared count (``FastReads.count_requests``), by its number of requests."""
+    reports: list[int] = []
+    original = FastReads.count_requests
+
+    def spy(self: FastReads, tenant: UUID, added: int, window: int) -> Any:
+        reports.append(added)
+        return original(self, tenant, added, window)
+
+    monkeypatch.setattr(FastReads, "count_requests", spy)
+    return reports
+
+
+def test_the_token_route_carries_the_shared_count_in_its_read(
+    api: Api, db: TestDatabase, reconfigure: Callable[..., None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 0086: every N-th fetch adds the tenant's requests in the token read's own statement, with no
+    round trip of its own; past the window's allowance the next request is refused (the carrying one is served)."""
+    connection_id = connect_account(api)
+    reconfigure(rate_limit_per_second=0.1, rate_limit_burst=4, rate_limit_share_every=2)  # allowance 1 x 10 + 4 = 5
+    reports = counting_statements(monkeypatch)
+    fetch = f"/connections/{connection_id}/token"
+
+    first = [api.call("GET", fetch).status for _ in range(2)]
+    assert shared_count(db, api.tenant.tenant_id) == 2
+    with owner(db) as sql:  # another process's reports fill the window
+        sql.run("UPDATE tenant_request_counts SET requests = requests + 3 WHERE tenant_id = :t", t=api.tenant.tenant_id)
+    carrying = [api.call("GET", fetch).status for _ in range(2)]  # the second carries the count: 7 > 5
+    refused = api.call("GET", fetch)
+
+    assert first == [200, 200]
+    assert carrying == [200, 200]
+    assert refused.status == 429
+    assert 1 <= int(refused.headers["Retry-After"]) <= WINDOW_SECONDS
+    assert shared_count(db, api.tenant.tenant_id) == 7
+    assert reports == []  # no statement of its own
+
+
+def test_a_carried_count_is_written_for_a_connection_not_found_and_a_request_that_never_reads(
+    api: Api, db: TestDatabase, reconfigure: Callable[..., None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Asking for ids the tenant does not hold, or sending requests the route refuses before its read, must count
+    like any other requests, or a tenant could spend the allowance of every process unseen."""
+    reconfigure(rate_limit_per_second=0.1, rate_limit_burst=100, rate_limit_share_every=2)
+    reports = counting_statements(monkeypatch)
+
+    unknown = [api.call("GET", f"/connections/{uuid4()}/token").status for _ in range(2)]
+    assert shared_count(db, api.tenant.tenant_id) == 2
+    assert reports == []  # carried by the read, which found no connection
+    invalid = [api.call("GET", "/connections/not-an-id/token").status for _ in range(2)]
+
+    assert unknown == [404, 404]
+    assert invalid == [400, 400]
+    assert shared_count(db, api.tenant.tenant_id) == 4
+    assert reports == [2]  # no read to carry it: reported on its own
+
+
+def test_a_carried_count_whose_read_failed_is_kept_for_the_next_report(db: TestDatabase) -> None:
+    tenant = make_tenant()
+    clock = FrozenClock()
+    process = limiter(clock, per_second=1, burst=10, share_every=2)
+    process.admit(tenant)
+    count = process.admit(tenant, carry=True)
+    assert count is not None
+    assert count.requests == 2
+
+    def unreachable() -> None:
+        raise ConnectionRefusedError("no database")
+
+    with pytest.raises(DatabaseUnavailable):
+        get_token(tenant, uuid4(), reads=FastReads(unreachable), count=count)  # type: ignore[arg-type]
+    process._share = FastReads(unreachable).count_requests  # type: ignore[assignment] # reporting fails as well
+    assert process.settle(count) is None
+    process._share = lambda tenant, added, window: get_fast_reads().count_requests(tenant, added, window)
+
+    assert shared_count(db, tenant) == 0
+    assert process.admit(tenant) is None  # 2 kept + 1: due, and reported now
+    assert shared_count(db, tenant) == 3

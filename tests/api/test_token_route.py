@@ -104,11 +104,14 @@ def routes(database: TestDatabase, reconfigure: Callable[..., None]) -> tuple[An
 @pytest.fixture
 def script(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
     """``get_token`` replaced in both routes by one that answers what the test queues (an ``IssuedCredential`` or
-    an exception to raise; by default ``NotFound``); both routes must call it with the same arguments."""
+    an exception to raise; by default ``NotFound``); both routes must call it with the same arguments (the lean
+    route also hands it the rate limiter's count when one falls due, which these tests never reach)."""
     queued: list[Any] = []
     calls: list[tuple[Any, ...]] = []
 
-    def fake(tenant_id: UUID, connection_id: UUID, *, min_ttl: int, force_refresh: bool) -> IssuedCredential:
+    def fake(
+        tenant_id: UUID, connection_id: UUID, *, min_ttl: int, force_refresh: bool, count: None = None
+    ) -> IssuedCredential:
         calls.append((tenant_id, connection_id, min_ttl, force_refresh))
         outcome = queued[0] if queued else NotFound(f"connection {connection_id} not found")
         if isinstance(outcome, BaseException):

@@ -360,9 +360,15 @@ def test_the_refresh_claim_leases_due_rows_of_every_tenant_and_returns_ids_only(
 def test_the_token_read_and_touch_functions_reach_only_the_named_tenants_connection(
     db: TestDatabase, world: World
 ) -> None:
+    read = "SELECT metadata->>0 FROM connvault_token_read(:t, :c)"
+    counting = "SELECT metadata->>0, window_requests FROM connvault_token_read_counting(:t, :c, :n, 10)"
     with as_tenant(db, None) as sql:
-        own = sql.run("SELECT metadata->>0 FROM connvault_token_read(:t, :c)", t=world.a.id, c=world.a.connection)
-        other = sql.run("SELECT metadata->>0 FROM connvault_token_read(:t, :c)", t=world.a.id, c=world.b.connection)
+        own = sql.run(read, t=world.a.id, c=world.a.connection)
+        other = sql.run(read, t=world.a.id, c=world.b.connection)
+        # Counting (migration 0086): into the named tenant's count (3, then 7), and still nothing of the other
+        # tenant's connection.
+        counted_own = sql.run(counting, t=world.a.id, c=world.a.connection, n=3)
+        counted_other = sql.run(counting, t=world.a.id, c=world.b.connection, n=4)
         sql.run("SELECT connvault_touch_connection(:t, :c, interval '0 seconds')", t=world.a.id, c=world.b.connection)
 
     with owner(db) as sql:
@@ -370,6 +376,8 @@ def test_the_token_read_and_touch_functions_reach_only_the_named_tenants_connect
 
     assert own == [["active"]]
     assert other == []
+    assert counted_own == [["active", 3]]
+    assert counted_other == [[None, 7]]
     assert untouched == [[None]]
 
 
@@ -435,13 +443,19 @@ def test_the_token_read_is_an_invoker_function_whose_callers_search_path_cannot_
     """Migration 0012's read has no ``SET search_path`` (the cost of a configuration change per call): safe only as
     ``SECURITY INVOKER`` with every name schema-qualified, which an empty search path proves."""
     with owner(db) as sql:
-        [[definer, config]] = sql.run("SELECT prosecdef, proconfig FROM pg_proc WHERE proname = 'connvault_token_read'")
+        shapes = sql.run(
+            "SELECT prosecdef, proconfig FROM pg_proc "
+            "WHERE proname IN ('connvault_token_read', 'connvault_token_read_counting')"
+        )
     with as_tenant(db, None) as sql:
         sql.run("SET search_path = ''")
         query = "SELECT metadata->>0 FROM public.connvault_token_read(:t, :c)"
         own = sql.run(query, t=world.a.id, c=world.a.connection)
         other = sql.run(query, t=world.a.id, c=world.b.connection)
+        counting = "SELECT metadata->>0, window_requests FROM public.connvault_token_read_counting(:t, :c, 2, 10)"
+        counted = sql.run(counting, t=world.a.id, c=world.a.connection)
 
-    assert (definer, config) == (False, None)
+    assert shapes == [[False, None], [False, None]]
     assert own == [["active"]]
     assert other == []
+    assert counted == [["active", 2]]

@@ -13,7 +13,7 @@ import json
 import traceback
 from functools import lru_cache
 from http import HTTPStatus
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 
 from connvault.api.context_keys import UNCHECKED_CONTEXT_KEY
@@ -40,6 +40,9 @@ from connvault.errors import (
 )
 from connvault.observability import MetricName, logger, metrics
 from connvault.services.rate_limits import get_rate_limiter
+
+if TYPE_CHECKING:
+    from connvault.services.rate_limits import PendingCount
 
 STATUS_BY_ERROR: dict[type[ConnvaultError], HTTPStatus] = {
     InvalidInput: HTTPStatus.BAD_REQUEST,
@@ -206,22 +209,35 @@ def parsed_id(text: str) -> ParsedId:
     return ParsedId(value, str(value))
 
 
-def before_routes(authorizer: dict[str, Any]) -> Answer | None:
+class Admission(NamedTuple):
+    """What ``before_routes`` decided: an early answer, or None to go on, with the tenant's shared count when the
+    caller carries it (``carry``)."""
+
+    answer: Answer | None
+    pending: PendingCount | None = None
+
+
+_GO_ON = Admission(None)
+
+
+def before_routes(authorizer: dict[str, Any], *, carry: bool = False) -> Admission:
     """The answer a request gets before any route runs, or None to go on: 503 when the authorizer could not check
-    the key (it lets such a request through only to be answered here), 429 when the tenant is over its rate."""
+    the key (it lets such a request through only to be answered here), 429 when the tenant is over its rate. With
+    ``carry``, a shared count that falls due is handed back rather than reported (``RateLimiter.admit``): the caller
+    carries it and then settles it."""
     if authorizer.get(UNCHECKED_CONTEXT_KEY) is not None:
         logger.warning("request not authorized: the database is unavailable")
-        return database_unavailable_answer()
+        return Admission(database_unavailable_answer())
     text = authorizer.get("tenant_id")
     if text is None:
-        return None  # public routes name no tenant
+        return _GO_ON  # public routes name no tenant
     try:
         tenant = parsed_id(str(text))
     except ValueError:
-        return None  # a malformed tenant is the route's to refuse (401)
+        return _GO_ON  # a malformed tenant is the route's to refuse (401)
     try:
-        get_rate_limiter().admit(tenant.id)
+        count = get_rate_limiter().admit(tenant.id, carry=carry)
     except RateLimited as refused:
         logger.append_keys(tenant_id=tenant.text)
-        return domain_error_answer(refused)
-    return None
+        return Admission(domain_error_answer(refused))
+    return _GO_ON if count is None else Admission(None, count)

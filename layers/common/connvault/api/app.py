@@ -171,7 +171,7 @@ def lambda_handler(app: APIGatewayHttpResolver) -> Callable[[dict[str, Any], Lam
     resolver's answer."""
 
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        early = before_routes(authorizer_context(event))
+        early = before_routes(authorizer_context(event)).answer
         if early is not None:
             return early.for_lambda()
         return app.resolve(event, context)

@@ -32,6 +32,7 @@ from connvault.api.answers import (
 from connvault.credentials import ApiKeyCredentials, BasicCredentials, OAuth2Credentials
 from connvault.errors import ConnvaultError
 from connvault.observability import http_entry
+from connvault.services.rate_limits import get_rate_limiter
 from connvault.services.tokens import get_token
 
 if TYPE_CHECKING:
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
+    from connvault.services.rate_limits import PendingCount
     from connvault.services.tokens import IssuedCredential
 
 # The resolver's own pattern for a path parameter (RFC 3986's safe and unsafe characters, and word characters).
@@ -63,9 +65,18 @@ def new_handler() -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
 
 def _answer(event: dict[str, Any]) -> Answer:
     authorizer = authorizer_context(event)
-    early = before_routes(authorizer)
-    if early is not None:
-        return early
+    admission = before_routes(authorizer, carry=True)
+    if admission.answer is not None:
+        return admission.answer
+    try:
+        return _route(event, authorizer, admission.pending)
+    finally:
+        if admission.pending is not None:
+            get_rate_limiter().settle(admission.pending)
+
+
+def _route(event: dict[str, Any], authorizer: dict[str, Any], count: PendingCount | None) -> Answer:
+    """The route's answer; ``count``, the tenant's shared count when it fell due, rides on the token read."""
     try:
         connection, min_ttl, force_refresh = _parse(event)
     except _NoRoute:
@@ -73,7 +84,9 @@ def _answer(event: dict[str, Any]) -> Answer:
     except _Invalid as invalid:
         return invalid_request_answer(invalid.fields)
     try:
-        issued = get_token(tenant_from(authorizer), connection.id, min_ttl=min_ttl, force_refresh=force_refresh)
+        issued = get_token(
+            tenant_from(authorizer), connection.id, min_ttl=min_ttl, force_refresh=force_refresh, count=count
+        )
     except ConnvaultError as error:
         return domain_error_answer(error)
     except Exception as error:  # the resolver's last handler (``db/`` raises the database's own as ConnvaultError)

@@ -5,7 +5,8 @@ session with a tenant transaction they cost ~4 round trips; here each is one: th
 ``SECURITY INVOKER`` function that sets the tenant for its own statement, so RLS stays in force. The
 ``last_used_at`` write is a separate call made at most once a minute per connection from each process, and the
 rate limiter's shared count one made every N requests of a tenant (``services/rate_limits.py``).
-One connection per process: a Lambda runs one request at a time.
+On the token route that count rides on the read's own statement instead (``read_connection_counting``, migration
+0086). One connection per process: a Lambda runs one request at a time.
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ class ApiKeyLookup(NamedTuple):
 # Ids go out as their 32 hex digits, which ``uuid`` input reads as it reads the hyphenated form: ``UUID.hex`` costs a
 # third of ``str(UUID)``, twice per token fetch.
 _READ_CONNECTION = "SELECT * FROM connvault_token_read(CAST(:tenant AS uuid), CAST(:id AS uuid))"
+_READ_CONNECTION_COUNTING = (
+    "SELECT * FROM connvault_token_read_counting(CAST(:tenant AS uuid), CAST(:id AS uuid), :requests, :window)"
+)
 _READ_PROXY_TARGET = "SELECT * FROM connvault_read_proxy_target(CAST(:tenant AS uuid), CAST(:id AS uuid))"
 _TOUCH_CONNECTION = (
     "SELECT connvault_touch_connection(CAST(:tenant AS uuid), CAST(:id AS uuid), make_interval(secs => :every))"
@@ -99,6 +103,21 @@ class FastReads:
         """The connection as token fetch needs it, read under the tenant's RLS."""
         rows = self._run(_READ_CONNECTION, tenant=tenant_id.hex, id=connection_id.hex)
         return _snapshot(connection_id, *rows[0]) if rows else None
+
+    def read_connection_counting(
+        self, tenant_id: UUID, connection_id: UUID, requests: int, window_seconds: int
+    ) -> tuple[ConnectionSnapshot | None, RequestWindow]:
+        """``read_connection``, adding ``requests`` to the tenant's shared count in the same statement
+        (``count_requests``; migration 0086): the rate limiter's report carried by the read, not a round trip."""
+        [[sealed, metadata, counted, seconds_left]] = self._run(
+            _READ_CONNECTION_COUNTING,
+            tenant=tenant_id.hex,
+            id=connection_id.hex,
+            requests=requests,
+            window=window_seconds,
+        )
+        snapshot = None if metadata is None else _snapshot(connection_id, sealed, metadata)
+        return snapshot, _window(counted, seconds_left, window_seconds)
 
     def read_proxy_target(self, tenant_id: UUID, connection_id: UUID) -> ProxyTarget | None:
         """The connection as the proxy needs it (token fetch's snapshot and its provider's API), under RLS."""
@@ -149,9 +168,9 @@ class FastReads:
         no longer exists)."""
         rows = self._run(_COUNT_REQUESTS, tenant=tenant_id.hex, added=added, window=window_seconds)
         if not rows:
-            return RequestWindow(0, float(window_seconds))
+            return _window(None, None, window_seconds)
         requests, seconds_left = rows[0]
-        return RequestWindow(int(requests), float(seconds_left))
+        return _window(requests, seconds_left, window_seconds)
 
     def close(self) -> None:
         with self._lock:
@@ -174,6 +193,13 @@ class FastReads:
 
     def _keep(self, connection: PreparedConnection) -> None:
         self._connection = connection
+
+
+def _window(requests: int | None, seconds_left: float | None, window_seconds: int) -> RequestWindow:
+    """What a count answered; its columns NULL (or no row) for a tenant that no longer exists: nothing counted."""
+    if requests is None or seconds_left is None:
+        return RequestWindow(0, float(window_seconds))
+    return RequestWindow(int(requests), float(seconds_left))
 
 
 _STATUSES = {status.value: status for status in ConnectionStatus}

@@ -11,7 +11,9 @@ Two layers, neither of which adds a database round trip to an ordinary request (
   requests of a tenant, a process adds them to the tenant's count in one prepared statement that answers the
   window's total. Past the window's allowance (rate times window, plus burst) that process refuses the tenant until the
   window ends; the others learn it at their own next report. The count is coarse by design: a tenant may overshoot
-  by fewer than ``rate_limit_share_every`` requests per process per window.
+  by fewer than ``rate_limit_share_every`` requests per process per window. The token route carries that addition in
+  its read's own statement (``admit(carry=True)``, then ``settle``): no round trip of its own on the hottest path;
+  the request that carries it is served, and a refusal starts with the tenant's next request.
 
 A refusal is ``RateLimited`` with the seconds until a request would be admitted (429 and ``Retry-After``). When
 the shared count cannot be written (the database is down) the process goes on with its own bucket: the request
@@ -46,6 +48,18 @@ MAX_TENANTS = 10_000
 
 
 @dataclass(slots=True)
+class PendingCount:
+    """A tenant's admitted requests due to be added to its shared count, carried by a statement the request makes
+    anyway (the token read) instead of a round trip of their own. That statement sets ``window`` to what the count
+    answered; it stays None when the statement did not run or failed."""
+
+    tenant_id: UUID
+    requests: int
+    window_seconds: int
+    window: RequestWindow | None = None
+
+
+@dataclass(slots=True)
 class _Bucket:
     tokens: float
     refilled: float
@@ -74,10 +88,13 @@ class RateLimiter:
         self._buckets: OrderedDict[UUID, _Bucket] = OrderedDict()
         self._lock = threading.Lock()
 
-    def admit(self, tenant: UUID) -> None:
-        """Count one request of ``tenant``; ``RateLimited`` when it is over its rate."""
+    def admit(self, tenant: UUID, *, carry: bool = False) -> PendingCount | None:
+        """Count one request of ``tenant``; ``RateLimited`` when it is over its rate. When the tenant's admitted
+        requests are due to be added to the shared count they are added now, or, with ``carry``, handed back for a
+        statement the request makes anyway to add: the caller passes them to that statement and then to
+        ``settle``, whatever happened (None: nothing due)."""
         if self._per_second <= 0:
-            return
+            return None
         now = self._clock()
         with self._lock:
             bucket = self._bucket(tenant, now)
@@ -90,20 +107,38 @@ class RateLimiter:
             bucket.tokens -= 1
             bucket.unshared += 1
             if bucket.unshared < self._share_every:
-                return
-            added, bucket.unshared = bucket.unshared, 0
-        # Outside the lock: other tenants' requests in this process do not wait for the database.
-        try:
-            window = self._share(tenant, added, WINDOW_SECONDS)
-        except DatabaseUnavailable:
-            logger.warning("request count not shared: the database is unavailable", extra={"tenant_id": str(tenant)})
-            with self._lock:
-                bucket.unshared += added
-            return
-        if window.requests > self._allowance:
-            with self._lock:
-                bucket.blocked_until = max(bucket.blocked_until, now + window.seconds_left)
-            raise _refused(window.seconds_left)
+                return None
+            count = PendingCount(tenant, bucket.unshared, WINDOW_SECONDS)
+            bucket.unshared = 0
+        if carry:
+            return count
+        wait = self.settle(count)
+        if wait is not None:
+            raise _refused(wait)
+        return None
+
+    def settle(self, count: PendingCount) -> float | None:
+        """Take what adding ``count`` answered: past the allowance, the tenant is refused until its window ends (the
+        seconds, returned). A count whose statement did not answer (it failed, or never ran) is added now, outside
+        the lock so that other tenants' requests in this process do not wait for the database; when that fails too
+        (the database is down) it is kept for the next report, and the process goes on with its own bucket."""
+        if count.window is None:
+            try:
+                count.window = self._share(count.tenant_id, count.requests, count.window_seconds)
+            except DatabaseUnavailable:
+                logger.warning(
+                    "request count not shared: the database is unavailable", extra={"tenant_id": str(count.tenant_id)}
+                )
+                with self._lock:
+                    self._bucket(count.tenant_id, self._clock()).unshared += count.requests
+                return None
+        if count.window.requests <= self._allowance:
+            return None
+        now = self._clock()
+        with self._lock:
+            bucket = self._bucket(count.tenant_id, now)
+            bucket.blocked_until = max(bucket.blocked_until, now + count.window.seconds_left)
+        return count.window.seconds_left
 
     def _bucket(self, tenant: UUID, now: float) -> _Bucket:
         bucket = self._buckets.get(tenant)

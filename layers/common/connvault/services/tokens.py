@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from connvault.crypto.sealer import Sealer
     from connvault.db.fast_reads import ConnectionSnapshot, FastReads
     from connvault.oauth.client import OAuthClient
+    from connvault.services.rate_limits import PendingCount
     from connvault.services.refresh import RefreshPolicy
 
 
@@ -55,14 +56,18 @@ def get_token(
     policy: RefreshPolicy | None = None,
     now: Clock = utcnow,
     snapshot: ConnectionSnapshot | None = None,
+    count: PendingCount | None = None,
 ) -> IssuedCredential:
     """A usable credential. Raises NotFound, ReauthRequired, ConnectionRevoked, CredentialsExpired,
     ProviderUnavailable (with ``retry_after``). Only a fetch that hands out a credential counts as a use.
 
     ``snapshot``: the connection as a caller just read it (the proxy reads it with its provider's API in the
-    same round trip), so it is not read again."""
+    same round trip), so it is not read again. ``count``: the tenant's rate-limit count, added by the read
+    (``RateLimiter.admit(carry=True)``; its caller settles it)."""
     reads = reads or get_fast_reads()
-    issued = _issue(tenant_id, connection_id, min_ttl, force_refresh, reads, oauth, sealer, policy, now, snapshot)
+    issued = _issue(
+        tenant_id, connection_id, min_ttl, force_refresh, reads, oauth, sealer, policy, now, snapshot, count
+    )
     reads.record_use(tenant_id, connection_id, get_settings().last_used_coalesce_seconds)
     record_issued(tenant_id, connection_id, issued.credentials.type.value, refreshed=issued.refreshed)
     return issued
@@ -79,11 +84,16 @@ def _issue(
     policy: RefreshPolicy | None,
     now: Clock,
     snapshot: ConnectionSnapshot | None,
+    count: PendingCount | None,
 ) -> IssuedCredential:
     settings = get_settings()
     asked = now()
     sealer = sealer or wiring.get_sealer()
-    if snapshot is None:
+    if count is not None and snapshot is None:
+        snapshot, count.window = reads.read_connection_counting(
+            tenant_id, connection_id, count.requests, count.window_seconds
+        )
+    elif snapshot is None:
         snapshot = reads.read_connection(tenant_id, connection_id)
     if snapshot is None:
         raise NotFound(f"connection {connection_id} not found")
