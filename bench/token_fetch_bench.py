@@ -7,7 +7,8 @@ from the same envelope before: ``sealed_credentials.OpenedCredentials``; the ben
 (``services.tokens.get_token``: freshness, last use, access log), and the whole handler
 (``functions/token_fetch/app.handler``: parsing, logging context, rate limit, the JSON answer). The route as it
 was (the resolver behind the shared HTTP handler) is measured alongside, and so is the handler opening the envelope
-on every fetch (what keeping the opened credentials saves). Rounds interleave the stages, so a busy
+on every fetch (what keeping the opened credentials saves), and recording a use (``last_used_at``, which a
+connection's first fetch each minute adds to the service's step). Rounds interleave the stages, so a busy
 moment of the shared machine hits them alike. Also counts KMS calls once warm. Cold imports:
 ``bench/cold_start_bench.py``.
 
@@ -182,9 +183,13 @@ def run_bench(db: Any, iterations: int, pin: str, cold_calls: int) -> None:
         "services.tokens.get_token": service,
         "functions/token_fetch handler (lean route)": through_handler,
     }
+    def recording_a_use() -> None:
+        reads.record_use(tenant_id, connection_id, 0)  # written every time, as on a connection's first fetch a minute
+
     alongside = {
         "the route as it was (resolver handler)": through_resolver,
         "the handler, opening the envelope every time": opening_every_time,
+        "recording a use (a minute's first fetch)": recording_a_use,
     }
     stages = {**staged, **alongside}
     for fn in stages.values():  # warm every path (and every cache) first

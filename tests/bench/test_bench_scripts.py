@@ -35,6 +35,7 @@ def test_the_token_fetch_bench_reports_every_stage_against_its_floor_warm_and_wi
     warm, cold = report.split("with cold caches")
     assert "client on CPU 0" in warm  # pinned (bench/timing.pin_cpus)
     assert warm.count("ratio") >= 5
+    assert "recording a use" in warm
     assert cold.count("ratio") == 5
     assert "x warm" in cold
 

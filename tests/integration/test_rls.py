@@ -437,6 +437,27 @@ def test_the_account_purge_deletes_only_soft_deleted_rows_past_the_cutoff_and_an
     assert left == [world.b.account]
 
 
+def test_a_use_is_recorded_without_a_wal_flush_or_a_search_path_of_its_own(db: TestDatabase, world: World) -> None:
+    """Migration 0087: recording a use sits on the token path (a connection's first fetch each minute), so it
+    commits asynchronously and, as the read, names its schema instead of setting a search path."""
+    with owner(db) as sql:
+        [[definer, config]] = sql.run(
+            "SELECT prosecdef, proconfig FROM pg_proc WHERE proname = 'connvault_touch_connection'"
+        )
+    with as_tenant(db, None) as sql:
+        sql.run("SET search_path = ''")
+        sql.run(
+            "SELECT public.connvault_touch_connection(:t, :c, interval '0 seconds')", t=world.a.id, c=world.a.connection
+        )
+        [[commit]] = sql.run("SELECT pg_catalog.current_setting('synchronous_commit')")
+        used = "SELECT last_used_at IS NOT NULL FROM public.connections WHERE id = :c"
+        [[recorded]] = sql.run(used, c=world.a.connection)
+
+    assert (definer, config) == (False, None)
+    assert commit == "off"
+    assert recorded
+
+
 def test_the_token_read_is_an_invoker_function_whose_callers_search_path_cannot_redirect_it(
     db: TestDatabase, world: World
 ) -> None:
