@@ -200,6 +200,29 @@ def test_invalid_grant_on_refresh_means_needs_reauth(api: Api, provider, db) -> 
     assert refresh_calls(provider) == 1
 
 
+def test_a_deleted_integration_is_409_integration_missing_and_the_connection_keeps_its_grant(
+    api: Api, provider, db
+) -> None:
+    """The tenant deleted its app: no provider call, no needs_reauth (the grant is still good); a valid token is
+    still served, and defining the integration again lets the next fetch refresh."""
+    connection_id = connect_account(api)
+    with owner(db) as keeper:
+        keeper.run("CREATE TEMP TABLE kept AS SELECT * FROM integrations")
+        keeper.run("DELETE FROM integrations")
+        served = fetch(api, connection_id).status
+        set_expiry(db, connection_id, -60)
+        missing = error_of(fetch(api, connection_id), 409)
+        shown = api.call("GET", f"/connections/{connection_id}").json()
+        keeper.run("INSERT INTO integrations SELECT * FROM kept")
+
+    assert served == 200
+    assert missing["code"] == "integration_missing"
+    assert (shown["status"], shown["last_error_code"]) == ("active", None)
+    assert refresh_calls(provider) == 0
+    assert provider.access_token_is_active(access_token(fetch(api, connection_id)))
+    assert refresh_calls(provider) == 1
+
+
 def test_needs_reauth_is_cleared_by_connecting_again(api: Api, provider, db) -> None:
     connection_id = connect_account(api)
     set_expiry(db, connection_id, -60)

@@ -175,16 +175,27 @@ def test_a_fault_on_our_side_is_pushed_back_not_retried_in_a_loop(
     assert next_refresh_at > before + timedelta(seconds=POLICY.backoff_base_seconds / 2 - 1)
 
 
-def test_a_deleted_integration_needs_reauth_without_a_provider_call(
+def test_a_connection_whose_integration_was_deleted_waits_for_it_and_refreshes_once_it_is_back(
     site: Site, db: TestDatabase, oauth: OAuthClient
 ) -> None:
-    # Given a due connection whose tenant deleted the integration (the refresh cannot even start)
+    """Migration 0089: deleting the tenant's app is not the end user's doing, and the grant is still good at the
+    provider; the connection waits (it is not even claimed) and keeps its grant, as for refused credentials."""
+    # Given a due connection whose tenant deleted the integration (kept aside to define it again)
     [connection_id] = site.connect()
-    with owner(db) as connection:
-        connection.run("DELETE FROM integrations WHERE tenant_id = :t", t=site.tenant_id)
+    with owner(db) as keeper:
+        keeper.run("CREATE TEMP TABLE kept AS SELECT * FROM integrations WHERE tenant_id = :t", t=site.tenant_id)
+        keeper.run("DELETE FROM integrations WHERE tenant_id = :t", t=site.tenant_id)
 
-    # When a run tries it, Then it needs reauth (nothing to refresh with) and no provider was called
-    report = run(oauth)
-    assert report.permanent_failures == 1
-    assert load(site.tenant_id, connection_id).last_error_code == "integration_missing"
-    assert site.refresh_calls() == 0
+        # When runs come, Then they leave it alone: not claimed, no provider call, not counted as due
+        report = run(oauth)
+        [[backlog]] = keeper.run("SELECT connvault_due_backlog(now(), 3600)")
+        waiting = load(site.tenant_id, connection_id)
+
+        # And once the integration is defined again, the next run refreshes it
+        keeper.run("INSERT INTO integrations SELECT * FROM kept")
+        after = run(oauth)
+
+    assert (report.claimed, report.permanent_failures, backlog) == (0, 0, 0)
+    assert (waiting.status, waiting.last_error_code) == (ConnectionStatus.ACTIVE, None)
+    assert after.refreshed == 1
+    assert site.refresh_calls() == 1

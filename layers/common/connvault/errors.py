@@ -100,6 +100,14 @@ class IntegrationCredentialsInvalid(ConnvaultError):
     code = "integration_invalid_credentials"
 
 
+class IntegrationMissing(IntegrationCredentialsInvalid):
+    """The tenant deleted the provider's integration: refreshes wait until it is set up again, as for refused
+    credentials. Deleting the tenant's app is not the end users' doing, and their grants stay valid at the provider,
+    so their connections keep them rather than needing to be connected again."""
+
+    code = "integration_missing"
+
+
 class ConnectionRevoked(ConnvaultError):
     """The connection was revoked and can no longer hand out credentials."""
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from connvault.errors import ClientRejected, IntegrationCredentialsInvalid, ReauthRequired
+from connvault.errors import ClientRejected, IntegrationCredentialsInvalid, IntegrationMissing, ReauthRequired
 from connvault.models import ClientCredentialsGrant, IntegrationStatus, JwtBearerGrant, OAuth2Credentials
 
 if TYPE_CHECKING:
@@ -51,7 +51,8 @@ def renew(
 
     ``ClientRejected`` means the integration's client was refused, and only that: a connection's own client or
     service-account key that the provider refuses is this connection's failure, ``ReauthRequired``. An
-    integration already marked refused is ``IntegrationCredentialsInvalid`` with no provider call.
+    integration already marked refused is ``IntegrationCredentialsInvalid``, and a deleted one ``IntegrationMissing``,
+    with no provider call: either way the connection keeps its grant and waits for the tenant's app.
     """
     if not isinstance(credentials, OAuth2Credentials):
         raise ReauthRequired("the connection cannot be renewed", reason="no_refresh_token")
@@ -73,7 +74,7 @@ def renew(
 
 def _integration_client(integration: Integration | None) -> ClientCredentials:
     if integration is None:
-        raise ReauthRequired("the provider's integration was deleted", reason="integration_missing")
+        raise IntegrationMissing("the provider's integration was deleted; refreshes wait until it is set up again")
     if integration.status is IntegrationStatus.INVALID_CREDENTIALS:
         raise IntegrationCredentialsInvalid("the provider refused the integration's client credentials")
     return integration.client

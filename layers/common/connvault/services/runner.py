@@ -523,12 +523,12 @@ class Runner:
         ids = {"connection_id": str(connection.id), "tenant_id": str(connection.tenant_id)}
         try:
             refresh_with_lease(uow, lease, app, oauth=self._oauth, policy=self._policy, now=self._now)
-        except IntegrationCredentialsInvalid:
+        except IntegrationCredentialsInvalid as exc:
             if app.integration is not None:  # the rest of this run's jobs for it skip the provider too
                 refused = replace(app.integration, status=IntegrationStatus.INVALID_CREDENTIALS)
                 with self._changed:
                     self._apps[(connection.tenant_id, connection.provider_id)] = replace(app, integration=refused)
-            logger.info("integration credentials refused; refresh waits for new ones", extra=ids)
+            logger.info("integration refused or missing; refresh waits for it", extra={**ids, "reason": exc.code})
             return Outcome.INTEGRATION_REFUSED
         except ReauthRequired as exc:
             logger.info("refresh refused; connection needs reauth", extra={**ids, "reason": exc.reason})
