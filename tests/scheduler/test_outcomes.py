@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from connvault.migrations import SCHEMA_DIR, load_migrations, migrate, rollback
 from connvault.models import ConnectionStatus
 from connvault.oauth.client import OAuthClient
 from connvault.services.refresh import RefreshPolicy
@@ -199,3 +200,22 @@ def test_a_connection_whose_integration_was_deleted_waits_for_it_and_refreshes_o
     assert (waiting.status, waiting.last_error_code) == (ConnectionStatus.ACTIVE, None)
     assert after.refreshed == 1
     assert site.refresh_calls() == 1
+
+
+def test_connections_the_old_rule_sent_to_needs_reauth_for_a_deleted_integration_are_active_again(
+    site: Site, db: TestDatabase
+) -> None:
+    """Migration 0089 gives back what the old rule took: no provider had refused those grants. (This process's own
+    database is taken below 0089 and up again; its rows stay.)"""
+    [connection_id] = site.connect()
+    below = max(m.version for m in load_migrations(SCHEMA_DIR) if m.version < "0089")
+    rollback(db.owner_target, to=below)
+    with owner(db) as sql:
+        sql.run(
+            "UPDATE connections SET status = 'needs_reauth', last_error_code = 'integration_missing' WHERE id = :c",
+            c=connection_id,
+        )
+    migrate(db.owner_target)
+
+    restored = load(site.tenant_id, connection_id)
+    assert (restored.status, restored.last_error_code) == (ConnectionStatus.ACTIVE, None)

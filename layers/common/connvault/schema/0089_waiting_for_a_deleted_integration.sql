@@ -3,6 +3,12 @@
 -- integration is the tenant's change to its app, not the end users' grants (which stay valid at the provider): made
 -- again, its connections refresh as before. The claim and the backlog now take only connections with an active
 -- integration (or their own client); before, every scheduled run would have leased such connections again.
+-- Connections that an earlier refresh turned needs_reauth for this alone (last_error_code integration_missing: no
+-- provider was called, so their grants are as good as before) become active again; the events trigger reports
+-- it. That part is not undone by the down step: it only corrects what the old rule did.
+
+UPDATE connections SET status = 'active', last_error_code = NULL
+WHERE status = 'needs_reauth' AND last_error_code = 'integration_missing';
 
 CREATE OR REPLACE FUNCTION connvault_claim_due_refreshes(
         p_now timestamptz, p_horizon_seconds integer, p_limit integer, p_owner uuid, p_lease_until timestamptz,
