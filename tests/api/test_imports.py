@@ -139,6 +139,11 @@ def test_an_account_imported_twice_is_409_and_costs_no_refresh(api: Api, provide
         ({}, "body.refresh_token"),
         ({"refresh_token": ""}, "body.refresh_token"),
         ({"refresh_token": "rt\x00nul-in-token"}, "refresh_token"),
+        # Tokens go out in headers as they are (RFC 6749: printable ASCII); past Latin-1 the proxy could not send
+        # them (a 500 per call, an outside probe found), and a line break would split the header.
+        ({"refresh_token": "rt-1234567890", "access_token": "AT_\u2028_tok", "verify": False}, "access_token"),
+        ({"refresh_token": "rt-1234567890", "access_token": "AT_\U0001f600_tok", "verify": False}, "access_token"),
+        ({"refresh_token": "rt\u2028-1234567890", "verify": False}, "refresh_token"),
         ({"refresh_token": "rt-1234567890", "expires_at": "2030-01-01T00:00:00"}, "expires_at"),
         # Past year 9999 once in UTC (the driver's conversion overflowed: a 500), or late enough in 9999 that the
         # stored epoch read back as year 10000 (every fetch of the connection a 500).
@@ -151,7 +156,7 @@ def test_an_account_imported_twice_is_409_and_costs_no_refresh(api: Api, provide
     ],
 )
 def test_a_malformed_import_is_400_naming_the_field(api: Api, provider, db, fields, field) -> None:
-    api.secrets.add("rt-1234567890", "rt\x00nul-in-token")
+    api.secrets.add("rt-1234567890", "rt\x00nul-in-token", "AT_\u2028_tok", "AT_\U0001f600_tok", "rt\u2028-1234567890")
 
     refused = create(api, **fields)
 

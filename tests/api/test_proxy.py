@@ -451,6 +451,52 @@ def test_an_answer_header_echoing_the_credential_is_not_passed_back(api: Api, pr
     assert answer.headers["x-kept"] == "no credential here"
 
 
+@pytest.mark.parametrize("api_auth", [{}, {"style": "header", "name": "x-demo-key"}], ids=["bearer", "header"])
+def test_an_api_key_no_header_can_carry_is_a_400_not_a_500(
+    api: Api, provider: DemoProvider, db, api_auth: dict[str, str]
+) -> None:
+    """Stored as the tenant gave it (a query or basic style could send it), but never put in a header it cannot be:
+    ``http.client`` failed to encode it, a 500 on every call (an outside probe)."""
+    key = "sk-\u2028-\U0001f600-" + uuid4().hex
+    api.secrets.add(key)
+    install_static(db, provider, "demo-key", "api_key", api_auth)
+    created = api.call("POST", "/connections", body={"provider": "demo-key", "end_user_id": "u", "api_key": key})
+    assert created.status == 201, created.body
+
+    answer = proxy(api, created.json()["id"], "me")
+
+    assert answer.status == 400
+    assert answer.json()["error"]["field"] == "connection_id"
+    assert api_calls(provider) == []
+
+
+@pytest.mark.parametrize("status", [101, 102, 199, 600, 999])
+def test_an_answer_without_a_final_status_is_a_502(
+    api: Api, provider: DemoProvider, connection: str, status: int
+) -> None:
+    """A 1xx passed on as final left the client waiting for the real answer (curl: empty reply), a 101 announces a
+    protocol switch, and API Gateway answers its own 500 for a status past 599."""
+    provider.inject(Fault(status=status), path="/api/me")
+
+    answer = proxy(api, connection, "me")
+
+    assert answer.status == 502
+    assert answer.json()["error"]["code"] == "provider_error"
+
+
+def test_an_answer_header_no_header_may_hold_is_not_passed_back(
+    api: Api, provider: DemoProvider, connection: str
+) -> None:
+    sent = (("X-Nul", "a\x00b"), ("X-Vertical-Tab", "a\x0bb"), ("X-Kept", "fine"))
+    provider.inject(Fault(status=200, headers=sent), path="/api/me")
+
+    answer = proxy(api, connection, "me")
+
+    assert answer.status == 200
+    assert "x-nul" not in answer.headers and "x-vertical-tab" not in answer.headers
+    assert answer.headers["x-kept"] == "fine"
+
+
 # -- redirects, egress, time ------------------------------------------------------------------------------
 
 

@@ -553,3 +553,33 @@ def test_a_surrogate_pair_escape_is_one_character_and_is_kept() -> None:
     assert tokens.provider_account_id is not None
     assert tokens.provider_account_id.reveal() == "u\U0001f600"
     assert tokens.extra == {"team_name": "Acme \U0001f600"}
+
+
+# -- tokens a header cannot carry, and scopes beyond reason (two outside probes, 2026-11-30) --------------------
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["AT_\r\nX-Injected: 1", "AT_\ntoken", "AT_\ttoken", "AT_\u2028_tok", "AT_\U0001f600_tok", "é", "x" * 16_385],
+    ids=["crlf-header", "lf", "tab", "line-separator", "emoji", "latin-1", "past-16-KiB"],
+)
+def test_an_access_token_no_header_can_carry_as_it_came_is_an_invalid_response(token: str) -> None:
+    """RFC 6749 A.12: printable ASCII. Stored, a line break became a 500 on every proxied call (and a header
+    injection for whoever else sends it)."""
+    with pytest.raises(ProviderUnavailable) as caught:
+        parse({"access_token": token})
+    assert caught.value.reason == "invalid_response"
+
+
+def test_a_refresh_token_no_header_can_carry_is_none_and_the_access_token_is_kept() -> None:
+    tokens = parse({"access_token": "at-1 with a space is printable", "refresh_token": "rt\r\n"})
+
+    assert tokens.access_token.reveal() == "at-1 with a space is printable"
+    assert tokens.refresh_token is None
+
+
+def test_granted_scopes_are_oauth_scopes_each_once_and_at_most_a_hundred() -> None:
+    many = " ".join(f"s{n % 150}" for n in range(50_000))
+
+    assert parse({"access_token": "at-1", "scope": many}).scopes == tuple(f"s{n}" for n in range(100))
+    assert parse({"access_token": "at-1", "scope": ["a", "a", 'b"q', "x" * 257, "é", "c"]}).scopes == ("a", "c")

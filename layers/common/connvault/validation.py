@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from connvault.errors import InvalidInput
@@ -17,6 +17,11 @@ MAX_URL_LENGTH = 2048
 _URL_SAFE = "/%:@!$&'()*+,;=-._~"
 """RFC 3986's reserved and unreserved characters, and ``%`` so that existing escapes stay as they are."""
 _SCOPE = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,256}$")  # RFC 6749 scope-token characters
+MAX_SCOPES = 100
+_OAUTH_TOKEN = re.compile(r"[\x20-\x7e]+")
+MAX_PROVIDER_TOKEN_LENGTH = 16_384
+"""A provider's access or refresh token; longer ones are refused as a malformed answer (no HTTP server takes a
+header that long, and an 8 KiB limit is common)."""
 
 
 def require_url(url: str, field: str, *, allow_query: bool = True) -> str:
@@ -105,12 +110,25 @@ def require_outbound_url(url: str, field: str, *, allow_query: bool = True) -> s
 
 
 def require_scopes(scopes: list[str] | tuple[str, ...], field: str = "scopes") -> tuple[str, ...]:
-    if len(scopes) > 100:
-        raise InvalidInput("at most 100 scopes", field=field)
+    if len(scopes) > MAX_SCOPES:
+        raise InvalidInput(f"at most {MAX_SCOPES} scopes", field=field)
     for scope in scopes:
-        if not isinstance(scope, str) or not _SCOPE.match(scope):
+        if not is_scope(scope):
             raise InvalidInput("a scope holds characters OAuth does not allow", field=field)
     return tuple(dict.fromkeys(scopes))
+
+
+def is_scope(value: object) -> TypeGuard[str]:
+    """One scope as RFC 6749 spells it (``scope-token``: printable ASCII but space, ``"`` and ``\\``), 256 at most."""
+    return isinstance(value, str) and _SCOPE.match(value) is not None
+
+
+def is_oauth_token(value: object, *, max_length: int) -> TypeGuard[str]:
+    """An access or refresh token as RFC 6749 spells one (Appendix A.12, A.17: printable ASCII), ``max_length`` at
+    most. A token goes back out in an HTTP header as it came: a line break in it would split that header (an
+    injection into whoever sends it), and a character past Latin-1 cannot be sent at all (the proxy failed on both).
+    One rule for the tokens a provider issues and the ones a tenant imports."""
+    return isinstance(value, str) and len(value) <= max_length and _OAUTH_TOKEN.fullmatch(value) is not None
 
 
 def require_text(value: str, field: str, *, max_length: int, min_length: int = 1) -> str:

@@ -28,7 +28,7 @@ from connvault.errors import ProviderUnavailable
 from connvault.models import OAuth2Tokens, TokenResponseShape
 from connvault.oauth.outcomes import classify_failure
 from connvault.redacted import Redacted
-from connvault.validation import is_unicode_text
+from connvault.validation import MAX_PROVIDER_TOKEN_LENGTH, MAX_SCOPES, is_oauth_token, is_scope, is_unicode_text
 
 type Document = Mapping[str, Any]
 
@@ -218,13 +218,13 @@ def _form(text: str) -> Document | None:
 
 def _standard(document: Document, now: datetime) -> OAuth2Tokens:
     """RFC 6749 §5.1, read leniently."""
-    access_token = _secret(document.get("access_token"))
+    access_token = _token(document.get("access_token"))
     if access_token is None:
         raise ProviderUnavailable("the token response has no access_token", reason="invalid_response")
     return OAuth2Tokens(
         access_token=access_token,
         token_type=_token_type(document.get("token_type")),
-        refresh_token=_secret(document.get("refresh_token")),
+        refresh_token=_token(document.get("refresh_token")),
         id_token=_secret(document.get("id_token")),
         expires_at=_expires_at(document.get("expires_in"), now),
         scopes=_scopes(document.get("scope")),
@@ -239,7 +239,7 @@ def _nested_authed_user(document: Document, now: datetime) -> OAuth2Tokens:
     The top level's non-secret fields (``team``, ``app_id``...) are kept as ``extra`` either way.
     """
     user = document.get("authed_user")
-    if isinstance(user, dict) and _secret(user.get("access_token")) is not None:
+    if isinstance(user, dict) and _token(user.get("access_token")) is not None:
         return replace(_standard(user, now), extra=_extra(document, depth=1))
     return _standard(document, now)
 
@@ -250,8 +250,15 @@ _SHAPES: Mapping[TokenResponseShape, Callable[[Document, datetime], OAuth2Tokens
 }
 
 
+def _token(value: object) -> Redacted[str] | None:
+    """An access or refresh token as sent; one that could not be sent back in a header as it came (a line break, NUL,
+    text past ASCII: ``validation.is_oauth_token``) or is longer than any header takes is none."""
+    return Redacted(value) if is_oauth_token(value, max_length=MAX_PROVIDER_TOKEN_LENGTH) else None
+
+
 def _secret(value: object) -> Redacted[str] | None:
-    """A token as sent; one that could not be stored and sent back as it came (NUL, a lone surrogate) is none."""
+    """A secret as sent that is only read, never sent on (the ID token); one that could not be stored (NUL, a lone
+    surrogate) is none."""
     return Redacted(value) if isinstance(value, str) and value and is_storable_text(value) else None
 
 
@@ -287,12 +294,16 @@ def _expires_at(value: object, now: datetime) -> datetime | None:
 
 
 def _scopes(value: object) -> tuple[str, ...] | None:
-    """The granted scopes; None when the provider did not say (then the requested scopes apply)."""
+    """The granted scopes; None when the provider did not say (then the requested scopes apply). Only scopes as
+    RFC 6749 spells them, each once, and at most as many as a tenant may ask for: every token fetch answers them,
+    and a provider's 50,000 were stored and answered as they came."""
     if isinstance(value, str):
-        return tuple(scope for scope in _SCOPE_SEPARATORS.split(value) if scope and is_storable_text(scope))
-    if isinstance(value, list):
-        return tuple(scope for scope in value if isinstance(scope, str) and scope and is_storable_text(scope))
-    return None
+        named: list[object] = list(_SCOPE_SEPARATORS.split(value))
+    elif isinstance(value, list):
+        named = value
+    else:
+        return None
+    return tuple(dict.fromkeys(scope for scope in named if is_scope(scope)))[:MAX_SCOPES]
 
 
 def _extra(document: Document, *, depth: int) -> dict[str, Any]:

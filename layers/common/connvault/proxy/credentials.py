@@ -25,6 +25,7 @@ from connvault.models import (
     Credentials,
     OAuth2Credentials,
 )
+from connvault.proxy.headers import is_field_value
 
 _HEADER_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 _QUERY_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
@@ -100,8 +101,15 @@ class Injection:
 
 
 def inject(auth: ApiAuth, credentials: Credentials) -> Injection:
-    """The header or query parameter that carries ``credentials`` the way ``auth`` says."""
-    secret = _secret_of(credentials, auth.style)
+    """The header or query parameter that carries ``credentials`` the way ``auth`` says. ``CredentialMismatch`` too
+    for a header value no header may hold (an API key past Latin-1; tokens are refused when stored)."""
+    injection = _injection(auth, _secret_of(credentials, auth.style))
+    if injection.header is not None and not is_field_value(injection.header[1]):
+        raise CredentialMismatch("the credential holds characters a header cannot carry")
+    return injection
+
+
+def _injection(auth: ApiAuth, secret: str) -> Injection:
     header: tuple[str, str] | None = None
     query: str | None = None
     match auth.style:

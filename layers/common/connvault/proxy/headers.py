@@ -90,8 +90,13 @@ MAX_HEADER_VALUE_LENGTH = 8192
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9a-z-]+")
 """A header name (RFC 9110 §5.1), lower-cased as connvault receives it."""
 _NOT_FIELD_VALUE = re.compile(r"[^\t\x20-\x7e\x80-\xff]")
-"""Anything a field value may not hold (RFC 9110 §5.5): line breaks, NUL, other controls, and characters past
-Latin-1, which HTTP/1.1 cannot carry (the upstream request would fail to encode rather than be refused)."""
+
+
+def is_field_value(value: str) -> bool:
+    """Whether ``value`` may be sent as a header's value (RFC 9110 §5.5), in either direction: no line break (which
+    would split the header: an injection), NUL or other control, and nothing past Latin-1, which HTTP/1.1 cannot
+    carry (``http.client`` fails to encode it, a 500, rather than refuse it)."""
+    return len(value) <= MAX_HEADER_VALUE_LENGTH and _NOT_FIELD_VALUE.search(value) is None
 
 
 def request_headers(received: Mapping[str, str], *, credential_header: str | None) -> dict[str, str]:
@@ -112,7 +117,7 @@ def request_headers(received: Mapping[str, str], *, credential_header: str | Non
             target = name
         else:
             continue
-        if len(value) > MAX_HEADER_VALUE_LENGTH or _NOT_FIELD_VALUE.search(value):
+        if not is_field_value(value):
             named = _named(name)
             raise InvalidInput(f"the value of {named} is not a valid header value", field=f"headers.{named}")
         chosen[target] = value
@@ -132,14 +137,15 @@ def _never_forwarded(name: str) -> bool:
 
 def response_headers(received: Iterable[tuple[str, str]], *, secrets: Iterable[str] = ()) -> dict[str, str]:
     """The provider's response headers that go back to the tenant, lower-cased, repeated ones joined by ``, ``;
-    none whose value holds one of ``secrets`` (the credential sent, echoed back in a redirect's ``Location``)."""
+    none whose value holds one of ``secrets`` (the credential sent, echoed back in a redirect's ``Location``), nor
+    one that is not a field value (a NUL or a line break a hostile provider sent would reach the tenant's client)."""
     pairs = [(name.lower(), value) for name, value in received]
     hop_by_hop = {token.strip().lower() for name, value in pairs if name == "connection" for token in value.split(",")}
     kept: dict[str, str] = {}
     for name, value in pairs:
         if name in NEVER_RETURNED or name in hop_by_hop or name.startswith(NEVER_RETURNED_PREFIXES):
             continue
-        if any(secret in value for secret in secrets):
+        if any(secret in value for secret in secrets) or not is_field_value(value):
             continue
         kept[name] = f"{kept[name]}, {value}" if name in kept else value
     kept[UPSTREAM_HEADER] = "true"

@@ -49,7 +49,7 @@ from connvault.services import quotas
 from connvault.services.connections import check_metadata
 from connvault.services.leases import ProviderApp
 from connvault.services.renewal import Renewal, renew, revoking_client
-from connvault.validation import require_outbound_url, require_scopes, require_text, require_url
+from connvault.validation import is_oauth_token, require_outbound_url, require_scopes, require_text, require_url
 
 if TYPE_CHECKING:
     from connvault.db.uow import UnitOfWork
@@ -328,10 +328,10 @@ def _account(prepared: Prepared) -> tuple[str, str]:
 
 
 def _prepare_import(data: ImportedGrantInput, target: Target, now: datetime) -> Prepared:
-    refresh_token = _secret_text(data.refresh_token, "refresh_token", MAX_TOKEN_LENGTH)
+    refresh_token = _imported_token(data.refresh_token, "refresh_token")
     access_token = data.access_token
     if access_token is not None:
-        _secret_text(access_token, "access_token", MAX_TOKEN_LENGTH)
+        _imported_token(access_token, "access_token")
     if data.expires_at is not None and data.expires_at.tzinfo is None:
         raise InvalidInput("expires_at needs a time zone (e.g. 2026-01-31T00:00:00Z)", field="expires_at")
     token_type = _optional_text(data.token_type, "token_type", MAX_TOKEN_TYPE_LENGTH)
@@ -472,6 +472,13 @@ def _secret_text(value: Redacted[str] | None, name: str, max_length: int) -> Red
     if value is None:
         raise InvalidInput(f"{name} is required", field=name)
     require_text(value.reveal(), name, max_length=max_length)
+    return value
+
+
+def _imported_token(value: Redacted[str], name: str) -> Redacted[str]:
+    """A token as RFC 6749 spells one (``validation.is_oauth_token``): it will be sent in headers as it is."""
+    if not is_oauth_token(value.reveal(), max_length=MAX_TOKEN_LENGTH):
+        raise InvalidInput(f"{name} must be 1 to {MAX_TOKEN_LENGTH} printable ASCII characters", field=name)
     return value
 
 

@@ -27,7 +27,14 @@ from connvault.clock import Clock, utcnow
 from connvault.config import get_settings
 from connvault.connection_config import TemplateError, fill, parse_keys
 from connvault.db.fast_reads import get_fast_reads
-from connvault.errors import ConnvaultError, InvalidInput, NotFound, ProviderUnavailable, ResponseTooLarge
+from connvault.errors import (
+    ConnvaultError,
+    InvalidInput,
+    NotFound,
+    ProviderRejected,
+    ProviderUnavailable,
+    ResponseTooLarge,
+)
 from connvault.models import ApiAuthStyle, AuthType, OAuth2Credentials
 from connvault.oauth.http import UNREACHABLE_REASON
 from connvault.oauth.outcomes import parse_retry_after
@@ -50,6 +57,8 @@ if TYPE_CHECKING:
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+FINAL_STATUSES = range(200, 600)
+"""What the proxy passes on as the provider's answer: anything else is 502 `provider_error`."""
 MAX_RETRIES = 3
 _RETRIES = re.compile(r"[0-9]{1,3}")
 RETRY_BASE_SECONDS = 0.25
@@ -93,7 +102,8 @@ def forward(
     """Send ``request`` to the connection's provider API with its credential; the provider's answer.
 
     Raises InvalidInput (the method, path, query or a header), NotFound, ReauthRequired, ConnectionRevoked,
-    CredentialsExpired, ProviderUnavailable (unreachable, blocked or out of time), ResponseTooLarge.
+    CredentialsExpired, ProviderUnavailable (unreachable, blocked or out of time), ResponseTooLarge,
+    ProviderRejected (an answer without a final status).
     """
     started = time.monotonic()
     method = request.method.upper()
@@ -129,6 +139,10 @@ def forward(
     error: str | None = "internal_error"
     try:
         answer = call.run(target, now)
+        if answer.status not in FINAL_STATUSES:
+            # An interim (1xx) or invented status is no answer to pass on: a client would wait for the final one,
+            # or take a 101 for a switched protocol; API Gateway takes none outside 100-599.
+            raise ProviderRejected("the provider's answer has no final status", reason="no_final_status")
         status, error = answer.status, None
     except ConnvaultError as exc:
         error = exc.code
