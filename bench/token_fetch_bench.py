@@ -183,6 +183,7 @@ def run_bench(db: Any, iterations: int, pin: str, cold_calls: int) -> None:
         "services.tokens.get_token": service,
         "functions/token_fetch handler (lean route)": through_handler,
     }
+
     def recording_a_use() -> None:
         reads.record_use(tenant_id, connection_id, 0)  # written every time, as on a connection's first fetch a minute
 
