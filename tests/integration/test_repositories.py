@@ -383,9 +383,12 @@ def uow_get(tenant: uuid.UUID, connection_id: uuid.UUID) -> Connection:
 
 def test_two_concurrent_claims_of_due_refreshes_take_disjoint_sets(secrets: SecretRegistry, db: TestDatabase) -> None:
     soon = datetime.now(UTC) + timedelta(minutes=2)
+    tenants = (make_tenant("A"), make_tenant("B"))
+    for tenant in tenants:  # a connection is claimed only while it has an integration to refresh with (0089)
+        make_integration(tenant, secrets)
     due = {
         make_connection(tenant, secrets, end_user_id=f"user-{i}", grant=oauth_grant(secrets, expires_at=soon)).id
-        for tenant in (make_tenant("A"), make_tenant("B"))
+        for tenant in tenants
         for i in range(3)
     }
     not_due = make_tenant("C")
