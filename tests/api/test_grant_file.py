@@ -35,6 +35,16 @@ def stored_end_users(db) -> list[str]:
         return sorted(row[0] for row in connection.run("SELECT end_user_id FROM connections"))
 
 
+def import_unverified(api: Api, path: Path) -> tuple[str, list[dict[str, Any]]]:
+    """Run the command on ``path`` (no provider call): its summary line and the errors file's records, which must
+    hold no secret."""
+    code, out, err = run_main("import", str(path), "--tenant", str(api.tenant.tenant_id), "--no-verify")
+    assert code == 0, err
+    errors_text = (path.parent / (path.name + ".errors")).read_text()
+    api.secrets.check(errors_text, "the errors file")
+    return out, [json.loads(line) for line in errors_text.splitlines()]
+
+
 def test_a_file_is_imported_batch_by_batch_with_progress_counts_and_an_errors_file(
     api: Api, provider, db, tmp_path
 ) -> None:
@@ -66,6 +76,23 @@ def test_a_file_is_imported_batch_by_batch_with_progress_counts_and_an_errors_fi
         (6, "invalid", "refresh_token"),
     ]
     assert provider.stats().refresh_token_reuse == 0
+
+
+def test_a_line_that_is_no_json_object_is_answered_as_the_api_answers_such_an_item(api: Api, db, tmp_path) -> None:
+    api.secrets.add("rt-kept-1234567890", "rt-in-a-list-0001")
+    path = write_lines(
+        tmp_path / "grants.jsonl",
+        [["rt-in-a-list-0001"], 5, {"provider": "demo", "end_user_id": "kept", "refresh_token": "rt-kept-1234567890"}],
+    )
+
+    out, errors = import_unverified(api, path)
+
+    assert out.startswith("3 grants: created 1, exists 0, invalid 2,")
+    assert [(e["line"], e["code"], e["field"], e["message"]) for e in errors] == [
+        (1, "validation_error", None, "the item is not valid (model_type)"),
+        (2, "validation_error", None, "the item is not valid (model_type)"),
+    ]
+    assert stored_end_users(db) == ["kept"]
 
 
 def test_running_it_again_after_it_finished_changes_nothing(api: Api, provider, db, tmp_path) -> None:

@@ -230,6 +230,40 @@ def test_an_item_with_an_expiry_no_layer_can_hold_is_invalid_and_the_rest_goes_a
     assert [c["end_user_id"] for c in api.call("GET", "/connections").json()["items"]] == ["kept"]
 
 
+def test_items_that_are_not_json_objects_are_invalid_on_their_own_and_the_rest_goes_ahead(api: Api, provider) -> None:
+    # An outside probe: items of other JSON types made the whole call a 400 naming every one of them.
+    api.secrets.add("rt-kept-1234567890", "rt-in-a-bare-string-0001", "rt-in-a-list-0001")
+    items: list[Any] = [
+        {"provider": "demo", "end_user_id": "kept", "refresh_token": "rt-kept-1234567890"},
+        "rt-in-a-bare-string-0001",
+        5,
+        None,
+        [],
+        ["rt-in-a-list-0001"],
+        True,
+    ]
+
+    answer = bulk(api, items, verify=False)
+
+    assert answer.status == 200, answer.body
+    results = answer.json()["items"]
+    assert [result["status"] for result in results] == ["created"] + ["invalid"] * 6
+    assert {(r["error"]["code"], r["error"]["field"], r["error"]["message"]) for r in results[1:]} == {
+        ("validation_error", None, "the item is not valid (model_type)")
+    }
+    assert answer.json()["counts"] == {"created": 1, "invalid": 6}
+    api.secrets.check(answer.body, "a bulk import's answer")
+    assert [c["end_user_id"] for c in api.call("GET", "/connections").json()["items"]] == ["kept"]
+
+
+@pytest.mark.parametrize("body", [{"items": []}, {"items": "x"}, {"items": {"0": {}}}, {"items": None}, {}])
+def test_a_bulk_body_without_a_list_of_items_is_still_400_on_items(api: Api, body: dict[str, Any]) -> None:
+    refused = api.call("POST", "/connections/import", body=body)
+
+    assert refused.status == 400, refused.body
+    assert refused.json()["error"]["field"] == "body.items"
+
+
 def test_sending_a_batch_again_changes_nothing_and_calls_no_provider(api: Api, provider, db) -> None:
     items = [{"provider": "demo", "end_user_id": f"u{n}", **grant_from(provider, api)} for n in range(5)]
     first = bulk(api, items)
@@ -269,7 +303,10 @@ def test_verify_false_in_bulk_stores_every_grant_without_a_provider_call(api: Ap
 
 
 def test_a_bulk_call_takes_at_most_a_thousand_items(api: Api) -> None:
-    items = [{"provider": "demo", "end_user_id": f"u{n}", "refresh_token": "rt-1234567890"} for n in range(1001)]
+    items: list[Any] = [
+        {"provider": "demo", "end_user_id": f"u{n}", "refresh_token": "rt-1234567890"} for n in range(1000)
+    ]
+    items.append("an item that is no object counts too")
     api.secrets.add("rt-1234567890")
 
     refused = bulk(api, items, verify=False)

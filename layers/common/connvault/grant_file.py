@@ -41,7 +41,7 @@ MAX_RETRY_WAIT_SECONDS = 60.0
 BAR_WIDTH = 30
 
 type Importer = Callable[[Sequence[ImportedGrantInput | InvalidItem]], list[ItemResult]]
-type Parser = Callable[[Sequence[dict[str, Any]]], list[ImportedGrantInput | InvalidItem]]
+type Parser = Callable[[Sequence[Any]], list[ImportedGrantInput | InvalidItem]]
 
 
 class ProgressMismatch(Exception):
@@ -138,7 +138,7 @@ def _batches(
 ) -> Iterator[tuple[list[_Line], int, int]]:
     """``(lines, offset after them, number of the last)`` for each batch of non-blank lines."""
     numbers: list[int] = []
-    documents: list[dict[str, Any] | InvalidItem] = []
+    documents: list[Any] = []
     number = first_line
     while raw := source.readline():
         number += 1
@@ -153,16 +153,17 @@ def _batches(
         yield _parsed(numbers, documents, parse), source.tell(), number
 
 
-def _document(raw: bytes) -> dict[str, Any] | InvalidItem:
+def _document(raw: bytes) -> Any:
+    """The line's JSON value, or an ``InvalidItem`` when it is not JSON; a value that is no object is ``parse``'s
+    to answer, as the API answers such an item."""
     try:
-        document = json.loads(raw)
+        return json.loads(raw)
     except (ValueError, RecursionError):
         return InvalidItem(None, "the line is not JSON")
-    return document if isinstance(document, dict) else InvalidItem(None, "the line is not a JSON object")
 
 
-def _parsed(numbers: list[int], documents: list[dict[str, Any] | InvalidItem], parse: Parser) -> list[_Line]:
-    readable = [document for document in documents if isinstance(document, dict)]
+def _parsed(numbers: list[int], documents: list[Any], parse: Parser) -> list[_Line]:
+    readable = [document for document in documents if not isinstance(document, InvalidItem)]
     parsed = iter(parse(readable))
     items = [document if isinstance(document, InvalidItem) else next(parsed) for document in documents]
     return [_Line(number, item) for number, item in zip(numbers, items, strict=True)]

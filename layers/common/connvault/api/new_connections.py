@@ -93,9 +93,9 @@ def device_request(body: ConnectSessionRequest) -> device.DeviceRequest:
     return device.DeviceRequest(body.provider, body.end_user_id, body.alias, scopes)
 
 
-def import_items(raw_items: Sequence[dict[str, Any]]) -> list[grants.ImportedGrantInput | InvalidItem]:
-    """Each item read on its own: a malformed one becomes an ``InvalidItem`` naming its field (never its value),
-    and the others go ahead."""
+def import_items(raw_items: Sequence[Any]) -> list[grants.ImportedGrantInput | InvalidItem]:
+    """Each item read on its own: a malformed one (a JSON value that is no object too) becomes an ``InvalidItem``
+    naming its field or the rule it breaks (never its value), and the others go ahead."""
     parsed: list[grants.ImportedGrantInput | InvalidItem] = []
     for raw in raw_items:
         try:

@@ -632,12 +632,15 @@ NewConnectionRequest = Annotated[
 class ImportConnectionsRequest(Strict):
     """Up to 1,000 grants (the fields of an ``imported`` connection, without ``kind``), each answered on its own.
 
-    An item is checked on its own too: a malformed one is answered ``invalid`` and the others go ahead.
+    An item is checked on its own too: a malformed one (an item that is not a JSON object included) is answered
+    ``invalid`` and the others go ahead.
     """
 
     verify: bool = Field(default=True, description="Refresh each grant at once, as a single import does.")
+    # Any JSON value, so that an item that is no object is answered on its own rather than failing the call:
+    # ``new_connections.import_items`` reads each item as an ``ImportedGrant``; the schema says what one should be.
     items: Annotated[
-        list[dict[str, Any]],
+        list[Any],
         WithJsonSchema({"type": "array", "items": {"$ref": "#/components/schemas/ImportedGrant"}, "maxItems": 1000}),
     ] = Field(min_length=1, max_length=1000)
 
