@@ -95,6 +95,52 @@ def test_a_line_that_is_no_json_object_is_answered_as_the_api_answers_such_an_it
     assert stored_end_users(db) == ["kept"]
 
 
+def test_a_line_that_repeats_a_key_is_invalid_as_the_api_refuses_such_a_body(api: Api, db, tmp_path) -> None:
+    # An outside probe: plain json.loads kept the last of the repeated values and stored end user "dup2".
+    api.secrets.add("rt-dup-1234567890", "rt-nested-1234567890", "rt-kept-1234567890")
+    path = write_lines(
+        tmp_path / "grants.jsonl",
+        [
+            '{"provider":"demo","end_user_id":"dup","end_user_id":"dup2","refresh_token":"rt-dup-1234567890"}',
+            '{"provider":"demo","end_user_id":"nested","refresh_token":"rt-nested-1234567890",'
+            '"metadata":{"team":"a","team":"b"}}',
+            {"provider": "demo", "end_user_id": "kept", "refresh_token": "rt-kept-1234567890"},
+        ],
+    )
+
+    out, errors = import_unverified(api, path)
+
+    assert out.startswith("3 grants: created 1, exists 0, invalid 2,")
+    assert [(e["line"], e["status"], e["field"], e["message"]) for e in errors] == [
+        (1, "invalid", None, "the line repeats a key in one object"),
+        (2, "invalid", None, "the line repeats a key in one object"),
+    ]
+    assert stored_end_users(db) == ["kept"]
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ('{"provider":"demo","end_user_id":"u","refresh_token":"rt-rule-1234567890","metadata":{"n":NaN}}', "NaN"),
+        ('{"provider":"demo","end_user_id":"u","refresh_token":"rt-rule-1234567890","metadata":{"n":1e400}}', "large"),
+        ('{"provider":"demo","end_user_id":"\\ud800","refresh_token":"rt-rule-1234567890"}', "surrogate"),
+        (b'{"provider":"demo","end_user_id":"\xff","refresh_token":"rt-rule-1234567890"}', "not JSON"),
+    ],
+)
+def test_a_line_breaking_any_rule_of_a_request_body_is_invalid_and_named_by_its_rule(
+    api: Api, db, tmp_path, line: str | bytes, message: str
+) -> None:
+    api.secrets.add("rt-rule-1234567890")
+    path = tmp_path / "grants.jsonl"
+    path.write_bytes((line if isinstance(line, bytes) else line.encode()) + b"\n")
+
+    out, (error,) = import_unverified(api, path)
+
+    assert out.startswith("1 grants: created 0, exists 0, invalid 1,")
+    assert error["message"].startswith("the line ") and message in error["message"]
+    assert stored_end_users(db) == []
+
+
 def test_running_it_again_after_it_finished_changes_nothing(api: Api, provider, db, tmp_path) -> None:
     path = write_lines(
         tmp_path / "grants.jsonl", [{"provider": "demo", "end_user_id": "u1", **grant_from(provider, api)}]

@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, TextIO
 
+from connvault.api.body import strict_json
 from connvault.db.uow import UnitOfWork
+from connvault.errors import InvalidInput
 from connvault.services.imports import MAX_ITEMS, InvalidItem, ItemResult, ItemStatus, import_grants
 
 if TYPE_CHECKING:
@@ -154,11 +156,14 @@ def _batches(
 
 
 def _document(raw: bytes) -> Any:
-    """The line's JSON value, or an ``InvalidItem`` when it is not JSON; a value that is no object is ``parse``'s
-    to answer, as the API answers such an item."""
+    """The line's JSON value, decoded as strictly as a request body (``api/body.py``: a repeated key, NaN or a
+    lone surrogate is refused, not read one way here and another there), or an ``InvalidItem`` naming the rule it
+    breaks. A value that is no object is ``parse``'s to answer, as the API answers such an item."""
     try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
+        return strict_json(raw.decode("utf-8-sig"), subject="the line")
+    except InvalidInput as exc:
+        return InvalidItem(None, exc.message)
+    except ValueError:  # not UTF-8, or not JSON
         return InvalidItem(None, "the line is not JSON")
 
 

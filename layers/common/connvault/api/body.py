@@ -4,13 +4,15 @@ Python's ``json`` accepts ``NaN`` and ``Infinity``, turns ``1e400`` into infinit
 keys, decodes ``"\\ud800"`` into a lone surrogate that has no UTF-8 form, and raises a bare ``ValueError`` (not
 a decode error) on an integer of more than 4,300 digits. Each of those later became a 500 (jsonb refuses NaN and
 surrogates, a secret with a surrogate cannot be sealed) or, for duplicate keys, an ambiguity an attacker picks.
-Here each is a 400 ``validation_error`` on ``body`` whose message names the rule, never the input.
+Here each is a 400 ``validation_error`` on ``body`` whose message names the rule, never the input. The grant file
+(``grant_file.py``) decodes its lines here too, so that a line and a request body are read alike.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from functools import partial
 from typing import Any
 
 from aws_lambda_powertools.event_handler.middlewares.openapi_validation import OpenAPIRequestValidationMiddleware
@@ -22,36 +24,42 @@ from connvault.validation import is_unicode_document
 JSON_MEDIA_TYPE = "application/json"
 
 
-def strict_json(text: str) -> Any:
-    """Decode a request body; raises ``InvalidInput`` (field ``body``) for anything but plain, finite JSON."""
+def strict_json(text: str, *, subject: str = "the request body") -> Any:
+    """Decode a request body; raises ``InvalidInput`` (field ``body``) for anything but plain, finite JSON.
+    ``subject`` is what the messages call the text (a grant file's line is no request body)."""
     try:
-        value = json.loads(text, object_pairs_hook=_object, parse_constant=_constant, parse_float=_finite)
+        value = json.loads(
+            text,
+            object_pairs_hook=partial(_object, subject),
+            parse_constant=partial(_constant, subject),
+            parse_float=partial(_finite, subject),
+        )
     except RecursionError:
-        raise InvalidInput("the request body nests too deeply", field="body") from None
+        raise InvalidInput(f"{subject} nests too deeply", field="body") from None
     except json.JSONDecodeError:
         raise  # the resolver reports it as ``body``
     except ValueError:  # an integer literal past Python's digit limit
-        raise InvalidInput("the request body holds a number too large", field="body") from None
+        raise InvalidInput(f"{subject} holds a number too large", field="body") from None
     if not is_unicode_document(value):
-        raise InvalidInput("the request body holds a lone UTF-16 surrogate", field="body")
+        raise InvalidInput(f"{subject} holds a lone UTF-16 surrogate", field="body")
     return value
 
 
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def _object(subject: str, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     document = dict(pairs)
     if len(document) != len(pairs):
-        raise InvalidInput("the request body repeats a key in one object", field="body")
+        raise InvalidInput(f"{subject} repeats a key in one object", field="body")
     return document
 
 
-def _constant(_name: str) -> Any:
-    raise InvalidInput("the request body holds NaN or Infinity, which JSON does not have", field="body")
+def _constant(subject: str, _name: str) -> Any:
+    raise InvalidInput(f"{subject} holds NaN or Infinity, which JSON does not have", field="body")
 
 
-def _finite(literal: str) -> float:
+def _finite(subject: str, literal: str) -> float:
     number = float(literal)
     if not math.isfinite(number):
-        raise InvalidInput("the request body holds a number too large", field="body")
+        raise InvalidInput(f"{subject} holds a number too large", field="body")
     return number
 
 
