@@ -10,6 +10,7 @@ import base64
 import json
 import time
 import uuid
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -77,12 +78,22 @@ def http_event(
     if "cookie" in all_headers:  # API Gateway moves the Cookie header into the event's cookies list
         event["cookies"] = [c.strip() for c in all_headers.pop("cookie").split(";") if c.strip()]
     if pairs:
-        event["queryStringParameters"] = {k: v for k, v in pairs}
+        event["queryStringParameters"] = joined(pairs)
     if path_parameters:
         event["pathParameters"] = path_parameters
     if raw_body is not None:
         event["body"] = raw_body
     return event
+
+
+def joined(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Each name once, a repeated name's values joined with commas in order: v2 events have no multi-value fields,
+    so API Gateway carries repeated query parameters and headers this way (``?state=S&state=S`` is ``S,S``), and a
+    handler must see what it would see deployed, not the last value alone."""
+    result: dict[str, str] = {}
+    for name, value in pairs:
+        result[name] = f"{result[name]},{value}" if name in result else value
+    return result
 
 
 def authorizer_event(authorization: str | None, *, method: str = "GET", path: str = "/connections") -> dict[str, Any]:

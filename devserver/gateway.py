@@ -28,7 +28,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from devserver import handlers
-from devserver.events import authorizer_event, http_event
+from devserver.events import authorizer_event, http_event, joined
 from devserver.template import TEMPLATE_PATH, load_template
 
 DEMO_DONE_PATH = "/demo/done"
@@ -261,11 +261,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def _headers(self) -> dict[str, str]:
         """Lower-cased names; repeated headers joined with commas, as in API Gateway's v2 events."""
-        joined: dict[str, str] = {}
-        for name, value in self.headers.items():
-            key = name.lower()
-            joined[key] = f"{joined[key]},{value}" if key in joined else value
-        return joined
+        return joined((name.lower(), value) for name, value in self.headers.items())
 
     def _send(self, reply: Reply) -> None:
         try:

@@ -166,6 +166,17 @@ def test_the_oauth_callback_skips_the_authorizer(gateway, functions) -> None:
     assert functions.jobs == ["oauth_callback"]
 
 
+def test_a_repeated_query_parameter_reaches_the_function_joined_with_commas_as_api_gateway_joins_it(
+    gateway, functions
+) -> None:
+    # HTTP APIs (payload 2.0) join repeated values with commas; a dict built from the pairs kept the last one, so
+    # the callback saw state=S where a deployment's sees state=S,S.
+    request(gateway, "GET", "/oauth/callback?state=S&state=S&code=c")
+    event = functions.calls[0][1]
+    assert event["queryStringParameters"] == {"state": "S,S", "code": "c"}
+    assert event["rawQueryString"] == "state=S&state=S&code=c"
+
+
 def test_responses_map_status_headers_cookies_and_base64_bodies(gateway, functions) -> None:
     functions.answers["api"] = {
         "statusCode": 201,
