@@ -3,6 +3,7 @@ receivers, and a sender run with a clock the test can move."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
@@ -59,12 +60,23 @@ def register(client: Api, url: str, event_types: list[str] | None = None, **fiel
     return created["endpoint"]["id"], created["secret"]
 
 
-def send(*, at: datetime | None = None, config: DeliveryConfig = FAST, seconds: float = 30.0) -> DeliveryReport:
-    """One sender run, at ``at`` (default now) as far as leases and backoff are concerned."""
+def send(
+    *,
+    at: datetime | None = None,
+    config: DeliveryConfig = FAST,
+    seconds: float = 30.0,
+    stop: threading.Event | None = None,
+) -> DeliveryReport:
+    """One sender run, at ``at`` (default now) as far as leases and backoff are concerned; setting ``stop`` ends
+    it the way its deadline would (no new claims, attempts in flight finish)."""
     offset = (at - utcnow()) if at is not None else timedelta()
     transport = HttpTransport(config.deadline_seconds, maxsize=config.concurrency)
+
+    def remaining_ms() -> float:
+        return 0.0 if stop is not None and stop.is_set() else seconds * 1000
+
     try:
-        return deliver_due(lambda: seconds * 1000, config=config, transport=transport, now=lambda: utcnow() + offset)
+        return deliver_due(remaining_ms, config=config, transport=transport, now=lambda: utcnow() + offset)
     finally:
         transport.close()
 
