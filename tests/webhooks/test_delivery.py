@@ -6,18 +6,24 @@ backoff, never slowing anyone else down."""
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
 
 from connvault.clock import utcnow
-from connvault.services.webhook_delivery import DeliveryConfig
+from connvault.db.uow import UnitOfWork
+from connvault.services.webhook_delivery import DeliveryConfig, DeliveryReport
 from demo_provider import DemoProvider, Fault
+from devserver.demo_setup import create_demo_tenant
 from devserver.webhook_receiver import WebhookReceiver
 from tests.api.conftest import Api, connect_account
 from tests.hardening.support import fetch
 from tests.support.database import TestDatabase
 from tests.support.factories import owner
+from tests.support.secrets import SecretRegistry
 from tests.webhooks.conftest import FAST, register, send, verified
 
 
@@ -210,6 +216,97 @@ def test_endpoints_whose_deliveries_all_wait_behind_a_parked_one_take_no_turn(
     assert [verified(item, secret)["type"] for item in healthy.wait_for(1)] == ["connection.reconnected"]
     assert report.delivered == 1
     assert failing.received == []
+
+
+@pytest.fixture
+def noisy(api: Api, provider: DemoProvider, secrets: SecretRegistry) -> Api:
+    """A second tenant beside ``api``'s, with an integration for the same demo provider."""
+    tenant = create_demo_tenant(provider, name="Noisy tenant")
+    secrets.add(tenant.api_key.reveal())
+    return Api(tenant, secrets)
+
+
+def test_a_tenant_whose_receivers_are_all_slow_delays_another_tenants_delivery_by_one_attempt(
+    api: Api, noisy: Api, db: TestDatabase, make_receiver: Callable[..., WebhookReceiver]
+) -> None:
+    """An outside probe: a tenant whose 20 endpoints answered 200 after 4.6 s (inside the 5 s deadline, so no
+    circuit opened) held another tenant's delivery back 15-24 s. A sender leased up to four deliveries per endpoint
+    for each free slot and queued them behind its pool, and each freed slot went to the endpoint with the oldest
+    backlog: the slow tenant's."""
+    # Given a tenant whose three endpoints answer 2xx after 0.7 s (inside the 1 s deadline: no circuit opens)
+    config = DeliveryConfig(deadline_seconds=1.0, concurrency=2)
+    slow, fast = make_receiver(delay_seconds=0.7), make_receiver()
+    for _ in range(3):
+        register(noisy, slow.url, ["connection.created"])
+    _fast_id, secret = register(api, fast.url, ["connection.created"])
+    connect_account(noisy, alias="first")
+    stop = threading.Event()
+    reports: list[DeliveryReport] = []
+    leased: list[int] = []
+
+    def watch_leases() -> None:
+        with owner(db) as sql:
+            while not stop.is_set():
+                leased.append(sql.run("SELECT count(*) FROM webhook_deliveries WHERE lease_until > now()")[0][0])
+                time.sleep(0.02)
+
+    running = [
+        threading.Thread(target=lambda: reports.append(send(config=config, stop=stop))),
+        threading.Thread(target=watch_leases),
+    ]
+    for thread in running:
+        thread.start()
+    try:
+        # and a sender busy with it when it queues a backlog of twelve deliveries, older than our event (its two
+        # slots were taken at different moments, so they free one at a time)
+        slow.wait_for(1)
+        for n in range(4):
+            connect_account(noisy, alias=f"backlog-{n}")
+        # When our connection is created
+        connect_account(api)
+        committed = time.monotonic()
+        (arrived,) = fast.wait_for(1, timeout=6.0)
+    finally:
+        stop.set()
+        for thread in running:
+            thread.join()
+
+    # Then its delivery went out about one slow attempt (0.7 s) later, not after the backlog's twelve
+    assert arrived.at - committed < config.deadline_seconds + 0.5
+    assert verified(arrived, secret)["type"] == "connection.created"
+    # and the sender never held more deliveries than it had slots to send them
+    assert leased
+    assert max(leased) <= config.concurrency
+    assert reports[0].errors == 0
+
+
+def test_a_claim_takes_one_delivery_per_endpoint_each_to_the_tenant_with_the_fewest_in_flight(
+    api: Api, noisy: Api, receiver: WebhookReceiver
+) -> None:
+    """The claim itself (migration 0088), whichever sender calls it: at most one delivery per endpoint and no more
+    than the slots asked for, and a tenant with nothing in flight before one with an older backlog."""
+    noisy_endpoints = sorted(register(noisy, receiver.url, ["connection.created"])[0] for _ in range(2))
+    for n in range(3):
+        connect_account(noisy, alias=f"n{n}")
+    quiet_endpoint, _ = register(api, receiver.url, ["connection.created"])
+    connect_account(api)
+
+    def claim(slots: int) -> list[str]:
+        now = utcnow()
+        with UnitOfWork(None) as uow:
+            claims = uow.webhooks.claim(
+                now, endpoints=slots, per_endpoint=4, circuit_threshold=5, until=now + timedelta(minutes=1)
+            )
+            uow.commit()
+        return sorted(str(claimed.endpoint_id) for claimed in claims)
+
+    # Nothing in flight anywhere: the oldest backlog goes first
+    (first,) = claim(1)
+    assert first in noisy_endpoints
+    # The noisy tenant has one in flight, ours none: ours goes next, although its delivery is the youngest
+    assert claim(1) == [quiet_endpoint]
+    # Five slots, two endpoints with deliveries left (five of them): one each
+    assert claim(5) == noisy_endpoints
 
 
 def test_a_2xx_with_an_answer_body_past_the_read_limit_is_delivered(api: Api, make_receiver) -> None:

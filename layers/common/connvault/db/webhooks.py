@@ -201,7 +201,9 @@ class WebhookRepository:
         self, now: datetime, *, endpoints: int, per_endpoint: int, circuit_threshold: int, until: datetime
     ) -> list[DeliveryClaim]:
         """Lease due deliveries across tenants (a SECURITY DEFINER function; ids only), in order per subject
-        and endpoint, at most ``per_endpoint`` in flight per endpoint whoever sends them."""
+        and endpoint, at most ``per_endpoint`` in flight per endpoint whoever sends them. At most one per endpoint
+        and ``endpoints`` in all, each to the tenant with the fewest in flight (migration 0088): the caller passes
+        the slots it can start now, so nothing it leases waits behind its own busy pool."""
         owner = uuid.uuid4()
         claimed = func.connvault_claim_webhook_deliveries(
             now, endpoints, per_endpoint, circuit_threshold, owner, until

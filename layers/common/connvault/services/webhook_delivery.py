@@ -15,6 +15,10 @@ Guarantees, and what gives them:
   ``CONNVAULT_WEBHOOK_CIRCUIT_THRESHOLD`` failures in a row the endpoint's circuit opens (nothing is claimed for
   it) for a cooldown that doubles per failed probe. A slow or dead receiver costs its own throughput only, and
   nothing here runs on a request or refresh path.
+* **Fairness per slot.** The sender claims only as many deliveries as it has free threads, and each goes to the
+  tenant with the fewest in flight (migration 0088): a tenant whose receivers are all slow holds the slots it
+  has, and another tenant's delivery takes the next one that frees, about one attempt later, not after the
+  backlog.
 * **Egress.** Calls go through the same HTTP transport as provider calls, and so through its egress guard.
 """
 
@@ -208,6 +212,8 @@ class _Sender:
         return self.report
 
     def _claim(self, room: int) -> list[DeliveryClaim]:
+        """Lease at most ``room`` deliveries, the threads free now: one leased beyond them would wait in the pool
+        holding its tenant's turn, and the sender would not claim again until it had gone."""
         config = self.config
         moment = self.now()
         with UnitOfWork(None, sealer=self.sealer) as uow:
