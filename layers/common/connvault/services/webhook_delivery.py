@@ -75,7 +75,9 @@ class DeliveryConfig:
 
     @property
     def lease(self) -> timedelta:
-        """Longer than an attempt waiting behind a full pool and then taking its whole deadline."""
+        """Well past one attempt's whole deadline and the record of its outcome. Since migration 0088 a claimed
+        delivery starts at once (nothing leased waits behind a full pool, which this was first sized for); the
+        margin stays for a process paused mid-attempt, since a lease that ran out sends the delivery twice."""
         return timedelta(seconds=4 * self.deadline_seconds + 10)
 
     @property
