@@ -144,6 +144,8 @@ def test_validation_errors_never_echo_the_rejected_value(api: Api, secrets) -> N
         ({"provider": "openai", "end_user_id": "u", "username": "me", "password": TWILIO_PASSWORD}, "api_key"),
         ({"provider": "twilio", "end_user_id": "u", "api_key": OPENAI_KEY}, "username"),
         ({"provider": "nobody-knows", "end_user_id": "u", "api_key": OPENAI_KEY}, "provider"),
+        # RFC 7617: HTTP Basic sends user:password, so a colon in the username would move the rest into the password.
+        ({"provider": "twilio", "end_user_id": "u", "username": "AC1:23", "password": TWILIO_PASSWORD}, "username"),
     ],
 )
 def test_static_credentials_must_fit_the_providers_auth_type(api: Api, static_secrets, body: dict, field: str) -> None:

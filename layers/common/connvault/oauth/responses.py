@@ -220,7 +220,7 @@ def _standard(document: Document, now: datetime) -> OAuth2Tokens:
     """RFC 6749 §5.1, read leniently."""
     access_token = _token(document.get("access_token"))
     if access_token is None:
-        raise ProviderUnavailable("the token response has no access_token", reason="invalid_response")
+        raise ProviderUnavailable("the token response has no usable access_token", reason="invalid_response")
     return OAuth2Tokens(
         access_token=access_token,
         token_type=_token_type(document.get("token_type")),

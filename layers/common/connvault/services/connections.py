@@ -229,6 +229,8 @@ def _static_credentials(auth_type: AuthType, data: StaticCredentialsInput) -> Ap
     if data.username is None or data.password is None or data.api_key is not None:
         raise InvalidInput("this provider takes username and password", field="username")
     require_text(data.username, "username", max_length=512)
+    if ":" in data.username:  # RFC 7617 §2: the provider would read the rest as the password
+        raise InvalidInput("username must not contain a colon (HTTP Basic)", field="username")
     require_text(data.password.reveal(), "password", max_length=8192)
     return BasicCredentials(data.username, data.password)
 
