@@ -20,8 +20,8 @@ _SCOPE = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]{1,256}$")  # RFC 6749 scope-toke
 MAX_SCOPES = 100
 _OAUTH_TOKEN = re.compile(r"[\x20-\x7e]+")
 MAX_PROVIDER_TOKEN_LENGTH = 16_384
-"""A provider's access or refresh token; longer ones are refused as a malformed answer (no HTTP server takes a
-header that long, and an 8 KiB limit is common)."""
+"""A provider's access or refresh token; a longer one is refused as a malformed answer: it could not be sent as a
+bearer token anyway, past the 8-16 KiB most HTTP servers take for a header."""
 
 
 def require_url(url: str, field: str, *, allow_query: bool = True) -> str:
