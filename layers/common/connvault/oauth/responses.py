@@ -264,14 +264,8 @@ def _secret(value: object) -> Redacted[str] | None:
 
 def is_storable_text(value: str) -> bool:
     """Text PostgreSQL can store and UTF-8 can carry: no U+0000 (text and jsonb refuse it) and no lone
-    UTF-16 surrogate (JSON lets ``"\ud800"`` through; it has no UTF-8 form)."""
-    if "\x00" in value:
-        return False
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
+    UTF-16 surrogate (``validation.is_unicode_text``: JSON lets ``"\ud800"`` through; it has no UTF-8 form)."""
+    return "\x00" not in value and is_unicode_text(value)
 
 
 def _token_type(value: object) -> str:
