@@ -6,10 +6,14 @@ Every variant returns the same columns for the same row, as a prepared pg8000 st
 * pinned: a plpgsql ``SECURITY INVOKER`` function that sets the tenant and selects in one statement, with
   ``SET search_path`` (``connvault_read_connection`` as migration 0020 left it);
 * unpinned: the same function without ``SET search_path``, every name schema-qualified (as migration 0012 had it);
-* deployed: ``connvault_token_read`` as migration 0084 has it, the unpinned function answering two columns, the
-  sealed credentials and the rest as one json array (pg8000 decodes each column in Python, json in C);
-* session: the app role's plain prepared SELECT that also filters ``tenant_id``, the tenant set for the session
-  by ``set_config`` only when it changes (same tenant every call, then alternating between two tenants).
+* two columns: ``connvault_token_read`` as migration 0084 made it, the unpinned function answering two columns,
+  the sealed credentials and the rest as one json array (pg8000 decodes each column in Python, json in C);
+* session by statement: the app role's plain prepared SELECT that also filters ``tenant_id``, the tenant set for
+  the session by a ``set_config`` statement of its own only when it changes (same tenant every call, then
+  alternating between two tenants);
+* deployed (migration 0090, ``FastReads.read_connection``'s statements): the plain SELECT of the
+  ``connvault_token_reads`` view while the session is bound to the tenant, and
+  ``connvault_token_read_binding_session``, which binds it and reads in one statement, whenever the tenant changes.
 
 Run: ``.venv/bin/python bench/token_read_bench.py [--iterations 2000]``
 """
@@ -66,12 +70,13 @@ def run_bench(db: Any, iterations: int, pin: str) -> None:
     floor = owner.prepare(
         f"SELECT {COLUMNS} FROM connections c JOIN providers p ON p.id = c.provider_id WHERE c.id = CAST(:id AS uuid)"
     )
+    from connvault.db import fast_reads
     from connvault.db.native import connect_as_app
 
     connection = connect_as_app().connection  # the kind of connection token fetch reads on
     pinned = connection.prepare("SELECT * FROM bench_read_pinned(CAST(:tenant AS uuid), CAST(:id AS uuid))")
     unpinned = connection.prepare("SELECT * FROM bench_read_unpinned(CAST(:tenant AS uuid), CAST(:id AS uuid))")
-    deployed = connection.prepare("SELECT * FROM connvault_token_read(CAST(:tenant AS uuid), CAST(:id AS uuid))")
+    two_columns = connection.prepare("SELECT * FROM connvault_token_read(CAST(:tenant AS uuid), CAST(:id AS uuid))")
     session = connection.prepare(SESSION_READ)
     set_tenant = connection.prepare("SELECT pg_catalog.set_config('app.tenant_id', :tenant, false)")
     current = {"tenant": ""}
@@ -89,14 +94,30 @@ def run_bench(db: Any, iterations: int, pin: str) -> None:
         turn["i"] ^= 1
         by_session(*alternate[turn["i"]])
 
+    def deployed_alternating() -> None:
+        turn["i"] ^= 1
+        tenant, row = alternate[turn["i"]]
+        assert binding.run(tenant=tenant, id=row)
+
     stages = {
         "floor: owner's PK read": lambda: floor.run(id=id_a),
         "pinned function (SET search_path)": lambda: pinned.run(tenant=tenant_a, id=id_a),
         "unpinned function (qualified names)": lambda: unpinned.run(tenant=tenant_a, id=id_a),
-        "deployed: unpinned, two columns (json)": lambda: deployed.run(tenant=tenant_a, id=id_a),
-        "session tenant, same tenant": lambda: by_session(tenant_a, id_a),
-        "session tenant, alternating": by_session_alternating,
+        "unpinned, two columns (json)": lambda: two_columns.run(tenant=tenant_a, id=id_a),
+        "session by statement, same tenant": lambda: by_session(tenant_a, id_a),
+        "session by statement, alternating": by_session_alternating,
     }
+    # The deployed statements, each on a connection of its own: every other stage moves its session's tenant.
+    bound_connection = connect_as_app().connection
+    bound_connection.prepare(fast_reads._READ_CONNECTION_BINDING).run(tenant=tenant_a, id=id_a)
+    bound = bound_connection.prepare(fast_reads._READ_CONNECTION)
+    binding = connect_as_app().connection.prepare(fast_reads._READ_CONNECTION_BINDING)
+
+    def deployed_same_tenant() -> None:
+        assert bound.run(tenant=tenant_a, id=id_a)
+
+    stages["deployed, same tenant (bound)"] = deployed_same_tenant
+    stages["deployed, alternating (binding)"] = deployed_alternating
     for fn in stages.values():
         for _ in range(300):
             fn()
@@ -106,7 +127,7 @@ def run_bench(db: Any, iterations: int, pin: str) -> None:
     print(f"token read, warm, {iterations} calls x {ROUNDS} rounds, interleaved in slices (median of slice means)")
     print(f"  machine load (1 min) at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; {placement}")
     for name, us in timings.items():
-        print(f"  {name:38s} {us:8.1f} us  ratio {us / floor_us:.2f}x")
+        print(f"  {name:40s} {us:8.1f} us  ratio {us / floor_us:.2f}x")
     owner.close()
 
 

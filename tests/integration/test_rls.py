@@ -466,7 +466,8 @@ def test_the_token_read_is_an_invoker_function_whose_callers_search_path_cannot_
     with owner(db) as sql:
         shapes = sql.run(
             "SELECT prosecdef, proconfig FROM pg_proc "
-            "WHERE proname IN ('connvault_token_read', 'connvault_token_read_counting')"
+            "WHERE proname IN ('connvault_token_read', 'connvault_token_read_counting', "
+            "'connvault_token_read_binding_session')"
         )
     with as_tenant(db, None) as sql:
         sql.run("SET search_path = ''")
@@ -475,8 +476,55 @@ def test_the_token_read_is_an_invoker_function_whose_callers_search_path_cannot_
         other = sql.run(query, t=world.a.id, c=world.b.connection)
         counting = "SELECT metadata->>0, window_requests FROM public.connvault_token_read_counting(:t, :c, 2, 10)"
         counted = sql.run(counting, t=world.a.id, c=world.a.connection)
+        binding = "SELECT metadata->>0 FROM public.connvault_token_read_binding_session(:t, :c)"
+        bound = sql.run(binding, t=world.a.id, c=world.a.connection)
+        bound_other = sql.run(binding, t=world.a.id, c=world.b.connection)
 
-    assert shapes == [[False, None], [False, None]]
+    assert shapes == [[False, None], [False, None], [False, None]]
     assert own == [["active"]]
     assert other == []
     assert counted == [["active", 2]]
+    assert bound == [["active"]]
+    assert bound_other == []
+
+
+def test_the_token_reads_view_binds_its_reader_by_rls_and_shows_nothing_without_a_tenant(
+    db: TestDatabase, world: World
+) -> None:
+    """Migration 0090's view is ``security_invoker``: without it a view reads its tables as its owner, whom RLS does
+    not bind, and every tenant's connections would show through it."""
+    with owner(db) as sql:
+        [[options]] = sql.run("SELECT reloptions FROM pg_class WHERE relname = 'connvault_token_reads'")
+    with as_tenant(db, None) as sql:
+        unbound = count(sql, "connvault_token_reads")
+    with as_tenant(db, world.a.id) as sql:
+        seen = sql.run("SELECT id, tenant_id FROM connvault_token_reads")
+
+    assert options == ["security_invoker=true"]
+    assert unbound == 0
+    assert seen == [[world.a.connection, world.a.id]]
+
+
+def test_a_session_bound_to_one_tenant_reads_no_row_of_another_through_the_plain_token_read(
+    db: TestDatabase, world: World
+) -> None:
+    """Migration 0090: ``connvault_token_read_binding_session`` binds the session, not the transaction, and the plain
+    read that follows filters on the tenant as well as RLS does: a process that believes its session bound to A
+    while it is bound to B (or to none) finds no row, never B's, and reads through the binding function instead."""
+    plain = (
+        "SELECT metadata->>0 FROM public.connvault_token_reads "
+        "WHERE id = CAST(:c AS uuid) AND tenant_id = CAST(:t AS uuid)"
+    )
+    with as_tenant(db, None) as sql:
+        before = sql.run(plain, t=world.a.id, c=world.a.connection)
+        sql.run("SELECT * FROM connvault_token_read_binding_session(:t, :c)", t=world.b.id, c=world.b.connection)
+        [[bound_to]] = sql.run("SELECT current_setting('app.tenant_id')")
+        own_as_a = sql.run(plain, t=world.a.id, c=world.a.connection)
+        theirs_as_a = sql.run(plain, t=world.a.id, c=world.b.connection)
+        theirs_as_b = sql.run(plain, t=world.b.id, c=world.b.connection)
+
+    assert before == []
+    assert bound_to == str(world.b.id)
+    assert own_as_a == []
+    assert theirs_as_a == []
+    assert theirs_as_b == [["active"]]

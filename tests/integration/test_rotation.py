@@ -239,9 +239,11 @@ def test_rotation_knows_every_envelope_column_in_the_schema(db: TestDatabase) ->
     """A new sealed column that rotation does not walk would keep its data keys under the retired key."""
     with owner(db) as sql:
         binary = sql.run(
-            "SELECT table_name, column_name FROM information_schema.columns"
-            " WHERE table_schema = 'public' AND data_type = 'bytea' AND column_name NOT LIKE '%sha256'"
-            " AND column_name NOT LIKE '%\\_bidx'"  # blind indexes: HMACs, not envelopes
+            "SELECT c.table_name, c.column_name FROM information_schema.columns c"
+            " JOIN information_schema.tables t USING (table_schema, table_name)"
+            " WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE' AND c.data_type = 'bytea'"
+            " AND c.column_name NOT LIKE '%sha256'"
+            " AND c.column_name NOT LIKE '%\\_bidx'"  # blind indexes: HMACs, not envelopes; views store nothing
         )
 
     assert {(table, column) for table, column in binary} == {(sealed.table, sealed.column) for sealed in SEALED_COLUMNS}

@@ -2,7 +2,9 @@
 
 The authorizer (API key lookup) and token fetch (connection read) run on every API call. Through a SQLAlchemy
 session with a tenant transaction they cost ~4 round trips; here each is one: the connection read is a
-``SECURITY INVOKER`` function that sets the tenant for its own statement, so RLS stays in force. The
+``SECURITY INVOKER`` function that binds the session to the tenant, so RLS stays in force, and while the session
+stays bound a plain SELECT that filters on the tenant as well (migration 0090). Every other statement here sets
+its own tenant for its own transaction or needs none (a definer), so the session's tenant reaches none of them. The
 ``last_used_at`` write is a separate call made at most once a minute per connection from each process, and the
 rate limiter's shared count one made every N requests of a tenant (``services/rate_limits.py``).
 On the token route that count rides on the read's own statement instead (``read_connection_counting``, migration
@@ -71,7 +73,13 @@ class ApiKeyLookup(NamedTuple):
 
 # Ids go out as their 32 hex digits, which ``uuid`` input reads as it reads the hyphenated form: ``UUID.hex`` costs a
 # third of ``str(UUID)``, twice per token fetch.
-_READ_CONNECTION = "SELECT * FROM connvault_token_read(CAST(:tenant AS uuid), CAST(:id AS uuid))"
+_READ_CONNECTION = (
+    "SELECT credentials, metadata FROM public.connvault_token_reads "
+    "WHERE id = CAST(:id AS uuid) AND tenant_id = CAST(:tenant AS uuid)"
+)
+_READ_CONNECTION_BINDING = (
+    "SELECT * FROM connvault_token_read_binding_session(CAST(:tenant AS uuid), CAST(:id AS uuid))"
+)
 _READ_CONNECTION_COUNTING = (
     "SELECT * FROM connvault_token_read_counting(CAST(:tenant AS uuid), CAST(:id AS uuid), :requests, :window)"
 )
@@ -98,10 +106,22 @@ class FastReads:
         self._touched: OrderedDict[UUID, float] = OrderedDict()
         self._lock = threading.Lock()
         self._connection: PreparedConnection | None = None
+        self._session_tenant: UUID | None = None
+        """The tenant the connection's session is bound to, as far as this process knows (migration 0090)."""
 
     def read_connection(self, tenant_id: UUID, connection_id: UUID) -> ConnectionSnapshot | None:
-        """The connection as token fetch needs it, read under the tenant's RLS."""
-        rows = self._run(_READ_CONNECTION, tenant=tenant_id.hex, id=connection_id.hex)
+        """The connection as token fetch needs it, read under the tenant's RLS.
+
+        While the session is bound to the tenant, a plain prepared SELECT that filters on the tenant too; otherwise,
+        or when that finds nothing (not found, or a session bound elsewhere than this process believes), the
+        function that binds the session and reads, one round trip either way (migration 0090)."""
+        params = {"tenant": tenant_id.hex, "id": connection_id.hex}
+        with self._lock:
+            bound = self._connection is not None and self._session_tenant == tenant_id
+            rows = self._statement(_READ_CONNECTION, params) if bound else None
+            if not rows:
+                rows = self._statement(_READ_CONNECTION_BINDING, params)
+                self._session_tenant = tenant_id
         return _snapshot(connection_id, *rows[0]) if rows else None
 
     def read_connection_counting(
@@ -184,12 +204,20 @@ class FastReads:
         never reused (``run_reconnecting_once``). A statement error that is not about the database being
         unavailable propagates as the driver's: nothing here can retry a bug away."""
         with self._lock:
-            return run_reconnecting_once(self._take, self._keep, sql, params, statement_errors_retryable=False)
+            return self._statement(sql, params)
+
+    def _statement(self, sql: str, params: dict[str, Any]) -> list[list[Any]]:
+        """``_run`` with the lock held."""
+        return run_reconnecting_once(self._take, self._keep, sql, params, statement_errors_retryable=False)
 
     def _take(self) -> PreparedConnection:
-        """The connection, out of ``self`` while its statement runs (put back only if it succeeds), or a new one."""
+        """The connection, out of ``self`` while its statement runs (put back only if it succeeds), or a new one,
+        bound to no tenant."""
         connection, self._connection = self._connection, None
-        return connection or self._connect()
+        if connection is None:
+            self._session_tenant = None
+            connection = self._connect()
+        return connection
 
     def _keep(self, connection: PreparedConnection) -> None:
         self._connection = connection

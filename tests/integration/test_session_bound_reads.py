@@ -1,0 +1,142 @@
+"""Token fetch's read binds its database session to the tenant and, while the session stays bound, reads with a
+plain SELECT that filters on the tenant as well (migration 0090, ``FastReads.read_connection``). What it must never
+do is answer from the wrong tenant's rows, whatever the process believes about its session: these tests make the
+process wrong in each way it could be (another tenant bound behind its back, a new connection, an interrupted
+statement) and check the rows and the statements sent."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from connvault.db import fast_reads
+from connvault.db.fast_reads import FastReads
+from connvault.db.native import PreparedConnection, connect_as_app
+from tests.integration.test_engine import Interrupted, interrupt_next_row
+from tests.support.factories import make_connection, make_tenant, owner
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from uuid import UUID
+
+    from tests.support.database import TestDatabase
+    from tests.support.secrets import SecretRegistry
+
+PLAIN = "plain"
+BINDING = "binding"
+
+
+@pytest.fixture
+def reads(db: TestDatabase) -> Iterator[FastReads]:
+    """A process's fast reads of its own (not the process-wide one earlier tests used)."""
+    statements = FastReads(connect_as_app)
+    yield statements
+    statements.close()
+
+
+@pytest.fixture
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Which of the two reads each statement sent was (other statements are left out)."""
+    names = {fast_reads._READ_CONNECTION: PLAIN, fast_reads._READ_CONNECTION_BINDING: BINDING}
+    statements: list[str] = []
+    run = PreparedConnection.run
+
+    def recording(self: PreparedConnection, sql: str, params: Any) -> list[list[Any]]:
+        if sql in names:
+            statements.append(names[sql])
+        return run(self, sql, params)
+
+    monkeypatch.setattr(PreparedConnection, "run", recording)
+    return statements
+
+
+def two_tenants(secrets: SecretRegistry) -> tuple[UUID, UUID, UUID, UUID]:
+    a, b = make_tenant("A"), make_tenant("B")
+    mine, theirs = make_connection(a, secrets, end_user_id="a-user"), make_connection(b, secrets, end_user_id="b-user")
+    return a, mine.id, b, theirs.id
+
+
+def test_a_tenants_first_read_binds_the_session_and_the_next_ones_are_plain(
+    reads: FastReads, sent: list[str], secrets: SecretRegistry
+) -> None:
+    a, mine, b, theirs = two_tenants(secrets)
+
+    snapshots = [reads.read_connection(a, mine) for _ in range(3)]
+    their_snapshot = reads.read_connection(b, theirs)
+    back = reads.read_connection(a, mine)
+
+    assert [s.id if s else None for s in snapshots] == [mine, mine, mine]
+    assert their_snapshot is not None and their_snapshot.id == theirs
+    assert back is not None and back.id == mine
+    # Tenants alternating cost what the read cost before the binding: one statement each.
+    assert sent == [BINDING, PLAIN, PLAIN, BINDING, BINDING]
+
+
+def test_alternating_tenants_never_read_each_others_connections(reads: FastReads, secrets: SecretRegistry) -> None:
+    a, mine, b, theirs = two_tenants(secrets)
+
+    answers = [
+        reads.read_connection(tenant, connection)
+        for tenant, connection in [(a, mine), (a, theirs), (b, theirs), (b, mine), (a, theirs), (a, mine), (b, mine)]
+    ]
+
+    assert [s.id if s else None for s in answers] == [mine, None, theirs, None, None, mine, None]
+
+
+def test_a_session_bound_to_another_tenant_behind_the_process_back_finds_no_row_and_the_read_binds_again(
+    reads: FastReads, sent: list[str], secrets: SecretRegistry
+) -> None:
+    a, mine, b, theirs = two_tenants(secrets)
+    assert reads.read_connection(a, mine) is not None
+    assert reads._connection is not None
+    reads._connection.connection.run("SELECT set_config('app.tenant_id', :t, false)", t=str(b))
+    sent.clear()
+
+    their_row_as_a = reads.read_connection(a, theirs)
+    mine_again = reads.read_connection(a, mine)
+
+    assert their_row_as_a is None
+    assert mine_again is not None and mine_again.id == mine
+    # The plain read found nothing under B's binding (A's filter and B's RLS exclude every row), so each read went
+    # through the binding function, which bound A again: the second read's plain SELECT found A's row.
+    assert sent == [PLAIN, BINDING, PLAIN]
+
+
+def test_a_new_connection_is_bound_to_no_tenant_and_its_first_read_binds(
+    db: TestDatabase, reads: FastReads, sent: list[str], secrets: SecretRegistry
+) -> None:
+    a, mine, _, _ = two_tenants(secrets)
+    assert reads.read_connection(a, mine) is not None
+    [[backend]] = reads._run("SELECT pg_backend_pid()")
+    with owner(db) as sql:
+        sql.run("SELECT pg_terminate_backend(:pid)", pid=backend)
+    sent.clear()
+
+    replaced = reads.read_connection(a, mine)
+    [[now_backend]] = reads._run("SELECT pg_backend_pid()")
+
+    assert replaced is not None and replaced.id == mine
+    assert now_backend != backend
+    # The plain read found the connection gone, was sent again on a new one (bound to no tenant: no row), and the
+    # binding function read it.
+    assert sent == [PLAIN, PLAIN, BINDING]
+
+
+def test_after_an_interrupted_statement_the_next_read_binds_a_new_connection(
+    reads: FastReads, sent: list[str], secrets: SecretRegistry
+) -> None:
+    a, mine, _, theirs = two_tenants(secrets)
+    assert reads.read_connection(a, mine) is not None
+    assert reads._connection is not None
+    interrupt_next_row(reads._connection.connection)
+    with pytest.raises(Interrupted):
+        reads.read_connection(a, mine)
+    sent.clear()
+
+    again = reads.read_connection(a, mine)
+    their_row_as_a = reads.read_connection(a, theirs)
+
+    assert again is not None and again.id == mine
+    assert their_row_as_a is None
+    assert sent == [BINDING, PLAIN, BINDING]
