@@ -4,6 +4,7 @@ by the database (``connvault_set_updated_at``), which the repositories then read
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -38,7 +39,8 @@ UPDATED_AT_WITHOUT_TRIGGER = """
       AND NOT EXISTS (
           SELECT 1 FROM pg_trigger t
           WHERE t.tgrelid = c.oid AND NOT t.tgisinternal AND t.tgenabled <> 'D'
-            AND t.tgfoid = 'connvault_set_updated_at'::regproc
+            -- connections has a function of its own, with its columns named (migration 0091)
+            AND t.tgfoid IN ('connvault_set_updated_at'::regproc, 'connvault_connections_set_updated_at'::regproc)
             AND t.tgtype & 2 <> 0  -- BEFORE
             AND t.tgtype & 1 <> 0  -- FOR EACH ROW
             AND t.tgtype & 16 <> 0  -- UPDATE
@@ -60,6 +62,27 @@ def test_every_updated_at_is_kept_by_the_trigger(database: TestDatabase) -> None
         untracked = [row[0] for row in sql.run(UPDATED_AT_WITHOUT_TRIGGER)]
 
     assert untracked == []
+
+
+CONNECTIONS_BOOKKEEPING = {"updated_at", "last_used_at", "refresh_lease_until", "refresh_lease_owner"}
+
+
+def test_the_connections_trigger_compares_every_column_but_its_bookkeeping(database: TestDatabase) -> None:
+    """Migration 0091's function for connections names the columns it compares: a column added later and left out
+    would change without moving ``updated_at``. Every column must be in the comparison, new and old, or be
+    bookkeeping."""
+    with owner(database) as sql:
+        [[source]] = sql.run("SELECT prosrc FROM pg_proc WHERE proname = 'connvault_connections_set_updated_at'")
+        columns = {
+            name
+            for [name] in sql.run(
+                "SELECT attname FROM pg_attribute WHERE attrelid = 'connections'::regclass AND attnum > 0 "
+                "AND NOT attisdropped"
+            )
+        }
+    compared = {side: set(re.findall(rf"\b{side}\.(\w+)", source)) for side in ("NEW", "OLD")}
+
+    assert columns - CONNECTIONS_BOOKKEEPING == compared["NEW"] - {"updated_at"} == compared["OLD"] - {"updated_at"}
 
 
 def updated_at(db: TestDatabase, connection_id: object) -> datetime:
