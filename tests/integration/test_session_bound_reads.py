@@ -6,6 +6,7 @@ statement) and check the rows and the statements sent."""
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -140,3 +141,40 @@ def test_after_an_interrupted_statement_the_next_read_binds_a_new_connection(
     assert again is not None and again.id == mine
     assert their_row_as_a is None
     assert sent == [BINDING, PLAIN, BINDING]
+
+
+_SETS_TENANT = re.compile(r"set_config\('app\.tenant_id', p_tenant::text, (?:true|false)\)")
+
+
+def test_every_statement_on_the_fast_read_connection_sets_its_own_tenant_or_filters_on_it(db: TestDatabase) -> None:
+    """A session bound to a tenant lets that tenant's rows through RLS to any statement that does not set its own:
+    each statement ``FastReads`` sends is a function that sets the tenant (or calls only such functions), a definer
+    that reads as the owner by design, or the plain read, which filters on the tenant itself."""
+    statements = [
+        value
+        for name, value in vars(fast_reads).items()
+        if name.startswith("_") and isinstance(value, str) and value.lstrip().upper().startswith("SELECT ")
+    ]
+    with owner(db) as sql:
+        functions = {
+            name: (definer, source)
+            for name, definer, source in sql.run(
+                "SELECT proname, prosecdef, prosrc FROM pg_proc WHERE pronamespace = 'public'::regnamespace"
+            )
+        }
+
+    def sets_its_tenant(name: str) -> bool:
+        definer, source = functions[name]
+        called = set(re.findall(r"\b(connvault_\w+)\(", source)) - {name}
+        return definer or bool(_SETS_TENANT.search(source)) or (bool(called) and all(map(sets_its_tenant, called)))
+
+    unguarded = []
+    for statement in statements:
+        called = re.findall(r"\b(connvault_\w+)\(", statement)
+        if called:
+            unguarded += [name for name in called if not sets_its_tenant(name)]
+        elif "tenant_id = CAST(:tenant AS uuid)" not in statement:
+            unguarded.append(statement)
+
+    assert len(statements) >= 8
+    assert unguarded == []

@@ -114,7 +114,7 @@ class FastReads:
 
         While the session is bound to the tenant, a plain prepared SELECT that filters on the tenant too; otherwise,
         or when that finds nothing (not found, or a session bound elsewhere than this process believes), the
-        function that binds the session and reads, one round trip either way (migration 0090)."""
+        function that binds the session and reads (migration 0090): one round trip, two for an id not found."""
         params = {"tenant": tenant_id.hex, "id": connection_id.hex}
         with self._lock:
             bound = self._connection is not None and self._session_tenant == tenant_id
@@ -163,10 +163,11 @@ class FastReads:
         if last is not None and now - last < every_seconds:
             return
         self._run(_TOUCH_CONNECTION, tenant=tenant_id.hex, id=connection_id.hex, every=every_seconds)
-        self._touched[connection_id] = now
-        self._touched.move_to_end(connection_id)
-        while len(self._touched) > _TOUCHED_MEMORY:
-            self._touched.popitem(last=False)
+        with self._lock:  # the dev server runs functions side by side in one process
+            self._touched[connection_id] = now
+            self._touched.move_to_end(connection_id)
+            while len(self._touched) > _TOUCHED_MEMORY:
+                self._touched.popitem(last=False)
 
     def find_api_key(self, key_id: str) -> ApiKeyLookup | None:
         rows = self._run(_FIND_API_KEY, key_id=key_id)

@@ -7,8 +7,21 @@
 -- binds the tables. connvault_token_read_binding_session reads it after setting the tenant for the session (not
 -- the transaction): the first read of a tenant on a connection, one round trip as before. Further reads of the
 -- same tenant select from the view directly, filtering on the tenant as well as RLS does: a session bound to
--- another tenant finds no row, never the other tenant's (db/fast_reads.py then reads through the function).
--- connvault_token_read, which the counting read (0086) calls, reads the same view.
+-- another tenant finds no row, never the other tenant's (db/fast_reads.py then reads through the function, so an
+-- id the tenant does not hold costs two round trips). connvault_token_read, which the counting read (0086) calls,
+-- reads the same view.
+--
+-- security_invoker views came with PostgreSQL 15; on an older server CREATE VIEW would refuse the option, so the
+-- migration says why first.
+
+DO $$
+BEGIN
+    IF pg_catalog.current_setting('server_version_num')::integer < 150000 THEN
+        RAISE EXCEPTION 'connvault needs PostgreSQL 15 or newer (security_invoker views), this server is %',
+            pg_catalog.current_setting('server_version');
+    END IF;
+END
+$$;
 
 CREATE VIEW connvault_token_reads WITH (security_invoker = true) AS
     SELECT c.id,
