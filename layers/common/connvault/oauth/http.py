@@ -27,6 +27,7 @@ from connvault.egress import (
     check_url,
     deadline,
     guarded_pool_manager,
+    use_once,
 )
 from connvault.errors import ProviderUnavailable
 
@@ -81,9 +82,16 @@ class HttpTransport:
         self._pool = guarded_pool_manager(self._policy, maxsize=maxsize, timeout=self._timeout, ca_certs=ca_certs)
 
     def post_form(self, url: str, fields: Mapping[str, str], headers: Mapping[str, str] | None = None) -> HttpResponse:
-        """POST ``fields`` as ``application/x-www-form-urlencoded``, the only body OAuth endpoints take."""
-        all_headers = {"Content-Type": "application/x-www-form-urlencoded", **(headers or {})}
-        return self.request("POST", url, body=urlencode(fields).encode(), headers=all_headers)
+        """POST ``fields`` as ``application/x-www-form-urlencoded``, the only body OAuth endpoints take, on a
+        connection of its own.
+
+        Token answers carry no trace of the request they answer: on a kept-alive connection, a second answer that
+        a broken provider or a proxy in front of it sent to an earlier request is read as the answer to the next
+        one, which may be another end user's refresh or another tenant's (a provider's host is shared by every
+        tenant using it). So no request follows this one on its connection, whatever the server says, and the
+        server is asked to close it too; the cost is a TCP and TLS handshake per token call."""
+        all_headers = {"Content-Type": "application/x-www-form-urlencoded", "Connection": "close", **(headers or {})}
+        return self.request("POST", url, body=urlencode(fields).encode(), headers=all_headers, reuse=False)
 
     def request(
         self,
@@ -95,13 +103,15 @@ class HttpTransport:
         deadline_seconds: float | None = None,
         decode_content: bool = True,
         body_matters: bool = True,
+        reuse: bool = True,
     ) -> HttpResponse:
         """Send one request and read its answer within the deadline; any status is returned, only transport
         failures raise.
 
         ``deadline_seconds`` shortens this call's deadline (the proxy's time left); ``decode_content=False`` keeps
         a compressed body as it came (the proxy passes it on with its ``Content-Encoding``); ``body_matters=False``
-        (a webhook receiver's answer, whose status alone counts) answers an oversized body as an empty one.
+        (a webhook receiver's answer, whose status alone counts) answers an oversized body as an empty one;
+        ``reuse=False`` sends nothing more on the connection after this answer (the pool opens a new one).
         Raises ``ProviderUnavailable`` with reason ``blocked_address``, ``unreachable`` or
         ``response_too_large``. The cause is dropped (``from None``) because urllib3's messages quote the
         full URL and the network condition, and tracebacks end up in logs.
@@ -119,6 +129,8 @@ class HttpTransport:
                     timeout=self._timeout,
                     preload_content=False,
                 )
+                if not reuse:
+                    use_once(response.connection)
                 try:
                     data = response.read(amt=self._max_body_bytes + 1, decode_content=decode_content)
                     too_large = len(data) > self._max_body_bytes
