@@ -95,7 +95,10 @@ def test_invalid_requests_are_400_naming_the_field(
     assert db_state(db) == before
 
 
-@pytest.mark.parametrize("content_type", ["0", "text/plain", "application/xml"])
+@pytest.mark.parametrize(
+    "content_type",
+    ["0", "text/plain", "application/xml", "application/json; charset=utf-16", 'application/json; Charset="latin1"'],
+)
 def test_a_body_that_is_not_json_by_its_content_type_is_415_and_writes_nothing(api: Api, db, content_type: str) -> None:
     before = db_state(db)
     event = http_event(
@@ -112,7 +115,10 @@ def test_a_body_that_is_not_json_by_its_content_type_is_415_and_writes_nothing(a
     assert db_state(db) == before
 
 
-@pytest.mark.parametrize("content_type", ["Application/JSON", "application/JSON; charset=utf-8", "APPLICATION/JSON"])
+@pytest.mark.parametrize(
+    "content_type",
+    ["Application/JSON", "application/JSON; charset=utf-8", "APPLICATION/JSON", 'application/json; charset="UTF-8"'],
+)
 def test_a_json_media_type_in_any_case_is_json(api: Api, content_type: str) -> None:
     """Media types are case-insensitive (RFC 9110 §8.3.1): an outside probe got 415 for ``Application/JSON``."""
     event = http_event(

@@ -248,5 +248,7 @@ class MetricName:
     """A request refused with 429 because its tenant was over its request rate."""
     CLIENT_ERROR = "ClientError"
     SERVER_ERROR = "ServerError"
+    PROVIDER_ERROR = "ProviderError"
+    """A request answered 502: the provider's answer could not be used (refused, too large); not ours to fix."""
     DATABASE_UNAVAILABLE = "DatabaseUnavailable"
     """A request answered 503 because the database refused a connection, lost it, or could not be reached."""

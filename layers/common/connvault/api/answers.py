@@ -124,6 +124,10 @@ def domain_error_answer(error: ConnvaultError) -> Answer:
         # statements) stays out of it.
         logger.error("database unavailable", extra={"error_code": error.code, "stack": stack_of(error)})
         count_database_unavailable()
+    elif status == HTTPStatus.BAD_GATEWAY:
+        # The provider's answer was unusable: its fault, not ours, so no alarm on the server errors.
+        logger.warning("request failed at the provider", extra={"error_code": error.code})
+        metrics.add_metric(name=MetricName.PROVIDER_ERROR, unit="Count", value=1)
     elif status >= HTTPStatus.INTERNAL_SERVER_ERROR and status != HTTPStatus.SERVICE_UNAVAILABLE:
         logger.error("request failed", extra={"error_code": error.code})
         metrics.add_metric(name=MetricName.SERVER_ERROR, unit="Count", value=1)

@@ -63,6 +63,9 @@ def _finite(subject: str, literal: str) -> float:
     return number
 
 
+_UTF_8 = frozenset({"utf-8", "utf8"})
+
+
 class JsonOnlyValidation(OpenAPIRequestValidationMiddleware):
     """The resolver's request validation, for JSON bodies only.
 
@@ -74,8 +77,14 @@ class JsonOnlyValidation(OpenAPIRequestValidationMiddleware):
     def _get_body(self, app: Any) -> dict[str, Any]:
         """JSON, whatever the media type's case (``Application/JSON`` is ``application/json``: RFC 9110 §8.3.1),
         which the parent compares exactly; no content type at all counts as JSON, parameters without a type
-        (``;``) do not."""
+        (``;``) do not. JSON is UTF-8 (RFC 8259 §8.1): a body that names another charset is refused rather than
+        read as UTF-8 anyway."""
         content_type = (app.current_event.headers.get("content-type") or "").strip()
-        if content_type and content_type.split(";", 1)[0].strip().lower() != JSON_MEDIA_TYPE:
+        media_type, *parameters = content_type.split(";")
+        if content_type and media_type.strip().lower() != JSON_MEDIA_TYPE:
             raise RequestUnsupportedContentType("Unsupported content type", errors=[])
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in _UTF_8:
+                raise RequestUnsupportedContentType("Unsupported content type", errors=[])
         return self._parse_json_data(app)
