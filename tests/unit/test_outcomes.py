@@ -31,7 +31,7 @@ NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
         (400, "invalid_request", ProviderRejected, "invalid_request"),
         (400, "invalid_scope", ProviderRejected, "invalid_scope"),
         (400, "unsupported_grant_type", ProviderRejected, "unsupported_grant_type"),
-        (400, "some.vendor-code_2", ProviderRejected, "some.vendor-code_2"),
+        (400, "some_vendor_code_2", ProviderRejected, "some_vendor_code_2"),
         (400, "temporarily_unavailable", ProviderUnavailable, "temporarily_unavailable"),
         (200, "bad_verification_code", ReauthRequired, "bad_verification_code"),
         (200, "invalid_refresh_token", ReauthRequired, "invalid_refresh_token"),
@@ -96,6 +96,18 @@ def test_sanitize_reason_only_lets_short_lowercase_codes_through() -> None:
     assert sanitize_reason("a" * 65) == UNKNOWN_REASON
     assert sanitize_reason("Invalid_Grant") == UNKNOWN_REASON
     assert sanitize_reason(None) == UNKNOWN_REASON
+
+
+@pytest.mark.parametrize(
+    "code", ["session.expired.reconnect.at.evil-login.example.com", "see-evil.example", "a.b", "consent-required"]
+)
+def test_a_provider_code_with_dots_or_hyphens_never_reaches_tenants(code: str) -> None:
+    """An outside probe had a provider's ``error`` carry a domain name into ``last_error_code`` and webhooks."""
+    failure = classify_failure(400, code, None, NOW)
+
+    assert isinstance(failure, ProviderRejected)
+    assert failure.reason == UNKNOWN_REASON
+    assert sanitize_reason(code) == UNKNOWN_REASON
 
 
 def test_transient_failures_carry_retry_after_in_seconds() -> None:

@@ -9,9 +9,11 @@ Three outcomes, three exception types:
   nothing says the connection itself is dead.
 * ``ProviderUnavailable``: worth retrying later (429, 5xx, the provider's own "try again" codes).
 
-A provider's error code is copied into ``reason`` only if it looks like a code; anything else becomes
-``provider_error``, because error bodies can echo what was sent (tokens, codes, secrets). No other part
-of a body ever reaches a message.
+A provider's error code is copied into ``reason`` only if it looks like a code (lowercase letters, digits and
+``_``, as every code of RFC 6749, OpenID Connect and connvault's own are); anything else becomes
+``provider_error``, because error bodies can echo what was sent (tokens, codes, secrets), and the reason reaches
+tenants (``last_error_code``, webhooks): with dots and hyphens a provider could put a domain name there
+(``session.expired.reconnect.at.evil-login.example.com``). No other part of a body ever reaches a message.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ type FailureKind = type[ReauthRequired] | type[ClientRejected] | type[ProviderRe
 
 UNKNOWN_REASON = "provider_error"
 MAX_RETRY_AFTER_SECONDS = 86_400.0
-_REASON = re.compile(r"[a-z0-9_.-]{1,64}")
+_REASON = re.compile(r"[a-z0-9_]{1,64}")
 _DELAY_SECONDS = re.compile(r"\d{1,10}(\.\d{1,6})?")
 
 ERROR_CODES: Mapping[str, FailureKind] = {
