@@ -8,7 +8,8 @@ It implements just enough of RFC 6749, 7636 (PKCE S256), 7009 (revocation), 8414
   follows the redirect gets a code without a login page.
 * ``POST /token`` serves ``authorization_code`` (single-use codes, exact ``redirect_uri``, PKCE) and
   ``refresh_token`` (with or without rotation). Presenting an already-rotated refresh token is counted
-  as ``refresh_token_reuse``: a race in the vault's refresh logic shows up there.
+  as ``refresh_token_reuse``: a race in the vault's refresh logic shows up there. With ``id_token_subject`` each
+  answer carries an OpenID Connect ``id_token`` naming that end user.
 * ``POST /token`` also serves ``client_credentials`` (RFC 6749 §4.4) for the configured client and for
   clients added with ``add_client`` (a secret, or a public key for ``private_key_jwt``, RFC 7523 §2.2), and
   the JWT-bearer grant (RFC 7523 §2.1) for service accounts added with ``add_service_account``: the

@@ -66,3 +66,8 @@ def _b64url_decode(part: str) -> bytes:
         return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
     except (binascii.Error, ValueError):
         raise ValueError("not base64url") from None
+
+
+def b64url_json(document: Mapping[str, Any]) -> str:
+    """One part of a compact JWS: the document's JSON in base64url without padding."""
+    return base64.urlsafe_b64encode(json.dumps(document).encode()).rstrip(b"=").decode("ascii")

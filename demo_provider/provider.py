@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from cryptography.hazmat.primitives import serialization
 
-from demo_provider.assertions import jwt_parts, verify_jwt
+from demo_provider.assertions import b64url_json, jwt_parts, verify_jwt
 from demo_provider.credentials import basic_credentials, s256, same_credentials
 from demo_provider.errors import TokenError
 from demo_provider.records import ApiCall, AuthorizationRecord, DemoStats, Headers, MachineGrant
@@ -620,6 +620,8 @@ class DemoProvider:
         document: dict[str, Any] = {"access_token": access_token, "token_type": "Bearer", "scope": scope}
         if settings.expires_in is not None:
             document["expires_in"] = settings.expires_in
+        if settings.id_token_subject is not None:
+            document["id_token"] = self._id_token(settings, settings.id_token_subject, lifetime)
         with self._lock:
             self._access_tokens[access_token] = time.monotonic() + lifetime
             if with_refresh_token:
@@ -627,6 +629,13 @@ class DemoProvider:
                 self._refresh_tokens[refresh_token] = _RefreshToken(scope)
                 document["refresh_token"] = refresh_token
         return {**document, **settings.extra_fields}
+
+    def _id_token(self, settings: DemoSettings, subject: str, lifetime: int) -> str:
+        """An ID token without a signature (``alg`` none): connvault reads one as it came from the token endpoint
+        over TLS, never checking it (OpenID Connect Core 3.1.3.7), so signing would prove nothing here."""
+        at = int(time.time())
+        claims = {"iss": self.issuer, "sub": subject, "aud": settings.client_id, "iat": at, "exp": at + lifetime}
+        return f"{b64url_json({'alg': 'none', 'typ': 'JWT'})}.{b64url_json(claims)}."
 
     def issue_grants(self, count: int, scope: str = "read") -> list[dict[str, Any]]:
         """``count`` token documents as a code exchange would answer them, issued directly: how a benchmark gets a

@@ -45,6 +45,9 @@ class DemoSettings:
     """Answer ``/token`` errors with HTTP 200 and an ``error`` field, as GitHub does."""
     nested_authed_user: bool = False
     """Slack v2: ``ok`` flags, and code exchanges put the user's token under ``authed_user``."""
+    id_token_subject: str | None = None
+    """OpenID Connect: every token answer carries an unsigned ``id_token`` naming this end user as ``sub`` (Google's
+    and Microsoft's habit with the ``openid`` scope); changed while running, a refresh answers for another account."""
     extra_fields: Mapping[str, Any] = field(default_factory=dict)
     """Merged into every successful token response (e.g. Salesforce's ``instance_url``)."""
     revoke_whole_authorization: bool = False

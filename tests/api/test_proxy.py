@@ -351,6 +351,25 @@ def test_a_refused_refresh_after_a_401_is_needs_reauth(api: Api, provider: DemoP
     assert answer.json()["error"]["code"] == "needs_reauth"
 
 
+def test_a_refresh_after_a_401_answered_for_another_account_is_needs_reauth_and_its_token_never_sent(
+    api: Api, provider: DemoProvider
+) -> None:
+    """The proxy refreshes through the token route's single flight: an answer whose id token names another end
+    user (OpenID Connect Core 12.2) is refused there, so the retry never goes out with that user's token."""
+    provider.configure(id_token_subject="alice")
+    connection = connect_account(api)
+    provider.expire_access_tokens()
+    provider.configure(id_token_subject="mallory")
+
+    answer = proxy(api, connection, "me")
+
+    assert answer.status == 409
+    assert answer.json()["error"]["code"] == "needs_reauth"
+    assert len(api_calls(provider)) == 1  # the 401; no retry
+    assert api.call("GET", f"/connections/{connection}").json()["last_error_code"] == "account_changed"
+    assert provider.stats().revoked == frozenset()
+
+
 # -- credential styles ------------------------------------------------------------------------------------
 
 

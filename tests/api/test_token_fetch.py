@@ -304,3 +304,72 @@ def test_forced_refresh_with_the_provider_down_is_503_even_with_a_valid_token(ap
     provider.inject(Fault.server_error())
 
     assert error_of(fetch(api, connection_id, force_refresh="true"), 503)["code"] == "provider_unavailable"
+
+
+# -- what a refresh's answer may not do -------------------------------------------------------------------------
+
+
+def name_accounts_by_sub(api: Api, db, *subjects: str) -> None:
+    """The demo provider's connections take their account id from the id token's ``sub``, as Google's do; the
+    ids are sealed like secrets, so none may reach a log line."""
+    with owner(db) as sql:
+        sql.run("UPDATE providers SET account_id_fields = '{id_token.sub}' WHERE slug = 'demo'")
+    api.secrets.add(*subjects)
+
+
+def test_a_refresh_answering_for_another_account_is_refused_stored_nowhere_and_not_revoked(
+    api: Api, provider, db
+) -> None:
+    """An outside probe: connected as alice, a refresh whose id token named mallory left the connection active as
+    mallory, serving mallory's token. OpenID Connect Core 12.2: a refresh's ``sub`` is the original's. Those tokens
+    may be another user's, read off a desynchronised connection: not ours to use, nor to end."""
+    # Given alice's connection
+    name_accounts_by_sub(api, db, "alice", "mallory")
+    provider.configure(id_token_subject="alice")
+    connection_id = connect_account(api)
+    before = stored_connection(db, connection_id)
+
+    # When a forced refresh is answered for mallory
+    provider.configure(id_token_subject="mallory")
+    refused = fetch(api, connection_id, force_refresh="true")
+
+    # Then no token is served, the connection needs its end user, saying why, and holds alice's grant as it was
+    assert error_of(refused, 409)["code"] == "needs_reauth"
+    shown = api.call("GET", f"/connections/{connection_id}").json()
+    assert (shown["status"], shown["last_error_code"]) == ("needs_reauth", "account_changed")
+    assert shown["provider_account_id"] == "alice"
+    after = stored_connection(db, connection_id)
+    assert after.credentials == before.credentials
+    assert after.token_version == before.token_version
+    # And mallory's tokens were not revoked, and are never served
+    assert provider.stats().revoked == frozenset()
+    assert error_of(fetch(api, connection_id), 409)["code"] == "needs_reauth"
+    assert refresh_calls(provider) == 1
+
+
+def test_a_due_refresh_answering_for_another_account_is_refused_too(api: Api, provider, db) -> None:
+    provider.configure(id_token_subject="alice")
+    connection_id = connect_account(api)
+    set_expiry(db, connection_id, 60)
+    provider.configure(id_token_subject="mallory")
+
+    assert error_of(fetch(api, connection_id), 409)["code"] == "needs_reauth"
+    assert api.call("GET", f"/connections/{connection_id}").json()["last_error_code"] == "account_changed"
+
+
+def test_a_refresh_naming_the_same_account_or_nobody_is_stored(api: Api, provider, db) -> None:
+    """Only two known, different subjects refuse an answer: many refresh answers carry no id token at all."""
+    name_accounts_by_sub(api, db, "alice")
+    provider.configure(id_token_subject="alice")
+    connection_id = connect_account(api)
+    connected = stored_connection(db, connection_id).credentials
+
+    same = access_token(fetch(api, connection_id, force_refresh="true"))
+    provider.configure(id_token_subject=None)
+    unnamed = access_token(fetch(api, connection_id, force_refresh="true"))
+
+    assert provider.access_token_is_active(same) and provider.access_token_is_active(unnamed)
+    kept = stored_connection(db, connection_id)
+    assert (kept.status.value, kept.credentials.access_token.reveal()) == ("active", unnamed)
+    assert kept.credentials.id_token == connected.id_token  # the grant's, kept for the next refresh to compare
+    assert api.call("GET", f"/connections/{connection_id}").json()["provider_account_id"] == "alice"

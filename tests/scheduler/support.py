@@ -140,7 +140,7 @@ def add_connections(
                     end_user_id=f"{end_user_prefix}-{index}",
                     alias="",
                     grant=NewCredentials(
-                        credentials=OAuth2Credentials(tokens.access_token, tokens.refresh_token),
+                        credentials=OAuth2Credentials(tokens.access_token, tokens.refresh_token, tokens.id_token),
                         token_type=tokens.token_type,
                         scopes=tokens.scopes or ("read",),
                         expires_at=expiry,

@@ -19,6 +19,8 @@ from tests.scheduler.conftest import FAST, POLICY, Site, forever, held_leases, l
 from tests.support.factories import owner
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from tests.support.database import TestDatabase
 
 
@@ -56,6 +58,28 @@ def test_permanent_failure_needs_reauth_and_is_not_retried(
     assert (connection.status, connection.last_error_code) == (ConnectionStatus.NEEDS_REAUTH, reason)
     assert run(oauth).claimed == 0
     assert site.refresh_calls() == 1
+    assert held_leases(db) == 0
+
+
+def test_an_answer_for_another_account_needs_reauth_and_is_neither_stored_nor_revoked(
+    make_site: Callable[..., Site], db: TestDatabase, oauth: OAuthClient
+) -> None:
+    # Given a due connection of alice's (the provider's id tokens name her)
+    site = make_site(id_token_subject="alice")
+    [connection_id] = site.connect()
+    before = load(site.tenant_id, connection_id)
+
+    # When a run's refresh is answered for mallory (OpenID Connect Core 12.2: the sub must stay the same)
+    site.demo.configure(id_token_subject="mallory")
+    report = run(oauth)
+
+    # Then the answer is refused: the connection needs reauth with alice's grant as it was, nothing was revoked
+    assert report.permanent_failures == 1
+    after = load(site.tenant_id, connection_id)
+    assert (after.status, after.last_error_code) == (ConnectionStatus.NEEDS_REAUTH, "account_changed")
+    assert after.credentials == before.credentials
+    assert site.demo.stats().revoked == frozenset()
+    assert run(oauth).claimed == 0
     assert held_leases(db) == 0
 
 

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from connvault.errors import ConnvaultError, ProviderRejected, ProviderUnavailable, ReauthRequired
 from connvault.models import OAuth2Tokens, TokenResponseShape
-from connvault.oauth.responses import parse_token_response
+from connvault.oauth.responses import parse_token_response, subject
+from connvault.redacted import Redacted
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 JSON = "application/json; charset=utf-8"
@@ -583,3 +584,22 @@ def test_granted_scopes_are_oauth_scopes_each_once_and_at_most_a_hundred() -> No
 
     assert parse({"access_token": "at-1", "scope": many}).scopes == tuple(f"s{n}" for n in range(100))
     assert parse({"access_token": "at-1", "scope": ["a", "a", 'b"q', "x" * 257, "é", "c"]}).scopes == ("a", "c")
+
+
+# -- the ID token ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("token", "expected"),
+    [
+        (id_token({"sub": "alice", "iss": "https://idp.example"}), "alice"),
+        (id_token({"iss": "https://idp.example"}), None),
+        (id_token({"sub": ""}), None),
+        (id_token({"sub": 1093}), None),
+        (id_token({"sub": ["alice"]}), None),
+        ("a.!!!.c", None),
+        (None, None),
+    ],
+)
+def test_the_subject_is_the_id_tokens_sub_when_it_is_a_string(token: str | None, expected: str | None) -> None:
+    assert subject(None if token is None else Redacted(token)) == expected

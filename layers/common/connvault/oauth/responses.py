@@ -116,6 +116,13 @@ def account_id(document: Document, id_token: Redacted[str] | None, fields: Seque
     return Redacted(joined)
 
 
+def subject(id_token: Redacted[str] | None) -> str | None:
+    """The end user an ID token names (its ``sub``, OpenID Connect Core 2), read without checking the signature as
+    ``account_id`` reads it; None when there is no token or no such claim."""
+    sub = (_claims(id_token) or {}).get("sub")
+    return sub if isinstance(sub, str) and sub else None
+
+
 def _without(extra: Mapping[str, Any], paths: Sequence[str]) -> dict[str, Any]:
     """``extra`` minus the values at ``paths`` (and any object they leave empty)."""
     kept = {key: dict(value) if isinstance(value, Mapping) else value for key, value in extra.items()}

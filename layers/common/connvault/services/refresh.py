@@ -30,8 +30,10 @@ from connvault.errors import (
     ProviderUnavailable,
     ReauthRequired,
 )
-from connvault.models import ConnectionStatus, RevocationScope
+from connvault.models import ConnectionStatus, OAuth2Credentials, RevocationScope
 from connvault.oauth.http import UNREACHABLE_REASON
+from connvault.oauth.responses import subject
+from connvault.observability import logger
 from connvault.services import leases
 from connvault.services.renewal import renew, renews_with_refresh_token, revoking_client
 
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
 
     from connvault.db.connections import Lease
     from connvault.db.uow import UnitOfWork
-    from connvault.models import Connection
+    from connvault.models import Connection, OAuth2Tokens
     from connvault.oauth.client import OAuthClient
     from connvault.services.leases import ProviderApp
 
@@ -49,6 +51,8 @@ _ANSWER_MAY_HAVE_BEEN_LOST = frozenset({UNREACHABLE_REASON})
 STALE_LEASE_REASON = "refresh_interrupted"
 """Error code when a refresh token was refused right after a refresh that died mid-way: the provider had
 probably rotated the token and the process stopped before storing the new one."""
+ACCOUNT_CHANGED_REASON = "account_changed"
+"""Error code when a refresh's answer named another end user than the grant's (OpenID Connect Core 12.2)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,9 +95,10 @@ def refresh_with_lease(
 ) -> Connection:
     """Refresh a connection whose lease the caller holds, at ``app``; ends the lease either way.
 
-    Raises ``ReauthRequired`` (connection now ``needs_reauth``), ``IntegrationCredentialsInvalid`` (the app was
-    refused: the integration is marked, the connection left as it was) or ``ProviderUnavailable`` (failure
-    counted, next attempt scheduled with backoff).
+    Raises ``ReauthRequired`` (connection now ``needs_reauth``; ``account_changed`` when the answer named another
+    end user, whose tokens are dropped), ``IntegrationCredentialsInvalid`` (the app was refused: the integration is
+    marked, the connection left as it was) or ``ProviderUnavailable`` (failure counted, next attempt scheduled with
+    backoff).
     """
     connection = lease.connection
     try:
@@ -124,6 +129,16 @@ def refresh_with_lease(
         leases.release(uow, [(connection.id, lease.owner)])
         raise
     tokens = renewal.tokens
+    if _names_another_user(connection, tokens):
+        # Neither stored nor revoked: they are another account's, perhaps another user's live tokens read off a
+        # desynchronised connection, and not ours to end.
+        logger.warning("refresh answer names another account; not stored", extra={"connection_id": str(connection.id)})
+        regranted = leases.fail(
+            uow, lease, status=ConnectionStatus.NEEDS_REAUTH, reason=ACCOUNT_CHANGED_REASON, retry_at=None
+        )
+        if regranted is not None:
+            return regranted
+        raise ReauthRequired("the provider answered for another account; connect again", reason=ACCOUNT_CHANGED_REASON)
     grant = NewCredentials.answered(renewal.credentials, tokens, connection.scopes)
     try:
         return leases.store(uow, lease, grant, now=now(), attempts=policy.store_attempts)
@@ -144,6 +159,14 @@ def refresh_with_lease(
             raise
     with uow:
         return uow.connections.get(connection.id)  # as the new grant left it
+
+
+def _names_another_user(connection: Connection, tokens: OAuth2Tokens) -> bool:
+    """Whether the answer's ID token names another end user (``sub``) than the connection's does: OpenID Connect
+    Core 12.2 says a refreshed one names the same. Only when both name one: many answers carry none."""
+    held = connection.credentials.id_token if isinstance(connection.credentials, OAuth2Credentials) else None
+    before, after = subject(held), subject(tokens.id_token)
+    return before is not None and after is not None and before != after
 
 
 def _may_have_lost_a_rotation(lease: Lease, app: ProviderApp) -> bool:
