@@ -16,6 +16,7 @@ from connvault.errors import ConnvaultError, ProviderRejected, ProviderUnavailab
 from connvault.models import OAuth2Tokens, TokenResponseShape
 from connvault.oauth.responses import parse_token_response, subject
 from connvault.redacted import Redacted
+from connvault.validation import MAX_PROVIDER_TOKEN_LENGTH
 
 NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 JSON = "application/json; charset=utf-8"
@@ -587,6 +588,69 @@ def test_granted_scopes_are_oauth_scopes_each_once_and_at_most_a_hundred() -> No
 
 
 # -- the ID token ------------------------------------------------------------------------------------------------
+
+
+def test_an_id_token_up_to_the_token_cap_is_kept() -> None:
+    claims = {"sub": "1093", "pad": "x" * 10_000}
+    token = id_token(claims)
+    token += "A" * (MAX_PROVIDER_TOKEN_LENGTH - len(token))
+
+    tokens = parse({"access_token": "at-1", "id_token": token})
+
+    assert tokens.id_token is not None
+    assert tokens.id_token.reveal() == token
+    assert subject(tokens.id_token) == "1093"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        id_token({"sub": "1093"}) + "A" * MAX_PROVIDER_TOKEN_LENGTH,
+        "not-a-jwt",
+        "a.b",
+        "a.b.c.d.e.f",
+        "..",
+        "eyJ.id token.sig",
+        "eyJ.id\r\ntoken.sig",
+        "eyJ.ïd.sig",
+        "eyJ.id.sig\u0000",
+        "",
+        42,
+        ["eyJ.id.sig"],
+    ],
+    ids=[
+        "past-16-KiB",
+        "not-a-jwt",
+        "two-parts",
+        "six-parts",
+        "no-header",
+        "space",
+        "line-break",
+        "non-ascii",
+        "nul",
+        "empty",
+        "number",
+        "list",
+    ],
+)
+def test_an_id_token_past_the_cap_or_not_a_jwt_is_dropped_and_the_rest_of_the_answer_kept(value: object) -> None:
+    """An outside probe's ~1 MB id tokens were sealed with the tokens and held by the token function's cache of
+    opened credentials: 145 MiB over 60 connections. One that is no JWT is of no use either."""
+    tokens = parse({"access_token": "at-1", "refresh_token": "rt-1", "expires_in": 60, "id_token": value})
+
+    assert tokens.id_token is None
+    assert tokens.access_token.reveal() == "at-1"
+    assert tokens.refresh_token is not None
+    assert tokens.expires_at == NOW + timedelta(seconds=60)
+
+
+def test_an_encrypted_id_token_is_kept_and_names_nobody() -> None:
+    jwe = "eyJhbGciOiJSU0EtT0FFUCJ9.a2V5.aXY.Y2lwaGVydGV4dA.dGFn"
+
+    tokens = parse({"access_token": "at-1", "id_token": jwe})
+
+    assert tokens.id_token is not None
+    assert subject(tokens.id_token) is None
 
 
 @pytest.mark.parametrize(
