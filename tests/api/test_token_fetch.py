@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
+import pytest
+
 from connvault import wiring
 from demo_provider import Fault
 from devserver.demo_setup import install_demo_provider
@@ -373,3 +375,76 @@ def test_a_refresh_naming_the_same_account_or_nobody_is_stored(api: Api, provide
     assert (kept.status.value, kept.credentials.access_token.reveal()) == ("active", unnamed)
     assert kept.credentials.id_token == connected.id_token  # the grant's, kept for the next refresh to compare
     assert api.call("GET", f"/connections/{connection_id}").json()["provider_account_id"] == "alice"
+
+
+def lifetime_after_refresh(db, connection_id: str) -> float | None:
+    """Seconds between the stored token's refresh and its expiry; None when it has no expiry."""
+    with owner(db) as sql:
+        [[seconds]] = sql.run(
+            "SELECT extract(epoch FROM expires_at - last_refresh_at)::float FROM connections"
+            " WHERE id = CAST(:i AS uuid)",
+            i=connection_id,
+        )
+    return seconds
+
+
+@pytest.mark.parametrize(
+    "expires_in", [None, "soon", 0, -5, True, 1e300], ids=["absent", "text", "zero", "negative", "boolean", "1e300"]
+)
+def test_a_refresh_answer_without_a_usable_expires_in_lives_as_long_as_the_token_it_replaces(
+    api: Api, provider, db, expires_in: object
+) -> None:
+    """An outside probe: such an answer made a token that expires count as never expiring, so the connection was
+    never refreshed again and token fetch served a dead token forever."""
+    provider.configure(expires_in=600)
+    connection_id = connect_account(api)
+
+    provider.configure(expires_in=None, extra_fields={} if expires_in is None else {"expires_in": expires_in})
+    access_token(fetch(api, connection_id, force_refresh="true"))
+    first = lifetime_after_refresh(db, connection_id)
+    access_token(fetch(api, connection_id, force_refresh="true"))
+
+    assert first == pytest.approx(600.0, abs=1.0)
+    assert lifetime_after_refresh(db, connection_id) == first  # carried over from one guess to the next, unshortened
+
+
+def test_a_numeral_in_a_string_is_the_expiry_a_refresh_answer_gives(api: Api, provider, db) -> None:
+    connection_id = connect_account(api)
+    provider.configure(extra_fields={"expires_in": "1800.0"})
+
+    access_token(fetch(api, connection_id, force_refresh="true"))
+
+    assert lifetime_after_refresh(db, connection_id) == pytest.approx(1800.0, abs=1.0)
+
+
+def test_an_assumed_lifetime_is_at_least_a_minute_and_none_without_a_known_one(api: Api, provider, db) -> None:
+    """The previous lifetime is a guess: an imported token's may be only what was left of it, or nothing at all
+    (an import without expiry is taken as expired when stored); a guess must not have every fetch call the
+    provider, and nothing is no lifetime."""
+    short = connect_account(api)
+    unknown = connect_account(api, end_user_id="user-2")
+    with owner(db) as sql:
+        sql.run(
+            "UPDATE connections SET granted_at = now() - interval '5 seconds',"
+            " expires_at = now() + interval '5 seconds' WHERE id = CAST(:i AS uuid)",
+            i=short,
+        )
+        sql.run("UPDATE connections SET expires_at = granted_at WHERE id = CAST(:i AS uuid)", i=unknown)
+    provider.configure(expires_in=None)
+
+    access_token(fetch(api, short, force_refresh="true"))
+    access_token(fetch(api, unknown, force_refresh="true"))
+
+    assert lifetime_after_refresh(db, short) == 60.0
+    assert lifetime_after_refresh(db, unknown) is None
+
+
+def test_a_token_that_never_said_when_it_expires_still_never_does_after_a_refresh(api: Api, provider, db) -> None:
+    """RFC 6749 makes ``expires_in`` optional: a connect without one keeps meaning "no expiry known"."""
+    provider.configure(expires_in=None)
+    connection_id = connect_account(api)
+    assert stored_connection(db, connection_id).expires_at is None
+
+    access_token(fetch(api, connection_id, force_refresh="true"))
+
+    assert stored_connection(db, connection_id).expires_at is None

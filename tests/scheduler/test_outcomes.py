@@ -83,6 +83,30 @@ def test_an_answer_for_another_account_needs_reauth_and_is_neither_stored_nor_re
     assert held_leases(db) == 0
 
 
+def test_a_token_refreshed_without_an_expiry_lives_as_long_as_the_last_and_is_claimed_again(
+    make_site: Callable[..., Site], oauth: OAuthClient
+) -> None:
+    """An answer without a usable ``expires_in`` once made the token count as never expiring: never claimed again,
+    and served dead by token fetch forever."""
+    # Given a due connection (the demo's tokens live an hour), and a provider that stops saying how long
+    site = make_site()
+    [connection_id] = site.connect(expires_in=timedelta(minutes=5))
+    before = load(site.tenant_id, connection_id)
+    site.demo.configure(expires_in=None)
+
+    # When a run refreshes it
+    refreshed_at = datetime.now(UTC)
+    assert run(oauth).refreshed == 1
+
+    # Then the new token is taken to live as long as the one it replaced, and a later run takes it again
+    after = load(site.tenant_id, connection_id)
+    assert before.expires_at is not None and before.issued_at is not None
+    assert after.expires_at is not None and after.last_refresh_at is not None
+    lived = before.expires_at - before.issued_at
+    assert after.expires_at - after.last_refresh_at == pytest.approx(lived, abs=timedelta(seconds=1))
+    assert run(oauth, now=refreshed_at + timedelta(hours=1)).refreshed == 1
+
+
 @pytest.mark.parametrize(
     ("fault", "reason", "at_least"),
     [

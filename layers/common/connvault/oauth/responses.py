@@ -49,7 +49,7 @@ _MAX_EXTRA_STRING_LENGTH = 1024
 _MAX_EXTRA_INTEGER = 10**18
 """Larger integers are not ids or counts any client reads; their JSON text would only fill the metadata."""
 _TOKEN_TYPE = re.compile(r"[A-Za-z0-9_.-]{1,32}")
-_DELAY = re.compile(r"\s*\d{1,10}\s*")
+_SECONDS = re.compile(r"\s*\d{1,10}(?:\.\d{1,9})?\s*")
 _JWT = re.compile(r"[A-Za-z0-9_=-]+(?:\.[A-Za-z0-9_=-]*){2,4}")
 """A JWT's compact form (RFC 7519 §1): three base64url parts for a JWS, five for a JWE, split by dots (padding
 let through, which some encoders add and ``_claims`` reads)."""
@@ -290,15 +290,17 @@ def _token_type(value: object) -> str:
 
 
 def _expires_at(value: object, now: datetime) -> datetime | None:
-    """``now + expires_in``; a missing, malformed, non-positive or absurd value means "unknown"."""
-    seconds: int | None = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        seconds = value
-    elif (isinstance(value, float) and math.isfinite(value)) or (isinstance(value, str) and _DELAY.fullmatch(value)):
-        seconds = int(value)
-    if seconds is None or not 0 < seconds <= MAX_EXPIRES_IN_SECONDS:
+    """``now + expires_in``, or None when it is absent or unusable: not a number of seconds (a boolean, an object),
+    below one second, not finite or past ``MAX_EXPIRES_IN_SECONDS``. A numeral in a string is its number: many
+    providers send ``"3600"``, some ``"3600.0"``. What None then means is the caller's: "no expiry known" for a
+    grant, "as long as the previous token" for a refresh (``services/refresh.py``)."""
+    if isinstance(value, str) and _SECONDS.fullmatch(value):
+        value = float(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return now + timedelta(seconds=seconds)
+    if not 1 <= value <= MAX_EXPIRES_IN_SECONDS:  # NaN fails every comparison; infinities and 10**400 fail this one
+        return None
+    return now + timedelta(seconds=int(value))
 
 
 def _scopes(value: object) -> tuple[str, ...] | None:

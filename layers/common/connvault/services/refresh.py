@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -32,7 +32,7 @@ from connvault.errors import (
 )
 from connvault.models import ConnectionStatus, OAuth2Credentials, RevocationScope
 from connvault.oauth.http import UNREACHABLE_REASON
-from connvault.oauth.responses import subject
+from connvault.oauth.responses import MAX_EXPIRES_IN_SECONDS, subject
 from connvault.observability import logger
 from connvault.services import leases
 from connvault.services.renewal import renew, renews_with_refresh_token, revoking_client
@@ -53,6 +53,9 @@ STALE_LEASE_REASON = "refresh_interrupted"
 probably rotated the token and the process stopped before storing the new one."""
 ACCOUNT_CHANGED_REASON = "account_changed"
 """Error code when a refresh's answer named another end user than the grant's (OpenID Connect Core 12.2)."""
+ASSUMED_LIFETIME_FLOOR_SECONDS = 60
+"""The shortest life assumed for a renewed token whose answer gave none: the previous token's is a guess (an
+imported one's may be what was left of it), and a guess must not have every fetch call the provider."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,9 +142,12 @@ def refresh_with_lease(
         if regranted is not None:
             return regranted
         raise ReauthRequired("the provider answered for another account; connect again", reason=ACCOUNT_CHANGED_REASON)
+    stored_at = now()
     grant = NewCredentials.answered(renewal.credentials, tokens, connection.scopes)
+    if grant.expires_at is None:
+        grant = replace(grant, expires_at=_assumed_expiry(connection, stored_at))
     try:
-        return leases.store(uow, lease, grant, now=now(), attempts=policy.store_attempts)
+        return leases.store(uow, lease, grant, now=stored_at, attempts=policy.store_attempts)
     except (NotFound, GrantSuperseded) as exc:
         # Deleted, or connected again, while the provider answered: these tokens would stay live at the
         # provider, owned by nothing. Unless connected again at a provider whose revocation ends every grant of
@@ -167,6 +173,21 @@ def _names_another_user(connection: Connection, tokens: OAuth2Tokens) -> bool:
     held = connection.credentials.id_token if isinstance(connection.credentials, OAuth2Credentials) else None
     before, after = subject(held), subject(tokens.id_token)
     return before is not None and after is not None and before != after
+
+
+def _assumed_expiry(connection: Connection, at: datetime) -> datetime | None:
+    """When a token renewed at ``at`` runs out, its answer having given no usable ``expires_in``: as long after
+    ``at`` as the token it replaces lived, so that it is renewed again in time rather than served dead forever.
+    None when that one had no known expiry, or a lifetime that tells nothing: none at all (an import taken as
+    expired when stored) or one past ``MAX_EXPIRES_IN_SECONDS``. ``at`` becomes ``last_refresh_at``, so the
+    lifetime assumed carries over unchanged to the next renewal."""
+    issued_at, expires_at = connection.issued_at, connection.expires_at
+    if issued_at is None or expires_at is None:
+        return None
+    lived = (expires_at - issued_at).total_seconds()
+    if not 0 < lived <= MAX_EXPIRES_IN_SECONDS:
+        return None
+    return at + timedelta(seconds=max(lived, ASSUMED_LIFETIME_FLOOR_SECONDS))
 
 
 def _may_have_lost_a_rotation(lease: Lease, app: ProviderApp) -> bool:
