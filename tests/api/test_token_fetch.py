@@ -448,3 +448,13 @@ def test_a_token_that_never_said_when_it_expires_still_never_does_after_a_refres
     access_token(fetch(api, connection_id, force_refresh="true"))
 
     assert stored_connection(db, connection_id).expires_at is None
+
+
+def test_a_provider_error_code_that_could_carry_a_domain_is_shown_to_tenants_as_provider_error(
+    api: Api, provider, db
+) -> None:
+    connection_id = connect_account(api)
+    provider.inject(Fault.error(400, "session.expired.reconnect.at.evil-login.example.com"))
+
+    assert error_of(fetch(api, connection_id, force_refresh="true"), 409)["code"] == "needs_reauth"
+    assert api.call("GET", f"/connections/{connection_id}").json()["last_error_code"] == "provider_error"
