@@ -370,6 +370,20 @@ def test_a_refresh_after_a_401_answered_for_another_account_is_needs_reauth_and_
     assert provider.stats().revoked == frozenset()
 
 
+def test_a_refresh_after_a_401_that_the_provider_refuses_without_killing_the_grant_is_a_502_not_needs_reauth(
+    api: Api, provider: DemoProvider, connection: str
+) -> None:
+    provider.expire_access_tokens()
+    provider.inject(Fault(status=404, body=b"not found", content_type="text/plain"))
+
+    answer = proxy(api, connection, "me")
+
+    assert answer.status == 502
+    assert answer.json()["error"]["code"] == "provider_error"
+    shown = api.call("GET", f"/connections/{connection}").json()
+    assert (shown["status"], shown["refresh_failures"], shown["last_error_code"]) == ("active", 1, "http_404")
+
+
 # -- credential styles ------------------------------------------------------------------------------------
 
 

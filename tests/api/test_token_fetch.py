@@ -202,6 +202,38 @@ def test_invalid_grant_on_refresh_means_needs_reauth(api: Api, provider, db) -> 
     assert refresh_calls(provider) == 1
 
 
+def test_a_refused_refresh_of_an_expired_token_is_a_502_and_the_connection_is_retried_not_sent_to_reconnect(
+    api: Api, provider, db
+) -> None:
+    """An outside probe: a 403 page from a firewall in front of the token endpoint made the connection needs_reauth
+    for good (409 on every fetch). It refused the request, not the grant."""
+    connection_id = connect_account(api)
+    set_expiry(db, connection_id, -60)
+    provider.inject(Fault(status=403, body=b"<html>Request blocked</html>", content_type="text/html"))
+
+    refused = error_of(fetch(api, connection_id), 502)
+    shown = api.call("GET", f"/connections/{connection_id}").json()
+    backing_off = fetch(api, connection_id)
+
+    assert refused == {"code": "provider_error", "message": "the provider rejected the request (http_403)"}
+    assert (shown["status"], shown["refresh_failures"], shown["last_error_code"]) == ("active", 1, "http_403")
+    assert error_of(backing_off, 503)["code"] == "provider_unavailable"
+    assert int(backing_off.headers["Retry-After"]) >= 1
+    assert refresh_calls(provider) == 1
+
+
+def test_a_refused_refresh_while_the_token_is_valid_serves_the_current_token(api: Api, provider, db) -> None:
+    connection_id = connect_account(api)
+    current = access_token(fetch(api, connection_id))
+    set_expiry(db, connection_id, 120)  # due for refresh, still valid
+    provider.inject(Fault.error(400, "unsupported_grant_type"))
+
+    assert access_token(fetch(api, connection_id)) == current
+    shown = api.call("GET", f"/connections/{connection_id}").json()
+    assert (shown["status"], shown["last_error_code"]) == ("active", "unsupported_grant_type")
+    assert refresh_calls(provider) == 1
+
+
 def test_a_deleted_integration_is_409_integration_missing_and_the_connection_keeps_its_grant(
     api: Api, provider, db
 ) -> None:

@@ -143,6 +143,77 @@ def test_transient_failure_backs_off_and_keeps_the_connection_active(
     assert held_leases(db) == 0
 
 
+REFUSED_REQUESTS = {
+    "403_html_page": (Fault(status=403, body=b"<html>Request blocked</html>", content_type="text/html"), "http_403"),
+    "404": (Fault(status=404, body=b"not found", content_type="text/plain"), "http_404"),
+    "410": (Fault(status=410, body=b""), "http_410"),
+    "invalid_request": (Fault.error(400, "invalid_request"), "invalid_request"),
+    "unsupported_grant_type": (Fault.error(400, "unsupported_grant_type"), "unsupported_grant_type"),
+    "invalid_scope": (Fault.error(400, "invalid_scope"), "invalid_scope"),
+    "unknown_code": (Fault.error(400, "something_odd"), "something_odd"),
+    "200_with_an_error": (Fault(status=200, body=b'{"error": "something_odd"}'), "something_odd"),
+}
+"""Answers that refuse the request without saying the grant is dead (``ProviderRejected``)."""
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED_REQUESTS))
+def test_a_refused_request_is_a_counted_failure_with_backoff_not_needs_reauth(
+    site: Site, db: TestDatabase, oauth: OAuthClient, case: str
+) -> None:
+    """An outside probe: every 4xx without a dead-grant code sent the connection to needs_reauth for good."""
+    # Given a due connection whose provider refuses the request, not the grant
+    [connection_id] = site.connect()
+    fault, reason = REFUSED_REQUESTS[case]
+    site.demo.inject(fault)
+
+    # When a run tries it
+    before = datetime.now(UTC)
+    report = run(oauth)
+
+    # Then the failure is counted with the provider's code, and the next try waits for the backoff
+    assert (report.transient_failures, report.permanent_failures) == (1, 0)
+    connection = load(site.tenant_id, connection_id)
+    assert (connection.status, connection.refresh_failures, connection.last_error_code) == (
+        ConnectionStatus.ACTIVE,
+        1,
+        reason,
+    )
+    assert connection.next_refresh_at is not None
+    assert POLICY.backoff_base_seconds / 2 - 1 <= (connection.next_refresh_at - before).total_seconds()
+    assert run(oauth).claimed == 0
+    assert held_leases(db) == 0
+
+    # And once the backoff has passed, the next run refreshes it
+    assert run(oauth, now=connection.next_refresh_at + timedelta(seconds=1)).refreshed == 1
+    refreshed = load(site.tenant_id, connection_id)
+    assert (refreshed.status, refreshed.refresh_failures, refreshed.last_error_code) == (
+        ConnectionStatus.ACTIVE,
+        0,
+        None,
+    )
+
+
+def test_a_provider_refusing_every_refresh_for_a_while_sends_no_connection_to_reconnect(
+    site: Site, db: TestDatabase, oauth: OAuthClient
+) -> None:
+    """An outside probe: a provider-wide 403 (a firewall's bad hour) during one run left every connection of the
+    provider needs_reauth, and token fetch refused their still-valid tokens with 409."""
+    # Given a provider's due connections and a firewall refusing every refresh during one run
+    ids = site.connect(6)
+    site.demo.inject(*[Fault(status=403, body=b"<html>blocked</html>", content_type="text/html")] * 6)
+    report = run(oauth)
+
+    # When the provider is back and the backoff has passed
+    later = max(load(site.tenant_id, ident).next_refresh_at for ident in ids)  # type: ignore[type-var]
+    after = run(oauth, now=later + timedelta(seconds=1))
+
+    # Then none needed a reconnect: each was retried and refreshed
+    assert (report.transient_failures, report.permanent_failures) == (6, 0)
+    assert after.refreshed == 6
+    assert {load(site.tenant_id, ident).status for ident in ids} == {ConnectionStatus.ACTIVE}
+    assert site.refresh_calls() == 12
+
+
 def test_backoff_doubles_up_to_the_cap_then_gives_up_with_error(
     site: Site, db: TestDatabase, oauth: OAuthClient
 ) -> None:

@@ -43,8 +43,9 @@ The answer is the provider's: its status, its body, its headers except hop-by-ho
 headers about the provider's own origin, plus `Connvault-Upstream: true` (so a 401 or a 404 with it is the
 provider's). Errors of connvault itself have the usual error body and no such header: 400 for a path
 that could leave the API's base path (`..`, encoded slashes, `//`, backslashes...), 404, 409 when the connection
-needs to be connected again, 502 `response_too_large` when the answer is larger than about 4.6 MB, 503 when the
-provider cannot be reached in time."""
+needs to be connected again, 502 `response_too_large` when the answer is larger than about 4.6 MB, 502
+`provider_error` when the provider refused the refresh after its 401 without saying the grant is dead (it is
+retried later, with backoff), 503 when the provider cannot be reached in time or a refresh is backing off."""
 
 ERRORS: dict[int, OpenAPIResponse] = {
     status: error_response(text)
@@ -52,8 +53,8 @@ ERRORS: dict[int, OpenAPIResponse] = {
         (400, "A path, query or header connvault does not send on"),
         (404, "Unknown connection, or another tenant's"),
         (409, "needs_reauth, revoked or expired: connect again"),
-        (502, "response_too_large: the provider's answer does not fit in a response"),
-        (503, "provider_unavailable: the provider could not be reached in time"),
+        (502, "response_too_large: the provider's answer does not fit; provider_error: a refresh was refused"),
+        (503, "provider_unavailable: the provider could not be reached in time, or a refresh is backing off"),
     )
 }
 

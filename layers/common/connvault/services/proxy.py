@@ -102,8 +102,9 @@ def forward(
     """Send ``request`` to the connection's provider API with its credential; the provider's answer.
 
     Raises InvalidInput (the method, path, query or a header), NotFound, ReauthRequired, ConnectionRevoked,
-    CredentialsExpired, ProviderUnavailable (unreachable, blocked or out of time), ResponseTooLarge,
-    ProviderRejected (an answer without a final status).
+    CredentialsExpired, ProviderUnavailable (unreachable, blocked or out of time, or a refresh backing off),
+    ResponseTooLarge, ProviderRejected (an answer without a final status, or a refresh after a 401 that the provider
+    refused without saying the grant is dead: counted and retried with backoff like an outage, ``services.refresh``).
     """
     started = time.monotonic()
     method = request.method.upper()

@@ -100,8 +100,8 @@ def refresh_with_lease(
 
     Raises ``ReauthRequired`` (connection now ``needs_reauth``; ``account_changed`` when the answer named another
     end user, whose tokens are dropped), ``IntegrationCredentialsInvalid`` (the app was refused: the integration is
-    marked, the connection left as it was) or ``ProviderUnavailable`` (failure counted, next attempt scheduled with
-    backoff).
+    marked, the connection left as it was), or ``ProviderUnavailable`` and ``ProviderRejected`` (failure counted,
+    next attempt scheduled with backoff).
     """
     connection = lease.connection
     try:
@@ -113,16 +113,21 @@ def refresh_with_lease(
         # status, and refreshes wait for new client credentials.
         leases.refuse_app(uow, lease, app, reason=exc.reason or exc.code)
         raise IntegrationCredentialsInvalid("the provider refused the integration's client credentials") from None
-    except (ReauthRequired, ProviderRejected) as exc:
+    except ReauthRequired as exc:
         reason = STALE_LEASE_REASON if _may_have_lost_a_rotation(lease, app) else (exc.reason or exc.code)
         regranted = leases.fail(uow, lease, status=ConnectionStatus.NEEDS_REAUTH, reason=reason, retry_at=None)
         if regranted is not None:
             return regranted
         raise ReauthRequired("the provider refused the refresh token; connect again", reason=reason) from None
-    except ProviderUnavailable as exc:
+    except (ProviderUnavailable, ProviderRejected) as exc:
+        # A refused request (a firewall's 403 page, a 404, invalid_request, a code nobody knows) says nothing of the
+        # grant: only a dead-grant code does (``ReauthRequired``). Sending the connection to reconnect for good
+        # would make one bad hour of a provider, or a mistyped token URL, cost every one of its end users a
+        # reconnect; it is counted and retried with backoff instead, and a still-valid token is still served.
         failures = connection.refresh_failures + 1
         status = ConnectionStatus.after_transient_failures(failures, policy.max_failures)
-        retry_at = now() + timedelta(seconds=backoff_seconds(failures, policy, retry_after=exc.retry_after))
+        retry_after = exc.retry_after if isinstance(exc, ProviderUnavailable) else None
+        retry_at = now() + timedelta(seconds=backoff_seconds(failures, policy, retry_after=retry_after))
         regranted = leases.fail(uow, lease, status=status, reason=exc.reason or exc.code, retry_at=retry_at)
         if regranted is not None:
             return regranted

@@ -41,6 +41,7 @@ from connvault.errors import (
     IntegrationCredentialsInvalid,
     KeyServiceUnavailable,
     NotFound,
+    ProviderRejected,
     ProviderUnavailable,
     ReauthRequired,
 )
@@ -75,7 +76,8 @@ class Outcome(StrEnum):
     PERMANENT = "permanent_failure"
     """The provider refused the grant: the connection is ``needs_reauth`` and not retried."""
     TRANSIENT = "transient_failure"
-    """The provider failed in a retryable way: backoff recorded in ``next_refresh_at``."""
+    """The provider failed, or refused the request without saying the grant is dead (a 403, a 404,
+    ``invalid_request``, a code it alone knows): backoff recorded in ``next_refresh_at``."""
     SKIPPED = "skipped"
     """Nothing to do: the connection is gone, someone else holds its lease, or it is no longer due."""
     UNSTARTED = "unstarted"
@@ -533,10 +535,11 @@ class Runner:
         except ReauthRequired as exc:
             logger.info("refresh refused; connection needs reauth", extra={**ids, "reason": exc.reason})
             return Outcome.PERMANENT
-        except ProviderUnavailable as exc:
+        except (ProviderUnavailable, ProviderRejected) as exc:
             expired = self._expire(uow, connection)
             logger.info(
-                "refresh failed; retrying later", extra={**ids, "reason": exc.reason or exc.code, "expired": expired}
+                "refresh failed; retrying later",
+                extra={**ids, "error_code": exc.code, "reason": exc.reason or exc.code, "expired": expired},
             )
             return Outcome.TRANSIENT
         except NotFound:

@@ -17,7 +17,13 @@ from connvault.config import get_settings
 from connvault.credentials import Credentials, OAuth2Credentials, needs_refresh, refresh_ttl
 from connvault.db.fast_reads import get_fast_reads
 from connvault.db.sealing import get_opened_credentials
-from connvault.errors import CredentialsExpired, IntegrationCredentialsInvalid, NotFound, ProviderUnavailable
+from connvault.errors import (
+    CredentialsExpired,
+    IntegrationCredentialsInvalid,
+    NotFound,
+    ProviderRejected,
+    ProviderUnavailable,
+)
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -59,7 +65,10 @@ def get_token(
     count: PendingCount | None = None,
 ) -> IssuedCredential:
     """A usable credential. Raises NotFound, ReauthRequired, ConnectionRevoked, CredentialsExpired,
-    ProviderUnavailable (with ``retry_after``). Only a fetch that hands out a credential counts as a use.
+    IntegrationCredentialsInvalid, ProviderRejected (the provider refused a refresh this fetch needed, without
+    saying the grant is dead), ProviderUnavailable (with ``retry_after``). A token still valid is served rather
+    than any of the last three, unless the fetch was forced. Only a fetch that hands out a credential counts as a
+    use.
 
     ``snapshot``: the connection as a caller just read it (the proxy reads it with its provider's API in the
     same round trip), so it is not read again. ``count``: the tenant's rate-limit count, added by the read
@@ -134,7 +143,7 @@ def _issue(
             policy=policy or RefreshPolicy.from_settings(settings),
             now=now,
         )
-    except (ProviderUnavailable, IntegrationCredentialsInvalid):
+    except (ProviderUnavailable, ProviderRejected, IntegrationCredentialsInvalid):
         if still_valid and not force_refresh:
             return current
         raise
