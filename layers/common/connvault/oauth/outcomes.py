@@ -40,6 +40,11 @@ ERROR_CODES: Mapping[str, FailureKind] = {
     "invalid_client": ClientRejected,
     "unauthorized_client": ClientRejected,
     "access_denied": ReauthRequired,
+    # OpenID Connect Core §3.1.2.6: the end user must act (sign in, consent, pass a policy); Microsoft's token
+    # endpoint answers a refresh so. Without these a refresh would be retried for ever, the grant never usable.
+    "interaction_required": ReauthRequired,
+    "login_required": ReauthRequired,
+    "consent_required": ReauthRequired,
     # RFC 6749 §4.1.2.1 and RFC 8628: the provider asks us to come back later.
     "server_error": ProviderUnavailable,
     "temporarily_unavailable": ProviderUnavailable,
