@@ -338,3 +338,35 @@ def test_connections_the_old_rule_sent_to_needs_reauth_for_a_deleted_integration
 
     restored = load(site.tenant_id, connection_id)
     assert (restored.status, restored.last_error_code) == (ConnectionStatus.ACTIVE, None)
+
+
+def test_connections_the_old_rule_sent_to_needs_reauth_for_a_refused_request_are_active_again(
+    site: Site, db: TestDatabase, oauth: OAuthClient
+) -> None:
+    """Migration 0092 gives back what the old rule took: a refused request said nothing of the grant. A dead-grant
+    code, or a reason of connvault's own, keeps its connection needs_reauth. (This process's own database is taken
+    below 0092 and up again; its rows stay.)"""
+    codes = ["http_403", "unsupported_grant_type", "something_odd", "invalid_grant", "refresh_interrupted"]
+    ids = dict(zip(codes, site.connect(len(codes)), strict=True))
+    below = max(m.version for m in load_migrations(SCHEMA_DIR) if m.version < "0092")
+    rollback(db.owner_target, to=below)
+    with owner(db) as sql:
+        for code, ident in ids.items():
+            sql.run(
+                "UPDATE connections SET status = 'needs_reauth', last_error_code = :e, refresh_failures = 1"
+                " WHERE id = :c",
+                e=code,
+                c=ident,
+            )
+    migrate(db.owner_target)
+
+    after = {code: load(site.tenant_id, ident) for code, ident in ids.items()}
+    assert {code: (c.status.value, c.last_error_code, c.refresh_failures) for code, c in after.items()} == {
+        "http_403": ("active", "http_403", 1),
+        "unsupported_grant_type": ("active", "unsupported_grant_type", 1),
+        "something_odd": ("active", "something_odd", 1),
+        "invalid_grant": ("needs_reauth", "invalid_grant", 1),
+        "refresh_interrupted": ("needs_reauth", "refresh_interrupted", 1),
+    }
+    # And the next run refreshes the ones made active again
+    assert run(oauth).refreshed == 3

@@ -1,0 +1,2 @@
+-- 0092 down: nothing to revert. 0092 changed no schema; the connections it made active again stay so (it only
+-- corrected what the old rule did, and which of them it touched is not recorded).
