@@ -12,6 +12,7 @@ from connvault import wiring
 from demo_provider import Fault
 from devserver.demo_setup import install_demo_provider
 from tests.api.conftest import Answer, Api, connect_account, stored_connection
+from tests.hardening.support import end_backoff
 from tests.support.factories import owner
 
 
@@ -490,3 +491,42 @@ def test_a_provider_error_code_that_could_carry_a_domain_is_shown_to_tenants_as_
 
     assert error_of(fetch(api, connection_id, force_refresh="true"), 409)["code"] == "needs_reauth"
     assert api.call("GET", f"/connections/{connection_id}").json()["last_error_code"] == "provider_error"
+
+
+def test_forced_fetches_while_a_refresh_backs_off_call_no_provider_and_spend_no_failure_budget(
+    api: Api, provider, db
+) -> None:
+    """An outside probe: with the provider answering 429 Retry-After: 3600, ten forced fetches in a second made ten
+    provider calls and left the connection in error with ten failures."""
+    connection_id = connect_account(api)
+    provider.inject(*[Fault.rate_limited("3600")] * 10)
+
+    first = fetch(api, connection_id, force_refresh="true")
+    forced = [fetch(api, connection_id, force_refresh="true") for _ in range(9)]
+    plain = fetch(api, connection_id)
+    shown = api.call("GET", f"/connections/{connection_id}").json()
+
+    assert error_of(first, 503)["code"] == "provider_unavailable"
+    for answer in forced:
+        assert error_of(answer, 503)["code"] == "provider_unavailable"
+        assert 3500 <= int(answer.headers["Retry-After"]) <= 3600
+    assert plain.status == 200, plain.body  # the token is still valid: served as it is
+    assert (shown["status"], shown["refresh_failures"], shown["last_error_code"]) == ("active", 1, "rate_limited")
+    assert refresh_calls(provider) == 1
+
+
+def test_the_backoff_ends_when_next_refresh_at_passes_for_plain_and_forced_fetches(api: Api, provider, db) -> None:
+    connection_id = connect_account(api)
+    set_expiry(db, connection_id, -60)
+    provider.inject(Fault.server_error(), Fault.server_error())
+    assert error_of(fetch(api, connection_id), 503)["code"] == "provider_unavailable"
+    assert error_of(fetch(api, connection_id), 503)["code"] == "provider_unavailable"  # backing off, no call
+
+    end_backoff(db, connection_id)
+    after_plain = fetch(api, connection_id)  # the provider fails again: a second failure, a second backoff
+    end_backoff(db, connection_id)
+    after_forced = fetch(api, connection_id, force_refresh="true")
+
+    assert error_of(after_plain, 503)["code"] == "provider_unavailable"
+    assert provider.access_token_is_active(access_token(after_forced))
+    assert refresh_calls(provider) == 3

@@ -66,6 +66,16 @@ def make_due(db: TestDatabase, connection_id: str) -> None:
         )
 
 
+def end_backoff(db: TestDatabase, connection_id: str) -> None:
+    """Let the backoff after a failure pass (``next_refresh_at`` a moment ago): until then no fetch, forced or not,
+    calls the provider."""
+    with owner(db) as sql:
+        sql.run(
+            "UPDATE connections SET next_refresh_at = now() - interval '1 second' WHERE id = CAST(:i AS uuid)",
+            i=connection_id,
+        )
+
+
 def stored_refresh_token(db: TestDatabase, connection_id: str) -> str:
     token = stored_connection(db, connection_id).refresh_token
     assert token is not None

@@ -36,6 +36,7 @@ from tests.hardening.support import (
     POLICY,
     RUN,
     TIMEOUT,
+    end_backoff,
     fetch,
     make_due,
     row,
@@ -117,6 +118,7 @@ def test_after_a_failure_that_reached_no_token_logic_the_next_refresh_works_with
 ) -> None:
     provider.inject(PROVIDER_FAULTS[fault][0])
     assert fetch(api, connection_id).status == 503
+    end_backoff(db, connection_id)
 
     answer = fetch(api, connection_id)
 
@@ -136,7 +138,8 @@ def test_a_refresh_the_provider_finished_after_we_gave_up_ends_needs_reauth_not_
     settle(provider)
     assert stored_refresh_token(db, connection_id) not in provider.stats().live_refresh_tokens
 
-    # When the connection is refreshed again
+    # When the connection is refreshed again, after the backoff
+    end_backoff(db, connection_id)
     answer = fetch(api, connection_id)
 
     # Then the dead refresh token is found out: needs_reauth saying a refresh was interrupted (the timed-out

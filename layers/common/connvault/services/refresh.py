@@ -228,8 +228,11 @@ def refresh_single_flight(
     whose refresh began after that (``refresh_started_at``): a refresh already in flight is not enough, the
     next one is, so a burst of forced calls costs the provider at most two calls. A waiter whose refresh
     failed does not try again itself: it reports that failure, so an outage costs the provider one call, not
-    one per caller. A lease given back with no failure recorded (a scheduler that ran out of time) is simply
-    taken over. Polls read the row with its envelope sealed; the credentials are opened once, when returned.
+    one per caller. Nor does any caller, forced or not, while the connection backs off after a failure
+    (``next_refresh_at`` not passed): it gets ``ProviderUnavailable`` with the time left, so forced fetches neither
+    overrun a provider's Retry-After nor spend the connection's failure budget in a burst. A lease given back with
+    no failure recorded (a scheduler that ran out of time) is simply taken over. Polls read the row with its
+    envelope sealed; the credentials are opened once, when returned.
     """
     asked = asked or now()
     deadline = time.monotonic() + policy.wait_seconds
@@ -257,7 +260,7 @@ def refresh_single_flight(
                 retry_after=_retry_in(current, moment),
                 reason=current.last_error_code,
             )
-        if not force and current.next_refresh_at is not None and current.next_refresh_at > moment:
+        if current.next_refresh_at is not None and current.next_refresh_at > moment:
             raise ProviderUnavailable(
                 "the provider failed recently; retrying later",
                 retry_after=_retry_in(current, moment),
