@@ -530,3 +530,42 @@ def test_the_backoff_ends_when_next_refresh_at_passes_for_plain_and_forced_fetch
     assert error_of(after_plain, 503)["code"] == "provider_unavailable"
     assert provider.access_token_is_active(access_token(after_forced))
     assert refresh_calls(provider) == 3
+
+
+def unfillable_endpoint(db, column: str) -> None:
+    """The demo provider's ``column`` holding a placeholder that no connection_config fills, as a custom provider
+    defined before definitions refused one may hold it (an outside probe defined a token_url ending in ``{x}``)."""
+    with owner(db) as sql:
+        sql.run(f"UPDATE providers SET {column} = {column} || '{{x}}' WHERE slug = 'demo'")
+
+
+def test_a_provider_whose_token_url_holds_an_unfilled_placeholder_is_409_provider_misconfigured_not_400(
+    api: Api, provider, db
+) -> None:
+    """The provider's definition is at fault, not the caller's input (it was 400 validation_error naming a
+    connection_config nobody sent); a still-valid token is served meanwhile, and nothing is sent anywhere."""
+    connection_id = connect_account(api)
+    unfillable_endpoint(db, "token_url")
+    set_expiry(db, connection_id, 120)  # due for refresh, still valid
+    served = fetch(api, connection_id)
+    set_expiry(db, connection_id, -60)
+
+    refused = error_of(fetch(api, connection_id), 409)
+
+    assert served.status == 200, served.body
+    assert refused["code"] == "provider_misconfigured"
+    assert "token_url" in refused["message"]
+    shown = api.call("GET", f"/connections/{connection_id}").json()
+    assert (shown["status"], shown["refresh_failures"]) == ("active", 0)
+    assert refresh_calls(provider) == 0
+
+
+def test_a_connection_whose_revocation_url_cannot_be_called_is_still_deleted(api: Api, provider, db) -> None:
+    connection_id = connect_account(api)
+    unfillable_endpoint(db, "revocation_url")
+
+    deleted = api.call("DELETE", f"/connections/{connection_id}")
+
+    assert deleted.status == 200, deleted.body
+    assert deleted.json()["revocation"] == "failed"
+    assert api.call("GET", f"/connections/{connection_id}").status == 404

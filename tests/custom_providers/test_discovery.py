@@ -162,6 +162,7 @@ def test_metadata_with_a_surrogate_pair_escape_is_read(
         ({"device_authorization_endpoint": "https://169.254.169.254/device"}, "device_authorization_endpoint"),
         ({"token_endpoint": "https://192.0.0.8/t"}, "token_endpoint"),
         ({"revocation_endpoint": "https://[3fff::1]/revoke"}, "revocation_endpoint"),
+        ({"token_endpoint": "https://idp.example/token{x}"}, "token_endpoint"),
     ],
     ids=[
         "plain-http-endpoint",
@@ -173,6 +174,7 @@ def test_metadata_with_a_surrogate_pair_escape_is_read(
         "device-endpoint-at-a-blocked-address",
         "token-endpoint-in-ietf-protocol-assignments",
         "revocation-endpoint-in-ipv6-documentation",
+        "endpoint-holding-a-placeholder",
     ],
 )
 def test_members_of_the_wrong_kind_are_refused_by_name(
@@ -280,6 +282,28 @@ def test_incomplete_or_unsafe_definitions_are_refused(
     tenant_a: Api, idp: DemoProvider, changes: dict[str, Any], field: str
 ) -> None:
     assert refused_field(define(tenant_a, idp, **changes)) == field
+    assert_nothing_stored(tenant_a)
+
+
+EXPLICIT = {
+    "authorization_url": "https://i.example/authorize",
+    "token_url": "https://i.example/token",
+    "revocation_url": "https://i.example/revoke",
+    "device_authorization_url": "https://i.example/device",
+    "issuer": "https://i.example",
+}
+
+
+@pytest.mark.parametrize("name", [*EXPLICIT, "discovery_url", "api_base_url"])
+def test_a_url_holding_a_placeholder_is_refused_naming_the_field(tenant_a: Api, idp: DemoProvider, name: str) -> None:
+    """An outside probe: a token_url with ``{x}`` passed definition, then every refresh failed (a custom provider
+    declares no connection_config to fill a placeholder, and the OAuth client sends no URL still holding one)."""
+    urls = {"discovery_url": None, **EXPLICIT, "api_base_url": "https://i.example/api"}
+    if name == "discovery_url":
+        urls = {"discovery_url": discovery_url(idp)}
+    urls[name] = (urls[name] or "") + "/{x}"
+
+    assert refused_field(define(tenant_a, idp, **urls)) == f"custom_provider.{name}"
     assert_nothing_stored(tenant_a)
 
 

@@ -148,6 +148,15 @@ class ProviderRejected(ConnvaultError):
         self.reason = reason
 
 
+class ProviderMisconfigured(ConnvaultError):
+    """The provider's definition cannot serve the call (an endpoint holding a placeholder that nothing fills), so
+    nothing was sent: neither the caller's input nor the provider is at fault, and retrying as it stands cannot
+    help. The tenant corrects its custom provider (``PUT /integrations/{provider}``); for a catalog provider, the
+    deployment is at fault."""
+
+    code = "provider_misconfigured"
+
+
 class ResponseTooLarge(ConnvaultError):
     """The provider's answer is larger than a response connvault can return (Lambda's payload limit); it is
     refused whole rather than cut short."""

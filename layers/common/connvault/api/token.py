@@ -18,7 +18,7 @@ ERRORS: dict[int, OpenAPIResponse] = {
     for status, text in (
         (400, "Invalid request"),
         (404, "Unknown connection, or another tenant's"),
-        (409, "needs_reauth, revoked or expired: connect again; integration_*: the tenant's app is refused or gone"),
+        (409, "needs_reauth, revoked or expired: connect again; integration_*, provider_misconfigured: fix the setup"),
         (502, "provider_error: the provider refused the refresh, not the grant; retried later with backoff"),
         (503, "provider_unavailable: retry after Retry-After seconds"),
     )

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit, urlunsplit
 
 from connvault.config import get_settings
-from connvault.errors import InvalidInput, ProviderUnavailable
+from connvault.errors import InvalidInput, ProviderMisconfigured, ProviderUnavailable
 from connvault.models import (
     ClientAuthMethod,
     ClientCredentials,
@@ -164,7 +164,7 @@ class OAuthClient:
             response = self._post(
                 _endpoint(provider.revocation_url, "revocation_url"), provider, client, fields, datetime.now(UTC)
             )
-        except ProviderUnavailable:
+        except (ProviderUnavailable, ProviderMisconfigured):  # an endpoint we cannot call revokes nothing either
             return False
         return response.status == 200
 
@@ -226,6 +226,8 @@ def _endpoint(url: str | None, field: str) -> str:
     if not url:
         raise InvalidInput(f"the provider has no {field}", field=field)
     if "{" in url:
-        # A template whose placeholders nobody filled (``connection_config.configured`` does): never a request.
-        raise InvalidInput(f"the provider's {field} needs the connection's configuration", field="connection_config")
+        # A template whose placeholders nobody filled (``connection_config.configured`` does), or a stored URL that
+        # never was one: never a request. The provider's definition is at fault, not the caller's input (a token
+        # fetch answered it 400 ``validation_error`` naming a connection_config nobody sent).
+        raise ProviderMisconfigured(f"the provider's {field} holds a placeholder that nothing fills; nothing was sent")
     return url

@@ -208,6 +208,10 @@ def _endpoint(document: dict[str, Any], member: str) -> str:
         raise InvalidInput(f"the discovery metadata has no {member}", field=member)
     if not isinstance(value, str):
         raise InvalidInput(f"the discovery metadata's {member} is not a string", field=member)
+    if "{" in value or "}" in value:
+        # Stored as a custom provider's endpoint, it would fail every call: the OAuth client sends no URL still
+        # holding a placeholder, and a custom provider declares none to fill.
+        raise InvalidInput(f"the discovery metadata's {member} holds a placeholder", field=member)
     return require_outbound_url(value, member)
 
 

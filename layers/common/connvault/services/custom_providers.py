@@ -45,6 +45,18 @@ SECRET_DESTINATIONS = ("authorization_url", "token_url", "revocation_url", "devi
 """Without discovery, the fields that decide where the client secret and refresh tokens are sent (the
 authorization endpoint receives the client id and the end user, the device authorization endpoint the client's
 authentication; the issuer decides which ``iss`` is trusted)."""
+URL_FIELDS = (
+    "discovery_url",
+    "issuer",
+    "authorization_url",
+    "token_url",
+    "revocation_url",
+    "device_authorization_url",
+    "api_base_url",
+)
+"""A definition's URLs. None takes a placeholder: a custom provider declares no ``connection_config`` to fill one,
+and the OAuth client never sends a URL still holding one, so a token_url with ``{x}`` passed definition and then
+failed every refresh."""
 MAX_AUTHORIZE_PARAMS = 20
 MAX_REFRESH_MARGIN_SECONDS = 86_400
 _METADATA_DECIDES = (
@@ -323,6 +335,10 @@ def _check(slug: str, definition: CustomProviderInput) -> None:
         raise InvalidInput(f"a provider slug must match {SLUG_PATTERN.pattern}", field="provider")
     if definition.display_name is not None:
         require_text(definition.display_name, "custom_provider.display_name", max_length=200)
+    for name in URL_FIELDS:
+        value = getattr(definition, name)
+        if value is not None and ("{" in value or "}" in value):
+            raise InvalidInput(f"a custom provider's {name} takes no placeholders", field=f"custom_provider.{name}")
     if definition.issuer is not None:
         require_outbound_url(definition.issuer, "custom_provider.issuer", allow_query=False)
     if definition.discovery_url is not None:
@@ -355,10 +371,6 @@ def _check(slug: str, definition: CustomProviderInput) -> None:
             raise InvalidInput("require_iss needs the issuer", field="custom_provider.issuer")
     if definition.api_base_url is not None:
         require_outbound_url(definition.api_base_url, "custom_provider.api_base_url", allow_query=False)
-        if "{" in definition.api_base_url or "}" in definition.api_base_url:
-            raise InvalidInput(
-                "a custom provider's api_base_url takes no placeholders", field="custom_provider.api_base_url"
-            )
     if definition.scope_separator not in SCOPE_SEPARATORS:
         raise InvalidInput(
             "scope_separator must be a space, a comma or a plus", field="custom_provider.scope_separator"

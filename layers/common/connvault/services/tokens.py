@@ -21,6 +21,7 @@ from connvault.errors import (
     CredentialsExpired,
     IntegrationCredentialsInvalid,
     NotFound,
+    ProviderMisconfigured,
     ProviderRejected,
     ProviderUnavailable,
 )
@@ -65,9 +66,10 @@ def get_token(
     count: PendingCount | None = None,
 ) -> IssuedCredential:
     """A usable credential. Raises NotFound, ReauthRequired, ConnectionRevoked, CredentialsExpired,
-    IntegrationCredentialsInvalid, ProviderRejected (the provider refused a refresh this fetch needed, without
-    saying the grant is dead), ProviderUnavailable (with ``retry_after``). A token still valid is served rather
-    than any of the last three, unless the fetch was forced. Only a fetch that hands out a credential counts as a
+    IntegrationCredentialsInvalid, ProviderMisconfigured (the provider's definition cannot be used to refresh),
+    ProviderRejected (the provider refused a refresh this fetch needed, without saying the grant is dead),
+    ProviderUnavailable (with ``retry_after``). A token still valid is served rather than any of the last four,
+    unless the fetch was forced. Only a fetch that hands out a credential counts as a
     use.
 
     ``snapshot``: the connection as a caller just read it (the proxy reads it with its provider's API in the
@@ -143,7 +145,7 @@ def _issue(
             policy=policy or RefreshPolicy.from_settings(settings),
             now=now,
         )
-    except (ProviderUnavailable, ProviderRejected, IntegrationCredentialsInvalid):
+    except (ProviderUnavailable, ProviderRejected, IntegrationCredentialsInvalid, ProviderMisconfigured):
         if still_valid and not force_refresh:
             return current
         raise
