@@ -15,7 +15,7 @@ from connvault.services.refresh import RefreshPolicy
 from connvault.services.runner import RunReport
 from connvault.services.scheduler import refresh_due
 from demo_provider import Fault
-from tests.scheduler.conftest import FAST, POLICY, Site, forever, held_leases, load
+from tests.scheduler.conftest import FAST, POLICY, Site, forever, held_leases, load, set_columns
 from tests.support.factories import owner
 
 if TYPE_CHECKING:
@@ -293,6 +293,42 @@ def test_a_fault_on_our_side_is_pushed_back_not_retried_in_a_loop(
         )
     assert (status, code) == ("active", "decryption_failed")
     assert next_refresh_at > before + timedelta(seconds=POLICY.backoff_base_seconds / 2 - 1)
+
+
+def test_a_fault_met_inside_a_refresh_is_recorded_pushed_back_and_parked_not_claimed_run_after_run(
+    site: Site, db: TestDatabase, oauth: OAuthClient
+) -> None:
+    """An outside probe: a token_url holding ``{x}`` made every refresh fail before any provider call, and since the
+    refresh gave its lease back on the way out, the fault was recorded under a lease no longer on the row: nothing
+    was written, and every run claimed the connection again."""
+    # Given a due connection whose provider's token_url holds a placeholder nothing fills
+    [connection_id] = site.connect()
+    with owner(db) as sql:
+        sql.run("UPDATE providers SET token_url = token_url || '{x}' WHERE id = :p", p=site.provider.id)
+
+    # When a run meets it, and another comes at once
+    first, at_once = run(oauth), run(oauth)
+    pushed_back = load(site.tenant_id, connection_id)
+
+    # And more runs come, each after the backoff
+    later = []
+    for _ in range(3):
+        set_columns(db, connection_id, next_refresh_at=None)
+        later.append(run(oauth))
+
+    # Then the fault was recorded and pushed back (the run at once claims nothing), and the third in a row parks it,
+    # visibly, with no provider call at any time and no lease left behind
+    assert (first.claimed, first.errors, at_once.claimed) == (1, 1, 0)
+    assert pushed_back.next_refresh_at is not None and pushed_back.next_refresh_at > datetime.now(UTC)
+    assert [(r.claimed, r.errors, r.parked) for r in later] == [(1, 1, 0), (1, 0, 1), (0, 0, 0)]
+    parked = load(site.tenant_id, connection_id)
+    assert (parked.status, parked.last_error_code, parked.refresh_failures) == (
+        ConnectionStatus.PARKED,
+        "provider_misconfigured",
+        0,
+    )
+    assert site.refresh_calls() == 0
+    assert held_leases(db) == 0
 
 
 def test_a_connection_whose_integration_was_deleted_waits_for_it_and_refreshes_once_it_is_back(

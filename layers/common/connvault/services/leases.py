@@ -137,17 +137,23 @@ def fault(
 ) -> ConnectionStatus | None:
     """Record a fault of ours, apart from the provider's failures; the status it left (None: not recorded).
 
-    ``owner`` None: the caller holds no lease any more (it gave it back on the way out), so one is taken to
-    record the fault; taking it reads nothing sealed, so an envelope that does not open is still recorded."""
+    Recorded under ``owner``'s lease while it is still on the row; otherwise (``owner`` None, or a lease the caller
+    gave back on the way out, as ``refresh_with_lease`` does for a fault) under one taken here, unless someone else
+    holds a live one. Without that, a fault met inside a refresh was never recorded: the connection was neither
+    pushed back nor parked, and every run claimed it again. Taking the lease reads nothing sealed, so an envelope
+    that does not open is still recorded."""
     with uow:
-        if owner is None:
-            taken = uow.connections.take_lease(connection_id, now, now + timedelta(seconds=seconds))
-            owner = taken[0] if taken is not None else None
         status = None
         if owner is not None:
             status = uow.connections.record_own_fault(
                 connection_id, owner, code=code, next_refresh_at=retry_at, park_after=park_after
             )
+        if status is None:
+            taken = uow.connections.take_lease(connection_id, now, now + timedelta(seconds=seconds))
+            if taken is not None:
+                status = uow.connections.record_own_fault(
+                    connection_id, taken[0], code=code, next_refresh_at=retry_at, park_after=park_after
+                )
         uow.commit()
     return status
 

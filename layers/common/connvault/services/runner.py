@@ -594,8 +594,8 @@ class Runner:
 
         An outage (KMS, the database) is only pushed back. Any other fault is the row's own (an envelope that
         does not open, a bug it triggers): after ``park_after_faults`` of them in a row with the same code the
-        connection is parked, so no run claims it again in a loop. ``refresh_with_lease`` may have released the
-        lease already; then a fresh one is taken to record the fault.
+        connection is parked, so no run claims it again in a loop. ``refresh_with_lease`` gives the lease back on
+        a fault; ``leases.fault`` then takes a fresh one to record it.
         """
         code = exc.code if isinstance(exc, ConnvaultError) else "internal_error"
         ids = {"connection_id": str(connection_id), "tenant_id": str(tenant_id)}
