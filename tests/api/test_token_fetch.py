@@ -216,7 +216,10 @@ def test_a_refused_refresh_of_an_expired_token_is_a_502_and_the_connection_is_re
     shown = api.call("GET", f"/connections/{connection_id}").json()
     backing_off = fetch(api, connection_id)
 
-    assert refused == {"code": "provider_error", "message": "the provider rejected the request (http_403)"}
+    assert refused == {
+        "code": "provider_error",
+        "message": "the provider refused the refresh request, not the grant; it is retried later",
+    }
     assert (shown["status"], shown["refresh_failures"], shown["last_error_code"]) == ("active", 1, "http_403")
     assert error_of(backing_off, 503)["code"] == "provider_unavailable"
     assert int(backing_off.headers["Retry-After"]) >= 1
@@ -569,3 +572,16 @@ def test_a_connection_whose_revocation_url_cannot_be_called_is_still_deleted(api
     assert deleted.status == 200, deleted.body
     assert deleted.json()["revocation"] == "failed"
     assert api.call("GET", f"/connections/{connection_id}").status == 404
+
+
+def test_a_refused_refresh_answers_with_no_text_the_provider_chose(api: Api, provider, db) -> None:
+    """A provider's error code reaches the connection's last_error_code (as sanitised), never the message of the
+    answer a backend may show its users."""
+    connection_id = connect_account(api)
+    set_expiry(db, connection_id, -60)
+    provider.inject(Fault.error(400, "session.expired.call.support.evil.example"))
+
+    refused = error_of(fetch(api, connection_id, force_refresh="true"), 502)
+
+    assert refused["code"] == "provider_error"
+    assert "evil" not in refused["message"]

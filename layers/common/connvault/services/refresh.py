@@ -131,6 +131,12 @@ def refresh_with_lease(
         regranted = leases.fail(uow, lease, status=status, reason=exc.reason or exc.code, retry_at=retry_at)
         if regranted is not None:
             return regranted
+        if isinstance(exc, ProviderRejected):
+            # Its message quotes the provider's own error code, text the provider chose: the tenant reads it in the
+            # connection's last_error_code, not in an answer that could be shown to anyone.
+            raise ProviderRejected(
+                "the provider refused the refresh request, not the grant; it is retried later", reason=exc.reason
+            ) from None
         raise
     except BaseException:
         # Anything else (a bug, a KMS outage): give the lease back so the next caller need not wait it out.
