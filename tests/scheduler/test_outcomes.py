@@ -272,9 +272,10 @@ def test_a_fault_on_our_side_is_pushed_back_not_retried_in_a_loop(
     # Given a due connection whose sealed credentials, or whose integration's client secret, cannot be opened
     [connection_id] = site.connect()
     table = "connections" if column == "credentials" else "integrations"
-    with owner(db) as connection:
+    with owner(db) as connection:  # the tag's last byte flipped: set to 0, it was left as it was 1 time in 256
         connection.run(
-            f"UPDATE {table} SET {column} = set_byte({column}, length({column}) - 1, 0) WHERE tenant_id = :t",
+            f"UPDATE {table} SET {column} = set_byte({column}, length({column}) - 1,"
+            f" get_byte({column}, length({column}) - 1) # 255) WHERE tenant_id = :t",
             t=site.tenant_id,
         )
 
