@@ -5,7 +5,7 @@
 -- old rule sent there for that alone become active again, their failure count and code kept, so the next scheduled
 -- run retries them; those whose code says the grant is dead stay as they are: the dead-grant and refused-client
 -- codes of oauth/outcomes.ERROR_CODES as this release knows them, and the reasons connvault gives itself
--- (refresh_interrupted, no_refresh_token, invalid_connection_config, token_endpoint_moved,
+-- (refresh_interrupted, no_refresh_token, invalid_connection_config, token_endpoint_moved, account_changed,
 -- revocation_endpoint_moved, integration_missing). Nothing here is undone by the down step: it only corrects what
 -- the old rule did.
 
@@ -18,4 +18,4 @@ WHERE status = 'needs_reauth' AND has_refresh_token AND last_error_code IS NOT N
       'invalid_client', 'unauthorized_client', 'incorrect_client_credentials', 'invalid_client_id',
       'bad_client_secret',
       'refresh_interrupted', 'no_refresh_token', 'invalid_connection_config', 'token_endpoint_moved',
-      'revocation_endpoint_moved', 'integration_missing');
+      'revocation_endpoint_moved', 'integration_missing', 'account_changed');
