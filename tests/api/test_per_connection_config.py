@@ -67,12 +67,18 @@ class RoutedTransport(HttpTransport):
         self.sent: list[Sent] = []
 
     def request(
-        self, method: str, url: str, *, body: bytes | None = None, headers: Mapping[str, str] | None = None
+        self,
+        method: str,
+        url: str,
+        *,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        reuse: bool = True,
     ) -> HttpResponse:
         self.sent.append(Sent(method, url, dict(parse_qsl((body or b"").decode()))))
         for prefix, target in self.routes.items():
             if url.startswith(prefix):
-                return super().request(method, target + url[len(prefix) :], body=body, headers=headers)
+                return super().request(method, target + url[len(prefix) :], body=body, headers=headers, reuse=reuse)
         raise AssertionError("a request for a URL the test did not route")
 
 
