@@ -6,13 +6,18 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
-from connvault.services.device import advance_device_sessions
+from connvault import wiring
+from connvault.clock import utcnow
+from connvault.db.uow import UnitOfWork
+from connvault.services.device import advance_device_sessions, poll
 from demo_provider import DEVICE_CODE, DemoProvider, Fault
 from devserver.handlers import InvocationContext, load_handler
 from tests.api.conftest import Answer, Api
@@ -192,6 +197,30 @@ def test_many_callers_never_poll_faster_than_the_interval(api: Api, device, reco
     assert 2 <= len(polls) <= 4
     assert all(later - earlier >= INTERVAL - 0.05 for earlier, later in itertools.pairwise(polls))
     assert device.stats().device_polls_too_early == 0
+
+
+def test_a_poll_whose_lease_ran_out_never_reaches_the_provider(api: Api, device) -> None:
+    # A poller thread claimed the session but was held up past its lease (the outside probe of 2026-11-30: a
+    # batch of 24 leased for 20 s, worked through two at a time); meanwhile the tenant's GET took the session
+    # and polled. The held-up poll must not ask the provider again within the interval.
+    body = start(api).json()
+    device_codes(device, api)
+    session_id = uuid.UUID(body["id"])
+    time.sleep(INTERVAL)
+    with UnitOfWork(api.tenant.tenant_id) as uow:
+        moment = utcnow()
+        stale = uow.device_sessions.claim_poll(session_id, moment, moment + timedelta(seconds=0.2))
+        uow.commit()
+    assert stale is not None
+    time.sleep(INTERVAL + 0.1)
+    assert status_of(api, body["id"]).json()["status"] == "pending"
+    assert device_polls(device) == 1  # the GET's poll, once the claim's interval had passed
+
+    assert poll(stale, oauth=wiring.get_oauth_client(), sealer=None, now=utcnow) is None
+
+    assert device_polls(device) == 1
+    assert device.stats().device_polls_too_early == 0
+    assert status_of(api, body["id"]).json()["status"] == "pending"  # the GET's lease was not disturbed
 
 
 def test_the_scheduled_poller_completes_a_session_nobody_asks_about(api: Api, device, reconfigure) -> None:

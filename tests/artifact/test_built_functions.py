@@ -213,7 +213,7 @@ def test_the_built_device_poller_returns_at_once_with_nothing_pending(
 ) -> None:
     (report,) = answered(built.invoke("DevicePollerFunction", sample("device_poller")), secrets)
 
-    assert report == {"polled": 0, "completed": 0, "ended": 0, "errors": 0}
+    assert report == {"polled": 0, "completed": 0, "ended": 0, "errors": 0, "lapsed": 0}
 
 
 def test_the_built_refresh_worker_consumes_a_message_and_returns_an_unreadable_one(

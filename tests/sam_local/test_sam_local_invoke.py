@@ -312,7 +312,7 @@ def test_the_webhook_delivery_finds_an_empty_outbox(run: Run, secrets: SecretReg
 
 
 def test_the_device_poller_finds_nothing_pending(run: Run, secrets: SecretRegistry) -> None:
-    assert run.answer("device poller", secrets) == {"polled": 0, "completed": 0, "ended": 0, "errors": 0}
+    assert run.answer("device poller", secrets) == {"polled": 0, "completed": 0, "ended": 0, "errors": 0, "lapsed": 0}
 
 
 def test_the_migrations_function_migrates_an_empty_database_and_answers_cloudformation(

@@ -6,8 +6,10 @@ poll or to show the tenant a pending session; an ended session keeps none of the
 Polls are single flight without a row lock held across the provider call, like refreshes: ``claim_poll`` (one
 session, as a tenant asks) and ``claim_due`` (many, across tenants, for the scheduled poller) are a
 compare-and-set that takes a short lease *and* moves ``next_poll_at`` one interval ahead, so two polls of one
-session never start less than an interval apart, whoever asks. The outcome is recorded only by the lease's
-owner (``record_wait``, ``finish``).
+session never start less than an interval apart, whoever asks. A lease can run out before its poll starts (a
+poller thread held up): so the poll renews it, again a compare-and-set, just before it calls the provider
+(``renew_lease``), and does not call at all once someone else may have taken the session. The outcome is
+recorded only by the lease's owner (``record_wait``, ``finish``).
 """
 
 from __future__ import annotations
@@ -106,6 +108,22 @@ class DeviceSessionRepository:
             .returning(DeviceSessionRow.id)
         ).one_or_none()
         return None if claimed is None else PollLease(self.get(session_id), owner, until)
+
+    def renew_lease(self, session_id: UUID, owner: UUID, now: datetime, until: datetime) -> bool:
+        """Extend the lease to ``until`` if ``owner`` still holds it at ``now``: the last check before the
+        provider is called. False: the lease ran out (another caller may have taken the session), so do not poll."""
+        changed = rows_changed(
+            self._session,
+            update(DeviceSessionRow)
+            .where(
+                DeviceSessionRow.id == session_id,
+                DeviceSessionRow.status == DeviceSessionStatus.PENDING.value,
+                DeviceSessionRow.poll_lease_owner == owner,
+                DeviceSessionRow.poll_lease_until > now,
+            )
+            .values(poll_lease_until=until),
+        )
+        return changed > 0
 
     def lease_from_claim(self, due: DueSession) -> PollLease:
         return PollLease(self.get(due.session_id), due.owner, due.until)

@@ -22,7 +22,7 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from connvault import wiring
 from connvault.clock import Clock, utcnow
@@ -75,6 +75,10 @@ POLL_CONCURRENCY = 2
 """Polls in flight in one poller run; its database pool is sized for these threads and the claim (template)."""
 IDLE_WAIT_SECONDS = 1.0
 STORE_ATTEMPTS = 3
+LAPSED: Literal["lapsed"] = "lapsed"
+"""What the poller's thread did with a claimed session whose lease ran out first: nothing."""
+FAILED_HERE: Literal["failed_here"] = "failed_here"
+"""... and with one whose poll failed on our side (logged; its lease runs out by itself)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +98,8 @@ class PollerReport:
     ended: int = 0
     """Denied, expired or failed."""
     errors: int = 0
+    lapsed: int = 0
+    """Claimed but not polled: the lease ran out before a thread reached the session (``poll``)."""
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -194,7 +200,7 @@ def advance_device_sessions(
     is down to ``margin_ms`` (default: one provider call and a few seconds). An idle run costs one query."""
     margin = margin_ms if margin_ms is not None else int(get_settings().http_timeout_seconds * 1000) + 5000
     client = oauth or wiring.get_oauth_client()
-    polled = completed = ended = errors = 0
+    polled = completed = ended = errors = lapsed = 0
     with ThreadPoolExecutor(max_workers=POLL_CONCURRENCY, thread_name_prefix="device-poll") as pool:
         while remaining_ms() > margin:
             moment = now()
@@ -208,25 +214,36 @@ def advance_device_sessions(
                 sleep(min(max((upcoming - now()).total_seconds(), 0.05), IDLE_WAIT_SECONDS * 5))
                 continue
             for status in pool.map(lambda job: _poll_due(job, client, sealer, now), due):
-                polled += 1
+                lapsed += status == LAPSED
+                polled += status != LAPSED
                 completed += status is DeviceSessionStatus.COMPLETED
                 ended += status in (DeviceSessionStatus.DENIED, DeviceSessionStatus.EXPIRED, DeviceSessionStatus.FAILED)
-                errors += status is None
-    report = PollerReport(polled, completed, ended, errors)
+                errors += status == FAILED_HERE
+    report = PollerReport(polled, completed, ended, errors, lapsed)
     metrics.add_metric(name=MetricName.DEVICE_POLLS, unit="Count", value=polled)
     logger.info("device sessions advanced", extra={"polled": polled, "completed": completed, "ended": ended})
     return report
 
 
-def poll(lease: PollLease, *, oauth: OAuthClient, sealer: Sealer | None, now: Clock) -> DeviceSessionStatus:
-    """One poll of the token endpoint for a leased session, and its outcome recorded; the session's status."""
+def poll(lease: PollLease, *, oauth: OAuthClient, sealer: Sealer | None, now: Clock) -> DeviceSessionStatus | None:
+    """One poll of the token endpoint for a leased session, and its outcome recorded; the session's status.
+
+    None: the lease had run out before the poll started, so it did nothing. Whoever polls the session next
+    (the tenant's GET, another poller run) moved its next poll an interval ahead, and polling too would ask the
+    provider twice within one interval; the lease is renewed in the same statement that checks it, so it also
+    covers the whole provider call."""
     session = lease.session
     tenant_id = session.tenant_id
     if session.expires_at <= now() or session.codes is None:
         return _end(lease, DeviceSessionStatus.EXPIRED, "expired_token", sealer=sealer)
     with UnitOfWork(tenant_id, sealer=sealer) as uow:
+        moment = now()
+        if not uow.device_sessions.renew_lease(session.id, lease.owner, moment, moment + _lease_length()):
+            logger.info("device poll skipped: its lease ran out", extra={"connect_session_id": str(session.id)})
+            return None
         provider = uow.providers.get(session.provider_id)
         integration = uow.integrations.find(provider.id)
+        uow.commit()
     if integration is None:
         return _end(lease, DeviceSessionStatus.FAILED, "integration_missing", sealer=sealer)
     try:
@@ -236,12 +253,14 @@ def poll(lease: PollLease, *, oauth: OAuthClient, sealer: Sealer | None, now: Cl
     return _complete(lease, provider, integration, tokens, oauth=oauth, sealer=sealer, now=now)
 
 
-def _poll_due(due: DueSession, oauth: OAuthClient, sealer: Sealer | None, now: Clock) -> DeviceSessionStatus | None:
+def _poll_due(
+    due: DueSession, oauth: OAuthClient, sealer: Sealer | None, now: Clock
+) -> DeviceSessionStatus | Literal["lapsed", "failed_here"]:
     ids = {"connect_session_id": str(due.session_id), "tenant_id": str(due.tenant_id)}
     try:
         with UnitOfWork(due.tenant_id, sealer=sealer) as uow:
             lease = uow.device_sessions.lease_from_claim(due)
-        return poll(lease, oauth=oauth, sealer=sealer, now=now)
+        status = poll(lease, oauth=oauth, sealer=sealer, now=now)
     except NotFound:
         return DeviceSessionStatus.FAILED  # deleted with its tenant or provider meanwhile
     except Exception as exc:  # one session's fault must not stop the others; its lease runs out by itself
@@ -249,7 +268,8 @@ def _poll_due(due: DueSession, oauth: OAuthClient, sealer: Sealer | None, now: C
         logger.error(
             "device poll failed on our side", extra={**ids, "error_code": code, "error_type": type(exc).__name__}
         )
-        return None
+        return FAILED_HERE
+    return LAPSED if status is None else status
 
 
 def _after_refusal(
