@@ -18,7 +18,7 @@ from connvault import wiring
 from connvault.clock import utcnow
 from connvault.db.uow import UnitOfWork
 from connvault.services.device import advance_device_sessions, poll
-from demo_provider import DEVICE_CODE, DemoProvider, Fault
+from demo_provider import DEVICE_CODE, DemoProvider, DemoSettings, Fault
 from devserver.handlers import InvocationContext, load_handler
 from tests.api.conftest import Answer, Api
 from tests.support.factories import owner
@@ -27,14 +27,15 @@ INTERVAL = 1
 
 
 @pytest.fixture
-def device(api: Api, provider: DemoProvider) -> DemoProvider:
+def device(api: Api, provider: DemoProvider, reconfigure) -> DemoProvider:
+    reconfigure(device_min_interval_seconds=INTERVAL)  # the deployed floor is 5 s; these tests wait intervals out
     provider.configure(device_interval_seconds=INTERVAL)
     return provider
 
 
-def start(api: Api, **fields: Any) -> Answer:
+def start(api: Api, key: str | None = None, **fields: Any) -> Answer:
     body = {"provider": "demo", "end_user_id": "tv-42", "flow": "device", **fields}
-    answer = api.call("POST", "/connect-sessions", body=body)
+    answer = api.call("POST", "/connect-sessions", body=body, key=key)
     if answer.status == 201:
         started = answer.json()
         api.secrets.add(started["user_code"], started["verification_uri_complete"])
@@ -221,6 +222,67 @@ def test_a_poll_whose_lease_ran_out_never_reaches_the_provider(api: Api, device)
     assert device_polls(device) == 1
     assert device.stats().device_polls_too_early == 0
     assert status_of(api, body["id"]).json()["status"] == "pending"  # the GET's lease was not disturbed
+
+
+def test_a_provider_may_not_ask_for_polls_faster_than_the_floor_nor_for_a_day_long_session(
+    api: Api, device, reconfigure
+) -> None:
+    reconfigure(device_min_interval_seconds=5)
+    device.configure(device_code_ttl_seconds=86_400)
+
+    body = start(api).json()
+
+    device_codes(device, api)
+    assert body["interval"] == 5
+    assert 1790 <= body["expires_in"] <= 1800
+
+
+def test_one_tenants_many_slow_sessions_do_not_hold_up_another_tenants(api: Api, device, reconfigure) -> None:
+    # The outside probe of 2026-11-30: tenant C's sessions at a custom provider that answers each poll after
+    # seconds held both poller threads, batch after batch; B's approved session waited behind all of them.
+    from devserver.demo_setup import create_demo_tenant
+
+    slow_seconds, sessions = 2.0, 20
+    reconfigure(http_timeout_seconds=slow_seconds + 2)
+    with DemoProvider(DemoSettings(latency_seconds=slow_seconds, device_interval_seconds=INTERVAL)) as slow:
+        other = create_demo_tenant(device, name="C")
+        api.secrets.add(other.api_key.reveal(), slow.settings.client_secret)
+        c_key = other.api_key.reveal()
+        defined = api.call(
+            "PUT",
+            "/integrations/slow-idp",
+            key=c_key,
+            body={
+                "client_id": slow.settings.client_id,
+                "client_secret": slow.settings.client_secret,
+                "custom_provider": {"discovery_url": f"{slow.base_url}/.well-known/openid-configuration"},
+            },
+        )
+        assert defined.status == 200, defined.body
+        for number in range(sessions):
+            assert start(api, provider="slow-idp", end_user_id=f"c-{number}", key=c_key).status == 201
+        device_codes(slow, api)
+        done = threading.Event()
+        countdown = Countdown(sessions * slow_seconds + 10)
+        with ThreadPoolExecutor(max_workers=1) as runner:
+            run = runner.submit(
+                advance_device_sessions, remaining_ms=lambda: 0 if done.is_set() else countdown(), margin_ms=0
+            )
+            wait_for(lambda: slow.stats().token_calls.get(DEVICE_CODE, 0) > 0)  # the poller is busy with C
+            began = time.monotonic()
+            body = start(api, end_user_id="b-1").json()
+            device_codes(device, api)
+            device.approve_device(body["user_code"])
+            # B only reads its connections, which never polls: the poller alone must complete the session.
+            bound = INTERVAL + 2 * slow_seconds + 2
+            try:
+                wait_for(lambda: bool(api.call("GET", "/connections").json()["items"]), timeout=bound + 5)
+                waited = time.monotonic() - began
+            finally:
+                done.set()
+            run.result()
+        assert waited < bound, f"B's session completed after {waited:.1f} s"
+        assert status_of(api, body["id"]).json()["status"] == "completed"
 
 
 def test_the_scheduled_poller_completes_a_session_nobody_asks_about(api: Api, device, reconfigure) -> None:

@@ -84,6 +84,9 @@ class Settings:
     refresh_park_after_faults: int = 3
     refresh_queue_url: str | None = None
     last_used_coalesce_seconds: int = 60
+    device_min_interval_seconds: int = 5
+    """The shortest wait between two polls of one device session (RFC 8628's default interval), whatever shorter
+    interval the provider declares: the poller is shared by every tenant."""
     webhook_deadline_seconds: float = 5.0
     """Total deadline of one delivery attempt (connect, TLS, request, answer): short, so a slow receiver costs
     its own endpoint's throughput and nobody else's."""
@@ -123,6 +126,11 @@ class Settings:
                 f"settings {PREFIX}RATE_LIMIT_PER_SECOND must be 0 (off) or more, {PREFIX}RATE_LIMIT_BURST and "
                 f"{PREFIX}RATE_LIMIT_SHARE_EVERY at least 1",
                 field="rate_limit_per_second",
+            )
+        if not 1 <= self.device_min_interval_seconds <= 3600:
+            raise ConfigurationError(
+                f"setting {PREFIX}DEVICE_MIN_INTERVAL_SECONDS must be between 1 and 3600 (seconds)",
+                field="device_min_interval_seconds",
             )
         if self.refresh_lease_seconds <= self.refresh_lease_floor_seconds:
             raise ConfigurationError(

@@ -33,7 +33,9 @@ DEFAULT_INTERVAL_SECONDS = 5
 SLOW_DOWN_SECONDS = 5
 """RFC 8628 §3.5: each ``slow_down`` adds 5 seconds to the interval, for this and every later poll."""
 MAX_INTERVAL_SECONDS = 3600
-MAX_EXPIRES_IN_SECONDS = 86_400
+MAX_EXPIRES_IN_SECONDS = 1800
+"""A longer lifetime a provider declares is cut to this (Google's is 1800 s, GitHub's and Microsoft's 900 s): a
+session is polled until it expires, by a poller every tenant shares."""
 MAX_CODE_LENGTH = 2048
 MAX_URI_LENGTH = 2048
 _DIGITS = re.compile(r"\s*[0-9]{1,10}\s*")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -70,15 +70,16 @@ if TYPE_CHECKING:
 ENDED_SESSION_RETENTION = timedelta(days=1)
 """How long an ended session still answers ``GET /connect-sessions/{id}`` before it is purged."""
 MAX_RETRY_WAIT_SECONDS = 300
-POLL_BATCH = 50
 POLL_CONCURRENCY = 2
-"""Polls in flight in one poller run; its database pool is sized for these threads and the claim (template)."""
+"""Polls in flight in one poller run, each claimed as a thread frees; its database pool is sized for these
+threads and the claim (template)."""
 IDLE_WAIT_SECONDS = 1.0
 STORE_ATTEMPTS = 3
 LAPSED: Literal["lapsed"] = "lapsed"
 """What the poller's thread did with a claimed session whose lease ran out first: nothing."""
 FAILED_HERE: Literal["failed_here"] = "failed_here"
 """... and with one whose poll failed on our side (logged; its lease runs out by itself)."""
+type PollResult = DeviceSessionStatus | Literal["lapsed", "failed_here"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +138,9 @@ def start_device_session(
             field="provider",
             reason=reason,
         ) from None
+    # A provider may ask for polls every second; we never poll faster than the floor (RFC 8628's default), so a
+    # tenant's sessions cost the shared poller at most one poll per floor each.
+    interval = max(authorization.interval, get_settings().device_min_interval_seconds)
     codes = DeviceCodes(authorization.device_code, authorization.user_code, authorization.verification_uri_complete)
     session = DeviceSession(
         id=uuid.uuid4(),
@@ -148,8 +152,8 @@ def start_device_session(
         scopes=tuple(scopes),
         verification_uri=authorization.verification_uri,
         status=DeviceSessionStatus.PENDING,
-        interval_seconds=authorization.interval,
-        next_poll_at=started + timedelta(seconds=authorization.interval),
+        interval_seconds=interval,
+        next_poll_at=started + timedelta(seconds=interval),
         poll_failures=0,
         expires_at=started + timedelta(seconds=authorization.expires_in),
         created_at=started,
@@ -197,31 +201,49 @@ def advance_device_sessions(
     sleep: Callable[[float], None] = time.sleep,
 ) -> PollerReport:
     """The scheduled poller: poll every pending session when it is due, until none is pending or the time left
-    is down to ``margin_ms`` (default: one provider call and a few seconds). An idle run costs one query."""
+    is down to ``margin_ms`` (default: one provider call and a few seconds). An idle run costs one query.
+
+    Sessions are claimed one free thread at a time, never in batches: a claimed session starts its poll at once,
+    so its lease cannot run out while it waits behind others, and each thread that frees goes to the tenant with
+    the fewest polls in flight (``connvault_claim_device_polls``, migration 0094). One tenant's many or slow
+    sessions then delay another tenant's by one poll at most, not by their whole backlog."""
     margin = margin_ms if margin_ms is not None else int(get_settings().http_timeout_seconds * 1000) + 5000
     client = oauth or wiring.get_oauth_client()
-    polled = completed = ended = errors = lapsed = 0
+    results: list[PollResult] = []
+    running: set[Future[PollResult]] = set()
     with ThreadPoolExecutor(max_workers=POLL_CONCURRENCY, thread_name_prefix="device-poll") as pool:
-        while remaining_ms() > margin:
-            moment = now()
-            with UnitOfWork(None, sealer=sealer) as uow:
-                due = uow.device_sessions.claim_due(moment, POLL_BATCH, moment + _lease_length())
-                uow.commit()
-                upcoming = None if due else uow.device_sessions.next_poll_at()
-            if not due:
-                if upcoming is None:
-                    break
-                sleep(min(max((upcoming - now()).total_seconds(), 0.05), IDLE_WAIT_SECONDS * 5))
+        while True:
+            free = POLL_CONCURRENCY - len(running)
+            wake: float | None = None  # seconds until a session may be due; None: only a running poll wakes us
+            if free and remaining_ms() > margin:
+                moment = now()
+                with UnitOfWork(None, sealer=sealer) as uow:
+                    due = uow.device_sessions.claim_due(moment, free, moment + _lease_length())
+                    uow.commit()
+                    upcoming = uow.device_sessions.next_poll_at() if len(due) < free else None
+                running |= {pool.submit(_poll_due, job, client, sealer, now) for job in due}
+                if upcoming is not None:
+                    wake = min(max((upcoming - now()).total_seconds(), 0.05), IDLE_WAIT_SECONDS * 5)
+            if not running:
+                if wake is None:
+                    break  # nothing pending, or no time left for another poll
+                sleep(wake)
                 continue
-            for status in pool.map(lambda job: _poll_due(job, client, sealer, now), due):
-                lapsed += status == LAPSED
-                polled += status != LAPSED
-                completed += status is DeviceSessionStatus.COMPLETED
-                ended += status in (DeviceSessionStatus.DENIED, DeviceSessionStatus.EXPIRED, DeviceSessionStatus.FAILED)
-                errors += status == FAILED_HERE
-    report = PollerReport(polled, completed, ended, errors, lapsed)
-    metrics.add_metric(name=MetricName.DEVICE_POLLS, unit="Count", value=polled)
-    logger.info("device sessions advanced", extra={"polled": polled, "completed": completed, "ended": ended})
+            done, running = wait(running, timeout=wake, return_when=FIRST_COMPLETED)
+            results += [future.result() for future in done]
+    ends = (DeviceSessionStatus.DENIED, DeviceSessionStatus.EXPIRED, DeviceSessionStatus.FAILED)
+    report = PollerReport(
+        polled=sum(result != LAPSED for result in results),
+        completed=sum(result is DeviceSessionStatus.COMPLETED for result in results),
+        ended=sum(result in ends for result in results),
+        errors=sum(result == FAILED_HERE for result in results),
+        lapsed=sum(result == LAPSED for result in results),
+    )
+    metrics.add_metric(name=MetricName.DEVICE_POLLS, unit="Count", value=report.polled)
+    logger.info(
+        "device sessions advanced",
+        extra={"polled": report.polled, "completed": report.completed, "ended": report.ended},
+    )
     return report
 
 
@@ -253,9 +275,7 @@ def poll(lease: PollLease, *, oauth: OAuthClient, sealer: Sealer | None, now: Cl
     return _complete(lease, provider, integration, tokens, oauth=oauth, sealer=sealer, now=now)
 
 
-def _poll_due(
-    due: DueSession, oauth: OAuthClient, sealer: Sealer | None, now: Clock
-) -> DeviceSessionStatus | Literal["lapsed", "failed_here"]:
+def _poll_due(due: DueSession, oauth: OAuthClient, sealer: Sealer | None, now: Clock) -> PollResult:
     ids = {"connect_session_id": str(due.session_id), "tenant_id": str(due.tenant_id)}
     try:
         with UnitOfWork(due.tenant_id, sealer=sealer) as uow:
