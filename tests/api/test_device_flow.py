@@ -285,6 +285,32 @@ def test_one_tenants_many_slow_sessions_do_not_hold_up_another_tenants(api: Api,
         assert status_of(api, body["id"]).json()["status"] == "completed"
 
 
+def test_the_pollers_claim_takes_no_more_than_asked_and_the_tenant_with_fewest_polls_in_flight_first(
+    api: Api, device
+) -> None:
+    from devserver.demo_setup import create_demo_tenant
+
+    other = create_demo_tenant(device, name="B")
+    api.secrets.add(other.api_key.reveal())
+    mine = [start(api, end_user_id=f"a-{number}").json()["id"] for number in range(3)]
+    theirs = start(api, end_user_id="b-1", key=other.api_key.reveal()).json()["id"]
+    device_codes(device, api)
+    time.sleep(INTERVAL)
+    with UnitOfWork(api.tenant.tenant_id) as uow:  # one of this tenant's sessions is being polled (its GET)
+        moment = utcnow()
+        assert uow.device_sessions.claim_poll(uuid.UUID(mine[0]), moment, moment + timedelta(seconds=30))
+        uow.commit()
+
+    with UnitOfWork(None) as uow:
+        moment = utcnow()
+        first = uow.device_sessions.claim_due(moment, 1, moment + timedelta(seconds=30))
+        then = uow.device_sessions.claim_due(moment, 5, moment + timedelta(seconds=30))
+        uow.commit()
+
+    assert [str(due.session_id) for due in first] == [theirs]  # due last, but its tenant has nothing in flight
+    assert sorted(str(due.session_id) for due in then) == sorted(mine[1:])
+
+
 def test_the_scheduled_poller_completes_a_session_nobody_asks_about(api: Api, device, reconfigure) -> None:
     reconfigure(http_timeout_seconds=1)
     body = start(api).json()
