@@ -457,3 +457,41 @@ def test_an_oauth_flow_started_before_the_link_was_finished_stores_nothing(demo_
     assert "Connected" not in landed.body
     assert connection_count(db) == 1
     assert len(provider.stats().revoked) == 1
+
+
+# -- quotas and limits (outside probe, 2026-11-30) ------------------------------------------------------------
+
+
+def test_an_api_key_past_the_connection_quota_gets_a_clear_page_and_stores_nothing(
+    demo_api: Api, provider, db, reconfigure
+) -> None:
+    """An outside probe: a tenant at its connection quota (409 on POST /connections) added connections without
+    bound through links, since the page saved the key without asking the quota."""
+    browser = Browser(demo_api)
+    token = key_form(demo_api, browser)
+    reconfigure(quota_connections=0)
+    before = db_state(db)
+
+    full = browser.post({"page_token": token, "step": "credentials", "provider": "demo-apikey", "api_key": GOOD_KEY})
+
+    assert full.status == 400, full.body
+    assert "cannot take new connections" in full.body
+    assert db_state(db)["connections"] == before["connections"]
+    assert "api_key_check" not in provider.stats().token_calls, "no provider call when nothing can be saved"
+
+
+def test_a_reconnect_through_the_page_needs_no_room_in_the_quota(demo_api: Api, reconfigure) -> None:
+    first = Browser(demo_api)
+    done = first.post(
+        {"page_token": key_form(demo_api, first), "step": "credentials", "provider": "demo-apikey", "api_key": GOOD_KEY}
+    )
+    assert done.status == 200, done.body
+    reconfigure(quota_connections=1)
+
+    again = Browser(demo_api)
+    replaced = again.post(
+        {"page_token": key_form(demo_api, again), "step": "credentials", "provider": "demo-apikey", "api_key": GOOD_KEY}
+    )
+
+    assert replaced.status == 200, replaced.body
+    assert "Connected" in replaced.body

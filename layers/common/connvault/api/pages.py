@@ -88,6 +88,7 @@ PROBLEMS = {
     "invalid_field": "Check the highlighted field: it is empty or not in the expected format.",
     "credentials_refused": "The provider refused these credentials. Check them and try again.",
     "provider_unavailable": "The provider could not check these credentials right now. Try again in a moment.",
+    "quota_exceeded": "This service cannot take new connections right now. Nothing was saved; try again later.",
 }
 FAILURES = {
     "access_denied": "You declined the request at the provider, so nothing was connected.",
@@ -97,6 +98,7 @@ FAILURES = {
     "integration_missing": "This integration is not set up any more.",
     "issuer_mismatch": "The answer did not come from the expected provider, so it was refused.",
     "server_error": "Something went wrong on our side while saving the connection.",
+    "quota_exceeded": "This service cannot take new connections right now, so nothing was connected.",
 }
 UNUSABLE = {
     "unknown_link": ("This link is not valid", "Check that you opened the whole link, or ask for a new one."),

@@ -349,8 +349,7 @@ def store_grant(
     """The connection for a grant: new (within the tenant's quota), or the end user's existing one with its tokens
     replaced; the caller retires the replaced grant once this committed (``services/revocation.py``). ``kind``
     None is the connect flow's authorization code."""
-    if uow.connections.find_by_unique(owner.provider_id, owner.end_user_id, owner.alias) is None:
-        quotas.require_room(uow, Resource.CONNECTIONS, now=lambda: granted_at)
+    quotas.require_room_for_connection(uow, owner.provider_id, owner.end_user_id, owner.alias, now=lambda: granted_at)
     return uow.connections.save_grant(
         owner.tenant_id,
         owner.provider_id,

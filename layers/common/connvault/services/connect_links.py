@@ -30,12 +30,12 @@ from connvault.credential_check import CheckOutcome, check_credentials
 from connvault.db.connect_links import ConnectLink
 from connvault.db.connections import NewCredentials
 from connvault.db.uow import UnitOfWork
-from connvault.errors import InvalidInput, NotFound, ProviderUnavailable
+from connvault.errors import InvalidInput, NotFound, ProviderUnavailable, QuotaExceeded
 from connvault.models import ApiKeyCredentials, AuthType, BasicCredentials, ConfigSource
 from connvault.oauth.pkce import new_state, state_digest
 from connvault.observability import MetricName, logger, metrics
 from connvault.redacted import Redacted
-from connvault.services import connect
+from connvault.services import connect, quotas
 from connvault.validation import is_listed, require_return_url, require_scopes, require_text
 
 if TYPE_CHECKING:
@@ -397,6 +397,9 @@ def submit_credentials(
     else:
         credentials = BasicCredentials(typed["username"], Redacted(typed["password"]))
     details = {name: value for name, value in kept.items() if name not in ("username",)}
+    with uow:  # a full quota says so before any provider call; the save below asks again, under its lock
+        if not _has_room(uow, link, provider.id, now):
+            return _with_problem(view, "quota_exceeded", None, kept)
     if provider.credential_check is not None:
         outcome = check_credentials(provider.credential_check, credentials, details, transport=transport)
         metrics.add_metric(name=CHECK_METRICS[outcome], unit="Count", value=1)
@@ -409,6 +412,8 @@ def submit_credentials(
         current = work.connect_links.find_by_page(state_digest(token.reveal()), for_update=True)
         if current is None or not current.is_live(finished):  # the link was used meanwhile (another tab)
             return UnusableView("used_link", view.context)
+        if not _has_room(work, link, provider.id, now):
+            return _with_problem(view, "quota_exceeded", None, kept)
         connection = work.connections.save_grant(
             link.tenant_id,
             provider.id,
@@ -534,6 +539,16 @@ def _credentials(uow: UnitOfWork, link: ConnectLink, provider: Provider, page_to
         page_token,
         can_choose_another=len(link.provider_ids) > 1,
     )
+
+
+def _has_room(uow: UnitOfWork, link: ConnectLink, provider_id: UUID, now: Clock) -> bool:
+    """Whether the tenant's connection quota lets the link save its connection (a reconnect always may)."""
+    try:
+        quotas.require_room_for_connection(uow, provider_id, link.end_user_id, link.alias, now=now)
+    except QuotaExceeded:
+        logger.info("connect page refused: quota", extra={"connect_link_id": str(link.id)})
+        return False
+    return True
 
 
 def _with_problem(view: CredentialsView, problem: str, field_name: str | None, kept: dict[str, str]) -> View:

@@ -11,10 +11,12 @@ from typing import TYPE_CHECKING
 
 from connvault.clock import Clock, utcnow
 from connvault.config import get_settings
+from connvault.db.tenants import Resource
 from connvault.errors import QuotaExceeded
 
 if TYPE_CHECKING:
-    from connvault.db.tenants import Resource
+    from uuid import UUID
+
     from connvault.db.uow import UnitOfWork
 
 
@@ -23,3 +25,12 @@ def require_room(uow: UnitOfWork, resource: Resource, *, now: Clock = utcnow) ->
     limit: int = getattr(get_settings(), f"quota_{resource.value}")
     if uow.tenants.usage(resource, now()) >= limit:
         raise QuotaExceeded(f"the tenant holds its quota of {limit} {resource.value.replace('_', ' ')}")
+
+
+def require_room_for_connection(
+    uow: UnitOfWork, provider_id: UUID, end_user_id: str, alias: str, *, now: Clock = utcnow
+) -> None:
+    """``require_room`` for a grant about to be saved: a reconnect replaces the end user's connection and needs
+    no room, a new connection does (every path that saves a grant asks here: API, OAuth callback, connect page)."""
+    if uow.connections.find_by_unique(provider_id, end_user_id, alias) is None:
+        require_room(uow, Resource.CONNECTIONS, now=now)
