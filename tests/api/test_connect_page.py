@@ -19,7 +19,15 @@ from connvault.models import ApiKeyCredentials
 from demo_provider import DemoProvider
 from devserver.demo_setup import DEMO_TENANT_DISPLAY_NAME, install_demo_api_key_provider
 from devserver.events import http_event
-from tests.api.conftest import DEMO_RETURN_URL, Answer, Api, db_state, follow_authorize, stored_connection
+from tests.api.conftest import (
+    DEMO_RETURN_URL,
+    Answer,
+    Api,
+    db_state,
+    follow_authorize,
+    start_connect,
+    stored_connection,
+)
 from tests.support.database import TestDatabase
 from tests.support.factories import owner
 
@@ -495,3 +503,50 @@ def test_a_reconnect_through_the_page_needs_no_room_in_the_quota(demo_api: Api, 
 
     assert replaced.status == 200, replaced.body
     assert "Connected" in replaced.body
+
+
+def oauth_session_count(db: TestDatabase) -> int:
+    with owner(db) as sql:
+        return sql.run("SELECT count(*) FROM oauth_sessions")[0][0]
+
+
+def test_choosing_again_replaces_the_pages_oauth_attempt_so_one_link_holds_one_session(demo_api: Api, db) -> None:
+    """An outside probe: every click on an OAuth provider made a connect session, so 10,000 clicks on one link
+    held the tenant's whole quota of connect sessions (its own POST /connect-sessions got 409)."""
+    browser = Browser(demo_api)
+    token = page_token(browser.open(connect_url(demo_api)), demo_api)
+
+    redirects = [browser.post({"page_token": token, "step": "choose", "provider": "demo"}) for _ in range(5)]
+
+    assert [redirect.status for redirect in redirects] == [303] * 5
+    assert oauth_session_count(db) == 1
+    abandoned = demo_api.callback(follow_authorize(redirects[0].headers["Location"], demo_api.secrets))
+    assert "Connected" not in abandoned.body, "the attempt chosen again over no longer works"
+    landed = demo_api.callback(follow_authorize(redirects[-1].headers["Location"], demo_api.secrets))
+    assert landed.status == 200, landed.body
+    assert "Connected" in landed.body, "the end user who went back and chose again connects"
+
+
+def test_clicks_on_a_link_leave_the_tenant_its_quota_of_connect_sessions(demo_api: Api, reconfigure) -> None:
+    reconfigure(quota_connect_sessions=2)
+    browser = Browser(demo_api)
+    token = page_token(browser.open(connect_url(demo_api)), demo_api)
+
+    for _ in range(10):
+        assert browser.post({"page_token": token, "step": "choose", "provider": "demo"}).status == 303
+
+    own = start_connect(demo_api)
+    assert own.status == 201, own.body
+
+
+def test_a_full_quota_of_connect_sessions_is_a_clear_page_not_a_500(demo_api: Api, reconfigure) -> None:
+    reconfigure(quota_connect_sessions=1)
+    browser = Browser(demo_api)
+    token = page_token(browser.open(connect_url(demo_api)), demo_api)
+    assert start_connect(demo_api).status == 201  # the tenant's own session takes the one place
+
+    page = browser.post({"page_token": token, "step": "choose", "provider": "demo"})
+
+    assert page.status == 400, page.body
+    assert "cannot take new connections" in page.body
+    assert 'value="demo-apikey"' in page.body, "the end user may still choose a provider that needs no session"

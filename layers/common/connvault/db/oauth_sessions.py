@@ -79,6 +79,12 @@ class OAuthSessionRepository:
             connection_config=dict(row.connection_config),
         )
 
+    def delete_for_link(self, connect_link_id: UUID) -> int:
+        """Forget the attempts a connect page started (its end user chose again): their states stop working."""
+        return rows_changed(
+            self._session, delete(OAuthSessionRow).where(OAuthSessionRow.connect_link_id == connect_link_id)
+        )
+
     def purge_expired(self, tenant_id: UUID, now: datetime, *, limit: int = 100) -> int:
         """Delete up to ``limit`` of the tenant's expired sessions. Filtered by tenant as well as by RLS, so the
         statement walks this tenant's rows only (``oauth_sessions_tenant_expires_idx``), however many expired

@@ -174,6 +174,11 @@ def create_connect_session(
         # Abandoned attempts (the end user never came back) hold a sealed verifier; they go with the next start
         # (and with the scheduled housekeeping, for tenants that start none).
         uow.oauth_sessions.purge_expired(uow.tenant, started)
+        if request.connect_link_id is not None:
+            # A page holds one attempt at a time: choosing again replaces the last (the link's row lock orders
+            # two tabs), so clicks on one link cannot fill the tenant's quota of connect sessions.
+            uow.connect_links.get(request.connect_link_id, for_update=True)
+            uow.oauth_sessions.delete_for_link(request.connect_link_id)
         quotas.require_room(uow, Resource.CONNECT_SESSIONS, now=now)
         uow.oauth_sessions.add(pending, state_digest(state))
         uow.commit()

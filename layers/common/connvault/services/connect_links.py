@@ -359,6 +359,10 @@ def choose_provider(
             oauth=oauth,
             now=now,
         )
+    except QuotaExceeded:  # the tenant's own sessions fill its quota: nothing the end user did wrong
+        logger.info("connect page refused: quota", extra={"connect_link_id": str(link.id)})
+        with uow:
+            return _choices(uow, link, token, "quota_exceeded")
     except (InvalidInput, ProviderUnavailable):  # its integration was deleted, or its discovery is down
         with uow:
             return _choices(uow, link, token, "provider_not_ready")
