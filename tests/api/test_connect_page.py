@@ -550,3 +550,25 @@ def test_a_full_quota_of_connect_sessions_is_a_clear_page_not_a_500(demo_api: Ap
     assert page.status == 400, page.body
     assert "cannot take new connections" in page.body
     assert 'value="demo-apikey"' in page.body, "the end user may still choose a provider that needs no session"
+
+
+def test_a_page_checks_a_few_wrong_keys_then_refuses_more_without_asking_the_provider(
+    demo_api: Api, provider, db
+) -> None:
+    """An outside probe: 60 wrong keys with one page token made 60 provider calls (an unthrottled oracle)."""
+    browser = Browser(demo_api)
+    token = key_form(demo_api, browser)
+    wrong = [f"dk_guess{i:08d}" for i in range(8)]
+    demo_api.secrets.add(*wrong)
+
+    answers = [
+        browser.post({"page_token": token, "step": "credentials", "provider": "demo-apikey", "api_key": key})
+        for key in wrong
+    ]
+    right = browser.post({"page_token": token, "step": "credentials", "provider": "demo-apikey", "api_key": GOOD_KEY})
+
+    assert ["refused these credentials" in answer.body for answer in answers] == [True] * 5 + [False] * 3
+    assert all("Too many attempts" in answer.body for answer in [*answers[5:], right])
+    assert "api_key_check" not in provider.stats().token_calls, "the right key, past the limit, was not checked"
+    assert right.status == 400
+    assert connection_count(db) == 0

@@ -88,6 +88,7 @@ PROBLEMS = {
     "invalid_field": "Check the highlighted field: it is empty or not in the expected format.",
     "credentials_refused": "The provider refused these credentials. Check them and try again.",
     "provider_unavailable": "The provider could not check these credentials right now. Try again in a moment.",
+    "too_many_checks": "Too many attempts on this page: it checks no more credentials. Ask for a new link.",
     "quota_exceeded": "This service cannot take new connections right now. Nothing was saved: try again later.",
 }
 FAILURES = {

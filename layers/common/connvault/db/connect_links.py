@@ -106,6 +106,17 @@ class ConnectLinkRepository:
         )
         return changed > 0
 
+    def reserve_credential_check(self, link_id: UUID, limit: int) -> bool:
+        """Count one more credential check for the link's page, unless it made ``limit`` already: of requests
+        racing on one page, no more than ``limit`` in all get a check."""
+        changed = rows_changed(
+            self._session,
+            update(ConnectLinkRow)
+            .where(ConnectLinkRow.id == link_id, ConnectLinkRow.credential_checks < limit)
+            .values(credential_checks=ConnectLinkRow.credential_checks + 1),
+        )
+        return changed > 0
+
     def complete(self, link_id: UUID, connection_id: UUID, now: datetime) -> bool:
         """Record the connection the link made; its page token dies with it. False if it had made one already."""
         changed = rows_changed(

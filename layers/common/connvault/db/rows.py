@@ -295,6 +295,7 @@ class ConnectLinkRow(Base):
     completed_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
     connection_config: Mapped[dict[str, Any]] = mapped_column(server_default=text("'{}'"))
+    credential_checks: Mapped[int] = mapped_column(server_default=text("0"))
 
 
 class DeviceSessionRow(Base):

@@ -47,6 +47,9 @@ if TYPE_CHECKING:
 
 MAX_PROVIDERS = 20
 MAX_TOKEN_LENGTH = 512
+MAX_CREDENTIAL_CHECKS = 5
+"""Provider calls one link's page may make to check what its end user typed: enough for a few typos, too few
+for the page to serve as an oracle for guessed keys (a right key ends the link, so this bounds wrong ones)."""
 CHECK_METRICS = {
     CheckOutcome.ACCEPTED: MetricName.CREDENTIAL_CHECK_ACCEPTED,
     CheckOutcome.REFUSED: MetricName.CREDENTIAL_CHECK_REFUSED,
@@ -404,6 +407,12 @@ def submit_credentials(
     with uow:  # a full quota says so before any provider call; the save below asks again, under its lock
         if not _has_room(uow, link, provider.id, now):
             return _with_problem(view, "quota_exceeded", None, kept)
+        if provider.credential_check is not None and not uow.connect_links.reserve_credential_check(
+            link.id, MAX_CREDENTIAL_CHECKS
+        ):
+            logger.info("connect page refused: credential checks", extra={"connect_link_id": str(link.id)})
+            return _with_problem(view, "too_many_checks", None, kept)
+        uow.commit()
     if provider.credential_check is not None:
         outcome = check_credentials(provider.credential_check, credentials, details, transport=transport)
         metrics.add_metric(name=CHECK_METRICS[outcome], unit="Count", value=1)
