@@ -147,8 +147,24 @@ def test_the_catalog_patterns_match_what_they_describe() -> None:
         "openai": ("api_key", "sk-proj-" + "a1B2_c3-" * 5),
         "stripe": ("api_key", "sk_test_" + "a" * 24),
         "twilio": ("username", "AC" + "0123456789abcdef" * 2),
-        "jira-basic": ("site", "acme-corp"),
     }
     for slug, (name, value) in samples.items():
         (field,) = [f for f in forms[slug].fields if f.name == name]
         assert re.fullmatch(field.pattern, value), slug
+
+
+def test_a_check_url_names_only_the_stored_connection_config_never_a_form_field_for_the_same_host() -> None:
+    """An outside probe: jira-basic's check asked ``{site}`` from the end user's form while the connection was
+    stored for the tenant's ``subdomain``, so a key could pass the check on one host and be saved for another."""
+    (jira,) = [entry for entry in load_catalog() if entry.slug == "jira-basic"]
+    assert jira.credential_check is not None and jira.credential_form is not None
+
+    assert "{subdomain}" in jira.credential_check.url
+    assert "site" not in {f.name for f in jira.credential_form.fields}
+    form = jira.credential_form
+    with pytest.raises(FormProblem):
+        parse_credential_check({"url": "https://{subdomain}.example.com/me"}, form)
+    check = parse_credential_check(
+        {"url": "https://{subdomain}.example.com/me"}, form, config_keys=frozenset({"subdomain"})
+    )
+    assert check.url == "https://{subdomain}.example.com/me"

@@ -12,7 +12,16 @@ import string
 from typing import Any
 from urllib.parse import urlsplit
 
-from connvault.models import AuthType, CheckAuth, CredentialCheck, CredentialField, CredentialForm
+from connvault.models import (
+    AuthType,
+    CheckAuth,
+    ConfigKey,
+    ConfigKind,
+    ConfigSource,
+    CredentialCheck,
+    CredentialField,
+    CredentialForm,
+)
 
 CREDENTIAL_FIELDS: dict[AuthType, tuple[str, ...]] = {
     AuthType.API_KEY: ("api_key",),
@@ -75,12 +84,16 @@ def default_form(auth_type: AuthType) -> CredentialForm:
     )
 
 
-def parse_credential_check(raw: object, form: CredentialForm, *, require_https: bool = True) -> CredentialCheck:
+def parse_credential_check(
+    raw: object, form: CredentialForm, *, config_keys: frozenset[str] = frozenset(), require_https: bool = True
+) -> CredentialCheck:
     """A check from catalog data: ``{"url": ..., "auth": "bearer"|"basic"|"header", "header": ...}``.
 
     ``{name}`` in the URL must name a non-secret field with a pattern, so what the end user types there is
-    constrained before it becomes part of an address. ``require_https=False`` is for rows the devserver and
-    the tests write (a provider on 127.0.0.1); the catalog file always requires https.
+    constrained before it becomes part of an address, or one of ``config_keys``: the tenant's connection_config
+    values the connection is stored with, so the check asks the very host the connection will use.
+    ``require_https=False`` is for rows the devserver and the tests write (a provider on 127.0.0.1); the
+    catalog file always requires https.
     """
     if not isinstance(raw, dict) or not raw.keys() <= {"url", "auth", "header"} or "url" not in raw:
         raise FormProblem("credential_check: must be a mapping of url, auth and header")
@@ -90,9 +103,13 @@ def parse_credential_check(raw: object, form: CredentialForm, *, require_https: 
     placeholders = _placeholders(url)
     by_name = {field.name: field for field in form.fields}
     for name in placeholders:
+        if name in config_keys:
+            continue
         field = by_name.get(name)
         if field is None or field.secret or field.pattern is None:
-            raise FormProblem("credential_check.url: may only name non-secret form fields that have a pattern")
+            raise FormProblem(
+                "credential_check.url: may only name non-secret form fields that have a pattern, or connection_config"
+            )
     example = url.format_map({name: "x" for name in placeholders})
     parts = urlsplit(example)
     if require_https:
@@ -114,6 +131,11 @@ def parse_credential_check(raw: object, form: CredentialForm, *, require_https: 
     if auth is CheckAuth.BASIC and "username" not in by_name and "api_key" not in by_name:
         raise FormProblem("credential_check.auth: basic needs username and password, or an api_key")
     return CredentialCheck(url, auth, header)
+
+
+def check_config_keys(keys: tuple[ConfigKey, ...]) -> frozenset[str]:
+    """The connection_config keys a check URL may name: the tenant's subdomains (each one whole host label)."""
+    return frozenset(key.name for key in keys if key.source is ConfigSource.TENANT and key.kind is ConfigKind.SUBDOMAIN)
 
 
 def form_record(form: CredentialForm) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from connvault.catalog.forms import FormProblem, parse_credential_check, parse_credential_form
+from connvault.catalog.forms import FormProblem, check_config_keys, parse_credential_check, parse_credential_form
 from connvault.connection_config import OAUTH_TEMPLATED_FIELDS, PLACEHOLDER, TemplateError, check_template, parse_keys
 from connvault.errors import InvalidInput
 from connvault.models import (
@@ -318,7 +318,8 @@ def _parse_entry(raw: object, position: int) -> CatalogEntry:
             form = values.get("credential_form")
             if form is None:
                 raise FormProblem("credential_check: needs a credential_form")
-            values["credential_check"] = parse_credential_check(raw["credential_check"], form)
+            config_keys = check_config_keys(values.get("connection_config", ()))
+            values["credential_check"] = parse_credential_check(raw["credential_check"], form, config_keys=config_keys)
     except FormProblem as problem:
         member, _, text = str(problem).partition(": ")
         raise _invalid(entry, member, text) from None

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from connvault.catalog.forms import parse_credential_check, parse_credential_form
+from connvault.catalog.forms import check_config_keys, parse_credential_check, parse_credential_form
 from connvault.connection_config import parse_keys
 from connvault.db.rows import ProviderRow
 from connvault.errors import Conflict, NotFound
@@ -179,5 +179,6 @@ def _connect_page_fields(row: ProviderRow) -> dict[str, Any]:
     check = None
     if row.credential_check is not None:
         # http is the egress guard's to refuse or allow (loopback in local development), not the parser's.
-        check = parse_credential_check(row.credential_check, form, require_https=False)
+        keys = check_config_keys(parse_keys(row.connection_config))
+        check = parse_credential_check(row.credential_check, form, config_keys=keys, require_https=False)
     return {"credential_form": form, "credential_check": check}

@@ -414,7 +414,9 @@ def submit_credentials(
             return _with_problem(view, "too_many_checks", None, kept)
         uow.commit()
     if provider.credential_check is not None:
-        outcome = check_credentials(provider.credential_check, credentials, details, transport=transport)
+        # The link's connection_config fills the URL as it will be stored (a form field cannot stand in for it).
+        place = {**details, **link.connection_config}
+        outcome = check_credentials(provider.credential_check, credentials, place, transport=transport)
         metrics.add_metric(name=CHECK_METRICS[outcome], unit="Count", value=1)
         if outcome is CheckOutcome.REFUSED:
             return _with_problem(view, "credentials_refused", None, kept)
