@@ -572,3 +572,25 @@ def test_a_page_checks_a_few_wrong_keys_then_refuses_more_without_asking_the_pro
     assert "api_key_check" not in provider.stats().token_calls, "the right key, past the limit, was not checked"
     assert right.status == 400
     assert connection_count(db) == 0
+
+
+def test_a_custom_authorization_url_reaches_the_pages_headers_in_ascii_only(demo_api: Api, provider) -> None:
+    """An outside probe: non-ASCII and spaces in a custom provider's authorization_url reached the page's CSP and
+    its 303 Location raw, and the dev server crashed writing the header."""
+    custom = {
+        "authorization_url": provider.base_url + "/authorize/café x\u2028",
+        "token_url": provider.base_url + "/token",
+    }
+    defined = demo_api.call("PUT", "/integrations/mine", body={"client_id": "demo-client", "custom_provider": custom})
+    assert defined.status in (200, 201), defined.body
+    browser = Browser(demo_api)
+    page = browser.open(connect_url(demo_api, providers=["mine", "demo"]))
+
+    redirect = browser.post({"page_token": page_token(page, demo_api), "step": "choose", "provider": "mine"})
+
+    assert page.headers["Content-Security-Policy"].isascii()
+    assert redirect.status == 303, redirect.body
+    location = redirect.headers["Location"]
+    demo_api.secrets.add(*parse_qs(urlsplit(location).query)["state"])
+    assert location.isascii() and " " not in location
+    assert urlsplit(location).path == "/authorize/caf%C3%A9%20x%E2%80%A8"

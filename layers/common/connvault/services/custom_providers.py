@@ -31,7 +31,7 @@ from connvault.errors import Conflict, DiscoveryFailed, InvalidInput, NotFound, 
 from connvault.models import AuthType, Provider, RevocationScope, TokenEndpointAuthMethod
 from connvault.oauth import discovery
 from connvault.observability import logger
-from connvault.validation import require_outbound_url, require_text
+from connvault.validation import ascii_url, require_outbound_url, require_text
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -132,7 +132,13 @@ def prepare_custom_provider(
         slug=slug,
         display_name=definition.display_name or slug,
         auth_type=AuthType.OAUTH2,
-        authorization_url=definition.authorization_url,
+        # The end user's browser goes there: one ASCII spelling, as return URLs, since it reaches the connect page's
+        # Location and Content-Security-Policy headers (raw non-ASCII broke them).
+        authorization_url=(
+            None
+            if definition.authorization_url is None
+            else ascii_url(definition.authorization_url, "custom_provider.authorization_url")
+        ),
         token_url=definition.token_url,
         revocation_url=definition.revocation_url,
         revocation_scope=definition.revocation_scope,
