@@ -9,7 +9,8 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from uuid import uuid4
 
 import pytest
 
@@ -17,12 +18,15 @@ from connvault import grant_file
 from connvault.api.new_connections import import_items
 from connvault.db.uow import UnitOfWork
 from connvault.errors import DatabaseUnavailable
-from connvault.services.imports import import_grants
+from connvault.services.imports import ItemResult, ItemStatus, import_grants
 from demo_provider import Fault
 from tests.api.conftest import Api
 from tests.api.test_admin import run_main
 from tests.api.test_imports import grant_from
 from tests.support.factories import owner
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 def write_lines(path: Path, lines: list[Any]) -> Path:
@@ -211,6 +215,39 @@ def test_items_whose_provider_failed_are_sent_again_before_they_count_as_failed(
     assert failed.counts == {"failed": 1}
     (error,) = [json.loads(line) for line in (tmp_path / "more.jsonl.errors").read_text().splitlines()]
     assert (error["line"], error["status"], error["code"]) == (1, "failed", "provider_unavailable")
+
+
+def test_a_batch_the_tenants_rate_admits_a_share_at_a_time_is_sent_again_until_done(tmp_path) -> None:
+    # Given an import that the tenant's rate lets verify 2 items per call, the rest deferred as rate_limited
+    path = write_lines(tmp_path / "grants.jsonl", [{"n": n} for n in range(7)])
+    rounds: list[int] = []
+
+    def two_at_a_time(items: Sequence[Any]) -> list[ItemResult]:
+        rounds.append(len(items))
+        return [
+            ItemResult(index, ItemStatus.CREATED)
+            if index < 2
+            else ItemResult(index, ItemStatus.DEFERRED, code="rate_limited", retry_after=1.0)
+            for index in range(len(items))
+        ]
+
+    waits: list[float] = []
+
+    # When it runs with a single retry
+    progress = grant_file.import_file(
+        path,
+        uuid4(),
+        parse=lambda documents: list(documents),
+        retries=1,
+        err=io.StringIO(),
+        importer=two_at_a_time,
+        sleep=waits.append,
+    )
+
+    # Then every round that settled some items went on without spending the retry
+    assert rounds == [7, 5, 3, 1]
+    assert progress.counts == {"created": 7}
+    assert waits == [2.0, 2.0, 2.0]
 
 
 def test_a_large_file_streams_through_in_batches_of_a_thousand(api: Api, provider, db, tmp_path) -> None:

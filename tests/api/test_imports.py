@@ -14,6 +14,7 @@ from connvault.services import imports
 from connvault.services.grants import ImportedGrantInput, Target
 from demo_provider import DemoProvider, Fault
 from tests.api.conftest import DEMO_RETURN_URL, Answer, Api, db_state, stored_connection
+from tests.api.test_rate_limits import FrozenClock, admitted, limiter
 from tests.scheduler.support import mint_grants
 from tests.support.factories import owner
 
@@ -330,6 +331,51 @@ def test_items_not_attempted_before_the_deadline_are_deferred(api: Api, provider
 
     assert [result.status for result in results] == ["created"] * 2 + ["deferred"] * 4
     assert refresh_calls(provider) == 2
+
+
+def test_a_verified_import_costs_one_admission_per_provider_call_and_nothing_more(api: Api, provider) -> None:
+    # Given a tenant whose rate has room for 10 requests, and 4 grants that need a refresh each
+    process = limiter(FrozenClock(), per_second=1, burst=10, share_every=100)
+    tokens = [f"rt-never-issued-{n:04d}" for n in range(4)]
+    api.secrets.add(*tokens)
+    items = [ImportedGrantInput(Target("demo", f"u{n}"), Redacted(token)) for n, token in enumerate(tokens)]
+    unverified = [ImportedGrantInput(Target("demo", f"v{n}"), Redacted(token)) for n, token in enumerate(tokens)]
+    tenant = api.tenant.tenant_id
+
+    # When they are imported with verify on, then 4 others with verify off
+    verified = imports.import_grants(UnitOfWork(tenant), items, limiter=process)
+    stored = imports.import_grants(UnitOfWork(tenant), unverified, verify=False, limiter=process)
+
+    # Then the 4 provider calls took 4 admissions, and the unverified import none
+    assert [result.status for result in verified] == ["refused"] * 4
+    assert [result.status for result in stored] == ["created"] * 4
+    assert refresh_calls(provider) == 4
+    assert admitted(process, tenant, 10) == 6
+
+
+def test_a_verified_import_past_the_tenants_rate_calls_the_provider_only_for_what_fits(
+    api: Api, provider, reconfigure
+) -> None:
+    # Given a tenant allowed a burst of 6 requests (and next to no refill)
+    reconfigure(rate_limit_per_second=0.01, rate_limit_burst=6)
+    tokens = [f"rt-never-issued-{n:04d}" for n in range(8)]
+    api.secrets.add(*tokens)
+    items = [{"provider": "demo", "end_user_id": f"u{n}", "refresh_token": token} for n, token in enumerate(tokens)]
+
+    # When one request imports 8 grants with verify on
+    answer = bulk(api, items, verify=True)
+
+    # Then the request took one admission and the provider saw one call per admission left, no more
+    results = answer.json()["items"]
+    assert answer.status == 200
+    assert [result["status"] for result in results] == ["refused"] * 5 + ["deferred"] * 3
+    assert refresh_calls(provider) == 5
+    for deferred in results[5:]:
+        assert deferred["error"]["code"] == "rate_limited"
+        assert deferred["retry_after"] >= 1
+    # And the tenant's next request is refused: the import spent its rate
+    assert bulk(api, items, verify=True).status == 429
+    assert refresh_calls(provider) == 5
 
 
 def test_a_bulk_import_is_the_tenants_own(api: Api, provider, db) -> None:

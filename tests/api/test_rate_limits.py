@@ -115,6 +115,39 @@ def test_a_process_refuses_from_its_own_bucket_without_a_statement(db: TestDatab
     assert shared_count(db, tenant) == 0  # fewer than share_every: nothing written yet
 
 
+def test_work_one_request_fans_out_into_is_admitted_up_to_the_tenants_room(db: TestDatabase) -> None:
+    tenant = make_tenant()
+    clock = FrozenClock()
+    process = limiter(clock, per_second=2, burst=5, share_every=100)
+
+    first = process.admit_up_to(tenant, 3)
+    second = process.admit_up_to(tenant, 4)
+
+    assert first.requests == 3
+    assert second.requests == 2  # what the bucket had left
+    assert second.retry_after == 1  # the next one in half a second, at two a second: Retry-After's whole second
+    assert admitted(process, tenant, 1) == 0
+    clock.now += 1.0
+    assert process.admit_up_to(tenant, 10).requests == 2
+
+
+def test_work_admitted_at_once_is_shared_first_and_stays_within_the_windows_allowance(db: TestDatabase) -> None:
+    # Given two processes, each of whose buckets alone would admit a whole burst
+    tenant = make_tenant()
+    clock = FrozenClock()
+    processes = [limiter(clock, per_second=1, burst=12, share_every=4) for _ in range(2)]
+    allowance = WINDOW_SECONDS * 1 + 12
+
+    # When each is asked for a burst's worth at once
+    answers = [process.admit_up_to(tenant, 12) for process in processes]
+
+    # Then the second learns the shared count before admitting, and admits only what fits in the window
+    assert [answer.requests for answer in answers] == [12, allowance - 12]
+    assert 1 <= answers[1].retry_after <= WINDOW_SECONDS
+    assert shared_count(db, tenant) == 24
+    assert processes[1].admit_up_to(tenant, 1).requests == 0
+
+
 def test_a_new_window_starts_the_count_again(db: TestDatabase) -> None:
     tenant = make_tenant()
     get_fast_reads().count_requests(tenant, 40, WINDOW_SECONDS)

@@ -108,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     grants.add_argument("--tenant", type=UUID, required=True, metavar="TENANT_ID")
     grants.add_argument("--no-verify", action="store_true", help="store each grant as given, without a refresh")
     grants.add_argument("--batch-size", type=int, default=1000, help="grants per call (at most 1000)")
-    grants.add_argument("--retries", type=int, default=3, help="times to resend items whose provider failed")
+    grants.add_argument(
+        "--retries", type=int, default=3, help="rounds settling none of the items sent again before they fail"
+    )
     grants.add_argument("--restart", action="store_true", help="ignore FILE.progress and start from the top")
     return parser
 

@@ -10,10 +10,10 @@ atomically). Run the same command again after a failure (a crash, the database g
 last finished batch; the import being idempotent per (provider, end user, alias), a batch cut off half-way is
 answered ``exists`` for what it had stored, at no provider call. ``--restart`` ignores the progress file.
 
-Items whose provider failed (``unavailable``) or that the call had no time for (``deferred``) are sent again,
-``--retries`` times, before they count as failed. Every item that does not end ``created`` or ``exists`` is
-written to ``FILE.errors`` as its line number, status and the field at fault: never the line itself, which
-holds tokens. Progress goes to stderr, the counts to stdout at the end.
+Items whose provider failed (``unavailable``) or that the call had no time or rate for (``deferred``) are sent
+again until ``--retries`` rounds have settled none of them; then they count as failed. Every item that does not
+end ``created`` or ``exists`` is written to ``FILE.errors`` as its line number, status and the field at fault:
+never the line itself, which holds tokens. Progress goes to stderr, the counts to stdout at the end.
 """
 
 from __future__ import annotations
@@ -175,17 +175,21 @@ def _parsed(numbers: list[int], documents: list[Any], parse: Parser) -> list[_Li
 
 
 def _with_retries(batch: list[_Line], run: Importer, retries: int, sleep: Callable[[float], None]) -> list[ItemResult]:
-    """The batch's results; items answered ``unavailable`` or ``deferred`` are sent again, up to ``retries``
-    times, after the longest wait a provider asked for (capped)."""
+    """The batch's results; items answered ``unavailable`` or ``deferred`` are sent again after the longest wait
+    a provider or the rate limit asked for (capped). A round that settles none of them counts against ``retries``;
+    one that settles some does not: the tenant's rate admits a large verified batch a share at a time."""
     results = run([line.item for line in batch])
-    for attempt in range(1, retries + 1):
+    attempt = 0
+    while attempt < retries:
         again = [index for index, result in enumerate(results) if result.status in RETRIED]
         if not again:
             break
         asked = [results[index].retry_after or 0.0 for index in again]
-        sleep(min(max([2.0**attempt, *asked]), MAX_RETRY_WAIT_SECONDS))
+        sleep(min(max([2.0 ** (attempt + 1), *asked]), MAX_RETRY_WAIT_SECONDS))
         for index, result in zip(again, run([batch[index].item for index in again]), strict=True):
             results[index] = result
+        if all(results[index].status in RETRIED for index in again):
+            attempt += 1
     return results
 
 

@@ -636,7 +636,11 @@ class ImportConnectionsRequest(Strict):
     ``invalid`` and the others go ahead.
     """
 
-    verify: bool = Field(default=True, description="Refresh each grant at once, as a single import does.")
+    verify: bool = Field(
+        default=True,
+        description="Refresh each grant at once, as a single import does; each refresh counts against the "
+        "tenant's rate limit, and items past it are deferred (rate_limited), not sent.",
+    )
     # Any JSON value, so that an item that is no object is answered on its own rather than failing the call:
     # ``new_connections.import_items`` reads each item as an ``ImportedGrant``; the schema says what one should be.
     items: Annotated[
@@ -650,13 +654,15 @@ class ImportItemResponse(Strict):
     status: Literal["created", "exists", "invalid", "refused", "unavailable", "deferred", "quota_exceeded"] = Field(
         description="created; exists (the account had a connection: connection_id, left unchanged); invalid (fix "
         "field); refused (the provider refused the refresh token); unavailable (the provider failed: send it again "
-        "later); deferred (not attempted in this call's time: send it again); quota_exceeded (the tenant holds its "
-        "quota of connections: nothing stored)."
+        "later); deferred (not attempted in this call's time, or past the tenant's rate limit, code rate_limited: "
+        "send it again); quota_exceeded (the tenant holds its quota of connections: nothing stored)."
     )
     connection_id: UUID | None = None
     error: ErrorBody | None = None
     retry_after: float | None = Field(
-        default=None, description="With unavailable: seconds to wait, if the provider said."
+        default=None,
+        description="With unavailable: seconds to wait, if the provider said; with deferred for rate_limited: "
+        "seconds until the tenant's rate admits another item.",
     )
 
     @classmethod

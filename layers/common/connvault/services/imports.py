@@ -12,6 +12,12 @@ each, as a single import does, unless ``verify`` is off), with no transaction op
 inserted in one transaction (``ConnectionRepository.add_many``), retried on a database error because a
 rotated refresh token may exist nowhere else. Items not attempted before the deadline are ``deferred``: send
 them again.
+
+A provider call per item is work the tenant's one request fans out into, and the provider is often a host the
+tenant chose: each item sent to its provider is one admission against the tenant's rate limit
+(``RateLimiter.admit_up_to``), on top of the request's own. Items past the tenant's room are ``deferred`` with
+code ``rate_limited`` and ``retry_after``, not sent; items that need no provider call (``exists``, ``invalid``,
+``quota_exceeded``, or ``verify`` off) cost nothing more.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ from connvault import wiring
 from connvault.clock import Clock, utcnow
 from connvault.config import get_settings
 from connvault.db.tenants import Resource
-from connvault.errors import CredentialsRefused, InvalidInput, ProviderUnavailable, QuotaExceeded
+from connvault.errors import CredentialsRefused, InvalidInput, ProviderUnavailable, QuotaExceeded, RateLimited
 from connvault.observability import MetricName, logger, metrics
 from connvault.services.grants import (
     ImportedGrantInput,
@@ -38,6 +44,7 @@ from connvault.services.grants import (
     store,
     try_at_provider,
 )
+from connvault.services.rate_limits import get_rate_limiter
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -46,6 +53,7 @@ if TYPE_CHECKING:
     from connvault.db.uow import UnitOfWork
     from connvault.oauth.client import OAuthClient
     from connvault.services.leases import ProviderApp
+    from connvault.services.rate_limits import RateLimiter
     from connvault.services.renewal import Renewal
 
 MAX_ITEMS = 1000
@@ -64,7 +72,8 @@ class ItemStatus(StrEnum):
     UNAVAILABLE = "unavailable"
     """The provider failed in a retryable way; send the item again later."""
     DEFERRED = "deferred"
-    """Not attempted before the call's deadline; send the item again."""
+    """Not attempted: the call's deadline came, or the tenant's rate had no room for it (``rate_limited``, with
+    ``retry_after``); send the item again."""
     QUOTA_EXCEEDED = "quota_exceeded"
     """The tenant would hold more connections than its quota; nothing was stored, no provider called."""
 
@@ -104,9 +113,11 @@ def import_grants(
     stop: Callable[[], bool] = lambda: False,
     concurrency: int = DEFAULT_CONCURRENCY,
     now: Clock = utcnow,
+    limiter: RateLimiter | None = None,
 ) -> list[ItemResult]:
     """Import ``items``; one result per item, in order. ``stop()`` turning true defers the items not yet
-    sent to their provider. Raises InvalidInput only for a call of more than ``MAX_ITEMS`` items."""
+    sent to their provider, as does the tenant's rate (``limiter``, the process's by default) running out.
+    Raises InvalidInput only for a call of more than ``MAX_ITEMS`` items."""
     if len(items) > MAX_ITEMS:
         raise InvalidInput(f"at most {MAX_ITEMS} items per call", field="items")
     results: dict[int, ItemResult] = {}
@@ -122,6 +133,7 @@ def import_grants(
         except InvalidInput as exc:
             results[index] = _invalid(index, exc)
     pending = _against_existing(uow, prepared, results, now)
+    pending = _admitted(uow, pending, limiter or get_rate_limiter(), results)
     client = oauth or wiring.get_oauth_client()
     verified = _verify(pending, client, stop, concurrency, now, results)
     _store(uow, verified, client, now, results)
@@ -177,6 +189,24 @@ def _against_existing(
             seen.add(key)
             kept.append(candidate)
     return kept
+
+
+def _admitted(
+    uow: UnitOfWork, pending: list[_Pending], limiter: RateLimiter, results: dict[int, ItemResult]
+) -> list[_Pending]:
+    """Admit each item bound for its provider against the tenant's rate; defer those it has no room for."""
+    calls = [item for item in pending if item.prepared.verify]
+    if not calls or uow.tenant_id is None:
+        return pending
+    admitted = limiter.admit_up_to(uow.tenant_id, len(calls))
+    if admitted.requests == len(calls):
+        return pending
+    message = "the tenant is over its request rate; send the item again after retry_after seconds"
+    for item in calls[admitted.requests :]:
+        results[item.index] = ItemResult(
+            item.index, ItemStatus.DEFERRED, code=RateLimited.code, message=message, retry_after=admitted.retry_after
+        )
+    return [item for item in pending if item.index not in results]
 
 
 def _verify(

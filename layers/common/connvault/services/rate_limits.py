@@ -15,6 +15,10 @@ Two layers, neither of which adds a database round trip to an ordinary request (
   its read's own statement (``admit(carry=True)``, then ``settle``): no round trip of its own on the hottest path;
   the request that carries it is served, and a refusal starts with the tenant's next request.
 
+A request that fans out into work of its own (a verified bulk import: one provider call per item) is counted for
+that work too (``admit_up_to``): as many as the tenant has room for are admitted, the rest are answered as not
+done, so one request cannot multiply a tenant's rate.
+
 A refusal is ``RateLimited`` with the seconds until a request would be admitted (429 and ``Retry-After``). When
 the shared count cannot be written (the database is down) the process goes on with its own bucket: the request
 itself will meet the database soon enough, and rate limiting must not turn a blip into refusals.
@@ -27,7 +31,7 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from connvault.config import get_settings
 from connvault.db.fast_reads import get_fast_reads
@@ -57,6 +61,14 @@ class PendingCount:
     requests: int
     window_seconds: int
     window: RequestWindow | None = None
+
+
+class Admitted(NamedTuple):
+    """What ``admit_up_to`` admitted of what was asked, and the seconds until one more would be (as Retry-After
+    says them: whole seconds, at least one)."""
+
+    requests: int
+    retry_after: int
 
 
 @dataclass(slots=True)
@@ -95,27 +107,52 @@ class RateLimiter:
         ``settle``, whatever happened (None: nothing due)."""
         if self._per_second <= 0:
             return None
+        granted, wait, count = self._take(tenant, 1)
+        if not granted:
+            raise _refused(wait)
+        if count is None or carry:
+            return count
+        over = self.settle(count)
+        if over is not None:
+            raise _refused(over)
+        return None
+
+    def admit_up_to(self, tenant: UUID, wanted: int) -> Admitted:
+        """Count up to ``wanted`` requests of ``tenant`` at once, as many as its rate has room for now: the work
+        one request fans out into (a verified import's provider calls), which must cost what it does. The shared
+        count is added to before the answer, so that what other processes admitted in the window is known before
+        anything is sent: past the allowance only what fits under it is admitted."""
+        if self._per_second <= 0 or wanted <= 0:
+            return Admitted(max(0, wanted), 1)
+        granted, wait, count = self._take(tenant, wanted)
+        if count is not None:
+            over = self.settle(count)
+            if over is not None and count.window is not None:
+                granted = max(0, granted - (count.window.requests - self._allowance))
+                wait = over
+        if granted < wanted:
+            _count_refused(wanted - granted)
+        return Admitted(granted, _retry_after(wait))
+
+    def _take(self, tenant: UUID, wanted: int) -> tuple[int, float, PendingCount | None]:
+        """Up to ``wanted`` of the tenant's bucket: how many it gave, the seconds until it gives one more, and the
+        shared count that fell due (taken from the bucket: the caller adds it)."""
         now = self._clock()
         with self._lock:
             bucket = self._bucket(tenant, now)
             if now < bucket.blocked_until:
-                raise _refused(bucket.blocked_until - now)
+                return 0, bucket.blocked_until - now, None
             bucket.tokens = min(self._burst, bucket.tokens + (now - bucket.refilled) * self._per_second)
             bucket.refilled = now
-            if bucket.tokens < 1:
-                raise _refused((1 - bucket.tokens) / self._per_second)
-            bucket.tokens -= 1
-            bucket.unshared += 1
+            granted = min(wanted, int(bucket.tokens))
+            bucket.tokens -= granted
+            wait = max(0.0, (1 - bucket.tokens) / self._per_second)
+            bucket.unshared += granted
             if bucket.unshared < self._share_every:
-                return None
+                return granted, wait, None
             count = PendingCount(tenant, bucket.unshared, WINDOW_SECONDS)
             bucket.unshared = 0
-        if carry:
-            return count
-        wait = self.settle(count)
-        if wait is not None:
-            raise _refused(wait)
-        return None
+        return granted, wait, count
 
     def settle(self, count: PendingCount) -> float | None:
         """Take what adding ``count`` answered: past the allowance, the tenant is refused until its window ends (the
@@ -152,11 +189,19 @@ class RateLimiter:
 
 
 def _refused(wait_seconds: float) -> RateLimited:
-    metrics.add_metric(name=MetricName.RATE_LIMITED, unit="Count", value=1)
+    _count_refused(1)
     return RateLimited(
         "the tenant is over its request rate; retry after Retry-After seconds",
-        retry_after=max(1, math.ceil(wait_seconds)),
+        retry_after=_retry_after(wait_seconds),
     )
+
+
+def _retry_after(wait_seconds: float) -> int:
+    return max(1, math.ceil(wait_seconds))
+
+
+def _count_refused(requests: int) -> None:
+    metrics.add_metric(name=MetricName.RATE_LIMITED, unit="Count", value=requests)
 
 
 @once
