@@ -95,6 +95,74 @@ def test_invalid_requests_are_400_naming_the_field(
     assert db_state(db) == before
 
 
+LAX_RT = "rt-lax-types-0001"
+LAX_BODIES = [
+    # (method, path, body, field, value sent): the outside probe's coercions, each a 400 now
+    (
+        "POST",
+        "/connections",
+        {"kind": "imported", "provider": "demo", "end_user_id": "u", "refresh_token": LAX_RT},
+        "verify",
+        "off",
+    ),
+    (
+        "POST",
+        "/connections/import",
+        {"items": [{"provider": "demo", "end_user_id": "u", "refresh_token": LAX_RT}]},
+        "verify",
+        "n",
+    ),
+    (
+        "POST",
+        "/connect-sessions",
+        {"provider": "demo", "end_user_id": "u", "return_url": DEMO_RETURN_URL},
+        "require_confirmation",
+        "yes",
+    ),
+    (
+        "POST",
+        "/connect-sessions",
+        {"provider": "demo", "end_user_id": "u", "return_url": DEMO_RETURN_URL},
+        "require_confirmation",
+        1,
+    ),
+    ("POST", "/webhooks", {"url": "https://hooks.example.com/in", "event_types": ["connection.created"]}, "enabled", 1),
+    ("PATCH", f"/webhooks/{NOBODYS}", {}, "enabled", "on"),
+    ("POST", f"/webhooks/{NOBODYS}/rotate-secret", {}, "overlap_seconds", "60"),
+    ("POST", f"/webhooks/{NOBODYS}/rotate-secret", {}, "overlap_seconds", True),
+    ("POST", f"/webhooks/{NOBODYS}/rotate-secret", {}, "overlap_seconds", 60.0),
+]
+CUSTOM = {"authorization_url": "https://login.example.com/authorize", "token_url": "https://login.example.com/token"}
+LAX_PROVIDER_FIELDS = [("pkce", "false"), ("require_iss", 0), ("refresh_margin_seconds", "60")]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "field", "value"), LAX_BODIES)
+def test_json_booleans_and_integers_take_no_other_type(
+    api: Api, db, method: str, path: str, body: dict, field: str, value: object
+) -> None:
+    api.secrets.add(LAX_RT)
+    before = db_state(db)
+
+    answer = api.call(method, path, body={**body, field: value})
+
+    assert_error(answer, 400, "validation_error", f"body.{field}")
+    assert json.dumps(value) not in answer.body  # the input is never echoed
+    assert db_state(db) == before
+
+
+@pytest.mark.parametrize(("field", "value"), LAX_PROVIDER_FIELDS)
+def test_a_custom_providers_switches_take_json_booleans_and_integers_only(
+    api: Api, db, field: str, value: object
+) -> None:
+    before = db_state(db)
+
+    body = {"client_id": "c", "custom_provider": {**CUSTOM, field: value}}
+    answer = api.call("PUT", "/integrations/lax-custom", body=body)
+
+    assert_error(answer, 400, "validation_error", f"body.custom_provider.{field}")
+    assert db_state(db) == before
+
+
 @pytest.mark.parametrize(
     "content_type",
     ["0", "text/plain", "application/xml", "application/json; charset=utf-16", 'application/json; Charset="latin1"'],

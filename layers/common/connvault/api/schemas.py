@@ -18,6 +18,8 @@ from pydantic import (
     Discriminator,
     Field,
     SecretStr,
+    StrictBool,
+    StrictInt,
     Tag,
     WithJsonSchema,
     model_validator,
@@ -103,6 +105,16 @@ ConnectionConfig = Annotated[
 
 
 class Strict(BaseModel):
+    """Every model of the API: unknown keys are refused, not ignored.
+
+    A request's booleans and integers are ``StrictBool`` and ``StrictInt``: JSON ``true`` / ``false`` and whole
+    numbers only, as the OpenAPI document says. Pydantic's default would take ``"off"``, ``"n"``, ``0`` and ``1`` as
+    booleans and ``"60"``, ``true`` and ``60.0`` as integers, and several booleans here are security switches
+    (``verify``, ``pkce``, ``require_iss``, ``require_confirmation``): a switch the client did not spell as one is a
+    400, not a guess. Not ``strict=True`` on the whole model: that would refuse the JSON strings that ids, times and
+    enumerations arrive as (the resolver validates the decoded body, not JSON text). Query parameters are text by
+    nature and stay lax."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -141,7 +153,7 @@ class ConnectSessionRequest(Strict):
         "settings' allowed_return_urls, or, when every provider uses OAuth, in each integration's.",
     )
     scopes: list[Scope] | None = Field(default=None, max_length=100, description="For one OAuth provider only.")
-    require_confirmation: bool = Field(
+    require_confirmation: StrictBool = Field(
         default=False,
         description="Park the grant until your backend confirms it: the end user comes back to return_url (required "
         "then) with connect_session_id and a one-time confirmation code; check that the user signed in is the one "
@@ -368,10 +380,10 @@ class CustomProviderRequest(Strict):
     device_authorization_url: Url | None = Field(
         default=None, description="Without discovery_url only: the RFC 8628 device authorization endpoint."
     )
-    require_iss: bool | None = Field(
+    require_iss: StrictBool | None = Field(
         default=None, description="Without discovery_url only: the callback must carry iss equal to issuer."
     )
-    pkce: bool | None = Field(default=None, description="Without discovery_url only; default true (S256).")
+    pkce: StrictBool | None = Field(default=None, description="Without discovery_url only; default true (S256).")
     token_endpoint_auth_method: TokenEndpointAuthMethod | None = Field(
         default=None, description="Without discovery_url only; default client_secret_basic."
     )
@@ -379,7 +391,7 @@ class CustomProviderRequest(Strict):
     authorize_params: dict[
         Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=1024)]
     ] = Field(default_factory=dict, max_length=20, description="Extra query parameters for the authorize URL.")
-    refresh_margin_seconds: int | None = Field(
+    refresh_margin_seconds: StrictInt | None = Field(
         default=None, ge=0, le=86400, description="Refresh tokens expiring within this many seconds."
     )
     api_base_url: Url | None = Field(
@@ -534,7 +546,7 @@ class ImportedConnectionRequest(ImportedGrant):
     """
 
     kind: Literal["imported"]
-    verify: bool = True
+    verify: StrictBool = True
 
 
 class ClientCredentialsConnectionRequest(Strict):
@@ -636,7 +648,7 @@ class ImportConnectionsRequest(Strict):
     ``invalid`` and the others go ahead.
     """
 
-    verify: bool = Field(
+    verify: StrictBool = Field(
         default=True,
         description="Refresh each grant at once, as a single import does; each refresh counts against the "
         "tenant's rate limit, and items past it are deferred (rate_limited), not sent.",

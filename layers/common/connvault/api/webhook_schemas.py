@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import Field, StrictBool, StrictInt
 
 from connvault.api.schemas import Strict, Url
 from connvault.webhooks.model import CircuitState, DeliveryStatus, EventType
@@ -24,18 +24,18 @@ class WebhookEndpointRequest(Strict):
     url: Url = Field(description="https URL of the receiver (public host; the egress guard checks every call).")
     event_types: EventTypes
     description: Description = ""
-    enabled: bool = True
+    enabled: StrictBool = True
 
 
 class UpdateWebhookEndpointRequest(Strict):
     url: Url | None = None
     event_types: EventTypes | None = None
     description: Description | None = None
-    enabled: bool | None = None
+    enabled: StrictBool | None = None
 
 
 class RotateSecretRequest(Strict):
-    overlap_seconds: int | None = Field(
+    overlap_seconds: StrictInt | None = Field(
         default=None,
         ge=0,
         le=7 * 86_400,
