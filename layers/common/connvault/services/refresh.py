@@ -115,10 +115,7 @@ def refresh_with_lease(
         raise IntegrationCredentialsInvalid("the provider refused the integration's client credentials") from None
     except ReauthRequired as exc:
         reason = STALE_LEASE_REASON if _may_have_lost_a_rotation(lease, app) else (exc.reason or exc.code)
-        regranted = leases.fail(uow, lease, status=ConnectionStatus.NEEDS_REAUTH, reason=reason, retry_at=None)
-        if regranted is not None:
-            return regranted
-        raise ReauthRequired("the provider refused the refresh token; connect again", reason=reason) from None
+        return _needs_reauth(uow, lease, reason, "the provider refused the refresh token; connect again")
     except (ProviderUnavailable, ProviderRejected) as exc:
         # A refused request (a firewall's 403 page, a 404, invalid_request, a code nobody knows) says nothing of the
         # grant: only a dead-grant code does (``ReauthRequired``). Sending the connection to reconnect for good
@@ -147,12 +144,8 @@ def refresh_with_lease(
         # Neither stored nor revoked: they are another account's, perhaps another user's live tokens read off a
         # desynchronised connection, and not ours to end.
         logger.warning("refresh answer names another account; not stored", extra={"connection_id": str(connection.id)})
-        regranted = leases.fail(
-            uow, lease, status=ConnectionStatus.NEEDS_REAUTH, reason=ACCOUNT_CHANGED_REASON, retry_at=None
-        )
-        if regranted is not None:
-            return regranted
-        raise ReauthRequired("the provider answered for another account; connect again", reason=ACCOUNT_CHANGED_REASON)
+        message = "the provider answered for another account; connect again"
+        return _needs_reauth(uow, lease, ACCOUNT_CHANGED_REASON, message)
     stored_at = now()
     grant = NewCredentials.answered(renewal.credentials, tokens, connection.scopes)
     if grant.expires_at is None:
@@ -176,6 +169,15 @@ def refresh_with_lease(
             raise
     with uow:
         return uow.connections.get(connection.id)  # as the new grant left it
+
+
+def _needs_reauth(uow: UnitOfWork, lease: Lease, reason: str, message: str) -> Connection:
+    """End the lease with the connection ``needs_reauth`` for ``reason`` and raise ``ReauthRequired``; unless a new
+    grant replaced the row meanwhile, which is returned instead (``leases.fail``)."""
+    regranted = leases.fail(uow, lease, status=ConnectionStatus.NEEDS_REAUTH, reason=reason, retry_at=None)
+    if regranted is not None:
+        return regranted
+    raise ReauthRequired(message, reason=reason) from None  # the provider's own failure is no part of it
 
 
 def _names_another_user(connection: Connection, tokens: OAuth2Tokens) -> bool:
