@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING, Any
+from uuid import uuid4
 
 import pytest
 
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
 
 PLAIN = "plain"
 BINDING = "binding"
+COUNTING_PLAIN = "counting plain"
+COUNTING_FUNCTION = "counting function"
 
 
 @pytest.fixture
@@ -39,7 +42,12 @@ def reads(db: TestDatabase) -> Iterator[FastReads]:
 @pytest.fixture
 def sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Which of the two reads each statement sent was (other statements are left out)."""
-    names = {fast_reads._READ_CONNECTION: PLAIN, fast_reads._READ_CONNECTION_BINDING: BINDING}
+    names = {
+        fast_reads._READ_CONNECTION: PLAIN,
+        fast_reads._READ_CONNECTION_BINDING: BINDING,
+        fast_reads._READ_CONNECTION_COUNTING_BOUND: COUNTING_PLAIN,
+        fast_reads._READ_CONNECTION_COUNTING: COUNTING_FUNCTION,
+    }
     statements: list[str] = []
     run = PreparedConnection.run
 
@@ -143,17 +151,100 @@ def test_after_an_interrupted_statement_the_next_read_binds_a_new_connection(
     assert sent == [BINDING, PLAIN, BINDING]
 
 
+def counted(db: TestDatabase, tenant: UUID) -> int | None:
+    with owner(db) as sql:
+        rows = sql.run("SELECT requests FROM tenant_request_counts WHERE tenant_id = :t", t=tenant)
+    return rows[0][0] if rows else None
+
+
+def test_a_count_on_a_bound_session_is_one_plain_statement_that_counts_once(
+    db: TestDatabase, reads: FastReads, sent: list[str], secrets: SecretRegistry
+) -> None:
+    a, mine, _, _ = two_tenants(secrets)
+
+    first, first_window = reads.read_connection_counting(a, mine, 3, 10)  # no count row yet, session not bound
+    assert reads.read_connection(a, mine) is not None  # binds
+    second, second_window = reads.read_connection_counting(a, mine, 5, 10)
+    missing, missing_window = reads.read_connection_counting(a, uuid4(), 2, 10)
+
+    assert first is not None and first.id == mine
+    assert second is not None and second.id == mine
+    assert second.credentials == first.credentials
+    assert missing is None
+    assert [first_window.requests, second_window.requests, missing_window.requests] == [3, 8, 10]
+    assert 0 < missing_window.seconds_left <= 10
+    assert counted(db, a) == 10
+    assert sent == [COUNTING_FUNCTION, BINDING, COUNTING_PLAIN, COUNTING_PLAIN]
+
+
+def test_a_bound_count_with_no_row_to_update_counts_through_the_function_once(
+    db: TestDatabase, reads: FastReads, sent: list[str], secrets: SecretRegistry
+) -> None:
+    """The count row is gone (an UNLOGGED table after a crash): the plain statement updates nothing and answers no
+    row, so the function inserts it, and the requests are counted once."""
+    a, mine, _, _ = two_tenants(secrets)
+    reads.read_connection_counting(a, mine, 1, 10)
+    assert reads.read_connection(a, mine) is not None
+    with owner(db) as sql:
+        sql.run("DELETE FROM tenant_request_counts")
+    sent.clear()
+
+    snapshot, window = reads.read_connection_counting(a, mine, 4, 10)
+
+    assert snapshot is not None and snapshot.id == mine
+    assert window.requests == 4
+    assert counted(db, a) == 4
+    assert sent == [COUNTING_PLAIN, COUNTING_FUNCTION]
+
+
+def test_a_bound_count_in_a_new_window_starts_the_window_again(
+    db: TestDatabase, reads: FastReads, secrets: SecretRegistry
+) -> None:
+    a, mine, _, _ = two_tenants(secrets)
+    reads.read_connection_counting(a, mine, 50, 10)
+    assert reads.read_connection(a, mine) is not None
+    with owner(db) as sql:
+        sql.run("UPDATE tenant_request_counts SET window_start = window_start - interval '1 hour'")
+
+    _, window = reads.read_connection_counting(a, mine, 6, 10)
+
+    assert window.requests == 6
+    assert 0 < window.seconds_left <= 10
+
+
+def test_a_count_on_a_session_bound_to_another_tenant_behind_the_process_back_counts_only_its_own_tenant(
+    db: TestDatabase, reads: FastReads, sent: list[str], secrets: SecretRegistry
+) -> None:
+    a, mine, b, theirs = two_tenants(secrets)
+    reads.read_connection_counting(b, theirs, 7, 10)
+    reads.read_connection_counting(a, mine, 1, 10)
+    assert reads.read_connection(a, mine) is not None
+    assert reads._connection is not None
+    reads._connection.connection.run("SELECT set_config('app.tenant_id', :t, false)", t=str(b))
+    sent.clear()
+
+    their_row_as_a, window = reads.read_connection_counting(a, theirs, 2, 10)
+
+    assert their_row_as_a is None
+    assert window.requests == 3
+    assert [counted(db, a), counted(db, b)] == [3, 7]
+    # Under B's binding the plain statement found no count row of A's (A's filter, B's RLS): nothing was written
+    # until the function counted for A.
+    assert sent == [COUNTING_PLAIN, COUNTING_FUNCTION]
+
+
 _SETS_TENANT = re.compile(r"set_config\('app\.tenant_id', p_tenant::text, (?:true|false)\)")
 
 
 def test_every_statement_on_the_fast_read_connection_sets_its_own_tenant_or_filters_on_it(db: TestDatabase) -> None:
     """A session bound to a tenant lets that tenant's rows through RLS to any statement that does not set its own:
     each statement ``FastReads`` sends is a function that sets the tenant (or calls only such functions), a definer
-    that reads as the owner by design, or the plain read, which filters on the tenant itself."""
+    that reads as the owner by design, or a plain statement (the read, the counting read) that filters each
+    relation it names on the tenant itself."""
     statements = [
         value
         for name, value in vars(fast_reads).items()
-        if name.startswith("_") and isinstance(value, str) and value.lstrip().upper().startswith("SELECT ")
+        if name.startswith("_") and isinstance(value, str) and value.lstrip().upper().startswith(("SELECT ", "WITH "))
     ]
     with owner(db) as sql:
         functions = {
@@ -173,8 +264,8 @@ def test_every_statement_on_the_fast_read_connection_sets_its_own_tenant_or_filt
         called = re.findall(r"\b(connvault_\w+)\(", statement)
         if called:
             unguarded += [name for name in called if not sets_its_tenant(name)]
-        elif "tenant_id = CAST(:tenant AS uuid)" not in statement:
-            unguarded.append(statement)
+        elif statement.count("tenant_id = CAST(:tenant AS uuid)") < len(re.findall(r"\bpublic\.\w+", statement)):
+            unguarded.append(statement)  # each relation it reads or writes filtered on the tenant
 
-    assert len(statements) >= 8
+    assert len(statements) >= 9
     assert unguarded == []
