@@ -587,3 +587,47 @@ def test_the_token_read_gives_back_what_was_stored_odd_values_too(db: TestDataba
     assert snapshot.scopes == scopes
     assert snapshot.expires_at == expires_at
     assert (snapshot.has_refresh_token, snapshot.last_error_code) == (True, None)
+
+
+def test_the_token_read_decodes_a_state_once_yet_answers_each_change_and_each_row_of_its_own(
+    db: TestDatabase, secrets: SecretRegistry
+) -> None:
+    """The read's metadata is decoded once per connection and state (``fast_reads._decoded``): a change of state is
+    a new text, so it is answered at once; two connections in the same state are never answered with each other's
+    id; the sealed credentials are always the row's own."""
+    tenant = make_tenant("Decoded once")
+    expires_at = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
+    first, second = (
+        make_connection(tenant, secrets, end_user_id=user, grant=oauth_grant(secrets, expires_at=expires_at))
+        for user in ("u1", "u2")
+    )
+    with owner(db) as sql:
+        sql.run(
+            "UPDATE connections SET granted_at = :at, last_refresh_at = NULL WHERE tenant_id = :t",
+            at=expires_at,
+            t=tenant,
+        )
+        texts = sql.run("SELECT DISTINCT metadata::text FROM connvault_token_reads WHERE tenant_id = :t", t=tenant)
+    assert len(texts) == 1  # the two connections are in the same state, to the byte
+    reads = get_fast_reads()
+    before = reads.read_connection(tenant, first.id)
+    twin = reads.read_connection(tenant, second.id)
+    with owner(db) as sql:
+        sql.run(
+            "UPDATE connections SET status = 'needs_reauth', last_error_code = 'invalid_grant', "
+            "credentials = :other WHERE id = :id",
+            other=sql.run("SELECT credentials FROM connections WHERE id = :id", id=second.id)[0][0],
+            id=first.id,
+        )
+
+    after = reads.read_connection(tenant, first.id)
+    other = reads.read_connection(tenant, second.id)
+
+    assert before is not None and after is not None and other is not None and twin is not None
+    assert (before.id, twin.id) == (first.id, second.id)
+    assert before.credentials != twin.credentials
+    assert before.status is ConnectionStatus.ACTIVE
+    assert (after.status, after.last_error_code) == (ConnectionStatus.NEEDS_REAUTH, "invalid_grant")
+    assert after.credentials == other.credentials != before.credentials
+    assert (before.id, after.id, other.id) == (first.id, first.id, second.id)
+    assert other.status is ConnectionStatus.ACTIVE

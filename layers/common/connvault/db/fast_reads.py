@@ -14,10 +14,12 @@ runs one request at a time.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections import OrderedDict
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
 
@@ -74,15 +76,19 @@ class ApiKeyLookup(NamedTuple):
 
 # Ids go out as their 32 hex digits, which ``uuid`` input reads as it reads the hyphenated form: ``UUID.hex`` costs a
 # third of ``str(UUID)``, twice per token fetch.
+# The metadata column comes as its text (json's cast to text only relabels it), decoded once per connection and
+# state (``_snapshot``).
 _READ_CONNECTION = (
-    "SELECT credentials, metadata FROM public.connvault_token_reads "
+    "SELECT credentials, metadata::text FROM public.connvault_token_reads "
     "WHERE id = CAST(:id AS uuid) AND tenant_id = CAST(:tenant AS uuid)"
 )
 _READ_CONNECTION_BINDING = (
-    "SELECT * FROM connvault_token_read_binding_session(CAST(:tenant AS uuid), CAST(:id AS uuid))"
+    "SELECT credentials, metadata::text "
+    "FROM connvault_token_read_binding_session(CAST(:tenant AS uuid), CAST(:id AS uuid))"
 )
 _READ_CONNECTION_COUNTING = (
-    "SELECT * FROM connvault_token_read_counting(CAST(:tenant AS uuid), CAST(:id AS uuid), :requests, :window)"
+    "SELECT credentials, metadata::text, window_requests, window_left "
+    "FROM connvault_token_read_counting(CAST(:tenant AS uuid), CAST(:id AS uuid), :requests, :window)"
 )
 # ``connvault_count_requests``'s update of a count row that exists, and the read, in one plain statement for a
 # session bound to the tenant; both filter on the tenant as well as RLS does. It commits without waiting for a WAL
@@ -105,10 +111,13 @@ _READ_CONNECTION_COUNTING_BOUND = """WITH clock AS (
         extract(epoch FROM c.window_start + make_interval(secs => CAST(:window AS integer)) - clock.at)
             ::double precision AS window_left
 )
-SELECT r.credentials, r.metadata, counted.requests, counted.window_left
+SELECT r.credentials, r.metadata::text, counted.requests, counted.window_left
 FROM counted LEFT JOIN public.connvault_token_reads r
     ON r.id = CAST(:id AS uuid) AND r.tenant_id = CAST(:tenant AS uuid)"""
-_READ_PROXY_TARGET = "SELECT * FROM connvault_read_proxy_target(CAST(:tenant AS uuid), CAST(:id AS uuid))"
+_READ_PROXY_TARGET = (
+    "SELECT credentials, metadata::text, provider_slug, api_base_url, api_auth, config_keys, connection_config, "
+    "last_refresh_epoch FROM connvault_read_proxy_target(CAST(:tenant AS uuid), CAST(:id AS uuid))"
+)
 _TOUCH_CONNECTION = (
     "SELECT connvault_touch_connection(CAST(:tenant AS uuid), CAST(:id AS uuid), make_interval(secs => :every))"
 )
@@ -263,17 +272,26 @@ def _window(requests: int | None, seconds_left: float | None, window_seconds: in
 
 _STATUSES = {status.value: status for status in ConnectionStatus}
 """``ConnectionStatus(value)`` without the enum's call machinery (a fifth of building a snapshot)."""
+_DECODED_MEMORY = 4096
 
 
-def _snapshot(connection_id: UUID, sealed: bytes | None, metadata: list[Any]) -> ConnectionSnapshot:
+def _snapshot(connection_id: UUID, sealed: bytes | None, metadata: str) -> ConnectionSnapshot:
     """The snapshot from a read's two columns: the sealed credentials, and the rest as one json array (the driver
-    decodes each column in Python, a json one in C; migration 0084)."""
-    status, kind, token_type, scopes, expires_epoch, has_refresh, error, margin, issued_epoch = metadata
+    decodes each column in Python; migration 0084), taken as its text."""
+    return _decoded(connection_id, metadata)._replace(credentials=sealed)
+
+
+@lru_cache(maxsize=_DECODED_MEMORY)
+def _decoded(connection_id: UUID, metadata: str) -> ConnectionSnapshot:
+    """The snapshot without its credentials, decoded once per connection and state: a backend fetches the same
+    connections over and over, and decoding the array and building the snapshot cost 10-12 µs of a warm read
+    (docs/design.md). The text names no secret: status, kinds, scopes, times, an error code."""
+    status, kind, token_type, scopes, expires_epoch, has_refresh, error, margin, issued_epoch = json.loads(metadata)
     return ConnectionSnapshot(
         id=connection_id,
         status=_STATUSES[status],
         credential_type=kind,
-        credentials=sealed,
+        credentials=None,
         token_type=token_type,
         scopes=tuple(scopes or ()),
         expires_at=None if expires_epoch is None else datetime.fromtimestamp(expires_epoch, UTC),
