@@ -368,36 +368,17 @@ def _connect_vetted(host: str, port: int, policy: EgressPolicy, connect_timeout:
 
 
 class _GuardedConnect:
-    """``_new_conn`` for urllib3's connections: vet, then connect to the vetted address, never re-resolve. And a
-    connection can be spent (``use_once``): the pool then drops it at its next checkout instead of reusing it."""
+    """``_new_conn`` for urllib3's connections: vet, then connect to the vetted address, never re-resolve."""
 
     egress_policy: EgressPolicy
     _dns_host: str
     port: int
     timeout: Any
-    spent = False
 
     def _new_conn(self) -> socket.socket:
         timeout = self.timeout if isinstance(self.timeout, int | float) else None
         # ``_dns_host``, not ``host``: urllib3's ``host`` drops a trailing dot, which the guard refuses.
         return _connect_vetted(self._dns_host, self.port, self.egress_policy, timeout)
-
-    @property
-    def is_connected(self) -> bool:
-        """What urllib3's pool asks before reusing a connection (``is_connection_dropped``)."""
-        return not self.spent and bool(super().is_connected)  # type: ignore[misc]
-
-    def close(self) -> None:
-        self.spent = False  # urllib3 opens the same object anew for the next request
-        super().close()  # type: ignore[misc]
-
-
-def use_once(connection: object) -> None:
-    """Spend ``connection``: no request after the current one goes out on it. Marked while its answer is being
-    read, not closed after it: a body read to its end hands the connection back to the pool by itself, where
-    another thread may already have taken it."""
-    if isinstance(connection, _GuardedConnect):
-        connection.spent = True
 
 
 class _GuardedHTTPConnection(_GuardedConnect, HTTPConnection):
