@@ -175,11 +175,12 @@ class HttpTransport:
         read on it after this answer. Without the pool's checkout, retry and release around it, a token call cost
         a third less client CPU here (docs/design.md). The request is the one the pool sends: same method, target,
         headers and body."""
-        connection = self._pool.connection_from_url(url)._new_conn()
+        target = parse_url(url)
+        connection = self._pool.connection_from_host(target.host, target.port, target.scheme)._new_conn()
         try:
             connection.request(
                 method,
-                parse_url(url).request_uri,
+                target.request_uri,
                 body=body,
                 headers=headers,
                 preload_content=False,
