@@ -13,7 +13,8 @@ Every variant returns the same columns for the same row, as a prepared pg8000 st
   alternating between two tenants);
 * deployed (migration 0090, ``FastReads.read_connection``'s statements): the plain SELECT of the
   ``connvault_token_reads`` view while the session is bound to the tenant, and
-  ``connvault_token_read_binding_session``, which binds it and reads in one statement, whenever the tenant changes.
+  ``connvault_token_read_binding_session``, which binds it and reads in one statement, whenever the tenant changes;
+  both take the json column as its text, which ``FastReads`` decodes once per connection and state.
 
 Run: ``.venv/bin/python bench/token_read_bench.py [--iterations 2000]``
 """
