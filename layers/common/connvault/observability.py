@@ -15,7 +15,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.shared.functions import powertools_dev_is_set
 
+from connvault.json_text import log_json
 from connvault.once import once
 
 if TYPE_CHECKING:
@@ -36,7 +38,12 @@ def _message_as_written(message: object) -> str:
     raise ValueError("log messages are logged as written")
 
 
-logger = Logger(service=SERVICE, json_deserializer=_message_as_written)
+logger = Logger(
+    service=SERVICE,
+    json_deserializer=_message_as_written,
+    # Powertools' own text, by orjson when it is the same (``json_text``); indented under POWERTOOLS_DEV as before.
+    json_serializer=None if powertools_dev_is_set() else log_json,
+)
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 
 

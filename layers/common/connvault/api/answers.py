@@ -9,14 +9,11 @@ Nothing here imports the resolver, pydantic or SQLAlchemy (the token function's 
 
 from __future__ import annotations
 
-import json
 import traceback
 from functools import lru_cache
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, NamedTuple
 from uuid import UUID
-
-import orjson
 
 from connvault.api.context_keys import UNCHECKED_CONTEXT_KEY
 from connvault.errors import (
@@ -41,6 +38,7 @@ from connvault.errors import (
     ResponseTooLarge,
     Unauthorized,
 )
+from connvault.json_text import answer_json
 from connvault.observability import MetricName, logger, metrics
 from connvault.services.rate_limits import get_rate_limiter
 
@@ -69,25 +67,6 @@ STATUS_BY_ERROR: dict[type[ConnvaultError], HTTPStatus] = {
 }
 NO_STORE = {"Cache-Control": "no-store"}
 JSON = "application/json"
-_json_dumps = json.JSONEncoder(separators=(",", ":")).encode
-"""``json.dumps(…, separators=…)`` with its encoder built once: ``dumps`` builds one per call when given options."""
-_AS_JSON_WOULD = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_SUBCLASS
-"""orjson refusing, as ``json`` does, what it would write on its own: dataclasses, datetimes, subclasses of str."""
-
-
-def answer_json(body: Any) -> str:
-    """``body`` as the resolver writes it, ``json.dumps`` with compact separators, by orjson: on a warm token fetch
-    the standard encoder cost 15 µs, about a tenth of the floor, and orjson next to nothing (docs/design.md).
-
-    The two write the same text for what answers carry (strings, booleans, None, integers, lists and dicts) except
-    for what ``json`` escapes and orjson does not, non-ASCII and DEL: such a body, and anything orjson refuses (a lone
-    surrogate, an integer past 64 bits, a type it would write where ``json`` refuses it), goes to ``json``
-    (``tests/unit/test_answer_json.py`` compares both over every ASCII character and odd values)."""
-    try:
-        text = orjson.dumps(body, option=_AS_JSON_WOULD)
-    except TypeError:
-        return _json_dumps(body)
-    return text.decode() if text.isascii() and b"\x7f" not in text else _json_dumps(body)
 
 
 class Answer(NamedTuple):
