@@ -150,12 +150,7 @@ class FastReads:
         or when that finds nothing (not found, or a session bound elsewhere than this process believes), the
         function that binds the session and reads (migration 0090): one round trip, two for an id not found."""
         params = {"tenant": tenant_id.hex, "id": connection_id.hex}
-        with self._lock:
-            bound = self._connection is not None and self._session_tenant == tenant_id
-            rows = self._statement(_READ_CONNECTION, params) if bound else None
-            if not rows:
-                rows = self._statement(_READ_CONNECTION_BINDING, params)
-                self._session_tenant = tenant_id
+        rows = self._plain_if_bound(tenant_id, _READ_CONNECTION, _READ_CONNECTION_BINDING, params, binds=True)
         return _snapshot(connection_id, *rows[0]) if rows else None
 
     def read_connection_counting(
@@ -169,12 +164,9 @@ class FastReads:
         one costs a fetch in twenty about a fifth of what the function did, whose write and nested plpgsql also
         slowed the reads after it (docs/design.md)."""
         params = {"tenant": tenant_id.hex, "id": connection_id.hex, "requests": requests, "window": window_seconds}
-        with self._lock:
-            bound = self._connection is not None and self._session_tenant == tenant_id
-            rows = self._statement(_READ_CONNECTION_COUNTING_BOUND, params) if bound else None
-            if not rows:
-                rows = self._statement(_READ_CONNECTION_COUNTING, params)
-        [[sealed, metadata, counted, seconds_left]] = rows
+        [[sealed, metadata, counted, seconds_left]] = self._plain_if_bound(
+            tenant_id, _READ_CONNECTION_COUNTING_BOUND, _READ_CONNECTION_COUNTING, params, binds=False
+        )
         snapshot = None if metadata is None else _snapshot(connection_id, sealed, metadata)
         return snapshot, _window(counted, seconds_left, window_seconds)
 
@@ -245,6 +237,21 @@ class FastReads:
         unavailable propagates as the driver's: nothing here can retry a bug away."""
         with self._lock:
             return self._statement(sql, params)
+
+    def _plain_if_bound(
+        self, tenant_id: UUID, plain: str, function: str, params: dict[str, Any], *, binds: bool
+    ) -> list[list[Any]]:
+        """``plain`` while the session is bound to ``tenant_id``; ``function``, which sets the tenant itself, when
+        the session is not bound or ``plain`` answered no row (nothing there, or a session bound elsewhere than
+        this process believes). ``binds``: the function binds the session to the tenant, for the next ``plain``."""
+        with self._lock:
+            bound = self._connection is not None and self._session_tenant == tenant_id
+            rows = self._statement(plain, params) if bound else None
+            if not rows:
+                rows = self._statement(function, params)
+                if binds:
+                    self._session_tenant = tenant_id
+        return rows
 
     def _statement(self, sql: str, params: dict[str, Any]) -> list[list[Any]]:
         """``_run`` with the lock held."""
