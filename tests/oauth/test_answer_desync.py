@@ -11,11 +11,11 @@ import socket
 import threading
 import time
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qs
 
 import pytest
 
 from connvault.oauth.http import HttpTransport
+from tests.support.raw_http import read_form_request
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -51,7 +51,7 @@ class TwiceAnsweringProvider:
         reader = connection.makefile("rb")
         first = True
         with connection:
-            while request := _read_request(reader):
+            while request := read_form_request(reader):
                 answer = _answer(request)
                 if first:
                     connection.sendall(answer)
@@ -60,16 +60,6 @@ class TwiceAnsweringProvider:
                 else:
                     time.sleep(2 * self.DUPLICATE_AFTER)
                     _send_quietly(connection, answer)
-
-
-def _read_request(reader: object) -> dict[str, list[str]] | None:
-    lines = []
-    while (line := reader.readline()) not in (b"\r\n", b""):  # type: ignore[attr-defined]
-        lines.append(line.decode("latin-1"))
-    if not lines:
-        return None
-    length = next(int(line.split(":", 1)[1]) for line in lines if line.lower().startswith("content-length:"))
-    return parse_qs(reader.read(length).decode())  # type: ignore[attr-defined]
 
 
 def _answer(fields: dict[str, list[str]]) -> bytes:

@@ -14,6 +14,7 @@ import pytest
 
 from connvault.errors import ProviderUnavailable
 from connvault.oauth.http import UNREACHABLE_REASON, HttpTransport
+from tests.support.raw_http import read_form_request
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -38,13 +39,7 @@ class OneAnswerProvider:
         with self._listener.accept()[0] as connection:
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             connection.settimeout(5.0)
-            request = b""
-            while b"\r\n\r\n" not in request:
-                request += connection.recv(65536)
-            head, _, body = request.partition(b"\r\n\r\n")
-            length = next(int(line[15:]) for line in head.lower().split(b"\r\n") if line.startswith(b"content-length:"))
-            while len(body) < length:
-                body += connection.recv(65536)
+            read_form_request(connection.makefile("rb"))
             connection.sendall(self._answer)
             with contextlib.suppress(OSError):  # a client still waiting for the rest of a short answer
                 self.after_answer.append(connection.recv(65536))  # b"" once the client has closed
