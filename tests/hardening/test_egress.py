@@ -164,6 +164,11 @@ class FakeNetwork:
         return EgressPolicy(allow_insecure_loopback=allow_insecure_loopback, resolve=self.resolve)
 
 
+REUSE = pytest.mark.parametrize("reuse", [True, False], ids=["pooled", "own connection"])
+"""Both ways a call goes out: on the guarded pool's kept-alive connections, or, as a token call, on ``http.client``'s
+own connection (``egress.GuardedConnection``)."""
+
+
 @pytest.fixture
 def network(monkeypatch: pytest.MonkeyPatch) -> FakeNetwork:
     fake = FakeNetwork()
@@ -177,13 +182,16 @@ def network(monkeypatch: pytest.MonkeyPatch) -> FakeNetwork:
     return fake
 
 
+@REUSE
 @pytest.mark.parametrize("url", BLOCKED_URLS)
-def test_every_internal_address_and_odd_spelling_is_refused_before_any_connect(url: str, network: FakeNetwork) -> None:
+def test_every_internal_address_and_odd_spelling_is_refused_before_any_connect(
+    url: str, network: FakeNetwork, reuse: bool
+) -> None:
     with pytest.raises(BlockedAddress):
         check_url(url, network.policy())
     transport = HttpTransport(2.0, policy=network.policy())
     with pytest.raises(ProviderUnavailable) as caught:
-        transport.request("GET", url)
+        transport.request("GET", url, reuse=reuse)
     assert (caught.value.message, caught.value.reason) == (BLOCKED_MESSAGE, "blocked_address")
     assert network.connects == []
 
@@ -217,26 +225,28 @@ def _spellings(address: egress.IPAddress) -> list[egress.IPAddress]:
     ]
 
 
+@REUSE
 @pytest.mark.parametrize("answer", PRIVATE_ANSWERS)
 def test_a_dns_name_resolving_to_an_internal_address_is_refused_before_any_connect(
-    answer: str, network: FakeNetwork
+    answer: str, network: FakeNetwork, reuse: bool
 ) -> None:
     network.answers["innocent.example"] = [answer]
     transport = HttpTransport(2.0, policy=network.policy())
 
     with pytest.raises(ProviderUnavailable) as caught:
-        transport.post_form("https://innocent.example/token", {"grant_type": "refresh_token"})
+        transport.request("POST", "https://innocent.example/token", body=b"grant_type=refresh_token", reuse=reuse)
 
     assert caught.value.message == BLOCKED_MESSAGE
     assert network.lookups == ["innocent.example"]
     assert network.connects == []
 
 
-def test_one_internal_answer_among_public_ones_refuses_the_name(network: FakeNetwork) -> None:
+@REUSE
+def test_one_internal_answer_among_public_ones_refuses_the_name(network: FakeNetwork, reuse: bool) -> None:
     network.answers["mixed.example"] = ["93.184.216.34", "169.254.169.254"]
 
     with pytest.raises(ProviderUnavailable) as caught:
-        HttpTransport(2.0, policy=network.policy()).request("GET", "https://mixed.example/")
+        HttpTransport(2.0, policy=network.policy()).request("GET", "https://mixed.example/", reuse=reuse)
 
     assert caught.value.message == BLOCKED_MESSAGE
     assert network.connects == []
@@ -321,13 +331,15 @@ def tls_server(tmp_path: Path) -> Iterator[TlsServer]:
     listener.close()
 
 
+@REUSE
 def test_a_name_is_resolved_once_and_tls_is_checked_for_the_name_not_the_address(
-    tls_server: TlsServer, network: FakeNetwork
+    tls_server: TlsServer, network: FakeNetwork, reuse: bool
 ) -> None:
     network.answers["provider.test"] = ["127.0.0.1"]
     transport = HttpTransport(5.0, policy=network.policy(allow_insecure_loopback=True), ca_certs=tls_server.ca_file)
 
-    response = transport.request("GET", f"https://provider.test:{tls_server.port}/.well-known/openid-configuration")
+    url = f"https://provider.test:{tls_server.port}/.well-known/openid-configuration"
+    response = transport.request("GET", url, reuse=reuse)
 
     assert response.status == 200
     assert network.lookups == ["provider.test"]
@@ -336,12 +348,15 @@ def test_a_name_is_resolved_once_and_tls_is_checked_for_the_name_not_the_address
     transport.close()
 
 
-def test_a_certificate_for_another_name_is_unreachable(tls_server: TlsServer, network: FakeNetwork) -> None:
+@REUSE
+def test_a_certificate_for_another_name_is_unreachable(
+    tls_server: TlsServer, network: FakeNetwork, reuse: bool
+) -> None:
     network.answers["impostor.test"] = ["127.0.0.1"]
     transport = HttpTransport(5.0, policy=network.policy(allow_insecure_loopback=True), ca_certs=tls_server.ca_file)
 
     with pytest.raises(ProviderUnavailable) as caught:
-        transport.request("GET", f"https://impostor.test:{tls_server.port}/")
+        transport.request("GET", f"https://impostor.test:{tls_server.port}/", reuse=reuse)
 
     assert caught.value.message == UNREACHABLE_MESSAGE
 
@@ -349,7 +364,8 @@ def test_a_certificate_for_another_name_is_unreachable(tls_server: TlsServer, ne
 # ---- no port-scan oracle ---------------------------------------------------------------------------------------
 
 
-def test_refused_silent_and_non_tls_ports_fail_with_one_message(network: FakeNetwork) -> None:
+@REUSE
+def test_refused_silent_and_non_tls_ports_fail_with_one_message(network: FakeNetwork, reuse: bool) -> None:
     """Whatever listens (or not) at a port, the caller learns only that the provider could not be reached."""
     closed = socket.create_server(("127.0.0.1", 0))
     closed_port = closed.getsockname()[1]
@@ -376,7 +392,7 @@ def test_refused_silent_and_non_tls_ports_fail_with_one_message(network: FakeNet
     try:
         for port in (closed_port, silent.getsockname()[1], plain.getsockname()[1]):
             with pytest.raises(ProviderUnavailable) as caught:
-                transport.request("GET", f"https://127.0.0.1:{port}/")
+                transport.request("GET", f"https://127.0.0.1:{port}/", reuse=reuse)
             messages.add((caught.value.message, caught.value.reason, str(caught.value)))
     finally:
         stop.set()
@@ -441,7 +457,8 @@ def test_a_trickling_provider_is_cut_off_at_the_total_deadline(payload: bytes) -
     assert 0.9 <= elapsed < 2.0
 
 
-def test_a_slow_name_lookup_is_cut_off_at_the_total_deadline() -> None:
+@REUSE
+def test_a_slow_name_lookup_is_cut_off_at_the_total_deadline(reuse: bool) -> None:
     """``getaddrinfo`` takes no timeout: a tenant's slow nameserver held a call past its deadline (an outside probe
     measured 6 s against 2)."""
     release = threading.Event()
@@ -454,7 +471,7 @@ def test_a_slow_name_lookup_is_cut_off_at_the_total_deadline() -> None:
     try:
         started = time.monotonic()
         with pytest.raises(ProviderUnavailable) as caught:
-            transport.request("GET", "https://slow.example/")
+            transport.request("GET", "https://slow.example/", reuse=reuse)
         elapsed = time.monotonic() - started
     finally:
         release.set()

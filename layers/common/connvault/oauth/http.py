@@ -1,5 +1,6 @@
 """A deliberately small HTTP transport for calls to tenant-influenced URLs, on the urllib3 that already ships
-with botocore, with every connection made through the egress guard (``connvault.egress``).
+with botocore (kept-alive connections) and on ``http.client`` (token calls, a connection each), with every
+connection made through the egress guard (``connvault.egress``).
 
 Why not requests/httpx: they add cold-start import time for nothing we need. What this adds on top of
 urllib3 is policy: the egress guard (public addresses only, resolved once), one total deadline per call however
@@ -11,10 +12,11 @@ network condition it was (no port-scan oracle), never a URL or a body.
 
 from __future__ import annotations
 
+import functools
+import zlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.client import HTTPException
-from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 import urllib3
@@ -25,17 +27,16 @@ from connvault.egress import (
     BLOCKED_MESSAGE,
     UNREACHABLE_MESSAGE,
     BlockedAddress,
+    Destination,
     EgressPolicy,
+    GuardedConnection,
     Unreachable,
     check_url,
     deadline,
     guarded_pool_manager,
+    guarded_tls_context,
 )
 from connvault.errors import ProviderUnavailable
-
-if TYPE_CHECKING:
-    from urllib3._base_connection import BaseHTTPConnection  # the type urllib3's pools give their connections
-    from urllib3.response import BaseHTTPResponse
 
 MAX_BODY_BYTES = 1024 * 1024
 """A token response is a few KiB; anything past this is not one, and is not worth buffering."""
@@ -64,8 +65,8 @@ class HttpTransport:
 
     ``deadline_seconds`` bounds a whole call (connect, TLS, send, headers, body); ``CONNVAULT_HTTP_TIMEOUT_SECONDS``
     is that deadline in production, and the refresh lease must outlast it (checked in config).
-    ``maxsize`` is the number of connections kept per host; the scheduler sets it to its thread count
-    so that concurrent refreshes against one provider do not open and drop connections.
+    ``maxsize`` is the number of connections kept per host for calls that reuse them (discovery, the proxy,
+    webhooks); token calls never do (``post_form``).
     """
 
     def __init__(
@@ -79,13 +80,12 @@ class HttpTransport:
         ca_certs: str | None = None,
     ) -> None:
         self._deadline = deadline_seconds
-        self._timeout = urllib3.Timeout(
-            connect=connect_timeout_seconds if connect_timeout_seconds is not None else deadline_seconds,
-            read=deadline_seconds,
-        )
+        self._connect_timeout = connect_timeout_seconds if connect_timeout_seconds is not None else deadline_seconds
+        self._timeout = urllib3.Timeout(connect=self._connect_timeout, read=deadline_seconds)
         self._max_body_bytes = max_body_bytes
         self._policy = policy or EgressPolicy.from_settings()
-        self._pool = guarded_pool_manager(self._policy, maxsize=maxsize, timeout=self._timeout, ca_certs=ca_certs)
+        self._tls = guarded_tls_context(ca_certs)
+        self._pool = guarded_pool_manager(self._policy, maxsize=maxsize, timeout=self._timeout, tls=self._tls)
 
     def post_form(self, url: str, fields: Mapping[str, str], headers: Mapping[str, str] | None = None) -> HttpResponse:
         """POST ``fields`` as ``application/x-www-form-urlencoded``, the only body OAuth endpoints take, on a
@@ -123,75 +123,107 @@ class HttpTransport:
         full URL and the network condition, and tracebacks end up in logs.
         """
         try:
-            check_url(url, self._policy)
+            destination = check_url(url, self._policy)
             with deadline(self._deadline if deadline_seconds is None else min(deadline_seconds, self._deadline)):
                 sent_headers = {"User-Agent": _USER_AGENT, **(headers or {})}
-                alone: BaseHTTPConnection | None = None
                 if reuse:
-                    response = self._pool.request(
-                        method,
-                        url,
-                        body=body,
-                        headers=sent_headers,
-                        redirect=False,
-                        retries=False,
-                        timeout=self._timeout,
-                        preload_content=False,
-                    )
+                    answer = self._send_pooled(method, url, body, sent_headers, decode_content)
                 else:
-                    alone, response = self._send_alone(method, url, body, sent_headers, decode_content)
-                try:
-                    data = response.read(amt=self._max_body_bytes + 1, decode_content=decode_content)
-                    too_large = len(data) > self._max_body_bytes
-                    if too_large:
-                        # Unread bytes remain: the connection cannot go back to the pool in a usable state.
-                        response.close()
-                except BaseException:
-                    response.close()  # a half-read answer leaves the connection unusable
-                    raise
-                finally:
-                    response.release_conn()
-                    if alone is not None:
-                        alone.close()
+                    answer = self._send_alone(method, destination, url, body, sent_headers, decode_content)
         except BlockedAddress:
             raise ProviderUnavailable(BLOCKED_MESSAGE, reason="blocked_address") from None
-        except (Unreachable, HTTPError, HTTPException, OSError):
+        except (Unreachable, HTTPError, HTTPException, OSError, zlib.error):
             raise ProviderUnavailable(UNREACHABLE_MESSAGE, reason=UNREACHABLE_REASON) from None
-        if too_large and body_matters:
-            raise ProviderUnavailable("the provider sent an oversized response", reason="response_too_large")
+        if len(answer.body) > self._max_body_bytes:
+            if body_matters:
+                raise ProviderUnavailable("the provider sent an oversized response", reason="response_too_large")
+            return replace(answer, body=b"")
+        return answer
+
+    def _send_pooled(
+        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str], decode_content: bool
+    ) -> HttpResponse:
+        """The request on a kept-alive connection of the guarded pool; its body read up to one byte past the cap."""
+        response = self._pool.request(
+            method,
+            url,
+            body=body,
+            headers=headers,
+            redirect=False,
+            retries=False,
+            timeout=self._timeout,
+            preload_content=False,
+        )
+        try:
+            data = response.read(amt=self._max_body_bytes + 1, decode_content=decode_content)
+            if len(data) > self._max_body_bytes:
+                response.close()  # unread bytes remain: the connection cannot go back to the pool in a usable state
+        except BaseException:
+            response.close()  # a half-read answer leaves the connection unusable
+            raise
+        finally:
+            response.release_conn()
         return HttpResponse(
             status=response.status,
             content_type=response.headers.get("Content-Type", ""),
             retry_after=response.headers.get("Retry-After"),
-            body=b"" if too_large else data,
+            body=data,
             headers=tuple(response.headers.iteritems()),
         )
 
     def _send_alone(
-        self, method: str, url: str, body: bytes | None, headers: Mapping[str, str], decode_content: bool
-    ) -> tuple[BaseHTTPConnection, BaseHTTPResponse]:
-        """The request on a connection of its own, and its answer to be read: opened by the guarded pool of the
-        URL's host (the guard, and the pool's TLS settings) but never put back in it, so nothing is ever sent or
-        read on it after this answer. Without the pool's checkout, retry and release around it, a token call cost
-        a third less client CPU here (docs/design.md). The request is the one the pool sends: same method, target,
-        headers and body."""
-        target = parse_url(url)
-        connection = self._pool.connection_from_host(target.host, target.port, target.scheme)._new_conn()
+        self,
+        method: str,
+        destination: Destination,
+        url: str,
+        body: bytes | None,
+        headers: Mapping[str, str],
+        decode_content: bool,
+    ) -> HttpResponse:
+        """The request on ``http.client``'s own connection through the guard (``GuardedConnection``), closed once
+        its answer is read, so nothing is ever sent or read on it after this answer. The request is the one the
+        pool sends (same target, headers and body); a body sent compressed although ``identity`` was asked for is
+        decoded as urllib3 decodes it (gzip, deflate), within the same cap."""
+        connection = GuardedConnection(destination, self._policy, connect_timeout=self._connect_timeout, tls=self._tls)
         try:
-            connection.request(
-                method,
-                target.request_uri,
-                body=body,
-                headers=headers,
-                preload_content=False,
-                decode_content=decode_content,
+            connection.request(method, _request_target(url), body=body, headers=headers)
+            response = connection.getresponse()
+            data = response.read(self._max_body_bytes + 1)
+            encoding = response.getheader("Content-Encoding")
+            if decode_content and encoding is not None:
+                data = _decoded(data, encoding, self._max_body_bytes + 1)
+            return HttpResponse(
+                status=response.status,
+                content_type=response.getheader("Content-Type", ""),
+                retry_after=response.getheader("Retry-After"),
+                body=data,
+                headers=tuple(response.getheaders()),
             )
-            connection.timeout = self._timeout.read_timeout  # as the pool sets it before reading an answer
-            return connection, connection.getresponse()
-        except BaseException:
+        finally:
             connection.close()
-            raise
 
     def close(self) -> None:
         """Close pooled connections (tests and the dev server; Lambdas keep theirs for warm calls)."""
         self._pool.clear()
+
+
+@functools.lru_cache(maxsize=1024)
+def _request_target(url: str) -> str:
+    """The path and query the request line names, spelled as urllib3 spells them (``parse_url`` percent-encodes
+    what may not appear there); kept per URL, as token calls go to a handful of endpoints."""
+    return parse_url(url).request_uri
+
+
+def _decoded(data: bytes, encoding: str, limit: int) -> bytes:
+    """``data`` decoded for a ``Content-Encoding`` urllib3 decodes without optional packages (gzip, deflate, the
+    latter with or without its zlib wrapper), at most ``limit`` bytes of it; any other encoding is left as it came,
+    as urllib3 leaves it. A malformed body raises ``zlib.error``."""
+    encoding = encoding.strip().lower()
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data, limit)
+    if encoding == "deflate":
+        try:
+            return zlib.decompressobj().decompress(data, limit)
+        except zlib.error:
+            return zlib.decompressobj(-zlib.MAX_WBITS).decompress(data, limit)
+    return data

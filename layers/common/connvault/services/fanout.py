@@ -174,7 +174,7 @@ def refresh_messages(
     started = time.monotonic()
     config = config or SchedulerConfig.from_settings()
     policy = policy or RefreshPolicy.from_settings()
-    oauth = oauth or refresh_oauth_client(config.concurrency, config.http_timeout_seconds)
+    oauth = oauth or refresh_oauth_client(config.http_timeout_seconds)
     jobs: list[Job] = []
     unreadable: list[str] = []
     for queued in messages:

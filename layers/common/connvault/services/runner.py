@@ -199,10 +199,10 @@ class Deadline:
 
 
 @lru_cache(maxsize=4)
-def refresh_oauth_client(concurrency: int, timeout_seconds: float) -> OAuthClient:
-    """An OAuth client whose pool keeps one connection per thread and host; warm runs reuse the sockets.
-    Tests pass their own client instead."""
-    return OAuthClient(HttpTransport(timeout_seconds, maxsize=concurrency))
+def refresh_oauth_client(timeout_seconds: float) -> OAuthClient:
+    """The refresh runs' OAuth client, kept between warm runs. It makes token calls only, each on a connection of
+    its own (``HttpTransport.post_form``), so no pool is sized for its threads. Tests pass their own client."""
+    return OAuthClient(HttpTransport(timeout_seconds))
 
 
 def publish(report: RunReport) -> None:

@@ -54,7 +54,7 @@ def refresh_due(
     started = time.monotonic()
     config = config or SchedulerConfig.from_settings()
     policy = policy or RefreshPolicy.from_settings()
-    oauth = oauth or refresh_oauth_client(config.concurrency, config.http_timeout_seconds)
+    oauth = oauth or refresh_oauth_client(config.http_timeout_seconds)
     runner = Runner(
         config, policy, oauth, sealer=sealer, now=now, deadline=Deadline(remaining_ms, config.deadline_margin_ms)
     )
