@@ -15,7 +15,9 @@ import zlib
 from typing import TYPE_CHECKING
 
 import pytest
+import urllib3.connection
 
+from connvault.egress import EgressPolicy, GuardedConnection, check_url
 from connvault.errors import ProviderUnavailable
 from connvault.oauth.http import MAX_BODY_BYTES, UNREACHABLE_REASON, HttpTransport
 from tests.support.raw_http import RawRequest, read_request
@@ -188,3 +190,39 @@ def test_a_compressed_answer_past_the_cap_once_decoded_is_too_large(provider: Ra
         transport.close()
 
     assert raised.value.reason == "response_too_large"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://provider.example/token",
+        "https://provider.example:8443/token",
+        "http://127.0.0.1/token",
+        "https://[2606:4700::1111]/token",
+    ],
+)
+def test_the_host_header_is_urllib3s_default_ports_included(url: str) -> None:
+    """Over https to port 443 too, which a loopback provider cannot show: no port named when it is the scheme's
+    default (``http.client``'s plain connection would write ``:443``). Each connection writes into one end of a
+    socket pair, in place of the socket the guard would connect."""
+    destination = check_url(url, EgressPolicy(allow_insecure_loopback=True))
+    pool_class = (
+        urllib3.connection.HTTPSConnection if destination.scheme == "https" else urllib3.connection.HTTPConnection
+    )
+    ours = GuardedConnection(destination, EgressPolicy(), connect_timeout=1.0, tls=None)
+    theirs = pool_class(destination.host, destination.port)
+    heads = []
+    for connection in (ours, theirs):
+        sending, receiving = socket.socketpair()
+        with sending, receiving:
+            connection.sock = sending
+            connection.request(
+                "POST", "/token", body=b"grant_type=x", headers={"User-Agent": "connvault", "Connection": "close"}
+            )
+            request = read_request(receiving.makefile("rb"))
+        assert request is not None
+        heads.append(request.head)
+
+    assert heads[0] == heads[1]
+    host = next(line for line in heads[0] if line.startswith("Host: "))
+    assert (":443" in host, ":80" in host) == (False, False)

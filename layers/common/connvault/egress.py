@@ -442,6 +442,7 @@ class GuardedConnection(http.client.HTTPConnection):
         super().__init__(destination.host, destination.port, timeout=connect_timeout)
         self._policy = policy
         self._tls = tls if destination.scheme == "https" else None
+        self.default_port = 443 if destination.scheme == "https" else 80  # the Host header names no default port
 
     def connect(self) -> None:
         sock = _connect_vetted(self.host, self.port, self._policy, self.timeout)
