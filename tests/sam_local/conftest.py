@@ -18,6 +18,7 @@ suite's own PostgreSQL and moto.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import subprocess
@@ -66,14 +67,18 @@ def docker(*args: str, input: str | None = None, timeout: float = 600) -> subpro
 
 @pytest.fixture(scope="session")
 def docker_bridge() -> str:
-    """The host's address on Docker's default bridge, once an engine answers (started here if need be)."""
+    """The host's address on Docker's default bridge, once an engine answers (started here if need be).
+
+    Docker records the bridge's gateway in its IPAM config only sometimes (Debian's docker.io 20.10 on a fresh
+    machine recorded the subnet alone); unrecorded, it is the subnet's first address, which Docker gives the bridge."""
     started = make("sam-local-docker")
     if started.returncode != 0:
         reasons = [line for line in started.stderr.splitlines() if line.startswith("docker unavailable")]
         pytest.skip(reasons[-1] if reasons else f"docker unavailable: {started.stderr.strip()[-300:]}")
-    bridge = docker("network", "inspect", "bridge", "--format", "{{range .IPAM.Config}}{{.Gateway}}{{end}}")
-    assert bridge.returncode == 0 and bridge.stdout.strip(), bridge.stderr
-    return bridge.stdout.strip()
+    bridge = docker("network", "inspect", "bridge", "--format", "{{range .IPAM.Config}}{{.Gateway}} {{.Subnet}}{{end}}")
+    assert bridge.returncode == 0 and bridge.stdout.split(), bridge.stderr
+    *gateway, subnet = bridge.stdout.split()
+    return gateway[0] if gateway else str(next(ipaddress.ip_network(subnet).hosts()))
 
 
 @pytest.fixture(scope="session")
