@@ -15,6 +15,10 @@ The libraries each function truly needs at import (what its warm path calls):
 * authorizer: Powertools' logger and metrics with orjson (the log lines), and pg8000's native driver (the key
   lookup).
 
+Each line also gives the median minor page faults of both imports: memory first touched, or mapped anew. A handler
+taking thousands more than its libraries is remapping memory (as CPython 3.12's frame stack did at a chunk boundary
+inside a deep import chain: docs/design.md, cold starts).
+
 Run: ``.venv/bin/python bench/cold_start_bench.py [--rounds 15]``
 """
 
@@ -37,7 +41,8 @@ SUBJECTS = {
 }
 
 
-def timed(code: str, function: str) -> float:
+def timed(code: str, function: str) -> tuple[float, int]:
+    """The import's seconds and the minor page faults it took (memory first touched, or mapped anew)."""
     env = {
         **os.environ,
         "PYTHONPATH": f"{ROOT / 'functions' / function}:{LAYER}",
@@ -45,9 +50,14 @@ def timed(code: str, function: str) -> float:
         "POWERTOOLS_TRACE_DISABLED": "true",
     }
     env.pop("AWS_SAM_LOCAL", None)
-    timed_import = f"import time; started = time.perf_counter(); {code}; print(time.perf_counter() - started)"
+    timed_import = (
+        "import time, resource; faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt; "
+        f"started = time.perf_counter(); {code}; elapsed = time.perf_counter() - started; "
+        "print(elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults)"
+    )
     done = subprocess.run([sys.executable, "-c", timed_import], check=True, env=env, capture_output=True, text=True)
-    return float(done.stdout)
+    seconds, faults = done.stdout.split()
+    return float(seconds), int(faults)
 
 
 def main() -> None:
@@ -56,8 +66,8 @@ def main() -> None:
     args = parser.parse_args()
     compileall.compile_dir(LAYER, quiet=1)
     compileall.compile_dir(ROOT / "functions", quiet=1)
-    handlers: dict[str, list[float]] = {name: [] for name in SUBJECTS}
-    libraries: dict[str, list[float]] = {name: [] for name in SUBJECTS}
+    handlers: dict[str, list[tuple[float, int]]] = {name: [] for name in SUBJECTS}
+    libraries: dict[str, list[tuple[float, int]]] = {name: [] for name in SUBJECTS}
     for round_ in range(args.rounds):
         for name, (function, needed) in SUBJECTS.items():
             # Back to back, in alternating order: the pair shares whatever spell the machine is in.
@@ -71,11 +81,13 @@ def main() -> None:
     )
     print(f"  machine load (1 min) at the end: {load:.1f} on {os.cpu_count()} cores")
     for name in SUBJECTS:
-        ratios = [h / n for h, n in zip(handlers[name], libraries[name], strict=True)]
+        ratios = [h / n for (h, _), (n, _) in zip(handlers[name], libraries[name], strict=True)]
         print(
-            f"  {name:12s} handler {statistics.median(handlers[name]) * 1000:6.0f} ms  "
-            f"libraries {statistics.median(libraries[name]) * 1000:6.0f} ms  "
-            f"ratio {statistics.median(ratios):.2f}x (rounds {min(ratios):.2f}-{max(ratios):.2f}x)"
+            f"  {name:12s} handler {statistics.median(s for s, _ in handlers[name]) * 1000:6.0f} ms  "
+            f"libraries {statistics.median(s for s, _ in libraries[name]) * 1000:6.0f} ms  "
+            f"ratio {statistics.median(ratios):.2f}x (rounds {min(ratios):.2f}-{max(ratios):.2f}x)  "
+            f"page faults {statistics.median(f for _, f in handlers[name]):.0f} / "
+            f"{statistics.median(f for _, f in libraries[name]):.0f}"
         )
 
 
