@@ -295,7 +295,26 @@ def test_only_the_known_functions_run_as_definer_and_each_pins_its_search_path(d
         "connvault_tenant_key_salt",
         "connvault_unconfirmed_grants",
     ]
-    assert all(any(c.startswith("search_path=") for c in config or []) for _, config in definers)
+    # pg_temp named last (0096): left out, it is searched first, and a caller's temporary table stands in for a table.
+    assert all("search_path=pg_catalog, public, pg_temp" in (config or []) for _, config in definers)
+
+
+def test_a_temporary_table_of_the_caller_does_not_stand_in_for_the_table_a_definer_reads(
+    db: TestDatabase, world: World
+) -> None:
+    """The authorizer's key lookup runs as the owner across tenants: a ``tenant_api_keys`` of the app role's own
+    making, in its session, must not be what it reads (migration 0096)."""
+    with as_tenant(db, None) as sql:
+        sql.run(
+            "CREATE TEMPORARY TABLE tenant_api_keys "
+            "(tenant_id uuid, secret_sha256 bytea, revoked_at timestamptz, key_id text)"
+        )
+        sql.run("INSERT INTO tenant_api_keys VALUES (:t, :h, NULL, 'forgedkeyid00000')", t=world.b.id, h=bytes(32))
+        forged = sql.run("SELECT * FROM connvault_find_api_key('forgedkeyid00000')")
+        real = sql.run("SELECT tenant_id FROM connvault_find_api_key(:k)", k=world.b.key_id)
+
+    assert forged == []
+    assert real == [[world.b.id]]
 
 
 def test_the_api_key_lookup_finds_one_key_of_any_tenant_before_a_tenant_is_known(
