@@ -49,6 +49,7 @@ BLOCKED_URLS = [
     "https://example.com./",
     "https://user:pw@example.com/",
     "https://example.com@169.254.169.254/",
+    "https://example.com:0/token",  # port 0: urllib3 tried it, http.client took the default port (outside probe)
     "https://[::ffff:a9fe:a9fe]/",
     "https://[::ffff:10.0.0.1]/",
     "https://[::169.254.169.254]/",

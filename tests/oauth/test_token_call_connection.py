@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import os
 import socket
 import threading
+import tracemalloc
 import zlib
 from typing import TYPE_CHECKING
 
@@ -23,7 +25,7 @@ from connvault.oauth.http import MAX_BODY_BYTES, UNREACHABLE_REASON, HttpTranspo
 from tests.support.raw_http import RawRequest, read_request
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
 GOOD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
 FORM = {"grant_type": "refresh_token", "refresh_token": "rt-secret"}
@@ -226,3 +228,108 @@ def test_the_host_header_is_urllib3s_default_ports_included(url: str) -> None:
     assert heads[0] == heads[1]
     host = next(line for line in heads[0] if line.startswith("Host: "))
     assert (":443" in host, ":80" in host) == (False, False)
+
+
+# ---- an answer read no further than it says (outside probe, 2026-11-30) ------------------------------------------
+
+
+class StreamingProvider:
+    """Answers every request with ``head`` and then ``then(connection)``, which writes the rest as it likes."""
+
+    def __init__(self, head: bytes, then: Callable[[socket.socket], None]) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/token"
+        self._head, self._then = head, then
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                accepted, _ = self._listener.accept()
+            except OSError:
+                return
+            with accepted as connection, contextlib.suppress(OSError):
+                connection.settimeout(5.0)
+                read_request(connection.makefile("rb"))
+                connection.sendall(self._head)
+                self._then(connection)
+
+
+def _stream_forever(connection: socket.socket) -> None:
+    for _ in range(64):  # 64 MiB, far past the cap, unless the client stops reading first
+        connection.sendall(b"A" * 2**20)
+
+
+REUSE = pytest.mark.parametrize("reuse", [False, True], ids=["own connection", "pooled"])
+
+
+@REUSE
+def test_a_negative_chunk_size_is_refused_not_read_to_the_end_of_the_stream(reuse: bool) -> None:
+    """``int("-1", 16)`` is -1, and ``http.client`` (and urllib3 through it) read "-1 bytes" as everything until
+    the connection ends: a provider streamed hundreds of MiB into the process's memory past the 1 MiB cap."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n"
+    provider = StreamingProvider(head, _stream_forever)
+    transport = HttpTransport(deadline_seconds=10.0)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ProviderUnavailable) as raised:
+            transport.request("POST", provider.url, body=b"grant_type=x", reuse=reuse)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        transport.close()
+        provider.close()
+
+    assert raised.value.reason == UNREACHABLE_REASON
+    assert peak < 4 * MAX_BODY_BYTES
+
+
+@REUSE
+def test_a_body_ending_before_its_content_length_is_unreachable_not_a_shorter_answer(reuse: bool) -> None:
+    """The provider closes cleanly after part of its body: taken as complete, a form-encoded answer would carry a
+    truncated refresh token, stored as the rotated one."""
+    body = b"access_token=AT&refresh_token=RT_ROTATED_0123456789"
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n" % len(
+        body
+    )
+    provider = StreamingProvider(head, lambda connection: connection.sendall(body[:36]))
+    transport = HttpTransport(deadline_seconds=2.0)
+    try:
+        with pytest.raises(ProviderUnavailable) as raised:
+            transport.request("POST", provider.url, body=b"grant_type=x", reuse=reuse)
+    finally:
+        transport.close()
+        provider.close()
+
+    assert raised.value.reason == UNREACHABLE_REASON
+
+
+@pytest.mark.parametrize("provider", [_answer(gzip.compress(TOKEN)[:-12], "Content-Encoding: gzip")], indirect=True)
+def test_a_compressed_answer_whose_stream_ends_early_is_unreachable(provider: RawProvider) -> None:
+    transport = HttpTransport(deadline_seconds=2.0)
+    try:
+        with pytest.raises(ProviderUnavailable) as raised:
+            transport.post_form(provider.url, FORM)
+    finally:
+        transport.close()
+
+    assert raised.value.reason == UNREACHABLE_REASON
+
+
+@pytest.mark.parametrize(
+    "provider", [_answer(gzip.compress(os.urandom(MAX_BODY_BYTES - 100)), "Content-Encoding: gzip")], indirect=True
+)
+def test_a_compressed_answer_past_the_cap_as_it_came_is_too_large_not_cut_short(provider: RawProvider) -> None:
+    """Random bytes grow when compressed: the body is past the cap on the wire though not once decoded. Read no
+    further than the cap, it could only be decoded in part, which was returned as if whole."""
+    transport = HttpTransport(deadline_seconds=5.0)
+    try:
+        with pytest.raises(ProviderUnavailable) as raised:
+            transport.post_form(provider.url, FORM)
+    finally:
+        transport.close()
+
+    assert raised.value.reason == "response_too_large"

@@ -158,6 +158,8 @@ def check_url(url: str, policy: EgressPolicy) -> Destination:
         vet_address(literal, policy)
     elif host == "localhost" and not policy.allow_insecure_loopback:
         raise BlockedAddress
+    if port == 0:
+        raise BlockedAddress  # no service listens there, and urllib3 and http.client read it differently
     return Destination(parts.scheme, host, port or (443 if parts.scheme == "https" else 80), parts)
 
 
@@ -376,8 +378,32 @@ def _connect_vetted(host: str, port: int, policy: EgressPolicy, connect_timeout:
     raise Unreachable
 
 
+class _StrictResponse(http.client.HTTPResponse):
+    """An answer read no further than it says, for every guarded connection (urllib3 reads through it too).
+
+    ``http.client`` parses a chunk size with ``int(line, 16)``, which takes ``-1``, and then reads "-1 bytes": the
+    whole stream, to the connection's end, past any cap (an outside probe streamed 300 MiB into a refresh
+    process). And a body that ends before its Content-Length is returned short, as if complete (a truncated refresh
+    token stored as the rotated one). Both are ``IncompleteRead`` here: "unreachable" to the caller."""
+
+    def _safe_read(self, amt: int) -> bytes:
+        if amt < 0:
+            raise http.client.IncompleteRead(b"")
+        data: bytes = super()._safe_read(amt)  # type: ignore[misc]
+        return data
+
+    def read(self, amt: int | None = None) -> bytes:
+        owed = self.length
+        data = super().read(amt)
+        if owed is not None and amt is not None and len(data) < min(amt, owed):
+            raise http.client.IncompleteRead(b"", min(amt, owed) - len(data))
+        return data
+
+
 class _GuardedConnect:
     """``_new_conn`` for urllib3's connections: vet, then connect to the vetted address, never re-resolve."""
+
+    response_class: type[http.client.HTTPResponse] = _StrictResponse
 
     egress_policy: EgressPolicy
     _dns_host: str
@@ -435,6 +461,8 @@ class GuardedConnection(http.client.HTTPConnection):
     For calls that never share a connection (token calls, ``HttpTransport.post_form``): without urllib3's pool and
     response wrappers around it, a token call costs about a third less client CPU here (docs/design.md). The Host
     header, ``Accept-Encoding: identity`` and Content-Length it sends are those urllib3 sent through it."""
+
+    response_class = _StrictResponse
 
     def __init__(
         self, destination: Destination, policy: EgressPolicy, *, connect_timeout: float, tls: ssl.SSLContext | None

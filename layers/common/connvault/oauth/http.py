@@ -215,15 +215,21 @@ def _request_target(url: str) -> str:
 
 
 def _decoded(data: bytes, encoding: str, limit: int) -> bytes:
-    """``data`` decoded for a ``Content-Encoding`` urllib3 decodes without optional packages (gzip, deflate, the
-    latter with or without its zlib wrapper), at most ``limit`` bytes of it; any other encoding is left as it came,
-    as urllib3 leaves it. A malformed body raises ``zlib.error``."""
+    """``data`` decoded for a ``Content-Encoding`` urllib3 decodes without optional packages (gzip, deflate), at most
+    ``limit`` bytes of it; any other encoding is left as it came, as urllib3 leaves it. ``data`` already at ``limit``
+    as it came is past the cap whatever it decodes to, and is returned as it is (read no further, it could only be
+    decoded in part). A malformed body, or one whose stream ends early, raises ``zlib.error``."""
     encoding = encoding.strip().lower()
-    if encoding in ("gzip", "x-gzip"):
-        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data, limit)
-    if encoding == "deflate":
-        try:
-            return zlib.decompressobj().decompress(data, limit)
-        except zlib.error:
-            return zlib.decompressobj(-zlib.MAX_WBITS).decompress(data, limit)
-    return data
+    if encoding not in ("gzip", "x-gzip", "deflate") or len(data) >= limit:
+        return data
+    decoder = zlib.decompressobj(zlib.MAX_WBITS if encoding == "deflate" else 16 + zlib.MAX_WBITS)
+    try:
+        decoded = decoder.decompress(data, limit)
+    except zlib.error:
+        if encoding != "deflate":
+            raise
+        decoder = zlib.decompressobj(-zlib.MAX_WBITS)  # deflate without its zlib wrapper, as some servers send it
+        decoded = decoder.decompress(data, limit)
+    if len(decoded) < limit and not decoder.eof:
+        raise zlib.error("a compressed body that ends early")
+    return decoded
