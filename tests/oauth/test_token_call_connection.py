@@ -32,11 +32,12 @@ FORM = {"grant_type": "refresh_token", "refresh_token": "rt-secret"}
 
 
 class RawProvider:
-    """Answers each connection's request with ``answer`` as given, records the request, then records what the client
-    sent after the answer."""
+    """Answers each connection's request with ``answer`` as given, then ``then(connection)`` if given (which writes
+    more as it likes); records the request, then what the client sent after the answer."""
 
-    def __init__(self, answer: bytes) -> None:
+    def __init__(self, answer: bytes, then: Callable[[socket.socket], None] | None = None) -> None:
         self._answer = answer
+        self._then = then
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/token"
         self.requests: list[RawRequest | None] = []
@@ -57,11 +58,13 @@ class RawProvider:
             threading.Thread(target=self._answer_on, args=(accepted,), daemon=True).start()
 
     def _answer_on(self, accepted: socket.socket) -> None:
-        with accepted as connection:
+        # OSError: the client closed first (it stopped reading, or gave up on a short answer).
+        with accepted as connection, contextlib.suppress(OSError):
             connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             connection.sendall(self._answer)
-            with contextlib.suppress(OSError):  # a client still waiting for the rest of a short answer
-                self.after_answer.append(connection.recv(65536))  # b"" once the client has closed
+            if self._then is not None:
+                self._then(connection)
+            self.after_answer.append(connection.recv(65536))  # b"" once the client has closed
 
 
 @pytest.fixture
@@ -233,31 +236,6 @@ def test_the_host_header_is_urllib3s_default_ports_included(url: str) -> None:
 # ---- an answer read no further than it says (outside probe, 2026-11-30) ------------------------------------------
 
 
-class StreamingProvider:
-    """Answers every request with ``head`` and then ``then(connection)``, which writes the rest as it likes."""
-
-    def __init__(self, head: bytes, then: Callable[[socket.socket], None]) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/token"
-        self._head, self._then = head, then
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def close(self) -> None:
-        self._listener.close()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                accepted, _ = self._listener.accept()
-            except OSError:
-                return
-            with accepted as connection, contextlib.suppress(OSError):
-                connection.settimeout(5.0)
-                read_request(connection.makefile("rb"))
-                connection.sendall(self._head)
-                self._then(connection)
-
-
 def _stream_forever(connection: socket.socket) -> None:
     for _ in range(64):  # 64 MiB, far past the cap, unless the client stops reading first
         connection.sendall(b"A" * 2**20)
@@ -271,7 +249,7 @@ def test_a_negative_chunk_size_is_refused_not_read_to_the_end_of_the_stream(reus
     """``int("-1", 16)`` is -1, and ``http.client`` (and urllib3 through it) read "-1 bytes" as everything until
     the connection ends: a provider streamed hundreds of MiB into the process's memory past the 1 MiB cap."""
     head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\n"
-    provider = StreamingProvider(head, _stream_forever)
+    provider = RawProvider(head, _stream_forever)
     transport = HttpTransport(deadline_seconds=10.0)
     tracemalloc.start()
     try:
@@ -295,7 +273,7 @@ def test_a_body_ending_before_its_content_length_is_unreachable_not_a_shorter_an
     head = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n" % len(
         body
     )
-    provider = StreamingProvider(head, lambda connection: connection.sendall(body[:36]))
+    provider = RawProvider(head + body[:36], lambda connection: connection.shutdown(socket.SHUT_WR))
     transport = HttpTransport(deadline_seconds=2.0)
     try:
         with pytest.raises(ProviderUnavailable) as raised:
