@@ -105,6 +105,7 @@ class Document:
     status: int
     content_type: str
     body: bytes
+    retry_after: str | None = None
 
 
 class DocumentServer:
@@ -122,6 +123,8 @@ class DocumentServer:
                 self.send_response(document.status)
                 self.send_header("Content-Type", document.content_type)
                 self.send_header("Content-Length", str(len(document.body)))
+                if document.retry_after is not None:
+                    self.send_header("Retry-After", document.retry_after)
                 self.end_headers()
                 self.wfile.write(document.body)
 
@@ -138,9 +141,17 @@ class DocumentServer:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def serve(self, path: str, body: bytes, *, content_type: str = "application/json", status: int = 200) -> str:
+    def serve(
+        self,
+        path: str,
+        body: bytes,
+        *,
+        content_type: str = "application/json",
+        status: int = 200,
+        retry_after: str | None = None,
+    ) -> str:
         """Answer ``path`` with ``body`` from now on; the URL to fetch it."""
-        self.documents[path] = Document(status, content_type, body)
+        self.documents[path] = Document(status, content_type, body, retry_after)
         return self.base_url + path
 
     def stop(self) -> None:

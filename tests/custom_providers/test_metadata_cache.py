@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 from demo_provider import DemoProvider
 from tests.custom_providers.conftest import OIDC_PATH, SLUG, Api, DocumentServer, define, start_connect
 from tests.support.factories import owner
@@ -155,3 +157,17 @@ def test_a_put_without_a_definition_keeps_the_custom_provider(tenant_a: Api, idp
     assert updated.status == 200, updated.body
     assert updated.json()["custom_provider"] == stored
     assert updated.json()["has_client_secret"] is True
+
+
+@pytest.mark.parametrize("retry_after", ["inf", "nan", "1e999", "-inf", "99999999999"])
+def test_a_refetch_refused_with_any_retry_after_is_a_503_with_a_bounded_one(
+    tenant_a: Api, idp: DemoProvider, documents: DocumentServer, retry_after: str
+) -> None:
+    """``float`` read ``inf`` and ``nan``, which the error answer could not round: an untyped 500 (outside probe)."""
+    define(tenant_a, idp, discovery_url=serve_metadata(documents, idp))
+    documents.serve(OIDC_PATH, b"", status=503, retry_after=retry_after)
+
+    on_demand = tenant_a.call("POST", f"/integrations/{SLUG}/refresh-metadata")
+
+    assert (on_demand.status, on_demand.json()["error"]["code"]) == (503, "provider_unavailable")
+    assert 1 <= int(on_demand.headers["Retry-After"]) <= 86_400

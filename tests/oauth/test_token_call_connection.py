@@ -311,3 +311,30 @@ def test_a_compressed_answer_past_the_cap_as_it_came_is_too_large_not_cut_short(
         transport.close()
 
     assert raised.value.reason == "response_too_large"
+
+
+def _final_answer_later(connection: socket.socket) -> None:
+    threading.Event().wait(0.4)
+    connection.sendall(_answer(b'{"tenant": "A", "data": "private-of-A"}'))
+
+
+@pytest.mark.parametrize(
+    "provider", [(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n", _final_answer_later)]
+)
+def test_an_interim_answer_leaves_no_connection_whose_final_answer_the_next_call_would_read(
+    provider: tuple[bytes, Callable[[socket.socket], None]],
+) -> None:
+    """``http.client`` returns a 103 or 102 as the answer; the final one follows on the same connection. Put back in
+    the pool, that connection handed it to the next call to the host, another tenant's proxied call included
+    (outside probe, 2026-11-30). Each call here gets the interim answer on a connection of its own."""
+    server = RawProvider(*provider)
+    transport = HttpTransport(deadline_seconds=2.0)
+    try:
+        first = transport.request("GET", server.url)
+        second = transport.request("GET", server.url)
+    finally:
+        transport.close()
+        server.close()
+
+    assert (first.status, second.status) == (103, 103)
+    assert b"private-of-A" not in second.body

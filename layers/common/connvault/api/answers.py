@@ -9,6 +9,7 @@ Nothing here imports the resolver, pydantic or SQLAlchemy (the token function's 
 
 from __future__ import annotations
 
+import math
 import traceback
 from functools import lru_cache
 from http import HTTPStatus
@@ -118,7 +119,8 @@ def domain_error_answer(error: ConnvaultError) -> Answer:
     headers = {}
     if isinstance(error, ProviderUnavailable | KeyServiceUnavailable | DatabaseUnavailable | RateLimited):
         retry_after = getattr(error, "retry_after", None) or 1
-        headers["Retry-After"] = str(max(1, round(retry_after)))
+        # Whatever figure a service gave, a whole number of seconds: one that is not finite cannot be rounded.
+        headers["Retry-After"] = str(max(1, round(retry_after) if math.isfinite(retry_after) else 1))
     if isinstance(error, DatabaseUnavailable):
         # Ours to fix, so logged as an error; ``db/`` translated the driver's error, whose message (hosts,
         # statements) stays out of it.

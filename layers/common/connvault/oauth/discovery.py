@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -22,6 +23,7 @@ from connvault.config import get_settings
 from connvault.errors import InvalidInput, ProviderUnavailable
 from connvault.models import TokenEndpointAuthMethod
 from connvault.oauth.http import HttpTransport
+from connvault.oauth.outcomes import parse_retry_after
 from connvault.validation import is_unicode_document, require_outbound_url
 
 if TYPE_CHECKING:
@@ -232,7 +234,6 @@ def _flag(document: dict[str, Any], member: str) -> bool:
 
 
 def _seconds(response: HttpResponse) -> float | None:
-    try:
-        return float(response.retry_after) if response.retry_after else None
-    except ValueError:
-        return None
+    """The server's ``Retry-After``, read as every provider's is: finite and capped (``float`` took ``inf``,
+    ``nan`` and ``1e999``, which the error answer then could not round: an untyped 500, found by an outside probe)."""
+    return parse_retry_after(response.retry_after, datetime.now(UTC))

@@ -155,6 +155,11 @@ class HttpTransport:
             preload_content=False,
         )
         try:
+            if response.status < 200:
+                # An interim answer (103 Early Hints, 102) returned as the answer: the final one is still to come on
+                # this connection, and pooled it would be read as the next call's, another tenant's included. Closed
+                # before its (empty) body is read, as urllib3 puts a connection back once its answer is read.
+                response.close()
             data = response.read(amt=self._max_body_bytes + 1, decode_content=decode_content)
             if len(data) > self._max_body_bytes:
                 response.close()  # unread bytes remain: the connection cannot go back to the pool in a usable state
