@@ -6,6 +6,7 @@ happen before any packet is sent; the only sockets that do open are to servers t
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import ssl
@@ -479,3 +480,91 @@ def test_a_slow_name_lookup_is_cut_off_at_the_total_deadline(reuse: bool) -> Non
         transport.close()
     assert caught.value.message == UNREACHABLE_MESSAGE
     assert elapsed < 2.0
+
+
+def test_names_behind_a_dead_nameserver_never_hold_up_another_names_lookup() -> None:
+    """With a shared pool of eight lookup workers, eight names behind a dead nameserver (one tenant's custom
+    providers) held every worker, and another tenant's call waited in the queue until its deadline (outside probe,
+    2026-11-30). Twenty such names are being resolved here while a fast name resolves at once."""
+    release = threading.Event()
+
+    def resolve(host: str, port: int) -> list[str]:
+        if host.startswith("slow"):
+            release.wait(10)
+        return ["93.184.216.34"]
+
+    policy = EgressPolicy(resolve=resolve)
+    stuck = [
+        threading.Thread(target=_lookup_ignoring_failure, args=(f"slow{n}.example", policy), daemon=True)
+        for n in range(20)
+    ]
+    try:
+        for thread in stuck:
+            thread.start()
+        time.sleep(0.2)  # every slow name's call is waiting on its lookup (which the old pool had queued)
+        started = time.monotonic()
+        with egress.deadline(1.0):
+            answers = egress.resolve_vetted("fast.example", 443, policy)
+        elapsed = time.monotonic() - started
+    finally:
+        release.set()
+        for thread in stuck:
+            thread.join(5)
+    assert [str(address) for address in answers] == ["93.184.216.34"]
+    assert elapsed < 0.5
+
+
+def _lookup_ignoring_failure(host: str, policy: EgressPolicy) -> None:
+    with egress.deadline(0.5), contextlib.suppress(egress.Unreachable):
+        egress.resolve_vetted(host, 443, policy)
+
+
+def test_calls_resolving_one_name_meanwhile_share_its_lookup() -> None:
+    release = threading.Event()
+    lookups: list[str] = []
+
+    def resolve(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        release.wait(10)
+        return ["93.184.216.34"]
+
+    policy = EgressPolicy(resolve=resolve)
+    answers: list[list[egress.IPAddress]] = []
+
+    def call() -> None:
+        with egress.deadline(5.0):
+            answers.append(egress.resolve_vetted("shared.example", 443, policy))
+
+    callers = [threading.Thread(target=call, daemon=True) for _ in range(8)]
+    for caller in callers:
+        caller.start()
+    time.sleep(0.2)
+    release.set()
+    for caller in callers:
+        caller.join(5)
+    assert lookups == ["shared.example"]
+    assert len(answers) == 8
+
+
+def test_past_the_names_resolved_at_once_a_call_is_unreachable_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    release = threading.Event()
+
+    def slow(host: str, port: int) -> list[str]:
+        release.wait(10)
+        return ["93.184.216.34"]
+
+    monkeypatch.setattr(egress, "_LOOKUPS_AT_MOST", 2)
+    policy = EgressPolicy(resolve=slow)
+    holding = [threading.Thread(target=_lookup_ignoring_failure, args=(f"h{n}.example", policy)) for n in range(2)]
+    try:
+        for thread in holding:
+            thread.start()
+        time.sleep(0.1)
+        started = time.monotonic()
+        with egress.deadline(2.0), pytest.raises(egress.Unreachable):
+            egress.resolve_vetted("third.example", 443, policy)
+        assert time.monotonic() - started < 0.5
+    finally:
+        release.set()
+        for thread in holding:
+            thread.join(5)

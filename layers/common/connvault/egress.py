@@ -39,6 +39,7 @@ import ipaddress
 import re
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -50,10 +51,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.ssl_ import create_urllib3_context
 
-from connvault.once import once
-
 if TYPE_CHECKING:
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import Future
 
 BLOCKED_MESSAGE = "blocked address"
 UNREACHABLE_MESSAGE = "could not reach the provider"
@@ -205,29 +204,55 @@ def resolve_vetted(host: str, port: int, policy: EgressPolicy) -> list[IPAddress
 def _resolve_in_time(resolve: Resolver, host: str, port: int) -> Sequence[str]:
     """``resolve(host, port)`` within the time left before the deadline. ``getaddrinfo`` takes no timeout, and a
     name served by a slow nameserver (a tenant can run one) held a call past its total deadline, and a refresh past
-    its lease. The lookup goes on in a worker thread of its own; the call is ``Unreachable``."""
+    its lease. So the lookup goes on in a thread of its own, and the call is ``Unreachable`` when time runs out.
+
+    One thread per name being resolved, shared by every call resolving that name meanwhile, and no pool: with a
+    pool of eight workers, eight names behind a dead nameserver (one tenant's custom providers) held them all, and
+    every other call's lookup, any tenant's, waited in its queue until its own deadline (an outside probe). A slow
+    name now holds one thread until its lookup ends, and other names never wait for it."""
     left = _time_left()
     if left is None:
         return resolve(host, port)
+    from concurrent.futures import Future
     from concurrent.futures import TimeoutError as LookupTimedOut
 
-    lookup = _lookups().submit(resolve, host, port)
+    key = (resolve, host, port)
+    with _LOOKUPS_LOCK:
+        lookup = _LOOKUPS.get(key)
+        if lookup is None:
+            if len(_LOOKUPS) >= _LOOKUPS_AT_MOST:
+                raise Unreachable
+            lookup = _LOOKUPS[key] = Future()
+            threading.Thread(target=_look_up, args=(key, lookup), name="connvault-lookup", daemon=True).start()
     try:
-        return lookup.result(timeout=left)
+        answers = lookup.result(timeout=left)
     except LookupTimedOut:
         raise Unreachable from None
+    if answers is None:
+        raise Unreachable
+    return answers
 
 
-@once
-def _lookups() -> ThreadPoolExecutor:
-    """The workers name lookups run on (``_resolve_in_time``); built on the first lookup under a deadline."""
-    from concurrent.futures import ThreadPoolExecutor
+def _look_up(key: tuple[Resolver, str, int], lookup: Future[Sequence[str] | None]) -> None:
+    """One lookup for every call waiting on it: the answers, or None when the name did not resolve (each caller
+    then raises an ``Unreachable`` of its own)."""
+    resolve, host, port = key
+    try:
+        answers: Sequence[str] | None = resolve(host, port)
+    except Exception:
+        answers = None
+    with _LOOKUPS_LOCK:
+        del _LOOKUPS[key]
+    lookup.set_result(answers)
 
-    return ThreadPoolExecutor(max_workers=_LOOKUP_WORKERS, thread_name_prefix="connvault-lookup")
 
-
-_LOOKUP_WORKERS = 8
-"""Lookups at once; more wait their turn, within their own deadline (a refresh run calls providers 16 at a time)."""
+_LOOKUPS_LOCK = threading.Lock()
+_LOOKUPS: dict[tuple[Resolver, str, int], Future[Sequence[str] | None]] = {}
+"""The names being resolved, each with the one lookup every call resolving it waits on."""
+_LOOKUPS_AT_MOST = 1024
+"""Names resolved at once in a process, each on a thread of its own; past that a call is ``Unreachable`` at once
+(a guard against a runaway, far above what the per-tenant quotas of custom providers and endpoints allow one
+tenant)."""
 
 
 _HOSTS_REMEMBERED = 1024
