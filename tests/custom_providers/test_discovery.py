@@ -94,6 +94,23 @@ def test_a_document_without_a_revocation_endpoint_defines_a_provider_that_skips_
     assert answer.json()["custom_provider"]["revocation_url"] is None
 
 
+def test_a_discovered_authorization_endpoint_is_kept_in_one_ascii_spelling_as_a_given_one(
+    tenant_a: Api, idp: DemoProvider, documents: DocumentServer
+) -> None:
+    """It reaches the connect page's Location and Content-Security-Policy headers; discovery's went there raw
+    (outside probe, 2026-11-30), while a given ``authorization_url`` was already kept in ASCII."""
+    endpoint = documents.base_url + "/authorize/caf\u00e9 x\u2028"
+    url = documents.serve(OIDC_PATH, json.dumps(metadata(documents.base_url, authorization_endpoint=endpoint)).encode())
+
+    answer = define(tenant_a, idp, discovery_url=url)
+
+    assert answer.status == 200, answer.body
+    assert (
+        answer.json()["custom_provider"]["authorization_url"]
+        == documents.base_url + "/authorize/caf%C3%A9%20x%E2%80%A8"
+    )
+
+
 @pytest.mark.parametrize(
     ("body", "content_type", "message"),
     [

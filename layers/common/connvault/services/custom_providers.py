@@ -253,7 +253,9 @@ def with_metadata(
     """``provider`` with every field the metadata decides taken from ``metadata``."""
     return replace(
         provider,
-        authorization_url=metadata.authorization_endpoint,
+        # The one ASCII spelling a given authorization_url gets (``prepare_custom_provider``): discovery's went
+        # to the connect page's headers raw (an outside probe).
+        authorization_url=ascii_url(metadata.authorization_endpoint, "authorization_endpoint"),
         token_url=metadata.token_endpoint,
         revocation_url=metadata.revocation_endpoint,
         device_authorization_url=metadata.device_authorization_endpoint,
