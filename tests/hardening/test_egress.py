@@ -50,7 +50,13 @@ BLOCKED_URLS = [
     "https://example.com./",
     "https://user:pw@example.com/",
     "https://example.com@169.254.169.254/",
-    "https://example.com:0/token",  # port 0: urllib3 tried it, http.client took the default port (outside probe)
+    "https://example.com:0/token",
+    # names Python's codec (IDNA 2003) maps to another name, which urllib3 (IDNA 2008) would not: one stored URL,
+    # two hosts (outside probe, 2026-11-30); and an IPvFuture literal, otherwise resolved as a DNS name
+    "https://fa\u00df.example/token",
+    "https://ex\u00adample.com/",
+    "https://\uff45xample.com/",
+    "https://[v1.x]/",  # port 0: urllib3 tried it, http.client took the default port (outside probe)
     "https://[::ffff:a9fe:a9fe]/",
     "https://[::ffff:10.0.0.1]/",
     "https://[::169.254.169.254]/",

@@ -148,6 +148,8 @@ def check_url(url: str, policy: EgressPolicy) -> Destination:
         raise BlockedAddress from None
     if not raw_host or "@" in parts.netloc or parts.scheme not in ("https", "http"):
         raise BlockedAddress
+    if "[" in parts.netloc and ":" not in raw_host:
+        raise BlockedAddress  # an IPvFuture literal, ``[v1.x]``: resolved as the DNS name ``v1.x`` otherwise
     host = _ascii_host(raw_host)
     literal = _literal_address(host)
     loopback = literal.is_loopback if literal is not None else host == "localhost"
@@ -275,9 +277,14 @@ def _ascii_host(host: str) -> str:
     if ":" in host:
         return host  # an IPv6 literal; ``_literal_address`` parses it
     try:
-        host = host.encode("idna").decode("ascii")
+        spelled = host.encode("idna").decode("ascii")
+        # A name Python's codec (IDNA 2003) maps to another is refused: ``faß`` became ``fass``, a soft hyphen
+        # vanished, while urllib3 (IDNA 2008) and browsers keep them, so one stored URL reached two hosts.
+        if spelled != host and spelled.encode("ascii").decode("idna") != host:
+            raise BlockedAddress
     except UnicodeError:
         raise BlockedAddress from None
+    host = spelled
     labels = host.split(".")
     if _NUMERIC_LABEL.match(labels[-1]) and not _CANONICAL_IPV4.match(host):
         raise BlockedAddress
