@@ -41,7 +41,7 @@ def proxy(
     *,
     method: str = "GET",
     query: str = "",
-    body: bytes | None = None,
+    body: bytes | str | None = None,
     headers: dict[str, str] | None = None,
 ) -> Answer:
     """A request to ``/connections/{id}/proxy/{path}`` as API Gateway hands it to the proxy function."""
@@ -626,6 +626,27 @@ def test_a_path_that_could_leave_the_api_is_a_400_and_reaches_nobody(
     assert answer.json()["error"]["field"] == "path"
     assert api_calls(provider) == []
     assert provider.stats().token_calls.get("refresh_token", 0) == 0
+
+
+@pytest.mark.parametrize(
+    ("path", "query", "method", "body", "field"),
+    [
+        ("me/\ud800", "", "GET", None, "path"),
+        ("me/%41\ud800", "", "GET", None, "path"),
+        ("me", "x=\ud800", "GET", None, "query"),
+        ("echo", "", "POST", '{"a": "\ud800"}', "body"),
+    ],
+    ids=["path", "path-escaped", "query", "text-body"],
+)
+def test_a_lone_surrogate_anywhere_in_the_request_is_a_400_and_reaches_nobody(
+    api: Api, provider: DemoProvider, connection: str, path: str, query: str, method: str, body: str | None, field: str
+) -> None:
+    """It has no UTF-8 form to send on: quoting or encoding it was a 500 (outside probe, 2026-11-30)."""
+    answer = proxy(api, connection, path, query=query, method=method, body=body)
+
+    assert answer.status == 400, answer.body
+    assert answer.json()["error"]["field"] == field
+    assert api_calls(provider) == []
 
 
 def test_an_empty_first_segment_matches_no_route(api: Api, provider: DemoProvider, connection: str) -> None:

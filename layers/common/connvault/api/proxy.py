@@ -21,6 +21,7 @@ from connvault.api.app import tenant_id
 from connvault.api.schemas import error_response
 from connvault.errors import InvalidInput
 from connvault.services.proxy import METHODS, ProxyRequest, forward
+from connvault.validation import is_unicode_text
 
 RULE = "/connections/<connection_id>/proxy/<path>"
 DEEPER = RULE + "/.+"
@@ -71,10 +72,15 @@ def register(app: APIGatewayHttpResolver) -> None:
         event = app.current_event
         body = event.body
         raw = base64.b64decode(body) if body is not None and event.is_base64_encoded else body
+        path, query = event.path.split("/", 4)[4], event.raw_query_string
+        # A lone surrogate has no UTF-8 form to send on: quoting or encoding it was a 500 (an outside probe).
+        for field, text in (("path", path), ("query", query), ("body", raw if isinstance(raw, str) else "")):
+            if not is_unicode_text(text):
+                raise InvalidInput(f"invalid request: {field}", field=field)
         request = ProxyRequest(
             method=event.http_method,
-            path=event.path.split("/", 4)[4],
-            query=event.raw_query_string,
+            path=path,
+            query=query,
             headers={name.lower(): value for name, value in event.headers.items()},
             body=raw.encode() if isinstance(raw, str) else raw,
         )
