@@ -331,7 +331,9 @@ class DemoProvider:
             }
             return HTTPStatus.OK, echoed, _HEADERS_A_PROXY_MUST_DROP
         if call.path == "/api/bytes" and call.method == "GET" and params.get("size", "").isdigit():
-            return HTTPStatus.OK, b"x" * int(params["size"]), ()
+            # ``quoted_headers=N``: N headers of 344 double quotes each, which JSON escapes to twice their length.
+            quoted = int(params["quoted_headers"]) if params.get("quoted_headers", "").isdigit() else 0
+            return HTTPStatus.OK, b"x" * int(params["size"]), tuple((f"h{n:02d}", '"' * 344) for n in range(quoted))
         return HTTPStatus.NOT_FOUND, {"error": "not_found"}, ()
 
     def _items(self, params: Mapping[str, str]) -> tuple[int, dict[str, Any], Headers]:

@@ -268,6 +268,18 @@ def test_an_answer_larger_than_lambda_can_return_is_a_502_not_a_cut_body(
     assert failed == ["WARNING"]
 
 
+def test_headers_are_counted_as_the_lambda_answer_carries_them_escaped_and_all(
+    api: Api, provider: DemoProvider, connection: str
+) -> None:
+    """94 headers of 344 double quotes are 32,618 characters, under the cap as characters, but twice that as the
+    JSON the answer travels in: with a body at its own cap, that answer passed 6 MB and Lambda refused it (outside
+    probe, 2026-11-30)."""
+    answer = proxy(api, connection, "bytes", query=f"size={MAX_RESPONSE_BODY_BYTES}&quoted_headers=94")
+
+    assert answer.status == 502
+    assert answer.json()["error"]["code"] == "response_too_large"
+
+
 # -- 401, refresh, retry ----------------------------------------------------------------------------------
 
 

@@ -8,7 +8,8 @@ is left after the headers and the JSON around them is the body's limit; a larger
 
 LAMBDA_RESPONSE_BYTES = 6 * 1024 * 1024
 MAX_RESPONSE_HEADER_BYTES = 32 * 1024
-"""The response headers the proxy passes on, names and values together; more is ``response_too_large`` too."""
+"""The response headers the proxy passes on, as JSON (``json.dumps``, escapes and all); more is
+``response_too_large`` too."""
 ENVELOPE_BYTES = MAX_RESPONSE_HEADER_BYTES + 32 * 1024
 """The headers plus the JSON around them (status, key names, escaping), generously."""
 MAX_RESPONSE_BODY_BYTES = (LAMBDA_RESPONSE_BYTES - ENVELOPE_BYTES) // 4 * 3
