@@ -44,6 +44,7 @@ def test_the_cold_start_bench_reports_both_functions() -> None:
     report = run_bench("cold_start_bench.py", "--rounds", "1")
     assert "token_fetch" in report
     assert "authorizer" in report
+    assert report.count("page faults") == 2  # each import's, which show the frame stack being remapped
 
 
 def test_the_refresh_bench_reports_a_run_and_the_cpu_of_everything_in_it() -> None:
