@@ -315,6 +315,9 @@ def test_api_auth_declarations_round_trip() -> None:
     [
         (ApiAuth(ApiAuthStyle.QUERY, "key"), OAuth2Credentials(Redacted("tok/en+1 2345")), "tok%2Fen%2B1%202345"),
         (ApiAuth(ApiAuthStyle.QUERY, "key"), OAuth2Credentials(Redacted("tok/en+1 2345")), "tok%2Fen%2B1+2345"),
+        # Python's own quote() (the slash left as it is) and lower-case escapes (outside probe, 2026-11-30)
+        (ApiAuth(ApiAuthStyle.QUERY, "key"), OAuth2Credentials(Redacted("tok/en+1 2345")), "tok/en%2B1%202345"),
+        (ApiAuth(ApiAuthStyle.QUERY, "key"), OAuth2Credentials(Redacted("tok/en+1 2345")), "tok%2fen%2b1%202345"),
         (ApiAuth(ApiAuthStyle.BEARER), OAuth2Credentials(Redacted("at-12345678")), "at-12345678"),
         (ApiAuth(ApiAuthStyle.BASIC), BasicCredentials("me", Redacted("pa:ss-word")), "pa:ss-word"),
         (ApiAuth(ApiAuthStyle.BASIC), BasicCredentials("me", Redacted("pa:ss-word")), "bWU6cGE6c3Mtd29yZA=="),
@@ -326,6 +329,19 @@ def test_an_answer_header_holding_the_credential_in_any_spelling_is_not_returned
 ) -> None:
     injection = credentials.inject(auth, held)  # type: ignore[arg-type]
     received = [("Location", f"https://api.example.com/next?key={echoed}"), ("X-Other", "fine")]
+
+    assert headers.response_headers(received, secrets=injection.marks) == {
+        "x-other": "fine",
+        "connvault-upstream": "true",
+    }
+
+
+def test_an_answer_header_named_after_the_credential_is_not_returned() -> None:
+    """Names were not looked at: a provider echoing the key as ``X-Echo-<key>`` handed it back (outside probe)."""
+    injection = credentials.inject(
+        ApiAuth(ApiAuthStyle.HEADER, "x-key"), ApiKeyCredentials(Redacted("SK-Live-12345678"))
+    )
+    received = [("X-Echo-SK-Live-12345678", "1"), ("X-Other", "fine")]
 
     assert headers.response_headers(received, secrets=injection.marks) == {
         "x-other": "fine",

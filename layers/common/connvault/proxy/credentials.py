@@ -14,7 +14,7 @@ import base64
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote
 
 from connvault.models import (
     ApiAuth,
@@ -128,7 +128,9 @@ def _injection(auth: ApiAuth, secret: str) -> Injection:
 
 
 def _marks(secret: str, *more: str) -> frozenset[str]:
-    spellings = {secret, quote(secret, safe=""), quote_plus(secret, safe=""), *more}
+    """The credential as sent; an answer's headers are compared percent-decoded too (``headers.response_headers``),
+    so no escaped spelling need be listed."""
+    spellings = {secret, *more}
     return frozenset(mark for mark in spellings if len(mark) >= MIN_MARK_LENGTH)
 
 

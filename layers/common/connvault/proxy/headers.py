@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
+from urllib.parse import unquote, unquote_plus
 
 from connvault.errors import InvalidInput
 
@@ -137,16 +138,27 @@ def _never_forwarded(name: str) -> bool:
 
 def response_headers(received: Iterable[tuple[str, str]], *, secrets: Iterable[str] = ()) -> dict[str, str]:
     """The provider's response headers that go back to the tenant, lower-cased, repeated ones joined by ``, ``;
-    none whose value holds one of ``secrets`` (the credential sent, echoed back in a redirect's ``Location``), nor
-    one that is not a field value (a NUL or a line break a hostile provider sent would reach the tenant's client)."""
+    none whose name or value holds one of ``secrets`` (the credential sent, echoed back in a redirect's
+    ``Location``) as it is or percent-decoded, nor one that is not a field value (a NUL or a line break a hostile
+    provider sent would reach the tenant's client)."""
+    marks = tuple(secrets)
+    names_marks = tuple(mark.lower() for mark in marks)  # names arrive lower-cased
     pairs = [(name.lower(), value) for name, value in received]
     hop_by_hop = {token.strip().lower() for name, value in pairs if name == "connection" for token in value.split(",")}
     kept: dict[str, str] = {}
     for name, value in pairs:
         if name in NEVER_RETURNED or name in hop_by_hop or name.startswith(NEVER_RETURNED_PREFIXES):
             continue
-        if any(secret in value for secret in secrets) or not is_field_value(value):
+        if _carries(name, names_marks) or _carries(value, marks) or not is_field_value(value):
             continue
         kept[name] = f"{kept[name]}, {value}" if name in kept else value
     kept[UPSTREAM_HEADER] = "true"
     return kept
+
+
+def _carries(text: str, secrets: tuple[str, ...]) -> bool:
+    """Whether ``text`` holds a secret as it is or percent-decoded, whichever characters were escaped and in
+    whichever case (``+`` read as a space too): comparing against a few encoded spellings missed Python's own
+    ``quote`` and lower-case escapes (an outside probe)."""
+    views = (text, unquote(text), unquote_plus(text))
+    return any(secret in view for secret in secrets for view in views)
