@@ -239,13 +239,14 @@ def _look_up(key: tuple[Resolver, str, int], lookup: Future[Sequence[str] | None
     """One lookup for every call waiting on it: the answers, or None when the name did not resolve (each caller
     then raises an ``Unreachable`` of its own)."""
     resolve, host, port = key
+    answers: Sequence[str] | None = None
     try:
-        answers: Sequence[str] | None = resolve(host, port)
-    except Exception:
-        answers = None
-    with _LOOKUPS_LOCK:
-        del _LOOKUPS[key]
-    lookup.set_result(answers)
+        with contextlib.suppress(Exception):  # the name did not resolve, whichever way
+            answers = resolve(host, port)
+    finally:  # whatever ended the lookup, the name is free again and no caller is left waiting on it
+        with _LOOKUPS_LOCK:
+            del _LOOKUPS[key]
+        lookup.set_result(answers)
 
 
 _LOOKUPS_LOCK = threading.Lock()
