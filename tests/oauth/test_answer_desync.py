@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 from connvault.oauth.http import HttpTransport
-from tests.support.raw_http import read_form_request
+from tests.support.raw_http import RawServer, read_form_request
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
 
-class TwiceAnsweringProvider:
+class TwiceAnsweringProvider(RawServer):
     """Answers each token request with an access token named after its refresh token, and sends the first answer
     on each connection a second time a little later, while holding back its answers to any later request on that
     connection until the copy has gone out."""
@@ -29,25 +29,11 @@ class TwiceAnsweringProvider:
     DUPLICATE_AFTER = 0.3
 
     def __init__(self) -> None:
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/token"
         self.connections = 0
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__()
 
-    def close(self) -> None:
-        self._listener.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                connection, _ = self._listener.accept()
-            except OSError:
-                return
-            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self.connections += 1
-            threading.Thread(target=self._serve, args=(connection,), daemon=True).start()
-
-    def _serve(self, connection: socket.socket) -> None:
+    def handle(self, connection: socket.socket) -> None:
+        self.connections += 1
         reader = connection.makefile("rb")
         first = True
         with connection:

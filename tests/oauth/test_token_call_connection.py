@@ -22,7 +22,7 @@ import urllib3.connection
 from connvault.egress import EgressPolicy, GuardedConnection, check_url
 from connvault.errors import ProviderUnavailable
 from connvault.oauth.http import MAX_BODY_BYTES, UNREACHABLE_REASON, HttpResponse, HttpTransport
-from tests.support.raw_http import RawRequest, read_request
+from tests.support.raw_http import RawRequest, RawServer, read_request
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -31,36 +31,22 @@ GOOD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\
 FORM = {"grant_type": "refresh_token", "refresh_token": "rt-secret"}
 
 
-class RawProvider:
+class RawProvider(RawServer):
     """Answers each connection's request with ``answer`` as given, then ``then(connection)`` if given (which writes
     more as it likes); records the request, then what the client sent after the answer."""
 
     def __init__(self, answer: bytes, then: Callable[[socket.socket], None] | None = None) -> None:
         self._answer = answer
         self._then = then
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/token"
         self.requests: list[RawRequest | None] = []
         self.after_answer: list[bytes] = []
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
-    def close(self) -> None:
-        self._listener.close()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                accepted, _ = self._listener.accept()
-            except OSError:
-                return
-            accepted.settimeout(5.0)
-            self.requests.append(read_request(accepted.makefile("rb")))
-            threading.Thread(target=self._answer_on, args=(accepted,), daemon=True).start()
-
-    def _answer_on(self, accepted: socket.socket) -> None:
+    def handle(self, connection: socket.socket) -> None:
         # OSError: the client closed first (it stopped reading, or gave up on a short answer).
-        with accepted as connection, contextlib.suppress(OSError):
-            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with connection, contextlib.suppress(OSError):
+            connection.settimeout(5.0)
+            self.requests.append(read_request(connection.makefile("rb")))
             connection.sendall(self._answer)
             if self._then is not None:
                 self._then(connection)

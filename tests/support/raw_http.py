@@ -3,9 +3,36 @@ library lets them do (answer twice, answer garbage, watch the connection close, 
 
 from __future__ import annotations
 
+import socket
+import threading
 from dataclasses import dataclass
 from typing import BinaryIO
 from urllib.parse import parse_qs
+
+
+class RawServer:
+    """A server on 127.0.0.1 (``url`` names its ``/token``) that hands each connection, with Nagle off, to
+    ``handle`` on a thread of its own. Subclasses set what ``handle`` needs before calling ``__init__``."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}/token"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close(self) -> None:
+        self._listener.close()
+
+    def handle(self, connection: socket.socket) -> None:
+        raise NotImplementedError
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return
+            connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            threading.Thread(target=self.handle, args=(connection,), daemon=True).start()
 
 
 @dataclass(frozen=True)
