@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from urllib.parse import parse_qsl, quote_plus, urlencode, urlsplit, urlunsplit
 
+from connvault.clock import utcnow
 from connvault.config import get_settings
 from connvault.errors import InvalidInput, ProviderMisconfigured, ProviderUnavailable
 from connvault.models import (
@@ -162,7 +163,7 @@ class OAuthClient:
         fields = {"token": token, "token_type_hint": token_type_hint}
         try:
             response = self._post(
-                _endpoint(provider.revocation_url, "revocation_url"), provider, client, fields, datetime.now(UTC)
+                _endpoint(provider.revocation_url, "revocation_url"), provider, client, fields, utcnow()
             )
         except (ProviderUnavailable, ProviderMisconfigured):  # an endpoint we cannot call revokes nothing either
             return False

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
+from connvault.clock import utcnow
 from connvault.config import get_settings
 from connvault.errors import InvalidInput, ProviderUnavailable
 from connvault.models import TokenEndpointAuthMethod
@@ -236,4 +236,4 @@ def _flag(document: dict[str, Any], member: str) -> bool:
 def _seconds(response: HttpResponse) -> float | None:
     """The server's ``Retry-After``, read as every provider's is: finite and capped (``float`` took ``inf``,
     ``nan`` and ``1e999``, which the error answer then could not round: an untyped 500, found by an outside probe)."""
-    return parse_retry_after(response.retry_after, datetime.now(UTC))
+    return parse_retry_after(response.retry_after, utcnow())
