@@ -1,21 +1,6 @@
-"""HTTP API Lambda REQUEST authorizer (simple responses): a tenant API key in, the tenant id in the context."""
+"""HTTP API Lambda REQUEST authorizer: ``connvault.api.authorizer``, imported with frame-stack room of its own
+(``connvault.frame_room``) so a cold start costs the same at any depth Lambda's bootstrap starts it."""
 
-from typing import Any
+from connvault.frame_room import import_with_room
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
-
-from connvault.api.context_keys import UNCHECKED_CONTEXT_KEY
-from connvault.observability import http_entry
-from connvault.services.auth import authorize
-
-
-@http_entry
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    headers = event.get("headers") or {}
-    # API Gateway sends header names in lower case; `sam local start-api` spells them as Werkzeug does.
-    decision = authorize(headers.get("authorization", headers.get("Authorization")))
-    if decision.unchecked:
-        return {"isAuthorized": True, "context": {UNCHECKED_CONTEXT_KEY: "database_unavailable"}}
-    if decision.tenant_id is None:
-        return {"isAuthorized": False}
-    return {"isAuthorized": True, "context": {"tenant_id": str(decision.tenant_id)}}
+handler = import_with_room("connvault.api.authorizer").handler
