@@ -244,6 +244,26 @@ def test_deleting_revokes_the_token_as_the_connections_own_client(api: Api, prov
     assert token in provider.stats().revoked
 
 
+def test_a_token_endpoint_of_its_own_keeps_its_secret_from_the_providers_revocation_endpoint(
+    api: Api, provider
+) -> None:
+    """Its tokens came from its own server and its secret was given for that server alone: deleting it revokes
+    nowhere (an outside probe on 2026-11-30 saw the secret sent to the catalog provider's endpoint)."""
+    provider.add_client("reporting", secret=OWN_SECRET)  # the catalog's server would take it, and record the token
+    api.secrets.add(OWN_SECRET)
+    with DemoProvider() as own_server:
+        own_server.add_client("reporting", secret=OWN_SECRET)
+        made = create(api, client_id="reporting", client_secret=OWN_SECRET, token_url=f"{own_server.base_url}/token")
+        assert made.status == 201, made.body
+        fetch(api, made.json()["id"])
+
+        deleted = api.call("DELETE", f"/connections/{made.json()['id']}")
+
+    assert deleted.status == 200, deleted.body
+    assert deleted.json()["revocation"] == "not_supported"
+    assert provider.stats().revoked == frozenset()
+
+
 # -- refusals: nothing stored ------------------------------------------------------------------------------------
 
 

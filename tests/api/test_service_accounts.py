@@ -194,10 +194,11 @@ def test_a_broken_key_file_is_400_naming_the_field(api: Api, provider, change, f
     ("make", "problem"),
     [
         (lambda: rsa_key(2, bits=1024), "shorter than 2048 bits"),
+        (lambda: rsa_key(3, bits=4352), "longer than 4096 bits"),
         (ed25519_key, "must be an RSA (RS256) or EC P-256 (ES256) private key"),
         (p384_key, "a curve other than P-256"),
     ],
-    ids=["rsa-1024", "ed25519", "p-384"],
+    ids=["rsa-1024", "rsa-4352", "ed25519", "p-384"],
 )
 def test_keys_it_cannot_sign_with_are_400_on_private_key(api: Api, provider, make, problem) -> None:
     pair = make()

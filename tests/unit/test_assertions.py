@@ -12,19 +12,22 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
-from connvault.errors import InvalidInput
+from connvault.errors import ClientRejected, InvalidInput, ReauthRequired
 from connvault.models import (
     ClientAuthMethod,
     ClientCredentials,
     ClientCredentialsGrant,
     JwtBearerGrant,
     OAuth2Credentials,
+    SigningKey,
     credentials_from_bytes,
     credentials_to_bytes,
 )
-from connvault.oauth.assertions import client_assertion, grant_assertion, parse_signing_key
+from connvault.oauth.assertions import RS256, client_assertion, grant_assertion, parse_signing_key
 from connvault.redacted import Redacted
 from tests.support.keys import ec_key, rsa_key
+
+OVERSIZED_BITS = 4352
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -106,6 +109,52 @@ def test_what_is_not_a_key_is_refused_without_quoting_it(pem: str) -> None:
 
     assert refused.value.field == "service_account_key.private_key"
     assert pem.strip() == "" or pem[:30] not in refused.value.message
+
+
+@pytest.fixture
+def checks(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each key load ran OpenSSL's full RSA check, which costs seconds for a large key."""
+    ran: list[bool] = []
+    load = serialization.load_pem_private_key
+
+    def recording(data: bytes, password: bytes | None, **options: bool) -> object:
+        ran.append(not options.get("unsafe_skip_rsa_key_validation", False))
+        return load(data, password, **options)
+
+    monkeypatch.setattr(serialization, "load_pem_private_key", recording)
+    return ran
+
+
+def test_an_rsa_key_past_4096_bits_is_refused_before_its_costly_check(checks: list[bool]) -> None:
+    """Checking a 16,384-bit key took 33 s of CPU holding the GIL (an outside probe, 2026-11-30): its size is
+    read first, unchecked."""
+    with pytest.raises(InvalidInput, match="longer than 4096 bits") as refused:
+        parse_signing_key(rsa_key(3, bits=OVERSIZED_BITS).private_pem, "private_key")
+
+    assert refused.value.field == "private_key"
+    assert checks == [False]
+
+
+def test_a_key_is_checked_in_full_once_when_handed_over_and_signed_with_unchecked(checks: list[bool]) -> None:
+    key = parse_signing_key(rsa_key().private_pem, "private_key")
+    assert checks[-1] is True
+    checks.clear()
+
+    grant_assertion(issuer="robot@partner.example", audience="https://idp.example/token", key=key, now=NOW)
+
+    assert checks == [False]
+
+
+def test_a_stored_key_past_4096_bits_is_not_signed_with() -> None:
+    """Kept before the limit: the grant's own key needs the connection made again, the app's is the app's fault."""
+    oversized = SigningKey(Redacted(rsa_key(3, bits=OVERSIZED_BITS).private_pem), RS256, None)
+
+    with pytest.raises(ReauthRequired) as own:
+        grant_assertion(issuer="robot@partner.example", audience="https://idp.example/token", key=oversized, now=NOW)
+    with pytest.raises(ClientRejected) as app:
+        client_assertion(client_id="reporting", audience="https://idp.example/token", key=oversized, now=NOW)
+
+    assert own.value.reason == app.value.reason == "signing_key_too_large"
 
 
 def test_every_kind_reads_back_as_sealed() -> None:

@@ -594,10 +594,10 @@ class ServiceAccountKey(Strict):
 class JwtBearerConnectionRequest(Strict):
     """A service account (RFC 7523 §2.1): each access token is bought with an assertion signed by its key.
 
-    Give ``service_account_key`` (a Google JSON key), or ``issuer`` and ``private_key`` (PEM, RSA for RS256 or
-    EC P-256 for ES256) for any server taking JWT-bearer grants. ``subject`` is the assertion's ``sub`` (for
-    Google Workspace domain-wide delegation, the user acted as). The key is sealed and never leaves the vault:
-    the token route hands out access tokens only.
+    Give ``service_account_key`` (a Google JSON key), or ``issuer`` and ``private_key`` (PEM, RSA of 2048 to 4096
+    bits for RS256, or EC P-256 for ES256) for any server taking JWT-bearer grants. ``subject`` is the
+    assertion's ``sub`` (for Google Workspace domain-wide delegation, the user acted as). The key is sealed and
+    never leaves the vault: the token route hands out access tokens only.
     """
 
     kind: Literal["jwt_bearer"]

@@ -90,11 +90,13 @@ def _as_own(request: Callable[[], OAuth2Tokens]) -> OAuth2Tokens:
 
 def revoking_client(credentials: Credentials | None, integration: ClientCredentials | None) -> ClientCredentials | None:
     """The client that may revoke this connection's tokens: the connection's own, else the tenant's app. A
-    service account has none (its tokens simply expire)."""
+    service account has none (its tokens simply expire), nor has a client-credentials grant on a token endpoint
+    of its own: the provider's revocation endpoint did not issue its tokens, and its client secret was given for
+    that endpoint alone (an outside probe on 2026-11-30 saw it sent to the catalog's)."""
     if not isinstance(credentials, OAuth2Credentials):
         return None
     grant = credentials.grant
-    if isinstance(grant, JwtBearerGrant):
+    if isinstance(grant, JwtBearerGrant) or (isinstance(grant, ClientCredentialsGrant) and grant.token_url):
         return None
     if isinstance(grant, ClientCredentialsGrant) and grant.client is not None:
         return grant.client
