@@ -165,3 +165,70 @@ def test_deleting_a_tenant_revokes_its_grants_at_the_providers(api, provider) ->
     stats = provider.stats()
     assert stats.live_refresh_tokens == frozenset()
     assert len(stats.revoked) == 2
+
+
+def test_deleting_a_tenant_revokes_the_grants_it_parked_for_confirmation(api, provider, db) -> None:
+    """Probe 2026-11-30 (F2): the cascade dropped a parked grant out of the sweep's reach, its refresh token live."""
+    from connvault.services.tenants import delete_tenant
+    from tests.api.conftest import connect_account
+    from tests.api.test_confirmed_connect import park
+
+    # Given a grant parked for confirmation beside a connection
+    connect_account(api, end_user_id="alice")
+    live_connection = provider.stats().live_refresh_tokens
+    park(api)
+    parked = provider.stats().live_refresh_tokens - live_connection
+    assert len(parked) == 1
+
+    # When the tenant is deleted
+    assert delete_tenant(UnitOfWork(api.tenant.tenant_id))
+
+    # Then neither grant is live at the provider, and nothing is left parked for the sweep
+    stats = provider.stats()
+    assert stats.live_refresh_tokens == frozenset()
+    assert parked <= stats.revoked
+    with owner(db) as sql:
+        assert sql.run("SELECT count(*) FROM connect_confirmations")[0][0] == 0
+
+
+def test_a_provider_that_is_down_does_not_keep_a_tenant_with_parked_grants_from_being_deleted(
+    api, provider, db, caplog
+) -> None:
+    from connvault.services.tenants import delete_tenant
+    from demo_provider import Fault
+    from tests.api.conftest import connect_account
+    from tests.api.test_confirmed_connect import park
+
+    # Given a parked grant and a connection, and a provider failing the first revocation (the parked grant's)
+    connect_account(api, end_user_id="alice")
+    connection_grant = provider.stats().live_refresh_tokens
+    park(api)
+    provider.inject(Fault.server_error(), path="/revoke")
+
+    # When the tenant is deleted
+    assert delete_tenant(UnitOfWork(api.tenant.tenant_id))
+
+    # Then it is gone, the connection's grant revoked after the failure, the parked one's failure said by ids
+    assert not tenant_exists(db, api.tenant.tenant_id)
+    assert connection_grant <= provider.stats().revoked
+    dropped = [record for record in caplog.records if record.getMessage() == "unconfirmed grant dropped unrevoked"]
+    assert [record.tenant_id for record in dropped] == [str(api.tenant.tenant_id)]
+
+
+def test_every_sealed_table_holds_no_grant_or_is_walked_by_a_tenants_deletion() -> None:
+    """A new table holding grants at a provider would be dropped by the tenant's cascade unrevoked: whoever adds
+    one (``SEALED_COLUMNS`` must name every envelope column: ``tests/integration/test_rotation.py``) decides here
+    which it is, and a walked one gets a test like the two above."""
+    from connvault.db.envelope_columns import SEALED_COLUMNS
+
+    revoked_before_the_cascade = {"connections", "connect_confirmations"}
+    hold_no_grant = {
+        "tenants": "the blind-index key: connvault's own",
+        "integrations": "the tenant's app's client secret: the tenant's own, not an end user's grant",
+        "oauth_sessions": "PKCE verifiers: the code they go with is spent at the callback, or never",
+        "device_sessions": "device and user codes: no token exists until a poll stores it as a connection",
+        "webhook_endpoints": "connvault's own signing secrets",
+        "accounts": "provider ids, not credentials",
+    }
+
+    assert {column.table for column in SEALED_COLUMNS} == revoked_before_the_cascade | hold_no_grant.keys()

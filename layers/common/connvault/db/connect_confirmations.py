@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from datetime import datetime
     from uuid import UUID
 
+    from sqlalchemy import ColumnElement
     from sqlalchemy.orm import Session
 
     from connvault.crypto.sealer import Sealer
@@ -91,10 +92,28 @@ class ConnectConfirmationRepository:
 
     def take_expired(self, session_id: UUID, now: datetime) -> ParkedGrant | None:
         """An unconfirmed grant past its session's expiry, deleted (the caller revokes it at the provider)."""
+        return self._take(ConnectConfirmationRow.id == session_id, ConnectConfirmationRow.confirm_by <= now)
+
+    def take(self, tenant_id: UUID, session_id: UUID) -> ParkedGrant | None:
+        """The tenant's parked grant, deleted whether or not its session expired (the caller revokes it at the
+        provider): the tenant is being deleted, and its cascade would drop the row out of the sweep's reach."""
+        return self._take(ConnectConfirmationRow.id == session_id, ConnectConfirmationRow.tenant_id == tenant_id)
+
+    def list_ids(self, tenant_id: UUID, limit: int) -> list[UUID]:
+        """Ids of the tenant's parked grants, expired or not, oldest first (filtered by tenant as well as RLS)."""
+        query = (
+            select(ConnectConfirmationRow.id)
+            .where(ConnectConfirmationRow.tenant_id == tenant_id)
+            .order_by(ConnectConfirmationRow.created_at, ConnectConfirmationRow.id)
+            .limit(limit)
+        )
+        return list(self._session.scalars(query))
+
+    def _take(self, *conditions: ColumnElement[bool]) -> ParkedGrant | None:
+        """The one row matching ``conditions``, deleted and returned: a row a confirmation consumed meanwhile is
+        None, never revoked under the connection it became."""
         row = self._session.scalars(
-            delete(ConnectConfirmationRow)
-            .where(ConnectConfirmationRow.id == session_id, ConnectConfirmationRow.confirm_by <= now)
-            .returning(ConnectConfirmationRow)
+            delete(ConnectConfirmationRow).where(*conditions).returning(ConnectConfirmationRow)
         ).one_or_none()
         return None if row is None else self._to_domain(row)
 

@@ -24,6 +24,7 @@ from connvault.services.connect import MAX_STATE_LENGTH, store_grant
 from connvault.services.revocation import retire_replaced_grant
 
 if TYPE_CHECKING:
+    from datetime import datetime
     from uuid import UUID
 
     from connvault.crypto.sealer import Sealer
@@ -73,23 +74,60 @@ def revoke_unconfirmed(
     moment = now()
     with UnitOfWork(None, sealer=sealer) as uow:
         expired = uow.connect_confirmations.list_expired(moment, SWEEP_BATCH)
-    revoked = dropped = 0
-    for session_id, tenant_id in expired:
-        with UnitOfWork(tenant_id, sealer=sealer) as uow:
-            parked = uow.connect_confirmations.take_expired(session_id, moment)
-            if parked is None:  # confirmed or swept meanwhile
-                continue
-            provider = uow.providers.get(parked.provider_id)
-            integration = uow.integrations.find(parked.provider_id)
-            uow.commit()
-        if _revoke(parked, provider, integration, oauth or wiring.get_oauth_client()):
-            revoked += 1
-        else:
-            dropped += 1
-            logger.info(
-                "unconfirmed grant dropped unrevoked",
-                extra={"tenant_id": str(tenant_id), "connect_session_id": str(session_id)},
-            )
+    client = oauth or wiring.get_oauth_client()
+    outcomes = [
+        _take_and_revoke(UnitOfWork(tenant_id, sealer=sealer), session_id, client, expired_by=moment)
+        for session_id, tenant_id in expired
+    ]
+    return _reported(outcomes)
+
+
+def revoke_parked(uow: UnitOfWork, *, oauth: OAuthClient | None = None) -> SweepReport:
+    """Revoke at the provider, and drop, every grant the unit of work's tenant has parked, expired or not, as the
+    sweep does for expired ones. For deleting the tenant: its ``ON DELETE CASCADE`` would drop these rows unrevoked
+    and out of the sweep's reach, leaving refresh tokens live at the provider that nothing points at. A provider
+    that does not answer or refuses costs the grant its revocation (counted ``dropped``), never the deletion."""
+    client = oauth or wiring.get_oauth_client()
+    outcomes: list[bool | None] = []
+    while True:
+        with uow:
+            ids = uow.connect_confirmations.list_ids(uow.tenant, SWEEP_BATCH)
+        if not ids:
+            return _reported(outcomes)
+        # Each id is gone once taken (or consumed meanwhile), so the next page holds only rows not seen yet.
+        outcomes.extend(_take_and_revoke(uow, session_id, client, expired_by=None) for session_id in ids)
+
+
+def _take_and_revoke(
+    uow: UnitOfWork, session_id: UUID, oauth: OAuthClient, *, expired_by: datetime | None
+) -> bool | None:
+    """Delete one parked grant of the unit of work's tenant (only if its session expired by ``expired_by``, when
+    given) and then revoke it: True revoked, False dropped unrevoked, None when a confirmation or another sweep took
+    it first. Deleted first, in a transaction of its own, so that a confirmation racing this cannot make a
+    connection of a grant being revoked, and no transaction stays open across the provider call."""
+    with uow:
+        repository = uow.connect_confirmations
+        parked = (
+            repository.take(uow.tenant, session_id)
+            if expired_by is None
+            else repository.take_expired(session_id, expired_by)
+        )
+        if parked is None:
+            return None
+        provider = uow.providers.get(parked.provider_id)
+        integration = uow.integrations.find(parked.provider_id)
+        uow.commit()
+    if _revoke(parked, provider, integration, oauth):
+        return True
+    logger.info(
+        "unconfirmed grant dropped unrevoked",
+        extra={"tenant_id": str(parked.tenant_id), "connect_session_id": str(parked.id)},
+    )
+    return False
+
+
+def _reported(outcomes: list[bool | None]) -> SweepReport:
+    revoked, dropped = outcomes.count(True), outcomes.count(False)
     if revoked or dropped:
         metrics.add_metric(name=MetricName.CONNECT_UNCONFIRMED_REVOKED, unit="Count", value=revoked + dropped)
     return SweepReport(revoked, dropped)

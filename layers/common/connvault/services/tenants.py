@@ -12,7 +12,7 @@ from connvault.clock import Clock, utcnow
 from connvault.db.tenants import Resource
 from connvault.db.uow import UnitOfWork
 from connvault.errors import InvalidInput, NotFound
-from connvault.services import connections, quotas
+from connvault.services import connect_confirmation, connections, quotas
 from connvault.validation import require_text
 
 if TYPE_CHECKING:
@@ -63,10 +63,16 @@ def delete_tenant(uow: UnitOfWork, *, oauth: OAuthClient | None = None) -> bool:
     """Delete the tenant and all it owns. Its key salt goes with the row, so copies of its envelopes
     (backups, logs, a stolen dump) can no longer be opened through KMS.
 
-    Each connection goes first the way ``DELETE /connections/{id}`` takes it: its grant revoked at the provider
-    (best effort, counted when refused), so no live grant outlives the tenant that held it.
+    Every grant the tenant holds is revoked at its provider first, by the step the product already takes for it,
+    so no live grant outlives the tenant that held it: grants parked for confirmation as the sweep revokes an
+    expired one (``connect_confirmation.revoke_parked``), then each connection as ``DELETE /connections/{id}``
+    takes it. Parked grants go first so that one confirmed meanwhile is met again as a connection. Both are best
+    effort: a provider that is down or refuses costs its grant the revocation (counted), never the deletion. The
+    tenant's other secrets hold no grant at a provider (device and user codes, PKCE verifiers, its apps' client
+    secrets, webhook secrets) and go with the cascade, as do connect links, which hold hashes only.
     """
     tenant_id = uow.tenant
+    connect_confirmation.revoke_parked(uow, oauth=oauth)
     cursor: str | None = None
     while True:
         with uow:
