@@ -232,3 +232,74 @@ def test_every_sealed_table_holds_no_grant_or_is_walked_by_a_tenants_deletion() 
     }
 
     assert {column.table for column in SEALED_COLUMNS} == revoked_before_the_cascade | hold_no_grant.keys()
+
+
+class _StoringWhileRevoking:
+    """The production OAuth client, but the first revocation first lets the tenant store a grant (``store``), as
+    a callback or a confirmation committing while the deletion walks the tenant's rows would."""
+
+    def __init__(self, store) -> None:
+        from connvault import wiring
+
+        self._real = wiring.get_oauth_client()
+        self._store = store
+        self.stored = False
+
+    def revoke(self, *args):
+        if not self.stored:
+            self.stored = True
+            self._store()
+        return self._real.revoke(*args)
+
+
+@pytest.mark.parametrize("stored", ["a parked grant", "a connection"])
+def test_a_grant_stored_while_a_tenants_deletion_walks_is_revoked_too_before_the_row_goes(
+    api, provider, db, stored: str
+) -> None:
+    """After its walk, the deletion had dropped whatever the tenant stored meanwhile with the cascade, unrevoked."""
+    from connvault.services.tenants import delete_tenant
+    from tests.api.conftest import connect_account
+    from tests.api.test_confirmed_connect import park
+
+    # Given a connection, and a grant the tenant stores while the deletion revokes that connection's
+    connect_account(api, end_user_id="alice")
+    racing = _StoringWhileRevoking(
+        (lambda: park(api)) if stored == "a parked grant" else (lambda: connect_account(api, end_user_id="bob"))
+    )
+
+    # When the tenant is deleted
+    assert delete_tenant(UnitOfWork(api.tenant.tenant_id), oauth=racing)
+
+    # Then the grant stored meanwhile was revoked as well, and the tenant is gone
+    assert racing.stored
+    stats = provider.stats()
+    assert stats.live_refresh_tokens == frozenset()
+    assert len(stats.revoked) == 2
+    assert not tenant_exists(db, api.tenant.tenant_id)
+
+
+def test_a_tenant_storing_grants_faster_than_its_deletion_revokes_them_is_a_conflict_to_retry(
+    api, provider, db
+) -> None:
+    from connvault.errors import Conflict
+    from connvault.services.tenants import DELETE_ROUNDS, delete_tenant
+    from tests.api.conftest import connect_account
+
+    class _AlwaysStoring:
+        def __init__(self) -> None:
+            from connvault import wiring
+
+            self._real, self.rounds = wiring.get_oauth_client(), 0
+
+        def revoke(self, *args):
+            self.rounds += 1
+            connect_account(api, end_user_id=f"user-{self.rounds}")
+            return self._real.revoke(*args)
+
+    connect_account(api, end_user_id="alice")
+
+    with pytest.raises(Conflict):
+        delete_tenant(UnitOfWork(api.tenant.tenant_id), oauth=_AlwaysStoring())
+
+    assert tenant_exists(db, api.tenant.tenant_id)
+    assert len(provider.stats().revoked) == DELETE_ROUNDS

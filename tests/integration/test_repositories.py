@@ -631,3 +631,38 @@ def test_the_token_read_decodes_a_state_once_yet_answers_each_change_and_each_ro
     assert after.credentials == other.credentials != before.credentials
     assert (before.id, after.id, other.id) == (first.id, first.id, second.id)
     assert other.status is ConnectionStatus.ACTIVE
+
+
+# -- tenants --------------------------------------------------------------------------------------------
+
+
+def test_no_connection_can_be_stored_for_a_locked_tenant_and_none_once_its_row_is_deleted(
+    db: TestDatabase, tenant: uuid.UUID, secrets: SecretRegistry
+) -> None:
+    """``delete_tenant`` finds nothing left to revoke under this lock before deleting the row: a grant stored
+    between that check and the delete would go with the cascade unrevoked."""
+    failures: list[Exception] = []
+
+    def store() -> None:
+        try:
+            make_connection(tenant, secrets)
+        except Exception as exc:  # the outcome under test, read below
+            failures.append(exc)
+
+    with UnitOfWork(tenant) as uow:
+        assert uow.tenants.lock(tenant)
+        assert not uow.tenants.holds_connections_or_parked_grants(tenant)
+        writer = threading.Thread(target=store)
+        writer.start()
+        writer.join(timeout=1.0)
+        assert writer.is_alive(), "the insert did not wait for the tenant's lock"
+        assert uow.tenants.delete(tenant)
+        uow.commit()
+    writer.join(timeout=10.0)
+
+    assert not writer.is_alive()
+    assert len(failures) == 1
+    assert "connections_tenant_id_fkey" in str(failures[0])  # it waited, then found the tenant gone
+    assert stored(db, "SELECT count(*) FROM connections") == [[0]]
+    with UnitOfWork(tenant) as uow:
+        assert not uow.tenants.lock(tenant)

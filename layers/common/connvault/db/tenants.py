@@ -8,10 +8,11 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 from uuid import UUID
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Select, delete, exists, func, or_, select, update
 
 from connvault.db.rowcount import rows_changed
 from connvault.db.rows import (
+    ConnectConfirmationRow,
     ConnectionRow,
     DeviceSessionRow,
     IntegrationRow,
@@ -64,6 +65,20 @@ class TenantRepository:
         if row is None:
             raise NotFound(f"tenant {tenant_id} not found")
         return Tenant(row.id, row.name, row.created_at)
+
+    def lock(self, tenant_id: UUID) -> bool:
+        """Lock the tenant's row until the transaction ends; False when there is no such tenant. No row naming the
+        tenant can be inserted meanwhile: its foreign-key check share-locks this row, which ``FOR UPDATE`` refuses
+        until the transaction ends (after a delete, the insert then fails)."""
+        query = select(TenantRow.id).where(TenantRow.id == tenant_id).with_for_update()
+        return self._session.scalar(query) is not None
+
+    def holds_connections_or_parked_grants(self, tenant_id: UUID) -> bool:
+        """Whether the tenant still has a connection or a grant parked for confirmation: rows whose grant its
+        deletion must revoke before the cascade drops them (filtered by tenant as well as RLS)."""
+        connection = exists().where(ConnectionRow.tenant_id == tenant_id)
+        parked = exists().where(ConnectConfirmationRow.tenant_id == tenant_id)
+        return bool(self._session.scalar(select(or_(connection, parked))))
 
     def delete(self, tenant_id: UUID) -> bool:
         """Delete the tenant; every row it owns goes with it (ON DELETE CASCADE)."""

@@ -11,7 +11,7 @@ from connvault import api_keys, wiring
 from connvault.clock import Clock, utcnow
 from connvault.db.tenants import Resource
 from connvault.db.uow import UnitOfWork
-from connvault.errors import InvalidInput, NotFound
+from connvault.errors import Conflict, InvalidInput, NotFound
 from connvault.services import connect_confirmation, connections, quotas
 from connvault.validation import require_text
 
@@ -59,9 +59,14 @@ def revoke_api_key(uow: UnitOfWork, key_id: str, *, now: Clock = utcnow) -> ApiK
     return record
 
 
+DELETE_ROUNDS = 3
+"""Rounds of revoking and then deleting before giving up with a retryable error; each extra round means the
+tenant stored a grant (a callback, a confirmation, an import) while the previous one was revoking."""
+
+
 def delete_tenant(uow: UnitOfWork, *, oauth: OAuthClient | None = None) -> bool:
-    """Delete the tenant and all it owns. Its key salt goes with the row, so copies of its envelopes
-    (backups, logs, a stolen dump) can no longer be opened through KMS.
+    """Delete the tenant and all it owns; False when there is no such tenant. Its key salt goes with the row, so
+    copies of its envelopes (backups, logs, a stolen dump) can no longer be opened through KMS.
 
     Every grant the tenant holds is revoked at its provider first, by the step the product already takes for it,
     so no live grant outlives the tenant that held it: grants parked for confirmation as the sweep revokes an
@@ -70,8 +75,29 @@ def delete_tenant(uow: UnitOfWork, *, oauth: OAuthClient | None = None) -> bool:
     effort: a provider that is down or refuses costs its grant the revocation (counted), never the deletion. The
     tenant's other secrets hold no grant at a provider (device and user codes, PKCE verifiers, its apps' client
     secrets, webhook secrets) and go with the cascade, as do connect links, which hold hashes only.
+
+    The tenant's API keys work until its row goes, so grants may be stored while the walk runs. The row is
+    deleted under a lock that keeps any new row from naming the tenant, and only once no connection or parked
+    grant is left; otherwise the walk runs again for what came meanwhile (``DELETE_ROUNDS``, then ``Conflict``).
     """
     tenant_id = uow.tenant
+    for _ in range(DELETE_ROUNDS):
+        _revoke_grants(uow, oauth)
+        with uow:
+            if not uow.tenants.lock(tenant_id):
+                return False
+            if uow.tenants.holds_connections_or_parked_grants(tenant_id):
+                continue  # stored while the walk ran: the lock goes with the transaction, and the walk runs again
+            uow.tenants.delete(tenant_id)
+            uow.commit()
+        uow.sealer.data_keys.forget_tenant(tenant_id)
+        wiring.get_blind_index_keys().forget_tenant(tenant_id)
+        return True
+    raise Conflict("grants were still being stored for the tenant; retry the deletion")
+
+
+def _revoke_grants(uow: UnitOfWork, oauth: OAuthClient | None) -> None:
+    """Revoke and delete the tenant's parked grants, then its connections (see ``delete_tenant``)."""
     connect_confirmation.revoke_parked(uow, oauth=oauth)
     cursor: str | None = None
     while True:
@@ -81,10 +107,4 @@ def delete_tenant(uow: UnitOfWork, *, oauth: OAuthClient | None = None) -> bool:
             with contextlib.suppress(NotFound):  # deleted meanwhile
                 connections.delete_connection(uow, connection.id, oauth=oauth)
         if (cursor := page.next_cursor) is None:
-            break
-    with uow:
-        deleted = uow.tenants.delete(tenant_id)
-        uow.commit()
-        uow.sealer.data_keys.forget_tenant(tenant_id)
-        wiring.get_blind_index_keys().forget_tenant(tenant_id)
-    return deleted
+            return
