@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import tracemalloc
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import uuid4
@@ -248,6 +249,97 @@ def test_a_batch_the_tenants_rate_admits_a_share_at_a_time_is_sent_again_until_d
     assert rounds == [7, 5, 3, 1]
     assert progress.counts == {"created": 7}
     assert waits == [2.0, 2.0, 2.0]
+
+
+def test_a_line_longer_than_the_limit_is_invalid_by_its_number_and_its_neighbours_go_ahead(
+    api: Api, db, tmp_path
+) -> None:
+    """Probe 2026-11-30 (F4): ``readline()`` took a line of any length, and a batch of them, into memory."""
+    # Given a line past the limit, holding a token, between two good lines
+    token = "rt-too-long-1234567890"
+    api.secrets.add(token, "rt-before-1234567890", "rt-after-1234567890")
+    path = tmp_path / "grants.jsonl"
+    with path.open("wb") as out:
+        out.write(b'{"provider":"demo","end_user_id":"before","refresh_token":"rt-before-1234567890"}\n')
+        out.write(b'{"provider":"demo","end_user_id":"long","refresh_token":"' + token.encode())
+        out.write(b"x" * grant_file.MAX_LINE_BYTES + b'"}\n')
+        out.write(b'{"provider":"demo","end_user_id":"after","refresh_token":"rt-after-1234567890"}')  # no newline
+
+    # When it is imported
+    out, errors = import_unverified(api, path)
+
+    # Then the long line is invalid, named by its number and a code, and nothing of it is shown anywhere
+    assert out.startswith("3 grants: created 2, exists 0, invalid 1,")
+    assert errors == [
+        {
+            "line": 2,
+            "status": "invalid",
+            "code": "line_too_long",
+            "field": None,
+            "message": f"the line is longer than {grant_file.MAX_LINE_BYTES:,} bytes",
+        }
+    ]
+    api.secrets.check(out, "the command's output")
+    assert stored_end_users(db) == ["after", "before"]
+
+
+@pytest.mark.parametrize("newline", [b"\n", b""], ids=["newline", "end of file"])
+def test_a_line_of_exactly_the_limit_is_read_and_one_byte_more_is_too_long(tmp_path, newline: bytes) -> None:
+    path = tmp_path / "grants.jsonl"
+    padding = grant_file.MAX_LINE_BYTES - len(b'{"n":""}')
+    results: list[object] = []
+
+    for extra in (0, 1):
+        path.write_bytes(b'{"n":"' + b"x" * (padding + extra) + b'"}' + newline)
+        grant_file.import_file(
+            path,
+            uuid4(),
+            parse=lambda documents: [grant_file.InvalidItem("n", "read") for _ in documents],
+            err=io.StringIO(),
+            importer=lambda items: [
+                ItemResult(index, ItemStatus.INVALID, code=item.code) for index, item in enumerate(items)
+            ],
+            restart=True,
+        )
+        (error,) = [json.loads(line) for line in (tmp_path / "grants.jsonl.errors").read_text().splitlines()]
+        results.append(error["code"])
+
+    assert results == ["validation_error", "line_too_long"]
+
+
+def test_memory_holds_neither_a_long_line_nor_more_than_a_batchs_bytes_whatever_the_file(tmp_path) -> None:
+    # Given a 24 MiB line, then 30 lines each just under the line limit (27 MiB in all)
+    path = tmp_path / "grants.jsonl"
+    under = grant_file.MAX_LINE_BYTES - 100
+    with path.open("wb") as out:
+        out.write(b'{"refresh_token":"' + b"x" * (24 * grant_file.MAX_LINE_BYTES) + b'"}\n')
+        for n in range(30):
+            out.write(json.dumps({"n": n, "refresh_token": "y" * under}).encode() + b"\n")
+    held: list[int] = []
+
+    def parse(documents: Sequence[Any]) -> list[Any]:
+        held.append(sum(len(document["refresh_token"]) for document in documents))
+        return [grant_file.InvalidItem(None, "parsed") for _ in documents]
+
+    # When it is imported, memory traced
+    tracemalloc.start()
+    try:
+        progress = grant_file.import_file(
+            path,
+            uuid4(),
+            parse=parse,
+            err=io.StringIO(),
+            importer=lambda items: [ItemResult(index, ItemStatus.INVALID) for index in range(len(items))],
+        )
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    # Then every line was answered, no batch held more than its byte budget and a line, nor the process the long line
+    assert progress.counts == {"invalid": 31}
+    assert len(held) > 1
+    assert max(held) < grant_file.MAX_BATCH_BYTES + grant_file.MAX_LINE_BYTES
+    assert peak < 2 * grant_file.MAX_BATCH_BYTES
 
 
 def test_a_large_file_streams_through_in_batches_of_a_thousand(api: Api, provider, db, tmp_path) -> None:

@@ -3,7 +3,9 @@ import (``services/imports.py``), one batch at a time, resumable after a failure
 
 The file holds one grant per line, the fields of ``POST /connections/import``'s items (``provider``,
 ``end_user_id``, ``alias``, ``refresh_token``, ``access_token``, ``expires_at``, ``scopes``, ``token_type``,
-``metadata``). It is read as a stream: memory holds one batch, whatever the file's size.
+``metadata``). It is read as a stream: memory holds one batch, whatever the file's size or its lines' lengths.
+A line is read up to ``MAX_LINE_BYTES``: a longer one is ``invalid`` with code ``line_too_long`` and the rest of
+it is read past a piece at a time, never held; and a batch ends early once its lines reach ``MAX_BATCH_BYTES``.
 
 Resuming: after each batch the byte offset reached and the counts so far go to ``FILE.progress`` (written
 atomically). Run the same command again after a failure (a crash, the database gone) and it starts after the
@@ -12,8 +14,8 @@ answered ``exists`` for what it had stored, at no provider call. ``--restart`` i
 
 Items whose provider failed (``unavailable``) or that the call had no time or rate for (``deferred``) are sent
 again until ``--retries`` rounds have settled none of them; then they count as failed. Every item that does not
-end ``created`` or ``exists`` is written to ``FILE.errors`` as its line number, status and the field at fault:
-never the line itself, which holds tokens. Progress goes to stderr, the counts to stdout at the end.
+end ``created`` or ``exists`` is written to ``FILE.errors`` as its line number, status, code and the field at
+fault: never the line itself, which holds tokens. Progress goes to stderr, the counts to stdout at the end.
 """
 
 from __future__ import annotations
@@ -36,6 +38,17 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from connvault.services.grants import ImportedGrantInput
+
+MAX_LINE_BYTES = 1024 * 1024
+"""The longest line read, its newline not counted. The largest grant the import accepts is some 300 KB written
+with every character escaped (two tokens of 8,192 characters, 100 scopes of 256, 16 KB of metadata); without a
+limit, ``readline`` would hold a line of any length in memory, newline or not."""
+MAX_BATCH_BYTES = 10 * 1024 * 1024
+"""A batch ends early once the lines it holds reach this many bytes (read as they stand): no more than one
+request of the API can carry under API Gateway's 10 MB payload limit, so a batch of 1,000 long lines holds no
+more than the API path would. With ``MAX_LINE_BYTES`` it bounds what a batch holds, whatever the file."""
+LINE_TOO_LONG = "line_too_long"
+_TOO_LONG = InvalidItem(None, f"the line is longer than {MAX_LINE_BYTES:,} bytes", code=LINE_TOO_LONG)
 
 RETRIED = frozenset({ItemStatus.UNAVAILABLE, ItemStatus.DEFERRED})
 DONE = frozenset({ItemStatus.CREATED, ItemStatus.EXISTS})
@@ -138,21 +151,36 @@ def import_file(
 def _batches(
     source: BinaryIO, first_line: int, batch_size: int, parse: Parser
 ) -> Iterator[tuple[list[_Line], int, int]]:
-    """``(lines, offset after them, number of the last)`` for each batch of non-blank lines."""
+    """``(lines, offset after them, number of the last)`` for each batch of non-blank lines: at most ``batch_size``
+    lines, ended early once they hold ``MAX_BATCH_BYTES``."""
     numbers: list[int] = []
     documents: list[Any] = []
+    held = 0
     number = first_line
-    while raw := source.readline():
+    while raw := source.readline(MAX_LINE_BYTES + 1):
         number += 1
-        if not raw.strip():
+        if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+            del raw  # not held while the rest is read past
+            _read_past_line(source)
+            document: Any = _TOO_LONG
+        elif not raw.strip():
             continue
+        else:
+            held += len(raw)
+            document = _document(raw)
         numbers.append(number)
-        documents.append(_document(raw))
-        if len(numbers) == batch_size:
+        documents.append(document)
+        if len(numbers) == batch_size or held >= MAX_BATCH_BYTES:
             yield _parsed(numbers, documents, parse), source.tell(), number
-            numbers, documents = [], []
+            numbers, documents, held = [], [], 0
     if numbers:
         yield _parsed(numbers, documents, parse), source.tell(), number
+
+
+def _read_past_line(source: BinaryIO) -> None:
+    """Read to the end of the current line (or of the file) a piece at a time, keeping none of it."""
+    while (piece := source.readline(MAX_LINE_BYTES)) and not piece.endswith(b"\n"):
+        pass
 
 
 def _document(raw: bytes) -> Any:

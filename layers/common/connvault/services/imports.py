@@ -80,10 +80,12 @@ class ItemStatus(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class InvalidItem:
-    """An item that could not even be read as a grant (the API layer's verdict), with the field at fault."""
+    """An item that could not even be read as a grant (the API layer's verdict), with the field at fault; ``code``
+    says why when a rule other than the item's shape refused it (a grant file's line too long to read)."""
 
     field: str | None
     message: str
+    code: str = InvalidInput.code
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +127,7 @@ def import_grants(
     for index, item in enumerate(items):
         if isinstance(item, InvalidItem):
             results[index] = ItemResult(
-                index, ItemStatus.INVALID, code=InvalidInput.code, field=item.field, message=item.message
+                index, ItemStatus.INVALID, code=item.code, field=item.field, message=item.message
             )
             continue
         try:
