@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import tracemalloc
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import uuid4
@@ -249,6 +250,39 @@ def test_a_batch_the_tenants_rate_admits_a_share_at_a_time_is_sent_again_until_d
     assert rounds == [7, 5, 3, 1]
     assert progress.counts == {"created": 7}
     assert waits == [2.0, 2.0, 2.0]
+
+
+def test_a_provider_settling_one_item_a_round_is_asked_at_most_retries_plus_one_times_per_item(tmp_path) -> None:
+    """Probe 2026-11-30: each round sent every item still unavailable again, and a round that settled one did not
+    count against the retries, so such a provider was called some n²/2 times for a batch of n."""
+    # Given a provider that settles the first item it is sent in each round and fails the others
+    path = write_lines(tmp_path / "grants.jsonl", [{"n": n} for n in range(20)])
+    sent: Counter[int] = Counter()
+
+    def one_a_round(items: Sequence[Any]) -> list[ItemResult]:
+        sent.update(item["n"] for item in items)
+        return [
+            ItemResult(index, ItemStatus.CREATED)
+            if index == 0
+            else ItemResult(index, ItemStatus.UNAVAILABLE, code="provider_unavailable")
+            for index in range(len(items))
+        ]
+
+    # When the file is imported with three retries
+    progress = grant_file.import_file(
+        path,
+        uuid4(),
+        parse=lambda documents: list(documents),
+        retries=3,
+        err=io.StringIO(),
+        importer=one_a_round,
+        sleep=lambda _: None,
+    )
+
+    # Then no item was sent more than four times, 74 calls in all rather than 210, and the rest count as failed
+    assert max(sent.values()) == 4
+    assert sum(sent.values()) == 20 + 19 + 18 + 17
+    assert progress.counts == {"created": 4, "failed": 16}
 
 
 def test_a_line_longer_than_the_limit_is_invalid_by_its_number_and_its_neighbours_go_ahead(

@@ -109,7 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
     grants.add_argument("--no-verify", action="store_true", help="store each grant as given, without a refresh")
     grants.add_argument("--batch-size", type=int, default=1000, help="grants per call (at most 1000)")
     grants.add_argument(
-        "--retries", type=int, default=3, help="rounds settling none of the items sent again before they fail"
+        "--retries",
+        type=int,
+        default=3,
+        help="rounds settling none of the items sent again before they fail; at most this many more calls per item",
     )
     grants.add_argument("--restart", action="store_true", help="ignore FILE.progress and start from the top")
     return parser

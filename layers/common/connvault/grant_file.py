@@ -13,9 +13,10 @@ last finished batch; the import being idempotent per (provider, end user, alias)
 answered ``exists`` for what it had stored, at no provider call. ``--restart`` ignores the progress file.
 
 Items whose provider failed (``unavailable``) or that the call had no time or rate for (``deferred``) are sent
-again until ``--retries`` rounds have settled none of them; then they count as failed. Every item that does not
-end ``created`` or ``exists`` is written to ``FILE.errors`` as its line number, status, code and the field at
-fault: never the line itself, which holds tokens. Progress goes to stderr, the counts to stdout at the end.
+again until ``--retries`` rounds have settled none of them (an item whose provider failed, at most ``--retries``
+times more); then they count as failed. Every item that does not end ``created`` or ``exists`` is written to
+``FILE.errors`` as its line number, status, code and the field at fault: never the line itself, which holds
+tokens. Progress goes to stderr, the counts to stdout at the end.
 """
 
 from __future__ import annotations
@@ -205,17 +206,24 @@ def _parsed(numbers: list[int], documents: list[Any], parse: Parser) -> list[_Li
 def _with_retries(batch: list[_Line], run: Importer, retries: int, sleep: Callable[[float], None]) -> list[ItemResult]:
     """The batch's results; items answered ``unavailable`` or ``deferred`` are sent again after the longest wait
     a provider or the rate limit asked for (capped). A round that settles none of them counts against ``retries``;
-    one that settles some does not: the tenant's rate admits a large verified batch a share at a time."""
+    one that settles some does not: the tenant's rate admits a large verified batch a share at a time, and a
+    deferred item was not sent. Each item's provider, though, is asked at most ``retries + 1`` times: an item
+    answered ``unavailable`` that often is not sent again. Otherwise a provider settling one item a round would
+    be sent every item still left, round after round: some n²/2 calls for a batch of n."""
     results = run([line.item for line in batch])
+    failures = [int(result.status is ItemStatus.UNAVAILABLE) for result in results]
     attempt = 0
     while attempt < retries:
-        again = [index for index, result in enumerate(results) if result.status in RETRIED]
+        again = [
+            index for index, result in enumerate(results) if result.status in RETRIED and failures[index] <= retries
+        ]
         if not again:
             break
         asked = [results[index].retry_after or 0.0 for index in again]
         sleep(min(max([2.0 ** (attempt + 1), *asked]), MAX_RETRY_WAIT_SECONDS))
         for index, result in zip(again, run([batch[index].item for index in again]), strict=True):
             results[index] = result
+            failures[index] += result.status is ItemStatus.UNAVAILABLE
         if all(results[index].status in RETRIED for index in again):
             attempt += 1
     return results
