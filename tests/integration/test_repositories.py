@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import functools
 import threading
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -636,6 +637,20 @@ def test_the_token_read_decodes_a_state_once_yet_answers_each_change_and_each_ro
 # -- tenants --------------------------------------------------------------------------------------------
 
 
+def waits_for_a_lock(db: TestDatabase, seconds: float = 10.0) -> bool:
+    """Whether some session of the test database comes to wait for a lock within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with owner(db) as sql:
+            waiting = sql.run(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )[0][0]
+        if waiting:
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def test_no_connection_can_be_stored_for_a_locked_tenant_and_none_once_its_row_is_deleted(
     db: TestDatabase, tenant: uuid.UUID, secrets: SecretRegistry
 ) -> None:
@@ -654,8 +669,7 @@ def test_no_connection_can_be_stored_for_a_locked_tenant_and_none_once_its_row_i
         assert not uow.tenants.holds_connections_or_parked_grants(tenant)
         writer = threading.Thread(target=store)
         writer.start()
-        writer.join(timeout=1.0)
-        assert writer.is_alive(), "the insert did not wait for the tenant's lock"
+        assert waits_for_a_lock(db), "the insert did not wait for the tenant's lock"
         assert uow.tenants.delete(tenant)
         uow.commit()
     writer.join(timeout=10.0)
