@@ -240,6 +240,8 @@ class WebhookDeliveryRow(Base):
     retry_from: Mapped[datetime] = mapped_column(server_default=_NOW)
     lease_until: Mapped[datetime | None]
     lease_owner: Mapped[UUID | None]
+    held_until: Mapped[datetime | None]
+    """Only the claim reads and writes it (migration 0097): a delivery it passed over while it waited."""
     last_attempt_at: Mapped[datetime | None]
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error_code: Mapped[str | None]

@@ -203,7 +203,9 @@ class WebhookRepository:
         """Lease due deliveries across tenants (a SECURITY DEFINER function; ids only), in order per subject
         and endpoint, at most ``per_endpoint`` in flight per endpoint whoever sends them. At most one per endpoint
         and ``endpoints`` in all, each to the tenant with the fewest in flight (migration 0088): the caller passes
-        the slots it can start now, so nothing it leases waits behind its own busy pool."""
+        the slots it can start now, so nothing it leases waits behind its own busy pool. The claim reads only
+        endpoints it may send to, each up to its first sendable delivery (migration 0097), so a backlog parked
+        behind a disabled endpoint or an open circuit costs it nothing but a step per endpoint."""
         owner = uuid.uuid4()
         claimed = func.connvault_claim_webhook_deliveries(
             now, endpoints, per_endpoint, circuit_threshold, owner, until
@@ -319,6 +321,7 @@ class WebhookRepository:
                 next_attempt_at=now,
                 retry_from=now,
                 delivered_at=None,
+                held_until=None,
             ),
         )
         if not changed:
