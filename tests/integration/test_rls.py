@@ -286,6 +286,7 @@ def test_only_the_known_functions_run_as_definer_and_each_pins_its_search_path(d
         "connvault_claim_webhook_deliveries",
         "connvault_connect_link_tenant",
         "connvault_due_backlog",
+        "connvault_expire_webhook_deliveries",
         "connvault_find_api_key",
         "connvault_next_device_poll",
         "connvault_oauth_session_tenant",

@@ -102,7 +102,11 @@ class Settings:
     webhook_secret_overlap_seconds: int = 86_400
     webhook_max_endpoints: int = 20
     webhook_retention_days: int = 30
-    """Delivered and failed deliveries, and their events, are kept this long (listable, re-sendable)."""
+    """Delivered, failed and expired deliveries, and their events, are kept this long (listable, re-sendable)."""
+    webhook_max_pending_seconds: int = 259_200
+    """A delivery still pending this long after its event (or its last redeliver request) expires, sent or not:
+    behind a disabled endpoint, an open circuit or an earlier delivery of its connection, a backlog would otherwise
+    only grow. At least the retry window, so that expiry never cuts retries short."""
     webhook_drain_seconds: float = 0.0
     """How long one delivery run keeps polling the outbox once it is empty (0: return at once)."""
     account_retention_days: int = 30
@@ -131,6 +135,12 @@ class Settings:
             raise ConfigurationError(
                 f"setting {PREFIX}DEVICE_MIN_INTERVAL_SECONDS must be between 1 and 3600 (seconds)",
                 field="device_min_interval_seconds",
+            )
+        if self.webhook_max_pending_seconds < self.webhook_retry_window_seconds:
+            raise ConfigurationError(
+                f"setting {PREFIX}WEBHOOK_MAX_PENDING_SECONDS must be at least {PREFIX}WEBHOOK_RETRY_WINDOW_SECONDS "
+                f"({self.webhook_retry_window_seconds} s with these settings)",
+                field="webhook_max_pending_seconds",
             )
         if self.refresh_lease_seconds <= self.refresh_lease_floor_seconds:
             raise ConfigurationError(

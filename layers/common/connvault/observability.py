@@ -237,6 +237,8 @@ class MetricName:
     """A delivery's retry window ended without a 2xx: it is listed as failed and can be redelivered."""
     WEBHOOK_ERROR = "WebhookError"
     """Sending failed on our side (database, KMS); the lease runs out and the delivery is sent again."""
+    WEBHOOK_EXPIRED = "WebhookExpired"
+    """Deliveries still pending CONNVAULT_WEBHOOK_MAX_PENDING_SECONDS after their event, ended as expired."""
     ACCOUNTS_PURGED = "AccountsPurged"
     """Soft-deleted accounts past their retention, deleted by the scheduled purge."""
     PROXY_REQUEST = "ProxyRequest"

@@ -9,7 +9,7 @@ from uuid import UUID
 from pydantic import Field, StrictBool, StrictInt
 
 from connvault.api.schemas import Strict, Url
-from connvault.webhooks.model import CircuitState, DeliveryStatus, EventType
+from connvault.webhooks.model import CircuitState, DeliveryStatus, EventType, ExpiredReason
 
 if TYPE_CHECKING:
     from connvault.models import Page
@@ -111,7 +111,16 @@ class DeliveryResponse(Strict):
     message_id: str = Field(description="The webhook-id header: the same on every attempt and redelivery.")
     event_type: str
     subject_id: UUID
-    status: DeliveryStatus
+    status: DeliveryStatus = Field(
+        description="pending, delivered, failed (tried for the retry window, never acknowledged) or expired (still "
+        "pending CONNVAULT_WEBHOOK_MAX_PENDING_SECONDS, 3 days, after its event); failed and expired can be "
+        "redelivered."
+    )
+    expired_reason: ExpiredReason | None = Field(
+        description="Why an expired delivery was not sent in time, as its endpoint stood then: endpoint_disabled, "
+        "circuit_open (its receiver kept failing), max_age (it waited behind an earlier delivery of its connection). "
+        "Null unless expired."
+    )
     attempts: int
     next_attempt_at: datetime | None
     last_attempt_at: datetime | None
@@ -131,6 +140,7 @@ class DeliveryResponse(Strict):
             event_type=delivery.event_type,
             subject_id=delivery.subject_id,
             status=delivery.status,
+            expired_reason=delivery.expired_reason,
             attempts=delivery.attempts,
             next_attempt_at=delivery.next_attempt_at if pending else None,
             last_attempt_at=delivery.last_attempt_at,

@@ -247,6 +247,7 @@ class WebhookDeliveryRow(Base):
     last_error_code: Mapped[str | None]
     delivered_at: Mapped[datetime | None]
     created_at: Mapped[datetime] = mapped_column(server_default=_NOW)
+    expired_reason: Mapped[str | None]
 
 
 class ConnectConfirmationRow(Base):

@@ -23,6 +23,7 @@ from connvault.webhooks.model import (
     Delivery,
     DeliveryStatus,
     EventType,
+    ExpiredReason,
     SigningSecrets,
     WebhookEndpoint,
 )
@@ -213,6 +214,13 @@ class WebhookRepository:
         rows = self._session.execute(select(claimed.c.id, claimed.c.tenant_id, claimed.c.endpoint_id)).all()
         return [DeliveryClaim(row.id, row.tenant_id, row.endpoint_id, owner, until) for row in rows]
 
+    def expire_pending(self, now: datetime, pending_since: datetime, limit: int) -> int:
+        """End, across tenants, up to ``limit`` deliveries pending since before ``pending_since`` (none in flight)
+        as ``expired``, oldest first (migration 0098). Returns how many expired."""
+        return int(
+            self._session.scalar(select(func.connvault_expire_webhook_deliveries(now, pending_since, limit))) or 0
+        )
+
     def purge_history(self, before: datetime, limit: int) -> int:
         """Drop finished deliveries (and events left without any) older than ``before``, across tenants."""
         return int(self._session.scalar(select(func.connvault_purge_webhook_history(before, limit))) or 0)
@@ -322,6 +330,7 @@ class WebhookRepository:
                 retry_from=now,
                 delivered_at=None,
                 held_until=None,
+                expired_reason=None,
             ),
         )
         if not changed:
@@ -378,6 +387,7 @@ def _delivery(row: WebhookDeliveryRow, event: WebhookEventRow) -> Delivery:
         created_at=row.created_at,
         occurred_at=event.occurred_at,
         data=dict(event.data),
+        expired_reason=None if row.expired_reason is None else ExpiredReason(row.expired_reason),
     )
 
 

@@ -5,7 +5,9 @@ Guarantees, and what gives them:
 * **No gap.** An event row exists exactly when its state change committed (the trigger of migration 0070). A
   delivery stays ``pending`` until a receiver answered 2xx, or its retry window (at least
   ``CONNVAULT_WEBHOOK_RETRY_WINDOW_SECONDS``, 24 h) is over; then it is ``failed``, listed, and can be
-  redelivered.
+  redelivered. One never sent that long (behind a disabled endpoint, an open circuit, an earlier delivery of its
+  connection) is ``expired`` after ``CONNVAULT_WEBHOOK_MAX_PENDING_SECONDS`` (3 days), listed with the reason, and
+  can be redelivered too: a parked backlog is bounded, not kept for good.
 * **Duplicates, by design.** A sender that dies after the POST and before recording it leaves its lease; when
   the lease runs out the delivery is sent again with the same ``webhook-id``, which receivers deduplicate on.
 * **In order per connection.** The claim skips a delivery while an earlier one of its subject is pending for the
@@ -144,17 +146,43 @@ def deliver_due(
 
 
 def run_scheduled(remaining_ms: Callable[[], float]) -> dict[str, float]:
-    """The scheduled events run: revoke the grants of connect sessions that expired unconfirmed, drop history
-    past its retention, then send."""
+    """The scheduled events run: revoke the grants of connect sessions that expired unconfirmed, expire deliveries
+    pending too long, drop history past its retention, then send."""
     swept = revoke_unconfirmed()
+    expired = expire_backlog()
     purged = purge_history()
     report = deliver_due(remaining_ms)
     return {
         **report.as_dict(),
         "unconfirmed_revoked": swept.revoked,
         "unconfirmed_dropped": swept.dropped,
+        "backlog_expired": expired,
         "history_purged": purged,
     }
+
+
+EXPIRE_BATCH = 1000
+EXPIRE_BATCHES = 10
+
+
+def expire_backlog(*, now: Clock = utcnow, batch: int = EXPIRE_BATCH, batches: int = EXPIRE_BATCHES) -> int:
+    """End as ``expired`` the deliveries still pending ``CONNVAULT_WEBHOOK_MAX_PENDING_SECONDS`` after their event,
+    oldest first, in batches of their own transactions (short row locks; a run cut short keeps what it did), at most
+    ``batches`` a run so that sending keeps its time: 10,000 a minute, more than any tenant's events arrive."""
+    moment = now()
+    since = moment - timedelta(seconds=get_settings().webhook_max_pending_seconds)
+    expired = 0
+    for _ in range(batches):
+        with UnitOfWork(None) as uow:
+            done = uow.webhooks.expire_pending(moment, since, batch)
+            uow.commit()
+        expired += done
+        if done < batch:
+            break
+    if expired:
+        metrics.add_metric(name=MetricName.WEBHOOK_EXPIRED, unit="Count", value=expired)
+        logger.info("webhook deliveries expired", extra={"expired": expired})
+    return expired
 
 
 def purge_history(*, now: Clock = utcnow, batch: int = 5000) -> int:

@@ -38,6 +38,19 @@ class DeliveryStatus(StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
     FAILED = "failed"
+    """Tried until its retry window was over, never acknowledged."""
+    EXPIRED = "expired"
+    """Still pending ``CONNVAULT_WEBHOOK_MAX_PENDING_SECONDS`` after its event (migration 0098): see ExpiredReason."""
+
+
+class ExpiredReason(StrEnum):
+    """Why an expired delivery was not sent in time, as its endpoint stood when it expired."""
+
+    ENDPOINT_DISABLED = "endpoint_disabled"
+    CIRCUIT_OPEN = "circuit_open"
+    """The endpoint's circuit had not closed since it opened (its receiver kept failing)."""
+    MAX_AGE = "max_age"
+    """Neither: it waited behind an earlier delivery of its connection that kept failing, or no sender ran."""
 
 
 class CircuitState(StrEnum):
@@ -118,6 +131,7 @@ class Delivery:
     created_at: datetime
     occurred_at: datetime
     data: Mapping[str, Any]
+    expired_reason: ExpiredReason | None = None
 
     @property
     def message_id(self) -> str:
