@@ -1,5 +1,6 @@
-"""Events (EventBridge schedule): revoke grants of connect sessions that expired unconfirmed, then send the
-outbox's due webhook deliveries, signed, to tenants' endpoints."""
+"""Events (EventBridge schedule): revoke grants of connect sessions that expired unconfirmed, expire webhook
+deliveries pending too long and drop old history, then send the outbox's due webhook deliveries, signed, to tenants'
+endpoints."""
 
 from typing import Any
 
