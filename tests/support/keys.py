@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import datetime
+import math
+import textwrap
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -104,3 +107,25 @@ def certificate_chain(tmp: Path, name: str) -> tuple[Path, Path, Path]:
         key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return ca_path, leaf_path, key_path
+
+
+def rsa_pem(*, n: int, e: int, d: int, p: int, q: int) -> str:
+    """A traditional RSA PEM of exactly these numbers (the CRT values derived from them), whatever they are: keys
+    no generator makes, as a hostile tenant hands them over."""
+    fields = (0, n, e, d, p, q, d % (p - 1), d % (q - 1), pow(q, -1, p) if math.gcd(q, p) == 1 else 1)
+    body = b"".join(_der_integer(value) for value in fields)
+    der = b"\x30" + _der_length(len(body)) + body
+    lines = textwrap.wrap(base64.b64encode(der).decode(), 64)
+    return "\n".join(["-----BEGIN RSA PRIVATE KEY-----", *lines, "-----END RSA PRIVATE KEY-----", ""])
+
+
+def _der_integer(value: int) -> bytes:
+    data = value.to_bytes(value.bit_length() // 8 + 1, "big", signed=True)
+    return b"\x02" + _der_length(len(data)) + data
+
+
+def _der_length(length: int) -> bytes:
+    if length < 128:
+        return bytes([length])
+    data = length.to_bytes((length.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(data)]) + data

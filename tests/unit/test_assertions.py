@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 from datetime import UTC, datetime
 
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from connvault.errors import ClientRejected, InvalidInput, ReauthRequired
@@ -25,7 +26,7 @@ from connvault.models import (
 )
 from connvault.oauth.assertions import RS256, client_assertion, grant_assertion, parse_signing_key
 from connvault.redacted import Redacted
-from tests.support.keys import ec_key, rsa_key
+from tests.support.keys import ec_key, rsa_key, rsa_pem
 
 OVERSIZED_BITS = 4352
 
@@ -132,6 +133,34 @@ def test_an_rsa_key_past_4096_bits_is_refused_before_its_costly_check(checks: li
         parse_signing_key(rsa_key(3, bits=OVERSIZED_BITS).private_pem, "private_key")
 
     assert refused.value.field == "private_key"
+    assert checks == [False]
+
+
+def test_a_modulus_that_is_not_its_two_half_sized_primes_is_refused_before_the_costly_check(
+    checks: list[bool],
+) -> None:
+    """OpenSSL's check tests the primes before it multiplies them: beside a 4096-bit modulus, a Mersenne prime of
+    4423 bits cost it 4.5 s holding the GIL, one of 86,243 bits (which a 16 KB PEM holds) hours (outside probe)."""
+    mersenne = 2**2203 - 1
+    pem = rsa_pem(n=(1 << 4095) | 12345, e=65537, d=5, p=mersenne, q=3)
+
+    with pytest.raises(InvalidInput, match="two primes of half its size") as refused:
+        parse_signing_key(pem, "private_key")
+
+    assert refused.value.field == "private_key"
+    assert checks == [False]
+
+
+def test_a_public_exponent_past_2_to_the_32_is_refused(checks: list[bool]) -> None:
+    """OpenSSL verifies each signature by raising it to ``e``: a 70,000-bit one made every signature 0.6 s."""
+    numbers = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_numbers()
+    carmichael = math.lcm(numbers.p - 1, numbers.q - 1)
+    e = next(e for e in range(2**40 + 1, 2**41, 2) if math.gcd(e, carmichael) == 1)
+    pem = rsa_pem(n=numbers.p * numbers.q, e=e, d=pow(e, -1, carmichael), p=numbers.p, q=numbers.q)
+
+    with pytest.raises(InvalidInput, match="public exponent"):
+        parse_signing_key(pem, "private_key")
+
     assert checks == [False]
 
 

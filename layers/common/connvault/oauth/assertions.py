@@ -9,9 +9,10 @@ unencrypted PKCS#8, so that nothing but the key itself is kept.
 
 OpenSSL's full check of an RSA key (its primes tested) grows with about the fourth power of its size and holds
 the GIL: 36 ms at 2048 bits, 0.28 s at 4096, 4.4 s at 8192 and 33 s at 16,384 here, which a 16 KB PEM admits.
-So a key's size is read before that check runs, anything past 4096 bits is refused, and the check runs once, at
-intake; signing loads the stored key unchecked (0.05 ms against 36 ms at 2048 bits). An outside probe on
-2026-11-30 froze every thread of a scheduled refresh for seconds per signature with three 8192-bit keys.
+So a key's size and shape are read before that check runs (``_check_rsa_shape``), anything past 4096 bits is
+refused, and the check runs once, at intake; signing loads the stored key unchecked (0.05 ms against 36 ms at
+2048 bits). An outside probe on 2026-11-30 froze every thread of a scheduled refresh for seconds per signature
+with three 8192-bit keys.
 
 A JWT library would do the same in more code; the part used here is a header, a payload and one signature.
 """
@@ -85,12 +86,28 @@ def _algorithm(key: object, field: str) -> str:
             raise InvalidInput(f"{field} is an RSA key shorter than {MIN_RSA_BITS} bits", field=field)
         if key.key_size > MAX_RSA_BITS:
             raise InvalidInput(f"{field} is an RSA key longer than {MAX_RSA_BITS} bits", field=field)
+        _check_rsa_shape(key, field)
         return RS256
     if isinstance(key, ec.EllipticCurvePrivateKey):
         if not isinstance(key.curve, ec.SECP256R1):
             raise InvalidInput(f"{field} is an EC key on a curve other than P-256", field=field)
         return ES256
     raise InvalidInput(f"{field} must be an RSA (RS256) or EC P-256 (ES256) private key", field=field)
+
+
+def _check_rsa_shape(key: rsa.RSAPrivateKey, field: str) -> None:
+    """Refuse, before OpenSSL's check, what would make that check or each signature cost far more than the
+    modulus' size says. The check tests the primes before it multiplies them, so a 4096-bit modulus beside a
+    huge known prime cost it seconds to hours (2^4423 - 1: 4.5 s); and OpenSSL verifies every signature by
+    raising it to the public exponent (a 70,000-bit one: 0.6 s a signature). Two primes of half the modulus
+    each, whose product it is, and an odd exponent below 2^32 (65537 in practice) cost what the size says."""
+    numbers = key.private_numbers()
+    public = numbers.public_numbers
+    half = key.key_size / 2
+    if numbers.p * numbers.q != public.n or any(abs(prime.bit_length() - half) > 2 for prime in (numbers.p, numbers.q)):
+        raise InvalidInput(f"{field} is not an RSA key of two primes of half its size each", field=field)
+    if not (3 <= public.e < 2**32 and public.e % 2 == 1):
+        raise InvalidInput(f"{field} has an RSA public exponent outside 3 to 2^32 (65537 is usual)", field=field)
 
 
 def sign(claims: Mapping[str, Any], key: SigningKey, refused: type[ReauthRequired] = ReauthRequired) -> str:
