@@ -12,7 +12,7 @@ import pytest
 from connvault.services.scheduler import SchedulerConfig, refresh_due
 from connvault.services.tokens import IssuedCredential, get_token
 from demo_provider import PRIVATE_KEY_JWT, DemoProvider, Fault
-from tests.api.conftest import Answer, Api, db_state, stored_connection
+from tests.api.conftest import Answer, Api, connect_account, db_state, stored_connection
 from tests.api.test_token_fetch import fetch, set_expiry
 from tests.support.factories import owner
 from tests.support.keys import KeyPair, ec_key, rsa_key
@@ -261,6 +261,22 @@ def test_a_token_endpoint_of_its_own_keeps_its_secret_from_the_providers_revocat
 
     assert deleted.status == 200, deleted.body
     assert deleted.json()["revocation"] == "not_supported"
+    assert provider.stats().revoked == frozenset()
+
+
+def test_a_reconnect_over_a_token_endpoint_of_its_own_revokes_the_replaced_grant_nowhere(api: Api, provider) -> None:
+    """An end user connecting the same account replaces the grant; the replaced one came from the connection's own
+    server, so the catalog provider's revocation endpoint is not sent its token (a second probe, 2026-11-30)."""
+    api.secrets.add(OWN_SECRET)
+    with DemoProvider() as own_server:
+        own_server.add_client("reporting", secret=OWN_SECRET)
+        made = create(api, client_id="reporting", client_secret=OWN_SECRET, token_url=f"{own_server.base_url}/token")
+        assert made.status == 201, made.body
+        fetch(api, made.json()["id"])
+
+        reconnected = connect_account(api, end_user_id="billing-service")
+
+    assert str(reconnected) == made.json()["id"]
     assert provider.stats().revoked == frozenset()
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from connvault import connection_config
 from connvault.models import OAuth2Credentials, RevocationScope
 from connvault.observability import MetricName, logger, metrics
+from connvault.services.renewal import revoking_client
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -35,7 +36,8 @@ class ReplacedGrant(StrEnum):
     AUTHORIZATION_SCOPE = "authorization_scope"
     """The provider's revocation ends every grant of the client for the user, the new one included."""
     NOT_SUPPORTED = "not_supported"
-    """Nothing to revoke with: no revocation endpoint, no integration, or not an OAuth grant."""
+    """Nothing to revoke with: no revocation endpoint, no client that may revoke (no integration, a service
+    account, a grant from a token endpoint of its own), or not an OAuth grant."""
     UNREADABLE = "unreadable"
     """The replaced envelope could not be opened, so its tokens are unknown."""
     ISSUER_LEFT = "issuer_left"
@@ -84,13 +86,16 @@ def _retire(
         return ReplacedGrant.UNREADABLE
     if saved.replaced_issuer_left:
         return ReplacedGrant.ISSUER_LEFT
-    if not isinstance(old, OAuth2Credentials) or provider.revocation_url is None or integration is None:
+    # The client that may revoke the replaced grant, as a delete picks it: none for one minted on a token endpoint
+    # of its own, whose tokens the provider's revocation endpoint did not issue.
+    client = revoking_client(old, integration.client if integration is not None else None)
+    if not isinstance(old, OAuth2Credentials) or provider.revocation_url is None or client is None:
         return ReplacedGrant.NOT_SUPPORTED
     if isinstance(new, OAuth2Credentials) and _shares_a_token(old, new):
         return ReplacedGrant.SAME_GRANT
     if provider.revocation_scope is RevocationScope.AUTHORIZATION:
         return ReplacedGrant.AUTHORIZATION_SCOPE
-    revoked = revoke_grant(oauth, provider, integration.client, old, saved.connection.id)
+    revoked = revoke_grant(oauth, provider, client, old, saved.connection.id)
     return ReplacedGrant.REVOKED if revoked else ReplacedGrant.FAILED
 
 
