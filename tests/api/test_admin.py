@@ -278,10 +278,9 @@ def test_a_grant_stored_while_a_tenants_deletion_walks_is_revoked_too_before_the
     assert not tenant_exists(db, api.tenant.tenant_id)
 
 
-def test_a_tenant_storing_grants_faster_than_its_deletion_revokes_them_is_a_conflict_to_retry(
-    api, provider, db
-) -> None:
-    from connvault.errors import Conflict
+def test_a_tenant_storing_grants_during_its_deletion_cannot_keep_it_from_finishing(api, provider, db) -> None:
+    """Each round revokes what the tenant held when it began; after ``DELETE_ROUNDS`` the row goes whatever is
+    left (an outside probe held the deletion open for as long as it kept adding connections)."""
     from connvault.services.tenants import DELETE_ROUNDS, delete_tenant
     from tests.api.conftest import connect_account
 
@@ -293,13 +292,14 @@ def test_a_tenant_storing_grants_faster_than_its_deletion_revokes_them_is_a_conf
 
         def revoke(self, *args):
             self.rounds += 1
-            connect_account(api, end_user_id=f"user-{self.rounds}")
+            for more in range(2):  # faster than it is revoked
+                connect_account(api, end_user_id=f"user-{self.rounds}-{more}")
             return self._real.revoke(*args)
 
     connect_account(api, end_user_id="alice")
 
-    with pytest.raises(Conflict):
-        delete_tenant(UnitOfWork(api.tenant.tenant_id), oauth=_AlwaysStoring())
+    assert delete_tenant(UnitOfWork(api.tenant.tenant_id), oauth=_AlwaysStoring()) is True
 
-    assert tenant_exists(db, api.tenant.tenant_id)
-    assert len(provider.stats().revoked) == DELETE_ROUNDS
+    assert not tenant_exists(db, api.tenant.tenant_id)
+    assert DELETE_ROUNDS == 3
+    assert len(provider.stats().revoked) == 1 + 2 + 4  # each round, what the tenant held when it began

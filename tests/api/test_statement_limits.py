@@ -4,6 +4,7 @@ retryable error (503 ``database_busy`` with ``Retry-After`` on the API) whose co
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -70,3 +71,29 @@ def test_token_fetch_behind_a_held_row_lock_is_a_quick_503_with_retry_after(
     assert int(answer.headers["Retry-After"]) >= 1
     assert elapsed < 3.0
     assert api.call("GET", f"/connections/{connection_id}/token", query={"force_refresh": "true"}).status == 200
+
+
+def test_a_transaction_ended_by_a_deadlock_is_database_busy(db: TestDatabase) -> None:
+    """A request that deadlocks with another (the connect page's save with a tenant's deletion, found by an outside
+    probe) is a typed, retryable error, not a driver's exception and a 500."""
+    tenant = make_tenant()
+    waiting = threading.Event()
+
+    def other() -> None:
+        with owner(db) as connection:
+            connection.run("BEGIN")
+            connection.run("SELECT pg_advisory_xact_lock(2)")
+            waiting.wait(5)
+            time.sleep(0.3)  # the unit of work below now waits for lock 2
+            connection.run("SELECT pg_advisory_xact_lock(1)")
+            connection.run("ROLLBACK")
+
+    thread = threading.Thread(target=other)
+    with UnitOfWork(tenant) as uow:
+        uow.session.execute(text("SELECT pg_advisory_xact_lock(1)"))
+        thread.start()
+        waiting.set()
+        time.sleep(0.1)
+        with pytest.raises(DatabaseBusy, match="conflict"):
+            uow.session.execute(text("SELECT pg_advisory_xact_lock(2)"))
+    thread.join(10)

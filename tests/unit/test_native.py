@@ -107,6 +107,16 @@ def test_a_statement_cancelled_for_time_is_database_busy_and_not_tried_again(cod
     assert pool.taken[0].closed
 
 
+@pytest.mark.parametrize("code", ["40P01", "40001"])  # deadlock_detected, serialization_failure
+def test_a_transaction_ended_in_a_conflict_is_database_busy_and_not_tried_again(code: str) -> None:
+    pool = Pool(server_error(code), [[1]])
+
+    with pytest.raises(DatabaseBusy, match="conflict"):
+        pool.run(statement_errors_retryable=True)
+
+    assert len(pool.taken) == 1
+
+
 def test_any_other_server_error_is_the_drivers_own_or_retryable_as_the_caller_says() -> None:
     bug = server_error("42P01")  # undefined_table: a fault of the statement, not of the database
 

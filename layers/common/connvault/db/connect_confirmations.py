@@ -99,6 +99,11 @@ class ConnectConfirmationRepository:
         provider): the tenant is being deleted, and its cascade would drop the row out of the sweep's reach."""
         return self._take(ConnectConfirmationRow.id == session_id, ConnectConfirmationRow.tenant_id == tenant_id)
 
+    def count(self, tenant_id: UUID) -> int:
+        """How many grants the tenant has parked (filtered by tenant as well as RLS)."""
+        query = select(func.count()).select_from(ConnectConfirmationRow)
+        return self._session.scalar(query.where(ConnectConfirmationRow.tenant_id == tenant_id)) or 0
+
     def list_ids(self, tenant_id: UUID, limit: int) -> list[UUID]:
         """Ids of the tenant's parked grants, expired or not, oldest first (filtered by tenant as well as RLS)."""
         query = (

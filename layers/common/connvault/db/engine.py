@@ -22,6 +22,7 @@ from connvault.config import get_settings
 from connvault.db.target import (
     DatabaseTarget,
     StatementLimits,
+    conflicted,
     connect_with,
     connection_lost,
     database_unavailable,
@@ -122,6 +123,8 @@ def get_engine() -> Engine:
         context.is_disconnect = True
         if timed_out(original):
             return DatabaseBusy("the database did not answer in time; retry shortly")
+        if conflicted(original):
+            return DatabaseBusy("the database ended the transaction in a conflict with another; retry shortly")
         wrapped = context.sqlalchemy_exception
         if (
             dropped

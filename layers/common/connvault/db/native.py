@@ -15,6 +15,7 @@ from connvault.config import get_settings
 from connvault.db.target import (
     REFUSED_SQLSTATES,
     StatementLimits,
+    conflicted,
     connect_with,
     database_unavailable,
     sqlstate,
@@ -112,6 +113,8 @@ def _translate(error: InterfaceError | OSError | DatabaseError, *, statement_err
     """Raise what the driver's ``error`` means (see ``run_reconnecting_once``); return to let it propagate."""
     if timed_out(error):
         raise DatabaseBusy("the database did not answer in time; retry shortly") from None
+    if conflicted(error):
+        raise DatabaseBusy("the database ended the transaction in a conflict with another; retry shortly") from None
     if sqlstate(error) in REFUSED_SQLSTATES:
         raise DatabaseUnavailable("the database is unavailable; retry shortly") from None
     if not isinstance(error, DatabaseError) or database_unavailable(error):

@@ -136,6 +136,16 @@ def timed_out(error: BaseException) -> bool:
     return sqlstate(error) in TIMED_OUT_SQLSTATES
 
 
+CONFLICTED_SQLSTATES = frozenset({"40P01", "40001"})
+"""deadlock_detected and serialization_failure: the server ended the transaction for another's sake; the same
+work retried later may go through."""
+
+
+def conflicted(error: BaseException) -> bool:
+    """Whether ``error`` is the server ending a transaction that deadlocked or could not be serialised."""
+    return sqlstate(error) in CONFLICTED_SQLSTATES
+
+
 def quote_identifier(name: str) -> str:
     if not name.replace("_", "").isalnum() or not name[0].isalpha():
         raise ConfigurationError("database role name must be a plain identifier", field="db_app_role")

@@ -89,13 +89,19 @@ def revoke_parked(uow: UnitOfWork, *, oauth: OAuthClient | None = None) -> Sweep
     that does not answer or refuses costs the grant its revocation (counted ``dropped``), never the deletion."""
     client = oauth or wiring.get_oauth_client()
     outcomes: list[bool | None] = []
-    while True:
+    with uow:
+        due = uow.connect_confirmations.count(uow.tenant)
+    # As many as were parked when it began: a tenant parking grants as fast as they are revoked does not keep it
+    # going (the deletion's next round, or its cascade, meets the rest).
+    while due > 0:
         with uow:
-            ids = uow.connect_confirmations.list_ids(uow.tenant, SWEEP_BATCH)
+            ids = uow.connect_confirmations.list_ids(uow.tenant, min(SWEEP_BATCH, due))
         if not ids:
-            return _reported(outcomes)
+            break
         # Each id is gone once taken (or consumed meanwhile), so the next page holds only rows not seen yet.
         outcomes.extend(_take_and_revoke(uow, session_id, client, expired_by=None) for session_id in ids)
+        due -= len(ids)
+    return _reported(outcomes)
 
 
 def _take_and_revoke(
