@@ -223,6 +223,73 @@ def test_a_run_queued_behind_one_connections_parked_delivery_is_set_aside_and_re
     assert taken == [[run[1][0]]]
 
 
+def test_one_tenants_blocked_connections_do_not_take_every_hold_from_another_tenants_endpoint(outbox: Outbox) -> None:
+    """Holds go to tenants in turns (migration 0099). A tenant keeping hundreds of old connections blocked (a first
+    delivery in backoff, a second behind it) took every hold of every claim under 0097, and another tenant's
+    endpoint, whose first ready deliveries all waited behind one of its connections, sent nothing (an outside probe:
+    never in 60 claims)."""
+    # Given a tenant whose 300 connections each have a delivery parked for an hour and one behind it
+    hostile = outbox.endpoint("hostile")
+    outbox.sql.run(
+        "WITH s AS (SELECT gen_random_uuid() AS sid FROM generate_series(1, 300)),"
+        " e AS (INSERT INTO webhook_events (tenant_id, type, subject_id, data)"
+        "  SELECT w.tenant_id, 'connection.created', s.sid, '{}' FROM webhook_endpoints w, s, generate_series(1, 2) k"
+        "  WHERE w.id = CAST(:e AS uuid) ORDER BY s.sid, k RETURNING id, tenant_id, subject_id)"
+        " INSERT INTO webhook_deliveries (tenant_id, endpoint_id, event_id, subject_id, next_attempt_at)"
+        " SELECT tenant_id, CAST(:e AS uuid), id, subject_id, now() - interval '20 minutes' FROM e",
+        e=hostile,
+    )
+    outbox.sql.run(
+        "UPDATE webhook_deliveries d SET next_attempt_at = now() + interval '1 hour', attempts = 1"
+        " WHERE endpoint_id = CAST(:e AS uuid) AND seq = (SELECT min(seq) FROM webhook_deliveries o"
+        " WHERE o.endpoint_id = d.endpoint_id AND o.subject_id = d.subject_id)",
+        e=hostile,
+    )
+    outbox.sql.run("VACUUM ANALYZE webhook_deliveries")
+    # and another tenant's endpoint whose connection has a retry due now and 40 deliveries ready behind it
+    victim, connection = outbox.endpoint("victim"), uuid.uuid4()
+    outbox.deliveries(victim, 1, subject=connection, due_in="-1 minute")
+    outbox.deliveries(victim, 40, subject=connection, due_in="-10 minutes")
+
+    # When a few claims run, each sent delivery failing again
+    taken = []
+    for _ in range(4):
+        taken.append(victim in outbox.claim(keep=True).endpoints)
+        outbox.sql.run("UPDATE webhook_deliveries SET lease_until = NULL, lease_owner = NULL")
+
+    # Then the victim's endpoint sent within them
+    assert any(taken), taken
+
+
+def test_a_status_change_does_not_read_the_drained_deliveries_of_its_connection_under_an_old_snapshot(
+    outbox: Outbox, db: TestDatabase
+) -> None:
+    """While an old snapshot (a long report, a replica's feedback) keeps delivered deliveries' index entries alive,
+    the release trigger's search from the connection's first delivery walked all of them: 3,002 rows at the
+    3,000th change (an outside probe). It searches after the one that left (migration 0099)."""
+    endpoint, connection = outbox.endpoint("draining"), uuid.uuid4()
+    outbox.deliveries(endpoint, 600, subject=connection)
+    ids = [
+        row[0]
+        for row in outbox.sql.run(
+            "SELECT id::text FROM webhook_deliveries WHERE subject_id = CAST(:s AS uuid) ORDER BY seq",
+            s=str(connection),
+        )
+    ]
+    with owner(db) as report:
+        report.run("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        report.run("SELECT count(*) FROM tenants")
+        for delivery in ids[:-1]:
+            outbox.sql.run("BEGIN")
+            before = outbox.sql.run(READ)[0][0]
+            outbox.sql.run("UPDATE webhook_deliveries SET status = 'delivered' WHERE id = CAST(:d AS uuid)", d=delivery)
+            read = outbox.sql.run(READ)[0][0] - before
+            outbox.sql.run("COMMIT")
+        report.run("ROLLBACK")
+
+    assert read < 50, read
+
+
 def test_senders_racing_each_other_and_new_events_take_every_delivery_once_in_order_without_waiting_on_a_hold(
     db: TestDatabase,
 ) -> None:

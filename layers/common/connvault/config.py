@@ -14,6 +14,8 @@ from functools import lru_cache
 from connvault.errors import ConfigurationError
 
 PREFIX = "CONNVAULT_"
+MAX_PENDING_SECONDS = 365 * 86_400
+"""The longest a webhook delivery may stay pending: a year."""
 
 
 @dataclass(frozen=True, slots=True, repr=False)
@@ -136,10 +138,11 @@ class Settings:
                 f"setting {PREFIX}DEVICE_MIN_INTERVAL_SECONDS must be between 1 and 3600 (seconds)",
                 field="device_min_interval_seconds",
             )
-        if self.webhook_max_pending_seconds < self.webhook_retry_window_seconds:
+        if not self.webhook_retry_window_seconds <= self.webhook_max_pending_seconds <= MAX_PENDING_SECONDS:
+            # Past a year, the cut-off before it falls out of datetime's range and every run of the sender fails.
             raise ConfigurationError(
                 f"setting {PREFIX}WEBHOOK_MAX_PENDING_SECONDS must be at least {PREFIX}WEBHOOK_RETRY_WINDOW_SECONDS "
-                f"({self.webhook_retry_window_seconds} s with these settings)",
+                f"({self.webhook_retry_window_seconds} s with these settings) and at most {MAX_PENDING_SECONDS}",
                 field="webhook_max_pending_seconds",
             )
         if self.refresh_lease_seconds <= self.refresh_lease_floor_seconds:
