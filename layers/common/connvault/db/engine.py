@@ -22,15 +22,14 @@ from connvault.config import get_settings
 from connvault.db.target import (
     DatabaseTarget,
     StatementLimits,
-    conflicted,
+    busy,
     connect_with,
     connection_lost,
     database_unavailable,
     session_setup,
-    timed_out,
     unreachable,
 )
-from connvault.errors import DatabaseBusy, DatabaseUnavailable
+from connvault.errors import DatabaseUnavailable
 from connvault.once import once
 
 PING_AFTER_IDLE_SECONDS = 30.0
@@ -121,10 +120,8 @@ def get_engine() -> Engine:
         lost = dropped or connection_lost(original)
         context.invalidate_pool_on_disconnect = lost
         context.is_disconnect = True
-        if timed_out(original):
-            return DatabaseBusy("the database did not answer in time; retry shortly")
-        if conflicted(original):
-            return DatabaseBusy("the database ended the transaction in a conflict with another; retry shortly")
+        if (retry_later := busy(original)) is not None:
+            return retry_later
         wrapped = context.sqlalchemy_exception
         if (
             dropped

@@ -15,13 +15,12 @@ from connvault.config import get_settings
 from connvault.db.target import (
     REFUSED_SQLSTATES,
     StatementLimits,
-    conflicted,
+    busy,
     connect_with,
     database_unavailable,
     sqlstate,
-    timed_out,
 )
-from connvault.errors import DatabaseBusy, DatabaseUnavailable
+from connvault.errors import DatabaseUnavailable
 from connvault.retry import retry
 
 if TYPE_CHECKING:
@@ -76,14 +75,15 @@ def run_reconnecting_once(
     a connection found lost (it died while idle: a frozen Lambda, a failover that ended its session) is replaced
     once.
 
-    A connection that saw any exception inside a statement is closed, never kept: its replies may still be
-    unread on the wire, and the next statement would take them for its own (another tenant's row). What the
-    driver's failure means is decided here: a statement the server cancelled for time is ``DatabaseBusy``; a
-    server refusing new connections (too many clients, a failover in progress), or a connection lost twice, is
-    ``DatabaseUnavailable`` (the caller answers or schedules "retry shortly"). Any other error the server
-    answered is a fault of the statement: ``DatabaseUnavailable`` as well with ``statement_errors_retryable``
-    (a refresh's store, which its caller retries rather than lose a rotated token), else the driver's error as
-    it is (a bug: a 500)."""
+    A connection that saw any exception inside a statement is closed, never kept: its replies may still be unread on
+    the wire, and the next statement would take them for its own (another tenant's row). What the driver's failure
+    means is decided here: a statement the server cancelled for time, or a transaction it ended in a deadlock or a
+    serialization failure, is ``DatabaseBusy`` (``target.busy``); a server refusing new connections (too many
+    clients, a failover in progress), or a connection lost twice, is ``DatabaseUnavailable`` (the caller answers or
+    schedules "retry shortly"). Any other error the server answered is a fault of the statement:
+    ``DatabaseUnavailable`` as well with ``statement_errors_retryable`` (a refresh's store, which its caller retries
+    rather than lose a rotated token), else the driver's error as it is (a bug: a 500).
+    """
 
     def once() -> list[list[Any]]:
         connection: PreparedConnection | None = None
@@ -111,10 +111,8 @@ class _ConnectionLost(Exception):
 
 def _translate(error: InterfaceError | OSError | DatabaseError, *, statement_errors_retryable: bool) -> None:
     """Raise what the driver's ``error`` means (see ``run_reconnecting_once``); return to let it propagate."""
-    if timed_out(error):
-        raise DatabaseBusy("the database did not answer in time; retry shortly") from None
-    if conflicted(error):
-        raise DatabaseBusy("the database ended the transaction in a conflict with another; retry shortly") from None
+    if (retry_later := busy(error)) is not None:
+        raise retry_later from None
     if sqlstate(error) in REFUSED_SQLSTATES:
         raise DatabaseUnavailable("the database is unavailable; retry shortly") from None
     if not isinstance(error, DatabaseError) or database_unavailable(error):

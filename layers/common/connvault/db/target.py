@@ -18,7 +18,7 @@ import pg8000.exceptions
 import pg8000.native
 
 from connvault.config import Settings, get_settings
-from connvault.errors import ConfigurationError
+from connvault.errors import ConfigurationError, DatabaseBusy
 from connvault.redacted import Redacted
 
 INVALID_PASSWORD = "28P01"
@@ -126,24 +126,26 @@ def session_setup(role: str | None, limits: StatementLimits | None) -> list[str]
     return statements
 
 
-TIMED_OUT_SQLSTATES = frozenset({"57014", "55P03"})
-"""query_canceled (``statement_timeout``) and lock_not_available (``lock_timeout``): the database was too busy
-for this statement; retrying later may work."""
+_TIMED_OUT = "the database did not answer in time; retry shortly"
+_CONFLICTED = "the database ended the transaction in a conflict with another; retry shortly"
+BUSY_SQLSTATES = {
+    # query_canceled (``statement_timeout``) and lock_not_available (``lock_timeout``): the database was too busy
+    # for this statement.
+    "57014": _TIMED_OUT,
+    "55P03": _TIMED_OUT,
+    # deadlock_detected and serialization_failure: the server ended the transaction for another's sake.
+    "40P01": _CONFLICTED,
+    "40001": _CONFLICTED,
+}
+"""Server errors after which the same work, retried later, may go through: ``DatabaseBusy`` with these words."""
 
 
-def timed_out(error: BaseException) -> bool:
-    """Whether ``error`` (pg8000's, or SQLAlchemy's wrapper of one) is the server cancelling a statement for time."""
-    return sqlstate(error) in TIMED_OUT_SQLSTATES
-
-
-CONFLICTED_SQLSTATES = frozenset({"40P01", "40001"})
-"""deadlock_detected and serialization_failure: the server ended the transaction for another's sake; the same
-work retried later may go through."""
-
-
-def conflicted(error: BaseException) -> bool:
-    """Whether ``error`` is the server ending a transaction that deadlocked or could not be serialised."""
-    return sqlstate(error) in CONFLICTED_SQLSTATES
+def busy(error: BaseException) -> DatabaseBusy | None:
+    """``DatabaseBusy`` when ``error`` (pg8000's, or SQLAlchemy's wrapper of one) is the server cancelling a
+    statement for time or ending a transaction in a conflict; None for any other error. One translation for the
+    SQLAlchemy engine and the native statements alike."""
+    message = BUSY_SQLSTATES.get(sqlstate(error) or "")
+    return None if message is None else DatabaseBusy(message)
 
 
 def quote_identifier(name: str) -> str:
